@@ -5,5 +5,8 @@ export { type Duration, toMs } from './duration.js';
 export * from './retry/backoff.js';
 export * from './retry/jitter.js';
 export type * from './retry/types.js';
+export * from './retry/index.js';
 export type * from './idempotency/store.js';
 export type * from './idempotency/types.js';
+export * from './idempotency/index.js';
+export * from './config/index.js';

@@ -1,0 +1,7 @@
+import type { CliIo } from '../io.js';
+
+/** `reprocess demo`: not built yet. */
+export async function run(_args: string[], io: CliIo): Promise<number> {
+  io.err('reprocess demo: not available in this build yet');
+  return 2;
+}

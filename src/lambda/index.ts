@@ -1,0 +1,2 @@
+export * from './api/index.js';
+export * from './sqs/index.js';
