@@ -1,2 +1,1 @@
-// Filled in by the issue that builds this part.
-export {};
+export { defaultClassifier, isRetryable, parseRetryAfter, retryAfterMs } from './classify.js';
