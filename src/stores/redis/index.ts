@@ -1,2 +1,3 @@
-// Filled in by the issue that builds this part.
-export {};
+export { createRedisStore, type RedisStore, type RedisStoreOptions } from './redis-store.js';
+export { openRedisStore, type OpenRedisStoreOptions } from './open-redis-store.js';
+export { fromNodeRedis, type NodeRedisLike, type RedisLike } from './redis-like.js';

@@ -1,0 +1,41 @@
+import { InvalidArgumentError } from '../../errors.js';
+
+/** Throws {@link InvalidArgumentError} unless `key` is a non-empty string. */
+export function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new InvalidArgumentError(`redis store: key must be a non-empty string, got ${show(key)}`);
+  }
+}
+
+/** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */
+export function checkString(what: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string') {
+    throw new InvalidArgumentError(`redis store: ${what} must be a string, got ${show(value)}`);
+  }
+}
+
+/** Throws unless `token` is a positive safe integer (tokens come from begin). */
+export function checkToken(token: unknown): asserts token is number {
+  if (typeof token !== 'number' || !Number.isSafeInteger(token) || token <= 0) {
+    throw new InvalidArgumentError(
+      `redis store: token must be a positive integer from begin, got ${show(token)}`,
+    );
+  }
+}
+
+/** A duration in ms as the decimal integer a script reads; `min` is the smallest accepted. */
+export function durationArg(what: string, ms: unknown, min: number): string {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < min || ms > 1e13) {
+    throw new InvalidArgumentError(
+      `redis store: ${what} must be a finite number of milliseconds >= ${min}, got ${show(ms)}`,
+    );
+  }
+  return String(Math.max(min, Math.ceil(ms)));
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  return typeof value === 'number' || value === null || value === undefined
+    ? String(value)
+    : typeof value;
+}

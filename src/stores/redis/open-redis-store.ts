@@ -1,0 +1,93 @@
+import { InvalidArgumentError } from '../../errors.js';
+import type { RedisLike } from './redis-like.js';
+import { createRedisStore, type RedisStore } from './redis-store.js';
+
+/** Options of {@link openRedisStore}. */
+export interface OpenRedisStoreOptions {
+  /** Key prefix (default `reprocess:`, or the URL's `?prefix=`). */
+  prefix?: string;
+  /** A command not answered within this many ms fails with StoreUnavailableError (default 5000). */
+  commandTimeoutMs?: number;
+  /** Bound on opening a TCP connection (default 5000). */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Opens a Redis store from a URL (`redis://[user:password@]host[:port][/db][?prefix=p:]`,
+ * `rediss://` for TLS) with its own ioredis client, which `close()` closes.
+ *
+ * The client is set up to fail closed instead of waiting:
+ * - `maxRetriesPerRequest: 0`: when the connection drops, commands in flight and queued are
+ *   rejected at once (StoreUnavailableError) instead of waiting through reconnection attempts;
+ *   a command issued while reconnecting waits at most for the next connection attempt.
+ * - `autoResendUnfulfilledCommands: false`: a script whose reply was lost is never sent again
+ *   behind the caller's back (it may have run; the caller sees the failure and decides).
+ * - `enableOfflineQueue: true`: commands issued while connecting (at start, after a restart of
+ *   the server) wait for that connection, so the first call after the server is back works.
+ * - `commandTimeout`: a bound on any single call, for a server that stops answering without
+ *   closing the socket.
+ * - reconnection retries forever, 50 ms doubling to at most 1 s apart.
+ *
+ * ioredis is loaded on first use, so `reprocess/redis` works with node-redis alone.
+ */
+export async function openRedisStore(
+  url: string,
+  options: OpenRedisStoreOptions = {},
+): Promise<RedisStore> {
+  const { redisUrl, prefix } = parseRedisUrl(url);
+  const Redis = await loadIoredis();
+  const client = new Redis(redisUrl, {
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    enableOfflineQueue: true,
+    commandTimeout: options.commandTimeoutMs ?? 5000,
+    connectTimeout: options.connectTimeoutMs ?? 5000,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000),
+  });
+  // Failures reach callers as rejected commands; without a listener ioredis would also print
+  // every reconnection error.
+  client.on('error', () => {});
+  const store = createRedisStore(client as unknown as RedisLike, {
+    prefix: options.prefix ?? prefix ?? 'reprocess:',
+  });
+  return {
+    ...store,
+    async close() {
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect();
+      }
+    },
+  };
+}
+
+/** Splits the store's own `prefix` query parameter from the URL ioredis gets. */
+export function parseRedisUrl(url: string): { redisUrl: string; prefix?: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new InvalidArgumentError(`openRedisStore: not a URL: ${JSON.stringify(url)}`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new InvalidArgumentError(
+      `openRedisStore: expected a redis:// or rediss:// URL, got ${JSON.stringify(parsed.protocol)}`,
+    );
+  }
+  const prefix = parsed.searchParams.get('prefix');
+  parsed.searchParams.delete('prefix');
+  return prefix === null
+    ? { redisUrl: parsed.toString() }
+    : { redisUrl: parsed.toString(), prefix };
+}
+
+async function loadIoredis(): Promise<typeof import('ioredis').Redis> {
+  try {
+    return (await import('ioredis')).Redis;
+  } catch (error) {
+    throw new InvalidArgumentError(
+      `openRedisStore needs the ioredis package (npm install ioredis): ${String(error)}`,
+    );
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The part of a Redis client the store uses, shaped after ioredis so that an ioredis `Redis`
+ * or `Cluster` fits as it is. Structural: reprocess never imports a driver's types here.
+ * For node-redis (`@redis/client`), wrap the client with {@link fromNodeRedis}.
+ */
+export interface RedisLike {
+  /** `EVALSHA sha numKeys ...keysAndArgs`; rejects with a `NOSCRIPT` error when not cached. */
+  evalsha(sha: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** `EVAL script numKeys ...keysAndArgs` (also caches the script for EVALSHA). */
+  eval(script: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** `SCAN cursor MATCH pattern COUNT count`, resolving to `[nextCursor, keys]`. */
+  scan(
+    cursor: string,
+    matchToken: 'MATCH',
+    pattern: string,
+    countToken: 'COUNT',
+    count: number,
+  ): Promise<[cursor: string, keys: string[]]>;
+}
+
+/** The one method of a node-redis client that {@link fromNodeRedis} needs. */
+export interface NodeRedisLike {
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+/**
+ * Adapts a node-redis (`@redis/client` 4 or later, RESP2) client to {@link RedisLike}.
+ *
+ * @example
+ * ```ts
+ * const client = await createClient({ url: 'redis://127.0.0.1:6379' }).connect();
+ * const store = createRedisStore(fromNodeRedis(client));
+ * ```
+ */
+export function fromNodeRedis(client: NodeRedisLike): RedisLike {
+  return {
+    evalsha: (sha, numKeys, ...rest) =>
+      client.sendCommand(['EVALSHA', sha, String(numKeys), ...rest]),
+    eval: (script, numKeys, ...rest) =>
+      client.sendCommand(['EVAL', script, String(numKeys), ...rest]),
+    scan: async (cursor, matchToken, pattern, countToken, count) => {
+      const reply = await client.sendCommand([
+        'SCAN',
+        cursor,
+        matchToken,
+        pattern,
+        countToken,
+        String(count),
+      ]);
+      return reply as [string, string[]];
+    },
+  };
+}

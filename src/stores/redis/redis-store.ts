@@ -1,0 +1,254 @@
+import { InvalidArgumentError } from '../../errors.js';
+import type {
+  BeginResult,
+  FencedResult,
+  HeartbeatResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  ListOptions,
+  ListPage,
+} from '../../idempotency/store.js';
+import { checkKey, checkString, checkToken, durationArg } from './arguments.js';
+import { parseInteger, recordFromHash, stepsFromList } from './record-hash.js';
+import type { RedisLike } from './redis-like.js';
+import { ScriptRunner, toStoreError } from './script-runner.js';
+
+/** Options of {@link createRedisStore}. */
+export interface RedisStoreOptions {
+  /**
+   * Prepended to every key (default `reprocess:`). A record of key `k` lives in the hash
+   * `<prefix>{k}`; the braces are a Redis Cluster hash tag, so the prefix must not contain
+   * `{` or `}`. Do not also set ioredis' own `keyPrefix`: SCAN patterns ignore it.
+   */
+  prefix?: string;
+}
+
+/** The Redis store: an {@link IdempotencyStore} plus where its records live. */
+export interface RedisStore extends IdempotencyStore {
+  readonly name: 'redis';
+  readonly prefix: string;
+  /** The Redis key (a hash) that holds the record of `key`. */
+  recordKey(key: string): string;
+}
+
+/** SCAN batch size; fixed, so a cursor re-scanned for a page resumes the same batch. */
+const SCAN_COUNT = 200;
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 1000;
+
+/**
+ * An idempotency store on Redis 7 or later (or a compatible server with Lua and `TIME` in
+ * scripts), standalone or Cluster. Every transition is one Lua script on one key; leases and
+ * expiry use the server's clock; dead records leave by native expiry. `begin` returns the
+ * existing record in the same round trip, so a replay costs one call.
+ *
+ * The client is the caller's and is not closed by `close()`. For fail-closed behaviour when the
+ * server goes away, configure it as {@link openRedisStore} does (`maxRetriesPerRequest: 0`,
+ * `autoResendUnfulfilledCommands: false`, a `commandTimeout`): the ioredis defaults keep a
+ * command waiting through 20 reconnection attempts and resend one whose reply was lost.
+ *
+ * @example
+ * ```ts
+ * import Redis from 'ioredis';
+ * import { createRedisStore } from 'reprocess/redis';
+ * const store = createRedisStore(new Redis(process.env.REDIS_URL), { prefix: 'billing:' });
+ * ```
+ */
+export function createRedisStore(client: RedisLike, options: RedisStoreOptions = {}): RedisStore {
+  if (typeof client !== 'object' || client === null || typeof client.evalsha !== 'function') {
+    throw new InvalidArgumentError(
+      'createRedisStore: client must be an ioredis client (or fromNodeRedis(client))',
+    );
+  }
+  const prefix = options.prefix ?? 'reprocess:';
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+    throw new InvalidArgumentError(
+      `createRedisStore: prefix must be a string without '{' or '}', got ${JSON.stringify(prefix)}`,
+    );
+  }
+  const scripts = new ScriptRunner(client);
+  const recordKey = (key: string) => `${prefix}{${key}}`;
+  const keyOf = (redisKey: string) => redisKey.slice(prefix.length + 1, -1);
+  const pattern = `${escapeGlob(prefix)}{*}`;
+
+  async function readRecord(redisKey: string): Promise<IdempotencyRecord | undefined> {
+    const flat = await scripts.run('get', redisKey, []);
+    if (Array.isArray(flat) && flat.length === 0) return undefined;
+    return recordFromHash(keyOf(redisKey), flat);
+  }
+
+  /** One SCAN call under the prefix. */
+  async function scan(cursor: string): Promise<[string, string[]]> {
+    try {
+      const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+      return [String(next), keys];
+    } catch (error) {
+      throw toStoreError(error, 'scan');
+    }
+  }
+
+  async function fenced(
+    name: 'complete' | 'fail' | 'release' | 'saveStep',
+    key: string,
+    args: string[],
+  ): Promise<FencedResult> {
+    const reply = await scripts.run(name, recordKey(key), args);
+    if (reply === 'ok') return { kind: 'ok' };
+    if (reply === 'lease_lost') return { kind: 'lease_lost' };
+    throw toStoreError(new Error(`unexpected reply ${JSON.stringify(reply)}`), name);
+  }
+
+  return {
+    name: 'redis',
+    prefix,
+    recordKey(key) {
+      checkKey(key);
+      return recordKey(key);
+    },
+
+    async begin(key, fingerprint, leaseMs, ttlMs): Promise<BeginResult> {
+      checkKey(key);
+      checkString('fingerprint', fingerprint);
+      const lease = durationArg('leaseMs', leaseMs, 0);
+      const ttl = durationArg('ttlMs', ttlMs, 1);
+      const reply = await scripts.run('begin', recordKey(key), [fingerprint, lease, ttl]);
+      if (!Array.isArray(reply)) throw unexpected('begin', reply);
+      if (reply[0] === 'existing')
+        return { kind: 'existing', record: recordFromHash(key, reply[1]) };
+      if (reply[0] !== 'acquired') throw unexpected('begin', reply);
+      return {
+        kind: 'acquired',
+        token: parseInteger(key, 'token', reply[1]),
+        leaseUntil: parseInteger(key, 'leaseUntil', reply[2]),
+        attempts: parseInteger(key, 'attempts', reply[3]),
+        takeover: reply[4] === '1',
+        steps: stepsFromList(key, reply[5]),
+      };
+    },
+
+    complete(key, token, result, ttlMs) {
+      checkKey(key);
+      checkToken(token);
+      checkString('result', result);
+      return fenced('complete', key, [String(token), result, durationArg('ttlMs', ttlMs, 1)]);
+    },
+
+    fail(key, token, error, ttlMs) {
+      checkKey(key);
+      checkToken(token);
+      checkString('error', error);
+      return fenced('fail', key, [String(token), error, durationArg('ttlMs', ttlMs, 1)]);
+    },
+
+    release(key, token) {
+      checkKey(key);
+      checkToken(token);
+      return fenced('release', key, [String(token)]);
+    },
+
+    async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {
+      checkKey(key);
+      checkToken(token);
+      const lease = durationArg('leaseMs', leaseMs, 0);
+      const reply = await scripts.run('heartbeat', recordKey(key), [String(token), lease]);
+      if (!Array.isArray(reply)) throw unexpected('heartbeat', reply);
+      if (reply[0] === 'lease_lost') return { kind: 'lease_lost' };
+      if (reply[0] !== 'ok') throw unexpected('heartbeat', reply);
+      return { kind: 'ok', leaseUntil: parseInteger(key, 'leaseUntil', reply[1]) };
+    },
+
+    saveStep(key, token, name, result) {
+      checkKey(key);
+      checkToken(token);
+      checkString('step name', name);
+      checkString('step result', result);
+      return fenced('saveStep', key, [String(token), name, result]);
+    },
+
+    get(key) {
+      checkKey(key);
+      return readRecord(recordKey(key));
+    },
+
+    async delete(key) {
+      checkKey(key);
+      return (await scripts.run('delete', recordKey(key), [])) === 1;
+    },
+
+    /**
+     * Pages through records with SCAN: no order, and a record written or removed during the
+     * listing may be missed or seen twice (SCAN's guarantee). On a Cluster, SCAN covers the
+     * node the client sends it to; list each master with its own client.
+     */
+    async list(options: ListOptions = {}): Promise<ListPage> {
+      const limit = listLimit(options.limit);
+      let [cursor, skip] = parseCursor(options.cursor);
+      const records: IdempotencyRecord[] = [];
+      do {
+        const [next, keys] = await scan(cursor);
+        const batch = keys.slice(skip);
+        const found = await Promise.all(batch.map(readRecord));
+        for (let i = 0; i < found.length; i++) {
+          const record = found[i];
+          if (record === undefined) continue;
+          if (options.status !== undefined && record.status !== options.status) continue;
+          records.push(record);
+          if (records.length === limit) {
+            const used = skip + i + 1;
+            if (used < keys.length) return { records, cursor: `${cursor}:${used}` };
+            return next === '0' ? { records } : { records, cursor: `${next}:0` };
+          }
+        }
+        cursor = next;
+        skip = 0;
+      } while (cursor !== '0');
+      return { records };
+    },
+
+    /**
+     * Native expiry removes dead records on its own; this sweeps up any whose `PEXPIREAT` was
+     * lost (a record restored from an old dump, a key persisted by hand). One SCAN pass.
+     */
+    async purgeExpired(options = {}) {
+      const limit = options.limit ?? Number.POSITIVE_INFINITY;
+      let removed = 0;
+      let cursor = '0';
+      do {
+        const [next, keys] = await scan(cursor);
+        for (const redisKey of keys) {
+          if (removed >= limit) return removed;
+          if ((await scripts.run('purge', redisKey, [])) === 1) removed++;
+        }
+        cursor = next;
+      } while (cursor !== '0');
+      return removed;
+    },
+  };
+}
+
+function unexpected(operation: string, reply: unknown): Error {
+  return toStoreError(new Error(`unexpected reply ${JSON.stringify(reply)}`), operation);
+}
+
+function listLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new InvalidArgumentError(
+      `redis store: list limit must be a positive integer, got ${limit}`,
+    );
+  }
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+/** A list cursor is `<scan cursor>:<keys of that batch already returned>`. */
+function parseCursor(cursor: string | undefined): [string, number] {
+  if (cursor === undefined) return ['0', 0];
+  const match = /^(\d+):(\d+)$/.exec(cursor);
+  if (!match)
+    throw new InvalidArgumentError(`redis store: invalid list cursor ${JSON.stringify(cursor)}`);
+  return [match[1] as string, Number(match[2])];
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
