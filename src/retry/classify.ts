@@ -253,3 +253,33 @@ export function parseRetryAfter(value: string, now: number): number | undefined 
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
 }
+
+const TIMEOUT_CODES: ReadonlySet<string> = new Set([
+  'ATTEMPT_TIMEOUT',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'RequestTimeout',
+  'RequestTimeoutException',
+]);
+
+/**
+ * Whether a failure was a timeout (an attempt timeout, `ETIMEDOUT`, undici's timeouts, a
+ * `TimeoutError`, AWS `RequestTimeout`), looking down the `cause` chain. Retry budgets
+ * charge more for a retry after a timeout: a timed-out call may still be loading the
+ * dependency.
+ */
+export function isTimeoutError(error: unknown): boolean {
+  let current = error;
+  for (let d = 0; d < MAX_DEPTH; d++) {
+    if (typeof current !== 'object' || current === null) return false;
+    const e = current as { name?: unknown; code?: unknown; cause?: unknown };
+    if (e.name === 'TimeoutError') return true;
+    if (typeof e.name === 'string' && TIMEOUT_CODES.has(e.name)) return true;
+    if (typeof e.code === 'string' && TIMEOUT_CODES.has(e.code)) return true;
+    if (e.cause === current) return false;
+    current = e.cause;
+  }
+  return false;
+}

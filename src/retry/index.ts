@@ -1,1 +1,23 @@
-export { defaultClassifier, isRetryable, parseRetryAfter, retryAfterMs } from './classify.js';
+export {
+  defaultClassifier,
+  isRetryable,
+  isTimeoutError,
+  parseRetryAfter,
+  retryAfterMs,
+} from './classify.js';
+export { computeDelay } from './compute-delay.js';
+export { profiles } from './profiles.js';
+export { type RatioBudget, type RatioBudgetOptions, createRatioBudget } from './ratio-budget.js';
+export {
+  MAX_TIMER_MS,
+  RETRY_DEFAULTS,
+  type ResolvedRetryOptions,
+  resolveRetryOptions,
+} from './resolve-options.js';
+export { retry } from './retry.js';
+export { type RetryPolicy, createRetryPolicy } from './retry-policy.js';
+export {
+  type TokenBucketBudget,
+  type TokenBucketBudgetOptions,
+  createTokenBucketBudget,
+} from './token-bucket-budget.js';

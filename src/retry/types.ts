@@ -77,3 +77,6 @@ export interface RetryOptions<T = unknown> {
   onGiveUp?: (event: GiveUpEvent) => void;
   onSuccess?: (event: SuccessEvent) => void;
 }
+
+/** Removes the listener it was returned for. Calling it twice is harmless. */
+export type Disposer = () => void;
