@@ -59,6 +59,13 @@ export interface Delivery {
   quarantine(history: QuarantineHistory): Promise<void>;
   /** Tell the broker the handler is still working (extends the ack deadline), where supported. */
   touch?(): Promise<void>;
+  /**
+   * Give it back unsettled for prompt redelivery, without a delay and without a decision
+   * (AMQP `nack` with requeue, JetStream `nak()`, SQS visibility 0). The runtime calls it at
+   * shutdown for deliveries that did not start or did not finish in time. Optional: without
+   * it, an unsettled delivery comes back when the connection closes or its ack deadline passes.
+   */
+  release?(): Promise<void>;
 }
 
 /** A broker source the runtime pulls from. */
