@@ -98,6 +98,8 @@ export interface Outcome<O> {
   key: string;
   /** Token of the acquisition that ran `fn` (fresh runs only). */
   token?: number;
+  /** True when `fn` ran without a key and so without protection (`required: false`); `key` is then ''. */
+  unguarded?: boolean;
 }
 
 export interface IdempotentFunction<I, O> {

@@ -1,0 +1,243 @@
+import { RecordCorruptError, ResultNotStorableError } from '../errors.js';
+import type { Codec } from './types.js';
+
+/**
+ * The default result codec: JSON, with tagged values for what JSON would lose.
+ *
+ * Kept faithfully: `null`, booleans, strings, numbers including `-0`, `NaN` and `±Infinity`,
+ * `bigint`, `undefined` (as an object member, an array item or the whole value), `Date`
+ * (invalid dates too), `Map`, `Set`, `Buffer` (decoded as a Buffer), `Uint8Array`, arrays
+ * (holes come back as `undefined`) and plain objects (a null-prototype object comes back
+ * with `Object.prototype`). A tagged value is `{"$t": tag, "v": payload}`; a plain object
+ * that has its own `$t` member is wrapped as `{"$t": "obj", "v": {...}}`, so no user data is
+ * ever mistaken for a tag.
+ *
+ * Refused, with {@link ResultNotStorableError} (code `RESULT_NOT_STORABLE`) naming the path:
+ * circular structures, functions, symbols, symbol-keyed members, and instances of any other
+ * class (errors, class instances, `RegExp`, other typed arrays, promises...), because they
+ * cannot come back as what they were. Return plain data, or pass your own codec.
+ *
+ * An object reached twice without a cycle is stored twice: identity is not kept.
+ * `decode` throws {@link RecordCorruptError} on text it did not write.
+ */
+export function createDefaultCodec(): Codec {
+  return {
+    encode(value: unknown): string {
+      return JSON.stringify(encodeValue(value, '$', []));
+    },
+    decode(text: string): unknown {
+      if (typeof text !== 'string') {
+        throw new RecordCorruptError(`stored value is not text (got ${typeof text})`);
+      }
+      let tree: unknown;
+      try {
+        tree = JSON.parse(text);
+      } catch (error) {
+        throw new RecordCorruptError('stored value is not valid JSON', error);
+      }
+      // Without a tag anywhere the parsed JSON is already the value. A "$t" that only
+      // appears inside a string is escaped (\"$t\") and cannot match.
+      if (!text.includes('"$t"')) return tree;
+      return decodeValue(tree, '$');
+    },
+  };
+}
+
+/** The default codec (see {@link createDefaultCodec}). */
+export const defaultCodec: Codec = createDefaultCodec();
+
+type Tree = null | boolean | number | string | Tree[] | { [key: string]: Tree };
+
+const TAG = '$t';
+
+function tagged(tag: string, payload?: Tree): Tree {
+  return payload === undefined ? { [TAG]: tag } : { [TAG]: tag, v: payload };
+}
+
+function notStorable(path: string, what: string): never {
+  throw new ResultNotStorableError(
+    `cannot store ${what} (at ${path}); return plain data or pass a codec that handles it`,
+  );
+}
+
+function encodeValue(value: unknown, path: string, ancestors: object[]): Tree {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      if (Number.isNaN(value)) return tagged('num', 'NaN');
+      if (value === Number.POSITIVE_INFINITY) return tagged('num', 'Infinity');
+      if (value === Number.NEGATIVE_INFINITY) return tagged('num', '-Infinity');
+      if (Object.is(value, -0)) return tagged('num', '-0');
+      return value;
+    case 'undefined':
+      return tagged('undef');
+    case 'bigint':
+      return tagged('bigint', value.toString());
+    case 'function':
+      return notStorable(path, `a function${value.name ? ` (${value.name})` : ''}`);
+    case 'symbol':
+      return notStorable(path, 'a symbol');
+  }
+  if (value === null) return null;
+  const object = value as object;
+  if (ancestors.includes(object)) return notStorable(path, 'a circular structure');
+  const proto: unknown = Object.getPrototypeOf(object);
+
+  if (proto === Date.prototype) {
+    const time = (object as Date).getTime();
+    return tagged('date', Number.isNaN(time) ? null : time);
+  }
+  if (Buffer.isBuffer(object)) return tagged('buffer', object.toString('base64'));
+  if (proto === Uint8Array.prototype) {
+    const bytes = object as Uint8Array;
+    return tagged(
+      'bytes',
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
+    );
+  }
+
+  ancestors.push(object);
+  try {
+    if (Array.isArray(object) && proto === Array.prototype) {
+      const items: Tree[] = new Array(object.length);
+      for (let i = 0; i < object.length; i++) {
+        items[i] = encodeValue(object[i], `${path}[${i}]`, ancestors);
+      }
+      return items;
+    }
+    if (proto === Map.prototype) {
+      const entries: Tree[] = [];
+      let i = 0;
+      for (const [k, v] of object as Map<unknown, unknown>) {
+        const at = `${path}.<map entry ${i++}>`;
+        entries.push([encodeValue(k, at, ancestors), encodeValue(v, at, ancestors)]);
+      }
+      return tagged('map', entries);
+    }
+    if (proto === Set.prototype) {
+      const items: Tree[] = [];
+      let i = 0;
+      for (const item of object as Set<unknown>) {
+        items.push(encodeValue(item, `${path}.<set item ${i++}>`, ancestors));
+      }
+      return tagged('set', items);
+    }
+    if (proto === Object.prototype || proto === null) {
+      for (const symbol of Object.getOwnPropertySymbols(object)) {
+        if (Object.prototype.propertyIsEnumerable.call(object, symbol)) {
+          notStorable(path, `a symbol-keyed member (${String(symbol)})`);
+        }
+      }
+      const out: { [key: string]: Tree } = {};
+      let escaped = false;
+      for (const key of Object.keys(object)) {
+        if (key === TAG) escaped = true;
+        const member = encodeValue(
+          (object as Record<string, unknown>)[key],
+          `${path}.${key}`,
+          ancestors,
+        );
+        setMember(out, key, member);
+      }
+      return escaped ? tagged('obj', out) : out;
+    }
+    return notStorable(path, describeInstance(object));
+  } finally {
+    ancestors.pop();
+  }
+}
+
+function describeInstance(object: object): string {
+  if (object instanceof Error) return `an error (${object.name})`;
+  const name = (object as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === 'string' && name !== ''
+    ? `an instance of ${name}`
+    : 'an object with a custom prototype';
+}
+
+/** Sets a member without ever invoking the `__proto__` setter. */
+function setMember<T>(target: Record<string, T>, key: string, value: T): void {
+  if (key === '__proto__') {
+    Object.defineProperty(target, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    target[key] = value;
+  }
+}
+
+function corrupt(path: string, what: string): never {
+  throw new RecordCorruptError(`stored value is corrupt at ${path}: ${what}`);
+}
+
+function decodeValue(tree: unknown, path: string): unknown {
+  if (tree === null || typeof tree !== 'object') return tree;
+  if (Array.isArray(tree)) return tree.map((item, i) => decodeValue(item, `${path}[${i}]`));
+  const node = tree as Record<string, unknown>;
+  if (!Object.hasOwn(node, TAG)) return decodeObject(node, path);
+
+  const tag = node[TAG];
+  const payload = node.v;
+  switch (tag) {
+    case 'undef':
+      return undefined;
+    case 'num':
+      switch (payload) {
+        case 'NaN':
+          return Number.NaN;
+        case 'Infinity':
+          return Number.POSITIVE_INFINITY;
+        case '-Infinity':
+          return Number.NEGATIVE_INFINITY;
+        case '-0':
+          return -0;
+      }
+      return corrupt(path, `unknown special number ${JSON.stringify(payload)}`);
+    case 'bigint':
+      if (typeof payload === 'string' && /^-?\d+$/.test(payload)) return BigInt(payload);
+      return corrupt(path, 'bad bigint');
+    case 'date':
+      if (payload === null) return new Date(Number.NaN);
+      if (typeof payload === 'number') return new Date(payload);
+      return corrupt(path, 'bad date');
+    case 'buffer':
+      if (typeof payload === 'string') return Buffer.from(payload, 'base64');
+      return corrupt(path, 'bad buffer');
+    case 'bytes':
+      if (typeof payload === 'string') return new Uint8Array(Buffer.from(payload, 'base64'));
+      return corrupt(path, 'bad bytes');
+    case 'map':
+      if (!Array.isArray(payload)) return corrupt(path, 'bad map');
+      return new Map(
+        payload.map((entry, i) => {
+          if (!Array.isArray(entry) || entry.length !== 2) {
+            return corrupt(`${path}.<map entry ${i}>`, 'bad map entry');
+          }
+          const at = `${path}.<map entry ${i}>`;
+          return [decodeValue(entry[0], at), decodeValue(entry[1], at)] as const;
+        }),
+      );
+    case 'set':
+      if (!Array.isArray(payload)) return corrupt(path, 'bad set');
+      return new Set(payload.map((item, i) => decodeValue(item, `${path}.<set item ${i}>`)));
+    case 'obj':
+      if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+        return corrupt(path, 'bad escaped object');
+      }
+      return decodeObject(payload as Record<string, unknown>, path);
+  }
+  return corrupt(path, `unknown tag ${JSON.stringify(tag)}`);
+}
+
+function decodeObject(node: Record<string, unknown>, path: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(node)) {
+    setMember(out, key, decodeValue(node[key], `${path}.${key}`));
+  }
+  return out;
+}

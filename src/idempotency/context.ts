@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import {
+  ErrorCode,
+  InvalidArgumentError,
+  LeaseLostError,
+  RecordCorruptError,
+  ResultNotStorableError,
+} from '../errors.js';
+import { deriveKey } from './hash.js';
+import type { LeaseKeeper } from './lease-keeper.js';
+import type { ResolvedOptions } from './options.js';
+import { callStore, checkFenced, describe } from './store-results.js';
+import type { Codec, IdempotencyContext } from './types.js';
+
+/** Longest step name, in UTF-16 units. */
+export const MAX_STEP_NAME_LENGTH = 200;
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** Checks a step (or derived-key) name: a string of 1..200 characters without control characters. */
+export function checkStepName(name: unknown, what = 'step name'): string {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new InvalidArgumentError(
+      `${what} must be a non-empty string, got ${JSON.stringify(name)}`,
+    );
+  }
+  if (name.length > MAX_STEP_NAME_LENGTH) {
+    throw new InvalidArgumentError(
+      `${what} must be at most ${MAX_STEP_NAME_LENGTH} characters, got ${name.length}`,
+    );
+  }
+  if (CONTROL.test(name)) {
+    throw new InvalidArgumentError(`${what} must not contain control characters`);
+  }
+  return name;
+}
+
+/**
+ * Encodes a value for the store, or throws {@link ResultNotStorableError}: code
+ * `RESULT_NOT_STORABLE` when the codec refuses it, `RESULT_TOO_LARGE` when its UTF-8 bytes
+ * pass `maxBytes`. `what` names the value in messages ("the result", "step \"charge\"").
+ */
+export function encodeForStore(
+  codec: Codec,
+  value: unknown,
+  maxBytes: number,
+  what: string,
+): string {
+  let text: unknown;
+  try {
+    text = codec.encode(value);
+  } catch (error) {
+    throw new ResultNotStorableError(`${what} cannot be stored: ${describe(error)}`, error);
+  }
+  if (typeof text !== 'string') {
+    throw new ResultNotStorableError(
+      `${what} cannot be stored: codec.encode returned ${typeof text}, not a string`,
+    );
+  }
+  // A UTF-16 unit is at most 3 UTF-8 bytes: skip the count when it cannot pass the bound.
+  if (text.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > maxBytes) {
+      throw new ResultNotStorableError(
+        `${what} is too large to store: ${bytes} bytes encoded, over maxResultBytes (${maxBytes})`,
+        undefined,
+        ErrorCode.RESULT_TOO_LARGE,
+      );
+    }
+  }
+  return text;
+}
+
+/** Decodes a stored value, or throws {@link RecordCorruptError} naming `what`. */
+export function decodeFromStore(codec: Codec, text: string, what: string): unknown {
+  try {
+    return codec.decode(text);
+  } catch (error) {
+    throw new RecordCorruptError(`${what} cannot be read back: ${describe(error)}`, error);
+  }
+}
+
+/** What one acquisition knows when it builds the context given to `fn`. */
+export interface AcquiredRun {
+  key: string;
+  token: number;
+  attempt: number;
+  resumed: boolean;
+  /** Encoded step results; new steps are added as they are saved. */
+  steps: Record<string, string>;
+  lease: LeaseKeeper;
+}
+
+/**
+ * The context of a guarded run. Step names are unique per run: a second `step` with a
+ * name already used in this run (completed, replayed or still running) throws
+ * {@link InvalidArgumentError}, since silently returning the first result would hide a bug
+ * such as charging in a loop under one name. A step whose `work` throws frees its name, so
+ * the run may try it again.
+ */
+export function createContext(
+  run: AcquiredRun,
+  options: ResolvedOptions<unknown>,
+): IdempotencyContext {
+  const { store, codec, maxResultBytes } = options;
+  const used = new Set<string>();
+
+  return {
+    key: run.key,
+    token: run.token,
+    attempt: run.attempt,
+    resumed: run.resumed,
+    signal: run.lease.signal,
+
+    async step<T>(name: string, work: () => T | Promise<T>): Promise<T> {
+      checkStepName(name);
+      if (typeof work !== 'function') {
+        throw new InvalidArgumentError(`step "${name}" needs a work function`);
+      }
+      claim(used, name);
+      const aborted = run.lease.signal;
+      if (aborted.aborted) throw aborted.reason;
+
+      const stored = run.steps[name];
+      if (stored !== undefined) {
+        return decodeFromStore(codec, stored, `the stored result of step "${name}"`) as T;
+      }
+
+      let value: T;
+      try {
+        value = await work();
+      } catch (error) {
+        used.delete(name);
+        throw error;
+      }
+      const encoded = encodeForStore(codec, value, maxResultBytes, `the result of step "${name}"`);
+      const saved = checkFenced(
+        store,
+        'saveStep',
+        await callStore(store, 'saveStep', () => store.saveStep(run.key, run.token, name, encoded)),
+      );
+      if (saved.kind === 'lease_lost') {
+        const error = new LeaseLostError(
+          `the lease was lost before step "${name}" could be saved; another worker holds the operation`,
+        );
+        run.lease.lose(error);
+        throw error;
+      }
+      run.steps[name] = encoded;
+      return value;
+    },
+
+    keyFor(name: string): string {
+      return deriveKey(run.key, checkStepName(name, 'keyFor name'));
+    },
+  };
+}
+
+/**
+ * The context of an unguarded run (`required: false` and no key): steps run their work
+ * directly and store nothing, `keyFor` derives keys from a random run id (stable within
+ * the run, different on every run), and the signal never aborts.
+ */
+export function createUnguardedContext(): IdempotencyContext {
+  const runKey = `unguarded:${randomUUID()}`;
+  const used = new Set<string>();
+  return {
+    key: '',
+    token: 0,
+    attempt: 1,
+    resumed: false,
+    signal: new AbortController().signal,
+    async step<T>(name: string, work: () => T | Promise<T>): Promise<T> {
+      checkStepName(name);
+      if (typeof work !== 'function') {
+        throw new InvalidArgumentError(`step "${name}" needs a work function`);
+      }
+      claim(used, name);
+      try {
+        return await work();
+      } catch (error) {
+        used.delete(name);
+        throw error;
+      }
+    },
+    keyFor(name: string): string {
+      return deriveKey(runKey, checkStepName(name, 'keyFor name'));
+    },
+  };
+}
+
+function claim(used: Set<string>, name: string): void {
+  if (used.has(name)) {
+    throw new InvalidArgumentError(
+      `step "${name}" was already used in this run; give every step of an operation its own name`,
+    );
+  }
+  used.add(name);
+}

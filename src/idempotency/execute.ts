@@ -1,0 +1,280 @@
+import { sleep } from '../clock.js';
+import {
+  DuplicateRequestError,
+  IdempotencyInProgressError,
+  IdempotencyKeyReuseError,
+  InvalidArgumentError,
+  LeaseLostError,
+} from '../errors.js';
+import { createContext, decodeFromStore, encodeForStore } from './context.js';
+import { decodeFailure, encodeFailure } from './failure.js';
+import { fingerprintOf, hashKey } from './hash.js';
+import { validateKey } from './key.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { type ResolvedOptions, resolveOptions, shouldRemember } from './options.js';
+import type { BeginResult } from './store.js';
+import { callStore, checkBegin, checkFenced } from './store-results.js';
+import type { ExecuteOptions, IdempotencyContext, OperationIdentity, Outcome } from './types.js';
+
+/*
+ * The one state machine behind every front (the idempotent() wrapper, the HTTP middleware,
+ * the consumers, the Lambda handlers):
+ *
+ *   begin ─┬─ acquired ──► fn(ctx) ─┬─ value ──► encode ─┬─ complete ─► { value, replayed: false }
+ *          │                         │                    └─ not storable / too large ─► fail ─► throw
+ *          │                         │   shouldStore(value) false ─► release ─► { value }
+ *          │                         ├─ retryable error ─► release (steps kept) ─► rethrow
+ *          │                         └─ other error ─► fail (when remembered) or release ─► rethrow
+ *          ├─ existing, other fingerprint ─► IdempotencyKeyReuseError
+ *          ├─ existing, completed ─► { stored value, replayed: true } (or DuplicateRequestError)
+ *          ├─ existing, failed ─► throw the remembered error (replayed)
+ *          └─ existing, in progress ─► IdempotencyInProgressError, or poll begin until the wait bound
+ *
+ * Every write after begin is fenced by the token: a worker whose lease was taken over writes
+ * nothing and gets LeaseLostError. Any store exception becomes StoreUnavailableError; a
+ * failed begin means fn never runs (fail closed).
+ */
+
+/**
+ * Runs `fn` at most once per operation identity (see DESIGN.md, Idempotency), and tells a
+ * fresh run from a replay. The entry point for fronts that compute the identity themselves;
+ * most code wants {@link idempotent}.
+ *
+ * @throws IdempotencyKeyMissingError / IdempotencyKeyInvalidError for a bad `identity.key`
+ * @throws IdempotencyKeyReuseError when the key was used with another fingerprint
+ * @throws IdempotencyInProgressError while another worker holds the operation
+ * @throws DuplicateRequestError on a repeat under `onDuplicate: 'reject'`
+ * @throws LeaseLostError when this worker's lease was taken over while `fn` ran
+ * @throws StoreUnavailableError / RecordCorruptError when the store fails or answers garbage
+ * @throws ResultNotStorableError when the result cannot be stored (the failure is recorded)
+ * @throws the error `fn` threw, or on a repeat its remembered copy (`ReplayedFailureError`)
+ */
+export async function executeIdempotent<O>(
+  identity: OperationIdentity,
+  fn: (ctx: IdempotencyContext) => Promise<O>,
+  options: ExecuteOptions<O>,
+): Promise<Outcome<O>> {
+  return executeResolved(identity, fn, resolveOptions(options));
+}
+
+/** The stored key and fingerprint of an identity, validated. */
+export interface ResolvedIdentity {
+  key: string;
+  fingerprint: string;
+}
+
+/** Validates an {@link OperationIdentity} and hashes it into the stored key and fingerprint. */
+export function resolveIdentity(identity: OperationIdentity): ResolvedIdentity {
+  if (typeof identity !== 'object' || identity === null) {
+    throw new InvalidArgumentError('operation identity must be an object { operation, key }');
+  }
+  const { operation, principal } = identity;
+  if (typeof operation !== 'string' || operation.length === 0) {
+    throw new InvalidArgumentError(
+      `the operation name (scope) must be a non-empty string, got ${JSON.stringify(operation)}`,
+    );
+  }
+  if (principal !== undefined && (typeof principal !== 'string' || principal.length === 0)) {
+    throw new InvalidArgumentError(
+      `the principal must be a non-empty string when given, got ${JSON.stringify(principal)}`,
+    );
+  }
+  const key = hashKey({ operation, principal, key: validateKey(identity.key) });
+  const fingerprint =
+    identity.fingerprintOf === undefined ? '' : fingerprintOf(identity.fingerprintOf);
+  return { key, fingerprint };
+}
+
+/** {@link executeIdempotent} with options already resolved (fronts resolve them once). */
+export async function executeResolved<O>(
+  identity: OperationIdentity,
+  fn: (ctx: IdempotencyContext) => Promise<O>,
+  options: ResolvedOptions<O>,
+): Promise<Outcome<O>> {
+  if (typeof fn !== 'function') {
+    throw new InvalidArgumentError('the operation to run must be a function (ctx) => Promise');
+  }
+  const { key, fingerprint } = resolveIdentity(identity);
+  const { store, clock, inProgress } = options;
+  const waitUntil = inProgress.kind === 'wait' ? clock.now() + inProgress.waitMs : 0;
+
+  for (;;) {
+    const begun = checkBegin(
+      store,
+      await callStore(store, 'begin', () =>
+        store.begin(key, fingerprint, options.leaseMs, options.ttlMs),
+      ),
+    );
+    if (begun.kind === 'acquired') return runAcquired(key, begun, fn, options);
+
+    const record = begun.record;
+    if (record.fingerprint !== fingerprint) {
+      throw new IdempotencyKeyReuseError(
+        'this idempotency key was already used with a different payload (fingerprint mismatch)',
+      );
+    }
+    if (record.status === 'completed') {
+      if (options.onDuplicate === 'reject') {
+        throw new DuplicateRequestError(
+          'this operation was already completed (onDuplicate: reject)',
+        );
+      }
+      const value = decodeFromStore(options.codec, record.result as string, 'the stored result');
+      return { value: value as O, replayed: true, key };
+    }
+    if (record.status === 'failed') throw decodeFailure(record.error as string);
+
+    // In progress under a live lease held by someone else.
+    const now = clock.now();
+    const retryAfterMs = Math.min(options.leaseMs, Math.max(1, record.leaseUntil - now));
+    if (inProgress.kind === 'reject' || now >= waitUntil) {
+      throw new IdempotencyInProgressError(retryAfterMs);
+    }
+    await sleep(clock, Math.min(inProgress.pollMs, waitUntil - now));
+  }
+}
+
+type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
+
+async function runAcquired<O>(
+  key: string,
+  acquired: Acquired,
+  fn: (ctx: IdempotencyContext) => Promise<O>,
+  options: ResolvedOptions<O>,
+): Promise<Outcome<O>> {
+  const { store, clock } = options;
+  const { token } = acquired;
+  const lease = new LeaseKeeper(
+    store,
+    key,
+    token,
+    options.leaseMs,
+    options.heartbeatMs,
+    clock,
+    clock.now(),
+  );
+  const ctx = createContext(
+    {
+      key,
+      token,
+      attempt: acquired.attempts,
+      resumed: acquired.takeover || acquired.attempts > 1,
+      steps: { ...acquired.steps },
+      lease,
+    },
+    options as ResolvedOptions<unknown>,
+  );
+
+  let value: O;
+  lease.start();
+  try {
+    value = await fn(ctx);
+    if (options.shouldStore !== undefined && !options.shouldStore(value)) {
+      lease.stop();
+      await release(key, token, options, lease);
+      return { value, replayed: false, key, token };
+    }
+  } catch (error) {
+    lease.stop();
+    throw await settleFailure(key, token, error, options, lease);
+  }
+  lease.stop();
+
+  let encoded: string;
+  try {
+    encoded = encodeForStore(options.codec, value, options.maxResultBytes, 'the result');
+  } catch (error) {
+    // The effect happened but its result cannot be kept: record the failure so that a
+    // repeat does not run the effect a second time.
+    throw await recordFailure(key, token, error, options, lease);
+  }
+  const done = checkFenced(
+    store,
+    'complete',
+    await callStore(store, 'complete', () => store.complete(key, token, encoded, options.ttlMs)),
+  );
+  if (done.kind === 'lease_lost') {
+    const error = new LeaseLostError(
+      'the lease was lost before the result could be stored; another worker holds the operation',
+    );
+    lease.lose(error);
+    throw error;
+  }
+  return { value, replayed: false, key, token };
+}
+
+/** What to throw after `fn` failed: releases or records the failure first. */
+async function settleFailure<O>(
+  key: string,
+  token: number,
+  error: unknown,
+  options: ResolvedOptions<O>,
+  lease: LeaseKeeper,
+): Promise<unknown> {
+  if (shouldRemember(options as ResolvedOptions<unknown>, error)) {
+    return recordFailure(key, token, error, options, lease);
+  }
+  await release(key, token, options, lease);
+  return error;
+}
+
+/**
+ * Stores `error` as the operation's outcome. Returns what to throw: `error`, or a
+ * {@link LeaseLostError} (cause `error`) when the lease was lost. When the store fails to
+ * answer, the failure is not remembered (a repeat runs again once the lease ends) and
+ * `error` is still what the caller gets.
+ */
+async function recordFailure<O>(
+  key: string,
+  token: number,
+  error: unknown,
+  options: ResolvedOptions<O>,
+  lease: LeaseKeeper,
+): Promise<unknown> {
+  const { store } = options;
+  try {
+    const text = encodeFailure(error);
+    const failed = checkFenced(
+      store,
+      'fail',
+      await callStore(store, 'fail', () => store.fail(key, token, text, options.ttlMs)),
+    );
+    if (failed.kind === 'lease_lost') {
+      const lost = new LeaseLostError(
+        'the lease was lost before the failure could be recorded; another worker holds the operation',
+        error,
+      );
+      lease.lose(lost);
+      return lost;
+    }
+  } catch {
+    // The store did not answer: the caller still learns what really went wrong.
+  }
+  return error;
+}
+
+/**
+ * Ends the lease at once, steps kept, so that a retry resumes without waiting for the lease
+ * to run out. A lost lease or a store that does not answer changes nothing for the caller:
+ * either way another attempt can take over (at the latest when the lease ends).
+ */
+async function release<O>(
+  key: string,
+  token: number,
+  options: ResolvedOptions<O>,
+  lease: LeaseKeeper,
+): Promise<void> {
+  const { store } = options;
+  try {
+    const released = checkFenced(
+      store,
+      'release',
+      await callStore(store, 'release', () => store.release(key, token)),
+    );
+    if (released.kind === 'lease_lost') {
+      lease.lose(new LeaseLostError('the lease was already taken over when it was released'));
+    }
+  } catch {
+    // Not released: the lease ends on its own.
+  }
+}

@@ -1,0 +1,43 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+
+/** What {@link hashKey} hashes: the operation, the optional principal and the caller's key. */
+export interface KeyParts {
+  operation: string;
+  principal?: string | undefined;
+  key: string;
+}
+
+/** SHA-256 of `text` (UTF-8) as 64 lowercase hex characters. */
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/**
+ * The stored key of an operation: SHA-256 (hex) of `(operation, principal, key)`. Fixed
+ * length and free of personal data. The parts are framed as a JSON array, so no choice of
+ * characters can make two different triples collide (`('a|b', 'c')` and `('a', 'b|c')` give
+ * different text), and "no principal" differs from every principal, even an empty one.
+ */
+export function hashKey(parts: KeyParts): string {
+  return sha256Hex(
+    JSON.stringify(['reprocess/key/v1', parts.operation, parts.principal ?? null, parts.key]),
+  );
+}
+
+/**
+ * The fingerprint of the selected input: SHA-256 (hex) of its canonical JSON (keys sorted),
+ * so `{a: 1, b: 2}` and `{b: 2, a: 1}` match. Throws `InvalidArgumentError` on a circular input.
+ */
+export function fingerprintOf(selected: unknown): string {
+  return sha256Hex(canonicalJson(selected));
+}
+
+/**
+ * A stable key derived from an operation's stored key and a name, for a downstream API that
+ * takes its own idempotency key (a payment provider). The same operation and name always
+ * give the same 64 hex characters; different names or operations give different ones.
+ */
+export function deriveKey(operationKey: string, name: string): string {
+  return sha256Hex(JSON.stringify(['reprocess/derived/v1', operationKey, name]));
+}

@@ -1,0 +1,100 @@
+import type { Clock } from '../clock.js';
+import { LeaseLostError } from '../errors.js';
+import type { IdempotencyStore } from './store.js';
+import { callStore, checkHeartbeat } from './store-results.js';
+
+/**
+ * Keeps one acquisition's lease alive while `fn` runs, and owns the signal that tells `fn`
+ * the lease is gone.
+ *
+ *   acquire ── beat ── beat ── beat ── stop()            (each beat: lease = now + leaseMs)
+ *                        └─ lease_lost ─► signal aborts with LeaseLostError, beats stop
+ *
+ * One beat is in flight at a time: the next is scheduled only when the previous answered.
+ * A beat the store fails to answer is retried at the next interval; when no beat has
+ * succeeded for a whole lease (on this process's clock), the lease is presumed lost and the
+ * signal aborts, since another worker may have taken over by now.
+ */
+export class LeaseKeeper {
+  private readonly controller = new AbortController();
+  private cancelTimer: (() => void) | undefined;
+  private stopped = false;
+  /** Local time before which the lease is surely still ours. */
+  private safeUntil: number;
+
+  constructor(
+    private readonly store: IdempotencyStore,
+    private readonly key: string,
+    private readonly token: number,
+    private readonly leaseMs: number,
+    private readonly intervalMs: number,
+    private readonly clock: Clock,
+    acquiredAt: number,
+  ) {
+    this.safeUntil = acquiredAt + leaseMs;
+  }
+
+  /** Aborts with a {@link LeaseLostError} when the lease is lost. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Starts heartbeats (none when the interval is 0). */
+  start(): void {
+    if (this.intervalMs > 0) this.schedule();
+  }
+
+  /** Stops heartbeats and clears the timer. Idempotent. */
+  stop(): void {
+    this.stopped = true;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
+  }
+
+  /** Marks the lease lost: aborts the signal (once) and stops heartbeats. */
+  lose(error: LeaseLostError): void {
+    this.stop();
+    if (!this.controller.signal.aborted) this.controller.abort(error);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.cancelTimer = this.clock.setTimer(this.intervalMs, () => {
+      this.cancelTimer = undefined;
+      void this.beat();
+    });
+  }
+
+  private async beat(): Promise<void> {
+    if (this.stopped) return;
+    const sentAt = this.clock.now();
+    try {
+      const result = checkHeartbeat(
+        this.store,
+        await callStore(this.store, 'heartbeat', () =>
+          this.store.heartbeat(this.key, this.token, this.leaseMs),
+        ),
+      );
+      if (this.stopped) return;
+      if (result.kind === 'lease_lost') {
+        this.lose(
+          new LeaseLostError('the lease was taken over by another worker (heartbeat refused)'),
+        );
+        return;
+      }
+      this.safeUntil = sentAt + this.leaseMs;
+    } catch (error) {
+      if (this.stopped) return;
+      if (this.clock.now() >= this.safeUntil) {
+        this.lose(
+          new LeaseLostError(
+            'the lease could not be renewed before it ended; another worker may hold it now',
+            error,
+          ),
+        );
+        return;
+      }
+    }
+    this.schedule();
+  }
+}

@@ -1,0 +1,246 @@
+import { type Clock, systemClock } from '../clock.js';
+import { InvalidArgumentError } from '../errors.js';
+import type {
+  BeginResult,
+  FencedResult,
+  HeartbeatResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  ListOptions,
+  ListPage,
+} from '../idempotency/store.js';
+
+/** Options of {@link createMemoryStore}. */
+export interface MemoryStoreOptions {
+  /** The store's clock for leases, expiry and tokens (default: the system clock). */
+  clock?: Clock;
+}
+
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 1000;
+
+/**
+ * An {@link IdempotencyStore} in process memory: for tests, the demo and single-process use.
+ * Records do not survive the process. Every method runs to completion without yielding,
+ * so each transition is atomic with respect to every other call in the process.
+ *
+ * Records are copied on the way in and out: a caller that mutates a record it was given
+ * cannot change stored state.
+ *
+ * Fencing tokens are `max(previous + 1, clock.now() * 1000)`. The previous token of a key is
+ * remembered for the life of the store, even after the record was deleted, purged or expired,
+ * so a token is never issued twice for one key.
+ */
+export function createMemoryStore(options: MemoryStoreOptions = {}): IdempotencyStore {
+  const clock = options.clock ?? systemClock;
+  const records = new Map<string, IdempotencyRecord>();
+  const lastTokens = new Map<string, number>();
+
+  function nextToken(key: string): number {
+    const token = Math.max((lastTokens.get(key) ?? 0) + 1, Math.floor(clock.now()) * 1000);
+    lastTokens.set(key, token);
+    return token;
+  }
+
+  /** The record when `token` still holds it and it is in progress; otherwise undefined. */
+  function held(key: string, token: number): IdempotencyRecord | undefined {
+    const record = records.get(key);
+    if (record === undefined || record.token !== token || record.status !== 'in_progress') {
+      return undefined;
+    }
+    return record;
+  }
+
+  const store: IdempotencyStore = {
+    name: 'memory',
+
+    async begin(key, fingerprint, leaseMs, ttlMs): Promise<BeginResult> {
+      checkKey(key);
+      checkString(fingerprint, 'fingerprint');
+      checkPositive(leaseMs, 'leaseMs');
+      checkPositive(ttlMs, 'ttlMs');
+      const now = clock.now();
+      const existing = records.get(key);
+
+      if (existing === undefined || existing.expiresAt <= now) {
+        // No record, or a dead one: a new operation with no steps.
+        const token = nextToken(key);
+        const leaseUntil = now + leaseMs;
+        records.set(key, {
+          key,
+          fingerprint,
+          status: 'in_progress',
+          token,
+          attempts: 1,
+          leaseUntil,
+          expiresAt: Math.max(now + ttlMs, leaseUntil),
+          steps: {},
+          createdAt: now,
+          updatedAt: now,
+        });
+        return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
+      }
+
+      if (
+        existing.status === 'in_progress' &&
+        existing.leaseUntil <= now &&
+        existing.fingerprint === fingerprint
+      ) {
+        // The holder's lease ended (crash, timeout or release): the same operation resumes.
+        existing.token = nextToken(key);
+        existing.attempts += 1;
+        existing.leaseUntil = now + leaseMs;
+        existing.expiresAt = Math.max(existing.expiresAt, existing.leaseUntil);
+        existing.updatedAt = now;
+        return {
+          kind: 'acquired',
+          token: existing.token,
+          leaseUntil: existing.leaseUntil,
+          attempts: existing.attempts,
+          steps: { ...existing.steps },
+          takeover: true,
+        };
+      }
+
+      return { kind: 'existing', record: copy(existing) };
+    },
+
+    async complete(key, token, result, ttlMs): Promise<FencedResult> {
+      checkString(result, 'result');
+      checkPositive(ttlMs, 'ttlMs');
+      const record = held(key, token);
+      if (record === undefined) return { kind: 'lease_lost' };
+      const now = clock.now();
+      record.status = 'completed';
+      record.result = result;
+      record.leaseUntil = 0;
+      record.expiresAt = now + ttlMs;
+      record.updatedAt = now;
+      return { kind: 'ok' };
+    },
+
+    async fail(key, token, error, ttlMs): Promise<FencedResult> {
+      checkString(error, 'error');
+      checkPositive(ttlMs, 'ttlMs');
+      const record = held(key, token);
+      if (record === undefined) return { kind: 'lease_lost' };
+      const now = clock.now();
+      record.status = 'failed';
+      record.error = error;
+      record.leaseUntil = 0;
+      record.expiresAt = now + ttlMs;
+      record.updatedAt = now;
+      return { kind: 'ok' };
+    },
+
+    async release(key, token): Promise<FencedResult> {
+      const record = held(key, token);
+      if (record === undefined) return { kind: 'lease_lost' };
+      record.leaseUntil = 0;
+      record.updatedAt = clock.now();
+      return { kind: 'ok' };
+    },
+
+    async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {
+      checkPositive(leaseMs, 'leaseMs');
+      const record = held(key, token);
+      if (record === undefined) return { kind: 'lease_lost' };
+      const now = clock.now();
+      record.leaseUntil = now + leaseMs;
+      record.expiresAt = Math.max(record.expiresAt, record.leaseUntil);
+      record.updatedAt = now;
+      return { kind: 'ok', leaseUntil: record.leaseUntil };
+    },
+
+    async saveStep(key, token, name, result): Promise<FencedResult> {
+      checkString(name, 'step name');
+      checkString(result, 'step result');
+      const record = held(key, token);
+      if (record === undefined) return { kind: 'lease_lost' };
+      record.steps[name] = result;
+      record.updatedAt = clock.now();
+      return { kind: 'ok' };
+    },
+
+    async get(key) {
+      const record = records.get(key);
+      return record === undefined ? undefined : copy(record);
+    },
+
+    async delete(key) {
+      return records.delete(key);
+    },
+
+    async list(options: ListOptions = {}): Promise<ListPage> {
+      const limit = listLimit(options.limit);
+      const after = options.cursor;
+      const keys = [...records.keys()].sort();
+      const page: IdempotencyRecord[] = [];
+      let last: string | undefined;
+      for (const key of keys) {
+        if (after !== undefined && key <= after) continue;
+        const record = records.get(key);
+        if (record === undefined) continue;
+        if (options.status !== undefined && record.status !== options.status) continue;
+        if (page.length === limit) {
+          // There is at least one more record: hand out a cursor.
+          return { records: page, cursor: last as string };
+        }
+        page.push(copy(record));
+        last = key;
+      }
+      return { records: page };
+    },
+
+    async purgeExpired(options: { limit?: number } = {}) {
+      const limit = options.limit ?? Number.POSITIVE_INFINITY;
+      if (!(limit >= 0)) throw new InvalidArgumentError(`limit must be >= 0, got ${limit}`);
+      const now = clock.now();
+      let removed = 0;
+      for (const [key, record] of records) {
+        if (removed >= limit) break;
+        if (record.expiresAt <= now) {
+          records.delete(key);
+          removed++;
+        }
+      }
+      return removed;
+    },
+
+    async close() {
+      // Nothing to release: the records live and die with this object.
+    },
+  };
+  return store;
+}
+
+function copy(record: IdempotencyRecord): IdempotencyRecord {
+  // Every field is a primitive except `steps`, whose values are strings.
+  return { ...record, steps: { ...record.steps } };
+}
+
+function listLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new InvalidArgumentError(`list limit must be an integer >= 1, got ${limit}`);
+  }
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+function checkKey(key: unknown): void {
+  if (typeof key !== 'string' || key.length === 0) {
+    throw new InvalidArgumentError(`store key must be a non-empty string, got ${typeof key}`);
+  }
+}
+
+function checkString(value: unknown, what: string): void {
+  if (typeof value !== 'string') {
+    throw new InvalidArgumentError(`${what} must be a string, got ${typeof value}`);
+  }
+}
+
+function checkPositive(value: unknown, what: string): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError(`${what} must be a finite number > 0, got ${String(value)}`);
+  }
+}
