@@ -1,0 +1,69 @@
+import { InvalidArgumentError } from '../../errors.js';
+import { type SqliteStore, type SqliteStoreOptions, createSqliteStore } from './sqlite-store.js';
+
+/**
+ * Opens a SQLite store from a URL: `sqlite:relative/path.sqlite`, `sqlite:/absolute/path`,
+ * `sqlite:///absolute/path`, `sqlite::memory:`. Query parameters: `table`, `busy_timeout_ms`,
+ * `synchronous` (`normal` | `full`).
+ *
+ * @example
+ * const store = openSqliteStore('sqlite:data/idempotency.sqlite?table=payments');
+ */
+export function openSqliteStore(
+  url: string,
+  options: Omit<SqliteStoreOptions, 'path' | 'database'> = {},
+): SqliteStore {
+  return createSqliteStore({ ...parseSqliteUrl(url), ...options });
+}
+
+/** The options a `sqlite:` URL stands for; throws InvalidArgumentError naming the problem. */
+export function parseSqliteUrl(url: string): SqliteStoreOptions & { path: string } {
+  if (typeof url !== 'string' || !url.startsWith('sqlite:')) {
+    throw new InvalidArgumentError(
+      `a sqlite store URL starts with "sqlite:" (sqlite:path/to/file.sqlite, sqlite::memory:); got ${JSON.stringify(url)}`,
+    );
+  }
+  let rest = url.slice('sqlite:'.length);
+  let query = '';
+  const mark = rest.indexOf('?');
+  if (mark >= 0) {
+    query = rest.slice(mark + 1);
+    rest = rest.slice(0, mark);
+  }
+  // sqlite://host/path is not a thing: sqlite:///abs and sqlite://rel both mean a path.
+  if (rest.startsWith('//')) rest = rest.slice(2);
+  const path = decodeURIComponent(rest);
+  if (path === '') {
+    throw new InvalidArgumentError(
+      `sqlite store URL ${JSON.stringify(url)} has no file path; use sqlite:path/to/file.sqlite or sqlite::memory:`,
+    );
+  }
+  const options: SqliteStoreOptions & { path: string } = { path };
+  for (const [name, value] of new URLSearchParams(query)) {
+    if (name === 'table') options.table = value;
+    else if (name === 'busy_timeout_ms') options.busyTimeoutMs = wholeNumber(value, name, url);
+    else if (name === 'synchronous') {
+      if (value !== 'normal' && value !== 'full') {
+        throw new InvalidArgumentError(
+          `sqlite store URL ${JSON.stringify(url)}: synchronous must be normal or full; got ${JSON.stringify(value)}`,
+        );
+      }
+      options.synchronous = value;
+    } else {
+      throw new InvalidArgumentError(
+        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous)`,
+      );
+    }
+  }
+  return options;
+}
+
+function wholeNumber(value: string, name: string, url: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError(
+      `sqlite store URL ${JSON.stringify(url)}: ${name} must be a whole number; got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}

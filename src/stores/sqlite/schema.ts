@@ -1,0 +1,108 @@
+import type BetterSqlite3 from 'better-sqlite3';
+import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
+
+/** The schema version this build writes. A later change adds a step to {@link MIGRATIONS}. */
+export const SCHEMA_VERSION = 1;
+
+/** The table of schema versions and token high-water marks, shared by every records table. */
+export const META_TABLE = 'reprocess_meta';
+
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Checks a records table name: an SQL identifier, so it can be spliced into statements. */
+export function checkTableName(table: unknown): string {
+  if (typeof table !== 'string' || !TABLE_NAME.test(table) || table === META_TABLE) {
+    throw new InvalidArgumentError(
+      `sqlite store table must be a name of letters, digits and _ (1-63 characters, not a digit first, not "${META_TABLE}"); got ${JSON.stringify(table)}`,
+    );
+  }
+  return table;
+}
+
+/** Meta row names for one records table. */
+export function metaNames(table: string): { version: string; highWater: string } {
+  return { version: `schema_version:${table}`, highWater: `token_high_water:${table}` };
+}
+
+/**
+ * Version 1. `steps` is a JSON object of step name to encoded result. The AFTER DELETE
+ * trigger keeps the greatest token ever removed, so a key that is deleted (by `delete`,
+ * `purgeExpired` or an operator with the sqlite3 shell) never sees an old token again.
+ */
+function createV1(table: string): string {
+  const { highWater } = metaNames(table);
+  return `
+    CREATE TABLE ${table} (
+      key TEXT PRIMARY KEY NOT NULL,
+      fingerprint TEXT NOT NULL,
+      status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed', 'failed')),
+      token INTEGER NOT NULL,
+      attempts INTEGER NOT NULL,
+      lease_until INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      result TEXT,
+      error TEXT,
+      steps TEXT NOT NULL DEFAULT '{}',
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX ${table}_expires_at ON ${table} (expires_at);
+    CREATE TRIGGER ${table}_token_high_water AFTER DELETE ON ${table} BEGIN
+      UPDATE ${META_TABLE} SET value = max(value, OLD.token) WHERE name = '${highWater}';
+    END;
+    INSERT INTO ${META_TABLE} (name, value) VALUES ('${highWater}', 0);
+  `;
+}
+
+/** Steps from version n to n + 1, by n. Empty while there is only version 1. */
+const MIGRATIONS: Record<number, (table: string) => string> = {};
+
+function readVersion(db: BetterSqlite3.Database, table: string): number {
+  const meta = db
+    .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`)
+    .get(META_TABLE);
+  if (!meta) return 0;
+  const row = db
+    .prepare(`SELECT value FROM ${META_TABLE} WHERE name = ?`)
+    .get(metaNames(table).version) as { value: number } | undefined;
+  return row?.value ?? 0;
+}
+
+/**
+ * Creates or migrates the schema of `table`. The check is a plain read, so opening an
+ * up-to-date file writes nothing; creation and migration run in one IMMEDIATE transaction
+ * that reads the version again, so two processes opening a new file at once cannot both
+ * create it (the second waits for the lock, then sees the version the first wrote).
+ */
+export function ensureSchema(db: BetterSqlite3.Database, table: string, where: string): void {
+  const tooNew = (version: number) =>
+    new StoreUnavailableError(
+      `sqlite store ${where}: table "${table}" has schema version ${version}, newer than the ${SCHEMA_VERSION} this version of reprocess understands; upgrade reprocess`,
+    );
+  const seen = readVersion(db, table);
+  if (seen === SCHEMA_VERSION) return;
+  if (seen > SCHEMA_VERSION) throw tooNew(seen);
+
+  const migrate = db.transaction(() => {
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS ${META_TABLE} (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)`,
+    );
+    let version = readVersion(db, table);
+    if (version > SCHEMA_VERSION) throw tooNew(version);
+    if (version === SCHEMA_VERSION) return;
+    if (version === 0) {
+      db.exec(createV1(table));
+      version = 1;
+    }
+    while (version < SCHEMA_VERSION) {
+      const step = MIGRATIONS[version];
+      if (!step) throw new Error(`no migration from schema version ${version}`);
+      db.exec(step(table));
+      version++;
+    }
+    db.prepare(
+      `INSERT INTO ${META_TABLE} (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
+    ).run(metaNames(table).version, version);
+  });
+  migrate.immediate();
+}

@@ -1,0 +1,614 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
+import { type Clock, systemClock } from '../../clock.js';
+import { InvalidArgumentError, RecordCorruptError, StoreUnavailableError } from '../../errors.js';
+import type {
+  BeginResult,
+  FencedResult,
+  HeartbeatResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  ListOptions,
+  ListPage,
+  RecordStatus,
+} from '../../idempotency/store.js';
+import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
+import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
+
+/** Options of {@link createSqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * The database file (created with its directory when missing), or `:memory:`. Default
+   * `.reprocess/idempotency.sqlite` under the working directory. Ignored with `database`.
+   */
+  path?: string;
+  /**
+   * A connection you opened. The store leaves its pragmas and journal mode alone (except
+   * `busyTimeoutMs` when given) and does not close it.
+   */
+  database?: BetterSqlite3.Database;
+  /** The store's clock for leases, expiry and tokens (default: the system clock). */
+  clock?: Clock;
+  /** Records table (default `reprocess_idempotency`); several tables can share one file. */
+  table?: string;
+  /** How long SQLite waits for another connection's write lock before giving up (default 5000). */
+  busyTimeoutMs?: number;
+  /** Extra attempts, with a short pause, after a wait past busy_timeout (default 3). */
+  busyRetries?: number;
+  /**
+   * `normal` (default): WAL with synchronous=NORMAL, durable across process crashes; a power
+   * loss can roll back the last commits. `full`: every commit is fsynced (slower).
+   */
+  synchronous?: 'normal' | 'full';
+}
+
+/** The SQLite store: the object the core uses plus `createSchema` for deployment scripts. */
+export interface SqliteStore extends IdempotencyStore {
+  readonly name: 'sqlite';
+  /** The file path (or `:memory:`). */
+  readonly path: string;
+  /** Creates (or migrates) the schema now instead of on first use. Idempotent. */
+  createSchema(): Promise<void>;
+  /** Closes the connection when the store opened it. */
+  close(): Promise<void>;
+}
+
+/** Default file of the embedded store, relative to the working directory. */
+export const DEFAULT_SQLITE_PATH = '.reprocess/idempotency.sqlite';
+
+const DEFAULT_TABLE = 'reprocess_idempotency';
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 1000;
+
+/** A row as the statements select it. */
+interface Row {
+  key: string;
+  fingerprint: string;
+  status: string;
+  token: number;
+  attempts: number;
+  leaseUntil: number;
+  expiresAt: number;
+  result: string | null;
+  error: string | null;
+  steps: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+const COLUMNS = `key, fingerprint, status, token, attempts, lease_until AS leaseUntil,
+  expires_at AS expiresAt, result, error, steps, created_at AS createdAt, updated_at AS updatedAt`;
+
+const STATUSES: ReadonlySet<string> = new Set<RecordStatus>(['in_progress', 'completed', 'failed']);
+
+/**
+ * Creates the embedded SQLite store (better-sqlite3 12, WAL, one file). The schema is created
+ * on first use (or by `createSchema()`); every transition is one atomic statement or one
+ * IMMEDIATE transaction, so several processes can share the file.
+ *
+ * @example
+ * const store = createSqliteStore({ path: 'data/idempotency.sqlite' });
+ * const charge = idempotent(chargeCard, { store, key: 'requestId', scope: 'charge' });
+ */
+export function createSqliteStore(options: SqliteStoreOptions = {}): SqliteStore {
+  return SqliteIdempotencyStore.open(options);
+}
+
+class SqliteIdempotencyStore implements SqliteStore {
+  readonly name = 'sqlite' as const;
+  readonly path: string;
+  private readonly db: BetterSqlite3.Database;
+  private readonly owned: boolean;
+  private readonly clock: Clock;
+  private readonly table: string;
+  private readonly busyRetries: number;
+  private statements: Statements | undefined;
+  private closed = false;
+
+  static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError('createSqliteStore options must be an object');
+    }
+    const table = checkTableName(options.table ?? DEFAULT_TABLE);
+    const busyTimeoutMs = checkCount(options.busyTimeoutMs, 'busyTimeoutMs');
+    const busyRetries = checkCount(options.busyRetries, 'busyRetries') ?? 3;
+    const synchronous = options.synchronous ?? 'normal';
+    if (synchronous !== 'normal' && synchronous !== 'full') {
+      throw new InvalidArgumentError(
+        `sqlite store synchronous must be 'normal' or 'full'; got ${JSON.stringify(synchronous)}`,
+      );
+    }
+    const clock = options.clock ?? systemClock;
+
+    if (options.database) {
+      const db = options.database;
+      if (busyTimeoutMs !== undefined) db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      return new SqliteIdempotencyStore(db, false, db.name, clock, table, busyRetries);
+    }
+
+    const path = options.path ?? DEFAULT_SQLITE_PATH;
+    if (typeof path !== 'string' || path === '') {
+      throw new InvalidArgumentError(
+        `sqlite store path must be a non-empty file path or ':memory:'; got ${JSON.stringify(path)}`,
+      );
+    }
+    const memory = path === ':memory:';
+    const where = memory ? ':memory:' : resolve(path);
+    let db: BetterSqlite3.Database | undefined;
+    try {
+      if (!memory) mkdirSync(dirname(where), { recursive: true });
+      db = new Database(where, { timeout: busyTimeoutMs ?? 5000 });
+      // journal_mode reads the file header: a file that is not a database fails here.
+      if (!memory) db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    } catch (error) {
+      db?.close();
+      throw openError(error, where);
+    }
+    return new SqliteIdempotencyStore(db, true, where, clock, table, busyRetries);
+  }
+
+  private constructor(
+    db: BetterSqlite3.Database,
+    owned: boolean,
+    path: string,
+    clock: Clock,
+    table: string,
+    busyRetries: number,
+  ) {
+    this.db = db;
+    this.owned = owned;
+    this.path = path;
+    this.clock = clock;
+    this.table = table;
+    this.busyRetries = busyRetries;
+  }
+
+  async createSchema(): Promise<void> {
+    await this.guard('creating the schema', () => this.prepared());
+  }
+
+  // ------------------------------------------------------------------ transitions
+
+  async begin(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+    ttlMs: number,
+  ): Promise<BeginResult> {
+    checkKey(key);
+    if (typeof fingerprint !== 'string') {
+      throw new InvalidArgumentError('sqlite store begin: fingerprint must be a string');
+    }
+    checkMs(leaseMs, 'leaseMs');
+    checkMs(ttlMs, 'ttlMs');
+    return this.guard('begin', () => {
+      const s = this.prepared();
+      const now = this.now();
+      // A replay or a live lease is answered by one read, with no write lock: a completed
+      // record never changes, and a live lease can only be taken by its own expiry.
+      const seen = s.select.get(key) as Row | undefined;
+      if (seen && !acquirable(seen, fingerprint, now)) {
+        return { kind: 'existing', record: toRecord(seen, this.path) };
+      }
+      // Refuse to take over a record whose steps cannot be read back, before writing.
+      if (seen && seen.steps !== '{}') parseSteps(seen.steps, this.path, key);
+      const params = {
+        key,
+        fingerprint,
+        now,
+        nowToken: now * 1000,
+        leaseUntil: now + leaseMs,
+        expiresAt: now + ttlMs,
+      };
+      // The upsert decides and writes in one statement: two processes that both read "free"
+      // above cannot both acquire, because the second one's WHERE sees the first one's lease.
+      const won = s.acquire.get(params) as AcquiredRow | undefined;
+      if (won) return acquiredResult(won, params.leaseUntil, this.path, key);
+      // Lost the race (or the record is not acquirable after all): decide again and read the
+      // winner in one IMMEDIATE transaction, so the answer is one consistent moment.
+      return s.acquireOrRead.immediate(params);
+    });
+  }
+
+  async complete(key: string, token: number, result: string, ttlMs: number): Promise<FencedResult> {
+    checkKey(key);
+    checkToken(token);
+    checkText(result, 'result');
+    checkMs(ttlMs, 'ttlMs');
+    return this.guard('complete', () => {
+      const now = this.now();
+      const { changes } = this.prepared().complete.run(result, now + ttlMs, now, key, token);
+      return changes === 1 ? OK : LOST;
+    });
+  }
+
+  async fail(key: string, token: number, error: string, ttlMs: number): Promise<FencedResult> {
+    checkKey(key);
+    checkToken(token);
+    checkText(error, 'error');
+    checkMs(ttlMs, 'ttlMs');
+    return this.guard('fail', () => {
+      const now = this.now();
+      const { changes } = this.prepared().fail.run(error, now + ttlMs, now, key, token);
+      return changes === 1 ? OK : LOST;
+    });
+  }
+
+  async release(key: string, token: number): Promise<FencedResult> {
+    checkKey(key);
+    checkToken(token);
+    return this.guard('release', () => {
+      const { changes } = this.prepared().release.run(this.now(), key, token);
+      return changes === 1 ? OK : LOST;
+    });
+  }
+
+  async heartbeat(key: string, token: number, leaseMs: number): Promise<HeartbeatResult> {
+    checkKey(key);
+    checkToken(token);
+    checkMs(leaseMs, 'leaseMs');
+    return this.guard('heartbeat', () => {
+      const now = this.now();
+      const leaseUntil = now + leaseMs;
+      const { changes } = this.prepared().heartbeat.run(leaseUntil, now, key, token);
+      return changes === 1 ? { kind: 'ok', leaseUntil } : LOST;
+    });
+  }
+
+  async saveStep(key: string, token: number, name: string, result: string): Promise<FencedResult> {
+    checkKey(key);
+    checkToken(token);
+    checkText(name, 'step name');
+    checkText(result, 'step result');
+    return this.guard('saveStep', () => {
+      // json_patch merges one member into the stored object inside the UPDATE, so two steps
+      // saved at once cannot overwrite each other's read-modify-write.
+      const { changes } = this.prepared().saveStep.run(name, result, this.now(), key, token);
+      return changes === 1 ? OK : LOST;
+    });
+  }
+
+  // ------------------------------------------------------------------ operators
+
+  async get(key: string): Promise<IdempotencyRecord | undefined> {
+    checkKey(key);
+    return this.guard('get', () => {
+      const row = this.prepared().select.get(key) as Row | undefined;
+      return row && toRecord(row, this.path);
+    });
+  }
+
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    return this.guard('delete', () => this.prepared().delete.run(key).changes > 0);
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new InvalidArgumentError(`list limit must be a whole number >= 1; got ${limit}`);
+    }
+    if (options.status !== undefined && !STATUSES.has(options.status)) {
+      throw new InvalidArgumentError(
+        `list status must be one of in_progress, completed, failed; got ${JSON.stringify(options.status)}`,
+      );
+    }
+    const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
+    const take = Math.min(limit, MAX_LIST_LIMIT);
+    return this.guard('list', () => {
+      const rows = this.prepared().list.all({
+        after,
+        status: options.status ?? null,
+        take: take + 1,
+      }) as Row[];
+      const page = rows.slice(0, take);
+      const records = page.map((row) => toRecord(row, this.path));
+      const last = page[page.length - 1];
+      return rows.length > take && last ? { records, cursor: encodeCursor(last.key) } : { records };
+    });
+  }
+
+  async purgeExpired(options: { limit?: number } = {}): Promise<number> {
+    const limit = options.limit;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
+      throw new InvalidArgumentError(
+        `purgeExpired limit must be a whole number >= 0; got ${limit}`,
+      );
+    }
+    return this.guard(
+      'purgeExpired',
+      () => this.prepared().purge.run(this.now(), limit ?? -1).changes,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.statements = undefined;
+    if (this.owned) this.db.close();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private now(): number {
+    return Math.floor(this.clock.now());
+  }
+
+  /** The cached statements, preparing them (and creating the schema) on first use. */
+  private prepared(): Statements {
+    if (this.closed)
+      throw new StoreUnavailableError(`sqlite store ${this.path}: the store is closed`);
+    if (!this.statements) {
+      ensureSchema(this.db, this.table, this.path);
+      this.statements = prepare(this.db, this.table, this.path);
+    }
+    return this.statements;
+  }
+
+  /**
+   * Runs one transition, retrying a few times when the lock stayed taken past busy_timeout
+   * (a failed statement wrote nothing, so a retry is safe), and types every driver error.
+   * The pause uses real time, not the store clock: it waits for another process.
+   */
+  private async guard<T>(doing: string, work: () => T): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return work();
+      } catch (error) {
+        if (isBusy(error) && attempt < this.busyRetries && !this.closed) {
+          await pause(10 * 2 ** attempt + Math.random() * 10);
+          continue;
+        }
+        throw translateSqliteError(error, this.path, doing);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ statements
+
+interface AcquiredRow {
+  token: number;
+  attempts: number;
+  steps: string;
+}
+
+interface AcquireParams {
+  key: string;
+  fingerprint: string;
+  now: number;
+  nowToken: number;
+  leaseUntil: number;
+  expiresAt: number;
+}
+
+interface Statements {
+  select: BetterSqlite3.Statement;
+  acquire: BetterSqlite3.Statement;
+  acquireOrRead: BetterSqlite3.Transaction<(params: AcquireParams) => BeginResult>;
+  complete: BetterSqlite3.Statement;
+  fail: BetterSqlite3.Statement;
+  release: BetterSqlite3.Statement;
+  heartbeat: BetterSqlite3.Statement;
+  saveStep: BetterSqlite3.Statement;
+  delete: BetterSqlite3.Statement;
+  list: BetterSqlite3.Statement;
+  purge: BetterSqlite3.Statement;
+}
+
+function prepare(db: BetterSqlite3.Database, t: string, where: string): Statements {
+  const highWater = `(SELECT value FROM ${META_TABLE} WHERE name = '${metaNames(t).highWater}')`;
+  const fenced = `WHERE key = ? AND token = ? AND status = 'in_progress'`;
+  const select = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE key = ?`);
+  // Acquire when free: no row, an expired row (a new operation: steps and attempts start
+  // afresh), or an in-progress row of the same fingerprint whose lease ended (a takeover:
+  // steps kept, attempts + 1). The token is the greatest of the clock in microseconds, the
+  // row's token + 1 and the high-water mark of deleted rows + 1, so it only ever grows.
+  // SET expressions read the old row, so the CASEs see the old expires_at.
+  const acquire = db.prepare(`
+    INSERT INTO ${t} (key, fingerprint, status, token, attempts, lease_until, expires_at,
+                      steps, created_at, updated_at)
+    VALUES (@key, @fingerprint, 'in_progress', max(@nowToken, coalesce(${highWater}, 0) + 1), 1,
+            @leaseUntil, @expiresAt, '{}', @now, @now)
+    ON CONFLICT (key) DO UPDATE SET
+      fingerprint = excluded.fingerprint,
+      status = 'in_progress',
+      token = max(@nowToken, token + 1, coalesce(${highWater}, 0) + 1),
+      attempts = CASE WHEN expires_at <= @now THEN 1 ELSE attempts + 1 END,
+      steps = CASE WHEN expires_at <= @now THEN '{}' ELSE steps END,
+      created_at = CASE WHEN expires_at <= @now THEN @now ELSE created_at END,
+      lease_until = excluded.lease_until,
+      expires_at = excluded.expires_at,
+      result = NULL,
+      error = NULL,
+      updated_at = @now
+    WHERE expires_at <= @now
+       OR (status = 'in_progress' AND lease_until <= @now AND fingerprint = excluded.fingerprint)
+    RETURNING token, attempts, steps`);
+  const acquireOrRead = db.transaction((params: AcquireParams): BeginResult => {
+    const won = acquire.get(params) as AcquiredRow | undefined;
+    if (won) return acquiredResult(won, params.leaseUntil, where, params.key);
+    const row = select.get(params.key) as Row | undefined;
+    if (!row) throw new Error(`record ${params.key} vanished inside a write transaction`);
+    return { kind: 'existing', record: toRecord(row, where) };
+  });
+  return {
+    select,
+    acquire,
+    acquireOrRead,
+    complete: db.prepare(
+      `UPDATE ${t} SET status = 'completed', result = ?, lease_until = 0, expires_at = ?, updated_at = ? ${fenced}`,
+    ),
+    fail: db.prepare(
+      `UPDATE ${t} SET status = 'failed', error = ?, lease_until = 0, expires_at = ?, updated_at = ? ${fenced}`,
+    ),
+    release: db.prepare(`UPDATE ${t} SET lease_until = 0, updated_at = ? ${fenced}`),
+    heartbeat: db.prepare(`UPDATE ${t} SET lease_until = ?, updated_at = ? ${fenced}`),
+    saveStep: db.prepare(
+      `UPDATE ${t} SET steps = json_patch(steps, json_object(?, ?)), updated_at = ? ${fenced}`,
+    ),
+    delete: db.prepare(`DELETE FROM ${t} WHERE key = ?`),
+    list: db.prepare(`
+      SELECT ${COLUMNS} FROM ${t}
+      WHERE key > @after AND (@status IS NULL OR status = @status)
+      ORDER BY key LIMIT @take`),
+    purge: db.prepare(
+      `DELETE FROM ${t} WHERE key IN (SELECT key FROM ${t} WHERE expires_at <= ? LIMIT ?)`,
+    ),
+  };
+}
+
+// ------------------------------------------------------------------ rows and checks
+
+const OK: FencedResult = Object.freeze({ kind: 'ok' });
+const LOST: FencedResult & HeartbeatResult = Object.freeze({ kind: 'lease_lost' });
+
+function acquirable(row: Row, fingerprint: string, now: number): boolean {
+  if (row.expiresAt <= now) return true;
+  return row.status === 'in_progress' && row.leaseUntil <= now && row.fingerprint === fingerprint;
+}
+
+function acquiredResult(
+  won: AcquiredRow,
+  leaseUntil: number,
+  where: string,
+  key: string,
+): BeginResult {
+  return {
+    kind: 'acquired',
+    token: won.token,
+    leaseUntil,
+    attempts: won.attempts,
+    steps: won.steps === '{}' ? {} : parseSteps(won.steps, where, key),
+    takeover: won.attempts > 1,
+  };
+}
+
+function toRecord(row: Row, where: string): IdempotencyRecord {
+  const bad = (what: string) =>
+    new RecordCorruptError(`sqlite store ${where}: record ${JSON.stringify(row.key)} has ${what}`);
+  if (!STATUSES.has(row.status)) throw bad(`an unknown status ${JSON.stringify(row.status)}`);
+  for (const field of [
+    'token',
+    'attempts',
+    'leaseUntil',
+    'expiresAt',
+    'createdAt',
+    'updatedAt',
+  ] as const) {
+    if (!Number.isSafeInteger(row[field])) throw bad(`a ${field} that is not a whole number`);
+  }
+  if (typeof row.fingerprint !== 'string') throw bad('a fingerprint that is not text');
+  if (row.result !== null && typeof row.result !== 'string') throw bad('a result that is not text');
+  if (row.error !== null && typeof row.error !== 'string') throw bad('an error that is not text');
+  const record: IdempotencyRecord = {
+    key: row.key,
+    fingerprint: row.fingerprint,
+    status: row.status as RecordStatus,
+    token: row.token,
+    attempts: row.attempts,
+    leaseUntil: row.leaseUntil,
+    expiresAt: row.expiresAt,
+    steps: row.steps === '{}' ? {} : parseSteps(row.steps, where, row.key),
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+  if (row.result !== null) record.result = row.result;
+  if (row.error !== null) record.error = row.error;
+  return record;
+}
+
+function parseSteps(text: unknown, where: string, key: string): Record<string, string> {
+  const bad = (why: string, cause?: unknown) =>
+    new RecordCorruptError(
+      `sqlite store ${where}: record ${JSON.stringify(key)} has steps that ${why}`,
+      cause,
+    );
+  if (typeof text !== 'string') throw bad('are not text');
+  let steps: unknown;
+  try {
+    steps = JSON.parse(text);
+  } catch (error) {
+    throw bad('are not valid JSON', error);
+  }
+  if (typeof steps !== 'object' || steps === null || Array.isArray(steps)) {
+    throw bad('are not a JSON object');
+  }
+  for (const value of Object.values(steps)) {
+    if (typeof value !== 'string') throw bad('hold a value that is not an encoded string');
+  }
+  return steps as Record<string, string>;
+}
+
+function encodeCursor(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: unknown): string {
+  if (typeof cursor === 'string' && cursor !== '') {
+    const key = Buffer.from(cursor, 'base64url').toString('utf8');
+    if (encodeCursor(key) === cursor) return key;
+  }
+  throw new InvalidArgumentError(
+    `list cursor ${JSON.stringify(cursor)} is not one this store returned`,
+  );
+}
+
+function checkKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key === '') {
+    throw new InvalidArgumentError(
+      `sqlite store: key must be a non-empty string; got ${JSON.stringify(key)}`,
+    );
+  }
+}
+
+function checkToken(token: unknown): asserts token is number {
+  if (!Number.isSafeInteger(token)) {
+    throw new InvalidArgumentError(
+      `sqlite store: token must be a whole number; got ${String(token)}`,
+    );
+  }
+}
+
+function checkMs(ms: unknown, what: string): asserts ms is number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+    throw new InvalidArgumentError(
+      `sqlite store: ${what} must be a finite number >= 0; got ${String(ms)}`,
+    );
+  }
+}
+
+function checkText(text: unknown, what: string): asserts text is string {
+  if (typeof text !== 'string') {
+    throw new InvalidArgumentError(`sqlite store: ${what} must be a string; got ${typeof text}`);
+  }
+}
+
+function checkCount(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new InvalidArgumentError(
+      `sqlite store ${what} must be a whole number >= 0; got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function openError(error: unknown, where: string): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && !sqliteCode(error)) {
+    // A file-system error from creating the directory (EACCES, EROFS, ENOENT, ENOTDIR...).
+    return new StoreUnavailableError(
+      `sqlite store ${where}: cannot create the directory ${dirname(where)} (${code}); choose a writable path`,
+      error,
+    );
+  }
+  return translateSqliteError(error, where, 'opening the database');
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

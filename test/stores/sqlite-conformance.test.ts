@@ -1,0 +1,37 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '../../src/clock.js';
+import { createSqliteStore } from '../../src/stores/sqlite/index.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
+import { describeStoreConformance } from '../helpers/store-conformance.js';
+
+function tempFile(): { path: string; remove: () => Promise<void> } {
+  const dir = mkdtempSync(join(tmpdir(), 'reprocess-sqlite-'));
+  return {
+    path: join(dir, 'idempotency.sqlite'),
+    remove: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+describeStoreConformance('sqlite file (fake clock)', async () => {
+  const clock = new FakeClock();
+  const file = tempFile();
+  return {
+    store: createSqliteStore({ path: file.path, clock }),
+    clock,
+    restart: async () => createSqliteStore({ path: file.path, clock }),
+    connect: async () => createSqliteStore({ path: file.path, clock }),
+    cleanup: file.remove,
+  };
+});
+
+describeStoreConformance('sqlite file (real time)', async () => {
+  const file = tempFile();
+  return {
+    store: createSqliteStore({ path: file.path, clock: systemClock }),
+    restart: async () => createSqliteStore({ path: file.path }),
+    connect: async () => createSqliteStore({ path: file.path }),
+    cleanup: file.remove,
+  };
+});
