@@ -123,7 +123,7 @@ async function loop<T>(
     try {
       const value = guarded
         ? await guardedAttempt(fn, attempt, deadlineAt, clock, policy.attemptTimeout, signal)
-        : await fn(new PlainContext(attempt, deadlineAt));
+        : await fn(new AttemptScope(attempt, deadlineAt));
       if (policy.retryOnResult === undefined || !policy.retryOnResult(value)) {
         budget?.onSuccess();
         if (telemetry) telemetry.success(attempt);
@@ -236,22 +236,39 @@ function isAborted(error: unknown): error is AbortedError {
 }
 
 /**
- * The context of an attempt with no timeout, no deadline and no caller signal: its signal
- * never fires, so it is only created if `fn` reads it (the success path stays cheap).
+ * The context given to an attempt. Its signal is created only if `fn` reads it, so an
+ * attempt that never looks at it costs no AbortController. It follows the caller's signal
+ * and, when the attempt is timed, aborts at the timeout.
  */
-class PlainContext implements AttemptContext {
+class AttemptScope implements AttemptContext {
   readonly attempt: number;
   readonly deadline: number;
-  #signal: AbortSignal | undefined;
+  #parent: AbortSignal | undefined;
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
 
-  constructor(attempt: number, deadline: number) {
+  /** An untimed attempt hands out `parent` (the caller's signal) as it is. */
+  constructor(attempt: number, deadline: number, parent?: AbortSignal, timed = false) {
     this.attempt = attempt;
     this.deadline = deadline;
+    this.#parent = timed ? undefined : parent;
   }
 
   get signal(): AbortSignal {
-    this.#signal ??= new AbortController().signal;
-    return this.#signal;
+    if (this.#parent !== undefined) return this.#parent;
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
   }
 }
 
@@ -272,10 +289,9 @@ function guardedAttempt<T>(
   const left = deadlineAt - clock.now();
   if (left < timeoutMs) timeoutMs = Math.max(0, left);
   const timed = timeoutMs <= MAX_TIMER_MS;
-  if (!timed && signal === undefined) return fn(new PlainContext(attempt, deadlineAt));
+  const scope = new AttemptScope(attempt, deadlineAt, signal, timed);
+  if (!timed && signal === undefined) return fn(scope);
 
-  const controller = timed ? new AbortController() : undefined;
-  const attemptSignal = controller?.signal ?? (signal as AbortSignal);
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     let cancelTimer: (() => void) | undefined;
@@ -288,21 +304,21 @@ function guardedAttempt<T>(
     };
     const onAbort = (): void => {
       if (!settle()) return;
-      controller?.abort(signal?.reason);
+      scope.abort(signal?.reason);
       reject(new AbortedError(signal?.reason));
     };
-    if (controller !== undefined) {
+    if (timed) {
       cancelTimer = clock.setTimer(timeoutMs, () => {
         if (!settle()) return;
         const error = new AttemptTimeoutError(timeoutMs);
-        controller.abort(error);
+        scope.abort(error);
         reject(error);
       });
     }
     signal?.addEventListener('abort', onAbort, { once: true });
     let pending: Promise<T>;
     try {
-      pending = Promise.resolve(fn({ attempt, signal: attemptSignal, deadline: deadlineAt }));
+      pending = Promise.resolve(fn(scope));
     } catch (error) {
       if (settle()) reject(error);
       return;

@@ -33,6 +33,11 @@ import type { GiveUpEvent } from './types.js';
  */
 
 const SCOPE = 'reprocess';
+/**
+ * Where @opentelemetry/api 1.x registers its globals. Absent until some SDK registers a
+ * provider, so one property read tells the common case (no SDK at all) apart.
+ */
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
 const NoopMeter = createNoopMeter().constructor;
 
 interface Instruments {
@@ -99,6 +104,7 @@ export function startCallTelemetry(
   name: string | undefined,
   maxAttempts: number,
 ): CallTelemetry | undefined {
+  if ((globalThis as Record<symbol, unknown>)[OTEL_GLOBAL] === undefined) return undefined;
   const meters = currentInstruments();
   const tracing = tracingEnabled();
   if (!meters && !tracing) return undefined;
