@@ -21,6 +21,13 @@ export interface RedisStoreOptions {
    * `{` or `}`. Do not also set ioredis' own `keyPrefix`: SCAN patterns ignore it.
    */
   prefix?: string;
+  /**
+   * How long a record stays in Redis after it expires before native expiry evicts it
+   * (default 60 000 ms). It is dead from `expiresAt` on either way (a new begin starts afresh);
+   * the grace lets `get`, `list` and `purgeExpired` see what just expired, and keeps the key's
+   * token sequence going. 0 evicts at `expiresAt`.
+   */
+  expiryGraceMs?: number;
 }
 
 /** The Redis store: an {@link IdempotencyStore} plus where its records live. */
@@ -66,6 +73,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       `createRedisStore: prefix must be a string without '{' or '}', got ${JSON.stringify(prefix)}`,
     );
   }
+  const grace = durationArg('expiryGraceMs', options.expiryGraceMs ?? 60_000, 0);
   const scripts = new ScriptRunner(client);
   const recordKey = (key: string) => `${prefix}{${key}}`;
   const keyOf = (redisKey: string) => redisKey.slice(prefix.length + 1, -1);
@@ -111,7 +119,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       checkString('fingerprint', fingerprint);
       const lease = durationArg('leaseMs', leaseMs, 0);
       const ttl = durationArg('ttlMs', ttlMs, 1);
-      const reply = await scripts.run('begin', recordKey(key), [fingerprint, lease, ttl]);
+      const reply = await scripts.run('begin', recordKey(key), [fingerprint, lease, ttl, grace]);
       if (!Array.isArray(reply)) throw unexpected('begin', reply);
       if (reply[0] === 'existing')
         return { kind: 'existing', record: recordFromHash(key, reply[1]) };
@@ -126,21 +134,26 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       };
     },
 
-    complete(key, token, result, ttlMs) {
+    async complete(key, token, result, ttlMs) {
       checkKey(key);
       checkToken(token);
       checkString('result', result);
-      return fenced('complete', key, [String(token), result, durationArg('ttlMs', ttlMs, 1)]);
+      return fenced('complete', key, [
+        String(token),
+        result,
+        durationArg('ttlMs', ttlMs, 1),
+        grace,
+      ]);
     },
 
-    fail(key, token, error, ttlMs) {
+    async fail(key, token, error, ttlMs) {
       checkKey(key);
       checkToken(token);
       checkString('error', error);
-      return fenced('fail', key, [String(token), error, durationArg('ttlMs', ttlMs, 1)]);
+      return fenced('fail', key, [String(token), error, durationArg('ttlMs', ttlMs, 1), grace]);
     },
 
-    release(key, token) {
+    async release(key, token) {
       checkKey(key);
       checkToken(token);
       return fenced('release', key, [String(token)]);
@@ -157,7 +170,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       return { kind: 'ok', leaseUntil: parseInteger(key, 'leaseUntil', reply[1]) };
     },
 
-    saveStep(key, token, name, result) {
+    async saveStep(key, token, name, result) {
       checkKey(key);
       checkToken(token);
       checkString('step name', name);
@@ -165,7 +178,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       return fenced('saveStep', key, [String(token), name, result]);
     },
 
-    get(key) {
+    async get(key) {
       checkKey(key);
       return readRecord(recordKey(key));
     },
@@ -176,17 +189,20 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     },
 
     /**
-     * Pages through records with SCAN: no order, and a record written or removed during the
-     * listing may be missed or seen twice (SCAN's guarantee). On a Cluster, SCAN covers the
+     * Pages through records with SCAN: no overall order, and a record written or removed during
+     * the listing may be missed or seen twice (SCAN's guarantee). On a Cluster, SCAN covers the
      * node the client sends it to; list each master with its own client.
      */
     async list(options: ListOptions = {}): Promise<ListPage> {
       const limit = listLimit(options.limit);
-      let [cursor, skip] = parseCursor(options.cursor);
+      let { scanCursor, after } = parseCursor(options.cursor);
       const records: IdempotencyRecord[] = [];
       do {
-        const [next, keys] = await scan(cursor);
-        const batch = keys.slice(skip);
+        // A page can end inside a SCAN batch. The cursor then names the batch and the last key
+        // returned from it; the batch is read again sorted, and resumes after that key (a
+        // skip count would go wrong if the batch changed while the hash table was resizing).
+        const [next, keys] = await scan(scanCursor);
+        const batch = keys.filter((k) => after === undefined || k > after).sort();
         const found = await Promise.all(batch.map(readRecord));
         for (let i = 0; i < found.length; i++) {
           const record = found[i];
@@ -194,14 +210,15 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
           if (options.status !== undefined && record.status !== options.status) continue;
           records.push(record);
           if (records.length === limit) {
-            const used = skip + i + 1;
-            if (used < keys.length) return { records, cursor: `${cursor}:${used}` };
-            return next === '0' ? { records } : { records, cursor: `${next}:0` };
+            if (i < found.length - 1) {
+              return { records, cursor: makeCursor(scanCursor, batch[i] as string) };
+            }
+            return next === '0' ? { records } : { records, cursor: makeCursor(next) };
           }
         }
-        cursor = next;
-        skip = 0;
-      } while (cursor !== '0');
+        scanCursor = next;
+        after = undefined;
+      } while (scanCursor !== '0');
       return { records };
     },
 
@@ -211,6 +228,11 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
      */
     async purgeExpired(options = {}) {
       const limit = options.limit ?? Number.POSITIVE_INFINITY;
+      if (options.limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) {
+        throw new InvalidArgumentError(
+          `redis store: purgeExpired limit must be a non-negative integer, got ${options.limit}`,
+        );
+      }
       let removed = 0;
       let cursor = '0';
       do {
@@ -240,13 +262,23 @@ function listLimit(limit: number | undefined): number {
   return Math.min(limit, MAX_LIST_LIMIT);
 }
 
-/** A list cursor is `<scan cursor>:<keys of that batch already returned>`. */
-function parseCursor(cursor: string | undefined): [string, number] {
-  if (cursor === undefined) return ['0', 0];
-  const match = /^(\d+):(\d+)$/.exec(cursor);
-  if (!match)
+/** A list cursor is `<scan cursor>` or `<scan cursor>:<base64url of the last key returned>`. */
+function makeCursor(scanCursor: string, after?: string): string {
+  return after === undefined
+    ? scanCursor
+    : `${scanCursor}:${Buffer.from(after, 'utf8').toString('base64url')}`;
+}
+
+function parseCursor(cursor: string | undefined): { scanCursor: string; after?: string } {
+  if (cursor === undefined) return { scanCursor: '0' };
+  const match = /^(\d+)(?::([A-Za-z0-9_-]+))?$/.exec(cursor);
+  if (!match) {
     throw new InvalidArgumentError(`redis store: invalid list cursor ${JSON.stringify(cursor)}`);
-  return [match[1] as string, Number(match[2])];
+  }
+  const scanCursor = match[1] as string;
+  return match[2] === undefined
+    ? { scanCursor }
+    : { scanCursor, after: Buffer.from(match[2], 'base64url').toString('utf8') };
 }
 
 function escapeGlob(text: string): string {

@@ -9,14 +9,21 @@
  * `exp` expiry, `ca`/`ua` created/updated, `res` result, `err` error, `s:<name>` one step each.
  * Numbers are decimal integers written with `%.0f` (Lua's default `%.14g` would round a
  * 16-digit token). Every time is `TIME` on the server (Redis 7 replicates script effects, so a
- * script may read the clock before writing). Native expiry (`PEXPIREAT exp`) removes dead records.
+ * script may read the clock before writing). A record is dead from `exp` on (the scripts check it);
+ * native expiry evicts the hash `grace` ms later, so `get` and `purgeExpired` still see a record
+ * that just expired, and a new operation on the key continues its token sequence.
  */
 
 /** Shared helpers, prepended to every script. */
 const PRELUDE = `
-local function now_ms()
+local function server_time()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+end
+local function now_ms()
+  local ms = server_time()
+  return ms
 end
 local function fmt(n)
   return string.format('%.0f', n)
@@ -43,24 +50,26 @@ const BEGIN = `
 -- ARGV[1]  fingerprint
 -- ARGV[2]  lease (ms)
 -- ARGV[3]  ttl (ms)
+-- ARGV[4]  grace (ms): the hash is evicted natively at expiresAt + grace
 -- Result   {'acquired', token, leaseUntil, attempts, takeover '1'|'0', {stepName, result, ...}}
 --          {'existing', {field, value, ...}}  (the whole hash, for a replay in this round trip)
 -- Error    'REPROCESS_CORRUPT <why>' when the stored hash cannot be read.
 -- Races closed: two workers can never both see "no record" or "lease ended", because the read
--- and the claim are one script; the token is max(previous + 1, now_ms * 1000), so it grows even
--- when the previous record is gone (expired or deleted) and the counter cannot restart.
+-- and the claim are one script; the token is max(previous + 1, server time in microseconds), so
+-- it grows even when the previous record is gone (expired or deleted): the counter cannot
+-- restart, and begin, complete, delete and begin again cannot fit in one microsecond.
 ${PRELUDE}
-local now = now_ms()
+local now, floor = server_time()
 local lease = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
+local grace = tonumber(ARGV[4])
 local leaseUntil = now + lease
-local floor = now * 1000
 
 local function claim_new(token)
   local exp = now + math.max(ttl, lease)
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'st', 'in_progress', 'tok', fmt(token), 'att', '1',
     'lu', fmt(leaseUntil), 'exp', fmt(exp), 'ca', fmt(now), 'ua', fmt(now))
-  redis.call('PEXPIREAT', KEYS[1], fmt(exp))
+  redis.call('PEXPIREAT', KEYS[1], fmt(exp + grace))
   return {'acquired', fmt(token), fmt(leaseUntil), '1', '0', {}}
 end
 
@@ -76,7 +85,7 @@ end
 local token = math.max(tok + 1, floor)
 
 if exp <= now then
-  -- Expired but not yet evicted: a new operation, nothing of the old one survives.
+  -- Expired, in its grace period: a new operation; only the token sequence carries on.
   redis.call('DEL', KEYS[1])
   return claim_new(token)
 end
@@ -87,7 +96,7 @@ if r.st == 'in_progress' and lu <= now and r.fp == ARGV[1] then
   local newExp = math.max(exp, now + math.max(ttl, lease))
   redis.call('HSET', KEYS[1], 'tok', fmt(token), 'att', fmt(att), 'lu', fmt(leaseUntil),
     'exp', fmt(newExp), 'ua', fmt(now))
-  redis.call('PEXPIREAT', KEYS[1], fmt(newExp))
+  redis.call('PEXPIREAT', KEYS[1], fmt(newExp + grace))
   local steps = {}
   for i = 1, #flat, 2 do
     if string.sub(flat[i], 1, 2) == 's:' then
@@ -109,6 +118,7 @@ function finishScript(name: 'complete' | 'fail', status: string, field: string):
 -- ARGV[1]  token
 -- ARGV[2]  encoded ${field === 'res' ? 'result' : 'error'} (opaque)
 -- ARGV[3]  ttl (ms), counted from now
+-- ARGV[4]  grace (ms): the hash is evicted natively at expiresAt + grace
 -- Result   'ok' | 'lease_lost' (nothing written)
 -- Race closed: a worker whose lease was taken over (stale token) cannot overwrite the outcome.
 ${PRELUDE}${FENCE}
@@ -116,7 +126,7 @@ local now = now_ms()
 if not fenced(KEYS[1], ARGV[1], now) then return 'lease_lost' end
 local exp = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'st', '${status}', '${field}', ARGV[2], 'exp', fmt(exp), 'ua', fmt(now))
-redis.call('PEXPIREAT', KEYS[1], fmt(exp))
+redis.call('PEXPIREAT', KEYS[1], fmt(exp + tonumber(ARGV[4])))
 return 'ok'
 `;
 }
@@ -179,7 +189,7 @@ return redis.call('DEL', KEYS[1])
 `;
 
 const PURGE = `
--- purge: removes the record if it has expired (native expiry normally got there first).
+-- purge: removes the record if it has expired (native expiry takes it at the end of its grace).
 -- KEYS[1]  record hash
 -- Result   1 when removed, else 0
 ${PRELUDE}
