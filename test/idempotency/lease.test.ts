@@ -1,0 +1,165 @@
+import { describe, expect, it, vi } from 'vitest';
+import { IdempotencyInProgressError, LeaseLostError } from '../../src/errors.js';
+import { executeIdempotent } from '../../src/idempotency/execute.js';
+import { hashKey } from '../../src/idempotency/hash.js';
+import type { IdempotencyStore } from '../../src/idempotency/store.js';
+import type { IdempotencyContext, OperationIdentity } from '../../src/idempotency/types.js';
+import { deferred, settle, setup } from './fixtures.js';
+
+const identity: OperationIdentity = { operation: 'report', key: 'k1' };
+const storedKey = hashKey({ operation: 'report', key: 'k1' });
+
+describe('leases, heartbeats and fencing', () => {
+  it('heartbeats keep the lease of a long run (every lease/3 by default)', async () => {
+    const { clock, store } = setup();
+    const beats = vi.spyOn(store, 'heartbeat');
+    const gate = deferred<string>();
+    const long = executeIdempotent(identity, () => gate.promise, { store, clock, lease: '30s' });
+    await settle();
+
+    await clock.advance(100_000);
+    expect(beats).toHaveBeenCalledTimes(10);
+    expect(beats).toHaveBeenLastCalledWith(storedKey, expect.any(Number), 30_000);
+    await expect(
+      executeIdempotent(identity, async () => 'intruder', { store, clock, lease: '30s' }),
+    ).rejects.toBeInstanceOf(IdempotencyInProgressError);
+
+    gate.resolve('done');
+    await expect(long).resolves.toMatchObject({ value: 'done', replayed: false });
+    expect(clock.pending).toBe(0);
+  });
+
+  it('honours a custom heartbeat interval and heartbeat: false', async () => {
+    const { clock, store } = setup();
+    const beats = vi.spyOn(store, 'heartbeat');
+    const gate = deferred();
+    const run = executeIdempotent(identity, () => gate.promise, {
+      store,
+      clock,
+      lease: '30s',
+      heartbeat: '5s',
+    });
+    await settle();
+    await clock.advance(20_000);
+    expect(beats).toHaveBeenCalledTimes(4);
+    gate.resolve();
+    await run;
+
+    beats.mockClear();
+    const gate2 = deferred();
+    const run2 = executeIdempotent({ operation: 'report', key: 'k2' }, () => gate2.promise, {
+      store,
+      clock,
+      lease: '30s',
+      heartbeat: false,
+    });
+    await settle();
+    await clock.advance(20_000);
+    expect(beats).not.toHaveBeenCalled();
+    expect(clock.pending).toBe(0);
+    gate2.resolve();
+    await run2;
+  });
+
+  it('clears the heartbeat timer on every way out', async () => {
+    const { clock, store } = setup();
+    await expect(
+      executeIdempotent(
+        identity,
+        async () => {
+          throw new Error('boom');
+        },
+        { store, clock },
+      ),
+    ).rejects.toThrow('boom');
+    expect(clock.pending).toBe(0);
+  });
+
+  it('a stale worker completes nothing and its signal aborts once the lease is taken over', async () => {
+    const { clock, store } = setup();
+    const options = { store, clock, lease: '30s' };
+    const gate = deferred<string>();
+    let stale: IdempotencyContext | undefined;
+    const a = executeIdempotent(
+      identity,
+      (ctx) => {
+        stale = ctx;
+        return gate.promise;
+      },
+      options,
+    );
+    await settle();
+
+    // Worker A stalls (a GC pause, a frozen container): time jumps past its lease without
+    // its heartbeat timer getting a chance to run.
+    clock.set(clock.now() + 31_000);
+    const b = await executeIdempotent(identity, async () => 'B', options);
+    expect(b).toMatchObject({ value: 'B', replayed: false });
+    expect(b.token).toBeGreaterThan(stale?.token ?? Number.POSITIVE_INFINITY);
+
+    // A's overdue heartbeat now runs and is refused: A learns it lost the lease.
+    await clock.advance(0);
+    expect(stale?.signal.aborted).toBe(true);
+    expect(stale?.signal.reason).toBeInstanceOf(LeaseLostError);
+
+    gate.resolve('A');
+    await expect(a).rejects.toBeInstanceOf(LeaseLostError);
+    expect((await store.get(storedKey))?.result).toBe('"B"');
+    expect(await executeIdempotent(identity, async () => 'C', options)).toMatchObject({
+      value: 'B',
+      replayed: true,
+    });
+  });
+
+  it('a stale worker cannot record its failure either', async () => {
+    const { clock, store } = setup();
+    const options = { store, clock, lease: '10s', heartbeat: false };
+    const gate = deferred();
+    const a = executeIdempotent(identity, () => gate.promise, options);
+    await settle();
+    await clock.advance(10_000);
+    const bGate = deferred<string>();
+    const b = executeIdempotent(identity, () => bGate.promise, options);
+    await settle();
+
+    const declined = new Error('declined');
+    gate.reject(declined);
+    const error = await a.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LeaseLostError);
+    expect((error as LeaseLostError).cause).toBe(declined);
+    expect((await store.get(storedKey))?.status).toBe('in_progress');
+
+    bGate.resolve('B');
+    expect((await b).value).toBe('B');
+  });
+
+  it('presumes the lease lost when heartbeats fail for a whole lease', async () => {
+    const { clock, store } = setup();
+    const broken: IdempotencyStore = {
+      ...store,
+      heartbeat: async () => {
+        throw new Error('connection refused');
+      },
+    };
+    const gate = deferred();
+    let signal: AbortSignal | undefined;
+    const run = executeIdempotent(
+      identity,
+      (ctx) => {
+        signal = ctx.signal;
+        return gate.promise;
+      },
+      { store: broken, clock, lease: '30s' },
+    );
+    await settle();
+    await clock.advance(20_000);
+    expect(signal?.aborted).toBe(false);
+    await clock.advance(10_000);
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+    expect(clock.pending).toBe(0);
+    gate.resolve();
+    // Nobody took over, so the token still holds and the result is stored.
+    await expect(run).resolves.toMatchObject({ replayed: false });
+  });
+});

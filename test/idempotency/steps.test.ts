@@ -1,0 +1,228 @@
+import { describe, expect, it, vi } from 'vitest';
+import { ErrorCode, InvalidArgumentError, LeaseLostError } from '../../src/errors.js';
+import { executeIdempotent } from '../../src/idempotency/execute.js';
+import { deriveKey, hashKey } from '../../src/idempotency/hash.js';
+import type { IdempotencyContext, OperationIdentity } from '../../src/idempotency/types.js';
+import { deferred, settle, setup, transientError } from './fixtures.js';
+
+const identity: OperationIdentity = { operation: 'order', key: 'k1', fingerprintOf: { sku: 'a' } };
+const storedKey = hashKey({ operation: 'order', key: 'k1' });
+
+describe('steps', () => {
+  it('a retry after a retryable failure resumes after the last completed step', async () => {
+    const { clock, store } = setup();
+    const charge = vi.fn(async () => ({ chargeId: 'ch_1', at: new Date(7) }));
+    const ship = vi.fn(async () => 'shipment_1');
+    let failWrite = true;
+    const fn = async (ctx: IdempotencyContext) => {
+      const payment = await ctx.step('charge', charge);
+      if (failWrite) {
+        failWrite = false;
+        throw transientError('order write timed out');
+      }
+      const shipment = await ctx.step('ship', ship);
+      return { payment, shipment, attempt: ctx.attempt, resumed: ctx.resumed };
+    };
+
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toThrow(
+      'order write timed out',
+    );
+    expect((await store.get(storedKey))?.steps).toHaveProperty('charge');
+
+    const outcome = await executeIdempotent(identity, fn, { store, clock });
+    expect(outcome.value).toEqual({
+      payment: { chargeId: 'ch_1', at: new Date(7) },
+      shipment: 'shipment_1',
+      attempt: 2,
+      resumed: true,
+    });
+    expect(outcome.value.payment.at).toBeInstanceOf(Date);
+    expect(charge).toHaveBeenCalledTimes(1);
+    expect(ship).toHaveBeenCalledTimes(1);
+  });
+
+  it('a takeover after a crash resumes with the steps of the crashed worker', async () => {
+    const { clock, store } = setup();
+    const charge = vi.fn(async () => 'ch_1');
+    const options = { store, clock, lease: '10s', heartbeat: false };
+
+    // Worker A charges, then hangs forever (a crash after the effect).
+    void executeIdempotent(
+      identity,
+      async (ctx) => {
+        await ctx.step('charge', charge);
+        return new Promise<never>(() => {});
+      },
+      options,
+    );
+    await settle();
+    expect(charge).toHaveBeenCalledTimes(1);
+
+    await clock.advance(10_000);
+    const outcome = await executeIdempotent(
+      identity,
+      async (ctx) => ({ charge: await ctx.step('charge', charge), resumed: ctx.resumed }),
+      options,
+    );
+    expect(outcome.value).toEqual({ charge: 'ch_1', resumed: true });
+    expect(charge).toHaveBeenCalledTimes(1);
+  });
+
+  it('refuses a step name used twice in one run', async () => {
+    const { clock, store } = setup();
+    const work = vi.fn(async () => 1);
+    const run = executeIdempotent(
+      identity,
+      async (ctx) => {
+        await ctx.step('charge', work);
+        await ctx.step('charge', work);
+      },
+      { store, clock, rememberFailures: false },
+    );
+    await expect(run).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(run).rejects.toThrow(/step "charge" was already used in this run/);
+    expect(work).toHaveBeenCalledTimes(1);
+  });
+
+  it('frees the name of a step whose work threw, so the run can try it again', async () => {
+    const { clock, store } = setup();
+    let tries = 0;
+    const outcome = await executeIdempotent(
+      identity,
+      async (ctx) => {
+        try {
+          await ctx.step('flaky', async () => {
+            tries++;
+            throw new Error('once');
+          });
+        } catch {
+          // try again below
+        }
+        return ctx.step('flaky', async () => ++tries);
+      },
+      { store, clock },
+    );
+    expect(outcome.value).toBe(2);
+  });
+
+  it('rejects bad step names', async () => {
+    const { clock, store } = setup();
+    const names: unknown[] = ['', 'x'.repeat(201), 'a\nb', 42];
+    for (const name of names) {
+      const run = executeIdempotent(
+        { ...identity, key: `bad-${String(name).length}-${typeof name}` },
+        async (ctx) => ctx.step(name as string, async () => 1),
+        { store, clock, rememberFailures: false },
+      );
+      await expect(run).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+    const ok = await executeIdempotent(
+      { ...identity, key: 'long-ok' },
+      async (ctx) => ctx.step('x'.repeat(200), async () => 1),
+      { store, clock },
+    );
+    expect(ok.value).toBe(1);
+  });
+
+  it('a step result the codec refuses fails the operation with RESULT_NOT_STORABLE, remembered', async () => {
+    const { clock, store } = setup();
+    const effect = vi.fn(async () => new Map([['f', () => 1]]));
+    const fn = async (ctx: IdempotencyContext) => {
+      await ctx.step('bad', effect);
+      return 'unreachable';
+    };
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toMatchObject({
+      code: ErrorCode.RESULT_NOT_STORABLE,
+    });
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toMatchObject({
+      code: ErrorCode.RESULT_NOT_STORABLE,
+      replayed: true,
+    });
+    expect(effect).toHaveBeenCalledTimes(1);
+  });
+
+  it('a step result over maxResultBytes is RESULT_TOO_LARGE', async () => {
+    const { clock, store } = setup();
+    await expect(
+      executeIdempotent(identity, async (ctx) => ctx.step('big', async () => 'y'.repeat(50)), {
+        store,
+        clock,
+        maxResultBytes: 40,
+      }),
+    ).rejects.toMatchObject({ code: ErrorCode.RESULT_TOO_LARGE });
+  });
+
+  it('keyFor is stable across attempts and distinct per name and per operation', async () => {
+    const { clock, store } = setup();
+    const seen: string[] = [];
+    let first = true;
+    const fn = async (ctx: IdempotencyContext) => {
+      seen.push(ctx.keyFor('psp'));
+      if (first) {
+        first = false;
+        throw transientError();
+      }
+      return [ctx.keyFor('psp'), ctx.keyFor('email')];
+    };
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toThrow();
+    const outcome = await executeIdempotent(identity, fn, { store, clock });
+    expect(seen[0]).toBe(seen[1]);
+    expect(outcome.value[0]).toBe(seen[0]);
+    expect(outcome.value[0]).toBe(deriveKey(storedKey, 'psp'));
+    expect(outcome.value[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(outcome.value[1]).not.toBe(outcome.value[0]);
+
+    const other = await executeIdempotent(
+      { ...identity, key: 'k2' },
+      async (ctx) => ctx.keyFor('psp'),
+      {
+        store,
+        clock,
+      },
+    );
+    expect(other.value).not.toBe(outcome.value[0]);
+    await expect(
+      executeIdempotent({ ...identity, key: 'k3' }, async (ctx) => ctx.keyFor(''), {
+        store,
+        clock,
+        rememberFailures: false,
+      }),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('a stale worker cannot save a step: LeaseLostError and its signal aborts', async () => {
+    const { clock, store } = setup();
+    const options = { store, clock, lease: '10s', heartbeat: false };
+    const gate = deferred();
+    const second = vi.fn(async () => 'from A');
+    let signal: AbortSignal | undefined;
+    const a = executeIdempotent(
+      identity,
+      async (ctx) => {
+        signal = ctx.signal;
+        await ctx.step('first', async () => 'a1');
+        await gate.promise;
+        return ctx.step('second', second);
+      },
+      options,
+    );
+    await settle();
+    await clock.advance(10_000);
+    // B takes over and finishes the operation.
+    const b = await executeIdempotent(
+      identity,
+      async (ctx) =>
+        `${await ctx.step('first', async () => 'b1')}+${await ctx.step('second', async () => 'b2')}`,
+      options,
+    );
+    expect(b.value).toBe('a1+b2');
+
+    gate.resolve();
+    await expect(a).rejects.toBeInstanceOf(LeaseLostError);
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+    const record = await store.get(storedKey);
+    expect(record?.result).toBe('"a1+b2"');
+    expect(record?.steps.second).toBe('"b2"');
+  });
+});
