@@ -1,0 +1,139 @@
+import type { Channel } from 'amqplib';
+import type { Duration } from '../../duration.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { type AmqpConnectionLike, checkQueueName, closeQuietly } from './amqp-connection.js';
+import { DEFAULT_DELAY_TIERS, type DelayTier, formatTier, parseDelayTiers } from './delay-tiers.js';
+
+/**
+ * `quorum` (the default): replicated, and RabbitMQ counts deliveries itself
+ * (`x-delivery-count`), so a crash-redelivery is counted exactly. `classic`: for brokers or
+ * policies without quorum queues; the count of crash-redeliveries is then a lower bound
+ * (the `redelivered` flag says "at least once more", not how many times).
+ */
+export type AmqpQueueType = 'quorum' | 'classic';
+
+/** Names and shape of the queues behind one source queue. */
+export interface AmqpTopologyOptions {
+  /** The source queue the consumer reads. */
+  queue: string;
+  /** Where quarantined messages go (default `<queue>.dlq`). */
+  deadLetterQueue?: string;
+  /** Delay tiers for `retryLater` (default 1s, 5s, 30s, 2m, 10m, 1h); see {@link DEFAULT_DELAY_TIERS}. */
+  delayTiers?: readonly Duration[];
+  /** Type of the source, delay and dead-letter queues (default `quorum`). */
+  queueType?: AmqpQueueType;
+}
+
+/** The resolved topology: every queue name an adapter uses. */
+export interface AmqpTopology {
+  queue: string;
+  deadLetterQueue: string;
+  queueType: AmqpQueueType;
+  /** Ascending; each holds messages for `delayMs`, then dead-letters them back to `queue`. */
+  tiers: readonly DelayTier[];
+}
+
+/** Validates the options and names the queues (`<queue>.delay.<tier>`, `<queue>.dlq`); no I/O. */
+export function resolveAmqpTopology(options: AmqpTopologyOptions): AmqpTopology {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('AMQP topology options must be an object');
+  }
+  checkQueueName(options.queue, 'queue');
+  const deadLetterQueue = options.deadLetterQueue ?? `${options.queue}.dlq`;
+  checkQueueName(deadLetterQueue, 'deadLetterQueue');
+  if (deadLetterQueue === options.queue) {
+    throw new InvalidArgumentError('deadLetterQueue must differ from queue');
+  }
+  const queueType = options.queueType ?? 'quorum';
+  if (queueType !== 'quorum' && queueType !== 'classic') {
+    throw new InvalidArgumentError(
+      `queueType must be "quorum" or "classic", got ${JSON.stringify(queueType)}`,
+    );
+  }
+  const tiers = parseDelayTiers(options.delayTiers ?? DEFAULT_DELAY_TIERS).map((delayMs) => ({
+    delayMs,
+    queue: `${options.queue}.delay.${formatTier(delayMs)}`,
+  }));
+  for (const tier of tiers) checkQueueName(tier.queue, 'delay tier queue');
+  return { queue: options.queue, deadLetterQueue, queueType, tiers };
+}
+
+/**
+ * Declares (idempotently) the durable source queue, one delay queue per tier, and the
+ * dead-letter queue. A delay queue has a queue-wide `x-message-ttl` and dead-letters expired
+ * messages through the default exchange straight back to the source queue. Quorum delay
+ * queues use at-least-once dead-lettering, so a message never vanishes between the tier and
+ * the source. Throws {@link InvalidArgumentError} when a queue exists with other arguments.
+ */
+export async function declareAmqpTopology(
+  connection: AmqpConnectionLike,
+  options: AmqpTopologyOptions | AmqpTopology,
+): Promise<AmqpTopology> {
+  const topology = isResolved(options) ? options : resolveAmqpTopology(options);
+  const typeArgs = { 'x-queue-type': topology.queueType };
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  try {
+    await assertQueue(channel, topology.queue, typeArgs);
+    await assertQueue(channel, topology.deadLetterQueue, typeArgs);
+    for (const tier of topology.tiers) {
+      await assertQueue(channel, tier.queue, {
+        ...typeArgs,
+        'x-message-ttl': tier.delayMs,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': topology.queue,
+        ...(topology.queueType === 'quorum'
+          ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' }
+          : {}),
+      });
+    }
+  } finally {
+    await closeQuietly(channel);
+  }
+  return topology;
+}
+
+/**
+ * Deletes every queue of a topology, messages included (tests, teardown). Never call it on
+ * queues that hold messages you want.
+ */
+export async function deleteAmqpTopology(
+  connection: AmqpConnectionLike,
+  topology: AmqpTopology,
+): Promise<void> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  try {
+    for (const name of [
+      topology.queue,
+      topology.deadLetterQueue,
+      ...topology.tiers.map((t) => t.queue),
+    ]) {
+      await channel.deleteQueue(name);
+    }
+  } finally {
+    await closeQuietly(channel);
+  }
+}
+
+async function assertQueue(
+  channel: Channel,
+  queue: string,
+  args: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await channel.assertQueue(queue, { durable: true, arguments: args });
+  } catch (error) {
+    // 406 PRECONDITION_FAILED: the queue exists with other arguments. Anything else (the
+    // connection went away) is not the caller's mistake and goes up as it is.
+    if ((error as { code?: unknown }).code !== 406) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new InvalidArgumentError(
+      `could not declare queue ${JSON.stringify(queue)} (${detail}); when it exists with other arguments, declare it with the same queueType and delay tiers, or pass declare: false and manage the topology yourself`,
+    );
+  }
+}
+
+function isResolved(options: AmqpTopologyOptions | AmqpTopology): options is AmqpTopology {
+  return Array.isArray((options as AmqpTopology).tiers) && 'queueType' in options;
+}

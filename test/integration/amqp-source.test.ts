@@ -1,0 +1,353 @@
+import type { ChannelModel } from 'amqplib';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import {
+  type AmqpSource,
+  createAmqpDeadLetterQueue,
+  createAmqpSource,
+  declareAmqpTopology,
+  deleteAmqpTopology,
+  resolveAmqpTopology,
+} from '../../src/consumer/amqp/index.js';
+import type { QuarantineHistory } from '../../src/consumer/types.js';
+import { isReprocessError } from '../../src/errors.js';
+import { RUN_ID, describeWithService } from '../helpers/services.js';
+import {
+  AMQP_URL,
+  deleteQueues,
+  forceCloseConnections,
+  publishTo,
+  readyCount,
+  testConnection,
+} from './fixtures/broker-amqp.js';
+import { createInbox } from './fixtures/broker-inbox.js';
+
+const TIERS = ['150ms', '400ms'];
+
+function history(overrides: Partial<QuarantineHistory> = {}): QuarantineHistory {
+  return {
+    attempts: 3,
+    firstFailureAt: 1_700_000_000_000,
+    lastFailureAt: 1_700_000_005_000,
+    lastError: { name: 'PaymentDeclined', code: 'CARD_DECLINED', message: 'card\ndeclined' },
+    reason: 'attempts_exhausted',
+    source: 'set-by-test',
+    idempotencyKey: 'order-1',
+    quarantinedAt: Date.now(),
+    ...overrides,
+  };
+}
+
+await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the port', () => {
+  let admin: ChannelModel;
+  let n = 0;
+  const sources: AmqpSource[] = [];
+  const queues: string[] = [];
+
+  beforeAll(async () => {
+    admin = await testConnection();
+  });
+  afterEach(async () => {
+    for (const source of sources.splice(0)) await source.close();
+  });
+  afterAll(async () => {
+    await deleteQueues(admin, queues);
+    await admin.close();
+  });
+
+  function newQueue(): string {
+    n += 1;
+    const queue = `${RUN_ID}.amqp.${n}`;
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
+    queues.push(topology.queue, topology.deadLetterQueue, ...topology.tiers.map((t) => t.queue));
+    return queue;
+  }
+
+  function source(queue: string, extra: Record<string, unknown> = {}): AmqpSource {
+    const s = createAmqpSource({
+      url: AMQP_URL,
+      connectionName: `${RUN_ID}-${queue}`,
+      queue,
+      delayTiers: TIERS,
+      ...extra,
+    });
+    sources.push(s);
+    return s;
+  }
+
+  it('delivers payload, headers, id and count 1, and an ack removes it', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    const body = Buffer.from([0xff, 0x00, 0x7b, 0xfe]); // not UTF-8, not JSON: bytes untouched
+    await publishTo(admin, queue, body, {
+      messageId: 'm-1',
+      headers: { tenant: 'acme', n: 7, raw: Buffer.from('bytes') },
+      timestamp: 1_700_000_000,
+    });
+    const { delivery } = await inbox.next();
+    expect(Buffer.from(delivery.body)).toEqual(body);
+    expect(delivery.id).toBe('m-1');
+    expect(delivery.headers).toEqual({ tenant: 'acme', n: '7', raw: 'bytes' });
+    expect(delivery.deliveryCount).toBe(1);
+    expect(delivery.publishedAt).toBe(1_700_000_000_000); // AMQP timestamps are seconds
+    expect(delivery.source).toBe(queue);
+    await delivery.ack();
+    await expect(delivery.ack()).rejects.toSatisfy((e) => isReprocessError(e, 'INVALID_ARGUMENT'));
+    await s.stop();
+    expect(await inbox.arrivesWithin(200)).toBe(false);
+    expect(await readyCount(admin, queue)).toBe(0);
+  });
+
+  it('retryLater waits in the delay tier (rounded up) and comes back to the source, counted', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    await publishTo(admin, queue, '{"order":1}', { messageId: 'm-2', headers: { tenant: 'acme' } });
+    const first = await inbox.next();
+    const askedAt = Date.now();
+    await first.delivery.retryLater(200); // rounds up to the 400ms tier
+    const second = await inbox.next();
+    // The tier's TTL is a lower bound RabbitMQ enforces: never sooner than asked.
+    expect(second.at - askedAt).toBeGreaterThanOrEqual(400 - 5);
+    expect(second.delivery.id).toBe('m-2');
+    expect(second.delivery.deliveryCount).toBe(2);
+    expect(second.delivery.headers).toEqual({ tenant: 'acme' }); // no x-death, no x-reprocess-*
+    expect(Buffer.from(second.delivery.body).toString()).toBe('{"order":1}');
+    await second.delivery.retryLater(0); // smallest tier
+    const third = await inbox.next();
+    expect(third.delivery.deliveryCount).toBe(3);
+    expect(third.delivery.publishedAt).toBe(second.delivery.publishedAt);
+    await third.delivery.ack();
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
+    for (const tier of topology.tiers) expect(await readyCount(admin, tier.queue)).toBe(0);
+  });
+
+  it('a message that was never settled comes back with the broker count (quorum x-delivery-count)', async () => {
+    const queue = newQueue();
+    const first = source(queue);
+    const inbox = createInbox();
+    await first.start(inbox.onDelivery, { prefetch: 1 });
+    await publishTo(admin, queue, 'x', { messageId: 'm-3' });
+    const a = await inbox.next();
+    expect(a.delivery.deliveryCount).toBe(1);
+    await first.close(); // as a crash would: the channel goes, the message is requeued
+    await expect(a.delivery.ack()).rejects.toSatisfy((e) => isReprocessError(e, 'AMQP_CHANNEL_LOST'));
+    const second = source(queue);
+    await second.start(inbox.onDelivery, { prefetch: 1 });
+    const b = await inbox.next();
+    expect(b.delivery.id).toBe('m-3');
+    expect(b.delivery.deliveryCount).toBe(2);
+    await b.delivery.ack();
+  });
+
+  it('prefetch bounds the unsettled deliveries; settling one lets the next in', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 2 });
+    for (let i = 0; i < 5; i++) await publishTo(admin, queue, `m${i}`);
+    const a = await inbox.next();
+    await inbox.next();
+    expect(await inbox.arrivesWithin(300)).toBe(false);
+    await a.delivery.ack();
+    const c = await inbox.next();
+    expect(Buffer.from(c.delivery.body).toString()).toBe('m2');
+    expect(inbox.all).toHaveLength(3);
+  });
+
+  it('quarantine publishes a confirmed copy with the history, then acks; redrive brings it back', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    await publishTo(admin, queue, 'poison?', {
+      messageId: 'm-4',
+      headers: { tenant: 'acme' },
+      contentType: 'text/plain',
+    });
+    const { delivery } = await inbox.next();
+    const h = history({ source: queue });
+    await delivery.quarantine(h);
+    expect(await readyCount(admin, queue)).toBe(0);
+
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    try {
+      const listed = await dlq.list();
+      expect(listed).toHaveLength(1);
+      expect(listed[0]?.id).toBe('m-4');
+      expect(listed[0]?.headers).toEqual({ tenant: 'acme' });
+      expect(listed[0]?.history).toEqual(h);
+      expect(Buffer.from(listed[0]?.body ?? []).toString()).toBe('poison?');
+      // Listing hands everything back.
+      expect(await dlq.count()).toBe(1);
+      expect(await dlq.list({ errorCode: 'OTHER' })).toEqual([]);
+      expect(await dlq.list({ idempotencyKey: 'order-1' })).toHaveLength(1);
+
+      expect(await dlq.redrive({ errorCode: 'CARD_DECLINED' })).toBe(1);
+      expect(await dlq.count()).toBe(0);
+      const back = await inbox.next();
+      expect(back.delivery.id).toBe('m-4');
+      expect(back.delivery.headers).toEqual({ tenant: 'acme' });
+      expect(back.delivery.deliveryCount).toBe(1); // a redrive is a fresh start
+      expect(Buffer.from(back.delivery.body).toString()).toBe('poison?');
+      await back.delivery.ack();
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('quarantine is refused (publisher confirm / mandatory) when the dead-letter queue is gone; the message stays', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
+    await deleteQueues(admin, [topology.deadLetterQueue]);
+    await publishTo(admin, queue, 'keep me', { messageId: 'm-5' });
+    const { delivery } = await inbox.next();
+    await expect(delivery.quarantine(history({ source: queue }))).rejects.toSatisfy((e) =>
+      isReprocessError(e, 'AMQP_PUBLISH_FAILED'),
+    );
+    // Not acked and not settled: it can still be retried or quarantined once the queue is back.
+    await declareAmqpTopology(admin, topology);
+    await delivery.quarantine(history({ source: queue }));
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    try {
+      expect((await dlq.list()).map((m) => m.id)).toEqual(['m-5']);
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('redrive filters by age, key and limit, rate-limits, and leaves the rest in place', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 10 });
+    for (let i = 0; i < 4; i++) {
+      await publishTo(admin, queue, `m${i}`, { messageId: `q-${i}` });
+      const { delivery } = await inbox.next();
+      await delivery.quarantine(
+        history({
+          source: queue,
+          idempotencyKey: `k-${i}`,
+          quarantinedAt: i < 2 ? Date.now() - 3_600_000 : Date.now(),
+        }),
+      );
+    }
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    try {
+      expect((await dlq.list({ olderThanMs: 600_000 })).map((m) => m.id).sort()).toEqual([
+        'q-0',
+        'q-1',
+      ]);
+      expect(await dlq.list({ limit: 1 })).toHaveLength(1);
+      expect(await dlq.redrive({ idempotencyKey: 'k-3' })).toBe(1);
+      expect(await dlq.redrive({ olderThanMs: 600_000, limit: 1, ratePerSecond: 100 })).toBe(1);
+      expect(await dlq.count()).toBe(2);
+      const ids = [(await inbox.next()).delivery.id, (await inbox.next()).delivery.id].sort();
+      expect(ids[1]).toBe('q-3');
+      expect(['q-0', 'q-1']).toContain(ids[0]);
+      await expect(dlq.redrive({ ratePerSecond: 0 })).rejects.toSatisfy((e) =>
+        isReprocessError(e, 'INVALID_ARGUMENT'),
+      );
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('an enormous message (8 MiB) survives a delay hop and quarantine byte for byte', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    const body = Buffer.alloc(8 * 1024 * 1024);
+    for (let i = 0; i < body.length; i += 4096) body[i] = i % 251;
+    await publishTo(admin, queue, body, { messageId: 'big' });
+    const first = await inbox.next();
+    expect(first.delivery.body.byteLength).toBe(body.length);
+    await first.delivery.retryLater(1);
+    const second = await inbox.next();
+    expect(Buffer.from(second.delivery.body).equals(body)).toBe(true);
+    await second.delivery.quarantine(history({ source: queue, lastError: { name: 'E', message: 'x'.repeat(100_000) } }));
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    try {
+      const [listed] = await dlq.list();
+      expect(Buffer.from(listed?.body ?? []).equals(body)).toBe(true);
+      // A huge error message is cut so the headers fit the broker's limits.
+      expect(listed?.history.lastError.message.length).toBeLessThanOrEqual(2001);
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('the broker closing the connection: in-flight settles fail safe, the source reconnects, the message comes back', async () => {
+    const queue = newQueue();
+    const errors: unknown[] = [];
+    const s = source(queue, { onError: (e: unknown) => errors.push(e) });
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    await publishTo(admin, queue, 'survivor', { messageId: 'm-9' });
+    const first = await inbox.next();
+    expect(await forceCloseConnections(`${RUN_ID}-${queue}`)).toBeGreaterThanOrEqual(1);
+    // The channel it came on is gone: nothing can be acked or copied from it.
+    await expect(first.delivery.retryLater(1)).rejects.toSatisfy((e) =>
+      isReprocessError(e, 'AMQP_CHANNEL_LOST'),
+    );
+    const again = await inbox.next(15_000);
+    expect(again.delivery.id).toBe('m-9');
+    expect(again.delivery.deliveryCount).toBe(2);
+    await again.delivery.ack();
+    // And it keeps consuming new messages on the new connection.
+    await publishTo(admin, queue, 'after', { messageId: 'm-10' });
+    const after = await inbox.next();
+    expect(after.delivery.id).toBe('m-10');
+    await after.delivery.ack();
+    expect(await readyCount(admin, queue)).toBe(0);
+  });
+
+  it('rejects bad options with typed errors naming the problem', async () => {
+    expect(() => createAmqpSource({ url: 'http://x', queue: 'q' })).toThrow(/amqp:\/\//);
+    expect(() => createAmqpSource({ url: AMQP_URL, queue: '' })).toThrow(/queue/);
+    expect(() => createAmqpSource({ url: AMQP_URL, queue: 'amq.x' })).toThrow(/amq\./);
+    expect(() => createAmqpSource({ url: AMQP_URL, queue: 'q', delayTiers: [] })).toThrow(
+      /delayTiers/,
+    );
+    expect(() => createAmqpSource({ url: AMQP_URL, queue: 'q', delayTiers: ['soon'] })).toThrow(
+      /delayTiers\[0\]/,
+    );
+    expect(() =>
+      createAmqpSource({ url: AMQP_URL, queue: 'q', queueType: 'lazy' as 'classic' }),
+    ).toThrow(/queueType/);
+    const s = source(newQueue());
+    await expect(s.start(async () => {}, { prefetch: 0 })).rejects.toSatisfy((e) =>
+      isReprocessError(e, 'INVALID_ARGUMENT'),
+    );
+    const unreachable = createAmqpSource({ url: 'amqp://guest:guest@127.0.0.1:1', queue: 'q' });
+    await expect(unreachable.start(async () => {}, { prefetch: 1 })).rejects.toThrow();
+  });
+
+  it('a classic-queue topology works too (documented fallback), counting a crash-redelivery once', async () => {
+    const queue = newQueue();
+    const first = source(queue, { queueType: 'classic' });
+    const inbox = createInbox();
+    await first.start(inbox.onDelivery, { prefetch: 1 });
+    await publishTo(admin, queue, 'c', { messageId: 'c-1' });
+    const a = await inbox.next();
+    await a.delivery.retryLater(1);
+    const b = await inbox.next();
+    expect(b.delivery.deliveryCount).toBe(2);
+    await first.close();
+    const second = source(queue, { queueType: 'classic' });
+    await second.start(inbox.onDelivery, { prefetch: 1 });
+    const c = await inbox.next();
+    expect(c.delivery.deliveryCount).toBe(3);
+    await c.delivery.ack();
+    // Declaring the same queue as quorum now is refused with a clear error.
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS, queueType: 'quorum' });
+    await expect(declareAmqpTopology(admin, topology)).rejects.toThrow(/queueType/);
+    await deleteAmqpTopology(admin, resolveAmqpTopology({ queue, delayTiers: TIERS }));
+  });
+});
