@@ -1,0 +1,108 @@
+/**
+ * Groups concurrent calls into one statement per batch, with at most one call per key in a
+ * batch (a statement may not touch one row twice, and two calls on one key must be decided
+ * one after the other, as if unbatched).
+ *
+ * Adaptive, like group commit: a call waits only for the current microtask (to meet the calls
+ * made in the same tick); while `maxInFlight` batches are running, new calls queue and leave
+ * together as soon as one returns. At low concurrency every call goes alone, without delay.
+ *
+ *   calls ──► queue ──(microtask)──► batch of distinct keys ──► runMany ──► each caller
+ *                ▲                                                │
+ *                └──── a repeated key waits for a later batch ◄───┘ (on completion, drain)
+ */
+export class KeyBatcher<I, O> {
+  private readonly queue: Array<Job<I, O>> = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private readonly idle: Array<() => void> = [];
+
+  constructor(private readonly options: KeyBatcherOptions<I, O>) {}
+
+  /** Queues `item`; resolves with its own outcome from the batch it ran in. */
+  submit(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, key: this.options.keyOf(item), resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        queueMicrotask(() => {
+          this.scheduled = false;
+          this.drain();
+        });
+      }
+    });
+  }
+
+  /** Resolves once nothing is queued or running. */
+  settled(): Promise<void> {
+    if (this.inFlight === 0 && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private drain(): void {
+    while (this.inFlight < this.options.maxInFlight && this.queue.length > 0) {
+      const batch = this.take();
+      this.inFlight++;
+      void this.run(batch).finally(() => {
+        this.inFlight--;
+        this.drain();
+        if (this.inFlight === 0 && this.queue.length === 0) {
+          for (const resolve of this.idle.splice(0)) resolve();
+        }
+      });
+    }
+  }
+
+  /** Takes up to maxBatchSize jobs with distinct keys, first come first served. */
+  private take(): Array<Job<I, O>> {
+    const batch: Array<Job<I, O>> = [];
+    const keys = new Set<string>();
+    let kept = 0;
+    for (let i = 0; i < this.queue.length; i++) {
+      const job = this.queue[i] as Job<I, O>;
+      if (batch.length < this.options.maxBatchSize && !keys.has(job.key)) {
+        keys.add(job.key);
+        batch.push(job);
+      } else {
+        this.queue[kept++] = job;
+      }
+    }
+    this.queue.length = kept;
+    return batch;
+  }
+
+  private async run(batch: Array<Job<I, O>>): Promise<void> {
+    try {
+      const first = batch[0] as Job<I, O>;
+      const outcomes =
+        batch.length === 1
+          ? [await this.options.runOne(first.item)]
+          : await this.options.runMany(batch.map((job) => job.item));
+      batch.forEach((job, i) => {
+        job.resolve(outcomes[i] as O);
+      });
+    } catch (error) {
+      for (const job of batch) job.reject(error);
+    }
+  }
+}
+
+/** How a {@link KeyBatcher} runs its calls. */
+export interface KeyBatcherOptions<I, O> {
+  /** Most calls in one statement. */
+  maxBatchSize: number;
+  /** Most statements running at once (each holds one pool connection). */
+  maxInFlight: number;
+  keyOf(item: I): string;
+  /** Runs one call alone (the cheaper single-row statement). */
+  runOne(item: I): Promise<O>;
+  /** Runs several calls with distinct keys in one statement; outcomes in the same order. */
+  runMany(items: I[]): Promise<O[]>;
+}
+
+interface Job<I, O> {
+  item: I;
+  key: string;
+  resolve(value: O): void;
+  reject(error: unknown): void;
+}

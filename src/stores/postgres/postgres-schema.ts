@@ -1,0 +1,128 @@
+import { StoreUnavailableError } from '../../errors.js';
+import type { PgQueryable } from './pg-queryable.js';
+import { storeError } from './postgres-errors.js';
+
+/** What {@link createPostgresSchema} found and did. */
+export interface SchemaStatus {
+  /** The records table, as written in SQL (`"schema"."table"`). */
+  table: string;
+  /** Schema version after the call. */
+  version: number;
+  /** Versions applied by this call (empty when the schema was already current). */
+  applied: number[];
+}
+
+/** Names a migration works with, all validated and quoted. */
+export interface SchemaNames {
+  /** `"schema"` or undefined for the search_path. */
+  schema: string | undefined;
+  /** `"schema"."table"` or `"table"`. */
+  table: string;
+  /** The version table, qualified like `table`. */
+  versionTable: string;
+  /** The purge index name, unqualified (an index lives in its table's schema). */
+  expiresIndex: string;
+}
+
+/**
+ * Migrations, in order. Each runs once, inside the transaction that records its version.
+ * Never edit a published one: append the next.
+ */
+const MIGRATIONS: ReadonlyArray<{ version: number; statements: (n: SchemaNames) => string[] }> = [
+  {
+    version: 1,
+    statements: (n) => [
+      `CREATE TABLE IF NOT EXISTS ${n.table} (
+  key         text COLLATE "C" PRIMARY KEY,
+  fingerprint text NOT NULL,
+  status      text NOT NULL CHECK (status IN ('in_progress', 'completed', 'failed')),
+  token       bigint NOT NULL,
+  attempts    integer NOT NULL,
+  lease_until bigint NOT NULL,
+  expires_at  bigint NOT NULL,
+  result      text,
+  error       text,
+  steps       jsonb NOT NULL DEFAULT '{}'::jsonb,
+  created_at  bigint NOT NULL,
+  updated_at  bigint NOT NULL
+)`,
+      `COMMENT ON TABLE ${n.table} IS 'reprocess idempotency records; times are epoch milliseconds on the server clock'`,
+      `CREATE INDEX IF NOT EXISTS ${n.expiresIndex} ON ${n.table} (expires_at)`,
+    ],
+  },
+];
+
+/** The newest schema version this code knows. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/**
+ * Creates or upgrades the store's table, its purge index and its version table. Safe to run
+ * concurrently and repeatedly: one transaction under an advisory lock, each migration once.
+ * Refuses a schema newer than this code (a newer reprocess migrated it).
+ */
+export async function createPostgresSchema(
+  db: PgQueryable,
+  names: SchemaNames,
+): Promise<SchemaStatus> {
+  const current = await currentVersion(db, names);
+  if (current > SCHEMA_VERSION) {
+    throw new StoreUnavailableError(
+      `postgres store: ${names.table} is at schema version ${current}, newer than this reprocess knows (${SCHEMA_VERSION}); upgrade reprocess`,
+    );
+  }
+  const pending = MIGRATIONS.filter((m) => m.version > current);
+  if (pending.length === 0) return { table: names.table, version: current, applied: [] };
+
+  // One simple-protocol query (no parameters: every name is a validated identifier) runs
+  // as one implicit transaction; the advisory lock serialises concurrent initialisers, and
+  // each migration re-checks the version so a loser of that race applies nothing twice.
+  const statements = [
+    `SELECT pg_advisory_xact_lock(hashtext('reprocess.schema'))`,
+    names.schema === undefined ? '' : `CREATE SCHEMA IF NOT EXISTS ${names.schema}`,
+    `CREATE TABLE IF NOT EXISTS ${names.versionTable} (
+  version    integer PRIMARY KEY,
+  applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)`,
+  ];
+  for (const migration of pending) {
+    statements.push(`DO $reprocess$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM ${names.versionTable} WHERE version = ${migration.version}) THEN
+    ${migration
+      .statements(names)
+      .map((s) => `EXECUTE ${dollarQuote(s)};`)
+      .join('\n    ')}
+    INSERT INTO ${names.versionTable} (version) VALUES (${migration.version});
+  END IF;
+END
+$reprocess$`);
+  }
+  try {
+    await db.query(statements.filter((s) => s.length > 0).join(';\n'));
+  } catch (error) {
+    throw storeError('createSchema', error);
+  }
+  const version = await currentVersion(db, names);
+  return { table: names.table, version, applied: pending.map((m) => m.version) };
+}
+
+/** The highest applied version; 0 when the version table does not exist. */
+async function currentVersion(db: PgQueryable, names: SchemaNames): Promise<number> {
+  try {
+    const found = await db.query('SELECT to_regclass($1::text) IS NOT NULL AS present', [
+      names.versionTable,
+    ]);
+    if ((found.rows[0] as { present?: unknown } | undefined)?.present !== true) return 0;
+    const result = await db.query(
+      `SELECT coalesce(max(version), 0)::int AS version FROM ${names.versionTable}`,
+    );
+    return Number((result.rows[0] as { version?: unknown } | undefined)?.version ?? 0);
+  } catch (error) {
+    throw storeError('createSchema', error);
+  }
+}
+
+/** A dollar-quoted literal of DDL text (the text holds no `$ddl$`: it is ours). */
+function dollarQuote(text: string): string {
+  return `$ddl$${text}$ddl$`;
+}

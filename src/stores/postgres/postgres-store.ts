@@ -1,0 +1,383 @@
+import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
+import type {
+  BeginResult,
+  FencedResult,
+  HeartbeatResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  ListOptions,
+  ListPage,
+  RecordStatus,
+} from '../../idempotency/store.js';
+import { checkKey, checkText, checkToken, durationArg, show } from './arguments.js';
+import { KeyBatcher } from './key-batcher.js';
+import type { PgQueryable, PgQueryResult } from './pg-queryable.js';
+import { isTransientConflict, storeError } from './postgres-errors.js';
+import { integerColumn, recordFromRow } from './postgres-record.js';
+import { type SchemaStatus, createPostgresSchema } from './postgres-schema.js';
+import { postgresStatements } from './postgres-statements.js';
+import { quoteIdentifier } from './sql-identifier.js';
+
+/** Options of {@link createPostgresStore}. */
+export interface PostgresStoreOptions {
+  /** Table of the records (default `reprocess_idempotency`): letters, digits, `_`; at most 48. */
+  table?: string;
+  /** Schema of the table (default: the connection's search_path). */
+  schema?: string;
+  /**
+   * Batch concurrent `begin` and `complete` calls on distinct keys into one statement each
+   * (default false). Worth it when many operations are in flight on one store object: each
+   * statement then carries many operations (see `npm run bench:stores`). Guarantees are the
+   * same: a batch never holds one key twice, and each key is decided as if alone.
+   * `true` uses the defaults below.
+   */
+  batch?: boolean | BatchOptions;
+}
+
+/** Tuning of {@link PostgresStoreOptions.batch}. */
+export interface BatchOptions {
+  /** Most operations in one statement (default 64). */
+  maxBatchSize?: number;
+  /** Most batch statements running at once, per kind (default 4). Keep below the pool size. */
+  maxInFlight?: number;
+}
+
+/** The PostgreSQL store: an {@link IdempotencyStore} plus schema management. */
+export interface PostgresStore extends IdempotencyStore {
+  readonly name: 'postgres';
+  /** The records table as written in SQL, e.g. `"billing"."reprocess_idempotency"`. */
+  readonly table: string;
+  /** Creates or upgrades the table, its purge index and its schema version table. */
+  createSchema(): Promise<SchemaStatus>;
+}
+
+const DEFAULT_TABLE = 'reprocess_idempotency';
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 1000;
+/** Rounds of begin when concurrent writers keep changing the record under it (see begin). */
+const MAX_BEGIN_ROUNDS = 50;
+/** Runs of one statement after a deadlock or serialization failure (it was rolled back whole). */
+const MAX_CONFLICT_RUNS = 5;
+
+type BeginInput = { key: string; fingerprint: string; leaseMs: number; ttlMs: number };
+type CompleteInput = { key: string; token: number; result: string; ttlMs: number };
+/** The statement gave no answer row for the key: the record changed after its snapshot. */
+const AGAIN = Symbol('again');
+type BeginOutcome = BeginResult | typeof AGAIN;
+
+/**
+ * An idempotency store on PostgreSQL (11 or later). Every transition is one statement;
+ * leases, expiry and fencing tokens use the server's clock. `begin` is a single
+ * `INSERT ... ON CONFLICT DO UPDATE ... WHERE` that also returns the existing record, so a
+ * replay costs one round trip and writes nothing.
+ *
+ * `db` is the caller's `pg.Pool` (or anything with pg's `query(text, values)`); `close()`
+ * does not end it. Give the pool an `error` listener: pg emits one when an idle connection
+ * dies, and an unlistened `error` event ends the process.
+ *
+ * @example
+ * ```ts
+ * import pg from 'pg';
+ * import { createPostgresStore } from 'reprocess/postgres';
+ * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+ * pool.on('error', () => {}); // a dead idle connection is dropped and replaced
+ * const store = createPostgresStore(pool, { schema: 'billing' });
+ * await store.createSchema();
+ * ```
+ */
+export function createPostgresStore(
+  db: PgQueryable,
+  options: PostgresStoreOptions = {},
+): PostgresStore {
+  if (typeof db !== 'object' || db === null || typeof db.query !== 'function') {
+    throw new InvalidArgumentError(
+      'createPostgresStore: pool must be a pg.Pool or another object with query(text, values)',
+    );
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('createPostgresStore: options must be an object');
+  }
+  const tableName = options.table ?? DEFAULT_TABLE;
+  const quotedTable = quoteIdentifier('table', tableName, 48);
+  const schema =
+    options.schema === undefined ? undefined : quoteIdentifier('schema', options.schema, 63);
+  const qualify = (name: string) => (schema === undefined ? name : `${schema}.${name}`);
+  const table = qualify(quotedTable);
+  const names = {
+    schema,
+    table,
+    versionTable: qualify(`"${tableName}_schema_version"`),
+    expiresIndex: `"${tableName}_expires_at_idx"`,
+  };
+  const sql = postgresStatements(table);
+  const batching = batchOptions(options.batch);
+
+  /** Runs one statement, again after a deadlock; driver errors become StoreUnavailableError. */
+  async function query(operation: string, text: string, values?: unknown[]) {
+    for (let run = 1; ; run++) {
+      try {
+        return await db.query(text, values);
+      } catch (error) {
+        if (run < MAX_CONFLICT_RUNS && isTransientConflict(error)) continue;
+        throw storeError(operation, error);
+      }
+    }
+  }
+
+  async function beginOne(input: BeginInput): Promise<BeginOutcome> {
+    const result = await query('begin', sql.begin, [
+      input.key,
+      input.fingerprint,
+      input.leaseMs,
+      input.ttlMs,
+    ]);
+    return beginOutcome(result.rows[0]);
+  }
+
+  async function beginMany(inputs: BeginInput[]): Promise<BeginOutcome[]> {
+    const result = await query('begin', sql.beginMany, [
+      inputs.map((i) => i.key),
+      inputs.map((i) => i.fingerprint),
+      inputs.map((i) => i.leaseMs),
+      inputs.map((i) => i.ttlMs),
+    ]);
+    const byKey = new Map<string, unknown>();
+    for (const row of result.rows) byKey.set((row as { key: string }).key, row);
+    return inputs.map((i) => beginOutcome(byKey.get(i.key)));
+  }
+
+  async function completeOne(input: CompleteInput): Promise<FencedResult> {
+    const result = await query('complete', sql.complete, [
+      input.key,
+      input.token,
+      input.result,
+      input.ttlMs,
+    ]);
+    return fenced(result);
+  }
+
+  async function completeMany(inputs: CompleteInput[]): Promise<FencedResult[]> {
+    const result = await query('complete', sql.completeMany, [
+      inputs.map((i) => i.key),
+      inputs.map((i) => i.token),
+      inputs.map((i) => i.result),
+      inputs.map((i) => i.ttlMs),
+    ]);
+    const written = new Set(result.rows.map((row) => (row as { key: string }).key));
+    return inputs.map((i) => (written.has(i.key) ? OK : LOST));
+  }
+
+  const beginBatcher =
+    batching &&
+    new KeyBatcher<BeginInput, BeginOutcome>({
+      ...batching,
+      keyOf: (i) => i.key,
+      runOne: beginOne,
+      runMany: beginMany,
+    });
+  const completeBatcher =
+    batching &&
+    new KeyBatcher<CompleteInput, FencedResult>({
+      ...batching,
+      keyOf: (i) => i.key,
+      runOne: completeOne,
+      runMany: completeMany,
+    });
+
+  async function fencedWrite(operation: string, text: string, values: unknown[]) {
+    return fenced(await query(operation, text, values));
+  }
+
+  const store: PostgresStore = {
+    name: 'postgres',
+    table,
+
+    async begin(key, fingerprint, leaseMs, ttlMs) {
+      checkKey(key);
+      checkText('fingerprint', fingerprint);
+      const input: BeginInput = {
+        key,
+        fingerprint,
+        leaseMs: durationArg('leaseMs', leaseMs),
+        ttlMs: durationArg('ttlMs', ttlMs),
+      };
+      for (let round = 1; round <= MAX_BEGIN_ROUNDS; round++) {
+        const outcome = beginBatcher ? await beginBatcher.submit(input) : await beginOne(input);
+        if (outcome !== AGAIN) return outcome;
+      }
+      throw new StoreUnavailableError(
+        `postgres store: begin(${show(key)}) found the record changing under it ${MAX_BEGIN_ROUNDS} times in a row`,
+      );
+    },
+
+    async complete(key, token, result, ttlMs) {
+      checkKey(key);
+      checkToken(token);
+      checkText('result', result);
+      const input = { key, token, result, ttlMs: durationArg('ttlMs', ttlMs) };
+      return completeBatcher ? completeBatcher.submit(input) : completeOne(input);
+    },
+
+    async fail(key, token, error, ttlMs) {
+      checkKey(key);
+      checkToken(token);
+      checkText('error', error);
+      return fencedWrite('fail', sql.fail, [key, token, error, durationArg('ttlMs', ttlMs)]);
+    },
+
+    async release(key, token) {
+      checkKey(key);
+      checkToken(token);
+      return fencedWrite('release', sql.release, [key, token]);
+    },
+
+    async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {
+      checkKey(key);
+      checkToken(token);
+      const result = await query('heartbeat', sql.heartbeat, [
+        key,
+        token,
+        durationArg('leaseMs', leaseMs),
+      ]);
+      const row = result.rows[0] as { lease_until?: unknown } | undefined;
+      if (row === undefined) return LOST;
+      return { kind: 'ok', leaseUntil: integerColumn(key, 'lease_until', row.lease_until) };
+    },
+
+    async saveStep(key, token, name, result) {
+      checkKey(key);
+      checkToken(token);
+      checkText('step name', name);
+      checkText('step result', result);
+      return fencedWrite('saveStep', sql.saveStep, [key, token, name, result]);
+    },
+
+    async get(key) {
+      checkKey(key);
+      const result = await query('get', sql.get, [key]);
+      return result.rows.length === 0 ? undefined : recordFromRow(result.rows[0]);
+    },
+
+    async delete(key) {
+      checkKey(key);
+      const result = await query('delete', sql.delete, [key]);
+      return (result.rowCount ?? 0) > 0;
+    },
+
+    async list(listOptions: ListOptions = {}): Promise<ListPage> {
+      const status = listStatus(listOptions.status);
+      const limit = listLimit(listOptions.limit);
+      const after = listOptions.cursor === undefined ? null : decodeCursor(listOptions.cursor);
+      const result = await query('list', sql.list, [status, after, limit + 1]);
+      const records: IdempotencyRecord[] = result.rows.slice(0, limit).map(recordFromRow);
+      const last = records[records.length - 1];
+      return result.rows.length > limit && last !== undefined
+        ? { records, cursor: encodeCursor(last.key) }
+        : { records };
+    },
+
+    async purgeExpired(purgeOptions: { limit?: number } = {}) {
+      const limit = purgeOptions.limit;
+      if (limit === undefined) return (await query('purgeExpired', sql.purgeAll)).rowCount ?? 0;
+      if (!Number.isInteger(limit) || limit < 0) {
+        throw new InvalidArgumentError(
+          `postgres store: purgeExpired limit must be an integer >= 0, got ${show(limit)}`,
+        );
+      }
+      if (limit === 0) return 0;
+      return (await query('purgeExpired', sql.purgeSome, [limit])).rowCount ?? 0;
+    },
+
+    createSchema: () => createPostgresSchema(db, names),
+
+    async close() {
+      // The pool is the caller's; only wait for batches still running.
+      await Promise.all([beginBatcher?.settled(), completeBatcher?.settled()]);
+    },
+  };
+  return store;
+}
+
+const OK: FencedResult = { kind: 'ok' };
+const LOST: FencedResult & HeartbeatResult = { kind: 'lease_lost' };
+
+function fenced(result: PgQueryResult): FencedResult {
+  return (result.rowCount ?? 0) > 0 ? OK : LOST;
+}
+
+/** One answer row of begin (acquired or existing), or AGAIN when there was none. */
+function beginOutcome(row: unknown): BeginOutcome {
+  if (row === undefined) return AGAIN;
+  const record = recordFromRow(row);
+  if ((row as { acquired?: unknown }).acquired !== true) return { kind: 'existing', record };
+  return {
+    kind: 'acquired',
+    token: record.token,
+    leaseUntil: record.leaseUntil,
+    attempts: record.attempts,
+    steps: record.steps,
+    // A new or expired record starts at 1; only a takeover of a live record counts on.
+    takeover: record.attempts > 1,
+  };
+}
+
+function batchOptions(
+  batch: PostgresStoreOptions['batch'],
+): { maxBatchSize: number; maxInFlight: number } | undefined {
+  if (batch === undefined || batch === false) return undefined;
+  const given = batch === true ? {} : batch;
+  if (typeof given !== 'object' || given === null) {
+    throw new InvalidArgumentError(
+      `createPostgresStore: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${show(batch)}`,
+    );
+  }
+  const maxBatchSize = given.maxBatchSize ?? 64;
+  const maxInFlight = given.maxInFlight ?? 4;
+  for (const [name, value] of [
+    ['maxBatchSize', maxBatchSize],
+    ['maxInFlight', maxInFlight],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 1 || value > 10_000) {
+      throw new InvalidArgumentError(
+        `createPostgresStore: batch.${name} must be an integer from 1 to 10000, got ${show(value)}`,
+      );
+    }
+  }
+  return { maxBatchSize, maxInFlight };
+}
+
+function listStatus(status: unknown): RecordStatus | null {
+  if (status === undefined) return null;
+  if (status === 'in_progress' || status === 'completed' || status === 'failed') return status;
+  throw new InvalidArgumentError(
+    `postgres store: list status must be in_progress, completed or failed, got ${show(status)}`,
+  );
+}
+
+function listLimit(limit: unknown): number {
+  if (limit === undefined) return DEFAULT_LIST_LIMIT;
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
+    throw new InvalidArgumentError(
+      `postgres store: list limit must be an integer >= 1, got ${show(limit)}`,
+    );
+  }
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+/** Cursors are the last key of a page, base64url: opaque to callers, exact for `key > $2`. */
+function encodeCursor(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: unknown): string {
+  if (typeof cursor !== 'string' || cursor.length === 0 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
+    throw new InvalidArgumentError(
+      `postgres store: list cursor must come from a previous page, got ${show(cursor)}`,
+    );
+  }
+  const key = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (encodeCursor(key) !== cursor) {
+    throw new InvalidArgumentError('postgres store: list cursor is not one this store issued');
+  }
+  return key;
+}
