@@ -1,0 +1,68 @@
+import { bindContext } from './context.js';
+import { createIdempotencyCore, readRequestBody, withBody } from './idempotency-key.js';
+import type { IdempotencyKeyOptions } from './options.js';
+
+/**
+ * The parts of a Hono context the middleware uses. Structural, so that importing
+ * `reprocess/http` never needs `hono`; pass `Context` (or `Context<Env>`) as the type argument
+ * to get your own context in `scope` and `route`.
+ */
+export interface HonoContextLike {
+  req: { raw: Request };
+  res: Response;
+}
+
+/** A Hono middleware. */
+export type HonoMiddleware<C extends HonoContextLike = HonoContextLike> = (
+  c: C,
+  next: () => Promise<void>,
+) => Promise<Response | undefined>;
+
+/**
+ * The Idempotency-Key middleware for Hono 4. The body of a guarded request is read once
+ * (bounded) and the handler gets a fresh `c.req.raw` carrying it, so `c.req.json()` works as
+ * usual; the handler's response, errors turned into responses by `app.onError` included, is
+ * stored (or the key released on 5xx) before it is sent. In a handler,
+ * `idempotencyContext(c.req.raw)` gives the steps.
+ *
+ * @example
+ * app.use('/orders/*', honoIdempotencyKey<Context>({ store, scope: (c) => c.get('tenant') }));
+ * app.post('/orders', async (c) => c.json(await createOrder(await c.req.json()), 201));
+ */
+export function honoIdempotencyKey<C extends HonoContextLike = HonoContextLike>(
+  options: IdempotencyKeyOptions<C>,
+): HonoMiddleware<C> {
+  const core = createIdempotencyCore<C>(options);
+  return async function idempotencyKeyMiddleware(c, next) {
+    const request = c.req.raw;
+    if (!core.guards(request.method)) {
+      await next();
+      return undefined;
+    }
+    const handled = await core.run(
+      {
+        method: request.method,
+        url: request.url,
+        keyHeader: request.headers.get('idempotency-key'),
+        source: c,
+        readBody: (limit) => readRequestBody(request, limit),
+        bind: [request, c],
+      },
+      async (ctx, body) => {
+        if (body !== undefined) {
+          const fresh = withBody(request, body);
+          if (ctx) bindContext(ctx, fresh);
+          c.req.raw = fresh;
+        }
+        await next();
+        return c.res;
+      },
+    );
+    if (handled.origin !== 'handler') return handled.response;
+    // The handler's body was read to store it; send the buffered copy. Clearing first keeps
+    // Hono from merging the old response's headers into it (they are the same headers).
+    c.res = undefined as unknown as Response;
+    c.res = handled.response;
+    return undefined;
+  };
+}

@@ -1,0 +1,291 @@
+import { createHash } from 'node:crypto';
+import {
+  IdempotencyInProgressError,
+  IdempotencyKeyInvalidError,
+  IdempotencyKeyMissingError,
+  StoreUnavailableError,
+  isReprocessError,
+} from '../errors.js';
+import { executeResolved, resolveOptions } from '../idempotency/index.js';
+import type { ResolvedOptions } from '../idempotency/options.js';
+import type {
+  ExecuteOptions,
+  IdempotencyContext,
+  OperationIdentity,
+} from '../idempotency/types.js';
+import { TOO_LARGE, type TooLarge, bodyInit, readBounded } from './body.js';
+import { bindContext } from './context.js';
+import { RequestBodyTooLargeError } from './errors.js';
+import { parseIdempotencyKeyHeader } from './key-header.js';
+import {
+  type IdempotencyKeyOptions,
+  type ResolvedHttpOptions,
+  resolveHttpOptions,
+} from './options.js';
+import { problemFor, problemResponse, retryAfterSeconds } from './problem.js';
+import { type StoredResponse, captureResponse, replayResponse } from './stored-response.js';
+
+/*
+ * The one state machine behind every HTTP front (Request/Response, node:http, Express,
+ * Fastify, Hono, API Gateway). A guarded request goes:
+ *
+ *   method guarded? ──no──► next (untouched)
+ *   key header ──absent & required──► 400   ──malformed──► 400
+ *   body (bounded) ──over the limit──► 413
+ *   scope, route, fingerprint ─► begin
+ *      acquired ─► next ─► 2xx/3xx/4xx: store (or the too-large marker), send
+ *                       └► 5xx, 408, 429, thrown: release, send / rethrow
+ *      existing completed ─► replay (Idempotent-Replayed: true)
+ *      existing in progress ─► 409 + Retry-After (or wait, when configured)
+ *      fingerprint differs ─► 422          store down ─► 503 + Retry-After, next never runs
+ */
+
+/** Where a response came from. */
+export type ResponseOrigin = 'handler' | 'replay' | 'problem';
+
+/** A response and where it came from. */
+export interface HandledResponse {
+  response: Response;
+  /**
+   * `handler`: the handler ran for this request (guarded or not) and this is its response;
+   * `replay`: a stored response; `problem`: an error answered by the middleware.
+   */
+  origin: ResponseOrigin;
+}
+
+/** Per-request bounds a runtime knows (a Lambda's remaining time). */
+export interface RequestHints {
+  /**
+   * Milliseconds this invocation has left. Caps the lease (a crashed run frees the key when
+   * the platform would have killed it) and the wait for an in-progress twin.
+   */
+  remainingMs?: number;
+}
+
+/** A request as the core sees it, so that adapters need not build a `Request` first. */
+export interface CoreInput<S> extends RequestHints {
+  method: string;
+  /** An absolute URL, or a path with its query. */
+  url: string;
+  /** The raw `Idempotency-Key` field: a string (repeats comma-joined) or each value. */
+  keyHeader: string | readonly string[] | null | undefined;
+  /** The request as the framework gave it (what `scope`, `route` and `required` receive). */
+  source: S;
+  /** Reads the whole body, bounded; called once, only for guarded requests with a key. */
+  readBody(limit: number): Promise<Uint8Array | TooLarge>;
+  /** Objects the idempotency context is linked to, for `idempotencyContext(x)`. */
+  bind?: readonly object[];
+}
+
+/**
+ * Runs the rest of the chain. `ctx` and `body` are undefined for a request that is not guarded
+ * (its body was not read); otherwise `body` is the buffered body.
+ */
+export type CoreNext = (
+  ctx: IdempotencyContext | undefined,
+  body: Uint8Array | undefined,
+) => Promise<Response>;
+
+/** The framework-neutral middleware, for adapters. */
+export interface IdempotencyCore<S> {
+  readonly options: ResolvedHttpOptions<S>;
+  /** Whether requests with this method are guarded. */
+  guards(method: string): boolean;
+  run(input: CoreInput<S>, next: CoreNext): Promise<HandledResponse>;
+}
+
+/**
+ * Builds the core for an adapter. Validates `options` at once ({@link InvalidArgumentError}).
+ */
+export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): IdempotencyCore<S> {
+  const http = resolveHttpOptions(options);
+  const policy = {
+    shouldStore: http.shouldStore,
+    maxStoredBodyBytes: http.maxStoredBodyBytes,
+    replayHeaders: http.replayHeaders,
+  };
+  const execute: ExecuteOptions<StoredResponse> = {
+    store: options.store,
+    // A thrown handler error always releases the key: the client's retry runs again.
+    rememberFailures: false,
+    // Base64 grows a body by 4/3; headers and framing fit in the rest.
+    maxResultBytes: Math.ceil(http.maxStoredBodyBytes / 3) * 4 + 64 * 1024,
+    shouldStore: (value) => value.kind !== 'unstored',
+  };
+  if (options.ttl !== undefined) execute.ttl = options.ttl;
+  if (options.lease !== undefined) execute.lease = options.lease;
+  if (options.heartbeat !== undefined) execute.heartbeat = options.heartbeat;
+  if (options.onInProgress !== undefined) execute.onInProgress = options.onInProgress;
+  if (options.codec !== undefined) execute.codec = options.codec;
+  if (options.clock !== undefined) execute.clock = options.clock;
+  const resolved = resolveOptions(execute);
+
+  /** The options bounded by the time a runtime says this request has left. */
+  function optionsFor(hints: RequestHints): ResolvedOptions<StoredResponse> {
+    const remaining = hints.remainingMs;
+    if (remaining === undefined || !Number.isFinite(remaining)) return resolved;
+    const leaseMs = Math.max(1, Math.min(resolved.leaseMs, Math.floor(remaining)));
+    const bounded: ResolvedOptions<StoredResponse> = {
+      ...resolved,
+      leaseMs,
+      heartbeatMs:
+        resolved.heartbeatMs === 0
+          ? 0
+          : Math.min(resolved.heartbeatMs, Math.max(1, Math.floor(leaseMs / 3))),
+    };
+    if (resolved.inProgress.kind === 'wait') {
+      // Leave a tenth of the time (at most a second) to answer after the wait.
+      const margin = Math.min(1000, remaining / 10);
+      bounded.inProgress = {
+        ...resolved.inProgress,
+        waitMs: Math.max(0, Math.min(resolved.inProgress.waitMs, Math.floor(remaining - margin))),
+      };
+    }
+    return bounded;
+  }
+
+  async function run(input: CoreInput<S>, next: CoreNext): Promise<HandledResponse> {
+    const method = input.method.toUpperCase();
+    if (!http.methods.has(method))
+      return { response: await next(undefined, undefined), origin: 'handler' };
+    const parsed = parseIdempotencyKeyHeader(input.keyHeader);
+    if (parsed.kind === 'invalid') return problem(new IdempotencyKeyInvalidError(parsed.reason));
+    if (parsed.kind === 'absent') {
+      if (!http.required(input.source)) {
+        return { response: await next(undefined, undefined), origin: 'handler' };
+      }
+      return problem(
+        new IdempotencyKeyMissingError(
+          `${method} requests to this endpoint must carry an Idempotency-Key header`,
+        ),
+      );
+    }
+    const body = await input.readBody(http.maxBodyBytes);
+    if (body === TOO_LARGE) return problem(new RequestBodyTooLargeError(http.maxBodyBytes));
+
+    const url = new URL(input.url, 'http://localhost');
+    const route = http.route ? await http.route(input.source) : url.pathname;
+    const principal = http.scope ? await http.scope(input.source) : undefined;
+    const identity: OperationIdentity = {
+      operation: `${http.namespace}:${method} ${route}`,
+      key: parsed.key,
+    };
+    if (principal !== undefined) identity.principal = principal;
+    if (http.fingerprint === undefined) {
+      identity.fingerprintOf = { method, route, query: url.search, body: sha256(body) };
+    } else if (http.fingerprint !== false) {
+      identity.fingerprintOf = http.fingerprint({ method, route, url, body, source: input.source });
+    }
+
+    let sent: Response | undefined;
+    try {
+      const outcome = await executeResolved<StoredResponse>(
+        identity,
+        async (ctx) => {
+          if (input.bind) bindContext(ctx, ...input.bind);
+          const captured = await captureResponse(await next(ctx, body), policy);
+          sent = captured.sent;
+          return captured.stored;
+        },
+        optionsFor(input),
+      );
+      if (!outcome.replayed && sent !== undefined) return { response: sent, origin: 'handler' };
+      return { response: replayResponse(outcome.value), origin: 'replay' };
+    } catch (error) {
+      // The handler ran and answered; only the bookkeeping after it failed. Its response is
+      // the truth for this client; a 503 would invite a retry and a second effect.
+      if (sent !== undefined) {
+        http.onError?.(error);
+        return { response: sent, origin: 'handler' };
+      }
+      if (isReprocessError(error) && problemFor(error) !== undefined) return problem(error);
+      throw error;
+    }
+  }
+
+  function problem(error: unknown): HandledResponse {
+    const details = problemFor(error);
+    if (details === undefined) throw error;
+    let headers: Record<string, string> | undefined;
+    if (error instanceof IdempotencyInProgressError) {
+      const seconds = retryAfterSeconds(error.retryAfterMs);
+      headers = { 'retry-after': String(seconds) };
+      details.retryAfter = seconds;
+    } else if (error instanceof StoreUnavailableError) {
+      const seconds = retryAfterSeconds(http.storeRetryAfterMs);
+      headers = { 'retry-after': String(seconds) };
+      details.retryAfter = seconds;
+    }
+    return { response: problemResponse(details, headers), origin: 'problem' };
+  }
+
+  return {
+    options: http,
+    guards: (method) => http.methods.has(method.toUpperCase()),
+    run,
+  };
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('base64');
+}
+
+/** Runs the rest of the chain with the (fresh) request. */
+export type Next = (request: Request) => Promise<Response>;
+
+/** The framework-neutral middleware over standard `Request`/`Response`. */
+export type IdempotencyKeyHandler = (
+  request: Request,
+  next: Next,
+  hints?: RequestHints,
+) => Promise<Response>;
+
+/**
+ * The Idempotency-Key middleware over standard `Request`/`Response` (Deno, Bun, workers,
+ * undici, and the base of every adapter). The body of a guarded request is read once, with a
+ * bound, and `next` gets a fresh `Request` carrying it; `idempotencyContext(request)` gives the
+ * handler its steps. See {@link IdempotencyKeyOptions} for the semantics.
+ *
+ * @example
+ * const guard = idempotencyKey({ store, scope: (req) => req.headers.get('x-tenant') ?? undefined });
+ * export default { fetch: (req: Request) => guard(req, handle) };
+ */
+export function idempotencyKey(options: IdempotencyKeyOptions<Request>): IdempotencyKeyHandler {
+  const core = createIdempotencyCore(options);
+  return async function idempotencyKeyHandler(request, next, hints) {
+    const input: CoreInput<Request> = {
+      method: request.method,
+      url: request.url,
+      keyHeader: request.headers.get('idempotency-key'),
+      source: request,
+      readBody: (limit) => readRequestBody(request, limit),
+      bind: [request],
+    };
+    if (hints?.remainingMs !== undefined) input.remainingMs = hints.remainingMs;
+    const handled = await core.run(input, (ctx, body) => {
+      if (body === undefined) return next(request);
+      const fresh = withBody(request, body);
+      if (ctx) bindContext(ctx, fresh);
+      return next(fresh);
+    });
+    return handled.response;
+  };
+}
+
+/** Reads a `Request` body with a bound, refusing at once a declared length over it. */
+export function readRequestBody(request: Request, limit: number): Promise<Uint8Array | TooLarge> {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve(TOO_LARGE);
+  return readBounded(request.body, limit);
+}
+
+/** A copy of `request` whose body is `body` (already read from the original). */
+export function withBody(request: Request, body: Uint8Array): Request {
+  const init: RequestInit = {
+    method: request.method,
+    headers: request.headers,
+    signal: request.signal,
+  };
+  if (body.byteLength > 0) init.body = bodyInit(body);
+  return new Request(request.url, init);
+}

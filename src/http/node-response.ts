@@ -1,0 +1,151 @@
+import { Buffer } from 'node:buffer';
+import type { OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { isNullBodyStatus } from './stored-response.js';
+
+/**
+ * Holding back what a Node handler writes, so the middleware can store it before the client
+ * sees it (and send something else on a replay). The same technique as compression and cache
+ * middleware: `writeHead`, `write`, `end` and `flushHeaders` are shadowed on the instance;
+ * headers still go through the real `setHeader`, so `getHeader` and friends keep working.
+ * The whole body is buffered: guarded endpoints (POST, PATCH) answer with documents, not
+ * streams.
+ */
+export interface NodeResponseCapture {
+  /** Settles with the handler's response when it calls `end`. */
+  readonly done: Promise<Response>;
+  /** Whether the handler called `end`. */
+  readonly ended: boolean;
+  /** Stops capturing and sends what the handler wrote, as it wrote it. */
+  flush(): void;
+  /** Stops capturing (to send something else). */
+  release(): void;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+
+const SHADOWED = ['writeHead', 'write', 'end', 'flushHeaders'] as const;
+
+/** Starts capturing `res`. */
+export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let resolveDone!: (response: Response) => void;
+  let rejectDone!: (error: unknown) => void;
+  const done = new Promise<Response>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  let ended = false;
+
+  const push = (chunk: unknown, encoding: unknown): void => {
+    if (chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    const buffer =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+        : Buffer.from(chunk as Uint8Array);
+    chunks.push(buffer);
+    total += buffer.byteLength;
+  };
+  const callbackOf = (...args: unknown[]): WriteCallback | undefined =>
+    args.find((a): a is WriteCallback => typeof a === 'function');
+
+  const shadow = res as unknown as Record<string, unknown>;
+  shadow.writeHead = (
+    status: number,
+    reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
+    maybeHeaders?: OutgoingHttpHeaders | OutgoingHttpHeader[],
+  ): ServerResponse => {
+    res.statusCode = status;
+    let headers = maybeHeaders;
+    if (typeof reasonOrHeaders === 'string') res.statusMessage = reasonOrHeaders;
+    else headers = reasonOrHeaders;
+    if (headers !== undefined) applyHeaders(res, headers);
+    return res;
+  };
+  shadow.write = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
+    push(chunk, encoding);
+    const cb = callbackOf(encoding, callback);
+    if (cb) process.nextTick(cb);
+    return true;
+  };
+  shadow.end = (chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse => {
+    if (ended) return res;
+    ended = true;
+    push(chunk, encoding);
+    const cb = callbackOf(chunk, encoding, callback);
+    if (cb) res.once('finish', () => cb());
+    try {
+      resolveDone(toResponse(res, chunks, total));
+    } catch (error) {
+      rejectDone(error);
+    }
+    return res;
+  };
+  shadow.flushHeaders = (): void => undefined;
+
+  const release = (): void => {
+    for (const name of SHADOWED) delete shadow[name];
+  };
+  return {
+    done,
+    get ended() {
+      return ended;
+    },
+    release,
+    flush() {
+      release();
+      if (res.writableEnded) return;
+      res.end(
+        total === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total),
+      );
+    },
+  };
+}
+
+function applyHeaders(
+  res: ServerResponse,
+  headers: OutgoingHttpHeaders | OutgoingHttpHeader[],
+): void {
+  if (!Array.isArray(headers)) {
+    for (const [name, value] of Object.entries(headers)) {
+      if (value !== undefined) res.setHeader(name, value);
+    }
+    return;
+  }
+  // [[name, value], ...] or the flat [name, value, name, value] of rawHeaders
+  if (headers.length > 0 && Array.isArray(headers[0])) {
+    for (const pair of headers as unknown as [string, OutgoingHttpHeader][])
+      res.setHeader(pair[0], pair[1]);
+    return;
+  }
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    res.setHeader(String(headers[i]), headers[i + 1] as OutgoingHttpHeader);
+  }
+}
+
+function toResponse(res: ServerResponse, chunks: Buffer[], total: number): Response {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(res.getHeaders())) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else headers.set(name, String(value));
+  }
+  const status = res.statusCode;
+  const body = isNullBodyStatus(status) || total === 0 ? null : Buffer.concat(chunks, total);
+  return new Response(body, { status, statusText: res.statusMessage ?? '', headers });
+}
+
+/**
+ * Sends a `Response` through a Node `ServerResponse`. Headers set earlier on `res` (by
+ * middleware that ran before, e.g. CORS) are kept unless the response sets the same name.
+ */
+export async function sendNodeResponse(res: ServerResponse, response: Response): Promise<void> {
+  res.statusCode = response.status;
+  for (const [name, value] of response.headers) {
+    if (name !== 'set-cookie') res.setHeader(name, value);
+  }
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) res.setHeader('set-cookie', cookies);
+  const body = response.body === null ? undefined : Buffer.from(await response.arrayBuffer());
+  res.end(body);
+}

@@ -1,0 +1,115 @@
+import { ErrorCode, isReprocessError } from '../errors.js';
+import { HttpErrorCode, ResponseNotReplayableError } from './errors.js';
+
+/**
+ * Error responses as RFC 9457 problem details (`application/problem+json`). Each error code
+ * has a stable `type` URI, a fixed `title` and status; `detail` says what happened to this
+ * request and `code` repeats the reprocess error code for programs.
+ */
+
+/** Where the problem type URIs live. They are identifiers: they never change once published. */
+export const PROBLEM_BASE = 'https://reprocess.dev/problems/';
+
+/** The media type of every error response. */
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** One problem type: how an error code looks on the wire. */
+export interface ProblemType {
+  type: string;
+  title: string;
+  status: number;
+}
+
+function problemType(slug: string, title: string, status: number): ProblemType {
+  return { type: `${PROBLEM_BASE}${slug}`, title, status };
+}
+
+/** The problem type of every error code the HTTP front answers with. */
+export const PROBLEM_TYPES: Readonly<Record<string, ProblemType>> = Object.freeze({
+  [ErrorCode.IDEMPOTENCY_KEY_MISSING]: problemType(
+    'idempotency-key-missing',
+    'Idempotency-Key header required',
+    400,
+  ),
+  [ErrorCode.IDEMPOTENCY_KEY_INVALID]: problemType(
+    'idempotency-key-invalid',
+    'Idempotency-Key header invalid',
+    400,
+  ),
+  [HttpErrorCode.REQUEST_BODY_TOO_LARGE]: problemType(
+    'request-body-too-large',
+    'Request body too large',
+    413,
+  ),
+  [ErrorCode.IDEMPOTENCY_KEY_REUSE]: problemType(
+    'idempotency-key-reuse',
+    'Idempotency-Key reused with a different request',
+    422,
+  ),
+  [ErrorCode.IDEMPOTENCY_IN_PROGRESS]: problemType(
+    'idempotency-in-progress',
+    'A request with this Idempotency-Key is in progress',
+    409,
+  ),
+  [ErrorCode.RESULT_TOO_LARGE]: problemType(
+    'response-not-stored',
+    'Response too large to replay',
+    410,
+  ),
+  [ErrorCode.STORE_UNAVAILABLE]: problemType(
+    'store-unavailable',
+    'Idempotency store unavailable',
+    503,
+  ),
+  [ErrorCode.RECORD_CORRUPT]: problemType(
+    'record-corrupt',
+    'Stored response could not be read',
+    500,
+  ),
+});
+
+/** The body of a problem response. Extension members (e.g. `retryAfter`) may follow. */
+export interface ProblemDetails {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  [extension: string]: unknown;
+}
+
+/**
+ * The problem details for a reprocess error the HTTP front knows, or `undefined` for any
+ * other error (a bug in a handler is not ours to describe).
+ */
+export function problemFor(error: unknown): ProblemDetails | undefined {
+  if (!isReprocessError(error)) return undefined;
+  const known = PROBLEM_TYPES[error.code];
+  if (known === undefined) return undefined;
+  const problem: ProblemDetails = {
+    type: known.type,
+    title: known.title,
+    status: known.status,
+    detail: error.message,
+    code: error.code,
+  };
+  if (error instanceof ResponseNotReplayableError) problem.originalStatus = error.originalStatus;
+  return problem;
+}
+
+/** A `Response` carrying `problem`, with `extraHeaders` (e.g. Retry-After). Never cached. */
+export function problemResponse(
+  problem: ProblemDetails,
+  extraHeaders?: Readonly<Record<string, string>>,
+): Response {
+  const headers = new Headers(extraHeaders);
+  headers.set('content-type', PROBLEM_CONTENT_TYPE);
+  headers.set('cache-control', 'no-store');
+  return new Response(JSON.stringify(problem), { status: problem.status, headers });
+}
+
+/** Seconds for a Retry-After header: whole seconds, rounded up, at least 1. */
+export function retryAfterSeconds(ms: number): number {
+  if (!Number.isFinite(ms) || ms <= 0) return 1;
+  return Math.max(1, Math.ceil(ms / 1000));
+}

@@ -1,0 +1,155 @@
+import { Buffer } from 'node:buffer';
+import { RecordCorruptError } from '../errors.js';
+import { bodyInit, readPrefix } from './body.js';
+import { ResponseNotReplayableError } from './errors.js';
+
+/**
+ * What the HTTP front keeps in the idempotency record: the response to replay, or a marker.
+ * It goes through the store's codec, so it is plain JSON: the body is base64.
+ */
+export type StoredResponse =
+  | {
+      kind: 'response';
+      status: number;
+      /** Allow-listed headers only, lower-case names, in order. */
+      headers: [string, string][];
+      /** The body, base64. */
+      body: string;
+    }
+  | {
+      /** The response was sent but its body was over the bound: a repeat gets a problem. */
+      kind: 'too_large';
+      status: number;
+      limit: number;
+    }
+  | {
+      /** Not stored (a 5xx by default): the key is released so a retry runs again. */
+      kind: 'unstored';
+      status: number;
+    };
+
+/** The header that marks a replayed response (Stripe's name). */
+export const REPLAYED_HEADER = 'Idempotent-Replayed';
+
+/**
+ * Response headers replayed by default. Anything about the representation and where it lives;
+ * never `set-cookie` (a session cookie replayed to a retrying client is a leak), never hop-by-hop
+ * or length headers (recomputed when the replay is sent).
+ */
+export const DEFAULT_REPLAY_HEADERS: readonly string[] = Object.freeze([
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'content-location',
+  'content-type',
+  'etag',
+  'expires',
+  'last-modified',
+  'link',
+  'location',
+]);
+
+const NULL_BODY_STATUS: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
+
+/** Whether a response with this status must have no body. */
+export function isNullBodyStatus(status: number): boolean {
+  return NULL_BODY_STATUS.has(status);
+}
+
+/** How a fresh response becomes a stored one. */
+export interface CapturePolicy {
+  /** Whether this response is stored at all (false: release the key). */
+  shouldStore: (response: Response) => boolean;
+  /** Bound on the stored body, bytes. */
+  maxStoredBodyBytes: number;
+  /** Lower-case names of the headers to keep. */
+  replayHeaders: ReadonlySet<string>;
+}
+
+/** A captured response: what to store, and the response to send now. */
+export interface Captured {
+  stored: StoredResponse;
+  /** The response the client gets (same status, headers and body as the handler's). */
+  sent: Response;
+}
+
+/**
+ * Turns a handler's response into what is stored and what is sent. The body is read up to the
+ * bound only; a larger one is streamed on to the client and stored as a `too_large` marker.
+ */
+export async function captureResponse(
+  response: Response,
+  policy: CapturePolicy,
+): Promise<Captured> {
+  const status = response.status;
+  if (!policy.shouldStore(response))
+    return { stored: { kind: 'unstored', status }, sent: response };
+  const prefix = await readPrefix(response.body, policy.maxStoredBodyBytes);
+  const init = { status, statusText: response.statusText, headers: response.headers };
+  if (!prefix.complete) {
+    return {
+      stored: { kind: 'too_large', status, limit: policy.maxStoredBodyBytes },
+      sent: new Response(prefix.stream, init),
+    };
+  }
+  const headers: [string, string][] = [];
+  for (const [name, value] of response.headers) {
+    if (policy.replayHeaders.has(name)) headers.push([name, value]);
+  }
+  const bytes = prefix.bytes;
+  return {
+    stored: { kind: 'response', status, headers, body: Buffer.from(bytes).toString('base64') },
+    sent: new Response(isNullBodyStatus(status) ? null : bodyInit(bytes), init),
+  };
+}
+
+/**
+ * The replay of a stored response, with `Idempotent-Replayed: true`. A `too_large` marker
+ * throws {@link ResponseNotReplayableError}; anything that is not a stored response throws
+ * {@link RecordCorruptError}.
+ */
+export function replayResponse(value: unknown): Response {
+  const stored = asStoredResponse(value);
+  if (stored.kind === 'too_large')
+    throw new ResponseNotReplayableError(stored.status, stored.limit);
+  if (stored.kind === 'unstored') {
+    throw new RecordCorruptError('the idempotency record holds a response that was never stored');
+  }
+  const headers = new Headers();
+  for (const [name, value] of stored.headers) headers.append(name, value);
+  headers.set(REPLAYED_HEADER, 'true');
+  const body = isNullBodyStatus(stored.status) ? null : Buffer.from(stored.body, 'base64');
+  return new Response(body, { status: stored.status, headers });
+}
+
+/** Checks the shape of a decoded record value; throws {@link RecordCorruptError}. */
+export function asStoredResponse(value: unknown): StoredResponse {
+  const v = value as Partial<Record<string, unknown>> | null;
+  if (typeof v !== 'object' || v === null || !isStatus(v.status)) throw corrupt();
+  if (v.kind === 'response') {
+    if (typeof v.body !== 'string' || !Array.isArray(v.headers)) throw corrupt();
+    for (const pair of v.headers) {
+      if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
+        throw corrupt();
+      }
+    }
+    return v as StoredResponse;
+  }
+  if (v.kind === 'too_large') {
+    if (typeof v.limit !== 'number') throw corrupt();
+    return v as StoredResponse;
+  }
+  if (v.kind === 'unstored') return v as StoredResponse;
+  throw corrupt();
+}
+
+function isStatus(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 200 && value <= 599;
+}
+
+function corrupt(): RecordCorruptError {
+  return new RecordCorruptError(
+    'the idempotency record does not hold a stored HTTP response (was the key used by another front?)',
+  );
+}
