@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { canonicalJson } from '../../src/idempotency/canonical-json.js';
+
+describe('canonicalJson', () => {
+  it('sorts keys at every depth and keeps array order', () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, 1], c: null } })).toBe(
+      '{"a":{"c":null,"d":[3,1]},"b":1}',
+    );
+  });
+
+  it('sorts keys by UTF-16 code units', () => {
+    expect(canonicalJson({ b: 1, B: 2, é: 3, a: 4, '10': 5, '9': 6 })).toBe(
+      '{"10":5,"9":6,"B":2,"a":4,"b":1,"é":3}',
+    );
+  });
+
+  it('follows JSON for undefined, functions, symbols and non-finite numbers', () => {
+    expect(canonicalJson({ u: undefined, f: () => 1, s: Symbol('x'), n: 1 })).toBe('{"n":1}');
+    expect(canonicalJson([undefined, () => 1, Number.NaN, Number.POSITIVE_INFINITY])).toBe(
+      '[null,null,null,null]',
+    );
+    expect(canonicalJson(-0)).toBe('0');
+    expect(canonicalJson(undefined)).toBe('null');
+  });
+
+  it('honours toJSON (a Date is its ISO string)', () => {
+    expect(canonicalJson({ at: new Date(0) })).toBe('{"at":"1970-01-01T00:00:00.000Z"}');
+    expect(canonicalJson({ x: { toJSON: () => ({ z: 1, y: 2 }) } })).toBe('{"x":{"y":2,"z":1}}');
+  });
+
+  it('keeps what a fingerprint must see: bigint, Map, Set and bytes', () => {
+    expect(canonicalJson({ n: 12345678901234567890n })).toBe('{"n":12345678901234567890}');
+    expect(
+      canonicalJson(
+        new Map([
+          ['b', 1],
+          ['a', 2],
+        ]),
+      ),
+    ).toBe(
+      canonicalJson(
+        new Map([
+          ['a', 2],
+          ['b', 1],
+        ]),
+      ),
+    );
+    expect(canonicalJson(new Map([['a', 1]]))).not.toBe(canonicalJson(new Map([['a', 2]])));
+    expect(canonicalJson(new Set([2, 1]))).toBe('[1,2]');
+    expect(canonicalJson(Buffer.from('hi'))).toBe(canonicalJson(new Uint8Array([104, 105])));
+    expect(canonicalJson(Buffer.from('hi'))).toBe('{"$bytes":"aGk="}');
+  });
+
+  it('escapes strings as JSON does', () => {
+    expect(canonicalJson({ 'k"ey': 'line\nbreak' })).toBe('{"k\\"ey":"line\\nbreak"}');
+  });
+
+  it('throws InvalidArgumentError on a cycle, naming the path', () => {
+    const root: { child: { back?: unknown } } = { child: {} };
+    root.child.back = root;
+    expect(() => canonicalJson(root)).toThrow(InvalidArgumentError);
+    expect(() => canonicalJson(root)).toThrow(/circular structure \(at \$\.child\.back\)/);
+    const list: unknown[] = [];
+    list.push(list);
+    expect(() => canonicalJson(list)).toThrow(/\$\[0\]/);
+  });
+
+  it('accepts the same object twice without a cycle', () => {
+    const shared = { v: 1 };
+    expect(canonicalJson({ a: shared, b: [shared] })).toBe('{"a":{"v":1},"b":[{"v":1}]}');
+  });
+});
