@@ -46,11 +46,13 @@ describe('retry loop properties', () => {
               );
             });
           };
-          const { seed, ...options } = p;
+          const { seed, deadline, attemptTimeout, ...options } = p;
           const result = await drive(
             clock,
             retry(fn, {
               ...options,
+              ...(deadline === undefined ? {} : { deadline }),
+              ...(attemptTimeout === undefined ? {} : { attemptTimeout }),
               clock,
               random: seededRandom(seed),
               onRetry: (ev) => delays.push(ev.delay),
