@@ -87,8 +87,9 @@ export interface MemorySource extends MessageSource {
   deliveries(id?: string): MemoryDeliveryRecord[];
   stats(): MemorySourceStats;
   /**
-   * Models the consumer's process dying: every unsettled delivery goes back to the queue
-   * at once and its later settling is refused. Returns how many went back.
+   * Models the consumer's process dying: its connection is dropped (nothing more is
+   * delivered to it; a new consumer may `start`), every unsettled delivery goes back to the
+   * queue at once, and their later settling is refused. Returns how many went back.
    */
   crash(): number;
   /** True when nothing is ready, delayed or unsettled. */
@@ -377,6 +378,9 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
     },
 
     crash() {
+      // The consumer's connection is gone with it: nothing more is delivered to it.
+      running = false;
+      onDelivery = undefined;
       const lost = [...held];
       for (const slot of lost) {
         counters.lost += 1;

@@ -141,6 +141,9 @@ describe('createMemorySource', () => {
     await clock.advance(0);
     expect(source.crash()).toBe(2);
     await clock.advance(0);
+    expect(got).toHaveLength(2);
+    await source.start(onDelivery, { prefetch: 2 });
+    await clock.advance(0);
     expect(got.map((d) => `${d.id}${d.deliveryCount}`)).toEqual(['a1', 'b1', 'a2', 'b2']);
     await expect((got[0] as Delivery).ack()).rejects.toThrow(/no longer held/);
     expect(source.stats().lost).toBe(2);

@@ -1,0 +1,329 @@
+import { AbortedError, InvalidArgumentError } from '../errors.js';
+import {
+  type DeliveryResult,
+  type MessageProcessingOptions,
+  createMessageProcessor,
+} from './message-processor.js';
+import type { Delivery, MessageSource } from './types.js';
+
+/** Options of {@link createConsumer}: what to run, and how much at once. */
+export interface ConsumerOptions<B = unknown> extends MessageProcessingOptions<B> {
+  source: MessageSource;
+  /** Handlers running at once (default 1). */
+  concurrency?: number;
+  /**
+   * Deliveries held unsettled at once, running or waiting for a handler slot (default:
+   * `concurrency`; at least `concurrency`). The source stops delivering at this bound, so a
+   * slow handler holds the rest of the queue at the broker instead of piling it up here.
+   */
+  prefetch?: number;
+  /**
+   * How often `delivery.touch()` tells the broker that held deliveries are still being
+   * worked on, where the adapter supports it (default 10000 ms; 0 turns it off). Keep it
+   * under the broker's ack deadline.
+   */
+  touchIntervalMs?: number;
+}
+
+/** What `stop` did. */
+export interface StopResult {
+  /** Handlers that were running when stop began and finished (settled) within the bound. */
+  finished: number;
+  /** Deliveries given back unsettled: never started, or still running at the bound. */
+  released: number;
+}
+
+/** Counters of a consumer. */
+export interface ConsumerStats {
+  state: ConsumerState;
+  /** Handlers running now. */
+  running: number;
+  /** Deliveries held, waiting for a handler slot. */
+  waiting: number;
+  acked: number;
+  retried: number;
+  quarantined: number;
+  released: number;
+  /** Settling calls the broker refused. */
+  settleFailures: number;
+}
+
+export type ConsumerState = 'idle' | 'running' | 'stopping' | 'stopped';
+
+/** A running queue consumer. */
+export interface Consumer {
+  readonly source: MessageSource;
+  readonly state: ConsumerState;
+  /** Starts taking messages; resolves once the source delivers. */
+  start(): Promise<void>;
+  /**
+   * Graceful shutdown: stops taking messages, gives back those not started, lets running
+   * handlers finish for at most `timeoutMs` (default 30000), then gives back the rest
+   * unsettled (the broker redelivers them) and aborts their `message.signal`. Nothing that
+   * did not finish is acked. Does not close the source.
+   */
+  stop(options?: { timeoutMs?: number }): Promise<StopResult>;
+  stats(): ConsumerStats;
+}
+
+interface Slot {
+  delivery: Delivery;
+  controller: AbortController;
+  started: boolean;
+  /** Given back at shutdown: must not be settled any more. */
+  released: boolean;
+  /** A settling call is under way: must not be given back. */
+  settling: boolean;
+  done: () => void;
+}
+
+const DEFAULT_STOP_TIMEOUT_MS = 30_000;
+const DEFAULT_TOUCH_INTERVAL_MS = 10_000;
+
+/**
+ * Creates a consumer: every delivery of `source` runs `handler` through the idempotency
+ * state machine, and the outcome decides ack, delayed redelivery or quarantine (see
+ * docs/readme/consumer.md for the table). At most `concurrency` handlers run and at most
+ * `prefetch` deliveries are held unsettled.
+ */
+export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consumer {
+  const processor = createMessageProcessor(options);
+  const { source } = options;
+  if (
+    typeof source !== 'object' ||
+    source === null ||
+    typeof source.start !== 'function' ||
+    typeof source.stop !== 'function'
+  ) {
+    throw new InvalidArgumentError('source must be a MessageSource (start, stop, close)');
+  }
+  const concurrency = options.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new InvalidArgumentError(
+      `concurrency must be an integer >= 1, got ${String(concurrency)}`,
+    );
+  }
+  const prefetch = options.prefetch ?? concurrency;
+  if (!Number.isInteger(prefetch) || prefetch < concurrency) {
+    throw new InvalidArgumentError(
+      `prefetch must be an integer >= concurrency (${concurrency}), got ${String(prefetch)}`,
+    );
+  }
+  const touchMs = options.touchIntervalMs ?? DEFAULT_TOUCH_INTERVAL_MS;
+  if (typeof touchMs !== 'number' || !Number.isFinite(touchMs) || touchMs < 0) {
+    throw new InvalidArgumentError(
+      `touchIntervalMs must be a finite number >= 0, got ${String(touchMs)}`,
+    );
+  }
+  const { clock, emit } = processor;
+
+  const waiting: Slot[] = [];
+  const running = new Set<Slot>();
+  const idleWaiters: Array<() => void> = [];
+  const counts = { acked: 0, retried: 0, quarantined: 0, released: 0, settleFailures: 0 };
+  let state: ConsumerState = 'idle';
+  let cancelTouch: (() => void) | undefined;
+  let stopping: Promise<StopResult> | undefined;
+
+  function onDelivery(delivery: Delivery): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const slot: Slot = {
+        delivery,
+        controller: new AbortController(),
+        started: false,
+        released: false,
+        settling: false,
+        done: resolve,
+      };
+      if (state !== 'running') {
+        // Arrived after stop began: it never starts here.
+        void giveBack(slot);
+        return;
+      }
+      waiting.push(slot);
+      pump();
+      armTouch();
+    });
+  }
+
+  function pump(): void {
+    while (state === 'running' && running.size < concurrency) {
+      const slot = waiting.shift();
+      if (!slot) return;
+      run(slot);
+    }
+  }
+
+  function run(slot: Slot): void {
+    slot.started = true;
+    running.add(slot);
+    processor
+      .process(slot.delivery, {
+        signal: slot.controller.signal,
+        claimSettle() {
+          if (slot.released) return false;
+          slot.settling = true;
+          return true;
+        },
+      })
+      .then(
+        (result) => count(result),
+        async () => {
+          // Not expected (process settles every outcome); never leave the slot held.
+          if (!slot.released && !slot.settling) await giveBack(slot);
+        },
+      )
+      .finally(() => {
+        running.delete(slot);
+        slot.done();
+        pump();
+        if (running.size === 0 && waiting.length === 0) {
+          for (const wake of idleWaiters.splice(0)) wake();
+        }
+      });
+  }
+
+  function count(result: DeliveryResult): void {
+    if (result.action === 'abandoned') return;
+    if (!result.settled) {
+      counts.settleFailures += 1;
+      return;
+    }
+    if (result.action === 'ack') counts.acked += 1;
+    else if (result.action === 'retry') counts.retried += 1;
+    else counts.quarantined += 1;
+  }
+
+  async function giveBack(slot: Slot): Promise<void> {
+    slot.released = true;
+    counts.released += 1;
+    const { delivery } = slot;
+    if (delivery.release) {
+      try {
+        await delivery.release();
+      } catch (error) {
+        counts.settleFailures += 1;
+        emit({
+          type: 'settle_failed',
+          id: delivery.id,
+          source: delivery.source,
+          action: 'release',
+          error,
+        });
+      }
+    }
+    emit({ type: 'released', id: delivery.id, source: delivery.source, started: slot.started });
+    slot.done();
+  }
+
+  function armTouch(): void {
+    if (touchMs === 0 || cancelTouch !== undefined) return;
+    cancelTouch = clock.setTimer(touchMs, () => {
+      cancelTouch = undefined;
+      const held = [...waiting, ...running].filter((s) => !s.released && !s.settling);
+      for (const slot of held) {
+        const { delivery } = slot;
+        if (!delivery.touch) continue;
+        delivery.touch().catch((error: unknown) => {
+          emit({
+            type: 'settle_failed',
+            id: delivery.id,
+            source: delivery.source,
+            action: 'touch',
+            error,
+          });
+        });
+      }
+      if (waiting.length > 0 || running.size > 0) armTouch();
+    });
+  }
+
+  function whenIdle(): Promise<void> {
+    if (running.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => idleWaiters.push(resolve));
+  }
+
+  async function shutdown(timeoutMs: number): Promise<StopResult> {
+    state = 'stopping';
+    let stopError: unknown;
+    try {
+      await source.stop();
+    } catch (error) {
+      stopError = error;
+    }
+    const queued = waiting.splice(0);
+    await Promise.all(queued.map((slot) => giveBack(slot)));
+
+    const inFlight = running.size;
+    if (inFlight > 0 && timeoutMs > 0) {
+      let cancelTimer: (() => void) | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        cancelTimer = clock.setTimer(timeoutMs, resolve);
+      });
+      await Promise.race([whenIdle(), timedOut]);
+      cancelTimer?.();
+    }
+    // Past the bound: give back whatever is not already settling; its handler may go on,
+    // but its outcome is no longer acted on (the broker redelivers it, and the idempotency
+    // record makes the redelivery replay or resume rather than repeat).
+    const late = [...running].filter((slot) => !slot.settling);
+    await Promise.all(
+      late.map(async (slot) => {
+        running.delete(slot);
+        await giveBack(slot);
+        slot.controller.abort(
+          new AbortedError(new Error(`the consumer stopped and its ${timeoutMs} ms bound passed`)),
+        );
+      }),
+    );
+    cancelTouch?.();
+    cancelTouch = undefined;
+    state = 'stopped';
+    if (stopError !== undefined) throw stopError;
+    return { finished: inFlight - late.length, released: queued.length + late.length };
+  }
+
+  return {
+    source,
+
+    get state() {
+      return state;
+    },
+
+    async start() {
+      if (state === 'running' || state === 'stopping') {
+        throw new InvalidArgumentError(`the consumer is already ${state}`);
+      }
+      state = 'running';
+      stopping = undefined;
+      try {
+        await source.start(onDelivery, { prefetch });
+      } catch (error) {
+        state = 'idle';
+        throw error;
+      }
+    },
+
+    stop(stopOptions = {}) {
+      const timeoutMs = stopOptions.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+      if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+        return Promise.reject(
+          new InvalidArgumentError(
+            `timeoutMs must be a finite number >= 0, got ${String(timeoutMs)}`,
+          ),
+        );
+      }
+      if (stopping !== undefined) return stopping;
+      if (state !== 'running') {
+        state = state === 'idle' ? 'idle' : 'stopped';
+        return Promise.resolve({ finished: 0, released: 0 });
+      }
+      stopping = shutdown(timeoutMs);
+      return stopping;
+    },
+
+    stats() {
+      return { state, running: running.size, waiting: waiting.length, ...counts };
+    },
+  };
+}

@@ -1,0 +1,572 @@
+import { createHash } from 'node:crypto';
+import { type Clock, systemClock } from '../clock.js';
+import {
+  ErrorCode,
+  IdempotencyKeyMissingError,
+  InvalidArgumentError,
+  NonRetryableError,
+  isReprocessError,
+} from '../errors.js';
+import { executeResolved } from '../idempotency/execute.js';
+import { validateKey } from '../idempotency/key.js';
+import { type ResolvedOptions, resolveOptions } from '../idempotency/options.js';
+import type { IdempotencyBaseOptions, IdempotencyContext } from '../idempotency/types.js';
+import type { Random } from '../random.js';
+import { defaultClassifier, retryAfterMs } from '../retry/classify.js';
+import { computeDelay } from '../retry/compute-delay.js';
+import { profiles } from '../retry/profiles.js';
+import { resolveRetryOptions } from '../retry/resolve-options.js';
+import type { Classifier, RetryOptions } from '../retry/types.js';
+import type { ConsumerEvent, ConsumerEventListener, RetryReason, SettleAction } from './events.js';
+import {
+  type KeyReader,
+  type MessageKeyInput,
+  type MessageKeySource,
+  describeKeySource,
+  keyReader,
+} from './message-key.js';
+import { type BodyParser, type ParseBody, bodyParser } from './parse-body.js';
+import type { Delivery, Headers, QuarantineHistory } from './types.js';
+
+/*
+ * One delivery, start to settle:
+ *
+ *   size / parse / validate ──fails──► quarantine 'poison'
+ *   key ──none──► quarantine 'key_missing'      ──invalid──► quarantine 'poison'
+ *   age > maxMessageAgeMs ──► quarantine 'max_age' (not run)
+ *   executeIdempotent(handler)
+ *     ├─ value, or replay of a completed operation ─────────────► ack
+ *     ├─ DuplicateRequestError (onDuplicate: reject) ───────────► ack
+ *     ├─ IdempotencyInProgressError ────────────────────────────► retryLater(its hint)
+ *     ├─ StoreUnavailableError (handler not run, fail closed) ──► retryLater(backoff)
+ *     └─ failure ─┬─ not retryable ───────────────► quarantine 'non_retryable'
+ *                 ├─ attempts >= maxAttempts ─────► quarantine 'attempts_exhausted'
+ *                 ├─ the next try passes max age ─► quarantine 'max_age'
+ *                 └─ otherwise ───────────────────► retryLater(backoff, or Retry-After ≤ cap)
+ *
+ * A quarantine the broker refuses falls back to retryLater, so the message is neither lost
+ * nor acked; it comes back and quarantining is tried again.
+ */
+
+/** The message the handler gets. */
+export interface ConsumerMessage<B = unknown> {
+  /** The parsed (and validated) body. */
+  body: B;
+  /** The body as delivered. */
+  raw: Uint8Array;
+  headers: Headers;
+  /** Broker message id. */
+  id: string;
+  /** The queue, subject or stream it came from. */
+  source: string;
+  /** The broker's delivery count, when it keeps one. */
+  deliveryCount: number | undefined;
+  /** Attempts so far including this one: the delivery count, else the idempotency record's. */
+  attempt: number;
+  /** Epoch ms of publication, when the broker says. */
+  publishedAt: number | undefined;
+  /** Aborts when the consumer stops and this handler ran past the stop timeout. */
+  signal: AbortSignal;
+}
+
+/** The user's work for one message, run at most once per idempotency key. */
+export type MessageHandler<B = unknown> = (
+  message: ConsumerMessage<B>,
+  ctx: IdempotencyContext,
+) => Promise<unknown>;
+
+/** Idempotency of a consumer: the store and record options, plus how the scope is named. */
+export interface ConsumerIdempotencyOptions<B = unknown> extends IdempotencyBaseOptions {
+  /**
+   * Operation name of the scope (default: the delivery's source, i.e. the queue name). Set
+   * it when several queues carry the same operations, or to keep keys across a rename.
+   */
+  operation?: string;
+  /** The tenant of a message, when keys are only unique per tenant. */
+  principal?: (message: MessageKeyInput<B>) => string | undefined;
+  /**
+   * Which part of a message must match on a repeat of its key (default: the raw body, by
+   * its SHA-256; a repeat with another body is `IdempotencyKeyReuseError`, quarantined).
+   * `false` skips the check.
+   */
+  fingerprint?: false | ((message: MessageKeyInput<B>) => unknown);
+}
+
+/** What quarantine does beyond the retry policy. */
+export interface QuarantineOptions {
+  /**
+   * An error no classifier recognises (a plain `Error`): `retry` it under the policy
+   * (the default: the async path is patient) or `quarantine` it at once.
+   */
+  unknownErrors?: 'retry' | 'quarantine';
+  /** Longest `lastError.message` kept in the history (default 1024 characters). */
+  maxErrorMessageLength?: number;
+}
+
+/** Everything that decides what happens to one message; shared by consumers and the SQS wrapper. */
+export interface MessageProcessingOptions<B = unknown> {
+  handler: MessageHandler<B>;
+  /** Where the idempotency key comes from (default: header `idempotency-key`, else the message id). */
+  key?: MessageKeySource<B>;
+  idempotency: ConsumerIdempotencyOptions<B>;
+  /**
+   * Backoff and attempts, over `profiles.async` (10 attempts, exponential from 1s,
+   * decorrelated jitter, cap 5m). `maxAttempts`, `backoff`, `base`, `factor`, `cap`,
+   * `jitter` and `classify` apply; the broker does the waiting, so `deadline`,
+   * `attemptTimeout`, `budget` and the hooks do not.
+   */
+  retry?: RetryOptions;
+  quarantine?: QuarantineOptions;
+  /** Body parser (default `json`); a failure is a poison message. */
+  parse?: BodyParser;
+  /** Checks the parsed body and returns it typed (e.g. a zod schema's `parse`); a throw is poison. */
+  validate?: (body: unknown) => B | Promise<B>;
+  /**
+   * Messages older than this (from `publishedAt`, else from their first failure) are not run
+   * again: quarantined with reason `max_age`. Default: no limit.
+   */
+  maxMessageAgeMs?: number;
+  /** Bodies larger than this are poison (default: no limit). */
+  maxBodyBytes?: number;
+  clock?: Clock;
+  random?: Random;
+  onEvent?: ConsumerEventListener;
+}
+
+/** Hooks the caller of {@link MessageProcessor.process} gives for one delivery. */
+export interface DeliveryControl {
+  /** Becomes the handler's `message.signal`. */
+  signal: AbortSignal;
+  /**
+   * Asked right before each settling call. Returning false means the delivery was given
+   * up (a stop timeout released it) and must not be settled any more.
+   */
+  claimSettle(): boolean;
+}
+
+/** What became of a delivery. `settled` is false when the broker refused the settling call. */
+export type DeliveryResult =
+  | { action: 'ack'; key: string; replayed: boolean; settled: boolean }
+  | {
+      action: 'retry';
+      key: string | undefined;
+      delayMs: number;
+      reason: RetryReason;
+      error: unknown;
+      settled: boolean;
+    }
+  | { action: 'quarantine'; history: QuarantineHistory; error: unknown; settled: boolean }
+  /** Given up before it could be settled (released at shutdown). */
+  | { action: 'abandoned' };
+
+/** Runs deliveries through the idempotent handler and settles them. */
+export interface MessageProcessor {
+  process(delivery: Delivery, control: DeliveryControl): Promise<DeliveryResult>;
+  /** The resolved retry policy (async profile plus the user's overrides). */
+  readonly retry: Readonly<RetryOptions>;
+  readonly maxAttempts: number;
+  readonly clock: Clock;
+  emit(event: ConsumerEvent): void;
+}
+
+/** Step that keeps the first failure time of an operation in its record (survives crashes). */
+export const FIRST_FAILURE_STEP = 'reprocess:first-failure-at';
+
+const DEFAULT_MAX_ERROR_MESSAGE = 1024;
+
+/** Validates the options once and returns the per-delivery processor. */
+export function createMessageProcessor<B>(options: MessageProcessingOptions<B>): MessageProcessor {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('consumer options must be an object');
+  }
+  const { handler } = options;
+  if (typeof handler !== 'function') {
+    throw new InvalidArgumentError('handler must be a function (message, ctx) => Promise');
+  }
+  const clock = options.clock ?? options.idempotency?.clock ?? systemClock;
+  const random = options.random ?? Math.random;
+  if (typeof random !== 'function') throw new InvalidArgumentError('random must be a function');
+  const emitTo = options.onEvent;
+  if (emitTo !== undefined && typeof emitTo !== 'function') {
+    throw new InvalidArgumentError('onEvent must be a function');
+  }
+  const readKey: KeyReader<B> = keyReader(options.key);
+  const keyWhere = describeKeySource(options.key as MessageKeySource<never> | undefined);
+  const parse: ParseBody = bodyParser(options.parse);
+  const validate = options.validate;
+  if (validate !== undefined && typeof validate !== 'function') {
+    throw new InvalidArgumentError('validate must be a function (body) => body');
+  }
+  const maxAgeMs = optionalLimit(options.maxMessageAgeMs, 'maxMessageAgeMs');
+  const maxBodyBytes = optionalLimit(options.maxBodyBytes, 'maxBodyBytes');
+
+  const quarantine = options.quarantine ?? {};
+  const unknownErrors = quarantine.unknownErrors ?? 'retry';
+  if (unknownErrors !== 'retry' && unknownErrors !== 'quarantine') {
+    throw new InvalidArgumentError(
+      `quarantine.unknownErrors must be "retry" or "quarantine", got ${JSON.stringify(unknownErrors)}`,
+    );
+  }
+  const maxMessageLength = quarantine.maxErrorMessageLength ?? DEFAULT_MAX_ERROR_MESSAGE;
+  if (!Number.isInteger(maxMessageLength) || maxMessageLength < 1) {
+    throw new InvalidArgumentError(
+      `quarantine.maxErrorMessageLength must be an integer >= 1, got ${String(maxMessageLength)}`,
+    );
+  }
+
+  // Frozen, so that computeDelay resolves it once (a cached resolution).
+  const retry: Readonly<RetryOptions> = Object.freeze({ ...profiles.async, ...options.retry });
+  const resolvedRetry = resolveRetryOptions(retry);
+  const { maxAttempts } = resolvedRetry;
+  const capMs = resolvedRetry.backoff.cap;
+  const classify: Classifier | undefined = resolvedRetry.classify;
+
+  const idem = options.idempotency;
+  if (typeof idem !== 'object' || idem === null) {
+    throw new InvalidArgumentError(
+      'idempotency options are required: { store, operation?, ttl?, lease? ... }',
+    );
+  }
+  const { operation, principal, fingerprint } = idem;
+  if (operation !== undefined && (typeof operation !== 'string' || operation === '')) {
+    throw new InvalidArgumentError(
+      `idempotency.operation must be a non-empty string, got ${JSON.stringify(operation)}`,
+    );
+  }
+  if (principal !== undefined && typeof principal !== 'function') {
+    throw new InvalidArgumentError('idempotency.principal must be a function (message) => string');
+  }
+  if (fingerprint !== undefined && fingerprint !== false && typeof fingerprint !== 'function') {
+    throw new InvalidArgumentError('idempotency.fingerprint must be false or a function');
+  }
+  const userRemember = idem.rememberFailures ?? false;
+  const execute: ResolvedOptions<unknown> = resolveOptions<unknown>({
+    ...idem,
+    clock: idem.clock ?? clock,
+    // Remember only what this consumer quarantines at once: a failure it retries must run
+    // again on the next delivery, not replay.
+    rememberFailures: (error: unknown) =>
+      retryVerdict(error) === false &&
+      (typeof userRemember === 'function' ? userRemember(error) : userRemember),
+  });
+
+  /** true: retry; false: never; by the unknownErrors rule when no classifier knows it. */
+  function retryVerdict(error: unknown): boolean {
+    return classifyChain(error, classify) ?? unknownErrors === 'retry';
+  }
+
+  function emit(event: ConsumerEvent): void {
+    if (!emitTo) return;
+    try {
+      emitTo(event);
+    } catch {
+      // A listener's bug must not change what happens to a message.
+    }
+  }
+
+  function backoff(attempts: number, error: unknown, now: number): number {
+    const hint = error === undefined ? undefined : retryAfterMs(error, now);
+    if (hint !== undefined) return Math.min(capMs, hint);
+    return computeDelay(retry, Math.max(0, attempts - 1), random);
+  }
+
+  function summarize(error: unknown): QuarantineHistory['lastError'] {
+    const e = (typeof error === 'object' && error !== null ? error : {}) as {
+      name?: unknown;
+      code?: unknown;
+      message?: unknown;
+    };
+    const name = typeof e.name === 'string' && e.name !== '' ? e.name : 'Error';
+    let message = typeof e.message === 'string' ? e.message : String(error);
+    if (message.length > maxMessageLength) {
+      message = `${message.slice(0, maxMessageLength - 1)}…`;
+    }
+    const code =
+      typeof e.code === 'string' && e.code !== ''
+        ? e.code
+        : typeof e.code === 'number'
+          ? String(e.code)
+          : undefined;
+    return code === undefined ? { name, message } : { name, code, message };
+  }
+
+  async function process(delivery: Delivery, control: DeliveryControl): Promise<DeliveryResult> {
+    const base = { id: delivery.id, source: delivery.source };
+
+    async function settle(action: SettleAction, call: () => Promise<void>): Promise<boolean> {
+      try {
+        await call();
+        return true;
+      } catch (error) {
+        emit({ type: 'settle_failed', ...base, action, error });
+        return false;
+      }
+    }
+
+    async function sendToQuarantine(
+      reason: QuarantineHistory['reason'],
+      error: unknown,
+      key: string | undefined,
+      attempts: number,
+      firstFailureAt: number,
+      lastFailureAt: number,
+    ): Promise<DeliveryResult> {
+      const history: QuarantineHistory = {
+        attempts,
+        firstFailureAt,
+        lastFailureAt,
+        lastError: summarize(error),
+        reason,
+        source: delivery.source,
+        quarantinedAt: clock.now(),
+      };
+      if (key !== undefined) history.idempotencyKey = key;
+      if (!control.claimSettle()) return { action: 'abandoned' };
+      let settled = await settle('quarantine', () => delivery.quarantine(history));
+      if (settled) {
+        emit({ type: 'quarantined', ...base, history, error });
+        return { action: 'quarantine', history, error, settled };
+      }
+      // The dead-letter destination refused: bring it back later and quarantine then.
+      const delayMs = backoff(attempts, undefined, clock.now());
+      if (!control.claimSettle()) return { action: 'abandoned' };
+      settled = await settle('retryLater', () => delivery.retryLater(delayMs));
+      return { action: 'quarantine', history, error, settled: false };
+    }
+
+    async function sendBack(
+      reason: RetryReason,
+      delayMs: number,
+      error: unknown,
+      key: string | undefined,
+      attempt: number,
+    ): Promise<DeliveryResult> {
+      if (!control.claimSettle()) return { action: 'abandoned' };
+      const settled = await settle('retryLater', () => delivery.retryLater(delayMs));
+      if (settled) {
+        emit({ type: 'retry_scheduled', ...base, key, attempt, delayMs, reason, error });
+      }
+      return { action: 'retry', key, delayMs, reason, error, settled };
+    }
+
+    const receivedAt = clock.now();
+    const deliveries = delivery.deliveryCount ?? 1;
+
+    // 1. The body.
+    let body: unknown;
+    let poison: NonRetryableError | undefined;
+    if (maxBodyBytes !== undefined && delivery.body.byteLength > maxBodyBytes) {
+      poison = poisonError(
+        delivery,
+        `the body is ${delivery.body.byteLength} bytes, over maxBodyBytes (${maxBodyBytes})`,
+      );
+    } else {
+      try {
+        body = await parse(delivery.body, delivery.headers);
+        if (validate) body = await validate(body);
+      } catch (error) {
+        poison = poisonError(delivery, describe(error), error);
+      }
+    }
+
+    // 2. The key (a key outside the body is still found for a poison message's history).
+    const keyInput: MessageKeyInput<B> = {
+      id: delivery.id,
+      headers: delivery.headers,
+      body: poison ? undefined : (body as B),
+      raw: delivery.body,
+    };
+    let key: string | undefined;
+    let keyError: unknown;
+    try {
+      const found = readKey(keyInput);
+      if (found !== undefined && found !== null) {
+        key = validateKey(found, `the idempotency key of message ${delivery.id} (${keyWhere})`);
+      }
+    } catch (error) {
+      keyError = error;
+    }
+    if (poison) {
+      return sendToQuarantine('poison', poison, key, deliveries, receivedAt, receivedAt);
+    }
+    if (key === undefined) {
+      if (keyError === undefined || isReprocessError(keyError, ErrorCode.IDEMPOTENCY_KEY_MISSING)) {
+        const missing = new IdempotencyKeyMissingError(
+          `message ${delivery.id} from ${delivery.source} has no idempotency key (looked at ${keyWhere})`,
+        );
+        return sendToQuarantine(
+          'key_missing',
+          missing,
+          undefined,
+          deliveries,
+          receivedAt,
+          receivedAt,
+        );
+      }
+      return sendToQuarantine('poison', keyError, undefined, deliveries, receivedAt, receivedAt);
+    }
+
+    // 3. Too old to run at all.
+    if (
+      maxAgeMs !== undefined &&
+      delivery.publishedAt !== undefined &&
+      receivedAt - delivery.publishedAt > maxAgeMs
+    ) {
+      const tooOld = new NonRetryableError(
+        `message ${delivery.id} is ${receivedAt - delivery.publishedAt} ms old, over maxMessageAgeMs (${maxAgeMs}); not run`,
+        { code: 'MESSAGE_TOO_OLD' },
+      );
+      return sendToQuarantine('max_age', tooOld, key, deliveries, receivedAt, receivedAt);
+    }
+
+    // 4. The handler, through the idempotency state machine.
+    const run: { attempt?: number; firstFailureAt?: number; failedAt?: number } = {};
+    const identity = {
+      operation: operation ?? delivery.source,
+      key,
+      ...(principal ? optionalPrincipal(principal(keyInput)) : {}),
+      ...(fingerprint === false
+        ? {}
+        : { fingerprintOf: fingerprint ? fingerprint(keyInput) : bodyDigest(delivery.body) }),
+    };
+    try {
+      const outcome = await executeResolved(
+        identity,
+        async (ctx) => {
+          run.attempt = ctx.attempt;
+          const message: ConsumerMessage<B> = {
+            body: body as B,
+            raw: delivery.body,
+            headers: delivery.headers,
+            id: delivery.id,
+            source: delivery.source,
+            deliveryCount: delivery.deliveryCount,
+            attempt: delivery.deliveryCount ?? ctx.attempt,
+            publishedAt: delivery.publishedAt,
+            signal: control.signal,
+          };
+          try {
+            return await handler(message, ctx);
+          } catch (error) {
+            const at = clock.now();
+            run.failedAt = at;
+            try {
+              // Stored once per operation, fenced like any step: later failures read it back.
+              run.firstFailureAt = await ctx.step(FIRST_FAILURE_STEP, () => at);
+            } catch {
+              run.firstFailureAt = at;
+            }
+            throw error;
+          }
+        },
+        execute,
+      );
+      if (!control.claimSettle()) return { action: 'abandoned' };
+      const settled = await settle('ack', () => delivery.ack());
+      if (settled) emit({ type: 'acked', ...base, key, replayed: outcome.replayed });
+      return { action: 'ack', key, replayed: outcome.replayed, settled };
+    } catch (error) {
+      const at = clock.now();
+      if (isReprocessError(error, ErrorCode.DUPLICATE_REQUEST)) {
+        if (!control.claimSettle()) return { action: 'abandoned' };
+        const settled = await settle('ack', () => delivery.ack());
+        if (settled) emit({ type: 'acked', ...base, key, replayed: true });
+        return { action: 'ack', key, replayed: true, settled };
+      }
+      if (isReprocessError(error, ErrorCode.IDEMPOTENCY_IN_PROGRESS)) {
+        const hint = (error as { retryAfterMs?: unknown }).retryAfterMs;
+        const delayMs = typeof hint === 'number' ? hint : backoff(deliveries, undefined, at);
+        return sendBack('in_progress', delayMs, error, key, deliveries);
+      }
+      if (isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)) {
+        return sendBack(
+          'store_unavailable',
+          backoff(deliveries, undefined, at),
+          error,
+          key,
+          deliveries,
+        );
+      }
+
+      const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
+      const firstFailureAt = run.firstFailureAt ?? at;
+      const lastFailureAt = run.failedAt ?? at;
+      if (!retryVerdict(error)) {
+        return sendToQuarantine(
+          'non_retryable',
+          error,
+          key,
+          attempts,
+          firstFailureAt,
+          lastFailureAt,
+        );
+      }
+      if (attempts >= maxAttempts) {
+        return sendToQuarantine(
+          'attempts_exhausted',
+          error,
+          key,
+          attempts,
+          firstFailureAt,
+          lastFailureAt,
+        );
+      }
+      const delayMs = backoff(attempts, error, at);
+      if (maxAgeMs !== undefined) {
+        const bornAt = delivery.publishedAt ?? firstFailureAt;
+        if (at + delayMs - bornAt > maxAgeMs) {
+          return sendToQuarantine('max_age', error, key, attempts, firstFailureAt, lastFailureAt);
+        }
+      }
+      return sendBack('failure', delayMs, error, key, attempts);
+    }
+  }
+
+  return { process, retry, maxAttempts, clock, emit };
+}
+
+/**
+ * The first verdict along the cause chain: the user's classifier, then the default rules;
+ * undefined when no link is recognised (the caller's `unknownErrors` rule decides).
+ */
+function classifyChain(error: unknown, classify: Classifier | undefined): boolean | undefined {
+  let current = error;
+  const seen = new Set<unknown>();
+  for (let depth = 0; depth < 8; depth++) {
+    if (current === undefined || current === null || seen.has(current)) return undefined;
+    seen.add(current);
+    const verdict = classify?.(current) ?? defaultClassifier(current);
+    if (verdict !== undefined) return verdict;
+    if (typeof current !== 'object') return undefined;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function poisonError(delivery: Delivery, why: string, cause?: unknown): NonRetryableError {
+  return new NonRetryableError(
+    `message ${delivery.id} from ${delivery.source} is poison: ${why}`,
+    cause === undefined ? { code: 'POISON_MESSAGE' } : { code: 'POISON_MESSAGE', cause },
+  );
+}
+
+function bodyDigest(raw: Uint8Array): string {
+  return createHash('sha256').update(raw).digest('hex');
+}
+
+function optionalPrincipal(principal: string | undefined): { principal?: string } {
+  return principal === undefined ? {} : { principal };
+}
+
+function optionalLimit(value: number | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidArgumentError(`${what} must be a finite number >= 0, got ${String(value)}`);
+  }
+  return value;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
