@@ -10,6 +10,8 @@ export interface OpenRedisStoreOptions {
   commandTimeoutMs?: number;
   /** Bound on opening a TCP connection (default 5000). */
   connectTimeoutMs?: number;
+  /** `CLIENT SETNAME` of the connection, to find it in `CLIENT LIST` (default `reprocess`). */
+  connectionName?: string;
 }
 
 /**
@@ -42,6 +44,7 @@ export async function openRedisStore(
     enableOfflineQueue: true,
     commandTimeout: options.commandTimeoutMs ?? 5000,
     connectTimeout: options.connectTimeoutMs ?? 5000,
+    connectionName: options.connectionName ?? 'reprocess',
     retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000),
   });
   // Failures reach callers as rejected commands; without a listener ioredis would also print

@@ -1,0 +1,217 @@
+/**
+ * Fail-closed behaviour of the Redis store when its server goes away: a connection killed in
+ * the middle of a script, a server that is not there, a server that dies and comes back.
+ * These run on a private `redis-server` started here (on an ephemeral port), so pausing,
+ * killing and restarting it never disturbs anyone else's tests on the shared server.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isReprocessError } from '../../src/errors.js';
+import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
+import { RUN_ID } from '../helpers/services.js';
+
+const hasRedisServer = (() => {
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+if (!hasRedisServer && process.env.REQUIRE_SERVICES === '1') {
+  throw new Error('redis-server is not installed and REQUIRE_SERVICES=1');
+}
+
+describe.skipIf(!hasRedisServer)(
+  `redis store outages${hasRedisServer ? '' : ' [skipped: redis-server not installed]'}`,
+  () => {
+    let port: number;
+    let server: ChildProcess | undefined;
+    let admin: Redis;
+    let store: RedisStore;
+    const name = `${RUN_ID}-store`;
+
+    beforeAll(async () => {
+      port = await freePort();
+      server = await startServer(port);
+      admin = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      admin.on('error', () => {});
+      store = await openRedisStore(`redis://127.0.0.1:${port}`, {
+        connectionName: name,
+        // Far beyond the test timeout: every failure seen here must come from how the client
+        // handles a lost connection, not from a command timing out.
+        commandTimeoutMs: 600_000,
+      });
+    });
+    afterAll(async () => {
+      await store?.close?.();
+      admin?.disconnect();
+      server?.kill('SIGKILL');
+    });
+
+    /** CLIENT PAUSE holds the store's next script on the server, in flight, until killed. */
+    async function killMidScript<T>(operation: () => Promise<T>): Promise<unknown> {
+      await admin.client('PAUSE', 10_000, 'WRITE');
+      try {
+        const pending = operation().then(
+          () => new Error('the operation finished although its connection was killed'),
+          (error: unknown) => error,
+        );
+        const id = await waitFor(async () => {
+          const line = (await clientList(admin)).find(
+            (c) => c.name === name && c.cmd === 'evalsha' && c.flags.includes('b'),
+          );
+          return line?.id;
+        });
+        await admin.client('KILL', 'ID', id);
+        return await pending;
+      } finally {
+        await admin.client('UNPAUSE');
+      }
+    }
+
+    it('a connection killed during begin gives StoreUnavailableError, and the next call works', async () => {
+      await store.get('warm-up');
+      const error = await killMidScript(() => store.begin('killed-begin', 'fp', 30_000, 60_000));
+      expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+      // The killed script never ran (it was held by the pause), and nothing resends it.
+      expect(await store.get('killed-begin')).toBeUndefined();
+      const next = await store.begin('killed-begin', 'fp', 30_000, 60_000);
+      expect(next).toMatchObject({ kind: 'acquired', attempts: 1 });
+    });
+
+    it('a connection killed during complete writes nothing; the holder can complete after', async () => {
+      const begun = await store.begin('killed-complete', 'fp', 30_000, 60_000);
+      if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+      const error = await killMidScript(() =>
+        store.complete('killed-complete', begun.token, '"r"', 60_000),
+      );
+      expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+      expect(await store.get('killed-complete')).toMatchObject({
+        status: 'in_progress',
+        token: begun.token,
+      });
+      expect(await store.complete('killed-complete', begun.token, '"r"', 60_000)).toEqual({
+        kind: 'ok',
+      });
+      expect(await admin.hget(store.recordKey('killed-complete'), 'res')).toBe('"r"');
+    });
+
+    it('a server that is not there gives StoreUnavailableError at once, not a queued call', async () => {
+      const nowhere = await openRedisStore(`redis://127.0.0.1:${await freePort()}`, {
+        commandTimeoutMs: 600_000,
+      });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const error = await nowhere.begin('k', 'fp', 1000, 60_000).catch((e: unknown) => e);
+          expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+        }
+      } finally {
+        await nowhere.close?.();
+      }
+    });
+
+    it('a server that dies fails calls closed; after it is back the same store works', async () => {
+      expect((await store.begin('outage-before', 'fp', 30_000, 60_000)).kind).toBe('acquired');
+      const dead = server;
+      server = undefined;
+      await stopServer(dead);
+
+      for (const call of [
+        () => store.begin('outage-during', 'fp', 30_000, 60_000),
+        () => store.get('outage-before'),
+        () => store.complete('outage-before', 1, '"r"', 60_000),
+      ]) {
+        const error = await call().catch((e: unknown) => e);
+        expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+      }
+
+      server = await startServer(port);
+      // The server lost its data (no persistence here); the store and its client are the same.
+      expect(await store.begin('outage-after', 'fp', 30_000, 60_000)).toMatchObject({
+        kind: 'acquired',
+        attempts: 1,
+      });
+    });
+  },
+);
+
+interface ClientInfo {
+  id: string;
+  name: string;
+  cmd: string;
+  flags: string;
+}
+
+async function clientList(admin: Redis): Promise<ClientInfo[]> {
+  const text = String(await admin.client('LIST'));
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      const fields = new Map(
+        line.split(' ').map((pair) => {
+          const at = pair.indexOf('=');
+          return [pair.slice(0, at), pair.slice(at + 1)] as const;
+        }),
+      );
+      return {
+        id: fields.get('id') ?? '',
+        name: fields.get('name') ?? '',
+        cmd: fields.get('cmd') ?? '',
+        flags: fields.get('flags') ?? '',
+      };
+    });
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined>, attempts = 200): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('condition not reached');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
+  await waitFor(() => accepting(port).then((ok) => (ok ? true : undefined)), 500);
+  return child;
+}
+
+async function stopServer(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+function accepting(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
