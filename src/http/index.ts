@@ -60,3 +60,11 @@ export {
   type FastifyRequestLike,
 } from './fastify.js';
 export { honoIdempotencyKey, type HonoContextLike, type HonoMiddleware } from './hono.js';
+export {
+  retryingFetch,
+  createRetryingFetch,
+  isRetryableResponse,
+  type FetchLike,
+  type RetryingFetchOptions,
+  type RetryingRequestInit,
+} from './retrying-fetch.js';

@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { type Duration, toMs } from '../duration.js';
+import { AbortedError, InvalidArgumentError } from '../errors.js';
+import type { Random } from '../random.js';
+import { profiles } from '../retry/profiles.js';
+import { retry } from '../retry/retry.js';
+import type { RetryOptions } from '../retry/types.js';
+import { bodyInit } from './body.js';
+import { IDEMPOTENCY_KEY_HEADER, MAX_HEADER_KEY_LENGTH } from './key-header.js';
+
+/** A `fetch`: the global one, undici's, or a test double. */
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+/** `RequestInit` plus what `retryingFetch` takes per call. */
+export interface RetryingRequestInit extends RequestInit {
+  /** The key of this logical operation (default: the `Idempotency-Key` header, else a new UUID). */
+  idempotencyKey?: string;
+  /** The latency budget of this call: no retry starts a wait that ends past it. */
+  deadline?: Duration;
+}
+
+/** Options of {@link createRetryingFetch}. */
+export interface RetryingFetchOptions {
+  /** The `fetch` that sends each attempt (default: the global `fetch`). */
+  fetch?: FetchLike;
+  /**
+   * Retry policy, over `profiles.sync` (3 attempts, 50ms..500ms full jitter, 1s per attempt,
+   * 2s deadline). Unless you set `cap`, it is raised to the deadline, so a server's
+   * Retry-After is honoured whenever it fits the latency budget.
+   */
+  retry?: RetryOptions<Response>;
+  /** The latency budget (default: the policy's deadline, 2s for `profiles.sync`). */
+  deadline?: Duration;
+  clock?: Clock;
+  random?: Random;
+  /** Makes the key of a new logical operation (default: `crypto.randomUUID`). */
+  generateKey?: () => string;
+  /**
+   * Methods that get an Idempotency-Key (default: all but GET, HEAD, OPTIONS and TRACE,
+   * which are safe to repeat without one).
+   */
+  keyMethods?: readonly string[];
+  /**
+   * Which responses are retried (default: 408, 409, 429, 500, 502, 503 and 504). A 409 is
+   * "in progress": the server is still running the first attempt, so wait and ask again.
+   */
+  retryOn?: (response: Response) => boolean;
+}
+
+const RETRY_STATUS: ReadonlySet<number> = new Set([408, 409, 429, 500, 502, 503, 504]);
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/** The default rule: 408, 409, 429, 500, 502, 503, 504. */
+export function isRetryableResponse(response: Response): boolean {
+  return RETRY_STATUS.has(response.status);
+}
+
+/**
+ * Makes a `fetch` that retries the way a waiting caller needs: one Idempotency-Key per
+ * logical operation, the same key on every attempt (so the server runs the operation once),
+ * the sync profile inside a latency budget, the server's Retry-After honoured, a 409 waited
+ * out and asked again, network failures, 408, 429 and 5xx (500, 502-504) retried, 422 and
+ * every other 4xx returned at once. The request body is buffered once (streams included) and
+ * sent again on each attempt. An aborted `signal` stops at once, with the signal's reason.
+ *
+ * When retries run out on a response, that last response is returned (as `fetch` would);
+ * when they run out on a network error, the retry error is thrown (`RetryExhaustedError` or
+ * `DeadlineExceededError`, the network error as `cause`).
+ *
+ * @example
+ * const pay = createRetryingFetch({ deadline: '3s' });
+ * const res = await pay('https://api.example/payments', { method: 'POST', body: JSON.stringify(p) });
+ */
+export function createRetryingFetch(
+  options: RetryingFetchOptions = {},
+): (input: string | URL | Request, init?: RetryingRequestInit) => Promise<Response> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('createRetryingFetch: options must be an object');
+  }
+  const fetchImpl: FetchLike | undefined = options.fetch ?? globalThis.fetch?.bind(globalThis);
+  if (typeof fetchImpl !== 'function') {
+    throw new InvalidArgumentError('createRetryingFetch: no fetch; pass options.fetch');
+  }
+  const generateKey = options.generateKey ?? randomUUID;
+  const keyMethods =
+    options.keyMethods === undefined
+      ? undefined
+      : new Set(options.keyMethods.map((m) => m.toUpperCase()));
+  const retryOn = options.retryOn ?? isRetryableResponse;
+  const base: RetryOptions<Response> = { ...profiles.sync, ...options.retry };
+  if (options.deadline !== undefined) base.deadline = options.deadline;
+  if (options.clock !== undefined) base.clock = options.clock;
+  if (options.random !== undefined) base.random = options.random;
+  const userCap = options.retry?.cap;
+  const userOnRetry = base.onRetry;
+
+  return async function retryingFetch(input, init = {}) {
+    const { idempotencyKey, deadline, signal, ...rest } = init;
+    const request = new Request(input, rest);
+    const method = request.method;
+    const headers = new Headers(request.headers);
+    const needsKey = keyMethods ? keyMethods.has(method) : !SAFE_METHODS.has(method);
+    if (needsKey && !headers.has(IDEMPOTENCY_KEY_HEADER)) {
+      const key = idempotencyKey ?? generateKey();
+      if (typeof key !== 'string' || key.length === 0 || key.length > MAX_HEADER_KEY_LENGTH) {
+        throw new InvalidArgumentError(
+          `retryingFetch: the idempotency key must be 1 to ${MAX_HEADER_KEY_LENGTH} characters`,
+        );
+      }
+      headers.set(IDEMPOTENCY_KEY_HEADER, key);
+    }
+    // Read once; every attempt sends the same bytes.
+    const body = request.body === null ? undefined : new Uint8Array(await request.arrayBuffer());
+
+    const policy: RetryOptions<Response> = {
+      ...base,
+      retryOnResult: retryOn,
+      onRetry(event) {
+        // A response we retry past is never read: free its connection.
+        if (event.error instanceof Response) void event.error.body?.cancel().catch(() => undefined);
+        userOnRetry?.(event);
+      },
+    };
+    if (deadline !== undefined) policy.deadline = deadline;
+    if (userCap === undefined && policy.deadline !== undefined) {
+      policy.cap = Math.max(toMs(policy.cap ?? 0, 'retry.cap'), toMs(policy.deadline, 'deadline'));
+    }
+    if (signal) policy.signal = signal;
+
+    try {
+      return await retry(({ signal: attemptSignal }) => {
+        const attemptInit: RequestInit = {
+          ...rest,
+          method,
+          headers,
+          redirect: request.redirect,
+          signal: attemptSignal,
+        };
+        if (body !== undefined) attemptInit.body = bodyInit(body);
+        return fetchImpl(request.url, attemptInit);
+      }, policy);
+    } catch (error) {
+      if (signal?.aborted && error instanceof AbortedError) throw signal.reason;
+      throw error;
+    }
+  };
+}
+
+/** {@link createRetryingFetch} with the defaults: the global `fetch` and `profiles.sync`. */
+export const retryingFetch: (
+  input: string | URL | Request,
+  init?: RetryingRequestInit,
+) => Promise<Response> = (input, init) => defaultFetch()(input, init);
+
+let shared: ReturnType<typeof createRetryingFetch> | undefined;
+function defaultFetch(): ReturnType<typeof createRetryingFetch> {
+  shared ??= createRetryingFetch();
+  return shared;
+}

@@ -1,0 +1,279 @@
+import { Buffer } from 'node:buffer';
+import { InvalidArgumentError } from '../../errors.js';
+import { bodyInit } from '../../http/body.js';
+import { isNullBodyStatus } from '../../http/stored-response.js';
+
+/*
+ * API Gateway events and results, as structural types (the fields read here, so that neither
+ * `aws-lambda` nor its types are needed), and their conversion to and from standard
+ * `Request`/`Response`, so the one HTTP core serves Lambda too.
+ *
+ * REST APIs (and HTTP APIs with payload format 1.0) send version 1 events: `httpMethod`,
+ * `path`, `headers` + `multiValueHeaders`, query parameters as maps. HTTP APIs with payload
+ * format 2.0 send version 2 events: `requestContext.http.method`, `rawPath`, `rawQueryString`,
+ * comma-joined `headers` and a separate `cookies` list. Both carry a text body, base64 when
+ * `isBase64Encoded`.
+ */
+
+/** An API Gateway REST API (payload format 1.0) proxy event: the fields reprocess reads. */
+export interface ApiGatewayV1EventLike {
+  httpMethod: string;
+  path: string;
+  headers?: Record<string, string | undefined> | null;
+  multiValueHeaders?: Record<string, string[] | undefined> | null;
+  queryStringParameters?: Record<string, string | undefined> | null;
+  multiValueQueryStringParameters?: Record<string, string[] | undefined> | null;
+  body?: string | null;
+  isBase64Encoded?: boolean;
+  requestContext?: { domainName?: string; path?: string } | null;
+}
+
+/** An API Gateway HTTP API (payload format 2.0) event: the fields reprocess reads. */
+export interface ApiGatewayV2EventLike {
+  version: string;
+  rawPath: string;
+  rawQueryString?: string;
+  cookies?: string[];
+  headers?: Record<string, string | undefined>;
+  body?: string;
+  isBase64Encoded?: boolean;
+  requestContext: { domainName?: string; http: { method: string } };
+}
+
+/** Either kind of API Gateway event. */
+export type ApiGatewayEventLike = ApiGatewayV1EventLike | ApiGatewayV2EventLike;
+
+/** A REST API (v1) proxy result. */
+export interface ApiGatewayV1Result {
+  statusCode: number;
+  headers?: Record<string, boolean | number | string>;
+  multiValueHeaders?: Record<string, Array<boolean | number | string>>;
+  body: string;
+  isBase64Encoded?: boolean;
+}
+
+/** An HTTP API (v2) structured result. */
+export interface ApiGatewayV2Result {
+  statusCode?: number;
+  headers?: Record<string, boolean | number | string>;
+  cookies?: string[];
+  body?: string;
+  isBase64Encoded?: boolean;
+}
+
+/** What a Lambda handler gets as its second argument: the part reprocess uses. */
+export interface LambdaContextLike {
+  /** Milliseconds left before the platform ends this invocation. */
+  getRemainingTimeInMillis?(): number;
+}
+
+/** Whether `event` is an HTTP API payload format 2.0 event. */
+export function isV2Event(event: ApiGatewayEventLike): event is ApiGatewayV2EventLike {
+  return (
+    (event as ApiGatewayV2EventLike).version === '2.0' &&
+    typeof (event as ApiGatewayV2EventLike).requestContext?.http?.method === 'string'
+  );
+}
+
+/** Whether `event` is a REST API (payload format 1.0) proxy event. */
+export function isV1Event(event: ApiGatewayEventLike): event is ApiGatewayV1EventLike {
+  return typeof (event as ApiGatewayV1EventLike).httpMethod === 'string';
+}
+
+/** The method of either kind of event; throws {@link InvalidArgumentError} for anything else. */
+export function eventMethod(event: ApiGatewayEventLike): string {
+  if (isV2Event(event)) return event.requestContext.http.method;
+  if (isV1Event(event)) return event.httpMethod;
+  throw notAnEvent(event);
+}
+
+/** The absolute URL of the request an event describes. */
+export function eventUrl(event: ApiGatewayEventLike): string {
+  const headers = event.headers ?? {};
+  const host =
+    event.requestContext?.domainName ?? headerValue(headers, 'host') ?? 'lambda.localhost';
+  if (isV2Event(event)) {
+    const query = event.rawQueryString ? `?${event.rawQueryString}` : '';
+    return `https://${host}${event.rawPath}${query}`;
+  }
+  if (!isV1Event(event)) throw notAnEvent(event);
+  const params = new URLSearchParams();
+  const multi = event.multiValueQueryStringParameters;
+  if (multi) {
+    for (const [name, values] of Object.entries(multi)) {
+      for (const value of values ?? []) params.append(name, value);
+    }
+  } else if (event.queryStringParameters) {
+    for (const [name, value] of Object.entries(event.queryStringParameters)) {
+      if (value !== undefined) params.append(name, value);
+    }
+  }
+  const query = params.size > 0 ? `?${params}` : '';
+  return `https://${host}${event.path}${query}`;
+}
+
+/** The raw `Idempotency-Key` field of an event: each value when the event keeps them apart. */
+export function eventKeyHeader(event: ApiGatewayEventLike): string | string[] | undefined {
+  if (isV1Event(event) && event.multiValueHeaders) {
+    const values = headerValues(event.multiValueHeaders, 'idempotency-key');
+    if (values !== undefined) return values;
+  }
+  return headerValue(event.headers ?? {}, 'idempotency-key');
+}
+
+/** The body of an event as bytes (base64 decoded when the event says so). */
+export function eventBody(event: ApiGatewayEventLike): Uint8Array {
+  const body = event.body;
+  if (body === undefined || body === null || body === '') return new Uint8Array(0);
+  return Buffer.from(body, event.isBase64Encoded ? 'base64' : 'utf8');
+}
+
+/** The headers of an event, multi-value headers and v2 cookies included. */
+export function eventHeaders(event: ApiGatewayEventLike): Headers {
+  const headers = new Headers();
+  if (isV1Event(event) && event.multiValueHeaders) {
+    for (const [name, values] of Object.entries(event.multiValueHeaders)) {
+      for (const value of values ?? []) headers.append(name, value);
+    }
+  } else {
+    for (const [name, value] of Object.entries(event.headers ?? {})) {
+      if (value !== undefined) headers.append(name, value);
+    }
+  }
+  if (isV2Event(event) && event.cookies && event.cookies.length > 0) {
+    headers.set('cookie', event.cookies.join('; '));
+  }
+  return headers;
+}
+
+/** A standard `Request` for an API Gateway event (v1 or v2). */
+export function eventToRequest(event: ApiGatewayEventLike): Request {
+  const method = eventMethod(event);
+  const init: RequestInit = { method, headers: eventHeaders(event) };
+  const body = eventBody(event);
+  if (body.byteLength > 0 && method !== 'GET' && method !== 'HEAD') init.body = bodyInit(body);
+  return new Request(eventUrl(event), init);
+}
+
+/** A `Response` for what a v1 handler returned. */
+export function v1ResultToResponse(result: ApiGatewayV1Result): Response {
+  if (typeof result !== 'object' || result === null || typeof result.statusCode !== 'number') {
+    throw new InvalidArgumentError(
+      'the handler must return an API Gateway proxy result { statusCode, headers?, body }',
+    );
+  }
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(result.headers ?? {}))
+    headers.set(name, String(value));
+  for (const [name, values] of Object.entries(result.multiValueHeaders ?? {})) {
+    headers.delete(name);
+    for (const value of values) headers.append(name, String(value));
+  }
+  return new Response(bodyOf(result.statusCode, result.body, result.isBase64Encoded), {
+    status: result.statusCode,
+    headers,
+  });
+}
+
+/**
+ * A `Response` for what a v2 handler returned. A structured result (with `statusCode`) is
+ * taken as it is; anything else is what API Gateway infers: status 200, the string as the
+ * body, any other value as JSON.
+ */
+export function v2ResultToResponse(result: ApiGatewayV2Result | string | unknown): Response {
+  if (typeof result === 'string') {
+    return new Response(result, { status: 200, headers: { 'content-type': 'application/json' } });
+  }
+  const structured = result as ApiGatewayV2Result | null | undefined;
+  if (
+    typeof structured !== 'object' ||
+    structured === null ||
+    structured.statusCode === undefined
+  ) {
+    return new Response(JSON.stringify(result ?? null), {
+      status: 200,
+      headers: { 'content-type': 'application/json' },
+    });
+  }
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(structured.headers ?? {})) {
+    headers.set(name, String(value));
+  }
+  for (const cookie of structured.cookies ?? []) headers.append('set-cookie', cookie);
+  return new Response(bodyOf(structured.statusCode, structured.body, structured.isBase64Encoded), {
+    status: structured.statusCode,
+    headers,
+  });
+}
+
+/** A v1 proxy result for a `Response` (replays and problems). */
+export async function responseToV1Result(response: Response): Promise<ApiGatewayV1Result> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
+  const result: ApiGatewayV1Result = { statusCode: response.status, headers, body: '' };
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) result.multiValueHeaders = { 'set-cookie': cookies };
+  Object.assign(result, await encodeBody(response));
+  return result;
+}
+
+/** A v2 structured result for a `Response` (replays and problems). */
+export async function responseToV2Result(response: Response): Promise<ApiGatewayV2Result> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
+  const result: ApiGatewayV2Result = { statusCode: response.status, headers };
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) result.cookies = cookies;
+  Object.assign(result, await encodeBody(response));
+  return result;
+}
+
+const TEXT_TYPE =
+  /^(text\/|application\/(?:[\w.+-]+\+)?(?:json|xml)\b|application\/(?:javascript|x-www-form-urlencoded)\b)/i;
+
+async function encodeBody(response: Response): Promise<{ body: string; isBase64Encoded: boolean }> {
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const type = response.headers.get('content-type') ?? '';
+  if (bytes.byteLength === 0 || TEXT_TYPE.test(type)) {
+    return { body: bytes.toString('utf8'), isBase64Encoded: false };
+  }
+  return { body: bytes.toString('base64'), isBase64Encoded: true };
+}
+
+function bodyOf(
+  status: number,
+  body: string | undefined,
+  base64: boolean | undefined,
+): BodyInit | null {
+  if (isNullBodyStatus(status) || body === undefined || body === '') return null;
+  return base64 ? bodyInit(Buffer.from(body, 'base64')) : body;
+}
+
+function headerValue(
+  headers: Record<string, string | undefined>,
+  name: string,
+): string | undefined {
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() === name) return value;
+  }
+  return undefined;
+}
+
+function headerValues(
+  headers: Record<string, string[] | undefined>,
+  name: string,
+): string[] | undefined {
+  let found: string[] | undefined;
+  for (const [key, values] of Object.entries(headers)) {
+    if (key.toLowerCase() === name && values !== undefined) found = [...(found ?? []), ...values];
+  }
+  return found;
+}
+
+function notAnEvent(event: unknown): InvalidArgumentError {
+  const keys =
+    typeof event === 'object' && event !== null ? Object.keys(event).join(', ') : typeof event;
+  return new InvalidArgumentError(
+    `not an API Gateway proxy event (neither a REST API v1 event with httpMethod nor an HTTP API v2 event); got ${keys}`,
+  );
+}
