@@ -168,7 +168,6 @@ describe('the same scenarios with idempotent() and steps', () => {
 
   it('duplicates that wait all receive the one invoice', async () => {
     const service = new InvoiceService();
-    const ledger = new Ledger();
     const { clock, store } = setup();
     const handler = idempotent(
       async (req: InvoiceRequest, ctx: IdempotencyContext) =>

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import type { IdempotencyStore } from '../../src/idempotency/store.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { describeStoreConformance } from '../helpers/store-conformance.js';
 
 const LEASE = 30_000;
 const TTL = 3_600_000;
@@ -235,3 +236,11 @@ describe('memory store', () => {
     await expect(store.list({ limit: 0 })).rejects.toThrow(/limit/);
   });
 });
+
+// The shared suite every store runs, on fake time and on real time.
+describeStoreConformance('memory (fake clock)', async () => {
+  const clock = new FakeClock();
+  return { store: createMemoryStore({ clock }), clock };
+});
+
+describeStoreConformance('memory (real time)', async () => ({ store: createMemoryStore() }));
