@@ -1,2 +1,8 @@
-// Filled in by the issue that builds this part.
-export {};
+export {
+  createMysqlStore,
+  type MysqlStore,
+  type MysqlStoreOptions,
+} from './mysql-store.js';
+export { openMysqlStore, type OpenMysqlStoreOptions } from './open-mysql-store.js';
+export type { MysqlQueryable, MysqlResultHeader } from './mysql-queryable.js';
+export { MYSQL_SCHEMA_VERSION, type MysqlSchemaStatus } from './mysql-schema.js';

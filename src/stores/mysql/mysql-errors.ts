@@ -1,0 +1,36 @@
+import { StoreUnavailableError, isReprocessError } from '../../errors.js';
+
+/*
+ * Driver errors become StoreUnavailableError: the store did not answer, so the core fails
+ * closed and never runs the operation unguarded. The driver's error stays as `cause`.
+ */
+
+/** Deadlock and lock wait timeout: InnoDB rolled the statement back, it may run again. */
+const TRANSIENT = new Set([1213, 1205]);
+
+/** True for an error after which the same statement may simply run again. */
+export function isTransientConflict(error: unknown): boolean {
+  const errno = (error as { errno?: unknown } | null)?.errno;
+  return typeof errno === 'number' && TRANSIENT.has(errno);
+}
+
+/** True for a duplicate primary key (ER_DUP_ENTRY). */
+export function isDuplicateKey(error: unknown): boolean {
+  return (error as { errno?: unknown } | null)?.errno === 1062;
+}
+
+/** Wraps anything a query threw (reprocess errors pass through). */
+export function storeError(operation: string, error: unknown): Error {
+  if (isReprocessError(error)) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const errno = (error as { errno?: unknown } | null)?.errno;
+  const message = error instanceof Error ? error.message || error.name : String(error);
+  const hint =
+    errno === 1146
+      ? ' (the table does not exist: run createSchema() or `reprocess store init <url>`)'
+      : '';
+  return new StoreUnavailableError(
+    `mysql store: ${operation} failed: ${message}${typeof code === 'string' ? ` [${code}]` : ''}${hint}`,
+    error,
+  );
+}

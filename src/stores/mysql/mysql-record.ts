@@ -1,0 +1,114 @@
+import { RecordCorruptError } from '../../errors.js';
+import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js';
+
+/*
+ * Rows to records. `key` and `fingerprint` are VARBINARY (exact bytes, no PAD SPACE
+ * collation making `'k'` equal `'k '`): they arrive as Buffers holding UTF-8. A row that
+ * cannot be read back faithfully is RecordCorruptError, never a half-read record.
+ */
+
+const STATUSES: ReadonlySet<string> = new Set(['in_progress', 'completed', 'failed']);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A VARBINARY or text column as a string, or RecordCorruptError. */
+export function textColumn(what: string, value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value instanceof Uint8Array) {
+    try {
+      return utf8.decode(value);
+    } catch (error) {
+      throw new RecordCorruptError(`mysql store: a record's ${what} is not UTF-8`, error);
+    }
+  }
+  throw new RecordCorruptError(`mysql store: a record's ${what} is not text`);
+}
+
+/** A stored integer (number, decimal string or bigint) as a safe integer, or RecordCorruptError. */
+export function integerColumn(key: string, column: string, value: unknown): number {
+  let n: number;
+  if (typeof value === 'number') n = value;
+  else if (typeof value === 'bigint') n = Number(value);
+  else if (typeof value === 'string' && /^-?\d+$/.test(value)) n = Number(value);
+  else n = Number.NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new RecordCorruptError(
+      `mysql store: record ${JSON.stringify(key)} has a ${column} that is not a safe integer`,
+    );
+  }
+  return n;
+}
+
+function stepsColumn(key: string, value: unknown): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(textColumn('steps', value));
+  } catch (error) {
+    throw new RecordCorruptError(
+      `mysql store: record ${JSON.stringify(key)} has steps that are not JSON`,
+      error,
+    );
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new RecordCorruptError(
+      `mysql store: record ${JSON.stringify(key)} has steps that are not an object`,
+    );
+  }
+  const steps: Record<string, string> = {};
+  for (const [name, result] of Object.entries(parsed)) {
+    if (typeof result !== 'string') {
+      throw new RecordCorruptError(
+        `mysql store: record ${JSON.stringify(key)} has a step ${JSON.stringify(name)} that is not a string`,
+      );
+    }
+    steps[name] = result;
+  }
+  return steps;
+}
+
+function optionalText(key: string, column: string, value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value === 'string' || value instanceof Uint8Array) return textColumn(column, value);
+  throw new RecordCorruptError(`mysql store: record ${JSON.stringify(key)} has a bad ${column}`);
+}
+
+/** One row (the columns of RECORD_COLUMNS) as a record. */
+export function recordFromRow(row: unknown): IdempotencyRecord {
+  if (typeof row !== 'object' || row === null) {
+    throw new RecordCorruptError('mysql store: a record row is not an object');
+  }
+  const r = row as Record<string, unknown>;
+  const key = textColumn('key', r.key);
+  const status = textColumn('status', r.status);
+  if (!STATUSES.has(status)) {
+    throw new RecordCorruptError(
+      `mysql store: record ${JSON.stringify(key)} has an unknown status ${JSON.stringify(status)}`,
+    );
+  }
+  const record: IdempotencyRecord = {
+    key,
+    fingerprint: textColumn('fingerprint', r.fingerprint),
+    status: status as RecordStatus,
+    token: integerColumn(key, 'token', r.token),
+    attempts: integerColumn(key, 'attempts', r.attempts),
+    leaseUntil: integerColumn(key, 'lease_until', r.lease_until),
+    expiresAt: integerColumn(key, 'expires_at', r.expires_at),
+    steps: stepsColumn(key, r.steps),
+    createdAt: integerColumn(key, 'created_at', r.created_at),
+    updatedAt: integerColumn(key, 'updated_at', r.updated_at),
+  };
+  const result = optionalText(key, 'result', r.result);
+  if (result !== undefined) record.result = result;
+  const error = optionalText(key, 'error', r.error);
+  if (error !== undefined) record.error = error;
+  if (record.status === 'completed' && result === undefined) {
+    throw new RecordCorruptError(
+      `mysql store: record ${JSON.stringify(key)} is completed without a result`,
+    );
+  }
+  if (record.status === 'failed' && error === undefined) {
+    throw new RecordCorruptError(
+      `mysql store: record ${JSON.stringify(key)} is failed without an error`,
+    );
+  }
+  return record;
+}
