@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type ConsumerOptions, createConsumer } from '../../src/consumer/consumer.js';
 import type { ConsumerEvent } from '../../src/consumer/events.js';
-import { createMemorySource } from '../../src/consumer/memory-source.js';
+import { type MemoryBody, createMemorySource } from '../../src/consumer/memory-source.js';
 import type { ConsumerMessage } from '../../src/consumer/message-processor.js';
 import { redrive } from '../../src/consumer/redrive.js';
 import type { Delivery, MessageSource } from '../../src/consumer/types.js';
@@ -38,7 +38,7 @@ function world(options: { ackTimeout?: number } = {}) {
       ...overrides,
     });
   }
-  function publish(key: string | undefined, body: unknown = { amount: 5 }, id?: string) {
+  function publish(key: string | undefined, body: MemoryBody = { amount: 5 }, id?: string) {
     return source.publish({
       body,
       headers: key === undefined ? {} : { 'idempotency-key': key },
