@@ -3,6 +3,7 @@ import { toMs } from '../duration.js';
 import { InvalidArgumentError } from '../errors.js';
 import { isRetryable } from '../retry/classify.js';
 import { defaultCodec } from './codec.js';
+import type { Classifier } from '../retry/types.js';
 import type { IdempotencyStore } from './store.js';
 import type { Codec, DuplicatePolicy, ExecuteOptions } from './types.js';
 
@@ -24,6 +25,8 @@ export interface ResolvedOptions<O> {
   inProgress: { kind: 'reject' } | { kind: 'wait'; waitMs: number; pollMs: number };
   /** Whether a non-retryable failure is stored and replayed. */
   remember: (error: unknown) => boolean;
+  /** Extra classification before the default one (undefined: the default alone). */
+  classify: Classifier | undefined;
   codec: Codec;
   maxResultBytes: number;
   clock: Clock;
@@ -116,6 +119,13 @@ export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O
     );
   }
 
+  const classify = options.classify;
+  if (classify !== undefined && typeof classify !== 'function') {
+    throw new InvalidArgumentError(
+      `classify must be a function (error) => boolean | undefined, got ${typeof classify}`,
+    );
+  }
+
   const codec = options.codec ?? defaultCodec;
   if (
     typeof codec !== 'object' ||
@@ -151,6 +161,7 @@ export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O
     onDuplicate,
     inProgress,
     remember,
+    classify,
     codec,
     maxResultBytes,
     clock,
@@ -159,11 +170,12 @@ export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O
 }
 
 /**
- * Whether a failure is remembered: never a retryable one (it releases, steps kept), and a
- * non-retryable one when `rememberFailures` says so (by default, always).
+ * Whether a failure is remembered: never a retryable one (by `classify`, then the default
+ * classifier; it releases, steps kept), and a non-retryable one when `rememberFailures` says
+ * so (by default, always).
  */
 export function shouldRemember(resolved: ResolvedOptions<unknown>, error: unknown): boolean {
-  return !isRetryable(error) && resolved.remember(error);
+  return !isRetryable(error, resolved.classify) && resolved.remember(error);
 }
 
 function positiveDuration(value: unknown, fallback: number, what: string): number {

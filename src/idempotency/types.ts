@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { Duration } from '../duration.js';
+import type { Classifier } from '../retry/types.js';
 import type { IdempotencyStore } from './store.js';
 
 /** Turns results into the strings a store keeps, and back. */
@@ -43,6 +44,12 @@ export interface IdempotencyBaseOptions {
    * non-retryable. Retryable failures always release the lease (steps kept).
    */
   rememberFailures?: boolean | ((error: unknown) => boolean);
+  /**
+   * Extra classification of failures, consulted before the default classifier (as
+   * `RetryOptions.classify`): decides which failures release (retryable) and which may be
+   * remembered. Pass the same classifier your retry policy uses.
+   */
+  classify?: Classifier;
   codec?: Codec;
   /** Bound on an encoded result (default 256 KiB). */
   maxResultBytes?: number;

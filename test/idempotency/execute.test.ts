@@ -271,6 +271,38 @@ describe('executeIdempotent', () => {
     expect(fn).toHaveBeenCalledTimes(2);
   });
 
+  it('classifies failures with the classify option before the default classifier', async () => {
+    const { clock, store } = setup();
+    const options = {
+      store,
+      clock,
+      classify: (e: unknown) => {
+        const code = (e as { code?: string }).code;
+        if (code === 'LOCKED') return true;
+        if (code === 'ECONNRESET') return false;
+        return undefined;
+      },
+    };
+    // Unknown to the default classifier, retryable here: released, runs again.
+    const locked = vi.fn(async () => {
+      throw Object.assign(new Error('row locked'), { code: 'LOCKED' });
+    });
+    await expect(executeIdempotent(id('a'), locked, options)).rejects.toThrow('row locked');
+    await expect(executeIdempotent(id('a'), locked, options)).rejects.toThrow('row locked');
+    expect(locked).toHaveBeenCalledTimes(2);
+    // Retryable by default, final here: remembered.
+    const reset = vi.fn(async () => {
+      throw transientError();
+    });
+    await expect(executeIdempotent(id('b'), reset, options)).rejects.toMatchObject({
+      code: 'ECONNRESET',
+    });
+    await expect(executeIdempotent(id('b'), reset, options)).rejects.toBeInstanceOf(
+      ReplayedFailureError,
+    );
+    expect(reset).toHaveBeenCalledTimes(1);
+  });
+
   it('releases instead of storing when shouldStore says no', async () => {
     const { clock, store } = setup();
     let n = 0;
@@ -424,6 +456,7 @@ describe('executeIdempotent', () => {
       ['a codec without decode', { codec: { encode: String } }, /codec must have/],
       ['a zero maxResultBytes', { maxResultBytes: 0 }, /maxResultBytes/],
       ['a bad shouldStore', { shouldStore: true }, /shouldStore/],
+      ['a bad classify', { classify: 'retry' }, /classify must be a function/],
     ];
     for (const [title, patch, message] of cases) {
       it(`rejects ${title} with InvalidArgumentError`, async () => {
