@@ -1,0 +1,201 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, type ConfigIssue } from '../errors.js';
+import { ALLOWED_FIELDS, BUDGET_FIELDS, configSchema } from './schema.js';
+import type { ReprocessConfig } from './types.js';
+
+/**
+ * Loads and validates a config: a path to a YAML or JSON file (JSON when the name ends in
+ * `.json`), or an already parsed object. Any problem, whether a missing or empty file, a
+ * syntax error, an unknown field, a bad value, gives ONE {@link ConfigError} that lists
+ * every problem with its path and what is allowed; never a raw parser or zod error.
+ *
+ * @example
+ * const config = await loadConfig('reprocess.yaml');
+ * const policy = createRetryPolicy(retryOptionsFromConfig(config.retry_policy));
+ */
+export async function loadConfig(pathOrObject: string | object): Promise<ReprocessConfig> {
+  if (typeof pathOrObject === 'string') {
+    let text: string;
+    try {
+      text = await readFile(pathOrObject, 'utf8');
+    } catch (error) {
+      throw new ConfigError([{ path: '', message: readProblem(error) }], pathOrObject);
+    }
+    return parseConfigText(text, pathOrObject);
+  }
+  if (typeof pathOrObject !== 'object' || pathOrObject === null) {
+    throw new ConfigError([
+      { path: '', message: `expected a file path or a config object, got ${String(pathOrObject)}` },
+    ]);
+  }
+  return parseConfig(pathOrObject);
+}
+
+/**
+ * Parses config text; `source` names the file in messages and picks the syntax (JSON for a
+ * `.json` name, YAML otherwise; YAML also reads JSON).
+ */
+export function parseConfigText(text: string, source?: string): ReprocessConfig {
+  if (text.trim() === '') {
+    throw new ConfigError([{ path: '', message: emptyMessage() }], source);
+  }
+  let raw: unknown;
+  if (source !== undefined && extname(source).toLowerCase() === '.json') {
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new ConfigError([{ path: '', message: `JSON syntax error: ${message}` }], source);
+    }
+  } else {
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      const issues = doc.errors.map((e) => {
+        const at = e.linePos?.[0];
+        const where = at ? ` at line ${at.line}, column ${at.col}` : '';
+        const what = firstLine(e.message).replace(/ at line \d+, column \d+:?$/, '');
+        return { path: '', message: `YAML syntax error${where}: ${what}` };
+      });
+      throw new ConfigError(issues, source);
+    }
+    raw = doc.toJS();
+  }
+  if (raw === null || raw === undefined) {
+    throw new ConfigError([{ path: '', message: emptyMessage() }], source);
+  }
+  return parseConfig(raw, source);
+}
+
+/** Validates an already parsed config object (see {@link loadConfig}). */
+export function parseConfig(raw: unknown, source?: string): ReprocessConfig {
+  const issues: ConfigIssue[] = [];
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    for (const issue of result.error.issues) issues.push(...describeIssue(issue, raw));
+  }
+  issues.push(...crossFieldIssues(raw));
+  if (issues.length > 0) {
+    throw new ConfigError(dedupe(issues), source);
+  }
+  return result.data as ReprocessConfig;
+}
+
+function emptyMessage(): string {
+  return 'the config is empty: expected a mapping with idempotency and/or retry_policy';
+}
+
+function readProblem(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'ENOENT') return 'file not found';
+  if (code === 'EISDIR') return 'is a directory, not a file';
+  if (code === 'EACCES') return 'permission denied';
+  return `cannot read the file: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? text;
+}
+
+function pathText(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let current = root;
+  for (const part of path) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<PropertyKey, unknown>)[part];
+  }
+  return current;
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'object' && value !== null) {
+    return Array.isArray(value) ? 'a list' : 'a mapping';
+  }
+  return String(value);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigIssue[] {
+  const path = issue.path;
+  if (issue.code === 'unrecognized_keys') {
+    const parent = pathText(path);
+    const allowed = ALLOWED_FIELDS[parent] ?? [];
+    return issue.keys.map((key) => ({
+      path: parent === '' ? key : `${parent}.${key}`,
+      message: `unknown field; allowed fields here: ${allowed.join(', ')}`,
+    }));
+  }
+  const value = valueAt(raw, path);
+  const message =
+    value === undefined ? `is required (${issue.message})` : `${issue.message}; got ${show(value)}`;
+  return [{ path: pathText(path), message }];
+}
+
+/** Rules across fields; read from the raw input so they apply even when zod failed. */
+function crossFieldIssues(raw: unknown): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const idempotency = asRecord(valueAt(raw, ['idempotency']));
+  if (idempotency && 'ttl_hours' in idempotency && 'ttl' in idempotency) {
+    issues.push({ path: 'idempotency.ttl', message: 'give ttl_hours or ttl, not both' });
+  }
+  if (idempotency && 'in_progress_wait' in idempotency && idempotency.on_in_progress !== 'wait') {
+    issues.push({
+      path: 'idempotency.in_progress_wait',
+      message: 'only applies with on_in_progress: wait',
+    });
+  }
+  const policy = asRecord(valueAt(raw, ['retry_policy']));
+  if (policy) {
+    for (const [a, b] of [
+      ['base', 'initial_delay'],
+      ['cap', 'max_delay'],
+    ] as const) {
+      if (a in policy && b in policy) {
+        issues.push({
+          path: `retry_policy.${b}`,
+          message: `${b} is another name for ${a}: give one`,
+        });
+      }
+    }
+    const budget = asRecord(policy.budget);
+    const type = budget?.type;
+    if (budget && (type === 'token_bucket' || type === 'ratio')) {
+      const other = type === 'ratio' ? BUDGET_FIELDS.token_bucket : BUDGET_FIELDS.ratio;
+      for (const field of other) {
+        if (field in budget) {
+          issues.push({
+            path: `retry_policy.budget.${field}`,
+            message: `does not apply to a ${type} budget; its fields: type, ${BUDGET_FIELDS[type].join(', ')}`,
+          });
+        }
+      }
+    }
+  }
+  return issues;
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = `${i.path}\u0000${i.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

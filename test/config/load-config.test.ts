@@ -1,0 +1,276 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, parseConfig, parseConfigText } from '../../src/config/load-config.js';
+import { ConfigError, isReprocessError } from '../../src/errors.js';
+
+/** The example of DESIGN.md ("Config file"), byte for byte. */
+const DESIGN_EXAMPLE = `idempotency:
+  key_source: requestId
+  store: key-value
+  ttl_hours: 24
+  on_duplicate: return_previous_result
+retry_policy:
+  max_attempts: 5
+  backoff: exponential
+  jitter: full
+`;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'reprocess-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, text: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+/** The ConfigError `load` fails with (failing the test when it does not). */
+async function configError(load: () => Promise<unknown> | unknown): Promise<ConfigError> {
+  let caught: unknown;
+  try {
+    await load();
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(ConfigError);
+  expect(isReprocessError(caught, 'CONFIG_INVALID')).toBe(true);
+  return caught as ConfigError;
+}
+
+describe('loadConfig', () => {
+  it('accepts the DESIGN.md example exactly as written', async () => {
+    const config = await loadConfig(await file('design.yaml', DESIGN_EXAMPLE));
+    expect(config).toEqual({
+      idempotency: {
+        key_source: 'requestId',
+        store: 'key-value',
+        ttl_hours: 24,
+        on_duplicate: 'return_previous_result',
+      },
+      retry_policy: { max_attempts: 5, backoff: 'exponential', jitter: 'full' },
+    });
+  });
+
+  it('reads JSON files and accepts objects', async () => {
+    const object = {
+      retry_policy: { profile: 'sync', deadline: '800ms', budget: { type: 'token_bucket' } },
+    };
+    const path = await file('policy.json', JSON.stringify(object));
+    expect(await loadConfig(path)).toEqual(object);
+    expect(await loadConfig(object)).toEqual(object);
+  });
+
+  it('accepts every documented field', () => {
+    const config = parseConfigText(
+      `idempotency:
+  key_source: body.id
+  scope: create-invoice
+  store: postgres://app@127.0.0.1:5432/app
+  ttl: 12h
+  lease: 30s
+  heartbeat: 10s
+  on_duplicate: reject
+  on_in_progress: wait
+  in_progress_wait: 5s
+  fingerprint: [body.amount, body.currency]
+  remember_failures: false
+  max_result_bytes: 65536
+retry_policy:
+  profile: async
+  max_attempts: 8
+  backoff: linear
+  initial_delay: 500ms
+  factor: 1.5
+  max_delay: 2m
+  jitter: decorrelated
+  deadline: 1h
+  attempt_timeout: 20s
+  budget:
+    type: ratio
+    ratio: 0.1
+    min_retries_per_second: 5
+    window: 30s
+`,
+      'full.yaml',
+    );
+    expect(config.idempotency?.fingerprint).toEqual(['body.amount', 'body.currency']);
+    expect(config.retry_policy?.budget).toEqual({
+      type: 'ratio',
+      ratio: 0.1,
+      min_retries_per_second: 5,
+      window: '30s',
+    });
+  });
+
+  it('an unknown field names its path and the allowed fields', async () => {
+    const error = await configError(() =>
+      parseConfigText('retry_policy:\n  max_attempts: 3\n  jiter: full\n'),
+    );
+    expect(error.issues).toEqual([
+      {
+        path: 'retry_policy.jiter',
+        message: expect.stringMatching(/unknown field.*max_attempts.*jitter/),
+      },
+    ]);
+  });
+
+  it('a negative count', async () => {
+    const error = await configError(() => parseConfigText('retry_policy:\n  max_attempts: -1\n'));
+    expect(error.issues).toEqual([
+      { path: 'retry_policy.max_attempts', message: 'must be a whole number >= 1; got -1' },
+    ]);
+  });
+
+  it('jitter: sideways lists the allowed values', async () => {
+    const error = await configError(() => parseConfigText('retry_policy:\n  jitter: sideways\n'));
+    expect(error.issues).toEqual([
+      {
+        path: 'retry_policy.jitter',
+        message: 'must be one of none, full, equal, decorrelated; got "sideways"',
+      },
+    ]);
+    expect(error.message).toContain(
+      'retry_policy.jitter: must be one of none, full, equal, decorrelated',
+    );
+  });
+
+  it('a malformed duration', async () => {
+    const error = await configError(() =>
+      parseConfigText('retry_policy:\n  deadline: 5 parsecs\n'),
+    );
+    expect(error.issues[0]?.path).toBe('retry_policy.deadline');
+    expect(error.issues[0]?.message).toMatch(/duration.*250ms, 30s, 5m, 24h; got "5 parsecs"/);
+  });
+
+  it('a YAML syntax error, with its line', async () => {
+    const path = await file('broken.yaml', 'retry_policy:\n  max_attempts: [1, 2\n');
+    const error = await configError(() => loadConfig(path));
+    expect(error.issues).toHaveLength(1);
+    expect(error.issues[0]?.message).toMatch(/^YAML syntax error at line \d+, column \d+: /);
+    expect(error.message).toContain(path);
+  });
+
+  it('a duplicate key is a syntax error, not a silent override', async () => {
+    const error = await configError(() =>
+      parseConfigText('retry_policy:\n  jitter: full\n  jitter: none\n'),
+    );
+    expect(error.issues[0]?.message).toMatch(/YAML syntax error.*unique/);
+  });
+
+  it('a JSON syntax error', async () => {
+    const path = await file('broken.json', '{"retry_policy": {');
+    const error = await configError(() => loadConfig(path));
+    expect(error.issues[0]?.message).toMatch(/^JSON syntax error/);
+  });
+
+  it('an empty file, and a file with only comments', async () => {
+    for (const text of ['', '   \n', '# nothing here\n']) {
+      const error = await configError(async () => loadConfig(await file('empty.yaml', text)));
+      expect(error.issues).toEqual([
+        { path: '', message: expect.stringMatching(/^the config is empty/) },
+      ]);
+    }
+  });
+
+  it('a missing file', async () => {
+    const error = await configError(() => loadConfig(join(dir, 'nope.yaml')));
+    expect(error.issues).toEqual([{ path: '', message: 'file not found' }]);
+    expect(error.message).toContain('nope.yaml');
+  });
+
+  it('a directory instead of a file', async () => {
+    const error = await configError(() => loadConfig(dir));
+    expect(error.issues[0]?.message).toMatch(/directory/);
+  });
+
+  it('lists every problem in one error', async () => {
+    const error = await configError(() =>
+      parseConfigText(`idempotency:
+  store: mongodb://db
+  ttl_hours: 0
+  on_duplicate: ignore
+retry_policy:
+  max_attempts: 0
+  jitter: sideways
+  deadline: soon
+  colour: blue
+extra: true
+`),
+    );
+    expect(error.issues.map((i) => i.path).sort()).toEqual([
+      'extra',
+      'idempotency.on_duplicate',
+      'idempotency.store',
+      'idempotency.ttl_hours',
+      'retry_policy.colour',
+      'retry_policy.deadline',
+      'retry_policy.jitter',
+      'retry_policy.max_attempts',
+    ]);
+    expect(error.issues.find((i) => i.path === 'idempotency.on_duplicate')?.message).toBe(
+      'must be one of return_previous_result, reject; got "ignore"',
+    );
+    expect(error.issues.find((i) => i.path === 'idempotency.store')?.message).toMatch(
+      /postgres:\/\/.*redis:\/\/.*dynamodb:\/\/table.*mysql:\/\/.*sqlite:path/,
+    );
+  });
+
+  it('rules across fields', async () => {
+    const error = await configError(() =>
+      parseConfig({
+        idempotency: { ttl: '1h', ttl_hours: 1, in_progress_wait: '1s' },
+        retry_policy: {
+          base: 100,
+          initial_delay: 200,
+          cap: '1s',
+          max_delay: '2s',
+          budget: { type: 'ratio', capacity: 10 },
+        },
+      }),
+    );
+    expect(error.issues.map((i) => i.path).sort()).toEqual([
+      'idempotency.in_progress_wait',
+      'idempotency.ttl',
+      'retry_policy.budget.capacity',
+      'retry_policy.initial_delay',
+      'retry_policy.max_delay',
+    ]);
+  });
+
+  it('a budget without its type, and wrong types anywhere', async () => {
+    const error = await configError(() =>
+      parseConfig({
+        retry_policy: { budget: { capacity: 5 }, factor: 'big' },
+        idempotency: 'yes',
+      }),
+    );
+    expect(error.issues).toEqual(
+      expect.arrayContaining([
+        {
+          path: 'retry_policy.budget.type',
+          message: 'is required (must be one of token_bucket, ratio)',
+        },
+        { path: 'retry_policy.factor', message: 'must be a number >= 1; got "big"' },
+        {
+          path: 'idempotency',
+          message: 'must be a mapping of idempotency settings; got "yes"',
+        },
+      ]),
+    );
+  });
+
+  it('a top level that is not a mapping', async () => {
+    const error = await configError(() => parseConfigText('- 1\n- 2\n'));
+    expect(error.issues).toEqual([
+      { path: '', message: 'must be a mapping of idempotency and retry_policy; got a list' },
+    ]);
+    await configError(() => loadConfig(42 as never));
+  });
+});
