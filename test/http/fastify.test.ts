@@ -1,0 +1,71 @@
+import Fastify, { type FastifyPluginAsync, type FastifyRequest } from 'fastify';
+import { describe, expect, it } from 'vitest';
+import { idempotencyContext } from '../../src/http/context.js';
+import { fastifyIdempotencyKey } from '../../src/http/fastify.js';
+import type { OrderBody, TestApp } from './support/app.js';
+import { tempSqliteStore } from './support/app.js';
+import { nodeRequest } from './support/net.js';
+import { type CommonOptions, describeAdapterScenarios, newKey, post } from './support/scenarios.js';
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+async function start(app: TestApp, options: CommonOptions) {
+  const server = Fastify();
+  await server.register(
+    fastifyIdempotencyKey<FastifyRequest>({ ...options, scope: (req) => header(req, 'x-tenant') }),
+  );
+  server.get('/orders', async () => 'listed');
+  server.post('/orders', async (request, reply) => {
+    const result = await app.handle({
+      key: header(request, 'idempotency-key'),
+      tenant: header(request, 'x-tenant'),
+      body: request.body as OrderBody,
+      ctx: idempotencyContext(request),
+    });
+    return reply.code(result.status).headers(result.headers).send(result.body);
+  });
+  const url = await server.listen({ port: 0, host: '127.0.0.1' });
+  return { url, close: () => server.close() };
+}
+
+describeAdapterScenarios('Fastify 5', start);
+
+describe('Fastify 5: encapsulation and payloads', () => {
+  it('guards the routes of the context it is registered in; serialized objects and streams are stored', async () => {
+    const sqlite = tempSqliteStore();
+    const server = Fastify();
+    let runs = 0;
+    const guardedRoutes: FastifyPluginAsync = async (guarded) => {
+      await guarded.register(fastifyIdempotencyKey({ store: sqlite.store }));
+      guarded.post('/guarded/object', async (request) => {
+        runs++;
+        return { echoed: request.body, runs };
+      });
+    };
+    await server.register(guardedRoutes);
+    server.post('/open', async () => ({ open: true }));
+    const url = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const key = newKey('object');
+      const first = await post(`${url}/guarded/object`, { item: 'cup' }, { key });
+      expect(first.status).toBe(200);
+      expect(await first.json()).toEqual({ echoed: { item: 'cup' }, runs: 1 });
+      const again = await nodeRequest(`${url}/guarded/object`, {
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ item: 'cup' }),
+      });
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(JSON.parse(again.body)).toEqual({ echoed: { item: 'cup' }, runs: 1 });
+      expect(runs).toBe(1);
+      // Not in the guarded context: no key needed.
+      expect((await post(`${url}/open`, { item: 'cup' })).status).toBe(200);
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+});
