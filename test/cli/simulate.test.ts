@@ -1,0 +1,101 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/commands/simulate.js';
+import type { CliIo } from '../../src/cli/io.js';
+
+function buffers(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
+}
+
+describe('reprocess simulate', () => {
+  it('prints the numbers as JSON, writes the report, and compares a policy from a config file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reprocess-sim-'));
+    const config = join(dir, 'reprocess.yaml');
+    await writeFile(
+      config,
+      'retry_policy:\n  max_attempts: 4\n  backoff: exponential\n  jitter: full\n',
+    );
+    const out = join(dir, 'sim.html');
+    const io = buffers();
+    const code = await run(
+      [
+        '--requests',
+        '2000',
+        '--rate',
+        '100',
+        '--outage',
+        '5s-8s',
+        '--clients',
+        '10',
+        '--config',
+        config,
+        '--out',
+        out,
+        '--json',
+      ],
+      io,
+    );
+    expect(io.stderr).toEqual([]);
+    expect(code).toBe(0);
+    const parsed = JSON.parse(io.stdout.join('')) as {
+      dependency: Array<{ strategy: string; requests: number; calls: number }>;
+      contention: Array<{ clients: number }>;
+      report: string;
+    };
+    const names = parsed.dependency.map((d) => d.strategy);
+    expect(names).toContain('your config');
+    expect(names).toContain('full jitter + token bucket');
+    for (const d of parsed.dependency) expect(d.requests).toBe(2000);
+    expect(parsed.contention.every((c) => c.clients === 10)).toBe(true);
+    expect(parsed.report).toBe(out);
+    expect(await readFile(out, 'utf8')).toContain('<svg');
+  });
+
+  it('gives the same numbers for the same seed', async () => {
+    const args = [
+      '--requests',
+      '1500',
+      '--clients',
+      '10',
+      '--seed',
+      '11',
+      '--json',
+      '--out',
+      join(tmpdir(), 'rp-sim-seed.html'),
+    ];
+    const a = buffers();
+    const b = buffers();
+    await run(args, a);
+    await run(args, b);
+    expect(a.stdout.join('')).toBe(b.stdout.join(''));
+  });
+
+  it('rejects bad flags with usage and exit code 2', async () => {
+    for (const args of [
+      ['--bogus'],
+      ['--requests', '-5'],
+      ['--outage', '40s-20s'],
+      ['--clients', 'ten'],
+      ['--latency', 'soon'],
+    ]) {
+      const io = buffers();
+      expect(await run(args, io)).toBe(2);
+      expect(io.stderr.join('')).toMatch(/usage: reprocess simulate/);
+    }
+  });
+
+  it('reports an invalid config file with exit code 1 and the field path', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reprocess-sim-'));
+    const config = join(dir, 'bad.yaml');
+    await writeFile(config, 'retry_policy:\n  jitter: sideways\n');
+    const io = buffers();
+    expect(
+      await run(['--config', config, '--requests', '100', '--out', join(dir, 'x.html')], io),
+    ).toBe(1);
+    expect(io.stderr.join('')).toMatch(/retry_policy\.jitter/);
+  });
+});
