@@ -1,0 +1,190 @@
+import {
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { type Clock, sleep, systemClock } from '../../clock.js';
+import { decodeHistory } from '../amqp/history-headers.js';
+import { checkQuarantineFilter, matchesFilter } from '../quarantine-filter.js';
+import type { DeadLetterQueue, QuarantineFilter, QuarantinedMessage } from '../types.js';
+import { JetStreamPublishError } from './jetstream-errors.js';
+import {
+  MESSAGE_ID,
+  NATS_HISTORY_CODEC,
+  carryHeaders,
+  ourHeaders,
+  publisherHeaders,
+} from './jetstream-headers.js';
+import { isNotFound } from './jetstream-topology.js';
+import {
+  type NatsConnectionOptions,
+  checkJetStreamName,
+  checkNatsConnectionOptions,
+  openNatsConnection,
+} from './nats-connection.js';
+
+/** Options of {@link createJetStreamDeadLetterQueue} besides the connection. */
+export interface JetStreamDeadLetterQueueSettings {
+  /** The source stream whose quarantine this is. */
+  stream: string;
+  /** The dead-letter stream (default `<stream>_DLQ`, as {@link createJetStreamSource} names it). */
+  deadLetterStream?: string;
+  /** Clock of quarantine ages and of the redrive rate limit. */
+  clock?: Clock;
+}
+
+/** Options of {@link createJetStreamDeadLetterQueue}: servers or a connection, and the stream. */
+export type JetStreamDeadLetterQueueOptions = NatsConnectionOptions &
+  JetStreamDeadLetterQueueSettings;
+
+/** A JetStream {@link DeadLetterQueue}; `id` of a listed message is its dead-letter stream sequence. */
+export interface JetStreamDeadLetterQueue extends DeadLetterQueue {
+  readonly stream: string;
+  readonly deadLetterStream: string;
+  /** Messages in the dead-letter stream. */
+  count(): Promise<number>;
+  /** Closes the connection it opened itself. */
+  close(): Promise<void>;
+}
+
+/**
+ * The dead-letter stream of a JetStream source. Listing reads the stream with an ordered
+ * consumer (nothing is taken or changed). A redrive republishes each match to the subject it
+ * came from with the publisher's headers and its `Reprocess-Msg-Id` (so `Delivery.id`, and
+ * a key derived from it, stays the same) and the `Nats-Msg-Id` `rp-r:<dlq stream>:<sequence>`
+ * (a repeated redrive of the same message within the duplicate window is dropped by
+ * JetStream), and deletes it from the dead-letter stream only after the publish ack.
+ */
+export function createJetStreamDeadLetterQueue(
+  options: JetStreamDeadLetterQueueOptions,
+): JetStreamDeadLetterQueue {
+  checkNatsConnectionOptions(options, 'createJetStreamDeadLetterQueue');
+  checkJetStreamName(options.stream, 'stream');
+  const deadLetterStream = options.deadLetterStream ?? `${options.stream}_DLQ`;
+  checkJetStreamName(deadLetterStream, 'deadLetterStream');
+  const clock = options.clock ?? systemClock;
+  let opened:
+    | Promise<{
+        connection: NatsConnection;
+        owned: boolean;
+        js: JetStreamClient;
+        jsm: JetStreamManager;
+      }>
+    | undefined;
+
+  function open() {
+    opened ??= openNatsConnection(options, `reprocess-dlq:${options.stream}`).then(
+      async ({ connection, owned }) => ({
+        connection,
+        owned,
+        js: jetstream(connection),
+        jsm: await jetstreamManager(connection),
+      }),
+    );
+    return opened;
+  }
+
+  function read(message: JsMsg): QuarantinedMessage {
+    return {
+      id: String(message.seq),
+      body: message.data,
+      headers: publisherHeaders(message.headers),
+      history: decodeHistory(ourHeaders(message.headers), NATS_HISTORY_CODEC, ''),
+    };
+  }
+
+  /** Visits every message present when the scan starts, oldest first, until `visit` says stop. */
+  async function scan(visit: (message: JsMsg) => Promise<boolean>): Promise<void> {
+    const { js, jsm } = await open();
+    let last: number;
+    try {
+      const info = await jsm.streams.info(deadLetterStream);
+      if (info.state.messages === 0) return;
+      last = info.state.last_seq;
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    const reader = await js.consumers.get(deadLetterStream);
+    const messages = await reader.consume({ max_messages: 256 });
+    try {
+      for await (const message of messages) {
+        if (message.seq > last) break;
+        if (!(await visit(message))) break;
+        if (message.seq === last || message.info.pending === 0) break;
+      }
+    } finally {
+      await messages.close();
+    }
+  }
+
+  return {
+    stream: options.stream,
+    deadLetterStream,
+
+    async list(filter?: QuarantineFilter) {
+      checkQuarantineFilter(filter);
+      const now = clock.now();
+      const out: QuarantinedMessage[] = [];
+      if (filter?.limit === 0) return out;
+      await scan(async (message) => {
+        const item = read(message);
+        if (matchesFilter(item.history, filter, now)) out.push(item);
+        return filter?.limit === undefined || out.length < filter.limit;
+      });
+      return out;
+    },
+
+    async redrive(filter) {
+      const rate = checkQuarantineFilter(filter);
+      const spacing = rate === undefined ? 0 : 1000 / rate;
+      const now = clock.now();
+      const { js, jsm } = await open();
+      let moved = 0;
+      if (filter?.limit === 0) return moved;
+      await scan(async (message) => {
+        const item = read(message);
+        if (!matchesFilter(item.history, filter, now)) return true;
+        if (item.history.source === '') return true; // not quarantined by reprocess: no way back
+        if (moved > 0 && spacing > 0) await sleep(clock, spacing);
+        const id = message.headers?.get(MESSAGE_ID) || `${deadLetterStream}:${message.seq}`;
+        try {
+          await js.publish(item.history.source, message.data, {
+            headers: carryHeaders(message.headers, { [MESSAGE_ID]: id }),
+            msgID: `rp-r:${deadLetterStream}:${message.seq}`,
+          });
+          await jsm.streams.deleteMessage(deadLetterStream, message.seq, false);
+        } catch (error) {
+          throw new JetStreamPublishError(
+            `redrive stopped after ${moved} message(s): ${item.id} could not be moved back to ${item.history.source}; it stays in ${deadLetterStream}`,
+            error,
+          );
+        }
+        moved += 1;
+        return filter?.limit === undefined || moved < filter.limit;
+      });
+      return moved;
+    },
+
+    async count() {
+      const { jsm } = await open();
+      try {
+        return (await jsm.streams.info(deadLetterStream)).state.messages;
+      } catch (error) {
+        if (isNotFound(error)) return 0;
+        throw error;
+      }
+    },
+
+    async close() {
+      const current = opened;
+      opened = undefined;
+      if (!current) return;
+      const resolved = await current.catch(() => undefined);
+      if (resolved?.owned) await resolved.connection.close().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import { type MsgHdrs, headers as createHeaders } from '@nats-io/transport-node';
+import type { HistoryHeaderCodec } from '../amqp/history-headers.js';
+import type { Headers } from '../types.js';
+
+/**
+ * reprocess's own NATS headers. Everything under `Reprocess-` is reserved: it is stripped from
+ * `Delivery.headers` and rewritten on every copy reprocess publishes. `Nats-*` headers are
+ * JetStream's publish controls (`Nats-Msg-Id` deduplicates, `Nats-Expected-*` asserts): they
+ * are not carried to the dead-letter stream or back, since replaying them would make the
+ * stream drop or refuse the copy.
+ */
+export const NATS_PREFIX = 'Reprocess-';
+
+/**
+ * The identity of the message, kept across quarantine and redrive: the publisher's
+ * `Nats-Msg-Id`, or `<stream>:<sequence>` when it had none. It is `Delivery.id`.
+ */
+export const MESSAGE_ID = `${NATS_PREFIX}Msg-Id`;
+
+/** JetStream's deduplication header. */
+export const NATS_MSG_ID = 'Nats-Msg-Id';
+
+/** History headers: free text is percent-encoded (NATS header values cannot hold line breaks). */
+export const NATS_HISTORY_CODEC: HistoryHeaderCodec = {
+  prefix: NATS_PREFIX,
+  escape: encodeURIComponent,
+  unescape: (text) => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return text;
+    }
+  },
+};
+
+function isOurs(name: string): boolean {
+  return name.toLowerCase().startsWith(NATS_PREFIX.toLowerCase());
+}
+
+function isControl(name: string): boolean {
+  return name.toLowerCase().startsWith('nats-');
+}
+
+/** Every header as a string (a repeated header's values joined with ", "). */
+export function allHeaders(h: MsgHdrs | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const name of h.keys()) out[name] = h.values(name).join(', ');
+  return out;
+}
+
+/** The publisher's headers, as a delivery shows them (no `Reprocess-*`, no `Nats-Msg-Id`). */
+export function deliveryHeaders(h: MsgHdrs | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const name of h.keys()) {
+    if (isOurs(name) || name.toLowerCase() === NATS_MSG_ID.toLowerCase()) continue;
+    out[name] = h.values(name).join(', ');
+  }
+  return out;
+}
+
+/** A new header set with the publisher's own headers (repeats kept), plus `extra`. */
+export function carryHeaders(h: MsgHdrs | undefined, extra: Headers): MsgHdrs {
+  const out = createHeaders();
+  if (h) {
+    for (const name of h.keys()) {
+      if (isOurs(name) || isControl(name)) continue;
+      for (const value of h.values(name)) out.append(name, value);
+    }
+  }
+  for (const [name, value] of Object.entries(extra)) out.set(name, value);
+  return out;
+}
+
+/** `Reprocess-*` headers only (the history and the message id), as strings. */
+export function ourHeaders(h: MsgHdrs | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const name of h.keys()) if (isOurs(name)) out[name] = h.values(name).join(', ');
+  return out;
+}
+
+/** The publisher's headers of a stored dead-letter message (neither ours nor JetStream's). */
+export function publisherHeaders(h: MsgHdrs | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const name of h.keys()) {
+    if (!isOurs(name) && !isControl(name)) out[name] = h.values(name).join(', ');
+  }
+  return out;
+}

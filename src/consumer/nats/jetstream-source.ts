@@ -1,0 +1,289 @@
+import {
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { type Clock, systemClock } from '../../clock.js';
+import { InvalidArgumentError } from '../../errors.js';
+import { encodeHistory } from '../amqp/history-headers.js';
+import type { Delivery, MessageSource, QuarantineHistory } from '../types.js';
+import {
+  MESSAGE_ID,
+  NATS_HISTORY_CODEC,
+  NATS_MSG_ID,
+  carryHeaders,
+  deliveryHeaders,
+} from './jetstream-headers.js';
+import {
+  type JetStreamTopology,
+  type JetStreamTopologyOptions,
+  declareJetStreamTopology,
+  resolveJetStreamTopology,
+} from './jetstream-topology.js';
+import {
+  type NatsConnectionOptions,
+  checkNatsConnectionOptions,
+  openNatsConnection,
+} from './nats-connection.js';
+import { Slots } from './slots.js';
+import { JetStreamSettleError } from './jetstream-errors.js';
+
+/** Options of {@link createJetStreamSource} besides the connection. */
+export interface JetStreamSourceSettings extends JetStreamTopologyOptions {
+  /** Create the streams and the consumer when missing (default true). */
+  declare?: boolean;
+  /** Hears what the adapter cannot throw to anyone (consumer status problems, a failed nak). */
+  onError?: (error: unknown) => void;
+  /** Clock of the AckWait bookkeeping (default: the system clock). */
+  clock?: Clock;
+}
+
+/** Options of {@link createJetStreamSource}: servers or a connection, the stream and the durable. */
+export type JetStreamSourceOptions = NatsConnectionOptions & JetStreamSourceSettings;
+
+/** A NATS JetStream {@link MessageSource} with the streams and consumer it uses. */
+export interface JetStreamSource extends MessageSource {
+  readonly topology: JetStreamTopology;
+}
+
+/**
+ * A NATS JetStream source: a durable pull consumer with explicit acks. Deliveries settle
+ * like this:
+ *
+ * - `ack`: `+ACK`;
+ * - `retryLater(ms)`: `-NAK` with that delay: JetStream itself redelivers it after `ms`, and
+ *   counts the delivery;
+ * - `quarantine(history)`: publish a copy (payload, the publisher's headers, the history
+ *   headers) to the dead-letter stream and wait for its publish ack, then `+TERM` so JetStream
+ *   never delivers it again. The copy's `Nats-Msg-Id` is `rp-q:<stream>:<sequence>`: a crash
+ *   between the two redelivers the message, and its second quarantine is deduplicated;
+ * - `touch()`: `+WPI` (working): AckWait starts again.
+ *
+ * `deliveryCount` is JetStream's own (`info.deliveryCount`), `publishedAt` the stream's
+ * timestamp of the message, `id` its `Nats-Msg-Id` (or `<stream>:<sequence>`). The source
+ * hands out at most `prefetch` unsettled messages and pulls `prefetch` at a time, so up to
+ * `prefetch` more may wait in the client (their AckWait runs).
+ */
+export function createJetStreamSource(options: JetStreamSourceOptions): JetStreamSource {
+  checkNatsConnectionOptions(options, 'createJetStreamSource');
+  const topology = resolveJetStreamTopology(options);
+  const declare = options.declare ?? true;
+  const report = options.onError ?? (() => {});
+  const clock = options.clock ?? systemClock;
+
+  let connection: NatsConnection | undefined;
+  let owned = false;
+  let js: JetStreamClient | undefined;
+  let messages: ConsumerMessages | undefined;
+  let slots: Slots | undefined;
+  let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
+  let pump: Promise<void> | undefined;
+
+  function toDelivery(message: JsMsg, slot: Slots): Delivery {
+    const own = message.headers?.get(MESSAGE_ID) || message.headers?.get(NATS_MSG_ID);
+    const id = own || `${topology.stream}:${message.seq}`;
+    let settled = false;
+    let settling = false;
+    // The slot is freed when the delivery settles, or when AckWait passes without a touch:
+    // JetStream has then taken the message back (it redelivers it), so it no longer counts
+    // against prefetch, and a stuck handler cannot starve the source of its own redelivery.
+    let slotHeld = true;
+    const freeSlot = () => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      cancelExpiry();
+      slot.release();
+    };
+    let cancelExpiry = clock.setTimer(topology.ackWaitMs, freeSlot);
+
+    async function settle(what: string, work: () => Promise<void> | void): Promise<void> {
+      if (settled || settling) {
+        throw new InvalidArgumentError(`delivery ${id} is already settled; ${what} is not allowed`);
+      }
+      settling = true;
+      try {
+        await work();
+        settled = true;
+        freeSlot();
+      } finally {
+        settling = false;
+      }
+    }
+
+    function send(what: string, act: () => void): void {
+      try {
+        act();
+      } catch (error) {
+        throw new JetStreamSettleError(
+          `could not ${what} delivery ${id}; JetStream redelivers it after AckWait`,
+          error,
+        );
+      }
+    }
+
+    return {
+      id,
+      body: message.data,
+      headers: deliveryHeaders(message.headers),
+      source: message.subject,
+      deliveryCount: message.info.deliveryCount,
+      publishedAt: Math.floor(message.info.timestampNanos / 1e6),
+      ack: () => settle('ack', () => send('ack', () => message.ack())),
+      retryLater: (delayMs: number) =>
+        settle('retryLater', () => {
+          if (!Number.isFinite(delayMs) || delayMs < 0) {
+            throw new InvalidArgumentError(
+              `a retry delay must be a finite number >= 0, got ${delayMs}`,
+            );
+          }
+          send('nak', () => message.nak(Math.ceil(delayMs)));
+        }),
+      quarantine: (history: QuarantineHistory) =>
+        settle('quarantine', async () => {
+          const client = js;
+          if (!client) throw new JetStreamSettleError(`the source of ${topology.stream} is closed`);
+          const headers = carryHeaders(message.headers, {
+            ...encodeHistory(history, NATS_HISTORY_CODEC),
+            [MESSAGE_ID]: id,
+          });
+          try {
+            await client.publish(`${topology.deadLetterSubject}.${message.subject}`, message.data, {
+              headers,
+              msgID: `rp-q:${topology.stream}:${message.seq}`,
+            });
+          } catch (error) {
+            throw new JetStreamSettleError(
+              `could not publish ${id} to the dead-letter stream ${topology.deadLetterStream}; it stays unacked`,
+              error,
+            );
+          }
+          send('term', () => message.term());
+        }),
+      touch: async () => {
+        if (settled) return;
+        send('touch', () => message.working());
+        if (slotHeld) {
+          cancelExpiry();
+          cancelExpiry = clock.setTimer(topology.ackWaitMs, freeSlot);
+        }
+      },
+    };
+  }
+
+  async function run(
+    iterator: ConsumerMessages,
+    gate: Slots,
+    onDelivery: (delivery: Delivery) => Promise<void>,
+  ): Promise<void> {
+    const handBack = (message: JsMsg) => {
+      // Stopping: hand it straight back instead of letting it wait out AckWait.
+      try {
+        message.nak();
+      } catch {
+        // Connection gone: JetStream redelivers after AckWait.
+      }
+    };
+    for await (const message of iterator) {
+      if (state !== 'running') {
+        handBack(message);
+        continue;
+      }
+      await gate.acquire();
+      if (state !== 'running') {
+        gate.release();
+        handBack(message);
+        continue;
+      }
+      onDelivery(toDelivery(message, gate)).catch(report);
+    }
+  }
+
+  return {
+    name: `jetstream:${topology.stream}/${topology.durable}`,
+    topology,
+
+    async start(onDelivery, startOptions) {
+      if (typeof onDelivery !== 'function') {
+        throw new InvalidArgumentError('start(onDelivery): onDelivery must be a function');
+      }
+      const prefetch = startOptions?.prefetch;
+      if (
+        !Number.isInteger(prefetch) ||
+        (prefetch as number) < 1 ||
+        (prefetch as number) > 10_000
+      ) {
+        throw new InvalidArgumentError(
+          `prefetch must be an integer from 1 to 10000, got ${String(prefetch)}`,
+        );
+      }
+      if (state !== 'idle') {
+        throw new InvalidArgumentError(
+          `the JetStream source of ${topology.stream} was already started`,
+        );
+      }
+      state = 'starting';
+      try {
+        const opened = await openNatsConnection(options, `reprocess:${topology.stream}`);
+        connection = opened.connection;
+        owned = opened.owned;
+        js = jetstream(connection);
+        if (declare) await declareJetStreamTopology(await jetstreamManager(connection), topology);
+        const consumer = await js.consumers.get(topology.stream, topology.durable);
+        messages = await consumer.consume({ max_messages: prefetch as number });
+        slots = new Slots(prefetch as number);
+        state = 'running';
+        const iterator = messages;
+        void (async () => {
+          for await (const status of iterator.status()) {
+            if (status.type === 'consumer_deleted' || status.type === 'consumer_not_found') {
+              report(
+                new JetStreamSettleError(`JetStream consumer problem: ${JSON.stringify(status)}`),
+              );
+            }
+          }
+        })().catch(() => {});
+        pump = run(iterator, slots, onDelivery).catch(report);
+      } catch (error) {
+        state = 'idle';
+        await release();
+        throw error;
+      }
+    },
+
+    async stop() {
+      if (state !== 'running' && state !== 'starting') return;
+      state = 'stopped';
+      // The iterator only ends once the pump reads on, so wake a pump waiting for a slot first.
+      slots?.releaseWaiters();
+      try {
+        await messages?.close();
+      } catch (error) {
+        report(error);
+      }
+    },
+
+    async close() {
+      if (state === 'closed') return;
+      if (state === 'running' || state === 'starting') await this.stop();
+      state = 'closed';
+      await pump;
+      await release();
+    },
+  };
+
+  async function release(): Promise<void> {
+    messages = undefined;
+    js = undefined;
+    if (owned && connection) {
+      try {
+        await connection.drain();
+      } catch {
+        await connection.close().catch(() => {});
+      }
+    }
+    connection = undefined;
+  }
+}

@@ -1,0 +1,325 @@
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import type { QuarantineHistory } from '../../src/consumer/types.js';
+import {
+  type JetStreamSource,
+  MAX_DELIVER_MARGIN,
+  createJetStreamDeadLetterQueue,
+  createJetStreamSource,
+} from '../../src/consumer/nats/index.js';
+import { isReprocessError } from '../../src/errors.js';
+import { RUN_ID, describeWithService } from '../helpers/services.js';
+import { createInbox } from './fixtures/broker-inbox.js';
+import { NATS_URL, deleteStreams, publishJs, testNats } from './fixtures/broker-nats.js';
+import { startTcpProxy } from './fixtures/broker-proxy.js';
+
+function history(overrides: Partial<QuarantineHistory> = {}): QuarantineHistory {
+  return {
+    attempts: 4,
+    firstFailureAt: 1_700_000_000_000,
+    lastFailureAt: 1_700_000_009_000,
+    lastError: {
+      name: 'TypeError',
+      code: 'BAD_SHAPE',
+      message: 'line one\r\nline two: 100% ünïcode',
+    },
+    reason: 'non_retryable',
+    source: 'set-by-test',
+    idempotencyKey: 'key with spaces',
+    quarantinedAt: Date.now(),
+    ...overrides,
+  };
+}
+
+await describeWithService('nats', 'NATS JetStream source against the port', () => {
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let n = 0;
+  const sources: JetStreamSource[] = [];
+  const streams: string[] = [];
+
+  beforeAll(async () => {
+    ({ nc, jsm } = await testNats());
+  });
+  afterEach(async () => {
+    for (const source of sources.splice(0)) await source.close();
+  });
+  afterAll(async () => {
+    await deleteStreams(jsm, streams);
+    await nc.close();
+  });
+
+  function newStream(): { stream: string; subject: string } {
+    n += 1;
+    const stream = `${RUN_ID}_N${n}`;
+    streams.push(stream, `${stream}_DLQ`);
+    return { stream, subject: `${stream}.orders` };
+  }
+
+  function source(stream: string, extra: Record<string, unknown> = {}): JetStreamSource {
+    const s = createJetStreamSource({ servers: NATS_URL, stream, durable: 'worker', ...extra });
+    sources.push(s);
+    return s;
+  }
+
+  it('delivers payload, headers, id, count 1 and the stream timestamp; an ack removes it', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 4 });
+    const before = Date.now();
+    const body = new Uint8Array([0xff, 0x00, 0x7b]); // not JSON, not UTF-8
+    await publishJs(nc, subject, body, { headers: { tenant: 'acme' }, msgID: 'm-1' });
+    const { delivery } = await inbox.next();
+    expect(delivery.id).toBe('m-1');
+    expect([...delivery.body]).toEqual([...body]);
+    expect(delivery.headers).toEqual({ tenant: 'acme' });
+    expect(delivery.deliveryCount).toBe(1);
+    expect(delivery.source).toBe(subject);
+    expect(delivery.publishedAt).toBeGreaterThanOrEqual(before - 1000);
+    await delivery.ack();
+    await expect(delivery.ack()).rejects.toSatisfy((e) => isReprocessError(e, 'INVALID_ARGUMENT'));
+    expect(await inbox.arrivesWithin(300)).toBe(false);
+    const info = await jsm.consumers.info(stream, 'worker');
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+  });
+
+  it('retryLater naks with the delay: JetStream redelivers no sooner, and counts it', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 4 });
+    await publishJs(nc, subject, 'x', { msgID: 'm-2' });
+    const first = await inbox.next();
+    const askedAt = Date.now();
+    await first.delivery.retryLater(400);
+    const second = await inbox.next();
+    expect(second.at - askedAt).toBeGreaterThanOrEqual(400 - 5);
+    expect(second.delivery.id).toBe('m-2');
+    expect(second.delivery.deliveryCount).toBe(2);
+    expect(second.delivery.publishedAt).toBe(first.delivery.publishedAt);
+    await second.delivery.ack();
+  });
+
+  it('touch() extends AckWait while a handler works; without it the message comes back after AckWait', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream, { ackWait: '1s' });
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    await publishJs(nc, subject, 'slow', { msgID: 'm-3' });
+    const first = await inbox.next();
+    // Work for twice AckWait, saying so every 300 ms: no redelivery meanwhile.
+    for (let i = 0; i < 7; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      await first.delivery.touch?.();
+    }
+    expect(inbox.all).toHaveLength(1);
+    // Now fall silent, as a frozen worker would: JetStream takes it back and delivers it again.
+    const again = await inbox.next(5000);
+    expect(again.delivery.id).toBe('m-3');
+    expect(again.delivery.deliveryCount).toBe(2);
+    await again.delivery.ack();
+  });
+
+  it('prefetch bounds the unsettled deliveries; settling one lets the next in', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 2 });
+    for (let i = 0; i < 5; i++) await publishJs(nc, subject, `m${i}`);
+    const a = await inbox.next();
+    await inbox.next();
+    expect(await inbox.arrivesWithin(300)).toBe(false);
+    await a.delivery.ack();
+    const c = await inbox.next();
+    expect(new TextDecoder().decode(c.delivery.body)).toBe('m2');
+    expect(inbox.all).toHaveLength(3);
+  });
+
+  it('quarantine publishes to the dead-letter stream (acked), then terms; redrive brings it back under the same id', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 4 });
+    await publishJs(nc, subject, '{"bad":', { headers: { tenant: 'acme' }, msgID: 'm-4' });
+    const { delivery } = await inbox.next();
+    const h = history({ source: delivery.source });
+    await delivery.quarantine(h);
+    expect(await inbox.arrivesWithin(300)).toBe(false);
+
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      const listed = await dlq.list();
+      expect(listed).toHaveLength(1);
+      expect(listed[0]?.headers).toEqual({ tenant: 'acme' });
+      expect(listed[0]?.history).toEqual(h);
+      expect(new TextDecoder().decode(listed[0]?.body)).toBe('{"bad":');
+      expect(await dlq.list({ errorCode: 'OTHER' })).toEqual([]);
+      expect(await dlq.count()).toBe(1);
+
+      expect(await dlq.redrive()).toBe(1);
+      expect(await dlq.count()).toBe(0);
+      const back = await inbox.next();
+      expect(back.delivery.id).toBe('m-4');
+      expect(back.delivery.headers).toEqual({ tenant: 'acme' });
+      expect(back.delivery.deliveryCount).toBe(1);
+      // Quarantined again within JetStream's duplicate window: still stored, not deduplicated away.
+      await back.delivery.quarantine(h);
+      expect(await dlq.count()).toBe(1);
+      expect(await dlq.redrive()).toBe(1);
+      const third = await inbox.next();
+      expect(third.delivery.id).toBe('m-4');
+      await third.delivery.ack();
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('a message without Nats-Msg-Id keeps <stream>:<seq> as its id through quarantine and redrive', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 4 });
+    await publishJs(nc, subject, 'anon');
+    const { delivery } = await inbox.next();
+    expect(delivery.id).toBe(`${stream}:1`);
+    await delivery.quarantine(history({ source: delivery.source }));
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      expect(await dlq.redrive()).toBe(1);
+    } finally {
+      await dlq.close();
+    }
+    const back = await inbox.next();
+    expect(back.delivery.id).toBe(`${stream}:1`);
+    await back.delivery.ack();
+  });
+
+  it('redrive filters by age, key and limit, rate-limits, and leaves the rest', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 10 });
+    for (let i = 0; i < 4; i++) {
+      await publishJs(nc, subject, `m${i}`, { msgID: `q-${i}` });
+      const { delivery } = await inbox.next();
+      await delivery.quarantine(
+        history({
+          source: delivery.source,
+          idempotencyKey: `k-${i}`,
+          quarantinedAt: i < 2 ? Date.now() - 3_600_000 : Date.now(),
+        }),
+      );
+    }
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      expect(
+        (await dlq.list({ olderThanMs: 600_000 })).map((m) => m.history.idempotencyKey),
+      ).toEqual(['k-0', 'k-1']);
+      expect(await dlq.list({ limit: 3 })).toHaveLength(3);
+      expect(await dlq.redrive({ idempotencyKey: 'k-3' })).toBe(1);
+      expect(await dlq.redrive({ olderThanMs: 600_000, limit: 1, ratePerSecond: 50 })).toBe(1);
+      expect(await dlq.count()).toBe(2);
+      const ids = [(await inbox.next()).delivery.id, (await inbox.next()).delivery.id];
+      expect(ids).toEqual(['q-3', 'q-0']);
+      await expect(dlq.list({ limit: -1 })).rejects.toSatisfy((e) =>
+        isReprocessError(e, 'INVALID_ARGUMENT'),
+      );
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('a large message (900 KiB, near NATS max_payload) survives a nak and quarantine byte for byte', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    const body = new Uint8Array(900 * 1024);
+    for (let i = 0; i < body.length; i += 97) body[i] = i % 251;
+    await publishJs(nc, subject, body, { msgID: 'big' });
+    const first = await inbox.next();
+    await first.delivery.retryLater(1);
+    const second = await inbox.next();
+    expect(Buffer.from(second.delivery.body).equals(Buffer.from(body))).toBe(true);
+    await second.delivery.quarantine(
+      history({
+        source: second.delivery.source,
+        lastError: { name: 'E', message: 'y'.repeat(50_000) },
+      }),
+    );
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      const [listed] = await dlq.list();
+      expect(Buffer.from(listed?.body ?? []).equals(Buffer.from(body))).toBe(true);
+      expect(listed?.history.lastError.message.length).toBeLessThanOrEqual(2001);
+    } finally {
+      await dlq.close();
+    }
+  });
+
+  it('the connection dropped mid-stream: the source reconnects and keeps consuming; an ack lost in the cut only means a redelivery', async () => {
+    const { stream, subject } = newStream();
+    const proxy = await startTcpProxy(4222);
+    try {
+      const s = source(stream, { servers: `nats://127.0.0.1:${proxy.port}`, ackWait: '1s' });
+      const inbox = createInbox();
+      await s.start(inbox.onDelivery, { prefetch: 4 });
+      await publishJs(nc, subject, 'a', { msgID: 'd-1' });
+      const first = await inbox.next();
+      expect(proxy.dropAll()).toBeGreaterThanOrEqual(1);
+      // Written into a dying socket, this ack may be lost: then JetStream redelivers after AckWait.
+      await first.delivery.ack();
+      await publishJs(nc, subject, 'b', { msgID: 'd-2' });
+      const seen: string[] = [];
+      for (;;) {
+        const next = await inbox.next(10_000);
+        seen.push(next.delivery.id);
+        await next.delivery.ack();
+        if (next.delivery.id === 'd-2') break;
+      }
+      // d-1 at most once more (a lost ack), never lost; d-2 once.
+      expect(seen.filter((id) => id === 'd-2')).toHaveLength(1);
+      expect(seen.filter((id) => id === 'd-1').length).toBeLessThanOrEqual(1);
+      for (;;) {
+        if (!(await inbox.arrivesWithin(1500))) break;
+        const late = await inbox.next();
+        expect(late.delivery.id).toBe('d-1');
+        await late.delivery.ack();
+      }
+      const info = await jsm.consumers.info(stream, 'worker');
+      expect(info.num_ack_pending).toBe(0);
+      expect(info.num_pending).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('sets MaxDeliver from the policy (maxAttempts + margin) and AckWait on the durable consumer', async () => {
+    const { stream } = newStream();
+    const s = source(stream, { maxAttempts: 4, ackWait: '5s' });
+    await s.start(async () => {}, { prefetch: 1 });
+    const info = await jsm.consumers.info(stream, 'worker');
+    expect(info.config.max_deliver).toBe(4 + MAX_DELIVER_MARGIN);
+    expect(info.config.ack_wait).toBe(5_000_000_000);
+  });
+
+  it('rejects bad options with typed errors naming the problem', async () => {
+    const bad = (o: Record<string, unknown>) => () =>
+      createJetStreamSource({ servers: NATS_URL, stream: 'S', durable: 'd', ...o });
+    expect(bad({ stream: 'a.b' })).toThrow(/stream/);
+    expect(bad({ durable: '' })).toThrow(/durable/);
+    expect(bad({ servers: 'amqp://x' })).toThrow(/servers/);
+    expect(bad({ ackWait: 'soon' })).toThrow(/ackWait/);
+    expect(bad({ maxAttempts: 0 })).toThrow(/maxAttempts/);
+    expect(bad({ maxDeliver: 0 })).toThrow(/maxDeliver/);
+    expect(bad({ subjects: ['a.>.b'] })).toThrow(/subjects\[0\]/);
+    const { stream } = newStream();
+    const s = source(stream);
+    await expect(s.start(async () => {}, { prefetch: 0 })).rejects.toSatisfy((e) =>
+      isReprocessError(e, 'INVALID_ARGUMENT'),
+    );
+  });
+});
