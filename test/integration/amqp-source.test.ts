@@ -133,7 +133,9 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     const a = await inbox.next();
     expect(a.delivery.deliveryCount).toBe(1);
     await first.close(); // as a crash would: the channel goes, the message is requeued
-    await expect(a.delivery.ack()).rejects.toSatisfy((e) => isReprocessError(e, 'AMQP_CHANNEL_LOST'));
+    await expect(a.delivery.ack()).rejects.toSatisfy((e) =>
+      isReprocessError(e, 'AMQP_CHANNEL_LOST'),
+    );
     const second = source(queue);
     await second.start(inbox.onDelivery, { prefetch: 1 });
     const b = await inbox.next();
@@ -271,7 +273,9 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     await first.delivery.retryLater(1);
     const second = await inbox.next();
     expect(Buffer.from(second.delivery.body).equals(body)).toBe(true);
-    await second.delivery.quarantine(history({ source: queue, lastError: { name: 'E', message: 'x'.repeat(100_000) } }));
+    await second.delivery.quarantine(
+      history({ source: queue, lastError: { name: 'E', message: 'x'.repeat(100_000) } }),
+    );
     const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
     try {
       const [listed] = await dlq.list();
