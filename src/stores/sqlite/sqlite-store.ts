@@ -138,7 +138,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     const where = memory ? ':memory:' : resolve(path);
     let db: BetterSqlite3.Database | undefined;
     try {
-      if (!memory) mkdirSync(dirname(where), { recursive: true });
+      if (!memory) makeDirectory(dirname(where));
       db = new Database(where, { timeout: busyTimeoutMs ?? 5000 });
       // journal_mode reads the file header: a file that is not a database fails here.
       if (!memory) db.pragma('journal_mode = WAL');
@@ -263,12 +263,15 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkToken(token);
     checkText(name, 'step name');
     checkText(result, 'step result');
-    return this.guard('saveStep', () => {
-      // json_patch merges one member into the stored object inside the UPDATE, so two steps
-      // saved at once cannot overwrite each other's read-modify-write.
-      const { changes } = this.prepared().saveStep.run(name, result, this.now(), key, token);
-      return changes === 1 ? OK : LOST;
-    });
+    return this.guard(
+      () => `saveStep on record ${JSON.stringify(key)}`,
+      () => {
+        // json_patch merges one member into the stored object inside the UPDATE, so two steps
+        // saved at once cannot overwrite each other's read-modify-write.
+        const { changes } = this.prepared().saveStep.run(name, result, this.now(), key, token);
+        return changes === 1 ? OK : LOST;
+      },
+    );
   }
 
   // ------------------------------------------------------------------ operators
@@ -353,7 +356,7 @@ class SqliteIdempotencyStore implements SqliteStore {
    * (a failed statement wrote nothing, so a retry is safe), and types every driver error.
    * The pause uses real time, not the store clock: it waits for another process.
    */
-  private async guard<T>(doing: string, work: () => T): Promise<T> {
+  private async guard<T>(doing: string | (() => string), work: () => T): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return work();
@@ -362,7 +365,7 @@ class SqliteIdempotencyStore implements SqliteStore {
           await pause(10 * 2 ** attempt + Math.random() * 10);
           continue;
         }
-        throw translateSqliteError(error, this.path, doing);
+        throw translateSqliteError(error, this.path, typeof doing === 'string' ? doing : doing());
       }
     }
   }
@@ -607,6 +610,27 @@ function openError(error: unknown, where: string): Error {
     );
   }
   return translateSqliteError(error, where, 'opening the database');
+}
+
+/**
+ * `mkdir -p` that cannot spin: Node's recursive mkdir loops forever where mkdir reports
+ * ENOENT for a parent that exists (procfs, e.g. /proc/self/x), so walk up one level at a time.
+ */
+function makeDirectory(dir: string, depth = 0): void {
+  try {
+    mkdirSync(dir);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EEXIST') return;
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir || depth > 64) throw error;
+    makeDirectory(parent, depth + 1);
+    try {
+      mkdirSync(dir);
+    } catch (again) {
+      if ((again as { code?: unknown }).code !== 'EEXIST') throw again;
+    }
+  }
 }
 
 function pause(ms: number): Promise<void> {

@@ -1,0 +1,293 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ErrorCode, isReprocessError } from '../../src/errors.js';
+import {
+  SCHEMA_VERSION,
+  createSqliteStore,
+  openSqliteStore,
+  parseSqliteUrl,
+} from '../../src/stores/sqlite/index.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
+
+const FP = 'f'.repeat(64);
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'reprocess-sqlite-unit-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs `work` and returns what it threw (failing when it does not throw). */
+async function thrown(work: () => unknown): Promise<Error> {
+  try {
+    await work();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected an error, none was thrown');
+}
+
+describe('sqlite store: file and schema', () => {
+  it('creates the file, its directory, WAL mode and a versioned schema on first use', async () => {
+    const path = join(dir, 'nested', 'deeper', 'store.sqlite');
+    const store = createSqliteStore({ path });
+    await store.begin('k', FP, 1000, 60_000);
+    await store.close();
+
+    const raw = new Database(path, { readonly: true });
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    const version = raw
+      .prepare(
+        `SELECT value FROM reprocess_meta WHERE name = 'schema_version:reprocess_idempotency'`,
+      )
+      .get() as { value: number };
+    expect(version.value).toBe(SCHEMA_VERSION);
+    raw.close();
+  });
+
+  it('keeps several tables in one file, each with its own records', async () => {
+    const path = join(dir, 'shared.sqlite');
+    const payments = createSqliteStore({ path, table: 'payments' });
+    const emails = createSqliteStore({ path, table: 'emails' });
+    await payments.createSchema();
+    await payments.createSchema();
+    const a = await payments.begin('k', FP, 1000, 60_000);
+    const b = await emails.begin('k', FP, 1000, 60_000);
+    expect(a.kind).toBe('acquired');
+    expect(b.kind).toBe('acquired');
+    expect((await payments.list()).records).toHaveLength(1);
+    await payments.close();
+    await emails.close();
+  });
+
+  it('refuses a file that is not a database with a typed error', async () => {
+    const path = join(dir, 'notes.sqlite');
+    writeFileSync(path, 'these are my notes, not a database\n'.repeat(200));
+    const error = await thrown(() => createSqliteStore({ path }));
+    expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)).toBe(true);
+    expect(error.message).toContain('not a SQLite database');
+    expect(error.message).toContain(path);
+  });
+
+  it('refuses a schema newer than it understands', async () => {
+    const path = join(dir, 'future.sqlite');
+    const store = createSqliteStore({ path });
+    await store.createSchema();
+    await store.close();
+    const raw = new Database(path);
+    raw
+      .prepare(
+        `UPDATE reprocess_meta SET value = ? WHERE name = 'schema_version:reprocess_idempotency'`,
+      )
+      .run(SCHEMA_VERSION + 1);
+    raw.close();
+
+    const reopened = createSqliteStore({ path });
+    const error = await thrown(() => reopened.begin('k', FP, 1000, 60_000));
+    expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)).toBe(true);
+    expect(error.message).toMatch(/schema version 2, newer than the 1/);
+    await reopened.close();
+  });
+
+  // Tests run as root, and chmod does not stop root. Two places that refuse root as well:
+  // a path under /proc (a kernel file system where nothing can be created), and a directory
+  // marked immutable with `chattr +i` (when the file system and capabilities allow it).
+  it('gives a typed error for a location that cannot be written (/proc)', async () => {
+    for (const path of ['/proc/self/reprocess-store.sqlite', '/proc/self/reprocess/store.sqlite']) {
+      const error = await thrown(() => createSqliteStore({ path }));
+      expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)).toBe(true);
+      expect(error.message).toContain(path);
+      expect(error.message).toMatch(/not writable|cannot create the directory/);
+    }
+  });
+
+  it('gives a typed error for an immutable directory (chattr +i)', async (context) => {
+    const locked = join(dir, 'locked');
+    mkdirSync(locked);
+    try {
+      execFileSync('chattr', ['+i', locked], { stdio: 'ignore' });
+    } catch {
+      context.skip('chattr +i is not available here');
+      return;
+    }
+    try {
+      const error = await thrown(() => createSqliteStore({ path: join(locked, 'store.sqlite') }));
+      expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)).toBe(true);
+      expect(error.message).toMatch(/not writable/);
+    } finally {
+      execFileSync('chattr', ['-i', locked]);
+    }
+  });
+
+  it('rejects bad options with InvalidArgumentError', () => {
+    const bad: unknown[] = [
+      { table: 'records; DROP TABLE x' },
+      { table: '1abc' },
+      { table: 'reprocess_meta' },
+      { path: '' },
+      { busyTimeoutMs: -1 },
+      { busyRetries: 1.5 },
+      { synchronous: 'off' },
+    ];
+    for (const options of bad) {
+      expect(() => createSqliteStore(options as never), JSON.stringify(options)).toThrow(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+      );
+    }
+  });
+
+  it('rejects bad arguments to every method with InvalidArgumentError', async () => {
+    const store = createSqliteStore({ path: ':memory:' });
+    const calls: Array<() => Promise<unknown>> = [
+      () => store.begin('', FP, 1000, 1000),
+      () => store.begin(42 as never, FP, 1000, 1000),
+      () => store.begin('k', FP, Number.NaN, 1000),
+      () => store.begin('k', FP, 1000, -5),
+      () => store.complete('k', 1.5, 'r', 1000),
+      () => store.fail('k', 1, undefined as never, 1000),
+      () => store.saveStep('k', 1, 7 as never, 'r'),
+      () => store.heartbeat('k', 1, Number.POSITIVE_INFINITY),
+      () => store.list({ limit: 0 }),
+      () => store.list({ status: 'done' as never }),
+      () => store.list({ cursor: '%%%' }),
+      () => store.purgeExpired({ limit: -1 }),
+    ];
+    for (const call of calls) {
+      const error = await thrown(call);
+      expect(isReprocessError(error, ErrorCode.INVALID_ARGUMENT), String(call)).toBe(true);
+    }
+    await store.close();
+  });
+
+  it('answers StoreUnavailableError once closed', async () => {
+    const store = createSqliteStore({ path: ':memory:' });
+    await store.close();
+    const error = await thrown(() => store.get('k'));
+    expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)).toBe(true);
+    expect(error.message).toContain('closed');
+  });
+
+  it('uses a connection you pass and leaves it open', async () => {
+    const db = new Database(':memory:');
+    const store = createSqliteStore({ database: db, table: 'ops' });
+    expect((await store.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+    expect(db.open).toBe(true);
+    expect(db.prepare('SELECT count(*) AS n FROM ops').get()).toEqual({ n: 1 });
+    db.close();
+  });
+});
+
+describe('sqlite store: corrupt records', () => {
+  async function storeWithEditedRecord(edit: string) {
+    const clock = new FakeClock();
+    const path = join(dir, 'edited.sqlite');
+    const store = createSqliteStore({ path, clock });
+    const begun = await store.begin('k', FP, 1000, 60_000);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    await store.saveStep('k', begun.token, 'charge', '"ch_1"');
+    const raw = new Database(path);
+    raw.prepare(`UPDATE reprocess_idempotency SET ${edit} WHERE key = 'k'`).run();
+    raw.close();
+    return { store, clock, token: begun.token };
+  }
+
+  it('reads steps edited into invalid JSON as RecordCorruptError, and writes nothing', async () => {
+    const { store, clock, token } = await storeWithEditedRecord(`steps = '{"charge": "ch_1"'`);
+    for (const call of [
+      () => store.get('k'),
+      () => store.begin('k', FP, 1000, 60_000),
+      () => store.list(),
+      () => store.saveStep('k', token, 'email', '"em"'),
+    ]) {
+      const error = await thrown(call);
+      expect(isReprocessError(error, ErrorCode.RECORD_CORRUPT)).toBe(true);
+      expect(error.message).toContain('"k"');
+    }
+    // A takeover of the corrupt record is refused before it writes a new token.
+    await clock.advance(5000);
+    const error = await thrown(() => store.begin('k', FP, 1000, 60_000));
+    expect(isReprocessError(error, ErrorCode.RECORD_CORRUPT)).toBe(true);
+    // The record can still be fenced and removed by an operator.
+    expect(await store.release('k', token)).toEqual({ kind: 'ok' });
+    expect(await store.delete('k')).toBe(true);
+    const fresh = await store.begin('k', FP, 1000, 60_000);
+    expect(fresh.kind === 'acquired' && fresh.token > token).toBe(true);
+    await store.close();
+  });
+
+  it('reads steps edited into a non-object or a token edited into text as RecordCorruptError', async () => {
+    for (const edit of [`steps = '[1,2]'`, `steps = '{"a":1}'`, `token = 'abc'`]) {
+      const { store } = await storeWithEditedRecord(edit);
+      const error = await thrown(() => store.get('k'));
+      expect(isReprocessError(error, ErrorCode.RECORD_CORRUPT), edit).toBe(true);
+      await store.close();
+      rmSync(join(dir, 'edited.sqlite'), { force: true });
+      rmSync(join(dir, 'edited.sqlite-wal'), { force: true });
+      rmSync(join(dir, 'edited.sqlite-shm'), { force: true });
+    }
+  });
+});
+
+describe('sqlite store: lock contention', () => {
+  it('turns a lock held past busy_timeout and the retries into StoreUnavailableError', async () => {
+    const path = join(dir, 'busy.sqlite');
+    const store = createSqliteStore({ path, busyTimeoutMs: 20, busyRetries: 1 });
+    await store.createSchema();
+    const other = new Database(path);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const error = await thrown(() => store.begin('k', FP, 1000, 60_000));
+      expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)).toBe(true);
+      expect(error.message).toMatch(/locked by another connection/);
+      expect((error.cause as { code?: string }).code).toMatch(/^SQLITE_BUSY/);
+      // Nothing was written by the refused call.
+      expect(await store.get('k')).toBeUndefined();
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    expect((await store.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+  });
+});
+
+describe('sqlite store: URLs', () => {
+  it('parses the accepted forms', () => {
+    expect(parseSqliteUrl('sqlite::memory:')).toEqual({ path: ':memory:' });
+    expect(parseSqliteUrl('sqlite:data/x.sqlite')).toEqual({ path: 'data/x.sqlite' });
+    expect(parseSqliteUrl('sqlite:/var/x.sqlite')).toEqual({ path: '/var/x.sqlite' });
+    expect(parseSqliteUrl('sqlite:///var/x.sqlite')).toEqual({ path: '/var/x.sqlite' });
+    expect(
+      parseSqliteUrl('sqlite:a%20b.sqlite?table=t1&busy_timeout_ms=250&synchronous=full'),
+    ).toEqual({ path: 'a b.sqlite', table: 't1', busyTimeoutMs: 250, synchronous: 'full' });
+  });
+
+  it('rejects malformed URLs naming the problem', () => {
+    for (const [url, message] of [
+      ['postgres://x', /starts with "sqlite:"/],
+      ['sqlite:', /no file path/],
+      ['sqlite:x.db?colour=blue', /unknown parameter "colour"/],
+      ['sqlite:x.db?busy_timeout_ms=soon', /busy_timeout_ms must be a whole number/],
+      ['sqlite:x.db?synchronous=off', /synchronous must be normal or full/],
+    ] as const) {
+      expect(() => parseSqliteUrl(url)).toThrow(message);
+      expect(() => parseSqliteUrl(url)).toThrow(
+        expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }),
+      );
+    }
+  });
+
+  it('opens a working store from a URL', async () => {
+    const store = openSqliteStore(`sqlite:${join(dir, 'url.sqlite')}?table=from_url`);
+    expect((await store.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    expect(store.path).toBe(join(dir, 'url.sqlite'));
+    await store.close();
+  });
+});
