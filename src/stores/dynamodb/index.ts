@@ -1,2 +1,13 @@
-// Filled in by the issue that builds this part.
-export {};
+export {
+  createDynamoDbStore,
+  type DynamoDbStore,
+  type DynamoDbStoreOptions,
+} from './dynamodb-store.js';
+export {
+  openDynamoDbStore,
+  parseDynamoDbUrl,
+  type DynamoDbUrl,
+  type OpenDynamoDbStoreOptions,
+} from './open-dynamodb-store.js';
+export { createDynamoDbTable, type CreateTableResult } from './create-table.js';
+export type { DynamoDbClientLike, DynamoDbStoreCommand } from './dynamodb-like.js';

@@ -1,0 +1,556 @@
+import {
+  DeleteItemCommand,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { type Clock, systemClock } from '../../clock.js';
+import {
+  ErrorCode,
+  InvalidArgumentError,
+  ResultNotStorableError,
+  StoreUnavailableError,
+} from '../../errors.js';
+import type {
+  BeginResult,
+  FencedResult,
+  HeartbeatResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  ListOptions,
+  ListPage,
+} from '../../idempotency/store.js';
+import { checkKey, checkString, checkToken, duration } from './arguments.js';
+import { type CreateTableResult, checkTableName, createDynamoDbTable } from './create-table.js';
+import { isConditionFailed, toStoreError } from './dynamodb-errors.js';
+import type { DynamoDbClientLike } from './dynamodb-like.js';
+import { type ExpressionParts, expression } from './expression.js';
+import {
+  DELETED,
+  type Item,
+  MAX_ITEM_BYTES,
+  STEP_PREFIX,
+  type Stored,
+  baseItemBytes,
+  fromItem,
+  n,
+  newItem,
+  ttlSeconds,
+  utf8Bytes,
+} from './item.js';
+
+/** Options of {@link createDynamoDbStore}. */
+export interface DynamoDbStoreOptions {
+  /** The table (create it with `store.createTable()` or {@link createDynamoDbTable}). */
+  table: string;
+  /**
+   * The clock leases, expiry and tokens are computed from (default: the system clock).
+   * DynamoDB has no server clock usable in a condition, so these times are the writer's: keep
+   * the clocks of every process that shares the table in sync (NTP). See {@link createDynamoDbStore}.
+   */
+  clock?: Clock;
+  /** How long a deleted record's tombstone keeps its token (default 1 hour). */
+  tombstoneMs?: number;
+}
+
+/** The DynamoDB store: an {@link IdempotencyStore} plus its table. */
+export interface DynamoDbStore extends IdempotencyStore {
+  readonly name: 'dynamodb';
+  readonly table: string;
+  /** Creates the table if it is missing and turns on native TTL (see {@link createDynamoDbTable}). */
+  createTable(): Promise<CreateTableResult>;
+}
+
+/** Rounds of read-and-retry in begin before giving up (each round sees a newer record). */
+const MAX_BEGIN_ROUNDS = 8;
+const DEFAULT_LIST_LIMIT = 100;
+const MAX_LIST_LIMIT = 1000;
+
+/** Projection of the attributes `purgeExpired` needs. */
+const PURGE_PROJECTION = '#pk, #token, #status, #ttl';
+
+/**
+ * An idempotency store on one DynamoDB table. `begin` is one conditional write
+ * (`ReturnValuesOnConditionCheckFailure: ALL_OLD`), so a replay costs one request on DynamoDB;
+ * endpoints that do not return the old item on a failed condition (dynalite) cost one more, a
+ * strongly consistent `GetItem`. A takeover of an ended lease is a second conditional write,
+ * compare-and-swap on the token just read. Every other transition is one conditional write.
+ *
+ * Clock skew. DynamoDB conditions cannot read a server clock, so leases, expiry and token floors
+ * are the writer's `clock.now()`, written into the item and compared in conditions. A writer whose
+ * clock runs ahead by `d` ms sees leases end `d` ms early (a takeover before the holder's lease
+ * really ended, which fencing then makes safe: the old holder's writes are refused) and records
+ * expire `d` ms early; one behind sees them `d` ms late. Keep skew well under the lease (NTP gives
+ * milliseconds). Tokens are `max(previous + 1, now_ms * 1000)`: after a record is removed, a
+ * writer more than its TTL behind could reissue a token, which no worker can still hold.
+ *
+ * Items carry `ttl` (epoch seconds) for DynamoDB's native TTL, which removes dead records within
+ * days; a record is dead from `expiresAt` on regardless. `purgeExpired()` removes them at once.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+ * import { createDynamoDbStore } from 'reprocess/dynamodb';
+ * const store = createDynamoDbStore(new DynamoDBClient({}), { table: 'idempotency' });
+ * await store.createTable(); // once, or declare the table in your infrastructure code
+ * ```
+ */
+export function createDynamoDbStore(
+  client: DynamoDbClientLike,
+  options: DynamoDbStoreOptions,
+): DynamoDbStore {
+  if (typeof client !== 'object' || client === null || typeof client.send !== 'function') {
+    throw new InvalidArgumentError('createDynamoDbStore: client must be a DynamoDBClient');
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('createDynamoDbStore: options { table } are required');
+  }
+  const table = options.table;
+  checkTableName(table);
+  const clock = options.clock ?? systemClock;
+  const tombstoneMs = duration('tombstoneMs', options.tombstoneMs ?? 3_600_000, 0);
+  const now = () => Math.floor(clock.now());
+
+  async function send<T>(operation: string, command: Parameters<DynamoDbClientLike['send']>[0]) {
+    try {
+      return (await client.send(command)) as T;
+    } catch (error) {
+      throw toStoreError(error, operation, table);
+    }
+  }
+
+  async function getItem(key: string): Promise<Stored | undefined> {
+    const out = await send<{ Item?: Item }>(
+      'get',
+      new GetItemCommand({ TableName: table, Key: { pk: { S: key } }, ConsistentRead: true }),
+    );
+    return out.Item === undefined ? undefined : fromItem(table, out.Item);
+  }
+
+  type Attempt = { ok: true; attributes?: Item } | { ok: false; old: Stored | undefined };
+
+  /**
+   * Sends a conditional write for begin. When the condition fails, the item that stands in the
+   * way comes back with it (ALL_OLD); where the endpoint does not return it, a strongly
+   * consistent read fetches it, and the caller's loop copes with it having changed since.
+   */
+  async function attempt(
+    key: string,
+    command: PutItemCommand | UpdateItemCommand,
+  ): Promise<Attempt> {
+    try {
+      const out = (await client.send(command)) as { Attributes?: Item };
+      return out.Attributes === undefined ? { ok: true } : { ok: true, attributes: out.Attributes };
+    } catch (error) {
+      if (!isConditionFailed(error)) throw toStoreError(error, 'begin', table);
+      const old = error.Item !== undefined ? fromItem(table, error.Item) : await getItem(key);
+      return { ok: false, old };
+    }
+  }
+
+  /** A fenced update: applied only under `token` on a live in-progress record. */
+  async function fenced(
+    operation: string,
+    key: string,
+    token: number,
+    at: number,
+    parts: Omit<ExpressionParts, 'condition'>,
+    extra: { returnNew?: boolean } = {},
+  ): Promise<Item | undefined | 'lease_lost'> {
+    const input = expression({
+      ...parts,
+      condition: '#token = :token AND #status = :inProgress AND #expiresAt > :now',
+      values: {
+        ...parts.values,
+        ':token': n(token),
+        ':inProgress': { S: 'in_progress' },
+        ':now': n(at),
+      },
+    });
+    try {
+      const out = (await client.send(
+        new UpdateItemCommand({
+          TableName: table,
+          Key: { pk: { S: key } },
+          ...input,
+          ...(extra.returnNew ? { ReturnValues: 'ALL_NEW' } : {}),
+        }),
+      )) as { Attributes?: Item };
+      return out.Attributes;
+    } catch (error) {
+      if (isConditionFailed(error)) return 'lease_lost';
+      throw toStoreError(error, operation, table);
+    }
+  }
+
+  function checkSize(operation: string, key: string, extraBytes: number): void {
+    const bytes = baseItemBytes(key, '') + extraBytes;
+    if (bytes > MAX_ITEM_BYTES) {
+      throw new ResultNotStorableError(
+        `dynamodb store: ${operation}: the record would be at least ${bytes} bytes, over DynamoDB's item limit of ${MAX_ITEM_BYTES} bytes (400 KB); store large results elsewhere and keep a reference`,
+        undefined,
+        ErrorCode.RESULT_TOO_LARGE,
+      );
+    }
+  }
+
+  async function finish(
+    operation: 'complete' | 'fail',
+    key: string,
+    token: number,
+    value: string,
+    ttlMs: number,
+  ): Promise<FencedResult> {
+    const field = operation === 'complete' ? 'result' : 'error';
+    checkSize(operation, key, field.length + utf8Bytes(value));
+    const at = now();
+    const expiresAt = at + ttlMs;
+    const outcome = await fenced(operation, key, token, at, {
+      update: `SET #status = :final, #${field} = :value, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now`,
+      values: {
+        ':final': { S: operation === 'complete' ? 'completed' : 'failed' },
+        ':value': { S: value },
+        ':expiresAt': n(expiresAt),
+        ':ttl': n(ttlSeconds(expiresAt)),
+      },
+    });
+    return outcome === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok' };
+  }
+
+  async function scanPage(
+    operation: string,
+    parts: ExpressionParts,
+    limit: number,
+    startKey: string | undefined,
+  ): Promise<{ items: Item[]; lastKey?: string }> {
+    const out = await send<{ Items?: Item[]; LastEvaluatedKey?: Item }>(
+      operation,
+      new ScanCommand({
+        TableName: table,
+        ConsistentRead: true,
+        Limit: limit,
+        ...expression(parts),
+        ...(startKey === undefined ? {} : { ExclusiveStartKey: { pk: { S: startKey } } }),
+      }),
+    );
+    const lastKey = out.LastEvaluatedKey?.pk?.S;
+    return lastKey === undefined ? { items: out.Items ?? [] } : { items: out.Items ?? [], lastKey };
+  }
+
+  return {
+    name: 'dynamodb',
+    table,
+    createTable: () => createDynamoDbTable(client, table),
+
+    async begin(key, fingerprint, leaseMs, ttlMs): Promise<BeginResult> {
+      checkKey(key);
+      checkString('fingerprint', fingerprint);
+      const lease = duration('leaseMs', leaseMs, 0);
+      const ttl = duration('ttlMs', ttlMs, 1);
+      checkSize('begin', key, utf8Bytes(fingerprint));
+      // What is known of the stored item: not read yet ('unknown'), absent, or as last seen.
+      let known: Stored | undefined | 'unknown' = 'unknown';
+      for (let round = 0; round < MAX_BEGIN_ROUNDS; round++) {
+        const at = now();
+        const floor = at * 1000;
+        const leaseUntil = at + lease;
+        const expiresAt = at + Math.max(ttl, lease);
+
+        if (known === 'unknown' || known === undefined) {
+          // The common case in one request: no record, or a dead one whose token is below the
+          // floor. Anything else fails the condition and comes back as the old item.
+          const tried = await attempt(
+            key,
+            new PutItemCommand({
+              TableName: table,
+              Item: newItem(key, fingerprint, floor, at, leaseUntil, expiresAt),
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+              ...expression({
+                condition: 'attribute_not_exists(#pk) OR (#expiresAt <= :now AND #token < :token)',
+                values: { ':now': n(at), ':token': n(floor) },
+              }),
+            }),
+          );
+          if (tried.ok) {
+            return {
+              kind: 'acquired',
+              token: floor,
+              leaseUntil,
+              attempts: 1,
+              steps: {},
+              takeover: false,
+            };
+          }
+          known = tried.old;
+          continue;
+        }
+
+        const previous = known.deleted ? known.token : known.record.token;
+        const token = Math.max(previous + 1, floor);
+
+        if (known.deleted || known.record.expiresAt <= at) {
+          // Dead (expired or a tombstone) with a token at or above our floor (a clock behind the
+          // last writer's, or within the same millisecond): a new operation, compare-and-swap on
+          // the token we saw so the sequence carries on.
+          const tried = await attempt(
+            key,
+            new PutItemCommand({
+              TableName: table,
+              Item: newItem(key, fingerprint, token, at, leaseUntil, expiresAt),
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+              ...expression({
+                condition: '#token = :previous AND #expiresAt <= :now',
+                values: { ':previous': n(previous), ':now': n(at) },
+              }),
+            }),
+          );
+          if (tried.ok) {
+            return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
+          }
+          known = tried.old;
+          continue;
+        }
+
+        const record = known.record;
+        if (
+          record.status === 'in_progress' &&
+          record.leaseUntil <= at &&
+          record.fingerprint === fingerprint
+        ) {
+          // The lease ended: the same operation resumes with its steps. The condition repeats
+          // everything this decision read, so a heartbeat, completion or other takeover in
+          // between makes it fail and the loop looks again.
+          const attempts = record.attempts + 1;
+          const newExpiresAt = Math.max(record.expiresAt, expiresAt);
+          const tried = await attempt(
+            key,
+            new UpdateItemCommand({
+              TableName: table,
+              Key: { pk: { S: key } },
+              ReturnValues: 'ALL_NEW',
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+              ...expression({
+                update:
+                  'SET #token = :token, #attempts = :attempts, #leaseUntil = :leaseUntil, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now',
+                condition:
+                  '#token = :previous AND #status = :inProgress AND #leaseUntil <= :now AND #expiresAt > :now AND #fingerprint = :fingerprint',
+                values: {
+                  ':token': n(token),
+                  ':attempts': n(attempts),
+                  ':leaseUntil': n(leaseUntil),
+                  ':expiresAt': n(newExpiresAt),
+                  ':ttl': n(ttlSeconds(newExpiresAt)),
+                  ':now': n(at),
+                  ':previous': n(previous),
+                  ':inProgress': { S: 'in_progress' },
+                  ':fingerprint': { S: fingerprint },
+                },
+              }),
+            }),
+          );
+          if (tried.ok) {
+            const updated =
+              tried.attributes === undefined ? undefined : fromItem(table, tried.attributes);
+            const steps = updated && !updated.deleted ? updated.record.steps : record.steps;
+            return { kind: 'acquired', token, leaseUntil, attempts, steps, takeover: true };
+          }
+          known = tried.old;
+          continue;
+        }
+
+        return { kind: 'existing', record };
+      }
+      throw new StoreUnavailableError(
+        `dynamodb store: begin on table ${table} gave up after ${MAX_BEGIN_ROUNDS} rounds: the record kept changing`,
+      );
+    },
+
+    async complete(key, token, result, ttlMs) {
+      checkKey(key);
+      checkToken(token);
+      checkString('result', result);
+      return finish('complete', key, token, result, duration('ttlMs', ttlMs, 1));
+    },
+
+    async fail(key, token, error, ttlMs) {
+      checkKey(key);
+      checkToken(token);
+      checkString('error', error);
+      return finish('fail', key, token, error, duration('ttlMs', ttlMs, 1));
+    },
+
+    async release(key, token): Promise<FencedResult> {
+      checkKey(key);
+      checkToken(token);
+      const outcome = await fenced('release', key, token, now(), {
+        update: 'SET #leaseUntil = :zero, #updatedAt = :now',
+        values: { ':zero': n(0) },
+      });
+      return outcome === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok' };
+    },
+
+    async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {
+      checkKey(key);
+      checkToken(token);
+      const lease = duration('leaseMs', leaseMs, 0);
+      const at = now();
+      const leaseUntil = at + lease;
+      const outcome = await fenced('heartbeat', key, token, at, {
+        update: 'SET #leaseUntil = :leaseUntil, #updatedAt = :now',
+        values: { ':leaseUntil': n(leaseUntil) },
+      });
+      return outcome === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok', leaseUntil };
+    },
+
+    async saveStep(key, token, name, result): Promise<FencedResult> {
+      checkKey(key);
+      checkToken(token);
+      checkString('step name', name);
+      checkString('step result', result);
+      checkSize('saveStep', key, STEP_PREFIX.length + utf8Bytes(name) + utf8Bytes(result));
+      const outcome = await fenced('saveStep', key, token, now(), {
+        update: 'SET #steps.#step = :result, #updatedAt = :now',
+        names: { '#step': `${STEP_PREFIX}${name}` },
+        values: { ':result': { S: result } },
+      });
+      return outcome === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok' };
+    },
+
+    async get(key): Promise<IdempotencyRecord | undefined> {
+      checkKey(key);
+      const stored = await getItem(key);
+      return stored === undefined || stored.deleted ? undefined : stored.record;
+    },
+
+    async delete(key): Promise<boolean> {
+      checkKey(key);
+      const at = now();
+      // A tombstone, not a DeleteItem: it keeps the token, so the next begin on this key issues
+      // a greater one even if the clock has not moved since.
+      try {
+        await client.send(
+          new UpdateItemCommand({
+            TableName: table,
+            Key: { pk: { S: key } },
+            ...expression({
+              update:
+                'SET #status = :deleted, #expiresAt = :zero, #ttl = :ttl, #updatedAt = :now REMOVE #fingerprint, #attempts, #leaseUntil, #result, #error, #steps, #createdAt',
+              condition: 'attribute_exists(#pk) AND #status <> :deleted',
+              values: {
+                ':deleted': { S: DELETED },
+                ':zero': n(0),
+                ':ttl': n(ttlSeconds(at + tombstoneMs)),
+                ':now': n(at),
+              },
+            }),
+          }),
+        );
+        return true;
+      } catch (error) {
+        if (isConditionFailed(error)) return false;
+        throw toStoreError(error, 'delete', table);
+      }
+    },
+
+    /** Pages with a strongly consistent Scan; no order. The cursor is the last key scanned. */
+    async list(options: ListOptions = {}): Promise<ListPage> {
+      const limit = listLimit(options.limit);
+      let startKey = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+      const parts: ExpressionParts =
+        options.status === undefined
+          ? { filter: '#status <> :deleted', values: { ':deleted': { S: DELETED } } }
+          : { filter: '#status = :status', values: { ':status': { S: options.status } } };
+      const records: IdempotencyRecord[] = [];
+      // Scan's Limit counts items read before the filter, so one page may take several reads.
+      while (records.length < limit) {
+        const page = await scanPage('list', parts, limit - records.length, startKey);
+        for (const item of page.items) {
+          const stored = fromItem(table, item);
+          if (!stored.deleted) records.push(stored.record);
+        }
+        if (page.lastKey === undefined) return { records };
+        startKey = page.lastKey;
+      }
+      return { records, cursor: encodeCursor(startKey as string) };
+    },
+
+    async purgeExpired(options = {}) {
+      const limit = options.limit ?? Number.POSITIVE_INFINITY;
+      if (options.limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) {
+        throw new InvalidArgumentError(
+          `dynamodb store: purgeExpired limit must be a non-negative integer, got ${options.limit}`,
+        );
+      }
+      const at = now();
+      let removed = 0;
+      let startKey: string | undefined;
+      do {
+        const page = await scanPage(
+          'purgeExpired',
+          {
+            filter: '#expiresAt <= :now',
+            projection: PURGE_PROJECTION,
+            values: { ':now': n(at) },
+          },
+          MAX_LIST_LIMIT,
+          startKey,
+        );
+        for (const item of page.items) {
+          if (removed >= limit) return removed;
+          const key = item.pk?.S;
+          const token = item.token?.N;
+          if (key === undefined || token === undefined) continue;
+          const tombstone = item.status?.S === DELETED;
+          // Tombstones are not records: removed (uncounted) once they have kept their token long
+          // enough for every clock to have moved past it.
+          if (tombstone && Number(item.ttl?.N ?? 0) * 1000 > at) continue;
+          if ((await removeDead(key, token, at, tombstone)) && !tombstone) removed++;
+        }
+        startKey = page.lastKey;
+      } while (startKey !== undefined);
+      return removed;
+    },
+  };
+
+  /** Deletes an item only if it is still the dead one the scan saw (not re-acquired since). */
+  async function removeDead(key: string, token: string, at: number, tombstone: boolean) {
+    try {
+      await client.send(
+        new DeleteItemCommand({
+          TableName: table,
+          Key: { pk: { S: key } },
+          ...expression({
+            condition: '#token = :token AND #expiresAt <= :now',
+            values: { ':token': { N: token }, ':now': n(at) },
+          }),
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailed(error)) return false;
+      throw toStoreError(error, tombstone ? 'purgeExpired (tombstone)' : 'purgeExpired', table);
+    }
+  }
+}
+
+function listLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new InvalidArgumentError(
+      `dynamodb store: list limit must be a positive integer, got ${limit}`,
+    );
+  }
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+function encodeCursor(key: string): string {
+  return Buffer.from(key, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  if (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
+    throw new InvalidArgumentError(`dynamodb store: invalid list cursor ${JSON.stringify(cursor)}`);
+  }
+  return Buffer.from(cursor, 'base64url').toString('utf8');
+}

@@ -1,0 +1,320 @@
+import {
+  type AttributeValue,
+  DeleteTableCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isReprocessError } from '../../src/errors.js';
+import type { IdempotencyStore } from '../../src/idempotency/store.js';
+import {
+  createDynamoDbStore,
+  type DynamoDbClientLike,
+  type DynamoDbStore,
+  openDynamoDbStore,
+  parseDynamoDbUrl,
+} from '../../src/stores/dynamodb/index.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
+import { type Dynalite, startDynalite } from '../helpers/dynalite.js';
+import { RUN_ID } from '../helpers/services.js';
+import { describeStoreConformance } from '../helpers/store-conformance.js';
+
+let dynalite: Dynalite;
+let client: DynamoDBClient;
+let n = 0;
+const nextTable = () => `${RUN_ID}_t${++n}`;
+
+beforeAll(async () => {
+  dynalite = await startDynalite();
+  client = dynalite.client();
+});
+afterAll(async () => {
+  client?.destroy();
+  await dynalite?.close();
+});
+
+async function dropTable(table: string): Promise<void> {
+  await client.send(new DeleteTableCommand({ TableName: table }));
+}
+
+describeStoreConformance('dynamodb on dynalite (fake clock)', async () => {
+  const table = nextTable();
+  const clock = new FakeClock();
+  const open = () => createDynamoDbStore(client, { table, clock });
+  const store = open();
+  await store.createTable();
+  return { store, clock, restart: async () => open(), cleanup: () => dropTable(table) };
+});
+
+// Times are the client's, so one clock can drive several store objects (other clients, a
+// restart) exactly; real-time behaviour across processes is in dynamodb-processes.test.ts.
+describeStoreConformance('dynamodb on dynalite (openDynamoDbStore, fake clock)', async () => {
+  const table = nextTable();
+  const clock = new FakeClock();
+  const open = () => openDynamoDbStore(dynalite.url(table), { clock });
+  const store = await openDynamoDbStore(dynalite.url(table), { clock, createTable: true });
+  return { store, clock, restart: open, connect: open, cleanup: () => dropTable(table) };
+});
+
+/**
+ * dynalite never returns the old item on a failed condition; DynamoDB does. This client makes
+ * dynalite answer like DynamoDB (it reads the item right after the failure and attaches it), so
+ * the store's ALL_OLD path runs too, and it counts requests.
+ */
+function countingClient(options: { emulateAllOld: boolean }) {
+  const counts = { requests: 0, gets: 0 };
+  const wrapped: DynamoDbClientLike = {
+    async send(command) {
+      counts.requests++;
+      if (command instanceof GetItemCommand) counts.gets++;
+      try {
+        return await client.send(command as never);
+      } catch (error) {
+        const input = command.input as { ReturnValuesOnConditionCheckFailure?: string };
+        if (
+          options.emulateAllOld &&
+          (error as Error).name === 'ConditionalCheckFailedException' &&
+          input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD'
+        ) {
+          const { TableName, Item, Key } = command.input as {
+            TableName: string;
+            Item?: Record<string, AttributeValue>;
+            Key?: Record<string, AttributeValue>;
+          };
+          const key = Key ?? { pk: Item?.pk as AttributeValue };
+          const old = await client.send(
+            new GetItemCommand({ TableName, Key: key, ConsistentRead: true }),
+          );
+          Object.assign(error as object, { Item: old.Item });
+        }
+        throw error;
+      }
+    },
+  };
+  return { client: wrapped, counts };
+}
+
+describeStoreConformance('dynamodb (DynamoDB-like ALL_OLD answers, fake clock)', async () => {
+  const table = nextTable();
+  const clock = new FakeClock();
+  const store = createDynamoDbStore(countingClient({ emulateAllOld: true }).client, {
+    table,
+    clock,
+  });
+  await store.createTable();
+  return { store, clock, cleanup: () => dropTable(table) };
+});
+
+describe('dynamodb store beyond the suite', () => {
+  let table: string;
+  let store: DynamoDbStore;
+  const clock = new FakeClock();
+  beforeAll(async () => {
+    table = nextTable();
+    store = createDynamoDbStore(client, { table, clock });
+    expect(await store.createTable()).toEqual({ created: true, ttlEnabled: false });
+    expect(await store.createTable()).toEqual({ created: false, ttlEnabled: false });
+  });
+  afterAll(() => dropTable(table));
+
+  async function rawItem(key: string) {
+    const out = await client.send(
+      new GetItemCommand({ TableName: table, Key: { pk: { S: key } }, ConsistentRead: true }),
+    );
+    return out.Item;
+  }
+
+  it('a replay is one request where the endpoint returns the old item, two on dynalite', async () => {
+    for (const emulateAllOld of [true, false]) {
+      const counting = countingClient({ emulateAllOld });
+      const counted = createDynamoDbStore(counting.client, { table, clock });
+      const key = `replay-${emulateAllOld}`;
+      const first = await counted.begin(key, 'fp', 30_000, 60_000);
+      if (first.kind !== 'acquired') throw new Error('expected to acquire');
+      expect(counting.counts.requests).toBe(1);
+      await counted.complete(key, first.token, '"r"', 60_000);
+      counting.counts.requests = 0;
+      counting.counts.gets = 0;
+      const replay = await counted.begin(key, 'fp', 30_000, 60_000);
+      expect(replay).toMatchObject({ kind: 'existing', record: { result: '"r"' } });
+      // With ALL_OLD the conditional write's answer carries the record: one request. Without
+      // it, a strongly consistent read follows.
+      expect(counting.counts.requests).toBe(emulateAllOld ? 1 : 2);
+      expect(counting.counts.gets).toBe(emulateAllOld ? 0 : 1);
+    }
+  });
+
+  it('writes ttl in epoch seconds next to expiresAt in ms', async () => {
+    const begun = await store.begin('ttl-attr', 'fp', 30_000, 90_500);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    let item = await rawItem('ttl-attr');
+    expect(item?.expiresAt?.N).toBe(String(clock.now() + 90_500));
+    expect(item?.ttl?.N).toBe(String(Math.ceil((clock.now() + 90_500) / 1000)));
+    await store.complete('ttl-attr', begun.token, '"r"', 7_200_001);
+    item = await rawItem('ttl-attr');
+    expect(item?.ttl?.N).toBe(String(Math.ceil((clock.now() + 7_200_001) / 1000)));
+  });
+
+  it('refuses a value over 400 KB before sending it, with RESULT_TOO_LARGE', async () => {
+    const counting = countingClient({ emulateAllOld: false });
+    const counted = createDynamoDbStore(counting.client, { table, clock });
+    const begun = await counted.begin('too-big', 'fp', 30_000, 60_000);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    const sent = counting.counts.requests;
+    const big = 'é'.repeat(205_000); // 410 000 UTF-8 bytes
+    await expectCode(
+      counted.complete('too-big', begun.token, big, 60_000),
+      'RESULT_TOO_LARGE',
+      /400 KB/,
+    );
+    await expectCode(counted.saveStep('too-big', begun.token, 's', big), 'RESULT_TOO_LARGE');
+    await expectCode(counted.fail('too-big', begun.token, big, 60_000), 'RESULT_TOO_LARGE');
+    expect(counting.counts.requests).toBe(sent);
+    expect((await counted.get('too-big'))?.status).toBe('in_progress');
+  });
+
+  it('maps the server refusing an item that grew past 400 KB to RESULT_TOO_LARGE, writing nothing', async () => {
+    const begun = await store.begin('grown', 'fp', 30_000, 60_000);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    const half = 'x'.repeat(250 * 1024);
+    expect(await store.saveStep('grown', begun.token, 'one', half)).toEqual({ kind: 'ok' });
+    await expectCode(store.saveStep('grown', begun.token, 'two', half), 'RESULT_TOO_LARGE');
+    await expectCode(store.complete('grown', begun.token, half, 60_000), 'RESULT_TOO_LARGE');
+    const record = await store.get('grown');
+    expect(Object.keys(record?.steps ?? {})).toEqual(['one']);
+    expect(record?.status).toBe('in_progress');
+  });
+
+  it('copes with the item changing between a failed condition and the read (dynalite path)', async () => {
+    // A second writer acts right after begin's condition fails: it deletes the record, or
+    // completes it. The store must act on what is there now, not on what made it fail.
+    for (const interference of ['delete', 'complete'] as const) {
+      const key = `race-${interference}`;
+      const first = await store.begin(key, 'fp', 30_000, 60_000);
+      if (first.kind !== 'acquired') throw new Error('expected to acquire');
+      let armed = true;
+      const meddling: DynamoDbClientLike = {
+        async send(command) {
+          try {
+            return await client.send(command as never);
+          } catch (error) {
+            if (armed && (error as Error).name === 'ConditionalCheckFailedException') {
+              armed = false;
+              if (interference === 'delete') await store.delete(key);
+              else await store.complete(key, first.token, '"done"', 60_000);
+            }
+            throw error;
+          }
+        },
+      };
+      const racing = createDynamoDbStore(meddling, { table, clock });
+      const result = await racing.begin(key, 'fp', 30_000, 60_000);
+      if (interference === 'delete') {
+        expect(result).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false });
+        if (result.kind === 'acquired') expect(result.token).toBeGreaterThan(first.token);
+      } else {
+        expect(result).toMatchObject({ kind: 'existing', record: { status: 'completed' } });
+      }
+      expect(armed).toBe(false);
+    }
+  });
+
+  it('reports unreadable items as RecordCorruptError', async () => {
+    await client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: { pk: { S: 'corrupt' }, status: { S: 'weird' }, token: { N: '1' } },
+      }),
+    );
+    await expectCode(store.get('corrupt'), 'RECORD_CORRUPT', /status/);
+    await expectCode(store.begin('corrupt', 'fp', 1000, 60_000), 'RECORD_CORRUPT');
+    await client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: {
+          pk: { S: 'corrupt-token' },
+          status: { S: 'completed' },
+          fingerprint: { S: 'fp' },
+          token: { S: 'seven' },
+          steps: { M: {} },
+        },
+      }),
+    );
+    await expectCode(store.get('corrupt-token'), 'RECORD_CORRUPT', /token/);
+  });
+
+  it('rejects bad arguments with InvalidArgumentError naming the problem', async () => {
+    await expectCode(store.begin('', 'fp', 1000, 1000), 'INVALID_ARGUMENT', /key/);
+    await expectCode(store.begin('x'.repeat(2049), 'fp', 1000, 1000), 'INVALID_ARGUMENT', /key/);
+    await expectCode(store.begin('k', 'fp', 1000, 0), 'INVALID_ARGUMENT', /ttlMs/);
+    await expectCode(store.heartbeat('k', -3, 1000), 'INVALID_ARGUMENT', /token/);
+    await expectCode(store.list({ limit: 0 }), 'INVALID_ARGUMENT', /limit/);
+    await expectCode(store.list({ cursor: '!!' }), 'INVALID_ARGUMENT', /cursor/);
+    expect(() => createDynamoDbStore(client, { table: 'x' })).toThrow(/table/);
+    expect(() => parseDynamoDbUrl('dynamodb://tbl?endpont=x')).toThrow(/endpont/);
+    expect(() => parseDynamoDbUrl('redis://tbl')).toThrow(/dynamodb:\/\//);
+  });
+
+  it('parses the URL forms', () => {
+    expect(parseDynamoDbUrl('dynamodb://idempotency')).toEqual({
+      table: 'idempotency',
+      local: false,
+      createTable: false,
+    });
+    expect(
+      parseDynamoDbUrl('dynamodb://my.table?endpoint=http://127.0.0.1:8000&region=eu-west-1'),
+    ).toEqual({
+      table: 'my.table',
+      endpoint: 'http://127.0.0.1:8000',
+      region: 'eu-west-1',
+      local: true,
+      createTable: false,
+    });
+    expect(parseDynamoDbUrl('dynamodb://t_1?createTable=1').createTable).toBe(true);
+  });
+});
+
+describe('dynamodb store when the endpoint is gone', () => {
+  it('a missing table, an unreachable endpoint and a stopped server give StoreUnavailableError; a restarted server works', async () => {
+    const missing = createDynamoDbStore(client, { table: `${RUN_ID}_missing` });
+    await expectCode(missing.begin('k', 'fp', 1000, 60_000), 'STORE_UNAVAILABLE', /createTable/);
+
+    const own = await startDynalite();
+    const port = own.port;
+    const table = nextTable();
+    const store: IdempotencyStore = await openDynamoDbStore(own.url(table), {
+      createTable: true,
+      maxAttempts: 1,
+    });
+    try {
+      expect((await store.begin('before', 'fp', 30_000, 60_000)).kind).toBe('acquired');
+      await own.close();
+      await expectCode(store.begin('during', 'fp', 30_000, 60_000), 'STORE_UNAVAILABLE');
+      await expectCode(store.get('before'), 'STORE_UNAVAILABLE');
+
+      const again = await startDynalite({ port });
+      try {
+        // The new server is empty: the same store object creates its table and carries on.
+        await (store as DynamoDbStore).createTable();
+        expect(await store.begin('after', 'fp', 30_000, 60_000)).toMatchObject({
+          kind: 'acquired',
+          attempts: 1,
+        });
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await store.close?.();
+    }
+  });
+});
+
+async function expectCode(promise: Promise<unknown>, code: string, message?: RegExp) {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isReprocessError(error, code), `expected ${code}, got ${String(error)}`).toBe(true);
+  if (message) expect((error as Error).message).toMatch(message);
+}
