@@ -240,8 +240,10 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     throw new InvalidArgumentError('idempotency.fingerprint must be false or a function');
   }
   const userRemember = idem.rememberFailures ?? false;
+  const storeClassify = idem.classify ?? classify;
   const execute: ResolvedOptions<unknown> = resolveOptions<unknown>({
     ...idem,
+    ...(storeClassify ? { classify: storeClassify } : {}),
     clock: idem.clock ?? clock,
     // Remember only what this consumer quarantines at once: a failure it retries must run
     // again on the next delivery, not replay.
