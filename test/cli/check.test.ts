@@ -1,0 +1,182 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CheckReport, formatMs, run } from '../../src/cli/commands/check.js';
+import type { CliIo } from '../../src/cli/io.js';
+import { main } from '../../src/cli/main.js';
+
+function bufferIo(): CliIo & { stdout: () => string; stderr: () => string } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+    stdout: () => out.join('\n'),
+    stderr: () => err.join('\n'),
+  };
+}
+
+const DESIGN_EXAMPLE = `idempotency:
+  key_source: requestId
+  store: key-value
+  ttl_hours: 24
+  on_duplicate: return_previous_result
+retry_policy:
+  max_attempts: 5
+  backoff: exponential
+  jitter: full
+`;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'reprocess-check-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, text: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+async function report(path: string, ...flags: string[]): Promise<CheckReport> {
+  const io = bufferIo();
+  expect(await run([path, '--json', ...flags], io)).toBe(0);
+  return JSON.parse(io.stdout()) as CheckReport;
+}
+
+describe('reprocess check', () => {
+  it('a good file: exit 0, the effective policy and the delay table', async () => {
+    const path = await file('design.yaml', DESIGN_EXAMPLE);
+    const io = bufferIo();
+    expect(await main(['check', path], io)).toBe(0);
+    const out = io.stdout();
+    expect(out).toContain(`${path}: valid`);
+    expect(out).toMatch(/max attempts\s+5/);
+    expect(out).toMatch(/backoff\s+exponential, base 100ms, factor 2, cap 30s/);
+    expect(out).toMatch(/jitter\s+full/);
+    // full jitter of 100 * 2^n: min 0, median d/2, max d, for attempts 2..5
+    expect(out).toMatch(/^ {2}2\s+0ms\s+50ms\s+100ms\s+100ms$/m);
+    expect(out).toMatch(/^ {2}5\s+0ms\s+400ms\s+800ms\s+1\.5s$/m);
+    expect(out).toContain('worst-case time asleep: 1.5s');
+    expect(out).toContain('worst-case total time: unbounded');
+    expect(out).toMatch(/keySource\s+requestId/);
+    expect(io.stderr()).toBe('');
+  });
+
+  it('--json: exact rows for none and equal jitter', async () => {
+    const none = await report(
+      await file(
+        'none.yaml',
+        'retry_policy:\n  max_attempts: 4\n  base: 1s\n  cap: 3s\n  jitter: none\n',
+      ),
+    );
+    expect(none.delays).toEqual([
+      { attempt: 2, min: 1000, median: 1000, max: 1000, cumulativeMax: 1000 },
+      { attempt: 3, min: 2000, median: 2000, max: 2000, cumulativeMax: 3000 },
+      { attempt: 4, min: 3000, median: 3000, max: 3000, cumulativeMax: 6000 },
+    ]);
+    expect(none.worstCaseSleep).toBe(6000);
+    const equal = await report(
+      await file(
+        'equal.yaml',
+        'retry_policy:\n  max_attempts: 2\n  backoff: linear\n  base: 400ms\n  jitter: equal\n',
+      ),
+    );
+    expect(equal.delays).toEqual([
+      { attempt: 2, min: 200, median: 300, max: 400, cumulativeMax: 400 },
+    ]);
+  });
+
+  it('worst-case total: attempts at their timeout plus delays, bounded by the deadline', async () => {
+    const sync = await report(await file('sync.yaml', 'retry_policy:\n  profile: sync\n'));
+    expect(sync.policy.maxAttempts).toBe(3);
+    expect(sync.worstCaseSleep).toBe(150);
+    expect(sync.worstCaseTotal).toBe(2000); // 3 x 1s + 150ms > the 2s deadline
+    const loose = await report(
+      await file('loose.yaml', 'retry_policy:\n  profile: sync\n  deadline: 10s\n'),
+    );
+    expect(loose.worstCaseTotal).toBe(3150);
+    const capped = await report(
+      await file(
+        'capped.yaml',
+        'retry_policy:\n  max_attempts: 10\n  base: 1s\n  jitter: none\n  deadline: 5s\n',
+      ),
+    );
+    expect(capped.worstCaseSleep).toBe(5000);
+  });
+
+  it('decorrelated: exact bounds, medians by seeded sampling (deterministic per seed)', async () => {
+    const path = await file('async.yaml', 'retry_policy:\n  profile: async\n');
+    const a = await report(path, '--seed', '7', '--samples', '2000');
+    const b = await report(path, '--seed', '7', '--samples', '2000');
+    expect(a.sampledMedians).toBe(true);
+    expect(a.delays).toEqual(b.delays);
+    expect(a.delays).toHaveLength(9);
+    expect(a.delays[0]).toMatchObject({ attempt: 2, min: 1000, max: 3000 });
+    expect(a.delays[1]).toMatchObject({ min: 1000, max: 9000 });
+    expect(a.delays[8]).toMatchObject({ min: 1000, max: 300_000 });
+    // the first delay is uniform on [1s, 3s]: median 2s
+    expect(Math.abs((a.delays[0]?.median ?? 0) - 2000)).toBeLessThan(100);
+    for (const row of a.delays) {
+      expect(row.median).toBeGreaterThanOrEqual(row.min);
+      expect(row.median).toBeLessThanOrEqual(row.max);
+    }
+  });
+
+  it('a bad file: exit 1 with every problem on stderr', async () => {
+    const path = await file('bad.yaml', 'retry_policy:\n  jitter: sideways\n  max_attempts: -2\n');
+    const io = bufferIo();
+    expect(await main(['check', path], io)).toBe(1);
+    expect(io.stderr()).toContain(`invalid configuration in ${path}`);
+    expect(io.stderr()).toContain(
+      'retry_policy.jitter: must be one of none, full, equal, decorrelated; got "sideways"',
+    );
+    expect(io.stderr()).toContain('retry_policy.max_attempts: must be a whole number >= 1; got -2');
+    expect(io.stdout()).toBe('');
+  });
+
+  it('a missing file: exit 1', async () => {
+    const io = bufferIo();
+    expect(await run([join(dir, 'missing.yaml')], io)).toBe(1);
+    expect(io.stderr()).toContain('file not found');
+  });
+
+  it('usage errors: exit 2', async () => {
+    for (const args of [
+      [],
+      ['a.yaml', 'b.yaml'],
+      ['--frob', 'a.yaml'],
+      ['--samples', '0', 'a.yaml'],
+    ]) {
+      const io = bufferIo();
+      expect(await run(args, io), JSON.stringify(args)).toBe(2);
+      expect(io.stderr()).toContain('Usage: reprocess check');
+    }
+  });
+
+  it('hides a password in a store URL', async () => {
+    const path = await file(
+      'pg.yaml',
+      'idempotency:\n  store: postgres://app:s3cret@127.0.0.1:5432/app\n',
+    );
+    const io = bufferIo();
+    expect(await run([path], io)).toBe(0);
+    expect(io.stdout()).not.toContain('s3cret');
+    expect(io.stdout()).toContain('postgres postgres://app:***@127.0.0.1:5432/app');
+  });
+
+  it('formatMs', () => {
+    expect([250, 1500, 3150, 90_000, 3_600_000, 86_400_000].map(formatMs)).toEqual([
+      '250ms',
+      '1.5s',
+      '3.15s',
+      '1m 30s',
+      '1h',
+      '24h',
+    ]);
+  });
+});
