@@ -178,14 +178,20 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     }
 
     let sent: Response | undefined;
+    let handlerFailed = false;
     try {
       const outcome = await executeResolved<StoredResponse>(
         identity,
         async (ctx) => {
           if (input.bind) bindContext(ctx, ...input.bind);
-          const captured = await captureResponse(await next(ctx, body), policy);
-          sent = captured.sent;
-          return captured.stored;
+          try {
+            const captured = await captureResponse(await next(ctx, body), policy);
+            sent = captured.sent;
+            return captured.stored;
+          } catch (error) {
+            handlerFailed = true;
+            throw error;
+          }
         },
         optionsFor(input),
       );
@@ -198,6 +204,9 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
         http.onError?.(error);
         return { response: sent, origin: 'handler' };
       }
+      // The handler's own error (the key was released): the framework's to answer, even
+      // when it happens to be a reprocess error from the handler's own dependencies.
+      if (handlerFailed) throw error;
       if (isReprocessError(error) && problemFor(error) !== undefined) return problem(error);
       throw error;
     }
