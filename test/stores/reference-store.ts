@@ -44,7 +44,7 @@ export class ReferenceStore implements IdempotencyStore {
       token,
       attempts: takeover ? old.attempts + 1 : 1,
       leaseUntil: now + leaseMs,
-      expiresAt: now + ttlMs,
+      expiresAt: takeover ? Math.max(old.expiresAt, now + leaseMs) : now + Math.max(ttlMs, leaseMs),
       steps: takeover ? { ...old.steps } : {},
       createdAt: takeover ? old.createdAt : now,
       updatedAt: now,
@@ -106,6 +106,7 @@ export class ReferenceStore implements IdempotencyStore {
     if (!record) return { kind: 'lease_lost' };
     const now = this.clock.now();
     record.leaseUntil = now + leaseMs;
+    record.expiresAt = Math.max(record.expiresAt, record.leaseUntil);
     record.updatedAt = now;
     return { kind: 'ok', leaseUntil: record.leaseUntil };
   }

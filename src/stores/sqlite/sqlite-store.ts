@@ -201,7 +201,8 @@ class SqliteIdempotencyStore implements SqliteStore {
         now,
         nowToken: now * 1000,
         leaseUntil: now + leaseMs,
-        expiresAt: now + ttlMs,
+        // An operation never expires while its lease is live.
+        expiresAt: now + Math.max(ttlMs, leaseMs),
       };
       // The upsert decides and writes in one statement: two processes that both read "free"
       // above cannot both acquire, because the second one's WHERE sees the first one's lease.
@@ -253,7 +254,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     return this.guard('heartbeat', () => {
       const now = this.now();
       const leaseUntil = now + leaseMs;
-      const { changes } = this.prepared().heartbeat.run(leaseUntil, now, key, token);
+      const { changes } = this.prepared().heartbeat.run(leaseUntil, leaseUntil, now, key, token);
       return changes === 1 ? { kind: 'ok', leaseUntil } : LOST;
     });
   }
@@ -410,6 +411,7 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
   // afresh), or an in-progress row of the same fingerprint whose lease ended (a takeover:
   // steps kept, attempts + 1). The token is the greatest of the clock in microseconds, the
   // row's token + 1 and the high-water mark of deleted rows + 1, so it only ever grows.
+  // A takeover keeps createdAt and expiresAt (moved on only as far as the new lease).
   // SET expressions read the old row, so the CASEs see the old expires_at.
   const acquire = db.prepare(`
     INSERT INTO ${t} (key, fingerprint, status, token, attempts, lease_until, expires_at,
@@ -424,7 +426,8 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
       steps = CASE WHEN expires_at <= @now THEN '{}' ELSE steps END,
       created_at = CASE WHEN expires_at <= @now THEN @now ELSE created_at END,
       lease_until = excluded.lease_until,
-      expires_at = excluded.expires_at,
+      expires_at = CASE WHEN expires_at <= @now THEN excluded.expires_at
+                        ELSE max(expires_at, excluded.lease_until) END,
       result = NULL,
       error = NULL,
       updated_at = @now
@@ -449,7 +452,9 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
       `UPDATE ${t} SET status = 'failed', error = ?, lease_until = 0, expires_at = ?, updated_at = ? ${fenced}`,
     ),
     release: db.prepare(`UPDATE ${t} SET lease_until = 0, updated_at = ? ${fenced}`),
-    heartbeat: db.prepare(`UPDATE ${t} SET lease_until = ?, updated_at = ? ${fenced}`),
+    heartbeat: db.prepare(
+      `UPDATE ${t} SET lease_until = ?, expires_at = max(expires_at, ?), updated_at = ? ${fenced}`,
+    ),
     saveStep: db.prepare(
       `UPDATE ${t} SET steps = json_patch(steps, json_object(?, ?)), updated_at = ? ${fenced}`,
     ),
