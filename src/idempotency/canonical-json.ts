@@ -18,11 +18,18 @@ import { InvalidArgumentError } from '../errors.js';
  * This text is for hashing, not for storing: it does not round-trip (see the codec for that).
  */
 export function canonicalJson(value: unknown): string {
-  return write(value, '$', []) ?? 'null';
+  return write(value, { ancestors: [], segments: [] }) ?? 'null';
+}
+
+/** Where the walk is: the objects above the current value and the path to it. */
+interface Walk {
+  ancestors: object[];
+  /** Path segments (`.key`, `[0]`), joined only for an error message. */
+  segments: string[];
 }
 
 /** The canonical text of one value, or undefined where JSON leaves an object member out. */
-function write(value: unknown, path: string, ancestors: object[]): string | undefined {
+function write(value: unknown, walk: Walk): string | undefined {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
@@ -38,34 +45,38 @@ function write(value: unknown, path: string, ancestors: object[]): string | unde
     case 'symbol':
       return undefined;
     default:
-      return writeObject(value as object, path, ancestors);
+      return writeObject(value as object, walk);
   }
 }
 
-function writeObject(value: object, path: string, ancestors: object[]): string | undefined {
-  if (ancestors.includes(value)) {
-    throw new InvalidArgumentError(`cannot fingerprint a circular structure (at ${path})`);
+/** Writes `value` one level down, at `segment`. */
+function child(value: unknown, segment: string, walk: Walk): string | undefined {
+  walk.segments.push(segment);
+  const text = write(value, walk);
+  walk.segments.pop();
+  return text;
+}
+
+function writeObject(value: object, walk: Walk): string | undefined {
+  if (walk.ancestors.includes(value)) {
+    throw new InvalidArgumentError(
+      `cannot fingerprint a circular structure (at $${walk.segments.join('')})`,
+    );
   }
   // Before toJSON: a Buffer and a Uint8Array of the same bytes fingerprint alike.
   if (value instanceof Uint8Array) {
-    return `{"$bytes":${JSON.stringify(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64'))}}`;
-  }
-  const toJSON = (value as { toJSON?: unknown }).toJSON;
-  if (typeof toJSON === 'function') {
-    ancestors.push(value);
-    try {
-      return write(toJSON.call(value), path, ancestors);
-    } finally {
-      ancestors.pop();
-    }
+    const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    return `{"$bytes":${JSON.stringify(bytes.toString('base64'))}}`;
   }
 
-  ancestors.push(value);
+  walk.ancestors.push(value);
   try {
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') return write(toJSON.call(value), walk);
     if (Array.isArray(value)) {
       const items: string[] = [];
       for (let i = 0; i < value.length; i++) {
-        items.push(write(value[i], `${path}[${i}]`, ancestors) ?? 'null');
+        items.push(child(value[i], `[${i}]`, walk) ?? 'null');
       }
       return `[${items.join(',')}]`;
     }
@@ -73,26 +84,24 @@ function writeObject(value: object, path: string, ancestors: object[]): string |
       const pairs: string[] = [];
       let i = 0;
       for (const [k, v] of value) {
-        const at = `${path}.<map entry ${i++}>`;
-        pairs.push(`[${write(k, at, ancestors) ?? 'null'},${write(v, at, ancestors) ?? 'null'}]`);
+        const at = `.<map entry ${i++}>`;
+        pairs.push(`[${child(k, at, walk) ?? 'null'},${child(v, at, walk) ?? 'null'}]`);
       }
       return `[${pairs.sort().join(',')}]`;
     }
     if (value instanceof Set) {
       const items: string[] = [];
       let i = 0;
-      for (const item of value) {
-        items.push(write(item, `${path}.<set item ${i++}>`, ancestors) ?? 'null');
-      }
+      for (const item of value) items.push(child(item, `.<set item ${i++}>`, walk) ?? 'null');
       return `[${items.sort().join(',')}]`;
     }
     const members: string[] = [];
     for (const key of Object.keys(value).sort()) {
-      const text = write((value as Record<string, unknown>)[key], `${path}.${key}`, ancestors);
+      const text = child((value as Record<string, unknown>)[key], `.${key}`, walk);
       if (text !== undefined) members.push(`${JSON.stringify(key)}:${text}`);
     }
     return `{${members.join(',')}}`;
   } finally {
-    ancestors.pop();
+    walk.ancestors.pop();
   }
 }

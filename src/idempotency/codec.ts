@@ -23,7 +23,7 @@ import type { Codec } from './types.js';
 export function createDefaultCodec(): Codec {
   return {
     encode(value: unknown): string {
-      return JSON.stringify(encodeValue(value, '$', []));
+      return JSON.stringify(encodeValue(value, { ancestors: [], segments: [] }));
     },
     decode(text: string): unknown {
       if (typeof text !== 'string') {
@@ -54,13 +54,28 @@ function tagged(tag: string, payload?: Tree): Tree {
   return payload === undefined ? { [TAG]: tag } : { [TAG]: tag, v: payload };
 }
 
-function notStorable(path: string, what: string): never {
+/** Where the walk is: the objects above the current value and the path to it. */
+interface Walk {
+  ancestors: object[];
+  /** Path segments (`.key`, `[0]`), joined only for an error message. */
+  segments: string[];
+}
+
+function notStorable(walk: Walk, what: string): never {
   throw new ResultNotStorableError(
-    `cannot store ${what} (at ${path}); return plain data or pass a codec that handles it`,
+    `cannot store ${what} (at $${walk.segments.join('')}); return plain data or pass a codec that handles it`,
   );
 }
 
-function encodeValue(value: unknown, path: string, ancestors: object[]): Tree {
+/** Encodes `value` one level down, at `segment`. */
+function child(value: unknown, segment: string, walk: Walk): Tree {
+  walk.segments.push(segment);
+  const tree = encodeValue(value, walk);
+  walk.segments.pop();
+  return tree;
+}
+
+function encodeValue(value: unknown, walk: Walk): Tree {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -76,13 +91,13 @@ function encodeValue(value: unknown, path: string, ancestors: object[]): Tree {
     case 'bigint':
       return tagged('bigint', value.toString());
     case 'function':
-      return notStorable(path, `a function${value.name ? ` (${value.name})` : ''}`);
+      return notStorable(walk, `a function${value.name ? ` (${value.name})` : ''}`);
     case 'symbol':
-      return notStorable(path, 'a symbol');
+      return notStorable(walk, 'a symbol');
   }
   if (value === null) return null;
   const object = value as object;
-  if (ancestors.includes(object)) return notStorable(path, 'a circular structure');
+  if (walk.ancestors.includes(object)) return notStorable(walk, 'a circular structure');
   const proto: unknown = Object.getPrototypeOf(object);
 
   if (proto === Date.prototype) {
@@ -98,12 +113,12 @@ function encodeValue(value: unknown, path: string, ancestors: object[]): Tree {
     );
   }
 
-  ancestors.push(object);
+  walk.ancestors.push(object);
   try {
     if (Array.isArray(object) && proto === Array.prototype) {
       const items: Tree[] = new Array(object.length);
       for (let i = 0; i < object.length; i++) {
-        items[i] = encodeValue(object[i], `${path}[${i}]`, ancestors);
+        items[i] = child(object[i], `[${i}]`, walk);
       }
       return items;
     }
@@ -111,8 +126,8 @@ function encodeValue(value: unknown, path: string, ancestors: object[]): Tree {
       const entries: Tree[] = [];
       let i = 0;
       for (const [k, v] of object as Map<unknown, unknown>) {
-        const at = `${path}.<map entry ${i++}>`;
-        entries.push([encodeValue(k, at, ancestors), encodeValue(v, at, ancestors)]);
+        const at = `.<map entry ${i++}>`;
+        entries.push([child(k, at, walk), child(v, at, walk)]);
       }
       return tagged('map', entries);
     }
@@ -120,32 +135,27 @@ function encodeValue(value: unknown, path: string, ancestors: object[]): Tree {
       const items: Tree[] = [];
       let i = 0;
       for (const item of object as Set<unknown>) {
-        items.push(encodeValue(item, `${path}.<set item ${i++}>`, ancestors));
+        items.push(child(item, `.<set item ${i++}>`, walk));
       }
       return tagged('set', items);
     }
     if (proto === Object.prototype || proto === null) {
       for (const symbol of Object.getOwnPropertySymbols(object)) {
         if (Object.prototype.propertyIsEnumerable.call(object, symbol)) {
-          notStorable(path, `a symbol-keyed member (${String(symbol)})`);
+          notStorable(walk, `a symbol-keyed member (${String(symbol)})`);
         }
       }
       const out: { [key: string]: Tree } = {};
       let escaped = false;
       for (const key of Object.keys(object)) {
         if (key === TAG) escaped = true;
-        const member = encodeValue(
-          (object as Record<string, unknown>)[key],
-          `${path}.${key}`,
-          ancestors,
-        );
-        setMember(out, key, member);
+        setMember(out, key, child((object as Record<string, unknown>)[key], `.${key}`, walk));
       }
       return escaped ? tagged('obj', out) : out;
     }
-    return notStorable(path, describeInstance(object));
+    return notStorable(walk, describeInstance(object));
   } finally {
-    ancestors.pop();
+    walk.ancestors.pop();
   }
 }
 

@@ -111,7 +111,9 @@ export function createContext(
     token: run.token,
     attempt: run.attempt,
     resumed: run.resumed,
-    signal: run.lease.signal,
+    get signal() {
+      return run.lease.signal;
+    },
 
     async step<T>(name: string, work: () => T | Promise<T>): Promise<T> {
       checkStepName(name);
@@ -119,8 +121,7 @@ export function createContext(
         throw new InvalidArgumentError(`step "${name}" needs a work function`);
       }
       claim(used, name);
-      const aborted = run.lease.signal;
-      if (aborted.aborted) throw aborted.reason;
+      if (run.lease.lost) throw run.lease.signal.reason;
 
       const stored = run.steps[name];
       if (stored !== undefined) {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 
 /** What {@link hashKey} hashes: the operation, the optional principal and the caller's key. */
@@ -8,10 +8,17 @@ export interface KeyParts {
   key: string;
 }
 
+type OneShotHash = (algorithm: string, data: string, encoding: 'hex') => string;
+
+// `crypto.hash` (Node >= 20.12) is about twice as fast as createHash for one short input;
+// this runs twice per operation, so it shows in throughput.
+const oneShot = (crypto as { hash?: OneShotHash }).hash;
+
 /** SHA-256 of `text` (UTF-8) as 64 lowercase hex characters. */
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
-}
+export const sha256Hex: (text: string) => string =
+  oneShot === undefined
+    ? (text) => crypto.createHash('sha256').update(text, 'utf8').digest('hex')
+    : (text) => oneShot('sha256', text, 'hex');
 
 /**
  * The stored key of an operation: SHA-256 (hex) of `(operation, principal, key)`. Fixed

@@ -16,7 +16,9 @@ import { callStore, checkHeartbeat } from './store-results.js';
  * signal aborts, since another worker may have taken over by now.
  */
 export class LeaseKeeper {
-  private readonly controller = new AbortController();
+  // Created on first use: most runs never look at the signal, and the hot path shows it.
+  private controller: AbortController | undefined;
+  private lostWith: LeaseLostError | undefined;
   private cancelTimer: (() => void) | undefined;
   private stopped = false;
   /** Local time before which the lease is surely still ours. */
@@ -36,7 +38,16 @@ export class LeaseKeeper {
 
   /** Aborts with a {@link LeaseLostError} when the lease is lost. */
   get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.lostWith !== undefined) this.controller.abort(this.lostWith);
+    }
     return this.controller.signal;
+  }
+
+  /** True once the lease is known to be lost. */
+  get lost(): boolean {
+    return this.lostWith !== undefined;
   }
 
   /** Starts heartbeats (none when the interval is 0). */
@@ -54,7 +65,9 @@ export class LeaseKeeper {
   /** Marks the lease lost: aborts the signal (once) and stops heartbeats. */
   lose(error: LeaseLostError): void {
     this.stop();
-    if (!this.controller.signal.aborted) this.controller.abort(error);
+    if (this.lostWith !== undefined) return;
+    this.lostWith = error;
+    this.controller?.abort(error);
   }
 
   private schedule(): void {
