@@ -3,7 +3,6 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import type { IdempotencyStore } from '../../src/idempotency/store.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
-import { describeStoreConformance } from '../helpers/store-conformance.js';
 
 const LEASE = 30_000;
 const TTL = 3_600_000;
@@ -20,6 +19,8 @@ async function acquire(store: IdempotencyStore, key = 'k', fingerprint = 'fp') {
   return begun;
 }
 
+// The shared conformance suite runs in test/stores/memory-conformance.test.ts; these are the
+// memory store's own details (exact tokens, copies, argument checks).
 describe('memory store', () => {
   it('acquires a new key with a clock-derived token, one attempt and no steps', async () => {
     const { clock, store } = setup();
@@ -237,10 +238,3 @@ describe('memory store', () => {
   });
 });
 
-// The shared suite every store runs, on fake time and on real time.
-describeStoreConformance('memory (fake clock)', async () => {
-  const clock = new FakeClock();
-  return { store: createMemoryStore({ clock }), clock };
-});
-
-describeStoreConformance('memory (real time)', async () => ({ store: createMemoryStore() }));
