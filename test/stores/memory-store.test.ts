@@ -237,4 +237,3 @@ describe('memory store', () => {
     await expect(store.list({ limit: 0 })).rejects.toThrow(/limit/);
   });
 });
-
