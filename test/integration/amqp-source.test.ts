@@ -92,6 +92,7 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     expect(delivery.deliveryCount).toBe(1);
     expect(delivery.publishedAt).toBe(1_700_000_000_000); // AMQP timestamps are seconds
     expect(delivery.source).toBe(queue);
+    expect(s.name).toBe(queue);
     await delivery.ack();
     await expect(delivery.ack()).rejects.toSatisfy((e) => isReprocessError(e, 'INVALID_ARGUMENT'));
     await s.stop();

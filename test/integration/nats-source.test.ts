@@ -76,7 +76,8 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     expect([...delivery.body]).toEqual([...body]);
     expect(delivery.headers).toEqual({ tenant: 'acme' });
     expect(delivery.deliveryCount).toBe(1);
-    expect(delivery.source).toBe(subject);
+    expect(delivery.source).toBe(stream);
+    expect(s.name).toBe(stream);
     expect(delivery.publishedAt).toBeGreaterThanOrEqual(before - 1000);
     await delivery.ack();
     await expect(delivery.ack()).rejects.toSatisfy((e) => isReprocessError(e, 'INVALID_ARGUMENT'));

@@ -50,7 +50,7 @@ export interface AmqpSourceSettings extends AmqpTopologyOptions {
 /** Options of {@link createAmqpSource}: a URL or a connection, and the queue. */
 export type AmqpSourceOptions = AmqpConnectionOptions & AmqpSourceSettings;
 
-/** A RabbitMQ {@link MessageSource} with the queues it uses. */
+/** A RabbitMQ {@link MessageSource} (its `name` is the queue name) with the queues it uses. */
 export interface AmqpSource extends MessageSource {
   readonly topology: AmqpTopology;
 }
@@ -71,7 +71,8 @@ interface Session {
  *   back to the source. A crash between the two leaves both: a duplicate delivery, which
  *   idempotency absorbs; never a loss;
  * - `quarantine(history)`: publish a copy with the history headers to the dead-letter queue,
- *   confirmed, then ack.
+ *   confirmed, then ack;
+ * - `release()`: `basic.nack` with requeue: back in the queue at once, counted as a delivery.
  *
  * Copies keep the payload, properties and the publisher's headers untouched and carry the
  * delivery count (`x-reprocess-deliveries`, since a new copy starts at x-delivery-count 0) and
@@ -98,6 +99,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
   let retryState: BackoffState = initialBackoffState(backoff);
   let cancelRetry: (() => void) | undefined;
+  let cancelling: Promise<void> | undefined;
 
   async function subscribe(): Promise<void> {
     if (!connection) throw new InvalidArgumentError('the AMQP source is not started');
@@ -121,6 +123,15 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
             );
             current.alive = false;
             void closeQuietly(channel);
+            return;
+          }
+          if (state !== 'running') {
+            // Stopped while the broker was still sending: give it straight back.
+            try {
+              channel.nack(message, false, true);
+            } catch {
+              // The channel is gone: the broker requeues it anyway.
+            }
             return;
           }
           const delivery = toDelivery(message, current);
@@ -224,6 +235,17 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
           await requirePublisher().publish(tier.queue, message.content, copyOptions(extra));
           ackOriginal('retryLater');
         }),
+      release: () =>
+        settle('release', async () => {
+          try {
+            current.channel.nack(message, false, true);
+          } catch (error) {
+            throw new AmqpChannelLostError(
+              `could not give back ${id}: its channel closed; RabbitMQ redelivers it`,
+              error,
+            );
+          }
+        }),
       quarantine: (history: QuarantineHistory) =>
         settle('quarantine', async () => {
           const extra = encodeHistory(history, { prefix: AMQP_PREFIX });
@@ -243,7 +265,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   }
 
   return {
-    name: `amqp:${topology.queue}`,
+    name: topology.queue,
     topology,
 
     async start(handler, startOptions) {
@@ -279,17 +301,18 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
 
     async stop() {
       if (state !== 'running' && state !== 'starting') return;
+      // From here on, whatever the broker still sends goes straight back (see the consume
+      // callback), so stop takes effect now; the consumer is cancelled in the background and
+      // the channel stays open so that in-flight deliveries can still be settled.
       state = 'stopped';
       cancelRetry?.();
       cancelRetry = undefined;
       const current = session;
       if (current?.alive && current.consumerTag !== undefined) {
-        // The channel stays open so that in-flight deliveries can still be settled.
-        try {
-          await current.channel.cancel(current.consumerTag);
-        } catch (error) {
-          report(error);
-        }
+        cancelling = current.channel.cancel(current.consumerTag).then(
+          () => undefined,
+          (error: unknown) => report(error),
+        );
       }
     },
 
@@ -297,6 +320,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       if (state === 'closed') return;
       if (state === 'running' || state === 'starting') await this.stop();
       state = 'closed';
+      await cancelling;
       await release();
     },
   };

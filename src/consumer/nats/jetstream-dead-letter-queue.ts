@@ -14,6 +14,7 @@ import { JetStreamPublishError } from './jetstream-errors.js';
 import {
   MESSAGE_ID,
   NATS_HISTORY_CODEC,
+  SUBJECT,
   carryHeaders,
   ourHeaders,
   publisherHeaders,
@@ -53,7 +54,7 @@ export interface JetStreamDeadLetterQueue extends DeadLetterQueue {
 /**
  * The dead-letter stream of a JetStream source. Listing reads the stream with an ordered
  * consumer (nothing is taken or changed). A redrive republishes each match to the subject it
- * came from with the publisher's headers and its `Reprocess-Msg-Id` (so `Delivery.id`, and
+ * was first published to (`Reprocess-Subject`, kept at quarantine) with the publisher's headers and its `Reprocess-Msg-Id` (so `Delivery.id`, and
  * a key derived from it, stays the same) and the `Nats-Msg-Id` `rp-r:<dlq stream>:<sequence>`
  * (a repeated redrive of the same message within the duplicate window is dropped by
  * JetStream), and deletes it from the dead-letter stream only after the publish ack.
@@ -92,7 +93,7 @@ export function createJetStreamDeadLetterQueue(
       id: String(message.seq),
       body: message.data,
       headers: publisherHeaders(message.headers),
-      history: decodeHistory(ourHeaders(message.headers), NATS_HISTORY_CODEC, ''),
+      history: decodeHistory(ourHeaders(message.headers), NATS_HISTORY_CODEC, options.stream),
     };
   }
 
@@ -148,18 +149,19 @@ export function createJetStreamDeadLetterQueue(
       await scan(async (message) => {
         const item = read(message);
         if (!matchesFilter(item.history, filter, now)) return true;
-        if (item.history.source === '') return true; // not quarantined by reprocess: no way back
+        const subject = message.headers?.get(SUBJECT);
+        if (!subject) return true; // not quarantined by reprocess: no way back
         if (moved > 0 && spacing > 0) await sleep(clock, spacing);
         const id = message.headers?.get(MESSAGE_ID) || `${deadLetterStream}:${message.seq}`;
         try {
-          await js.publish(item.history.source, message.data, {
+          await js.publish(subject, message.data, {
             headers: carryHeaders(message.headers, { [MESSAGE_ID]: id }),
             msgID: `rp-r:${deadLetterStream}:${message.seq}`,
           });
           await jsm.streams.deleteMessage(deadLetterStream, message.seq, false);
         } catch (error) {
           throw new JetStreamPublishError(
-            `redrive stopped after ${moved} message(s): ${item.id} could not be moved back to ${item.history.source}; it stays in ${deadLetterStream}`,
+            `redrive stopped after ${moved} message(s): ${item.id} could not be moved back to ${subject}; it stays in ${deadLetterStream}`,
             error,
           );
         }

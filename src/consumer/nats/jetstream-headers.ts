@@ -17,6 +17,9 @@ export const NATS_PREFIX = 'Reprocess-';
  */
 export const MESSAGE_ID = `${NATS_PREFIX}Msg-Id`;
 
+/** The subject the message was published to; a redrive publishes it back there. */
+export const SUBJECT = `${NATS_PREFIX}Subject`;
+
 /** JetStream's deduplication header. */
 export const NATS_MSG_ID = 'Nats-Msg-Id';
 

@@ -14,6 +14,7 @@ import {
   MESSAGE_ID,
   NATS_HISTORY_CODEC,
   NATS_MSG_ID,
+  SUBJECT,
   carryHeaders,
   deliveryHeaders,
 } from './jetstream-headers.js';
@@ -44,7 +45,7 @@ export interface JetStreamSourceSettings extends JetStreamTopologyOptions {
 /** Options of {@link createJetStreamSource}: servers or a connection, the stream and the durable. */
 export type JetStreamSourceOptions = NatsConnectionOptions & JetStreamSourceSettings;
 
-/** A NATS JetStream {@link MessageSource} with the streams and consumer it uses. */
+/** A NATS JetStream {@link MessageSource} (its `name` is the stream name) with its topology. */
 export interface JetStreamSource extends MessageSource {
   readonly topology: JetStreamTopology;
 }
@@ -60,9 +61,12 @@ export interface JetStreamSource extends MessageSource {
  *   headers) to the dead-letter stream and wait for its publish ack, then `+TERM` so JetStream
  *   never delivers it again. The copy's `Nats-Msg-Id` is `rp-q:<stream>:<sequence>`: a crash
  *   between the two redelivers the message, and its second quarantine is deduplicated;
- * - `touch()`: `+WPI` (working): AckWait starts again.
+ * - `touch()`: `+WPI` (working): AckWait starts again;
+ * - `release()`: `-NAK` without delay: redelivered at once.
  *
- * `deliveryCount` is JetStream's own (`info.deliveryCount`), `publishedAt` the stream's
+ * The source's `name`, and `Delivery.source`, is the stream name (the default operation scope
+ * of the runtime); the subject a message was published to travels with it into quarantine
+ * (`Reprocess-Subject`) and a redrive publishes it back there. `deliveryCount` is JetStream's own (`info.deliveryCount`), `publishedAt` the stream's
  * timestamp of the message, `id` its `Nats-Msg-Id` (or `<stream>:<sequence>`). The source
  * hands out at most `prefetch` unsettled messages and pulls `prefetch` at a time, so up to
  * `prefetch` more may wait in the client (their AckWait runs).
@@ -81,6 +85,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   let slots: Slots | undefined;
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
   let pump: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
 
   function toDelivery(message: JsMsg, slot: Slots): Delivery {
     const own = message.headers?.get(MESSAGE_ID) || message.headers?.get(NATS_MSG_ID);
@@ -128,7 +133,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
       id,
       body: message.data,
       headers: deliveryHeaders(message.headers),
-      source: message.subject,
+      source: topology.stream,
       deliveryCount: message.info.deliveryCount,
       publishedAt: Math.floor(message.info.timestampNanos / 1e6),
       ack: () => settle('ack', () => send('ack', () => message.ack())),
@@ -141,6 +146,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
           }
           send('nak', () => message.nak(Math.ceil(delayMs)));
         }),
+      release: () => settle('release', () => send('nak', () => message.nak())),
       quarantine: (history: QuarantineHistory) =>
         settle('quarantine', async () => {
           const client = js;
@@ -148,6 +154,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
           const headers = carryHeaders(message.headers, {
             ...encodeHistory(history, NATS_HISTORY_CODEC),
             [MESSAGE_ID]: id,
+            [SUBJECT]: message.subject,
           });
           try {
             await client.publish(`${topology.deadLetterSubject}.${message.subject}`, message.data, {
@@ -202,7 +209,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   }
 
   return {
-    name: `jetstream:${topology.stream}/${topology.durable}`,
+    name: topology.stream,
     topology,
 
     async start(onDelivery, startOptions) {
@@ -255,20 +262,22 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
 
     async stop() {
       if (state !== 'running' && state !== 'starting') return;
+      // From here on the pump hands every message straight back (nak), so stop takes effect
+      // now; the pull subscription is closed in the background. The iterator only ends once
+      // the pump reads on, so a pump waiting for a slot is woken first.
       state = 'stopped';
-      // The iterator only ends once the pump reads on, so wake a pump waiting for a slot first.
       slots?.releaseWaiters();
-      try {
-        await messages?.close();
-      } catch (error) {
-        report(error);
-      }
+      closing = messages?.close().then(
+        () => undefined,
+        (error: unknown) => report(error),
+      );
     },
 
     async close() {
       if (state === 'closed') return;
       if (state === 'running' || state === 'starting') await this.stop();
       state = 'closed';
+      await closing;
       await pump;
       await release();
     },
