@@ -19,19 +19,19 @@ const sync: Readonly<RetryOptions> = Object.freeze({
 
 /**
  * For work nobody waits on (a queue consumer, a background job): patient retries that give
- * a sick dependency minutes to recover, then quarantine. 10 attempts, exponential from 1s
- * with decorrelated jitter (each delay random between 1s and three times the previous one),
- * capped at 5 minutes; no overall deadline and no attempt timeout (the attempts bound it:
- * at most about 26 minutes of delays in total, about 4 to 8 minutes typically). Consumers
- * that redeliver through a broker use `computeDelay(profiles.async, n)`.
+ * a sick dependency minutes to recover, then quarantine. 10 attempts, exponential from 2s
+ * (factor 2) capped at 5 minutes, full jitter; no overall deadline and no attempt timeout
+ * (the attempts bound it). The 9 delays are at most 2s, 4s, ... 256s, 300s: 13.5 minutes
+ * in total at worst, about 6.75 minutes on average. Consumers that redeliver through a
+ * broker use `computeDelay(profiles.async, n)`.
  */
 const async: Readonly<RetryOptions> = Object.freeze({
   maxAttempts: 10,
   backoff: 'exponential',
-  base: '1s',
+  base: '2s',
   factor: 2,
   cap: '5m',
-  jitter: 'decorrelated',
+  jitter: 'full',
 } satisfies RetryOptions);
 
 /**

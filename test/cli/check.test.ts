@@ -110,7 +110,10 @@ describe('reprocess check', () => {
   });
 
   it('decorrelated: exact bounds, medians by seeded sampling (deterministic per seed)', async () => {
-    const path = await file('async.yaml', 'retry_policy:\n  profile: async\n');
+    const path = await file(
+      'decorrelated.yaml',
+      'retry_policy:\n  max_attempts: 10\n  base: 1s\n  cap: 5m\n  jitter: decorrelated\n',
+    );
     const a = await report(path, '--seed', '7', '--samples', '2000');
     const b = await report(path, '--seed', '7', '--samples', '2000');
     expect(a.sampledMedians).toBe(true);

@@ -101,8 +101,9 @@ describe('profiles', () => {
   it('async: many attempts, delays up to minutes, no deadline', () => {
     const async = resolveRetryOptions(profiles.async);
     expect(async.maxAttempts).toBe(10);
+    expect(async.backoff.base).toBe(2000);
     expect(async.backoff.cap).toBe(300_000);
-    expect(async.backoff.jitter).toBe('decorrelated');
+    expect(async.backoff.jitter).toBe('full');
     expect(async.deadline).toBeUndefined();
   });
 
