@@ -6,6 +6,14 @@ export {
   retryAfterMs,
 } from './classify.js';
 export { computeDelay } from './compute-delay.js';
+export {
+  isAbortedError,
+  isAttemptTimeoutError,
+  isDeadlineExceededError,
+  isNonRetryableError,
+  isRetryBudgetExhaustedError,
+  isRetryExhaustedError,
+} from './guards.js';
 export { profiles } from './profiles.js';
 export { type RatioBudget, type RatioBudgetOptions, createRatioBudget } from './ratio-budget.js';
 export {
@@ -21,3 +29,13 @@ export {
   type TokenBucketBudgetOptions,
   createTokenBucketBudget,
 } from './token-bucket-budget.js';
+export type {
+  AttemptContext,
+  Classifier,
+  Disposer,
+  GiveUpEvent,
+  RetryBudget,
+  RetryEvent,
+  RetryOptions,
+  SuccessEvent,
+} from './types.js';
