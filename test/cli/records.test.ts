@@ -1,0 +1,221 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { CliIo } from '../../src/cli/io.js';
+import { run } from '../../src/cli/commands/records.js';
+import { hashKey } from '../../src/idempotency/hash.js';
+import { createSqliteStore } from '../../src/stores/sqlite/index.js';
+
+const FP = 'f'.repeat(64);
+const SECRET = 'card-4242-SECRET';
+const HOUR = 3_600_000;
+
+function buffers(): CliIo & { stdout: () => string; stderr: () => string } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+    stdout: () => out.join('\n'),
+    stderr: () => err.join('\n'),
+  };
+}
+
+let dir: string;
+let url: string;
+const keys = {
+  done: hashKey({ operation: 'charge', key: 'order-1' }),
+  running: hashKey({ operation: 'charge', principal: 'tenant-a', key: 'order-2' }),
+  failed: hashKey({ operation: 'charge', key: 'order-3' }),
+  expired: hashKey({ operation: 'charge', key: 'order-4' }),
+};
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'reprocess-records-cli-'));
+  const path = join(dir, 'store.sqlite');
+  url = `sqlite:${path}`;
+  // Real time: the CLI compares leases and expiry with the wall clock.
+  const store = createSqliteStore({ path });
+  const done = await store.begin(keys.done, FP, 30_000, HOUR);
+  if (done.kind !== 'acquired') throw new Error('setup');
+  await store.saveStep(keys.done, done.token, 'charge', `"${SECRET}"`);
+  await store.complete(keys.done, done.token, `{"receipt":"${SECRET}"}`, HOUR);
+  const running = await store.begin(keys.running, FP, HOUR, HOUR);
+  if (running.kind !== 'acquired') throw new Error('setup');
+  await store.saveStep(keys.running, running.token, 'reserve', '"r1"');
+  const failed = await store.begin(keys.failed, FP, 30_000, HOUR);
+  if (failed.kind !== 'acquired') throw new Error('setup');
+  await store.fail(keys.failed, failed.token, `{"code":"DECLINED","detail":"${SECRET}"}`, HOUR);
+  const expired = await store.begin(keys.expired, FP, 1, 1);
+  if (expired.kind !== 'acquired') throw new Error('setup');
+  await store.complete(keys.expired, expired.token, '"old"', 1);
+  await store.close();
+  // Both 1 ms TTLs have passed by the time the CLI runs.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+});
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('reprocess records', () => {
+  it('lists key, status, token, attempts, lease, expiry and step names, never results', async () => {
+    const io = buffers();
+    expect(await run(['list', '--store', url], io)).toBe(0);
+    const text = io.stdout();
+    expect(text).toMatch(/^key\s+status\s+token\s+attempts\s+lease\s+expires\s+steps/);
+    for (const key of Object.values(keys)) expect(text).toContain(key);
+    const line = (key: string) => text.split('\n').find((l) => l.startsWith(key)) ?? '';
+    expect(line(keys.done)).toMatch(/completed\s+\d{16}\s+1\s+-\s+\S+Z\s+charge$/);
+    expect(line(keys.running)).toMatch(
+      /in_progress\s+\d{16}\s+1\s+held until \S+Z\s+\S+Z\s+reserve$/,
+    );
+    expect(line(keys.failed)).toContain('failed');
+    expect(line(keys.expired)).toContain('(expired)');
+    expect(text).not.toContain(SECRET);
+    expect(io.stderr()).toBe('');
+  });
+
+  it('prints results only with --show-result', async () => {
+    const io = buffers();
+    expect(await run(['list', '--store', url, '--show-result'], io)).toBe(0);
+    expect(io.stdout()).toContain(SECRET);
+  });
+
+  it('filters by status and pages with a cursor', async () => {
+    const io = buffers();
+    expect(await run(['list', '--store', url, '--status', 'completed', '--json'], io)).toBe(0);
+    const completed = JSON.parse(io.stdout()) as {
+      records: Array<{ key: string; status: string }>;
+    };
+    expect(completed.records.map((r) => r.key).sort()).toEqual([keys.done, keys.expired].sort());
+
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = buffers();
+      const args = ['list', '--store', url, '--limit', '1', '--json'];
+      if (cursor) args.push('--cursor', cursor);
+      expect(await run(args, page)).toBe(0);
+      const parsed = JSON.parse(page.stdout()) as {
+        records: Array<{ key: string }>;
+        cursor?: string;
+      };
+      expect(parsed.records).toHaveLength(1);
+      seen.push(...parsed.records.map((r) => r.key));
+      cursor = parsed.cursor;
+    } while (cursor);
+    expect(seen.sort()).toEqual(Object.values(keys).sort());
+
+    const text = buffers();
+    expect(await run(['list', '--store', url, '--limit', '2'], text)).toBe(0);
+    expect(text.stdout()).toMatch(/more: --cursor \S+/);
+  });
+
+  it('lists JSON with step names and no results unless asked', async () => {
+    const io = buffers();
+    expect(await run(['list', '--store', url, '--json'], io)).toBe(0);
+    const { records } = JSON.parse(io.stdout()) as { records: Array<Record<string, unknown>> };
+    const done = records.find((r) => r.key === keys.done);
+    expect(done).toMatchObject({
+      status: 'completed',
+      attempts: 1,
+      steps: ['charge'],
+      expired: false,
+    });
+    expect(done).not.toHaveProperty('result');
+    expect(done).not.toHaveProperty('stepResults');
+    expect(io.stdout()).not.toContain(SECRET);
+
+    const shown = buffers();
+    expect(await run(['list', '--store', url, '--json', '--show-result'], shown)).toBe(0);
+    const withResults = JSON.parse(shown.stdout()) as { records: Array<Record<string, unknown>> };
+    expect(withResults.records.find((r) => r.key === keys.done)).toMatchObject({
+      result: `{"receipt":"${SECRET}"}`,
+      stepResults: { charge: `"${SECRET}"` },
+    });
+  });
+
+  it('shows one record by its stored key or by the caller key with --operation', async () => {
+    const io = buffers();
+    expect(await run(['show', keys.running, '--store', url], io)).toBe(0);
+    expect(io.stdout()).toContain(`key          ${keys.running}`);
+    expect(io.stdout()).toMatch(/lease\s+held until/);
+    expect(io.stdout()).toMatch(/steps\s+reserve/);
+
+    const byCallerKey = buffers();
+    const args = ['show', 'order-2', '--operation', 'charge', '--principal', 'tenant-a'];
+    expect(await run([...args, '--store', url, '--json'], byCallerKey)).toBe(0);
+    expect(JSON.parse(byCallerKey.stdout())).toMatchObject({
+      key: keys.running,
+      status: 'in_progress',
+    });
+
+    const hidden = buffers();
+    expect(await run(['show', keys.done, '--store', url], hidden)).toBe(0);
+    expect(hidden.stdout()).not.toContain(SECRET);
+    expect(hidden.stdout()).toContain('--show-result');
+    const shown = buffers();
+    expect(await run(['show', keys.done, '--store', url, '--show-result'], shown)).toBe(0);
+    expect(shown.stdout()).toContain(`result       {"receipt":"${SECRET}"}`);
+    expect(shown.stdout()).toContain(`step charge: "${SECRET}"`);
+
+    const missing = buffers();
+    expect(await run(['show', 'f'.repeat(64), '--store', url], missing)).toBe(1);
+    expect(missing.stderr()).toContain('no record');
+  });
+
+  it('deletes one record and purges expired ones', async () => {
+    const io = buffers();
+    expect(await run(['delete', keys.failed, '--store', url], io)).toBe(0);
+    expect(io.stdout()).toBe(`deleted ${keys.failed}`);
+    const again = buffers();
+    expect(await run(['delete', keys.failed, '--store', url, '--json'], again)).toBe(1);
+    expect(JSON.parse(again.stdout())).toEqual({ key: keys.failed, deleted: false });
+
+    const purge = buffers();
+    expect(await run(['purge', '--store', url, '--json'], purge)).toBe(0);
+    expect(JSON.parse(purge.stdout())).toEqual({ purged: 1 });
+
+    const store = createSqliteStore({ path: join(dir, 'store.sqlite') });
+    expect((await store.list()).records.map((r) => r.key).sort()).toEqual(
+      [keys.done, keys.running].sort(),
+    );
+    await store.close();
+  });
+
+  it('answers bad flags and arguments with usage and exit 2', async () => {
+    const cases: string[][] = [
+      [],
+      ['explode'],
+      ['list', '--bogus'],
+      ['list', '--status', 'done'],
+      ['list', '--limit', '0'],
+      ['list', '--limit', 'ten'],
+      ['list', 'extra'],
+      ['show'],
+      ['show', 'a', 'b'],
+      ['delete', 'k', '--status', 'completed'],
+      ['purge', '--cursor', 'x'],
+      ['list', '--operation', 'charge'],
+      ['show', 'k', '--principal', 'p'],
+      ['list', '--store'],
+      ['list', '--store', 'ftp://nowhere'],
+    ];
+    for (const args of cases) {
+      const io = buffers();
+      expect(await run(args, io), args.join(' ')).toBe(2);
+      expect(io.stderr(), args.join(' ')).toMatch(/reprocess records: /);
+    }
+    const help = buffers();
+    expect(await run(['--help'], help)).toBe(0);
+    expect(help.stdout()).toContain('Usage: reprocess records');
+  });
+
+  it('reports a store that cannot be opened with exit 1 and a clear message', async () => {
+    const io = buffers();
+    expect(await run(['list', '--store', 'sqlite:/proc/self/nope.sqlite'], io)).toBe(1);
+    expect(io.stderr()).toMatch(/not writable/);
+  });
+});
