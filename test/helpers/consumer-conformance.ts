@@ -32,7 +32,10 @@ import { createMemoryStore } from '../../src/stores/memory-store.js';
  * factory at the start of every case and `cleanup` at its end.
  */
 export interface ConsumerConformanceHarness {
-  /** A source on a fresh, empty queue (stream, subject) of its own. */
+  /**
+   * A source on a fresh, empty queue (stream, subject) of its own. The queue must exist when
+   * the factory resolves: some cases publish before any consumer starts.
+   */
   source: MessageSource;
   /** The dead-letter destination the source quarantines into; its redrive goes back to `source`. */
   dlq: DeadLetterQueue;
@@ -40,7 +43,8 @@ export interface ConsumerConformanceHarness {
   publish(message: OutgoingMessage): Promise<void>;
   /**
    * A new consumer connection to the same queue, for the consumer that takes over after a
-   * crash or a stop (default: `source` itself, started again).
+   * crash, or after a stop and `source.close()` (default: `source` itself, started again,
+   * which only an in-memory source allows).
    */
   reconnect?(): Promise<MessageSource>;
   /**
