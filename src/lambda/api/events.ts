@@ -19,25 +19,25 @@ import { isNullBodyStatus } from '../../http/stored-response.js';
 export interface ApiGatewayV1EventLike {
   httpMethod: string;
   path: string;
-  headers?: Record<string, string | undefined> | null;
-  multiValueHeaders?: Record<string, string[] | undefined> | null;
-  queryStringParameters?: Record<string, string | undefined> | null;
-  multiValueQueryStringParameters?: Record<string, string[] | undefined> | null;
-  body?: string | null;
-  isBase64Encoded?: boolean;
-  requestContext?: { domainName?: string; path?: string } | null;
+  headers?: Record<string, string | undefined> | null | undefined;
+  multiValueHeaders?: Record<string, string[] | undefined> | null | undefined;
+  queryStringParameters?: Record<string, string | undefined> | null | undefined;
+  multiValueQueryStringParameters?: Record<string, string[] | undefined> | null | undefined;
+  body?: string | null | undefined;
+  isBase64Encoded?: boolean | undefined;
+  requestContext?: { domainName?: string | undefined } | null | undefined;
 }
 
 /** An API Gateway HTTP API (payload format 2.0) event: the fields reprocess reads. */
 export interface ApiGatewayV2EventLike {
   version: string;
   rawPath: string;
-  rawQueryString?: string;
-  cookies?: string[];
-  headers?: Record<string, string | undefined>;
-  body?: string;
-  isBase64Encoded?: boolean;
-  requestContext: { domainName?: string; http: { method: string } };
+  rawQueryString?: string | undefined;
+  cookies?: string[] | undefined;
+  headers?: Record<string, string | undefined> | undefined;
+  body?: string | undefined;
+  isBase64Encoded?: boolean | undefined;
+  requestContext: { domainName?: string | undefined; http: { method: string } };
 }
 
 /** Either kind of API Gateway event. */
@@ -46,19 +46,19 @@ export type ApiGatewayEventLike = ApiGatewayV1EventLike | ApiGatewayV2EventLike;
 /** A REST API (v1) proxy result. */
 export interface ApiGatewayV1Result {
   statusCode: number;
-  headers?: Record<string, boolean | number | string>;
-  multiValueHeaders?: Record<string, Array<boolean | number | string>>;
+  headers?: Record<string, boolean | number | string> | undefined;
+  multiValueHeaders?: Record<string, Array<boolean | number | string>> | undefined;
   body: string;
-  isBase64Encoded?: boolean;
+  isBase64Encoded?: boolean | undefined;
 }
 
 /** An HTTP API (v2) structured result. */
 export interface ApiGatewayV2Result {
-  statusCode?: number;
-  headers?: Record<string, boolean | number | string>;
-  cookies?: string[];
-  body?: string;
-  isBase64Encoded?: boolean;
+  statusCode?: number | undefined;
+  headers?: Record<string, boolean | number | string> | undefined;
+  cookies?: string[] | undefined;
+  body?: string | undefined;
+  isBase64Encoded?: boolean | undefined;
 }
 
 /** What a Lambda handler gets as its second argument: the part reprocess uses. */
