@@ -18,7 +18,7 @@ export interface AmqpTopologyOptions {
   queue: string;
   /** Where quarantined messages go (default `<queue>.dlq`). */
   deadLetterQueue?: string;
-  /** Delay tiers for `retryLater` (default 1s, 5s, 30s, 2m, 10m, 1h); see {@link DEFAULT_DELAY_TIERS}. */
+  /** Delay tiers for `retryLater` (default 1s, 3s, 10s, 30s, 1m, 2m, 5m, 15m, 30m, 1h); see {@link DEFAULT_DELAY_TIERS}. */
   delayTiers?: readonly Duration[];
   /** Type of the source, delay and dead-letter queues (default `quorum`). */
   queueType?: AmqpQueueType;

@@ -7,8 +7,23 @@ import { InvalidArgumentError } from '../../errors.js';
  * gets its own queue with one queue-wide TTL: a "tier". A requested delay is rounded UP to
  * the next tier (a retry never comes sooner than the backoff asked for); a delay longer
  * than the largest tier waits the largest tier.
+ *
+ * The default tiers grow by at most 3.3x, so a rounded delay is at most ~3x the asked one,
+ * and they cover the async retry profile (1 s up to its 5 min cap) with 7 of their 10 queues. A policy with
+ * fixed delays (no jitter) can name its delays as tiers and get them exactly.
  */
-export const DEFAULT_DELAY_TIERS: readonly Duration[] = ['1s', '5s', '30s', '2m', '10m', '1h'];
+export const DEFAULT_DELAY_TIERS: readonly Duration[] = [
+  '1s',
+  '3s',
+  '10s',
+  '30s',
+  '1m',
+  '2m',
+  '5m',
+  '15m',
+  '30m',
+  '1h',
+];
 
 /** One delay tier: its TTL and the queue that holds messages for that long. */
 export interface DelayTier {

@@ -26,7 +26,14 @@ export const NATS_MSG_ID = 'Nats-Msg-Id';
 /** History headers: free text is percent-encoded (NATS header values cannot hold line breaks). */
 export const NATS_HISTORY_CODEC: HistoryHeaderCodec = {
   prefix: NATS_PREFIX,
-  escape: encodeURIComponent,
+  // encodeURIComponent throws on a lone surrogate, which an error message may hold.
+  escape: (text) =>
+    encodeURIComponent(
+      text.replace(
+        /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g,
+        '\uFFFD',
+      ),
+    ),
   unescape: (text) => {
     try {
       return decodeURIComponent(text);
