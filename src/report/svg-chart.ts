@@ -49,6 +49,11 @@ export const PALETTE = [
 
 const M = { top: 36, right: 16, bottom: 44, left: 64 };
 
+/** Legend columns: four short names a row, two long ones. */
+function legendColumns(names: readonly string[]): number {
+  return names.some((n) => n.length > 22) ? 2 : 4;
+}
+
 export function escapeXml(text: string): string {
   return text
     .replace(/&/g, '&amp;')
@@ -82,7 +87,9 @@ export function formatNumber(v: number): string {
 export function lineChart(options: LineChartOptions): string {
   const width = options.width ?? 760;
   const height = options.height ?? 320;
-  const legendRows = Math.ceil(options.series.length / 4);
+  const legendRows = Math.ceil(
+    options.series.length / legendColumns(options.series.map((x) => x.name)),
+  );
   const plotBottom = height - M.bottom - legendRows * 14;
   const plotW = width - M.left - M.right;
   const plotH = plotBottom - M.top;
@@ -136,7 +143,9 @@ export function lineChart(options: LineChartOptions): string {
 export function barChart(options: BarChartOptions): string {
   const width = options.width ?? 760;
   const height = options.height ?? 320;
-  const legendRows = Math.ceil(options.series.length / 4);
+  const legendRows = Math.ceil(
+    options.series.length / legendColumns(options.series.map((x) => x.name)),
+  );
   const plotBottom = height - M.bottom - legendRows * 14;
   const plotW = width - M.left - M.right;
   const plotH = plotBottom - M.top;
@@ -212,11 +221,12 @@ function legendFrame(
   body: string,
   names: readonly string[],
 ): string {
-  const rows = Math.ceil(names.length / 4);
+  const columns = legendColumns(names);
+  const rows = Math.ceil(names.length / columns);
   const legend = names
     .map((name, i) => {
-      const x = M.left + (i % 4) * ((width - M.left - M.right) / 4);
-      const y = height - rows * 14 + Math.floor(i / 4) * 14;
+      const x = M.left + (i % columns) * ((width - M.left - M.right) / columns);
+      const y = height - rows * 14 + Math.floor(i / columns) * 14;
       const color = PALETTE[i % PALETTE.length] as string;
       return `<rect x="${x.toFixed(1)}" y="${y - 9}" width="10" height="10" fill="${color}"/><text x="${(x + 14).toFixed(1)}" y="${y}" class="legend">${escapeXml(name)}</text>`;
     })

@@ -1,7 +1,150 @@
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { demoReport, demoSummary, demoTable } from '../../demo/demo-report.js';
+import { DEFAULT_FAULT_RATES, type FaultRates } from '../../demo/faults.js';
+import { type DemoMode, runDemo } from '../../demo/run-demo.js';
+import { isReprocessError } from '../../errors.js';
+import { renderReport } from '../../report/html-report.js';
 import type { CliIo } from '../io.js';
 
-/** `reprocess demo`: not built yet. */
-export async function run(_args: string[], io: CliIo): Promise<number> {
-  io.err('reprocess demo: not available in this build yet');
-  return 2;
+const RATE_FLAGS: Record<string, keyof FaultRates> = {
+  'order-timeout': 'orderTimeout',
+  'lost-response': 'lostResponse',
+  'slow-order': 'slowOrder',
+  'duplicate-delivery': 'duplicateDelivery',
+  'worker-crash': 'workerCrash',
+  'bad-email': 'badEmail',
+};
+
+const USAGE = `usage: reprocess demo [options]
+
+Runs the payment story twice on the same seeded traffic and faults: an invoice API that
+charges a card and writes the order, a worker that emails the receipt from a queue. First
+without protection (naive retries), then with reprocess. Prints what happened and writes an
+HTML report.
+
+options:
+  --invoices N            payments to make (default 200)
+  --seed N                random seed (default 1)
+  --concurrency N         payments in flight at once (default 8)
+  --store URL             store of the protected API path (default: SQLite in a temp dir)
+  --out FILE              HTML report path (default ./reprocess-report.html)
+  --json                  print the numbers as JSON
+${Object.entries(RATE_FLAGS)
+  .map(
+    ([flag, key]) =>
+      `  --${flag} RATE`.padEnd(26) + `fault rate 0..1 (default ${DEFAULT_FAULT_RATES[key]})`,
+  )
+  .join('\n')}
+`;
+
+class UsageError extends Error {}
+
+function whole(text: string | undefined, flag: string, fallback: number, max: number): number {
+  if (text === undefined) return fallback;
+  const v = Number(text);
+  if (!Number.isInteger(v) || v < 1 || v > max)
+    throw new UsageError(`${flag} must be a whole number 1..${max}, got ${text}`);
+  return v;
+}
+
+/** A one-line progress bar on a terminal; silent when stderr is not one. */
+function progress(io: CliIo): (mode: DemoMode, done: number, total: number) => void {
+  if (!process.stderr.isTTY) return () => undefined;
+  return (mode, done, total) => {
+    const width = 30;
+    const filled = Math.round((done / total) * width);
+    const bar = `${'#'.repeat(filled)}${'.'.repeat(width - filled)}`;
+    const label = mode === 'protected' ? 'with reprocess   ' : 'without reprocess';
+    process.stderr.write(`\r${label} [${bar}] ${done}/${total}${done === total ? '\n' : ''}`);
+    void io;
+  };
+}
+
+/** `reprocess demo`: see USAGE. */
+export async function run(args: string[], io: CliIo): Promise<number> {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    invoices: { type: 'string' },
+    seed: { type: 'string' },
+    concurrency: { type: 'string' },
+    store: { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const flag of Object.keys(RATE_FLAGS)) options[flag] = { type: 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    io.err(`reprocess demo: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  let invoices: number;
+  let seed: number;
+  let concurrency: number;
+  const rates: Partial<FaultRates> = {};
+  try {
+    invoices = whole(values.invoices as string | undefined, '--invoices', 200, 100_000);
+    seed = whole(values.seed as string | undefined, '--seed', 1, 2 ** 31 - 1);
+    concurrency = whole(values.concurrency as string | undefined, '--concurrency', 8, 256);
+    for (const [flag, key] of Object.entries(RATE_FLAGS)) {
+      const text = values[flag] as string | undefined;
+      if (text === undefined) continue;
+      const v = Number(text);
+      if (!(v >= 0 && v <= 1))
+        throw new UsageError(`--${flag} must be a rate from 0 to 1, got ${text}`);
+      rates[key] = v;
+    }
+  } catch (error) {
+    io.err(`reprocess demo: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  let result: Awaited<ReturnType<typeof runDemo>>;
+  try {
+    result = await runDemo({
+      invoices,
+      seed,
+      concurrency,
+      rates,
+      ...(values.store === undefined ? {} : { store: values.store as string }),
+      onProgress: values.json ? () => undefined : progress(io),
+    });
+  } catch (error) {
+    if (isReprocessError(error)) {
+      io.err(`reprocess demo: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  const out = resolve((values.out as string | undefined) ?? 'reprocess-report.html');
+  await writeFile(out, renderReport(demoReport(result)));
+  if (values.json) {
+    const strip = ({ attemptTimes: _a, retryDelays: _d, ...rest }: typeof result.protected) => rest;
+    io.out(
+      JSON.stringify(
+        {
+          invoices: result.invoices,
+          seed: result.seed,
+          store: result.store,
+          unprotected: strip(result.unprotected),
+          protected: strip(result.protected),
+          report: out,
+        },
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+  io.out(demoTable(result));
+  io.out('');
+  for (const line of demoSummary(result)) io.out(line);
+  io.out(`\nreport: ${out}`);
+  return 0;
 }

@@ -1,0 +1,123 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/commands/demo.js';
+import type { CliIo } from '../../src/cli/io.js';
+import { demoReport } from '../../src/demo/demo-report.js';
+import { type DemoResult, type ModeResult, runDemo } from '../../src/demo/run-demo.js';
+import { renderReport } from '../../src/report/html-report.js';
+import { chromiumAvailable, inspectReport, launchChromium } from '../helpers/browser.js';
+
+function buffers(): CliIo & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
+}
+
+describe('reprocess demo (small configuration)', () => {
+  let result: DemoResult;
+  beforeAll(async () => {
+    // Higher fault rates than the default so that 60 payments surely meet every fault.
+    result = await runDemo({
+      invoices: 60,
+      seed: 7,
+      rates: {
+        orderTimeout: 0.2,
+        lostResponse: 0.2,
+        duplicateDelivery: 0.2,
+        workerCrash: 0.1,
+        slowOrder: 0.03,
+      },
+    });
+  }, 120_000);
+
+  it('the faults really cause harm without protection', () => {
+    const u = result.unprotected;
+    expect(u.faults.orderTimeout + u.faults.lostResponse).toBeGreaterThan(0);
+    expect(u.chargedTwice).toBeGreaterThan(0);
+    expect(u.emailsSentTwice).toBeGreaterThan(0);
+  });
+
+  it('with reprocess nobody is charged twice, no email goes twice, nothing is lost', () => {
+    const p = result.protected;
+    expect(p.faults.orderTimeout + p.faults.lostResponse).toBeGreaterThan(0);
+    expect(p.workerCrashes + p.faults.duplicateDelivery).toBeGreaterThan(0);
+    expect(p.chargedTwice).toBe(0);
+    expect(p.duplicateOrders).toBe(0);
+    expect(p.emailsSentTwice).toBe(0);
+    expect(p.ordersLost).toBe(0);
+    expect(p.receiptsNeverSent).toBe(0);
+    expect(p.paymentsFailed).toBe(0);
+  });
+
+  it('every number is accounted for', () => {
+    for (const m of [result.unprotected, result.protected] as ModeResult[]) {
+      expect(m.requests).toBe(60);
+      expect(m.attempts).toBe(m.requests + m.retries);
+      expect(m.attemptTimes).toHaveLength(m.attempts);
+      expect(m.handlerRuns).toBeLessThanOrEqual(m.attempts);
+    }
+    const u = result.unprotected;
+    const p = result.protected;
+    // Unprotected, every attempt reaches the handler and charges (or meets the busy provider).
+    expect(u.handlerRuns).toBe(u.attempts);
+    expect(u.providerCalls).toBe(u.handlerRuns);
+    // Protected, a replayed or 409 answer never reaches the handler.
+    expect(p.handlerRuns).toBeLessThanOrEqual(
+      p.attempts - p.replaysServed - p.inProgress409 + p.lostResponses,
+    );
+    expect(p.replaysServed).toBeGreaterThan(0);
+    // Quarantine: the outage's messages come back; only bounced addresses stay.
+    expect(p.redriven).toBeLessThanOrEqual(p.quarantined);
+    expect(p.stillQuarantined).toBe(p.quarantined - p.redriven);
+    expect(p.stillQuarantined).toBe(p.faults.badEmail);
+  });
+
+  const browserSuite = chromiumAvailable() || process.env.REQUIRE_SERVICES === '1' ? it : it.skip;
+  browserSuite(
+    'the HTML report opens in headless Chromium without errors and shows its charts',
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'reprocess-demo-report-'));
+      const file = join(dir, 'demo.html');
+      await writeFile(file, renderReport(demoReport(result)));
+      const browser = await launchChromium();
+      try {
+        const check = await inspectReport(browser, file, resolve('test-results/demo-report.png'));
+        expect(check.consoleErrors).toEqual([]);
+        expect(check.pageErrors).toEqual([]);
+        expect(check.charts).toBe(5);
+        expect(check.chartsWithMarks).toBe(5);
+      } finally {
+        await browser.close();
+      }
+    },
+    60_000,
+  );
+});
+
+describe('reprocess demo command line', () => {
+  it('rejects bad flags with usage and exit code 2', async () => {
+    for (const args of [
+      ['--nope'],
+      ['--invoices', '0'],
+      ['--order-timeout', '2'],
+      ['--seed', 'x'],
+    ]) {
+      const io = buffers();
+      expect(await run(args, io)).toBe(2);
+      expect(io.stderr.join('')).toMatch(/usage: reprocess demo/);
+    }
+  });
+
+  it('prints JSON numbers for scripts and the report path', async () => {
+    const io = buffers();
+    const out = join(await mkdtemp(join(tmpdir(), 'reprocess-demo-cli-')), 'r.html');
+    const code = await run(['--invoices', '12', '--json', '--out', out, '--worker-crash', '0'], io);
+    expect(code).toBe(0);
+    const parsed = JSON.parse(io.stdout.join('')) as { protected: ModeResult; report: string };
+    expect(parsed.report).toBe(out);
+    expect(parsed.protected.chargedTwice).toBe(0);
+    expect(parsed.protected.requests).toBe(12);
+  }, 60_000);
+});
