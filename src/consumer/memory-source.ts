@@ -92,6 +92,12 @@ export interface MemorySource extends MessageSource {
    * queue at once, and their later settling is refused. Returns how many went back.
    */
   crash(): number;
+  /**
+   * Models a dropped broker connection that the adapter re-established at once: every
+   * unsettled delivery goes back to the queue (its later settling is refused) and delivery
+   * goes on to the same consumer. Returns how many went back.
+   */
+  interrupt(): number;
   /** True when nothing is ready, delayed or unsettled. */
   isIdle(): boolean;
 }
@@ -192,6 +198,17 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
       if (!entry) return;
       deliver(entry, onDelivery);
     }
+  }
+
+  /** Every unsettled delivery is lost and goes back, in order, ahead of what was waiting. */
+  function loseHeld(): number {
+    const lost = [...held];
+    for (const slot of lost) {
+      counters.lost += 1;
+      slot.end('lost');
+    }
+    for (const slot of lost.reverse()) requeueFront(slot.entry);
+    return lost.length;
   }
 
   function requeueFront(entry: Entry): void {
@@ -381,14 +398,11 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
       // The consumer's connection is gone with it: nothing more is delivered to it.
       running = false;
       onDelivery = undefined;
-      const lost = [...held];
-      for (const slot of lost) {
-        counters.lost += 1;
-        slot.end('lost');
-      }
-      // Back in their original order, ahead of what was waiting.
-      for (const slot of lost.reverse()) requeueFront(slot.entry);
-      return lost.length;
+      return loseHeld();
+    },
+
+    interrupt() {
+      return loseHeld();
     },
 
     isIdle() {

@@ -18,6 +18,9 @@ describeConsumerConformance('memory source', async ({ id }) => {
     async crash() {
       source.crash();
     },
+    async dropConnection() {
+      source.interrupt();
+    },
     cleanup: () => source.close(),
   };
 });

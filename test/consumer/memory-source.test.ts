@@ -149,6 +149,21 @@ describe('createMemorySource', () => {
     expect(source.stats().lost).toBe(2);
   });
 
+  it('interrupt() puts unsettled deliveries back and goes on delivering to the same consumer', async () => {
+    const clock = new FakeClock();
+    const source = createMemorySource({ name: 'q', clock });
+    const { got, onDelivery } = collector();
+    source.publish({ body: 'a', id: 'a' });
+    await source.start(onDelivery, { prefetch: 1 });
+    await clock.advance(0);
+    expect(source.interrupt()).toBe(1);
+    await clock.advance(0);
+    expect(got.map((d) => `${d.id}${d.deliveryCount}`)).toEqual(['a1', 'a2']);
+    await expect((got[0] as Delivery).ack()).rejects.toThrow(/no longer held/);
+    await (got[1] as Delivery).ack();
+    expect(source.isIdle()).toBe(true);
+  });
+
   it('redelivers a delivery neither settled nor touched within the ack timeout', async () => {
     const clock = new FakeClock();
     const source = createMemorySource({ name: 'q', clock, ackTimeout: '1s' });

@@ -70,6 +70,11 @@ export interface ConsumerConformanceHarness {
    * is passed through JSON (e.g. the queue name of this case).
    */
   child?: { module: string; args?: unknown };
+  /**
+   * Drops the consumer's broker connection mid-stream (e.g. closes it from the server side);
+   * the adapter is expected to reconnect by itself. The memory source's `interrupt()`.
+   */
+  dropConnection?(): Promise<void>;
   /** Removes what the case created (queues, streams, connections). */
   cleanup(): Promise<void>;
 }
@@ -474,6 +479,43 @@ export function describeConsumerConformance(
       expect(resumed).toBe(true);
       expect(await t.quarantinedWith(key)).toEqual([]);
       rmSync(effectsFile, { force: true });
+    });
+
+    it('survives a dropped connection mid-stream: nothing lost, no effect twice', async () => {
+      const t = await setup('connection-drop');
+      const { harness } = t;
+      if (!harness.dropConnection) {
+        throw new Error('the harness must provide dropConnection (the memory source: interrupt())');
+      }
+      const key = t.key('drop');
+      const gate = deferred();
+      const effects: string[] = [];
+      let first = true;
+      const c = t.consumer(
+        async (m, ctx) => {
+          if (first) {
+            first = false;
+            await gate.promise; // still running when the connection drops
+          }
+          await ctx.step('effect', () => {
+            effects.push(m.id);
+            return true;
+          });
+        },
+        { concurrency: 2, prefetch: 2 },
+      );
+      await c.start();
+      await harness.publish(message(`${key}-0`, { i: 0 }));
+      await t.waitFor('the first delivery', () => t.trace.deliveries.length === 1);
+      await harness.dropConnection();
+      gate.resolve();
+      for (let i = 1; i < 4; i++) await harness.publish(message(`${key}-${i}`, { i }));
+      const ids = [0, 1, 2, 3].map((i) => `${key}-${i}-m`);
+      await t.waitFor('all four acked after the reconnect', () =>
+        ids.every((id) => t.events.some((e) => e.type === 'acked' && e.id === id)),
+      );
+      expect([...effects].sort()).toEqual(ids);
+      expect(await t.harness.dlq.list()).toEqual([]);
     });
 
     it('quarantines an unparseable body as poison and keeps consuming', async () => {
