@@ -174,7 +174,7 @@ async function apply(
       const k = KEYS[cmd.key] as string;
       const before = inv && (await store.get(k));
       const results = await Promise.all(
-        workers.map((w) => store.begin(k, FINGERPRINTS[cmd.fp] as string, lease, ttl)),
+        workers.map(() => store.begin(k, FINGERPRINTS[cmd.fp] as string, lease, ttl)),
       );
       const out: unknown[] = [];
       let winners = 0;
