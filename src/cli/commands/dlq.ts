@@ -1,7 +1,388 @@
+import { parseArgs } from 'node:util';
+import type { QuarantineFilter, QuarantinedMessage } from '../../consumer/types.js';
+import { toMs } from '../../duration.js';
+import { isReprocessError } from '../../errors.js';
 import type { CliIo } from '../io.js';
 
-/** `reprocess dlq`: not built yet. */
-export async function run(_args: string[], io: CliIo): Promise<number> {
-  io.err('reprocess dlq: not available in this build yet');
-  return 2;
+const HELP = `Usage: reprocess dlq <list|show|redrive> --broker <url> (--queue <name> | --stream <name>) [options]
+
+Inspects quarantined messages and moves them back to where they came from. A redriven
+message keeps its payload, headers and idempotency key, so an operation that had completed
+replays its result instead of running again.
+
+Commands:
+  list               quarantined messages: id, reason, attempts, error code, quarantined, key
+  show <id>          one message: history, headers and body
+  redrive            move the matching messages back to their source (publish confirmed,
+                     then removed from the dead-letter destination)
+
+Broker:
+  --broker <url>                 amqp://user:pass@host:5672[/vhost] (RabbitMQ)
+                                 or nats://host:4222 (NATS JetStream)
+  --queue <name>                 RabbitMQ: the source queue (dead-letter queue <name>.dlq)
+  --dead-letter-queue <name>     RabbitMQ: a dead-letter queue with another name
+  --stream <name>                JetStream: the source stream (dead-letter stream <name>_DLQ)
+  --dead-letter-stream <name>    JetStream: a dead-letter stream with another name
+
+Filters (list and redrive):
+  --error-code <code>    only messages whose last error has this code
+  --older-than <age>     only messages quarantined at least this long ago (30s, 5m, 24h)
+  --key <key>            only messages with this idempotency key
+  --limit <n>            at most n messages
+
+Options:
+  --rate <n>             redrive: at most n messages a second
+  --dry-run              redrive: print what would move, move nothing
+  --json                 print JSON
+  -h, --help             show this help
+
+Exit codes: 0 ok, 1 failure (broker unreachable, no such message), 2 usage error.`;
+
+type Command = 'list' | 'show' | 'redrive';
+
+interface Parsed {
+  command: Command | 'help';
+  id?: string;
+  broker:
+    | { kind: 'amqp'; url: string; queue: string; deadLetterQueue?: string }
+    | { kind: 'nats'; servers: string; stream: string; deadLetterStream?: string };
+  filter: QuarantineFilter;
+  rate?: number;
+  dryRun: boolean;
+  json: boolean;
+}
+
+class UsageError extends Error {}
+
+/** The dead-letter side of a broker, as the command uses it. */
+interface OpenedDlq {
+  list(filter?: QuarantineFilter): Promise<QuarantinedMessage[]>;
+  redrive(filter?: QuarantineFilter & { ratePerSecond?: number }): Promise<number>;
+  close(): Promise<void>;
+  readonly where: string;
+}
+
+function parse(args: string[]): Parsed {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      broker: { type: 'string' },
+      queue: { type: 'string' },
+      'dead-letter-queue': { type: 'string' },
+      stream: { type: 'string' },
+      'dead-letter-stream': { type: 'string' },
+      'error-code': { type: 'string' },
+      'older-than': { type: 'string' },
+      key: { type: 'string' },
+      limit: { type: 'string' },
+      rate: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  const json = values.json === true;
+  const dryRun = values['dry-run'] === true;
+  if (values.help) {
+    return {
+      command: 'help',
+      broker: { kind: 'nats', servers: '', stream: '' },
+      filter: {},
+      dryRun,
+      json,
+    };
+  }
+  const [command, ...rest] = positionals;
+  if (command === undefined) throw new UsageError('missing command: list, show or redrive');
+  if (command !== 'list' && command !== 'show' && command !== 'redrive') {
+    throw new UsageError(`unknown command "${command}": use list, show or redrive`);
+  }
+  let id: string | undefined;
+  if (command === 'show') {
+    if (rest.length !== 1 || !rest[0]) throw new UsageError('show takes exactly one <id>');
+    id = rest[0];
+  } else if (rest.length > 0) {
+    throw new UsageError(`${command} takes no argument, got "${rest.join(' ')}"`);
+  }
+
+  const url = values.broker;
+  if (url === undefined || url.trim() === '') {
+    throw new UsageError('--broker is required: amqp://… (RabbitMQ) or nats://… (JetStream)');
+  }
+  let broker: Parsed['broker'];
+  if (/^amqps?:\/\//i.test(url)) {
+    if (values.stream !== undefined || values['dead-letter-stream'] !== undefined) {
+      throw new UsageError(
+        '--stream and --dead-letter-stream are for nats:// brokers; use --queue',
+      );
+    }
+    if (!values.queue) throw new UsageError('an amqp:// broker needs --queue <source queue>');
+    broker = { kind: 'amqp', url, queue: values.queue };
+    if (values['dead-letter-queue'] !== undefined) {
+      broker.deadLetterQueue = values['dead-letter-queue'];
+    }
+  } else if (/^(nats|tls):\/\//i.test(url)) {
+    if (values.queue !== undefined || values['dead-letter-queue'] !== undefined) {
+      throw new UsageError('--queue and --dead-letter-queue are for amqp:// brokers; use --stream');
+    }
+    if (!values.stream) throw new UsageError('a nats:// broker needs --stream <source stream>');
+    broker = { kind: 'nats', servers: url, stream: values.stream };
+    if (values['dead-letter-stream'] !== undefined) {
+      broker.deadLetterStream = values['dead-letter-stream'];
+    }
+  } else {
+    throw new UsageError(
+      `--broker must start with amqp://, amqps://, nats:// or tls://; got "${url}"`,
+    );
+  }
+
+  const filter: QuarantineFilter = {};
+  if (values['error-code'] !== undefined) {
+    if (values['error-code'] === '') throw new UsageError('--error-code needs a value');
+    filter.errorCode = values['error-code'];
+  }
+  if (values.key !== undefined) {
+    if (values.key === '') throw new UsageError('--key needs a value');
+    filter.idempotencyKey = values.key;
+  }
+  if (values['older-than'] !== undefined) {
+    try {
+      filter.olderThanMs = toMs(values['older-than'], '--older-than');
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error));
+    }
+  }
+  if (values.limit !== undefined) {
+    if (!/^\d+$/.test(values.limit) || Number(values.limit) < 1) {
+      throw new UsageError(`--limit must be a whole number >= 1; got "${values.limit}"`);
+    }
+    filter.limit = Number(values.limit);
+  }
+  if (command === 'show' && Object.keys(filter).length > 0) {
+    throw new UsageError('show takes an <id>, not filters');
+  }
+  const parsed: Parsed = { command, broker, filter, dryRun, json };
+  if (id !== undefined) parsed.id = id;
+  if (values.rate !== undefined) {
+    if (command !== 'redrive') throw new UsageError('--rate applies to redrive');
+    const rate = Number(values.rate);
+    if (!/^\d+(\.\d+)?$/.test(values.rate) || !(rate > 0)) {
+      throw new UsageError(
+        `--rate must be a number of messages a second > 0; got "${values.rate}"`,
+      );
+    }
+    parsed.rate = rate;
+  }
+  if (dryRun && command !== 'redrive') throw new UsageError('--dry-run applies to redrive');
+  return parsed;
+}
+
+/** `reprocess dlq list|show|redrive --broker <url> --queue|--stream <name>`. */
+export async function run(args: string[], io: CliIo): Promise<number> {
+  let parsed: Parsed;
+  try {
+    parsed = parse(args);
+  } catch (error) {
+    io.err(`reprocess dlq: ${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
+    return 2;
+  }
+  if (parsed.command === 'help') {
+    io.out(HELP);
+    return 0;
+  }
+  let dlq: OpenedDlq;
+  try {
+    dlq = await open(parsed.broker);
+  } catch (error) {
+    io.err(`reprocess dlq: ${describe(error)}`);
+    return isReprocessError(error, 'INVALID_ARGUMENT') ? 2 : 1;
+  }
+  try {
+    return await execute(parsed, dlq, io);
+  } catch (error) {
+    io.err(`reprocess dlq: ${describe(error)}`);
+    return isReprocessError(error, 'INVALID_ARGUMENT') ? 2 : 1;
+  } finally {
+    await dlq.close().catch(() => {});
+  }
+}
+
+/** Opens the broker's dead-letter side; the driver is loaded only for the broker named. */
+async function open(broker: Parsed['broker']): Promise<OpenedDlq> {
+  if (broker.kind === 'amqp') {
+    const { createAmqpDeadLetterQueue } = await import('../../consumer/amqp/index.js');
+    const dlq = createAmqpDeadLetterQueue({
+      url: broker.url,
+      queue: broker.queue,
+      connectionName: 'reprocess dlq',
+      ...(broker.deadLetterQueue === undefined ? {} : { deadLetterQueue: broker.deadLetterQueue }),
+    });
+    // Fail here, clearly, when the broker or the queue is not there.
+    await dlq.count();
+    return Object.assign(dlq, { where: `RabbitMQ queue ${dlq.deadLetterQueue}` });
+  }
+  const { createJetStreamDeadLetterQueue } = await import('../../consumer/nats/index.js');
+  const dlq = createJetStreamDeadLetterQueue({
+    servers: broker.servers,
+    stream: broker.stream,
+    connectionName: 'reprocess dlq',
+    ...(broker.deadLetterStream === undefined ? {} : { deadLetterStream: broker.deadLetterStream }),
+  });
+  await dlq.count();
+  return Object.assign(dlq, { where: `JetStream stream ${dlq.deadLetterStream}` });
+}
+
+async function execute(parsed: Parsed, dlq: OpenedDlq, io: CliIo): Promise<number> {
+  const now = Date.now();
+  switch (parsed.command) {
+    case 'list': {
+      const messages = await dlq.list(parsed.filter);
+      if (parsed.json)
+        io.out(
+          JSON.stringify(
+            messages.map((m) => toJson(m, false)),
+            null,
+            2,
+          ),
+        );
+      else
+        io.out(
+          messages.length === 0 ? `no quarantined messages in ${dlq.where}` : table(messages, now),
+        );
+      return 0;
+    }
+    case 'show': {
+      const id = parsed.id as string;
+      const found = (await dlq.list()).find((m) => m.id === id);
+      if (!found) {
+        io.err(`reprocess dlq: no quarantined message with id ${id} in ${dlq.where}`);
+        return 1;
+      }
+      io.out(parsed.json ? JSON.stringify(toJson(found, true), null, 2) : details(found, now));
+      return 0;
+    }
+    case 'redrive': {
+      if (parsed.dryRun) {
+        const messages = await dlq.list(parsed.filter);
+        if (parsed.json) {
+          io.out(JSON.stringify({ dryRun: true, wouldMove: messages.map((m) => m.id) }));
+        } else {
+          io.out(
+            messages.length === 0
+              ? 'nothing to redrive'
+              : `${table(messages, now)}\nwould move ${messages.length} message${messages.length === 1 ? '' : 's'} (dry run)`,
+          );
+        }
+        return 0;
+      }
+      const moved = await dlq.redrive({
+        ...parsed.filter,
+        ...(parsed.rate === undefined ? {} : { ratePerSecond: parsed.rate }),
+      });
+      if (parsed.json) io.out(JSON.stringify({ moved }));
+      else io.out(`moved ${moved} message${moved === 1 ? '' : 's'} back from ${dlq.where}`);
+      return 0;
+    }
+    default:
+      return 2;
+  }
+}
+
+// ------------------------------------------------------------------ output
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
+  return `${error.message || error.name}${cause}`;
+}
+
+function iso(ms: number): string {
+  return ms > 0 ? new Date(ms).toISOString() : '-';
+}
+
+function age(ms: number, now: number): string {
+  if (ms <= 0) return '-';
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86_400)}d ago`;
+}
+
+function clip(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ');
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function table(messages: QuarantinedMessage[], now: number): string {
+  const head = ['id', 'reason', 'attempts', 'error', 'quarantined', 'key', 'source'];
+  const rows = messages.map((m) => [
+    m.id,
+    m.history.reason,
+    String(m.history.attempts),
+    m.history.lastError.code ?? m.history.lastError.name,
+    age(m.history.quarantinedAt, now),
+    clip(m.history.idempotencyKey ?? '-', 40),
+    m.history.source,
+  ]);
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
+  );
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** The body as text when it is UTF-8, else undefined. */
+function utf8(body: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    return undefined;
+  }
+}
+
+function details(m: QuarantinedMessage, now: number): string {
+  const h = m.history;
+  const text = utf8(m.body);
+  const lines = [
+    `id:              ${m.id}`,
+    `source:          ${h.source}`,
+    `reason:          ${h.reason}`,
+    `attempts:        ${h.attempts}`,
+    `idempotency key: ${h.idempotencyKey ?? '-'}`,
+    `first failure:   ${iso(h.firstFailureAt)}`,
+    `last failure:    ${iso(h.lastFailureAt)}`,
+    `quarantined:     ${iso(h.quarantinedAt)} (${age(h.quarantinedAt, now)})`,
+    `last error:      ${h.lastError.name}${h.lastError.code ? ` [${h.lastError.code}]` : ''}: ${h.lastError.message}`,
+    'headers:',
+    ...Object.entries(m.headers).map(([k, v]) => `  ${k}: ${v}`),
+    `body (${m.body.byteLength} bytes${text === undefined ? ', not UTF-8: base64' : ''}):`,
+    text === undefined
+      ? clip(Buffer.from(m.body).toString('base64'), 4096)
+      : text.length > 4096
+        ? `${text.slice(0, 4096)}… (${text.length - 4096} more characters)`
+        : text,
+  ];
+  return lines.join('\n');
+}
+
+function toJson(m: QuarantinedMessage, withBody: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    id: m.id,
+    headers: m.headers,
+    history: m.history,
+    bodyBytes: m.body.byteLength,
+  };
+  if (withBody) {
+    const text = utf8(m.body);
+    if (text !== undefined) out.body = text;
+    else out.bodyBase64 = Buffer.from(m.body).toString('base64');
+  }
+  return out;
 }
