@@ -177,6 +177,59 @@ describe('executeIdempotent', () => {
     });
   });
 
+  it('bounds the retry-after hint by the lease, even when the stored lease is far ahead', async () => {
+    const { clock, store } = setup();
+    const skewed = {
+      ...store,
+      begin: async () => ({
+        kind: 'existing' as const,
+        record: {
+          key: 'x',
+          fingerprint: '',
+          status: 'in_progress' as const,
+          token: 1,
+          attempts: 1,
+          leaseUntil: clock.now() + 3_600_000,
+          expiresAt: clock.now() + 7_200_000,
+          steps: {},
+          createdAt: 0,
+          updatedAt: 0,
+        },
+      }),
+    };
+    await expect(
+      executeIdempotent({ operation: 'op', key: 'k' }, async () => 1, {
+        store: skewed,
+        clock,
+        lease: '10s',
+      }),
+    ).rejects.toMatchObject({ code: ErrorCode.IDEMPOTENCY_IN_PROGRESS, retryAfterMs: 10_000 });
+  });
+
+  it('a waiter runs the operation itself when the holder releases after a retryable failure', async () => {
+    const { clock, store } = setup();
+    const gate = deferred();
+    const first = executeIdempotent(
+      id(),
+      async () => {
+        await gate.promise;
+        throw transientError();
+      },
+      { store, clock },
+    );
+    await settle();
+    const waiter = executeIdempotent(id(), async (ctx) => `ran on attempt ${ctx.attempt}`, {
+      store,
+      clock,
+      onInProgress: { wait: '5s', poll: '100ms' },
+    });
+    await clock.advance(300);
+    gate.resolve();
+    await expect(first).rejects.toMatchObject({ code: 'ECONNRESET' });
+    await clock.advance(100);
+    await expect(waiter).resolves.toMatchObject({ value: 'ran on attempt 2', replayed: false });
+  });
+
   it('releases on a retryable failure so the next attempt runs again', async () => {
     const { clock, store } = setup();
     let calls = 0;
