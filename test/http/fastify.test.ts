@@ -1,37 +1,12 @@
-import Fastify, { type FastifyPluginAsync, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyPluginAsync } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { idempotencyContext } from '../../src/http/context.js';
 import { fastifyIdempotencyKey } from '../../src/http/fastify.js';
-import type { OrderBody, TestApp } from './support/app.js';
 import { tempSqliteStore } from './support/app.js';
 import { nodeRequest } from './support/net.js';
-import { type CommonOptions, describeAdapterScenarios, newKey, post } from './support/scenarios.js';
+import { describeAdapterScenarios, newKey, post } from './support/scenarios.js';
+import { startFastify } from './support/servers.js';
 
-function header(request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name];
-  return typeof value === 'string' ? value : undefined;
-}
-
-async function start(app: TestApp, options: CommonOptions) {
-  const server = Fastify();
-  await server.register(
-    fastifyIdempotencyKey<FastifyRequest>({ ...options, scope: (req) => header(req, 'x-tenant') }),
-  );
-  server.get('/orders', async () => 'listed');
-  server.post('/orders', async (request, reply) => {
-    const result = await app.handle({
-      key: header(request, 'idempotency-key'),
-      tenant: header(request, 'x-tenant'),
-      body: request.body as OrderBody,
-      ctx: idempotencyContext(request),
-    });
-    return reply.code(result.status).headers(result.headers).send(result.body);
-  });
-  const url = await server.listen({ port: 0, host: '127.0.0.1' });
-  return { url, close: () => server.close() };
-}
-
-describeAdapterScenarios('Fastify 5', start);
+describeAdapterScenarios('Fastify 5', startFastify);
 
 describe('Fastify 5: encapsulation and payloads', () => {
   it('guards the routes of the context it is registered in; serialized objects and streams are stored', async () => {

@@ -1,42 +1,11 @@
-import type { Server } from 'node:net';
-import { createAdaptorServer } from '@hono/node-server';
-import { type Context, Hono } from 'hono';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { idempotencyContext } from '../../src/http/context.js';
 import { honoIdempotencyKey } from '../../src/http/hono.js';
-import type { OrderBody, TestApp } from './support/app.js';
 import { tempSqliteStore } from './support/app.js';
-import { close, listen } from './support/net.js';
-import { type CommonOptions, describeAdapterScenarios, newKey, post } from './support/scenarios.js';
+import { describeAdapterScenarios, newKey, post } from './support/scenarios.js';
+import { serveHono, startHono } from './support/servers.js';
 
-async function serveOn(app: Hono): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
-  const url = await listen(server);
-  return { url, close: () => close(server) };
-}
-
-async function start(app: TestApp, options: CommonOptions) {
-  const hono = new Hono();
-  hono.use(
-    '/orders',
-    honoIdempotencyKey<Context>({ ...options, scope: (c) => c.req.header('x-tenant') }),
-  );
-  hono.get('/orders', (c) => c.text('listed'));
-  hono.post('/orders', async (c) => {
-    const result = await app.handle({
-      key: c.req.header('idempotency-key'),
-      tenant: c.req.header('x-tenant'),
-      body: (await c.req.json()) as OrderBody,
-      ctx: idempotencyContext(c.req.raw),
-    });
-    return c.body(result.body, result.status as ContentfulStatusCode, result.headers);
-  });
-  hono.onError((error, c) => c.json({ error: error.message }, 500));
-  return serveOn(hono);
-}
-
-describeAdapterScenarios('Hono 4 (@hono/node-server)', start);
+describeAdapterScenarios('Hono 4 (@hono/node-server)', startHono);
 
 describe('Hono 4: the handler reads the body through Hono', () => {
   it('gets a fresh request carrying the body (text, json and arrayBuffer all work)', async () => {
@@ -48,7 +17,7 @@ describe('Hono 4: the handler reads the body through Hono', () => {
       const bytes = (await c.req.arrayBuffer()).byteLength;
       return c.json({ bytes, text: await c.req.text() }, 201);
     });
-    const server = await serveOn(hono);
+    const server = await serveHono(hono);
     try {
       const key = newKey('echo');
       const first = await post(`${server.url}/echo`, 'hello', { key });

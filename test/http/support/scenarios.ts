@@ -73,19 +73,20 @@ export async function expectProblem(
  * opening the gate, and the test fails on the count instead of hanging.
  */
 export async function fiftyConcurrent(
-  url: string,
+  urls: string | readonly string[],
   app: TestApp,
   key: string,
   tenant: string,
 ): Promise<Response[]> {
+  const targets = typeof urls === 'string' ? [urls] : urls;
   const gate = app.gate(key);
   let answered = 0;
   const maybeOpen = (): void => {
     if (answered + app.count(tenant, key) >= 50) gate.open();
   };
   const body: OrderBody = { item: 'rush', mode: 'gate', gate: key };
-  const requests = Array.from({ length: 50 }, () =>
-    post(url, body, { key, tenant }).then(async (response) => {
+  const requests = Array.from({ length: 50 }, (_, i) =>
+    post(targets[i % targets.length] as string, body, { key, tenant }).then(async (response) => {
       await response.clone().arrayBuffer();
       answered++;
       maybeOpen();
@@ -96,27 +97,39 @@ export async function fiftyConcurrent(
   return Promise.all(requests);
 }
 
+/** A store for one scenario suite, and how to remove what it wrote. */
+export type StoreFactory = () => Promise<{ store: IdempotencyStore; cleanup(): Promise<void> }>;
+
+const sqliteFactory: StoreFactory = async () => tempSqliteStore();
+
 /**
- * The scenarios every adapter must pass, against a real server and the SQLite store. A
- * handler that throws must come out as a 500 (each framework's own error path).
+ * The scenarios every adapter must pass, against a real server and a real store (SQLite in a
+ * temp dir unless `stores` says otherwise). A handler that throws must come out as a 500
+ * (each framework's own error path).
  */
-export function describeAdapterScenarios(name: string, start: StartServer): void {
+export function describeAdapterScenarios(
+  name: string,
+  start: StartServer,
+  stores: StoreFactory = sqliteFactory,
+): void {
   describe(`${name}: Idempotency-Key semantics over a real server`, () => {
     const app = new TestApp();
-    const sqlite = tempSqliteStore();
     let base: string;
     let url: string;
     let stop: () => Promise<void>;
+    let cleanup: (() => Promise<void>) | undefined;
 
     beforeAll(async () => {
-      const server = await start(app, { store: sqlite.store, ...LIMITS });
+      const made = await stores();
+      cleanup = () => made.cleanup();
+      const server = await start(app, { store: made.store, ...LIMITS });
       base = server.url;
       url = `${base}/orders`;
       stop = () => server.close();
     });
     afterAll(async () => {
       await stop?.();
-      await sqlite.cleanup();
+      await cleanup?.();
     });
 
     it('runs once, then replays the stored status, body and allow-listed headers', async () => {
@@ -378,19 +391,22 @@ export function describeAdapterScenarios(name: string, start: StartServer): void
 
   describe(`${name}: waiting out an in-progress twin`, () => {
     const app = new TestApp();
-    const sqlite = tempSqliteStore();
     let url: string;
+    let cleanup: (() => Promise<void>) | undefined;
     let stop: () => Promise<void>;
     let inProgressAnswers = 0;
     let onInProgress: () => void = () => undefined;
     beforeAll(async () => {
       // Counts begins that found the operation in progress: the gate opens once every
       // waiting request has polled at least once.
-      const store = Object.create(sqlite.store) as IdempotencyStore;
+      const made = await stores();
+      cleanup = () => made.cleanup();
+      const inner = made.store;
+      const store = Object.create(inner) as IdempotencyStore;
       store.begin = async (
         ...args: Parameters<IdempotencyStore['begin']>
       ): Promise<BeginResult> => {
-        const result = await sqlite.store.begin(...args);
+        const result = await inner.begin(...args);
         if (result.kind === 'existing' && result.record.status === 'in_progress') {
           inProgressAnswers++;
           onInProgress();
@@ -407,7 +423,7 @@ export function describeAdapterScenarios(name: string, start: StartServer): void
     });
     afterAll(async () => {
       await stop?.();
-      await sqlite.cleanup();
+      await cleanup?.();
     });
 
     it('with onInProgress: wait, 50 concurrent requests give 1 execution and 49 replays', async () => {
