@@ -11,12 +11,15 @@ export interface Clock {
   setTimer(ms: number, callback: () => void): () => void;
 }
 
-/** The real clock: `Date.now()` and `setTimeout` (unref'd, so it never holds a process open). */
+/**
+ * The real clock: `Date.now()` and `setTimeout`. Its timers keep the process alive like any
+ * timer (a script awaiting a retry's backoff must not exit mid-sleep); every timer reprocess
+ * starts is cancelled when the work it belongs to ends.
+ */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(ms, callback) {
     const handle = setTimeout(callback, Math.max(0, ms));
-    handle.unref?.();
     return () => clearTimeout(handle);
   },
 };
