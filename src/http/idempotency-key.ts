@@ -217,7 +217,7 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     if (details === undefined) throw error;
     let headers: Record<string, string> | undefined;
     if (error instanceof IdempotencyInProgressError) {
-      const seconds = retryAfterSeconds(error.retryAfterMs);
+      const seconds = retryAfterSeconds(Math.min(error.retryAfterMs, http.inProgressRetryAfterMs));
       headers = { 'retry-after': String(seconds) };
       details.retryAfter = seconds;
     } else if (error instanceof StoreUnavailableError) {

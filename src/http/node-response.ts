@@ -50,6 +50,11 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
     args.find((a): a is WriteCallback => typeof a === 'function');
 
   const shadow = res as unknown as Record<string, unknown>;
+  // Middleware that ran before (compression, on-headers) may have patched these on the
+  // instance already: keep their versions to put back, rather than deleting them.
+  const previous = SHADOWED.map(
+    (name) => [name, Object.getOwnPropertyDescriptor(res, name)] as const,
+  );
   shadow.writeHead = (
     status: number,
     reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
@@ -83,8 +88,14 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
   };
   shadow.flushHeaders = (): void => undefined;
 
+  let released = false;
   const release = (): void => {
-    for (const name of SHADOWED) delete shadow[name];
+    if (released) return;
+    released = true;
+    for (const [name, descriptor] of previous) {
+      if (descriptor === undefined) delete shadow[name];
+      else Object.defineProperty(res, name, descriptor);
+    }
   };
   return {
     done,

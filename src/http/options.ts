@@ -64,6 +64,12 @@ export interface IdempotencyKeyOptions<S = Request>
   shouldStore?: (response: Response) => boolean;
   /** Retry-After sent with a 503 when the store does not answer (default 1s). */
   storeRetryAfter?: Duration;
+  /**
+   * Longest Retry-After sent with a 409 (default 1s). The hint is the time left on the
+   * first request's lease, capped by this: a lease bounds recovery from a crash, while a
+   * request that is merely running usually finishes much sooner, and its caller is waiting.
+   */
+  inProgressRetryAfter?: Duration;
   /** Prefix of the operation name, to share a store between services (default `http`). */
   namespace?: string;
   /**
@@ -85,6 +91,7 @@ export interface ResolvedHttpOptions<S> {
   replayHeaders: ReadonlySet<string>;
   shouldStore: (response: Response) => boolean;
   storeRetryAfterMs: number;
+  inProgressRetryAfterMs: number;
   namespace: string;
   onError: ((error: unknown) => void) | undefined;
 }
@@ -156,6 +163,10 @@ export function resolveHttpOptions<S>(options: IdempotencyKeyOptions<S>): Resolv
     replayHeaders: new Set(replayHeaders.map((h) => h.toLowerCase())),
     shouldStore: options.shouldStore ?? defaultShouldStore,
     storeRetryAfterMs: toMs(options.storeRetryAfter ?? 1000, 'idempotencyKey: "storeRetryAfter"'),
+    inProgressRetryAfterMs: toMs(
+      options.inProgressRetryAfter ?? 1000,
+      'idempotencyKey: "inProgressRetryAfter"',
+    ),
     namespace,
     onError: options.onError,
   };

@@ -54,3 +54,42 @@ describe('Express 5: mounting', () => {
     }
   });
 });
+
+describe('Express 5: middleware that patched the response before', () => {
+  it('keeps their patches: what the client gets still goes through them', async () => {
+    const sqlite = tempSqliteStore();
+    const server = express();
+    let patchedEnds = 0;
+    // What compression-like middleware does: wrap res.end on the instance.
+    server.use((_req, res, next) => {
+      const end = res.end.bind(res) as (...args: unknown[]) => unknown;
+      res.end = ((...args: unknown[]) => {
+        patchedEnds++;
+        res.setHeader('x-patched', 'yes');
+        return end(...args);
+      }) as typeof res.end;
+      next();
+    });
+    server.use(express.json());
+    server.use(expressIdempotencyKey({ store: sqlite.store }));
+    server.post('/orders', (req, res) => {
+      res.status(201).json({ got: req.body });
+    });
+    const http = createServer(server);
+    const url = await listen(http);
+    try {
+      const key = newKey('patched');
+      const first = await post(`${url}/orders`, { item: 'pen' }, { key });
+      expect(first.status).toBe(201);
+      expect(first.headers.get('x-patched')).toBe('yes');
+      const again = await post(`${url}/orders`, { item: 'pen' }, { key });
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(again.headers.get('x-patched')).toBe('yes');
+      expect(await again.json()).toEqual({ got: { item: 'pen' } });
+      expect(patchedEnds).toBe(2);
+    } finally {
+      await close(http);
+      await sqlite.cleanup();
+    }
+  });
+});

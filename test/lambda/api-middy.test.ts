@@ -133,7 +133,8 @@ describe('idempotencyKeyMiddy (@middy/core 6)', () => {
     const first = handler(v2('m-3'), context(6_000));
     await running;
     const busy = await handler(v2('m-3'), context());
-    expect(busy).toMatchObject({ statusCode: 409, headers: { 'retry-after': '6' } });
+    // The default hint: a second, however long the lease (6s here) has left.
+    expect(busy).toMatchObject({ statusCode: 409, headers: { 'retry-after': '1' } });
     gate.open();
     expect(await first).toEqual({ statusCode: 201, body: 'made' });
   });

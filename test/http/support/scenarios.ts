@@ -255,9 +255,9 @@ export function describeAdapterScenarios(
         'idempotency-in-progress',
         'IDEMPOTENCY_IN_PROGRESS',
       );
-      const retryAfter = Number(busy.headers.get('retry-after'));
-      expect(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 30).toBe(true);
-      expect(problem.retryAfter).toBe(retryAfter);
+      // The default hint (1s): the first request is running, not crashed.
+      expect(busy.headers.get('retry-after')).toBe('1');
+      expect(problem.retryAfter).toBe(1);
       app.gate(key).open();
       expect((await first).status).toBe(201);
       const replay = await post(url, body, { key, tenant: 't1' });
