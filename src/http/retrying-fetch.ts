@@ -96,8 +96,10 @@ export function createRetryingFetch(
   const userOnRetry = base.onRetry;
 
   return async function retryingFetch(input, init = {}) {
-    const { idempotencyKey, deadline, signal, ...rest } = init;
+    const { idempotencyKey, deadline, ...rest } = init;
     const request = new Request(input, rest);
+    // The caller's signal: the init's, else the one of the Request passed in.
+    const signal = init.signal ?? (input instanceof Request ? input.signal : undefined);
     const method = request.method;
     const headers = new Headers(request.headers);
     const needsKey = keyMethods ? keyMethods.has(method) : !SAFE_METHODS.has(method);
