@@ -117,13 +117,15 @@ export function createContext(
 
     async step<T>(name: string, work: () => T | Promise<T>): Promise<T> {
       checkStepName(name);
+      refuseProtoName(name);
       if (typeof work !== 'function') {
         throw new InvalidArgumentError(`step "${name}" needs a work function`);
       }
       claim(used, name);
       if (run.lease.lost) throw run.lease.signal.reason;
 
-      const stored = run.steps[name];
+      // Own members only: "constructor" or "toString" must not find Object.prototype's.
+      const stored = Object.hasOwn(run.steps, name) ? run.steps[name] : undefined;
       if (stored !== undefined) {
         return decodeFromStore(codec, stored, `the stored result of step "${name}"`) as T;
       }
@@ -174,6 +176,7 @@ export function createUnguardedContext(): IdempotencyContext {
     signal: new AbortController().signal,
     async step<T>(name: string, work: () => T | Promise<T>): Promise<T> {
       checkStepName(name);
+      refuseProtoName(name);
       if (typeof work !== 'function') {
         throw new InvalidArgumentError(`step "${name}" needs a work function`);
       }
@@ -189,6 +192,16 @@ export function createUnguardedContext(): IdempotencyContext {
       return deriveKey(runKey, checkStepName(name, 'keyFor name'));
     },
   };
+}
+
+/**
+ * Stores that rebuild the steps as an object drop a `__proto__` member on the way back, and
+ * such a step would run again on the next attempt: refuse the name up front.
+ */
+function refuseProtoName(name: string): void {
+  if (name === '__proto__') {
+    throw new InvalidArgumentError('step name must not be "__proto__"; choose another name');
+  }
 }
 
 function claim(used: Set<string>, name: string): void {

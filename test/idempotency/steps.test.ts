@@ -124,6 +124,44 @@ describe('steps', () => {
     expect(ok.value).toBe(1);
   });
 
+  it('runs and replays steps named like Object.prototype members (constructor, toString...)', async () => {
+    const { clock, store } = setup();
+    const names = ['constructor', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf'];
+    const work = vi.fn(async () => 'done');
+    let failFirst = true;
+    const fn = async (ctx: IdempotencyContext) => {
+      const results: string[] = [];
+      for (const name of names) results.push(await ctx.step(name, work));
+      if (failFirst) {
+        failFirst = false;
+        throw transientError();
+      }
+      return results;
+    };
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toMatchObject({
+      code: 'ECONNRESET',
+    });
+    expect(Object.keys((await store.get(storedKey))?.steps ?? {}).sort()).toEqual(
+      [...names].sort(),
+    );
+    const outcome = await executeIdempotent(identity, fn, { store, clock });
+    expect(outcome.value).toEqual(names.map(() => 'done'));
+    expect(work).toHaveBeenCalledTimes(names.length);
+  });
+
+  it('refuses the step name __proto__, which stores cannot all read back as a member', async () => {
+    const { clock, store } = setup();
+    const work = vi.fn(async () => 1);
+    const run = executeIdempotent(identity, async (ctx) => ctx.step('__proto__', work), {
+      store,
+      clock,
+      rememberFailures: false,
+    });
+    await expect(run).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(run).rejects.toThrow(/__proto__/);
+    expect(work).not.toHaveBeenCalled();
+  });
+
   it('a step result the codec refuses fails the operation with RESULT_NOT_STORABLE, remembered', async () => {
     const { clock, store } = setup();
     const effect = vi.fn(async () => new Map([['f', () => 1]]));
