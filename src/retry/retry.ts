@@ -75,6 +75,18 @@ export interface RetryListeners {
   readonly success: ReadonlySet<(event: SuccessEvent) => void>;
 }
 
+/** One retry() call: what every attempt after the first needs. */
+interface Call<T> {
+  readonly policy: ResolvedRetryOptions<T>;
+  readonly fn: (ctx: AttemptContext) => Promise<T>;
+  readonly signal: AbortSignal | undefined;
+  readonly listeners: RetryListeners | undefined;
+  readonly telemetry: CallTelemetry | undefined;
+  readonly start: number;
+  readonly deadlineAt: number;
+  readonly guarded: boolean;
+}
+
 /** The retry loop on resolved options; `signal` is the caller's (may differ from policy.signal). */
 export function runRetry<T>(
   policy: ResolvedRetryOptions<T>,
@@ -84,72 +96,121 @@ export function runRetry<T>(
 ): Promise<T> {
   const telemetry = startCallTelemetry(policy.name, policy.maxAttempts);
   if (telemetry?.context) {
-    return context.with(telemetry.context, () => loop(policy, fn, signal, listeners, telemetry));
+    return context.with(telemetry.context, () =>
+      firstAttempt(policy, fn, signal, listeners, telemetry),
+    );
   }
-  return loop(policy, fn, signal, listeners, telemetry);
+  return firstAttempt(policy, fn, signal, listeners, telemetry);
 }
 
-async function loop<T>(
+/**
+ * The first attempt, chained with `.then` rather than awaited in an async function: on the
+ * success path (most calls) that saves the async frame, which is most of what a retry
+ * wrapper costs. A failure hands over to {@link retryLoop}.
+ */
+function firstAttempt<T>(
   policy: ResolvedRetryOptions<T>,
   fn: (ctx: AttemptContext) => Promise<T>,
   signal: AbortSignal | undefined,
   listeners: RetryListeners | undefined,
   telemetry: CallTelemetry | undefined,
 ): Promise<T> {
-  const clock = policy.clock;
-  const start = clock.now();
-  const deadlineAt =
-    policy.deadline === undefined ? Number.POSITIVE_INFINITY : start + policy.deadline;
-  const guarded =
-    policy.attemptTimeout !== undefined || policy.deadline !== undefined || signal !== undefined;
-  const budget = policy.budget;
-  budget?.onRequest();
+  const start = policy.clock.now();
+  const call: Call<T> = {
+    policy,
+    fn,
+    signal,
+    listeners,
+    telemetry,
+    start,
+    deadlineAt: policy.deadline === undefined ? Number.POSITIVE_INFINITY : start + policy.deadline,
+    guarded:
+      policy.attemptTimeout !== undefined || policy.deadline !== undefined || signal !== undefined,
+  };
+  policy.budget?.onRequest();
+  if (signal?.aborted) {
+    return Promise.reject(giveUp(call, 0, 'aborted', new AbortedError(signal.reason)));
+  }
+  telemetry?.attempt(1);
+  let pending: Promise<T>;
+  try {
+    pending = runAttempt(call, 1);
+  } catch (error) {
+    return retryLoop(call, 1, error, false);
+  }
+  return pending.then(
+    (value) => {
+      let again: boolean;
+      try {
+        again = policy.retryOnResult?.(value) === true;
+      } catch (error) {
+        return retryLoop(call, 1, error, false);
+      }
+      if (again) return retryLoop(call, 1, value, true);
+      succeed(call, 1);
+      return value;
+    },
+    (error: unknown) => retryLoop(call, 1, error, false),
+  );
+}
+
+/** Starts attempt `attempt`; a `fn` that returns a plain value is tolerated. */
+function runAttempt<T>(call: Call<T>, attempt: number): Promise<T> {
+  if (call.guarded) {
+    return guardedAttempt(
+      call.fn,
+      attempt,
+      call.deadlineAt,
+      call.policy.clock,
+      call.policy.attemptTimeout,
+      call.signal,
+    );
+  }
+  const result = call.fn(new AttemptScope(attempt, call.deadlineAt));
+  return typeof (result as { then?: unknown } | undefined)?.then === 'function'
+    ? result
+    : Promise.resolve(result);
+}
+
+function succeed<T>(call: Call<T>, attempts: number): void {
+  const { policy, listeners } = call;
+  policy.budget?.onSuccess();
+  call.telemetry?.success(attempts);
+  if (policy.onSuccess !== undefined || (listeners && listeners.success.size > 0)) {
+    emit(policy.onSuccess, listeners?.success, {
+      attempts,
+      elapsed: policy.clock.now() - call.start,
+    });
+  }
+}
+
+/**
+ * Decides what follows the failure of `attempt` (an error, or a result `retryOnResult`
+ * rejected) and runs the attempts after it.
+ */
+async function retryLoop<T>(
+  call: Call<T>,
+  failedAttempt: number,
+  firstFailure: unknown,
+  firstFailedWithResult: boolean,
+): Promise<T> {
+  const { policy, signal, telemetry } = call;
+  const { clock, budget } = policy;
+  let attempt = failedAttempt;
+  let failure = firstFailure;
+  let failedWithResult = firstFailedWithResult;
   let state: BackoffState | undefined;
 
-  for (let attempt = 1; ; attempt++) {
-    if (signal?.aborted) {
-      throw giveUp(
-        policy,
-        listeners,
-        telemetry,
-        attempt - 1,
-        'aborted',
-        new AbortedError(signal.reason),
-      );
-    }
-    telemetry?.attempt(attempt);
-    let failure: unknown;
-    let failedWithResult = false;
-    try {
-      const value = guarded
-        ? await guardedAttempt(fn, attempt, deadlineAt, clock, policy.attemptTimeout, signal)
-        : await fn(new AttemptScope(attempt, deadlineAt));
-      if (policy.retryOnResult === undefined || !policy.retryOnResult(value)) {
-        budget?.onSuccess();
-        if (telemetry) telemetry.success(attempt);
-        if (policy.onSuccess !== undefined || (listeners && listeners.success.size > 0)) {
-          emit(policy.onSuccess, listeners?.success, {
-            attempts: attempt,
-            elapsed: clock.now() - start,
-          });
-        }
-        return value;
-      }
-      failure = value;
-      failedWithResult = true;
-    } catch (error) {
-      failure = error;
-    }
-
+  for (;;) {
     if (signal?.aborted) {
       const aborted = isAborted(failure) ? failure : new AbortedError(signal.reason);
-      throw giveUp(policy, listeners, telemetry, attempt, 'aborted', aborted);
+      throw giveUp(call, attempt, 'aborted', aborted);
     }
     if (!failedWithResult && !isRetryable(failure, policy.classify)) {
-      throw giveUp(policy, listeners, telemetry, attempt, 'not_retryable', failure);
+      throw giveUp(call, attempt, 'not_retryable', failure);
     }
     if (attempt >= policy.maxAttempts) {
-      giveUp(policy, listeners, telemetry, attempt, 'attempts', failure);
+      giveUp(call, attempt, 'attempts', failure);
       if (failedWithResult) return failure as T;
       throw new RetryExhaustedError(attempt, failure);
     }
@@ -164,42 +225,62 @@ async function loop<T>(
 
     // Never start a sleep that ends past the deadline; an attempt starting exactly at the
     // deadline would have no time left, so that gives up too.
-    if (now + delay >= deadlineAt) {
-      giveUp(policy, listeners, telemetry, attempt, 'deadline', failure);
+    if (now + delay >= call.deadlineAt) {
+      giveUp(call, attempt, 'deadline', failure);
       if (failedWithResult) return failure as T;
       throw new DeadlineExceededError(attempt, failure);
     }
     if (budget !== undefined && !budget.tryAcquireRetry(failure)) {
-      giveUp(policy, listeners, telemetry, attempt, 'budget', failure);
+      giveUp(call, attempt, 'budget', failure);
       if (failedWithResult) return failure as T;
       throw new RetryBudgetExhaustedError(attempt, failure);
     }
 
     telemetry?.failed(attempt, failure, delay, budget?.remaining());
-    if (policy.onRetry !== undefined || (listeners && listeners.retry.size > 0)) {
-      emit(policy.onRetry, listeners?.retry, { attempt, error: failure, delay });
+    if (policy.onRetry !== undefined || (call.listeners && call.listeners.retry.size > 0)) {
+      emit(policy.onRetry, call.listeners?.retry, { attempt, error: failure, delay });
     }
     try {
       await sleep(clock, delay, signal);
     } catch (error) {
-      throw giveUp(policy, listeners, telemetry, attempt, 'aborted', error);
+      throw giveUp(call, attempt, 'aborted', error);
     }
+
+    attempt++;
+    if (signal?.aborted) {
+      throw giveUp(call, attempt - 1, 'aborted', new AbortedError(signal.reason));
+    }
+    telemetry?.attempt(attempt);
+    let again: boolean;
+    let value: T;
+    try {
+      value = await runAttempt(call, attempt);
+      again = policy.retryOnResult?.(value) === true;
+    } catch (error) {
+      failure = error;
+      failedWithResult = false;
+      continue;
+    }
+    if (!again) {
+      succeed(call, attempt);
+      return value;
+    }
+    failure = value;
+    failedWithResult = true;
   }
 }
 
 /** Emits the give-up event and returns `error` (for `throw giveUp(...)`). */
 function giveUp<T>(
-  policy: ResolvedRetryOptions<T>,
-  listeners: RetryListeners | undefined,
-  telemetry: CallTelemetry | undefined,
+  call: Call<T>,
   attempts: number,
   reason: GiveUpEvent['reason'],
   error: unknown,
 ): unknown {
   const event: GiveUpEvent = { attempts, error, reason };
-  telemetry?.giveUp(event);
-  if (policy.onGiveUp !== undefined || (listeners && listeners.giveUp.size > 0)) {
-    emit(policy.onGiveUp, listeners?.giveUp, event);
+  call.telemetry?.giveUp(event);
+  if (call.policy.onGiveUp !== undefined || (call.listeners && call.listeners.giveUp.size > 0)) {
+    emit(call.policy.onGiveUp, call.listeners?.giveUp, event);
   }
   return error;
 }
