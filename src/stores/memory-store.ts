@@ -157,7 +157,13 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
       checkString(result, 'step result');
       const record = held(key, token);
       if (record === undefined) return { kind: 'lease_lost' };
-      record.steps[name] = result;
+      // Defined, not assigned: `steps.__proto__ = x` would not store a member at all.
+      Object.defineProperty(record.steps, name, {
+        value: result,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
       record.updatedAt = clock.now();
       return { kind: 'ok' };
     },
