@@ -90,6 +90,11 @@ export interface AcquiredRun {
   /** Encoded step results; new steps are added as they are saved. */
   steps: Record<string, string>;
   lease: LeaseKeeper;
+  /**
+   * Set when a step's work ran but its result could not be stored: the run must then end
+   * recorded as failed, since a retry would run that work again.
+   */
+  unstorable?: ResultNotStorableError;
 }
 
 /**
@@ -137,7 +142,13 @@ export function createContext(
         used.delete(name);
         throw error;
       }
-      const encoded = encodeForStore(codec, value, maxResultBytes, `the result of step "${name}"`);
+      let encoded: string;
+      try {
+        encoded = encodeForStore(codec, value, maxResultBytes, `the result of step "${name}"`);
+      } catch (error) {
+        run.unstorable ??= error as ResultNotStorableError;
+        throw error;
+      }
       const saved = checkFenced(
         store,
         'saveStep',

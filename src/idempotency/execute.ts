@@ -6,7 +6,7 @@ import {
   InvalidArgumentError,
   LeaseLostError,
 } from '../errors.js';
-import { createContext, decodeFromStore, encodeForStore } from './context.js';
+import { type AcquiredRun, createContext, decodeFromStore, encodeForStore } from './context.js';
 import { decodeFailure, encodeFailure } from './failure.js';
 import { fingerprintOf, hashKey } from './hash.js';
 import { validateKey } from './key.js';
@@ -24,7 +24,8 @@ import type { ExecuteOptions, IdempotencyContext, OperationIdentity, Outcome } f
  *          │                         │                    └─ not storable / too large ─► fail ─► throw
  *          │                         │   shouldStore(value) false ─► release ─► { value }
  *          │                         ├─ retryable error ─► release (steps kept) ─► rethrow
- *          │                         └─ other error ─► fail (when remembered) or release ─► rethrow
+ *          │                         ├─ other error ─► fail (when remembered) or release ─► rethrow
+ *          │                         └─ any error after a step's result was not storable ─► fail ─► rethrow
  *          ├─ existing, other fingerprint ─► IdempotencyKeyReuseError
  *          ├─ existing, completed ─► { stored value, replayed: true } (or DuplicateRequestError)
  *          ├─ existing, failed ─► throw the remembered error (replayed)
@@ -153,17 +154,15 @@ async function runAcquired<O>(
     clock,
     clock.now(),
   );
-  const ctx = createContext(
-    {
-      key,
-      token,
-      attempt: acquired.attempts,
-      resumed: acquired.takeover || acquired.attempts > 1,
-      steps: { ...acquired.steps },
-      lease,
-    },
-    options as ResolvedOptions<unknown>,
-  );
+  const run: AcquiredRun = {
+    key,
+    token,
+    attempt: acquired.attempts,
+    resumed: acquired.takeover || acquired.attempts > 1,
+    steps: { ...acquired.steps },
+    lease,
+  };
+  const ctx = createContext(run, options as ResolvedOptions<unknown>);
 
   let value: O;
   lease.start();
@@ -176,6 +175,12 @@ async function runAcquired<O>(
     }
   } catch (error) {
     lease.stop();
+    if (run.unstorable !== undefined) {
+      // A step's work ran but its result could not be kept: whatever the classification,
+      // releasing would let a retry run that work again, so the operation fails for good.
+      const settled = await recordFailure(key, token, run.unstorable, options, lease);
+      throw settled === run.unstorable ? error : settled;
+    }
     throw await settleFailure(key, token, error, options, lease);
   }
   lease.stop();

@@ -179,6 +179,52 @@ describe('steps', () => {
     expect(effect).toHaveBeenCalledTimes(1);
   });
 
+  it.each([
+    ['rememberFailures: false', { rememberFailures: false }],
+    ['a predicate that does not match', { rememberFailures: () => false }],
+    ['a classifier that retries everything', { classify: () => true }],
+  ])(
+    'an unstorable step result is recorded as failed even with %s (the effect is not repeated)',
+    async (_, extra) => {
+      const { clock, store } = setup();
+      const effect = vi.fn(async () => ({ receipt: 'r_1', print: () => 'not data' }));
+      const fn = async (ctx: IdempotencyContext) => {
+        await ctx.step('charge', effect);
+        return 'unreachable';
+      };
+      const options = { store, clock, ...extra };
+      await expect(executeIdempotent(identity, fn, options)).rejects.toMatchObject({
+        code: ErrorCode.RESULT_NOT_STORABLE,
+      });
+      expect((await store.get(storedKey))?.status).toBe('failed');
+      await expect(executeIdempotent(identity, fn, options)).rejects.toMatchObject({
+        code: ErrorCode.RESULT_NOT_STORABLE,
+        replayed: true,
+      });
+      expect(effect).toHaveBeenCalledTimes(1);
+    },
+  );
+
+  it('an unstorable step stays recorded as failed when fn catches it and fails otherwise', async () => {
+    const { clock, store } = setup();
+    const effect = vi.fn(async () => 'y'.repeat(50));
+    const fn = async (ctx: IdempotencyContext) => {
+      try {
+        await ctx.step('charge', effect);
+      } catch {
+        // the caller's code goes on and then hits a transient error
+      }
+      throw transientError('later write timed out');
+    };
+    const options = { store, clock, maxResultBytes: 40 };
+    await expect(executeIdempotent(identity, fn, options)).rejects.toThrow('later write timed out');
+    await expect(executeIdempotent(identity, fn, options)).rejects.toMatchObject({
+      code: ErrorCode.RESULT_TOO_LARGE,
+      replayed: true,
+    });
+    expect(effect).toHaveBeenCalledTimes(1);
+  });
+
   it('a step result over maxResultBytes is RESULT_TOO_LARGE', async () => {
     const { clock, store } = setup();
     await expect(
