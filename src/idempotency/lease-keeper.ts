@@ -13,13 +13,15 @@ import { callStore, checkHeartbeat } from './store-results.js';
  * One beat is in flight at a time: the next is scheduled only when the previous answered.
  * A beat the store fails to answer is retried at the next interval; when no beat has
  * succeeded for a whole lease (on this process's clock), the lease is presumed lost and the
- * signal aborts, since another worker may have taken over by now.
+ * signal aborts, since another worker may have taken over by now. A deadline timer makes
+ * that happen even when a beat never answers (a stalled connection).
  */
 export class LeaseKeeper {
   // Created on first use: most runs never look at the signal, and the hot path shows it.
   private controller: AbortController | undefined;
   private lostWith: LeaseLostError | undefined;
   private cancelTimer: (() => void) | undefined;
+  private cancelDeadline: (() => void) | undefined;
   private stopped = false;
   /** Local time before which the lease is surely still ours. */
   private safeUntil: number;
@@ -52,14 +54,19 @@ export class LeaseKeeper {
 
   /** Starts heartbeats (none when the interval is 0). */
   start(): void {
-    if (this.intervalMs > 0) this.schedule();
+    if (this.intervalMs > 0) {
+      this.schedule();
+      this.armDeadline();
+    }
   }
 
-  /** Stops heartbeats and clears the timer. Idempotent. */
+  /** Stops heartbeats and clears the timers. Idempotent. */
   stop(): void {
     this.stopped = true;
     this.cancelTimer?.();
     this.cancelTimer = undefined;
+    this.cancelDeadline?.();
+    this.cancelDeadline = undefined;
   }
 
   /** Marks the lease lost: aborts the signal (once) and stops heartbeats. */
@@ -68,6 +75,20 @@ export class LeaseKeeper {
     if (this.lostWith !== undefined) return;
     this.lostWith = error;
     this.controller?.abort(error);
+  }
+
+  /** (Re)starts the timer that presumes the lease lost at `safeUntil`, whatever beats are doing. */
+  private armDeadline(): void {
+    this.cancelDeadline?.();
+    this.cancelDeadline = this.clock.setTimer(this.safeUntil - this.clock.now(), () => {
+      this.cancelDeadline = undefined;
+      if (this.stopped) return;
+      this.lose(
+        new LeaseLostError(
+          'the lease could not be renewed before it ended; another worker may hold it now',
+        ),
+      );
+    });
   }
 
   private schedule(): void {
@@ -96,6 +117,7 @@ export class LeaseKeeper {
         return;
       }
       this.safeUntil = sentAt + this.leaseMs;
+      this.armDeadline();
     } catch (error) {
       if (this.stopped) return;
       if (this.clock.now() >= this.safeUntil) {

@@ -162,4 +162,33 @@ describe('leases, heartbeats and fencing', () => {
     // Nobody took over, so the token still holds and the result is stored.
     await expect(run).resolves.toMatchObject({ replayed: false });
   });
+
+  it('presumes the lease lost when a heartbeat hangs past the end of the lease', async () => {
+    const { clock, store } = setup();
+    // A stalled connection: the heartbeat call never answers.
+    const stalled: IdempotencyStore = { ...store, heartbeat: () => new Promise<never>(() => {}) };
+    const gate = deferred();
+    let signal: AbortSignal | undefined;
+    const run = executeIdempotent(
+      identity,
+      (ctx) => {
+        signal = ctx.signal;
+        return gate.promise;
+      },
+      { store: stalled, clock, lease: '30s' },
+    );
+    await settle();
+    await clock.advance(29_999);
+    expect(signal?.aborted).toBe(false);
+    await clock.advance(1);
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+    expect(clock.pending).toBe(0);
+
+    // Another worker may now take over; the stalled one writes nothing.
+    const b = await executeIdempotent(identity, async () => 'B', { store, clock, lease: '30s' });
+    expect(b.replayed).toBe(false);
+    gate.resolve();
+    await expect(run).rejects.toBeInstanceOf(LeaseLostError);
+  });
 });
