@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * Reading bodies with a bound. A body is read once into memory (it must be hashed for the
  * fingerprint and handed on); reading stops, and the stream is cancelled, as soon as it passes
@@ -125,4 +126,11 @@ export function concat(chunks: readonly Uint8Array[], total: number): Uint8Array
  */
 export function bodyInit(bytes: Uint8Array): BodyInit {
   return bytes as Uint8Array<ArrayBuffer>;
+}
+
+/** `bytes` as a Node `Buffer`, without copying. */
+export function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -1,5 +1,6 @@
 import type { IdempotencyContext } from '../idempotency/types.js';
 import type { CoreInput, HandledResponse, IdempotencyCore } from './idempotency-key.js';
+import type { ResponseParts } from './stored-response.js';
 
 /**
  * The core is one async call around the handler; hook-based frameworks (Fastify, middy) split
@@ -23,7 +24,7 @@ export interface Bridge {
   /** Whether `deliver` or `fail` was called. */
   readonly settled: boolean;
   /** Hands the handler's response to the core; settles when it was stored or released. */
-  deliver(response: Response): Promise<HandledResponse>;
+  deliver(response: Response | ResponseParts): Promise<HandledResponse>;
   /** Hands the handler's error to the core, which releases the key; never throws. */
   fail(error: unknown): Promise<void>;
 }
@@ -34,7 +35,7 @@ export function startBridge<S>(core: IdempotencyCore<S>, input: CoreInput<S>): B
     ctx: IdempotencyContext | undefined;
     body: Uint8Array | undefined;
   }) => void;
-  let deliverResponse!: (response: Response) => void;
+  let deliverResponse!: (response: Response | ResponseParts) => void;
   let failHandler!: (error: unknown) => void;
   let proceeded = false;
   let settled = false;
@@ -44,7 +45,7 @@ export function startBridge<S>(core: IdempotencyCore<S>, input: CoreInput<S>): B
   }>((resolve) => {
     proceed = resolve;
   });
-  const handlerResult = new Promise<Response>((resolve, reject) => {
+  const handlerResult = new Promise<Response | ResponseParts>((resolve, reject) => {
     deliverResponse = resolve;
     failHandler = reject;
   });

@@ -2,9 +2,9 @@ import { Buffer } from 'node:buffer';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { TOO_LARGE, bodyInit } from './body.js';
+import { TOO_LARGE, toBuffer } from './body.js';
 import { type Bridge, startBridge } from './bridge.js';
-import { createIdempotencyCore } from './idempotency-key.js';
+import { type HandledResponse, createIdempotencyCore } from './idempotency-key.js';
 import { readNodeStream } from './node-body.js';
 import type { IdempotencyKeyOptions } from './options.js';
 import { isNullBodyStatus } from './stored-response.js';
@@ -82,7 +82,7 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
     bridges.set(request, bridge);
     const first = await bridge.first;
     if (first.kind === 'proceed') return replacement;
-    await sendReply(reply, first.handled.response);
+    await sendReply(reply, first.handled);
     await finished(reply.raw).catch(() => undefined);
     return undefined;
   }
@@ -98,14 +98,11 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
       throw error;
     }
     const status = reply.statusCode;
-    const response = new Response(
-      isNullBodyStatus(status) || bytes === null ? null : bodyInit(bytes),
-      {
-        status,
-        headers: toHeaders(reply.getHeaders()),
-      },
-    );
-    await bridge.deliver(response);
+    await bridge.deliver({
+      status,
+      headers: toHeaders(reply.getHeaders()),
+      body: isNullBodyStatus(status) ? null : bytes,
+    });
     return isReadable(payload) ? bytes : payload;
   }
 
@@ -137,15 +134,21 @@ function replay(body: Uint8Array): NodeJS.ReadableStream {
   return stream;
 }
 
-async function sendReply(reply: FastifyReplyLike, response: Response): Promise<void> {
-  reply.code(response.status);
-  for (const [name, value] of response.headers) {
+async function sendReply(reply: FastifyReplyLike, answer: HandledResponse): Promise<void> {
+  const parts = answer.parts;
+  const headers = parts?.headers ?? answer.response.headers;
+  reply.code(parts?.status ?? answer.response.status);
+  for (const [name, value] of headers) {
     if (name !== 'set-cookie') reply.header(name, value);
   }
-  const cookies = response.headers.getSetCookie();
+  const cookies = headers.getSetCookie();
   if (cookies.length > 0) reply.header('set-cookie', cookies);
-  const body = response.body === null ? undefined : Buffer.from(await response.arrayBuffer());
-  reply.send(body);
+  if (parts !== undefined) {
+    reply.send(parts.body === null ? undefined : toBuffer(parts.body));
+    return;
+  }
+  const response = answer.response;
+  reply.send(response.body === null ? undefined : Buffer.from(await response.arrayBuffer()));
 }
 
 function isReadable(payload: unknown): payload is AsyncIterable<unknown> {

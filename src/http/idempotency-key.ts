@@ -22,8 +22,15 @@ import {
   type ResolvedHttpOptions,
   resolveHttpOptions,
 } from './options.js';
-import { problemFor, problemResponse, retryAfterSeconds } from './problem.js';
-import { type StoredResponse, captureResponse, replayResponse } from './stored-response.js';
+import { problemFor, problemParts, retryAfterSeconds } from './problem.js';
+import {
+  type ResponseParts,
+  type StoredResponse,
+  captureResponse,
+  isResponse,
+  replayParts,
+  toResponse,
+} from './stored-response.js';
 
 /*
  * The one state machine behind every HTTP front (Request/Response, node:http, Express,
@@ -45,12 +52,28 @@ export type ResponseOrigin = 'handler' | 'replay' | 'problem';
 
 /** A response and where it came from. */
 export interface HandledResponse {
-  response: Response;
+  /** The response as a standard `Response` (made on first access when `parts` are given). */
+  readonly response: Response;
+  /** The same response with its body in memory, when it is (replays, problems, captures). */
+  readonly parts: ResponseParts | undefined;
   /**
    * `handler`: the handler ran for this request (guarded or not) and this is its response;
    * `replay`: a stored response; `problem`: an error answered by the middleware.
    */
-  origin: ResponseOrigin;
+  readonly origin: ResponseOrigin;
+}
+
+function handled(origin: ResponseOrigin, value: Response | ResponseParts): HandledResponse {
+  if (isResponse(value)) return { origin, response: value, parts: undefined };
+  let response: Response | undefined;
+  return {
+    origin,
+    parts: value,
+    get response() {
+      response ??= toResponse(value);
+      return response;
+    },
+  };
 }
 
 /** Per-request bounds a runtime knows (a Lambda's remaining time). */
@@ -78,13 +101,14 @@ export interface CoreInput<S> extends RequestHints {
 }
 
 /**
- * Runs the rest of the chain. `ctx` and `body` are undefined for a request that is not guarded
- * (its body was not read); otherwise `body` is the buffered body.
+ * Runs the rest of the chain and gives its response: a `Response`, or {@link ResponseParts}
+ * when the adapter holds the body in memory anyway. `ctx` and `body` are undefined for a
+ * request that is not guarded (its body was not read); otherwise `body` is the buffered body.
  */
 export type CoreNext = (
   ctx: IdempotencyContext | undefined,
   body: Uint8Array | undefined,
-) => Promise<Response>;
+) => Promise<Response | ResponseParts>;
 
 /** The framework-neutral middleware, for adapters. */
 export interface IdempotencyCore<S> {
@@ -146,13 +170,12 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
 
   async function run(input: CoreInput<S>, next: CoreNext): Promise<HandledResponse> {
     const method = input.method.toUpperCase();
-    if (!http.methods.has(method))
-      return { response: await next(undefined, undefined), origin: 'handler' };
+    if (!http.methods.has(method)) return handled('handler', await next(undefined, undefined));
     const parsed = parseIdempotencyKeyHeader(input.keyHeader);
     if (parsed.kind === 'invalid') return problem(new IdempotencyKeyInvalidError(parsed.reason));
     if (parsed.kind === 'absent') {
       if (!http.required(input.source)) {
-        return { response: await next(undefined, undefined), origin: 'handler' };
+        return handled('handler', await next(undefined, undefined));
       }
       return problem(
         new IdempotencyKeyMissingError(
@@ -177,7 +200,7 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       identity.fingerprintOf = http.fingerprint({ method, route, url, body, source: input.source });
     }
 
-    let sent: Response | undefined;
+    let sent: Response | ResponseParts | undefined;
     let handlerFailed = false;
     try {
       const outcome = await executeResolved<StoredResponse>(
@@ -195,14 +218,14 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
         },
         optionsFor(input),
       );
-      if (!outcome.replayed && sent !== undefined) return { response: sent, origin: 'handler' };
-      return { response: replayResponse(outcome.value), origin: 'replay' };
+      if (!outcome.replayed && sent !== undefined) return handled('handler', sent);
+      return handled('replay', replayParts(outcome.value));
     } catch (error) {
       // The handler ran and answered; only the bookkeeping after it failed. Its response is
       // the truth for this client; a 503 would invite a retry and a second effect.
       if (sent !== undefined) {
         http.onError?.(error);
-        return { response: sent, origin: 'handler' };
+        return handled('handler', sent);
       }
       // The handler's own error (the key was released): the framework's to answer, even
       // when it happens to be a reprocess error from the handler's own dependencies.
@@ -225,7 +248,7 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       headers = { 'retry-after': String(seconds) };
       details.retryAfter = seconds;
     }
-    return { response: problemResponse(details, headers), origin: 'problem' };
+    return handled('problem', problemParts(details, headers));
   }
 
   return {

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { isNullBodyStatus } from './stored-response.js';
+import type { HandledResponse } from './idempotency-key.js';
+import { type ResponseParts, isNullBodyStatus } from './stored-response.js';
 
 /**
  * Holding back what a Node handler writes, so the middleware can store it before the client
@@ -12,7 +13,7 @@ import { isNullBodyStatus } from './stored-response.js';
  */
 export interface NodeResponseCapture {
   /** Settles with the handler's response when it calls `end`. */
-  readonly done: Promise<Response>;
+  readonly done: Promise<ResponseParts>;
   /** Whether the handler called `end`. */
   readonly ended: boolean;
   /** Stops capturing and sends what the handler wrote, as it wrote it. */
@@ -29,9 +30,9 @@ const SHADOWED = ['writeHead', 'write', 'end', 'flushHeaders'] as const;
 export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
   const chunks: Buffer[] = [];
   let total = 0;
-  let resolveDone!: (response: Response) => void;
+  let resolveDone!: (response: ResponseParts) => void;
   let rejectDone!: (error: unknown) => void;
-  const done = new Promise<Response>((resolve, reject) => {
+  const done = new Promise<ResponseParts>((resolve, reject) => {
     resolveDone = resolve;
     rejectDone = reject;
   });
@@ -80,7 +81,7 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
     const cb = callbackOf(chunk, encoding, callback);
     if (cb) res.once('finish', () => cb());
     try {
-      resolveDone(toResponse(res, chunks, total));
+      resolveDone(captured(res, chunks, total));
     } catch (error) {
       rejectDone(error);
     }
@@ -134,7 +135,7 @@ function applyHeaders(
   }
 }
 
-function toResponse(res: ServerResponse, chunks: Buffer[], total: number): Response {
+function captured(res: ServerResponse, chunks: Buffer[], total: number): ResponseParts {
   const headers = new Headers();
   for (const [name, value] of Object.entries(res.getHeaders())) {
     if (value === undefined) continue;
@@ -143,20 +144,30 @@ function toResponse(res: ServerResponse, chunks: Buffer[], total: number): Respo
   }
   const status = res.statusCode;
   const body = isNullBodyStatus(status) || total === 0 ? null : Buffer.concat(chunks, total);
-  return new Response(body, { status, statusText: res.statusMessage ?? '', headers });
+  return { status, statusText: res.statusMessage ?? '', headers, body };
 }
 
 /**
- * Sends a `Response` through a Node `ServerResponse`. Headers set earlier on `res` (by
- * middleware that ran before, e.g. CORS) are kept unless the response sets the same name.
+ * Sends the middleware's answer (a replay or a problem) through a Node `ServerResponse`.
+ * Headers set earlier on `res` (by middleware that ran before, e.g. CORS) are kept unless the
+ * answer sets the same name.
  */
-export async function sendNodeResponse(res: ServerResponse, response: Response): Promise<void> {
-  res.statusCode = response.status;
-  for (const [name, value] of response.headers) {
+export async function sendNodeResponse(
+  res: ServerResponse,
+  answer: HandledResponse,
+): Promise<void> {
+  const parts = answer.parts;
+  const headers = parts?.headers ?? answer.response.headers;
+  res.statusCode = parts?.status ?? answer.response.status;
+  for (const [name, value] of headers) {
     if (name !== 'set-cookie') res.setHeader(name, value);
   }
-  const cookies = response.headers.getSetCookie();
+  const cookies = headers.getSetCookie();
   if (cookies.length > 0) res.setHeader('set-cookie', cookies);
-  const body = response.body === null ? undefined : Buffer.from(await response.arrayBuffer());
-  res.end(body);
+  if (parts !== undefined) {
+    res.end(parts.body ?? undefined);
+    return;
+  }
+  const response = answer.response;
+  res.end(response.body === null ? undefined : Buffer.from(await response.arrayBuffer()));
 }

@@ -7,6 +7,7 @@ import {
   sendNodeResponse,
 } from './node-response.js';
 import type { IdempotencyKeyOptions } from './options.js';
+import type { ResponseParts } from './stored-response.js';
 
 /** A plain `node:http` request listener. */
 export type NodeRequestListener<Req extends IncomingMessage = IncomingMessage> = (
@@ -90,7 +91,7 @@ export async function runNode<S>(
   core: IdempotencyCore<S>,
   input: CoreInput<S>,
   res: ServerResponse,
-  run: (capture: NodeResponseCapture) => Promise<Response>,
+  run: (capture: NodeResponseCapture) => Promise<ResponseParts>,
 ): Promise<void> {
   let capture: NodeResponseCapture | undefined;
   try {
@@ -103,7 +104,7 @@ export async function runNode<S>(
       return;
     }
     capture?.release();
-    await sendNodeResponse(res, handled.response);
+    await sendNodeResponse(res, handled);
   } catch (error) {
     capture?.release();
     throw error;

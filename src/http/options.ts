@@ -1,7 +1,7 @@
 import { type Duration, toMs } from '../duration.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { IdempotencyBaseOptions } from '../idempotency/types.js';
-import { DEFAULT_REPLAY_HEADERS } from './stored-response.js';
+import { DEFAULT_REPLAY_HEADERS, type ResponseLike } from './stored-response.js';
 
 /** What the fingerprint function sees. */
 export interface FingerprintInput<S> {
@@ -61,7 +61,7 @@ export interface IdempotencyKeyOptions<S = Request>
    * rest, so a retry runs again (completed steps are not repeated). A thrown error always
    * releases the key.
    */
-  shouldStore?: (response: Response) => boolean;
+  shouldStore?: (response: ResponseLike) => boolean;
   /** Retry-After sent with a 503 when the store does not answer (default 1s). */
   storeRetryAfter?: Duration;
   /**
@@ -89,7 +89,7 @@ export interface ResolvedHttpOptions<S> {
   maxBodyBytes: number;
   maxStoredBodyBytes: number;
   replayHeaders: ReadonlySet<string>;
-  shouldStore: (response: Response) => boolean;
+  shouldStore: (response: ResponseLike) => boolean;
   storeRetryAfterMs: number;
   inProgressRetryAfterMs: number;
   namespace: string;
@@ -100,7 +100,7 @@ export interface ResolvedHttpOptions<S> {
 export const MIB = 1024 * 1024;
 
 /** The default storage rule: below 500, except 408 and 429. */
-export function defaultShouldStore(response: Response): boolean {
+export function defaultShouldStore(response: ResponseLike): boolean {
   const status = response.status;
   return status < 500 && status !== 408 && status !== 429;
 }

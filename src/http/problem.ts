@@ -1,5 +1,7 @@
+import { Buffer } from 'node:buffer';
 import { ErrorCode, isReprocessError } from '../errors.js';
 import { HttpErrorCode, ResponseNotReplayableError } from './errors.js';
+import { type ResponseParts, toResponse } from './stored-response.js';
 
 /**
  * Error responses as RFC 9457 problem details (`application/problem+json`). Each error code
@@ -102,10 +104,18 @@ export function problemResponse(
   problem: ProblemDetails,
   extraHeaders?: Readonly<Record<string, string>>,
 ): Response {
+  return toResponse(problemParts(problem, extraHeaders));
+}
+
+/** {@link problemResponse} as {@link ResponseParts}. */
+export function problemParts(
+  problem: ProblemDetails,
+  extraHeaders?: Readonly<Record<string, string>>,
+): ResponseParts {
   const headers = new Headers(extraHeaders);
   headers.set('content-type', PROBLEM_CONTENT_TYPE);
   headers.set('cache-control', 'no-store');
-  return new Response(JSON.stringify(problem), { status: problem.status, headers });
+  return { status: problem.status, headers, body: Buffer.from(JSON.stringify(problem), 'utf8') };
 }
 
 /** Seconds for a Retry-After header: whole seconds, rounded up, at least 1. */

@@ -57,10 +57,39 @@ export function isNullBodyStatus(status: number): boolean {
   return NULL_BODY_STATUS.has(status);
 }
 
+/** What `shouldStore` sees of a response. A `Response` is one. */
+export interface ResponseLike {
+  readonly status: number;
+  readonly headers: Headers;
+}
+
+/**
+ * A response whose body is already in memory: what the Node-based adapters capture, and what
+ * replays and problems are made of. Cheaper than a `Response` (no stream), and turned into
+ * one only where a `Response` is needed ({@link toResponse}).
+ */
+export interface ResponseParts extends ResponseLike {
+  readonly statusText?: string;
+  readonly body: Uint8Array | null;
+}
+
+/** Whether `value` is a standard `Response` (not {@link ResponseParts}). */
+export function isResponse(value: Response | ResponseParts): value is Response {
+  return value instanceof Response;
+}
+
+/** A standard `Response` for `parts`. */
+export function toResponse(parts: ResponseParts): Response {
+  const body = parts.body === null || isNullBodyStatus(parts.status) ? null : bodyInit(parts.body);
+  const init: ResponseInit = { status: parts.status, headers: parts.headers };
+  if (parts.statusText !== undefined) init.statusText = parts.statusText;
+  return new Response(body, init);
+}
+
 /** How a fresh response becomes a stored one. */
 export interface CapturePolicy {
   /** Whether this response is stored at all (false: release the key). */
-  shouldStore: (response: Response) => boolean;
+  shouldStore: (response: ResponseLike) => boolean;
   /** Bound on the stored body, bytes. */
   maxStoredBodyBytes: number;
   /** Lower-case names of the headers to keep. */
@@ -70,49 +99,61 @@ export interface CapturePolicy {
 /** A captured response: what to store, and the response to send now. */
 export interface Captured {
   stored: StoredResponse;
-  /** The response the client gets (same status, headers and body as the handler's). */
-  sent: Response;
+  /**
+   * What the client gets (the handler's status, headers and body): the parts given, or for a
+   * `Response` a copy whose body is what was read of the original, then the rest of it.
+   */
+  sent: Response | ResponseParts;
 }
 
 /**
- * Turns a handler's response into what is stored and what is sent. The body is read up to the
- * bound only; a larger one is streamed on to the client and stored as a `too_large` marker.
+ * Turns a handler's response into what is stored and what is sent. A `Response` body is read
+ * up to the bound only; a larger one is streamed on to the client and stored as a
+ * `too_large` marker.
  */
 export async function captureResponse(
-  response: Response,
+  response: Response | ResponseParts,
   policy: CapturePolicy,
 ): Promise<Captured> {
   const status = response.status;
-  if (!policy.shouldStore(response))
+  if (!policy.shouldStore(response)) {
     return { stored: { kind: 'unstored', status }, sent: response };
-  const prefix = await readPrefix(response.body, policy.maxStoredBodyBytes);
-  const init = { status, statusText: response.statusText, headers: response.headers };
-  if (!prefix.complete) {
-    return {
-      stored: { kind: 'too_large', status, limit: policy.maxStoredBodyBytes },
-      sent: new Response(prefix.stream, init),
-    };
+  }
+  const tooLarge: StoredResponse = { kind: 'too_large', status, limit: policy.maxStoredBodyBytes };
+  let bytes: Uint8Array;
+  let sent: Response | ResponseParts = response;
+  if (isResponse(response)) {
+    const prefix = await readPrefix(response.body, policy.maxStoredBodyBytes);
+    const init = { status, statusText: response.statusText, headers: response.headers };
+    if (!prefix.complete) return { stored: tooLarge, sent: new Response(prefix.stream, init) };
+    bytes = prefix.bytes;
+    sent = new Response(isNullBodyStatus(status) ? null : bodyInit(bytes), init);
+  } else {
+    bytes = response.body ?? EMPTY;
+    if (bytes.byteLength > policy.maxStoredBodyBytes) return { stored: tooLarge, sent };
   }
   const headers: [string, string][] = [];
   for (const [name, value] of response.headers) {
     if (policy.replayHeaders.has(name)) headers.push([name, value]);
   }
-  const bytes = prefix.bytes;
   return {
     stored: { kind: 'response', status, headers, body: Buffer.from(bytes).toString('base64') },
-    sent: new Response(isNullBodyStatus(status) ? null : bodyInit(bytes), init),
+    sent,
   };
 }
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * The replay of a stored response, with `Idempotent-Replayed: true`. A `too_large` marker
  * throws {@link ResponseNotReplayableError}; anything that is not a stored response throws
  * {@link RecordCorruptError}.
  */
-export function replayResponse(value: unknown): Response {
+export function replayParts(value: unknown): ResponseParts {
   const stored = asStoredResponse(value);
-  if (stored.kind === 'too_large')
+  if (stored.kind === 'too_large') {
     throw new ResponseNotReplayableError(stored.status, stored.limit);
+  }
   if (stored.kind === 'unstored') {
     throw new RecordCorruptError('the idempotency record holds a response that was never stored');
   }
@@ -120,7 +161,7 @@ export function replayResponse(value: unknown): Response {
   for (const [name, value] of stored.headers) headers.append(name, value);
   headers.set(REPLAYED_HEADER, 'true');
   const body = isNullBodyStatus(stored.status) ? null : Buffer.from(stored.body, 'base64');
-  return new Response(body, { status: stored.status, headers });
+  return { status: stored.status, headers, body };
 }
 
 /** Checks the shape of a decoded record value; throws {@link RecordCorruptError}. */

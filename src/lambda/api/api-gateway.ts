@@ -95,7 +95,8 @@ function wrap<E extends ApiGatewayEventLike, C extends LambdaContextLike, R>(
     });
     // The handler's own result, untouched: what API Gateway would have got without us.
     if (handled.origin === 'handler' && ran !== undefined) return ran.value;
-    return v2 ? responseToV2Result(handled.response) : responseToV1Result(handled.response);
+    const answer = handled.parts ?? handled.response;
+    return v2 ? responseToV2Result(answer) : responseToV1Result(answer);
   };
 }
 

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../../errors.js';
-import { bodyInit } from '../../http/body.js';
-import { isNullBodyStatus } from '../../http/stored-response.js';
+import { bodyInit, toBuffer } from '../../http/body.js';
+import { type ResponseParts, isNullBodyStatus, isResponse } from '../../http/stored-response.js';
 
 /*
  * API Gateway events and results, as structural types (the fields read here, so that neither
@@ -207,7 +207,9 @@ export function v2ResultToResponse(result: ApiGatewayV2Result | string | unknown
 }
 
 /** A v1 proxy result for a `Response` (replays and problems). */
-export async function responseToV1Result(response: Response): Promise<ApiGatewayV1Result> {
+export async function responseToV1Result(
+  response: Response | ResponseParts,
+): Promise<ApiGatewayV1Result> {
   const headers: Record<string, string> = {};
   for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
   const result: ApiGatewayV1Result = { statusCode: response.status, headers, body: '' };
@@ -218,7 +220,9 @@ export async function responseToV1Result(response: Response): Promise<ApiGateway
 }
 
 /** A v2 structured result for a `Response` (replays and problems). */
-export async function responseToV2Result(response: Response): Promise<ApiGatewayV2Result> {
+export async function responseToV2Result(
+  response: Response | ResponseParts,
+): Promise<ApiGatewayV2Result> {
   const headers: Record<string, string> = {};
   for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
   const result: ApiGatewayV2Result = { statusCode: response.status, headers };
@@ -231,8 +235,14 @@ export async function responseToV2Result(response: Response): Promise<ApiGateway
 const TEXT_TYPE =
   /^(text\/|application\/(?:[\w.+-]+\+)?(?:json|xml)\b|application\/(?:javascript|x-www-form-urlencoded)\b)/i;
 
-async function encodeBody(response: Response): Promise<{ body: string; isBase64Encoded: boolean }> {
-  const bytes = Buffer.from(await response.arrayBuffer());
+async function encodeBody(
+  response: Response | ResponseParts,
+): Promise<{ body: string; isBase64Encoded: boolean }> {
+  const bytes = isResponse(response)
+    ? Buffer.from(await response.arrayBuffer())
+    : response.body === null
+      ? Buffer.alloc(0)
+      : toBuffer(response.body);
   const type = response.headers.get('content-type') ?? '';
   if (bytes.byteLength === 0 || TEXT_TYPE.test(type)) {
     return { body: bytes.toString('utf8'), isBase64Encoded: false };

@@ -86,7 +86,7 @@ export function idempotencyKeyMiddy<E extends ApiGatewayEventLike = ApiGatewayEv
       const bridge = startBridge(core, eventInput(event, request.context));
       const first = await bridge.first;
       if (first.kind === 'answered') {
-        const response = first.handled.response;
+        const response = first.handled.parts ?? first.handled.response;
         return isV2Event(event) ? responseToV2Result(response) : responseToV1Result(response);
       }
       const left = remainingMs(request.context);
