@@ -100,13 +100,15 @@ export async function executeResolved<O>(
   const waitUntil = inProgress.kind === 'wait' ? clock.now() + inProgress.waitMs : 0;
 
   for (;;) {
+    // The store's lease starts at some point after this: counting from here is safe.
+    const sentAt = clock.now();
     const begun = checkBegin(
       store,
       await callStore(store, 'begin', () =>
         store.begin(key, fingerprint, options.leaseMs, options.ttlMs),
       ),
     );
-    if (begun.kind === 'acquired') return runAcquired(key, begun, fn, options);
+    if (begun.kind === 'acquired') return runAcquired(key, begun, sentAt, fn, options);
 
     const record = begun.record;
     if (record.fingerprint !== fingerprint) {
@@ -140,6 +142,7 @@ type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
 async function runAcquired<O>(
   key: string,
   acquired: Acquired,
+  sentAt: number,
   fn: (ctx: IdempotencyContext) => Promise<O>,
   options: ResolvedOptions<O>,
 ): Promise<Outcome<O>> {
@@ -152,7 +155,7 @@ async function runAcquired<O>(
     options.leaseMs,
     options.heartbeatMs,
     clock,
-    clock.now(),
+    sentAt,
   );
   const run: AcquiredRun = {
     key,

@@ -163,6 +163,40 @@ describe('leases, heartbeats and fencing', () => {
     await expect(run).resolves.toMatchObject({ replayed: false });
   });
 
+  it('counts the lease from when begin was sent, not from when its answer arrived', async () => {
+    const { clock, store } = setup();
+    const sentAt = clock.now();
+    // The store acquires at once, but its answer takes 20 s to arrive; heartbeats fail.
+    const slow: IdempotencyStore = {
+      ...store,
+      begin: async (...args) => {
+        const begun = await store.begin(...args);
+        await new Promise<void>((resolve) => clock.setTimer(20_000, resolve));
+        return begun;
+      },
+      heartbeat: async () => {
+        throw new Error('connection refused');
+      },
+    };
+    let signal: AbortSignal | undefined;
+    void executeIdempotent(
+      identity,
+      (ctx) => {
+        signal = ctx.signal;
+        return new Promise<never>(() => {});
+      },
+      { store: slow, clock, lease: '30s' },
+    );
+    await clock.advance(20_000);
+    expect(signal?.aborted).toBe(false);
+    // The store's lease ends 30 s after it acquired: another worker may take over from here.
+    await clock.advance(10_000);
+    expect(clock.now() - sentAt).toBe(30_000);
+    expect((await store.begin(storedKey, '', 30_000, 60_000)).kind).toBe('acquired');
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+  });
+
   it('presumes the lease lost when a heartbeat hangs past the end of the lease', async () => {
     const { clock, store } = setup();
     // A stalled connection: the heartbeat call never answers.
