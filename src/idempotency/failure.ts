@@ -2,6 +2,8 @@ import { ErrorCode, RecordCorruptError, ReprocessError } from '../errors.js';
 
 /** Longest stored error message; the rest is cut (a failure record is not a log). */
 const MAX_MESSAGE_LENGTH = 4096;
+/** Longest stored error name or code (an SDK may copy either from a server's answer). */
+const MAX_NAME_LENGTH = 256;
 
 /** What a failed record keeps of the error: enough to rethrow it recognisably. */
 export interface StoredFailure {
@@ -42,7 +44,7 @@ export function encodeFailure(error: unknown): string {
 /** The {@link StoredFailure} of any thrown value. */
 export function describeFailure(error: unknown): StoredFailure {
   if (!(error instanceof Error) && (typeof error !== 'object' || error === null)) {
-    return { name: 'Error', message: clip(String(error)) };
+    return { name: 'Error', message: clip(String(error), MAX_MESSAGE_LENGTH) };
   }
   const e = error as {
     name?: unknown;
@@ -52,10 +54,10 @@ export function describeFailure(error: unknown): StoredFailure {
     statusCode?: unknown;
   };
   const failure: StoredFailure = {
-    name: typeof e.name === 'string' && e.name !== '' ? e.name : 'Error',
-    message: clip(typeof e.message === 'string' ? e.message : String(error)),
+    name: typeof e.name === 'string' && e.name !== '' ? clip(e.name, MAX_NAME_LENGTH) : 'Error',
+    message: clip(typeof e.message === 'string' ? e.message : String(error), MAX_MESSAGE_LENGTH),
   };
-  if (typeof e.code === 'string' && e.code !== '') failure.code = e.code;
+  if (typeof e.code === 'string' && e.code !== '') failure.code = clip(e.code, MAX_NAME_LENGTH);
   const status = httpStatus(e.status) ?? httpStatus(e.statusCode);
   if (status !== undefined) failure.status = status;
   return failure;
@@ -92,6 +94,6 @@ function httpStatus(value: unknown): number | undefined {
     : undefined;
 }
 
-function clip(message: string): string {
-  return message.length > MAX_MESSAGE_LENGTH ? `${message.slice(0, MAX_MESSAGE_LENGTH)}…` : message;
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }

@@ -274,6 +274,27 @@ describe('executeIdempotent', () => {
     expect(fn).toHaveBeenCalledTimes(1);
   });
 
+  it('stores a bounded failure: huge name, code and message are cut, no stack', async () => {
+    const { clock, store } = setup();
+    const huge = Object.assign(new Error('m'.repeat(1_000_000)), {
+      name: 'N'.repeat(1_000_000),
+      code: 'C'.repeat(1_000_000),
+    });
+    await expect(
+      executeIdempotent(
+        id(),
+        async () => {
+          throw huge;
+        },
+        { store, clock },
+      ),
+    ).rejects.toBe(huge);
+    const stored = (await store.get(hashKey({ operation: 'charge', key: 'k1' })))?.error ?? '';
+    expect(stored.length).toBeGreaterThan(0);
+    expect(stored.length).toBeLessThan(8_192);
+    expect(stored).not.toContain('execute.test');
+  });
+
   it('with rememberFailures: false a non-retryable failure releases instead', async () => {
     const { clock, store } = setup();
     const fn = vi.fn(async () => {

@@ -48,6 +48,19 @@ describe('remembered failures', () => {
     expect(describeFailure(new Error('x'.repeat(10_000))).message.length).toBeLessThan(4200);
   });
 
+  it('bounds the stored name and code too, and never stores the stack', () => {
+    const error = Object.assign(new Error('m'), {
+      name: 'N'.repeat(100_000),
+      code: 'C'.repeat(100_000),
+    });
+    const text = encodeFailure(error);
+    expect(text.length).toBeLessThan(1_000);
+    expect(text).not.toContain('at ');
+    const replayed = decodeFailure(text);
+    expect(replayed.name.startsWith('NNN')).toBe(true);
+    expect(String(replayed.code).startsWith('CCC')).toBe(true);
+  });
+
   it.each(['not json', '[]', '{"message":"no name"}', '{"name":"E","message":"m","status":"x"}'])(
     'refuses a corrupt stored failure %j',
     (text) => {
