@@ -61,25 +61,29 @@ export const DEFAULT_SQLITE_PATH = '.reprocess/idempotency.sqlite';
 const DEFAULT_TABLE = 'reprocess_idempotency';
 const DEFAULT_LIST_LIMIT = 100;
 const MAX_LIST_LIMIT = 1000;
+const PURGE_CHUNK = 500;
 
-/** A row as the statements select it. */
-interface Row {
-  key: string;
-  fingerprint: string;
-  status: string;
-  token: number;
-  attempts: number;
-  leaseUntil: number;
-  expiresAt: number;
-  result: string | null;
-  error: string | null;
-  steps: string;
-  createdAt: number;
-  updatedAt: number;
-}
+/**
+ * A record as the statements select it: a raw row (an array, cheaper than an object per row),
+ * the key last and only where the caller does not know it already.
+ */
+type Row = [
+  fingerprint: unknown,
+  status: unknown,
+  token: unknown,
+  attempts: unknown,
+  leaseUntil: unknown,
+  expiresAt: unknown,
+  result: unknown,
+  error: unknown,
+  steps: unknown,
+  createdAt: unknown,
+  updatedAt: unknown,
+  key?: unknown,
+];
 
-const COLUMNS = `key, fingerprint, status, token, attempts, lease_until AS leaseUntil,
-  expires_at AS expiresAt, result, error, steps, created_at AS createdAt, updated_at AS updatedAt`;
+const COLUMNS = `fingerprint, status, token, attempts, lease_until, expires_at, result, error, steps,
+  created_at, updated_at`;
 
 const STATUSES: ReadonlySet<string> = new Set<RecordStatus>(['in_progress', 'completed', 'failed']);
 
@@ -191,23 +195,39 @@ class SqliteIdempotencyStore implements SqliteStore {
       // record never changes, and a live lease can only be taken by its own expiry.
       const seen = s.select.get(key) as Row | undefined;
       if (seen && !acquirable(seen, fingerprint, now)) {
-        return { kind: 'existing', record: toRecord(seen, this.path) };
+        return { kind: 'existing', record: toRecord(key, seen, this.path) };
       }
-      // Refuse to take over a record whose steps cannot be read back, before writing.
-      if (seen && seen.steps !== '{}') parseSteps(seen.steps, this.path, key);
-      const params = {
-        key,
-        fingerprint,
-        now,
-        nowToken: now * 1000,
-        leaseUntil: now + leaseMs,
-        // An operation never expires while its lease is live.
-        expiresAt: now + Math.max(ttlMs, leaseMs),
-      };
+      const leaseUntil = now + leaseMs;
+      // An operation never expires while its lease is live.
+      const expiresAt = now + Math.max(ttlMs, leaseMs);
+      if (!seen) {
+        // The common case, a new key: a plain insert with the token from the clock. It
+        // writes nothing when another process inserted the key since the read above (the
+        // conflict) or when a deleted record of this key held a token this large (the
+        // high-water mark); both go to the general path below.
+        const token = now * 1000;
+        const { changes } = s.insert.run(
+          key,
+          fingerprint,
+          token,
+          leaseUntil,
+          expiresAt,
+          now,
+          now,
+          token,
+        );
+        if (changes === 1) {
+          return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
+        }
+      } else if (seen[8] !== '{}') {
+        // Refuse to take over a record whose steps cannot be read back, before writing.
+        parseSteps(seen[8], this.path, key);
+      }
+      const params = { key, fingerprint, now, nowToken: now * 1000, leaseUntil, expiresAt };
       // The upsert decides and writes in one statement: two processes that both read "free"
       // above cannot both acquire, because the second one's WHERE sees the first one's lease.
       const won = s.acquire.get(params) as AcquiredRow | undefined;
-      if (won) return acquiredResult(won, params.leaseUntil, this.path, key);
+      if (won) return acquiredResult(won, leaseUntil, this.path, key);
       // Lost the race (or the record is not acquirable after all): decide again and read the
       // winner in one IMMEDIATE transaction, so the answer is one consistent moment.
       return s.acquireOrRead.immediate(params);
@@ -281,7 +301,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkKey(key);
     return this.guard('get', () => {
       const row = this.prepared().select.get(key) as Row | undefined;
-      return row && toRecord(row, this.path);
+      return row && toRecord(key, row, this.path);
     });
   }
 
@@ -309,8 +329,8 @@ class SqliteIdempotencyStore implements SqliteStore {
         take: take + 1,
       }) as Row[];
       const page = rows.slice(0, take);
-      const records = page.map((row) => toRecord(row, this.path));
-      const last = page[page.length - 1];
+      const records = page.map((row) => toRecord(row[11] as string, row, this.path));
+      const last = records[records.length - 1];
       return rows.length > take && last ? { records, cursor: encodeCursor(last.key) } : { records };
     });
   }
@@ -322,10 +342,20 @@ class SqliteIdempotencyStore implements SqliteStore {
         `purgeExpired limit must be a whole number >= 0; got ${limit}`,
       );
     }
-    return this.guard(
-      'purgeExpired',
-      () => this.prepared().purge.run(this.now(), limit ?? -1).changes,
-    );
+    const now = this.now();
+    let removed = 0;
+    let after = '';
+    // One chunk per write transaction, so writers in other processes wait at most one chunk.
+    while (limit === undefined || removed < limit) {
+      const take = Math.min(PURGE_CHUNK, (limit ?? Number.POSITIVE_INFINITY) - removed);
+      const keys = await this.guard('purgeExpired', () =>
+        (this.prepared().purge.all(after, now, take) as Array<{ key: string }>).map((r) => r.key),
+      );
+      removed += keys.length;
+      if (keys.length < take) break;
+      for (const key of keys) if (key > after) after = key;
+    }
+    return removed;
   }
 
   async close(): Promise<void> {
@@ -391,6 +421,7 @@ interface AcquireParams {
 
 interface Statements {
   select: BetterSqlite3.Statement;
+  insert: BetterSqlite3.Statement;
   acquire: BetterSqlite3.Statement;
   acquireOrRead: BetterSqlite3.Transaction<(params: AcquireParams) => BeginResult>;
   complete: BetterSqlite3.Statement;
@@ -406,7 +437,16 @@ interface Statements {
 function prepare(db: BetterSqlite3.Database, t: string, where: string): Statements {
   const highWater = `(SELECT value FROM ${META_TABLE} WHERE name = '${metaNames(t).highWater}')`;
   const fenced = `WHERE key = ? AND token = ? AND status = 'in_progress'`;
-  const select = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE key = ?`);
+  const select = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE key = ?`).raw(true);
+  // A new key whose token (from the clock) is above every deleted token. The SELECT form is
+  // what lets the insert carry that condition; ON CONFLICT makes a concurrent insert of the
+  // same key a no-op instead of an error.
+  const insert = db.prepare(`
+    INSERT INTO ${t} (key, fingerprint, status, token, attempts, lease_until, expires_at,
+                      steps, created_at, updated_at)
+    SELECT ?, ?, 'in_progress', ?, 1, ?, ?, '{}', ?, ?
+    WHERE ? > coalesce(${highWater}, 0)
+    ON CONFLICT (key) DO NOTHING`);
   // Acquire when free: no row, an expired row (a new operation: steps and attempts start
   // afresh), or an in-progress row of the same fingerprint whose lease ended (a takeover:
   // steps kept, attempts + 1). The token is the greatest of the clock in microseconds, the
@@ -439,10 +479,11 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
     if (won) return acquiredResult(won, params.leaseUntil, where, params.key);
     const row = select.get(params.key) as Row | undefined;
     if (!row) throw new Error(`record ${params.key} vanished inside a write transaction`);
-    return { kind: 'existing', record: toRecord(row, where) };
+    return { kind: 'existing', record: toRecord(params.key, row, where) };
   });
   return {
     select,
+    insert,
     acquire,
     acquireOrRead,
     complete: db.prepare(
@@ -459,12 +500,17 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
       `UPDATE ${t} SET steps = json_patch(steps, json_object(?, ?)), updated_at = ? ${fenced}`,
     ),
     delete: db.prepare(`DELETE FROM ${t} WHERE key = ?`),
-    list: db.prepare(`
-      SELECT ${COLUMNS} FROM ${t}
+    list: db
+      .prepare(`
+      SELECT ${COLUMNS}, key FROM ${t}
       WHERE key > @after AND (@status IS NULL OR status = @status)
-      ORDER BY key LIMIT @take`),
+      ORDER BY key LIMIT @take`)
+      .raw(true),
+    // The next chunk of expired keys after a key, in key order (a scan: see schema.ts).
     purge: db.prepare(
-      `DELETE FROM ${t} WHERE key IN (SELECT key FROM ${t} WHERE expires_at <= ? LIMIT ?)`,
+      `DELETE FROM ${t} WHERE key IN (
+         SELECT key FROM ${t} WHERE key > ? AND expires_at <= ? ORDER BY key LIMIT ?
+       ) RETURNING key`,
     ),
   };
 }
@@ -475,8 +521,8 @@ const OK: FencedResult = Object.freeze({ kind: 'ok' });
 const LOST: FencedResult & HeartbeatResult = Object.freeze({ kind: 'lease_lost' });
 
 function acquirable(row: Row, fingerprint: string, now: number): boolean {
-  if (row.expiresAt <= now) return true;
-  return row.status === 'in_progress' && row.leaseUntil <= now && row.fingerprint === fingerprint;
+  if ((row[5] as number) <= now) return true;
+  return row[1] === 'in_progress' && (row[4] as number) <= now && row[0] === fingerprint;
 }
 
 function acquiredResult(
@@ -495,37 +541,42 @@ function acquiredResult(
   };
 }
 
-function toRecord(row: Row, where: string): IdempotencyRecord {
+/** Row positions that must hold whole numbers, with their field names for messages. */
+const INTEGER_COLUMNS = [
+  [2, 'token'],
+  [3, 'attempts'],
+  [4, 'leaseUntil'],
+  [5, 'expiresAt'],
+  [9, 'createdAt'],
+  [10, 'updatedAt'],
+] as const;
+
+function toRecord(key: string, row: Row, where: string): IdempotencyRecord {
+  const [fingerprint, status, token, attempts, leaseUntil, expiresAt, result, error, steps] = row;
+  const [createdAt, updatedAt] = [row[9], row[10]];
   const bad = (what: string) =>
-    new RecordCorruptError(`sqlite store ${where}: record ${JSON.stringify(row.key)} has ${what}`);
-  if (!STATUSES.has(row.status)) throw bad(`an unknown status ${JSON.stringify(row.status)}`);
-  for (const field of [
-    'token',
-    'attempts',
-    'leaseUntil',
-    'expiresAt',
-    'createdAt',
-    'updatedAt',
-  ] as const) {
-    if (!Number.isSafeInteger(row[field])) throw bad(`a ${field} that is not a whole number`);
+    new RecordCorruptError(`sqlite store ${where}: record ${JSON.stringify(key)} has ${what}`);
+  if (!STATUSES.has(status as string)) throw bad(`an unknown status ${JSON.stringify(status)}`);
+  for (const [index, field] of INTEGER_COLUMNS) {
+    if (!Number.isSafeInteger(row[index])) throw bad(`a ${field} that is not a whole number`);
   }
-  if (typeof row.fingerprint !== 'string') throw bad('a fingerprint that is not text');
-  if (row.result !== null && typeof row.result !== 'string') throw bad('a result that is not text');
-  if (row.error !== null && typeof row.error !== 'string') throw bad('an error that is not text');
+  if (typeof fingerprint !== 'string') throw bad('a fingerprint that is not text');
+  if (result !== null && typeof result !== 'string') throw bad('a result that is not text');
+  if (error !== null && typeof error !== 'string') throw bad('an error that is not text');
   const record: IdempotencyRecord = {
-    key: row.key,
-    fingerprint: row.fingerprint,
-    status: row.status as RecordStatus,
-    token: row.token,
-    attempts: row.attempts,
-    leaseUntil: row.leaseUntil,
-    expiresAt: row.expiresAt,
-    steps: row.steps === '{}' ? {} : parseSteps(row.steps, where, row.key),
-    createdAt: row.createdAt,
-    updatedAt: row.updatedAt,
+    key,
+    fingerprint,
+    status: status as RecordStatus,
+    token: token as number,
+    attempts: attempts as number,
+    leaseUntil: leaseUntil as number,
+    expiresAt: expiresAt as number,
+    steps: steps === '{}' ? {} : parseSteps(steps, where, key),
+    createdAt: createdAt as number,
+    updatedAt: updatedAt as number,
   };
-  if (row.result !== null) record.result = row.result;
-  if (row.error !== null) record.error = row.error;
+  if (result !== null) record.result = result;
+  if (error !== null) record.error = error;
   return record;
 }
 

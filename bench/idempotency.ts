@@ -1,0 +1,279 @@
+/**
+ * Throughput and latency of `idempotent()` on the memory and SQLite stores, beside a raw
+ * floor measured in the same run: bare better-sqlite3 on the same kind of file (WAL,
+ * synchronous=NORMAL) doing the same number of write transactions per operation.
+ *
+ *   fresh  = a new operation: begin + complete, 2 write transactions (floor: INSERT, then UPDATE)
+ *   replay = a duplicate of a completed operation: 1 read (floor: SELECT by key)
+ *
+ * Each case runs in batches of sequential awaited operations, every call timed with
+ * process.hrtime.bigint(); rounds are interleaved in a shuffled order so that drift of the
+ * (shared) machine hits every case alike. ops/s is from the median round; p50 and p99 are
+ * over every timed call. "vs floor" divides the floor's median ns/op by the case's.
+ *
+ * `npm run bench:idempotency` (ROUNDS, BATCH env vars change the size).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { idempotent, sha256Hex } from '../src/idempotency/index.js';
+import type { IdempotencyStore } from '../src/idempotency/store.js';
+import { createMemoryStore } from '../src/stores/memory-store.js';
+import { createSqliteStore } from '../src/stores/sqlite/index.js';
+
+const ROUNDS = Number(process.env.ROUNDS ?? 15);
+const BATCH = Number(process.env.BATCH ?? 1000);
+const WARMUP = BATCH * 2;
+
+interface Request {
+  requestId: string;
+  amount: number;
+}
+
+interface Case {
+  name: string;
+  /** The floor case it is compared with. */
+  floor?: string;
+  /** Runs one operation; `i` is unique per call of this case. */
+  op: (i: number) => Promise<unknown>;
+  /** Called before timing, with the indexes `op` will be called with, to seed replays. */
+  prepare?: (from: number, count: number) => Promise<void>;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'reprocess-bench-idem-'));
+let sink = 0;
+
+/**
+ * Keys like the stored ones (SHA-256 hex: spread over the whole b-tree, not appended in
+ * order), computed before a batch is timed so that hashing is not counted.
+ */
+function hexKeys(label: string): {
+  key: (i: number) => string;
+  fill: (from: number, count: number) => void;
+} {
+  const keys = new Map<number, string>();
+  return {
+    key: (i) => keys.get(i) ?? sha256Hex(`${label}/${i}`),
+    fill: (from, count) => {
+      keys.clear();
+      for (let i = from; i < from + count; i++) keys.set(i, sha256Hex(`${label}/${i}`));
+    },
+  };
+}
+
+const REPLAY_KEYS = Array.from({ length: 5000 }, (_, i) => sha256Hex(`replay/${i}`));
+
+function wrap(store: IdempotencyStore) {
+  return idempotent(
+    async (req: Request) => {
+      sink += req.amount;
+      return { charged: req.amount, currency: 'EUR', receipt: `rcpt-${req.requestId}` };
+    },
+    { store, key: 'requestId', scope: 'charge' },
+  );
+}
+
+function storeCases(
+  label: string,
+  store: IdempotencyStore,
+  floor?: { fresh: string; replay: string },
+): Case[] {
+  const charge = wrap(store);
+  const replayed = new Set<number>();
+  const fresh: Case = {
+    name: `${label} fresh (begin + complete)`,
+    op: (i) => charge({ requestId: `${label}-fresh-${i}`, amount: 1 }),
+  };
+  const replay: Case = {
+    name: `${label} replay (duplicate)`,
+    op: (i) => charge({ requestId: `${label}-replay-${i % 5000}`, amount: 1 }),
+    prepare: async (from, count) => {
+      for (let i = from; i < from + count; i++) {
+        const n = i % 5000;
+        if (replayed.has(n)) continue;
+        replayed.add(n);
+        await charge({ requestId: `${label}-replay-${n}`, amount: 1 });
+      }
+    },
+  };
+  if (floor) {
+    fresh.floor = floor.fresh;
+    replay.floor = floor.replay;
+  }
+  return [fresh, replay];
+}
+
+/**
+ * The store alone, without the core: begin + complete for a fresh operation, begin for a
+ * replay. The gap between these and the floor is the store's own cost.
+ */
+function directCases(store: IdempotencyStore, floor: { fresh: string; replay: string }): Case[] {
+  const fp = 'a'.repeat(64);
+  const result = '{"charged":1,"currency":"EUR","receipt":"rcpt-0000000000"}';
+  const fresh = hexKeys('direct');
+  const seeded = new Set<number>();
+  return [
+    {
+      name: 'sqlite store alone: begin + complete',
+      floor: floor.fresh,
+      op: async (i) => {
+        const key = fresh.key(i);
+        const begun = await store.begin(key, fp, 30_000, 86_400_000);
+        if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+        await store.complete(key, begun.token, result, 86_400_000);
+      },
+      prepare: async (from, count) => fresh.fill(from, count),
+    },
+    {
+      name: 'sqlite store alone: begin (replay)',
+      floor: floor.replay,
+      op: async (i) => {
+        const begun = await store.begin(REPLAY_KEYS[i % 5000] as string, fp, 30_000, 86_400_000);
+        if (begun.kind !== 'existing') throw new Error('expected a replay');
+      },
+      prepare: async (from, count) => {
+        for (let i = from; i < from + count; i++) {
+          const n = i % 5000;
+          if (seeded.has(n)) continue;
+          seeded.add(n);
+          const key = REPLAY_KEYS[n] as string;
+          const begun = await store.begin(key, fp, 30_000, 86_400_000);
+          if (begun.kind === 'acquired') await store.complete(key, begun.token, result, 86_400_000);
+        }
+      },
+    },
+  ];
+}
+
+/** Bare better-sqlite3: the same pragmas as the store, a key and a result-sized value. */
+function floorCases(): Case[] {
+  const db = new Database(join(dir, 'floor.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE t (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)');
+  const insert = db.prepare('INSERT INTO t (key, value) VALUES (?, ?)');
+  const update = db.prepare('UPDATE t SET value = ? WHERE key = ?');
+  const select = db.prepare('SELECT value FROM t WHERE key = ?');
+  const fresh = hexKeys('floor');
+  const value = '{"charged":1,"currency":"EUR","receipt":"rcpt-0000000000"}';
+  for (const key of REPLAY_KEYS) insert.run(key, value);
+  return [
+    {
+      name: 'floor: 2 write transactions',
+      op: async (i) => {
+        const key = fresh.key(i);
+        insert.run(key, '');
+        update.run(value, key);
+      },
+      prepare: async (from, count) => fresh.fill(from, count),
+    },
+    {
+      name: 'floor: 1 read',
+      op: async (i) => {
+        sink += (select.get(REPLAY_KEYS[i % 5000]) as { value: string }).value.length;
+      },
+    },
+  ];
+}
+
+/** Times one batch; returns wall ns/op and CPU ns/op (this process, user + system). */
+async function timed(
+  c: Case,
+  from: number,
+  count: number,
+  samples: number[],
+): Promise<{ wall: number; cpu: number }> {
+  if (c.prepare) await c.prepare(from, count);
+  const cpu0 = process.cpuUsage();
+  const start = process.hrtime.bigint();
+  for (let i = from; i < from + count; i++) {
+    const t0 = process.hrtime.bigint();
+    await c.op(i);
+    samples.push(Number(process.hrtime.bigint() - t0));
+  }
+  const wall = Number(process.hrtime.bigint() - start) / count;
+  const cpu = process.cpuUsage(cpu0);
+  return { wall, cpu: ((cpu.user + cpu.system) * 1000) / count };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+function median(values: number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
+}
+
+async function main(): Promise<void> {
+  const sqlite = createSqliteStore({ path: join(dir, 'store.sqlite') });
+  const floors = { fresh: 'floor: 2 write transactions', replay: 'floor: 1 read' };
+  const cases: Case[] = [
+    ...floorCases(),
+    ...directCases(createSqliteStore({ path: join(dir, 'direct.sqlite') }), floors),
+    ...storeCases('sqlite', sqlite, floors),
+    ...storeCases('memory', createMemoryStore()),
+  ];
+
+  let next = 0;
+  for (const c of cases) {
+    await timed(c, next, WARMUP, []);
+    next += WARMUP;
+  }
+  const perOp = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+  const cpuPerOp = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+  const calls = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+  const order = [...cases];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j] as Case, order[i] as Case];
+    }
+    for (const c of order) {
+      const { wall, cpu } = await timed(c, next, BATCH, calls.get(c.name) ?? []);
+      perOp.get(c.name)?.push(wall);
+      cpuPerOp.get(c.name)?.push(cpu);
+      next += BATCH;
+    }
+  }
+
+  const rows = cases.map((c) => {
+    const ns = median(perOp.get(c.name) ?? []);
+    const sorted = [...(calls.get(c.name) ?? [])].sort((a, b) => a - b);
+    const floorNs = c.floor ? median(perOp.get(c.floor) ?? []) : undefined;
+    const cpuNs = median(cpuPerOp.get(c.name) ?? []);
+    const floorCpuNs = c.floor ? median(cpuPerOp.get(c.floor) ?? []) : undefined;
+    return {
+      case: c.name,
+      'ops/s': Math.round(1e9 / ns).toLocaleString('en-US'),
+      'p50 µs': (percentile(sorted, 50) / 1000).toFixed(1),
+      'p99 µs': (percentile(sorted, 99) / 1000).toFixed(1),
+      'vs floor': floorNs === undefined ? '' : `${Math.round((floorNs / ns) * 100)}%`,
+      'cpu µs/op': (cpuNs / 1000).toFixed(1),
+      'cpu vs floor': floorCpuNs === undefined ? '' : `${Math.round((floorCpuNs / cpuNs) * 100)}%`,
+    };
+  });
+  const head = Object.keys(rows[0] ?? {});
+  const widths = head.map((h) =>
+    Math.max(h.length, ...rows.map((r) => String(r[h as keyof typeof r]).length)),
+  );
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join(' | ')} |`;
+  console.log(
+    `idempotent() throughput, ${ROUNDS} rounds x ${BATCH} sequential ops per case (node ${process.version})`,
+  );
+  console.log(line(head));
+  console.log(
+    `|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+  );
+  for (const row of rows) console.log(line(head.map((h) => String(row[h as keyof typeof row]))));
+  if (sink < 0) console.log(sink);
+
+  await sqlite.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await main();
