@@ -41,8 +41,20 @@ export function encodeFailure(error: unknown): string {
   return JSON.stringify(describeFailure(error));
 }
 
-/** The {@link StoredFailure} of any thrown value. */
+/**
+ * The {@link StoredFailure} of any thrown value. Never throws: a value whose `toString` or
+ * getters throw (or a null-prototype object) is described generically, so that the failure
+ * is still recorded instead of leaving the operation in progress.
+ */
 export function describeFailure(error: unknown): StoredFailure {
+  try {
+    return describeValue(error);
+  } catch {
+    return { name: 'Error', message: 'a thrown value that could not be described' };
+  }
+}
+
+function describeValue(error: unknown): StoredFailure {
   if (!(error instanceof Error) && (typeof error !== 'object' || error === null)) {
     return { name: 'Error', message: clip(String(error), MAX_MESSAGE_LENGTH) };
   }

@@ -274,6 +274,21 @@ describe('executeIdempotent', () => {
     expect(fn).toHaveBeenCalledTimes(1);
   });
 
+  it('remembers a thrown value that cannot be printed (no stuck in-progress record)', async () => {
+    const { clock, store } = setup();
+    const fn = vi.fn(async () => {
+      throw Object.create(null);
+    });
+    await expect(executeIdempotent(id(), fn, { store, clock })).rejects.toSatisfy(
+      (e: unknown) => typeof e === 'object' && e !== null && Object.getPrototypeOf(e) === null,
+    );
+    expect((await store.get(hashKey({ operation: 'charge', key: 'k1' })))?.status).toBe('failed');
+    await expect(executeIdempotent(id(), fn, { store, clock })).rejects.toBeInstanceOf(
+      ReplayedFailureError,
+    );
+    expect(fn).toHaveBeenCalledTimes(1);
+  });
+
   it('stores a bounded failure: huge name, code and message are cut, no stack', async () => {
     const { clock, store } = setup();
     const huge = Object.assign(new Error('m'.repeat(1_000_000)), {

@@ -61,6 +61,32 @@ describe('remembered failures', () => {
     expect(String(replayed.code).startsWith('CCC')).toBe(true);
   });
 
+  it.each([
+    ['a null-prototype object', () => Object.create(null) as object],
+    [
+      'an object whose toString throws',
+      () => ({
+        toString() {
+          throw new Error('no');
+        },
+      }),
+    ],
+    [
+      'an error whose message getter throws',
+      () =>
+        Object.defineProperty(new Error(), 'message', {
+          get() {
+            throw new Error('no');
+          },
+        }),
+    ],
+  ])('describes %s without throwing', (_, make) => {
+    const failure = describeFailure(make());
+    expect(failure.name).toBeTypeOf('string');
+    expect(failure.message).toBeTypeOf('string');
+    expect(decodeFailure(encodeFailure(make()))).toBeInstanceOf(ReplayedFailureError);
+  });
+
   it.each(['not json', '[]', '{"message":"no name"}', '{"name":"E","message":"m","status":"x"}'])(
     'refuses a corrupt stored failure %j',
     (text) => {
