@@ -47,6 +47,8 @@ export type FastifyIdempotencyPlugin = ((instance: object) => Promise<void>) & {
  * routes it guards. The raw body is read once in `preParsing` (bounded) and handed on to
  * Fastify's parser; the reply, errors serialized by Fastify included, is stored (or the key
  * released on 5xx) in `onSend`. In a handler, `idempotencyContext(request)` gives the steps.
+ * `scope` runs in `preParsing`, so authenticate in an `onRequest` hook (as @fastify/jwt's
+ * `request.jwtVerify()` usually is) for the principal to be known by then.
  *
  * @example
  * await app.register(fastifyIdempotencyKey<FastifyRequest>({ store, scope: (req) => req.user.id }));
