@@ -184,6 +184,28 @@ describe('sqlite store: file and schema', () => {
   });
 });
 
+describe('sqlite store: purge in chunks', () => {
+  it('purges more expired records than one chunk holds, honouring the limit', async () => {
+    const clock = new FakeClock();
+    const store = createSqliteStore({ path: join(dir, 'purge.sqlite'), clock });
+    const ttl = (i: number) => (i % 10 === 0 ? 3_600_000 : 1000);
+    for (let i = 0; i < 1300; i++) {
+      const key = `k-${String(i).padStart(5, '0')}`;
+      const begun = await store.begin(key, FP, 500, ttl(i));
+      if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+      await store.complete(key, begun.token, '"r"', ttl(i));
+    }
+    await clock.advance(5000);
+    expect(await store.purgeExpired({ limit: 700 })).toBe(700);
+    expect(await store.purgeExpired()).toBe(1170 - 700);
+    expect(await store.purgeExpired()).toBe(0);
+    const left = await store.list({ limit: 1000 });
+    expect(left.records).toHaveLength(130);
+    expect(left.records.every((r) => r.expiresAt > clock.now())).toBe(true);
+    await store.close();
+  });
+});
+
 describe('sqlite store: corrupt records', () => {
   async function storeWithEditedRecord(edit: string) {
     const clock = new FakeClock();
