@@ -40,7 +40,13 @@ export {
   type ProblemType,
 } from './problem.js';
 export { RequestBodyTooLargeError, ResponseNotReplayableError, HttpErrorCode } from './errors.js';
-export { DEFAULT_REPLAY_HEADERS, REPLAYED_HEADER } from './stored-response.js';
+export {
+  DEFAULT_REPLAY_HEADERS,
+  REPLAYED_HEADER,
+  toResponse,
+  type ResponseLike,
+  type ResponseParts,
+} from './stored-response.js';
 export {
   nodeIdempotencyKey,
   type NodeIdempotencyKeyOptions,
