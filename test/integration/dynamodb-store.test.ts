@@ -1,5 +1,6 @@
 import {
   type AttributeValue,
+  DeleteItemCommand,
   DeleteTableCommand,
   type DynamoDBClient,
   GetItemCommand,
@@ -7,7 +8,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
-import type { IdempotencyStore } from '../../src/idempotency/store.js';
+import type { BeginResult, IdempotencyStore } from '../../src/idempotency/store.js';
 import {
   createDynamoDbStore,
   type DynamoDbClientLike,
@@ -125,7 +126,7 @@ describe('dynamodb store beyond the suite', () => {
     return out.Item;
   }
 
-  it('a replay is one request where the endpoint returns the old item, two on dynalite', async () => {
+  it('a fresh claim, a replay and a lost race are one request each, with or without ALL_OLD on failure', async () => {
     for (const emulateAllOld of [true, false]) {
       const counting = countingClient({ emulateAllOld });
       const counted = createDynamoDbStore(counting.client, { table, clock });
@@ -133,15 +134,39 @@ describe('dynamodb store beyond the suite', () => {
       const first = await counted.begin(key, 'fp', 30_000, 60_000);
       if (first.kind !== 'acquired') throw new Error('expected to acquire');
       expect(counting.counts.requests).toBe(1);
+      counting.counts.requests = 0;
+      expect(await counted.begin(key, 'fp', 30_000, 60_000)).toMatchObject({
+        kind: 'existing',
+        record: { status: 'in_progress', token: first.token },
+      });
+      expect(counting.counts.requests).toBe(1);
       await counted.complete(key, first.token, '"r"', 60_000);
       counting.counts.requests = 0;
-      counting.counts.gets = 0;
       const replay = await counted.begin(key, 'fp', 30_000, 60_000);
       expect(replay).toMatchObject({ kind: 'existing', record: { result: '"r"' } });
-      // With ALL_OLD the conditional write's answer carries the record: one request. Without
-      // it, a strongly consistent read follows.
-      expect(counting.counts.requests).toBe(emulateAllOld ? 1 : 2);
+      expect(counting.counts.requests).toBe(1);
+      expect(counting.counts.gets).toBe(0);
+      // The record was only read: nothing in it moved.
+      expect(await counted.get(key)).toEqual(replay.kind === 'existing' ? replay.record : null);
+    }
+  });
+
+  it('after a delete, a claim meets the tombstone and reads it back: ALL_OLD or a consistent read', async () => {
+    for (const emulateAllOld of [true, false]) {
+      const counting = countingClient({ emulateAllOld });
+      const counted = createDynamoDbStore(counting.client, { table, clock });
+      const key = `tombstone-${emulateAllOld}`;
+      const first = await counted.begin(key, 'fp', 30_000, 60_000);
+      if (first.kind !== 'acquired') throw new Error('expected to acquire');
+      expect(await counted.delete(key)).toBe(true);
+      counting.counts.requests = 0;
+      counting.counts.gets = 0;
+      const again = await counted.begin(key, 'fp', 30_000, 60_000);
+      expect(again).toMatchObject({ kind: 'acquired', attempts: 1 });
+      if (again.kind === 'acquired') expect(again.token).toBeGreaterThan(first.token);
+      // claim (fails on the tombstone), [read], compare-and-swap put
       expect(counting.counts.gets).toBe(emulateAllOld ? 0 : 1);
+      expect(counting.counts.requests).toBe(emulateAllOld ? 2 : 3);
     }
   });
 
@@ -186,38 +211,110 @@ describe('dynamodb store beyond the suite', () => {
     expect(record?.status).toBe('in_progress');
   });
 
-  it('copes with the item changing between a failed condition and the read (dynalite path)', async () => {
-    // A second writer acts right after begin's condition fails: it deletes the record, or
-    // completes it. The store must act on what is there now, not on what made it fail.
-    for (const interference of ['delete', 'complete'] as const) {
-      const key = `race-${interference}`;
-      const first = await store.begin(key, 'fp', 30_000, 60_000);
-      if (first.kind !== 'acquired') throw new Error('expected to acquire');
-      let armed = true;
-      const meddling: DynamoDbClientLike = {
-        async send(command) {
-          try {
-            return await client.send(command as never);
-          } catch (error) {
-            if (armed && (error as Error).name === 'ConditionalCheckFailedException') {
-              armed = false;
-              if (interference === 'delete') await store.delete(key);
-              else await store.complete(key, first.token, '"done"', 60_000);
-            }
-            throw error;
+  /**
+   * A client that lets a second writer act at one precise point of a begin: `before` the n-th
+   * request the store sends, or right `after` a request fails its condition (before the store
+   * reads the item back, which on dynalite is a separate request).
+   */
+  function meddlingClient(meddle: {
+    before?: { request: number; act: () => Promise<unknown> };
+    afterFailure?: () => Promise<unknown>;
+  }) {
+    const state = { requests: 0, acted: false };
+    const meddling: DynamoDbClientLike = {
+      async send(command) {
+        state.requests++;
+        if (meddle.before && state.requests === meddle.before.request && !state.acted) {
+          state.acted = true;
+          await meddle.before.act();
+        }
+        try {
+          return await client.send(command as never);
+        } catch (error) {
+          if (meddle.afterFailure && !state.acted && isConditionFailed(error)) {
+            state.acted = true;
+            await meddle.afterFailure();
           }
-        },
-      };
-      const racing = createDynamoDbStore(meddling, { table, clock });
-      const result = await racing.begin(key, 'fp', 30_000, 60_000);
-      if (interference === 'delete') {
-        expect(result).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false });
-        if (result.kind === 'acquired') expect(result.token).toBeGreaterThan(first.token);
-      } else {
-        expect(result).toMatchObject({ kind: 'existing', record: { status: 'completed' } });
-      }
-      expect(armed).toBe(false);
-    }
+          throw error;
+        }
+      },
+    };
+    return { client: meddling, state };
+  }
+
+  const isConditionFailed = (error: unknown) =>
+    (error as Error).name === 'ConditionalCheckFailedException';
+
+  it('acts on the item as it is after a failed condition: it vanished in between', async () => {
+    const key = 'race-vanished';
+    const first = await store.begin(key, 'fp', 30_000, 60_000);
+    if (first.kind !== 'acquired') throw new Error('expected to acquire');
+    await store.delete(key);
+    await clock.advance(1);
+    const { client: meddling, state } = meddlingClient({
+      afterFailure: () =>
+        client.send(new DeleteItemCommand({ TableName: table, Key: { pk: { S: key } } })),
+    });
+    const result = await createDynamoDbStore(meddling, { table, clock }).begin(
+      key,
+      'fp',
+      30_000,
+      60_000,
+    );
+    expect(state.acted).toBe(true);
+    expect(result).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false });
+    if (result.kind === 'acquired') expect(result.token).toBeGreaterThan(first.token);
+  });
+
+  it('acts on the item as it is after a failed condition: another writer acquired it', async () => {
+    const key = 'race-taken';
+    const first = await store.begin(key, 'fp', 30_000, 60_000);
+    if (first.kind !== 'acquired') throw new Error('expected to acquire');
+    await store.delete(key);
+    let other: BeginResult | undefined;
+    const { client: meddling, state } = meddlingClient({
+      afterFailure: async () => {
+        other = await store.begin(key, 'fp', 30_000, 60_000);
+      },
+    });
+    const result = await createDynamoDbStore(meddling, { table, clock }).begin(
+      key,
+      'fp',
+      30_000,
+      60_000,
+    );
+    expect(state.acted).toBe(true);
+    expect(other).toMatchObject({ kind: 'acquired' });
+    expect(result).toMatchObject({
+      kind: 'existing',
+      record: { status: 'in_progress', token: other?.kind === 'acquired' ? other.token : -1 },
+    });
+  });
+
+  it('a takeover whose compare-and-swap loses to a completion returns the completed record', async () => {
+    const key = 'race-completed';
+    const first = await store.begin(key, 'fp', 1000, 60_000);
+    if (first.kind !== 'acquired') throw new Error('expected to acquire');
+    await clock.advance(2000);
+    // Between the claim (which reads the ended lease) and the takeover's compare-and-swap, the
+    // old holder, still holding the current token, completes.
+    const { client: meddling, state } = meddlingClient({
+      before: {
+        request: 2,
+        act: () => store.complete(key, first.token, '"late but first"', 60_000),
+      },
+    });
+    const result = await createDynamoDbStore(meddling, { table, clock }).begin(
+      key,
+      'fp',
+      1000,
+      60_000,
+    );
+    expect(state.acted).toBe(true);
+    expect(result).toMatchObject({
+      kind: 'existing',
+      record: { status: 'completed', token: first.token, result: '"late but first"' },
+    });
   });
 
   it('reports unreadable items as RecordCorruptError', async () => {

@@ -67,15 +67,45 @@ const MAX_BEGIN_ROUNDS = 8;
 const DEFAULT_LIST_LIMIT = 100;
 const MAX_LIST_LIMIT = 1000;
 
+/** Sets every attribute of a new record, each only where it is missing (see begin). */
+const CLAIM_UPDATE = `SET ${[
+  ['fingerprint', ':fingerprint'],
+  ['status', ':inProgress'],
+  ['token', ':token'],
+  ['attempts', ':one'],
+  ['leaseUntil', ':leaseUntil'],
+  ['expiresAt', ':expiresAt'],
+  ['ttl', ':ttl'],
+  ['steps', ':noSteps'],
+  ['createdAt', ':now'],
+  ['updatedAt', ':now'],
+]
+  .map(([name, value]) => `#${name} = if_not_exists(#${name}, ${value})`)
+  .join(', ')}`;
+
+/**
+ * No item, or a record (not a tombstone). Every record this store writes with one of these
+ * statuses has every attribute the claim sets, so on a record the claim writes nothing. Only an
+ * item written by something else could have the status and lack an attribute: the claim would
+ * fill it in, and the reply (the item as it was) is reported as RecordCorruptError. Listing
+ * every attribute with attribute_exists would close that too, at twice dynalite's cost per
+ * begin (its condition parser dominates), for a case no writer of ours produces.
+ */
+const CLAIM_CONDITION =
+  'attribute_not_exists(#pk) OR #status IN (:inProgress, :completed, :failed)';
+
 /** Projection of the attributes `purgeExpired` needs. */
 const PURGE_PROJECTION = '#pk, #token, #status, #ttl';
 
 /**
- * An idempotency store on one DynamoDB table. `begin` is one conditional write
- * (`ReturnValuesOnConditionCheckFailure: ALL_OLD`), so a replay costs one request on DynamoDB;
- * endpoints that do not return the old item on a failed condition (dynalite) cost one more, a
- * strongly consistent `GetItem`. A takeover of an ended lease is a second conditional write,
- * compare-and-swap on the token just read. Every other transition is one conditional write.
+ * An idempotency store on one DynamoDB table. `begin` is one conditional `UpdateItem` that
+ * creates the record when there is none and otherwise changes nothing and returns the record
+ * (`ReturnValues: ALL_OLD`): a fresh claim, a replay and a lost race each cost one request, on
+ * DynamoDB and on dynalite. A dead record (expired, deleted) or a takeover of an ended lease
+ * takes one more conditional write, compare-and-swap on the token just read; when such a write
+ * fails, the item comes back with the failure (`ReturnValuesOnConditionCheckFailure: ALL_OLD`)
+ * or, where the endpoint does not return it (dynalite), from a strongly consistent `GetItem`.
+ * Every other transition is one conditional write.
  *
  * Clock skew. DynamoDB conditions cannot read a server clock, so leases, expiry and token floors
  * are the writer's `clock.now()`, written into the item and compared in conditions. A writer whose
@@ -258,21 +288,38 @@ export function createDynamoDbStore(
         const expiresAt = at + Math.max(ttl, lease);
 
         if (known === 'unknown' || known === undefined) {
-          // The common case in one request: no record, or a dead one whose token is below the
-          // floor. Anything else fails the condition and comes back as the old item.
+          // Claim or read, in one request. On no item, every if_not_exists writes: the new
+          // record. On a well-formed record, none does: the write changes nothing (no stream
+          // record) and ALL_OLD hands back the record, on DynamoDB and on dynalite alike, so a
+          // replay or a lost race is one request. Tombstones and malformed items fail the
+          // condition and are read the other way (ALL_OLD on failure, else a consistent read).
           const tried = await attempt(
             key,
-            new PutItemCommand({
+            new UpdateItemCommand({
               TableName: table,
-              Item: newItem(key, fingerprint, floor, at, leaseUntil, expiresAt),
+              Key: { pk: { S: key } },
+              ReturnValues: 'ALL_OLD',
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
               ...expression({
-                condition: 'attribute_not_exists(#pk) OR (#expiresAt <= :now AND #token < :token)',
-                values: { ':now': n(at), ':token': n(floor) },
+                update: CLAIM_UPDATE,
+                condition: CLAIM_CONDITION,
+                values: {
+                  ':fingerprint': { S: fingerprint },
+                  ':inProgress': { S: 'in_progress' },
+                  ':completed': { S: 'completed' },
+                  ':failed': { S: 'failed' },
+                  ':token': n(floor),
+                  ':one': n(1),
+                  ':leaseUntil': n(leaseUntil),
+                  ':expiresAt': n(expiresAt),
+                  ':ttl': n(ttlSeconds(expiresAt)),
+                  ':noSteps': { M: {} },
+                  ':now': n(at),
+                },
               }),
             }),
           );
-          if (tried.ok) {
+          if (tried.ok && tried.attributes === undefined) {
             return {
               kind: 'acquired',
               token: floor,
@@ -282,7 +329,7 @@ export function createDynamoDbStore(
               takeover: false,
             };
           }
-          known = tried.old;
+          known = tried.ok ? fromItem(table, tried.attributes as Item) : tried.old;
           continue;
         }
 
