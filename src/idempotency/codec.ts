@@ -213,14 +213,16 @@ function decodeValue(tree: unknown, path: string): unknown {
       return corrupt(path, 'bad bigint');
     case 'date':
       if (payload === null) return new Date(Number.NaN);
-      if (typeof payload === 'number') return new Date(payload);
+      if (Number.isInteger(payload) && Math.abs(payload as number) <= MAX_DATE_MS) {
+        return new Date(payload as number);
+      }
       return corrupt(path, 'bad date');
     case 'buffer':
-      if (typeof payload === 'string') return Buffer.from(payload, 'base64');
-      return corrupt(path, 'bad buffer');
-    case 'bytes':
-      if (typeof payload === 'string') return new Uint8Array(Buffer.from(payload, 'base64'));
-      return corrupt(path, 'bad bytes');
+      return fromBase64(payload) ?? corrupt(path, 'bad buffer');
+    case 'bytes': {
+      const bytes = fromBase64(payload);
+      return bytes === undefined ? corrupt(path, 'bad bytes') : new Uint8Array(bytes);
+    }
     case 'map':
       if (!Array.isArray(payload)) return corrupt(path, 'bad map');
       return new Map(
@@ -242,6 +244,19 @@ function decodeValue(tree: unknown, path: string): unknown {
       return decodeObject(payload as Record<string, unknown>, path);
   }
   return corrupt(path, `unknown tag ${JSON.stringify(tag)}`);
+}
+
+/** The largest time a Date holds (ECMAScript: ±8.64e15 ms). */
+const MAX_DATE_MS = 8.64e15;
+/**
+ * The bytes of base64 exactly as `Buffer#toString('base64')` writes it, or undefined:
+ * `Buffer.from` alone skips characters that are not base64 silently. Re-encoding to compare
+ * is several times faster than a validating regular expression on a large payload.
+ */
+function fromBase64(payload: unknown): Buffer | undefined {
+  if (typeof payload !== 'string') return undefined;
+  const bytes = Buffer.from(payload, 'base64');
+  return bytes.toString('base64') === payload ? bytes : undefined;
 }
 
 function decodeObject(node: Record<string, unknown>, path: string): Record<string, unknown> {

@@ -118,6 +118,11 @@ describe('default codec', () => {
     ['a bad special number', '{"$t":"num","v":"1"}'],
     ['a bad bigint', '{"$t":"bigint","v":"1.5"}'],
     ['a bad date', '{"$t":"date","v":"yesterday"}'],
+    ['a date out of range', '{"$t":"date","v":1e300}'],
+    ['a fractional date', '{"$t":"date","v":1.5}'],
+    ['bytes that are not base64', '{"$t":"bytes","v":"not base64!"}'],
+    ['a buffer that is not base64', '{"$t":"buffer","v":"%%%%"}'],
+    ['base64 without its padding', '{"$t":"bytes","v":"AQ"}'],
     ['a bad map', '{"$t":"map","v":[[1]]}'],
     ['a bad escaped object', '{"$t":"obj","v":[]}'],
   ])('decode refuses %s with RecordCorruptError', (_, text) => {
