@@ -1,4 +1,3 @@
-import { systemClock } from '../../clock.js';
 import { type Bridge, startBridge } from '../../http/bridge.js';
 import { createIdempotencyCore } from '../../http/idempotency-key.js';
 import type { IdempotencyKeyOptions } from '../../http/options.js';
@@ -53,7 +52,15 @@ export function idempotencyKeyMiddy<E extends ApiGatewayEventLike = ApiGatewayEv
   options: IdempotencyKeyOptions<E>,
 ): MiddyIdempotencyMiddleware<E> {
   const core = createIdempotencyCore<E>(options);
-  const clock = options.clock ?? systemClock;
+  // The guard timer must not keep a process alive (a test, a local run): unref the real one.
+  const setGuard: (ms: number, callback: () => void) => () => void =
+    options.clock === undefined
+      ? (ms, callback) => {
+          const timer = setTimeout(callback, ms);
+          timer.unref();
+          return () => clearTimeout(timer);
+        }
+      : options.clock.setTimer.bind(options.clock);
   const running = new WeakMap<object, { bridge: Bridge; cancel: () => void }>();
 
   async function settle(request: MiddyRequestLike<E>, error: unknown | undefined): Promise<void> {
@@ -93,7 +100,7 @@ export function idempotencyKeyMiddy<E extends ApiGatewayEventLike = ApiGatewayEv
       const cancel =
         left === undefined
           ? () => undefined
-          : clock.setTimer(left, () => {
+          : setGuard(left, () => {
               void settle(request, new Error('reprocess/lambda: the invocation ran out of time'));
             });
       running.set(request, { bridge, cancel });
