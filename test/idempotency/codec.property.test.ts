@@ -55,6 +55,44 @@ describe('default codec (properties)', () => {
     );
   });
 
+  it('tag-shaped JSON the codec did not write either decodes or throws RecordCorruptError', () => {
+    // fc.json() almost never produces "$t" members: build trees full of them, with payloads
+    // of every shape, so each tag's payload check is reached with wrong input.
+    const tag = fc.constantFrom(
+      'undef',
+      'num',
+      'bigint',
+      'date',
+      'buffer',
+      'bytes',
+      'map',
+      'set',
+      'obj',
+      'other',
+    );
+    const { node } = fc.letrec<{ node: unknown }>((tie) => ({
+      node: fc.oneof(
+        { depthSize: 'small' },
+        fc.jsonValue({ maxDepth: 1 }),
+        fc.constantFrom('NaN', '-0', 'Infinity', '12', '-3', 'AQ==', 'AQ', '!!'),
+        fc.record({ $t: tag, v: tie('node') }),
+        fc.record({ $t: tag }),
+        fc.array(tie('node'), { maxLength: 3 }),
+        fc.dictionary(fc.constantFrom('$t', 'v', 'a', '__proto__'), tie('node'), { maxKeys: 3 }),
+      ),
+    }));
+    fc.assert(
+      fc.property(node, (tree) => {
+        try {
+          defaultCodec.decode(JSON.stringify(tree) ?? 'null');
+        } catch (error) {
+          expect((error as { code?: string }).code).toBe('RECORD_CORRUPT');
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('any JSON text the codec did not write either decodes or throws RecordCorruptError', () => {
     fc.assert(
       fc.property(fc.json(), (text) => {

@@ -150,6 +150,39 @@ describe('executeIdempotent', () => {
     await first;
   });
 
+  it('a waiter polls begin at the poll interval up to the bound, never in a busy loop', async () => {
+    const { clock, store } = setup();
+    const begins = vi.spyOn(store, 'begin');
+    const gate = deferred();
+    const first = executeIdempotent(id(), () => gate.promise, { store, clock });
+    await settle();
+    expect(begins).toHaveBeenCalledTimes(1);
+    const start = clock.now();
+    const waiter = executeIdempotent(id(), async () => undefined, {
+      store,
+      clock,
+      onInProgress: { wait: '10s', poll: '1s' },
+    });
+    const rejected = waiter.catch((e: unknown) => e);
+    await settle();
+    // No time passes: one begin, then the waiter sleeps.
+    expect(begins).toHaveBeenCalledTimes(2);
+    await clock.advance(9_999);
+    expect(begins).toHaveBeenCalledTimes(11);
+    await clock.advance(1);
+    const error = await rejected;
+    expect(error).toBeInstanceOf(IdempotencyInProgressError);
+    expect(clock.now() - start).toBe(10_000);
+    // One begin at the start, one per poll, one at the bound: 1 + 10.
+    expect(begins).toHaveBeenCalledTimes(12);
+    expect((error as IdempotencyInProgressError).retryAfterMs).toBeGreaterThan(0);
+    expect((error as IdempotencyInProgressError).retryAfterMs).toBeLessThanOrEqual(30_000);
+    gate.resolve();
+    await first;
+    // Nothing of the waiter's is left behind.
+    expect(clock.pending).toBe(0);
+  });
+
   it('a waiter takes over when the holder crashed and its lease ends', async () => {
     const { clock, store } = setup();
     // The first holder never finishes and never heartbeats: a crashed worker.
@@ -500,6 +533,29 @@ describe('executeIdempotent', () => {
     );
     expect(againA.replayed).toBe(true);
     expect(fn).toHaveBeenCalledTimes(3);
+  });
+
+  it('keeps no key, principal or fingerprinted input in clear in the store', async () => {
+    const { clock, store } = setup();
+    const secret = 'alice@example.com';
+    const tenant = 'tenant-7f3a';
+    const identity = {
+      operation: 'signup',
+      principal: tenant,
+      key: secret,
+      fingerprintOf: { email: secret, tenant },
+    };
+    const fn = async (ctx: { step<T>(n: string, w: () => Promise<T>): Promise<T> }) =>
+      ctx.step('welcome', async () => 'sent');
+    await executeIdempotent(identity, fn, { store, clock });
+    const records = (await store.list()).records;
+    expect(records).toHaveLength(1);
+    const atRest = JSON.stringify(records);
+    for (const clear of ['alice', 'example.com', tenant, 'signup']) {
+      expect(atRest).not.toContain(clear);
+    }
+    expect(records[0]?.key).toMatch(/^[0-9a-f]{64}$/);
+    expect(records[0]?.fingerprint).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('validates the identity', async () => {

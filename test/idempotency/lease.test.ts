@@ -61,18 +61,72 @@ describe('leases, heartbeats and fencing', () => {
     await run2;
   });
 
-  it('clears the heartbeat timer on every way out', async () => {
-    const { clock, store } = setup();
-    await expect(
-      executeIdempotent(
-        identity,
+  describe('clears every timer on every way out', () => {
+    type Way = (ctx: IdempotencyContext) => Promise<unknown>;
+    const ways: [string, Way, Partial<Record<keyof IdempotencyStore, unknown>>?][] = [
+      ['success', async () => 'ok'],
+      [
+        'a final failure',
         async () => {
           throw new Error('boom');
         },
-        { store, clock },
-      ),
-    ).rejects.toThrow('boom');
-    expect(clock.pending).toBe(0);
+      ],
+      [
+        'a retryable failure',
+        async () => {
+          throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+        },
+      ],
+      [
+        'a thrown step',
+        async (ctx) =>
+          ctx.step('s', async () => {
+            throw new Error('step failed');
+          }),
+      ],
+      ['a result that cannot be stored', async () => () => 'fn'],
+      [
+        'a lost lease at complete',
+        async () => 'late',
+        { complete: async () => ({ kind: 'lease_lost' }) },
+      ],
+      [
+        'a lost lease at saveStep',
+        async (ctx) => ctx.step('s', async () => 1),
+        { saveStep: async () => ({ kind: 'lease_lost' }) },
+      ],
+      [
+        'a store that fails at complete',
+        async () => 'x',
+        {
+          complete: async () => {
+            throw new Error('down');
+          },
+        },
+      ],
+    ];
+    for (const [title, fn, overrides] of ways) {
+      it(title, async () => {
+        const { clock, store } = setup();
+        const patched = { ...store, ...overrides } as IdempotencyStore;
+        const gate = deferred();
+        const run = executeIdempotent(
+          identity,
+          async (ctx) => {
+            await gate.promise;
+            return fn(ctx);
+          },
+          { store: patched, clock, lease: '30s' },
+        );
+        await settle();
+        // While fn runs, the heartbeat (and its lease deadline) are armed.
+        expect(clock.pending).toBeGreaterThan(0);
+        await clock.advance(15_000);
+        gate.resolve();
+        await run.catch(() => undefined);
+        expect(clock.pending).toBe(0);
+      });
+    }
   });
 
   it('a stale worker completes nothing and its signal aborts once the lease is taken over', async () => {

@@ -274,6 +274,38 @@ describe('steps', () => {
     ).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 
+  it('keyFor is distinct per principal and the same for the worker that takes over', async () => {
+    const { clock, store } = setup();
+    const options = { store, clock, lease: '10s', heartbeat: false };
+    const of = (principal?: string) =>
+      executeIdempotent(
+        { operation: 'order', key: 'shared', ...(principal ? { principal } : {}) },
+        async (ctx) => ctx.keyFor('psp'),
+        options,
+      );
+    const keys = [(await of('tenant-a')).value, (await of('tenant-b')).value, (await of()).value];
+    expect(new Set(keys).size).toBe(3);
+
+    // A crashed worker and the one that takes over derive the same downstream key.
+    let crashed: string | undefined;
+    void executeIdempotent(
+      identity,
+      async (ctx) => {
+        crashed = ctx.keyFor('psp');
+        return new Promise<never>(() => {});
+      },
+      options,
+    );
+    await settle();
+    await clock.advance(10_000);
+    const takeover = await executeIdempotent(
+      identity,
+      async (ctx) => ({ key: ctx.keyFor('psp'), resumed: ctx.resumed }),
+      options,
+    );
+    expect(takeover.value).toEqual({ key: crashed, resumed: true });
+  });
+
   it('a stale worker cannot save a step: LeaseLostError and its signal aborts', async () => {
     const { clock, store } = setup();
     const options = { store, clock, lease: '10s', heartbeat: false };
