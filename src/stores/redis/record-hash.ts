@@ -64,6 +64,18 @@ export function stepsFromList(key: string, flat: unknown): Record<string, string
   return steps;
 }
 
+/** The JSON a script encoded with cjson (a list of strings). */
+export function parseJson(key: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new RecordCorruptError(
+      `redis store: record ${JSON.stringify(key)} is unreadable: the script's JSON does not parse`,
+      error,
+    );
+  }
+}
+
 /** A decimal integer written by a script. */
 export function parseInteger(key: string, what: string, value: unknown): number {
   const n = typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : Number.NaN;

@@ -9,7 +9,7 @@ import type {
   ListPage,
 } from '../../idempotency/store.js';
 import { checkKey, checkString, checkToken, durationArg } from './arguments.js';
-import { parseInteger, recordFromHash, stepsFromList } from './record-hash.js';
+import { parseInteger, parseJson, recordFromHash, stepsFromList } from './record-hash.js';
 import type { RedisLike } from './redis-like.js';
 import { ScriptRunner, toStoreError } from './script-runner.js';
 
@@ -120,17 +120,19 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       const lease = durationArg('leaseMs', leaseMs, 0);
       const ttl = durationArg('ttlMs', ttlMs, 1);
       const reply = await scripts.run('begin', recordKey(key), [fingerprint, lease, ttl, grace]);
-      if (!Array.isArray(reply)) throw unexpected('begin', reply);
-      if (reply[0] === 'existing')
-        return { kind: 'existing', record: recordFromHash(key, reply[1]) };
-      if (reply[0] !== 'acquired') throw unexpected('begin', reply);
+      if (typeof reply !== 'string') throw unexpected('begin', reply);
+      if (reply.startsWith('e')) {
+        return { kind: 'existing', record: recordFromHash(key, parseJson(key, reply.slice(1))) };
+      }
+      const match = /^a (\d+) (\d+) (\d+) ([01]) /.exec(reply);
+      if (!match) throw unexpected('begin', reply);
       return {
         kind: 'acquired',
-        token: parseInteger(key, 'token', reply[1]),
-        leaseUntil: parseInteger(key, 'leaseUntil', reply[2]),
-        attempts: parseInteger(key, 'attempts', reply[3]),
-        takeover: reply[4] === '1',
-        steps: stepsFromList(key, reply[5]),
+        token: parseInteger(key, 'token', match[1]),
+        leaseUntil: parseInteger(key, 'leaseUntil', match[2]),
+        attempts: parseInteger(key, 'attempts', match[3]),
+        takeover: match[4] === '1',
+        steps: stepsFromList(key, parseJson(key, reply.slice(match[0].length))),
       };
     },
 

@@ -1,0 +1,502 @@
+/**
+ * `npm run bench:stores` (second half): the Redis and DynamoDB stores against the raw-driver
+ * floor and against Powertools idempotency, on the same servers, at concurrency 1 and 64.
+ *
+ *   fresh  = begin + complete of a new key (an operation that runs)
+ *   replay = begin of a completed key (a repeat that returns the stored result)
+ *
+ * Floors do the minimum round trips by hand:
+ *   Redis (ioredis):   fresh = SET key NX PX, then SET key result PX; replay = one GET
+ *   DynamoDB (SDK v3): fresh = PutItem if attribute_not_exists, then UpdateItem; replay = one GetItem
+ * `idempotent()` rows go through the whole core (hashing, codec, state machine) on the store.
+ * Powertools rows are `makeIdempotent` with its Redis layer (`CachePersistenceLayer` on an
+ * @redis/client client) and its DynamoDB layer, with a Lambda context registered so that it
+ * knows the remaining time (without one it warns on every call).
+ *
+ * DynamoDB runs on dynalite in a child process (so server and client do not share one event
+ * loop). Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each
+ * (default 2); the table shows the median round, so a noisy neighbour hits every variant alike.
+ * Keys and tables of the run are removed at the end.
+ *
+ *   npx tsx bench/stores-kv.ts
+ *   BENCH_ONLY=redis npx tsx bench/stores-kv.ts     # or dynamodb
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { connect, createServer } from 'node:net';
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { createClient } from '@redis/client';
+import type { Context } from 'aws-lambda';
+import { Redis } from 'ioredis';
+import { idempotent } from '../src/idempotency/index.js';
+import type { IdempotencyStore } from '../src/idempotency/store.js';
+import { createDynamoDbStore } from '../src/stores/dynamodb/index.js';
+import { openRedisStore } from '../src/stores/redis/index.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ONLY = process.env.BENCH_ONLY;
+const CONCURRENCY = [1, 64];
+const LEASE_MS = 30_000;
+const TTL_MS = 86_400_000;
+const FINGERPRINT = 'f'.repeat(64);
+const RESULT = '{"invoice":"inv_123","amount":4200,"currency":"EUR"}';
+const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
+
+/** One way of doing fresh and replayed operations, measured side by side. */
+interface Variant {
+  name: string;
+  /** The floor row this variant is compared with (undefined: it is a floor). */
+  floor?: string;
+  /** A Powertools row this variant is compared with. */
+  powertools?: string;
+  fresh(key: string): Promise<void>;
+  replay(key: string): Promise<void>;
+}
+
+interface Sample {
+  opsPerSecond: number;
+  p50: number;
+  p99: number;
+}
+
+interface Row {
+  server: string;
+  variant: Variant;
+  concurrency: number;
+  fresh: Sample;
+  replay: Sample;
+}
+
+function hexKey(prefix: string, n: number): string {
+  return createHash('sha256').update(`${prefix}:${n}`).digest('hex');
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
+}
+
+/** Runs `op` on `concurrency` lanes for SECONDS; each lane takes its next key from `nextKey`. */
+async function measure(
+  concurrency: number,
+  nextKey: () => string,
+  op: (key: string) => Promise<void>,
+): Promise<Sample> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const stopAt = started + SECONDS * 1000;
+  async function lane(): Promise<void> {
+    while (performance.now() < stopAt) {
+      const key = nextKey();
+      const t = performance.now();
+      await op(key);
+      latencies.push(performance.now() - t);
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    opsPerSecond: latencies.length / elapsed,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+  };
+}
+
+function median(samples: Sample[]): Sample {
+  const sorted = [...samples].sort((a, b) => a.opsPerSecond - b.opsPerSecond);
+  return sorted[Math.floor(sorted.length / 2)] as Sample;
+}
+
+/** Every variant of one server at each concurrency, interleaved over rounds. */
+async function benchServer(server: string, variants: Variant[]): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const concurrency of CONCURRENCY) {
+    const fresh = new Map<string, Sample[]>();
+    const replay = new Map<string, Sample[]>();
+    const done = new Map<string, string[]>(variants.map((v) => [v.name, []]));
+    let counter = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const variant of variants) {
+        const keys = done.get(variant.name) as string[];
+        const prefix = `${RUN}:${server}:${variant.name}:${concurrency}`;
+        const f = await measure(
+          concurrency,
+          () => hexKey(prefix, counter++),
+          async (key) => {
+            await variant.fresh(key);
+            keys.push(key);
+          },
+        );
+        let next = 0;
+        const r = await measure(
+          concurrency,
+          () => keys[next++ % keys.length] as string,
+          (key) => variant.replay(key),
+        );
+        fresh.set(variant.name, [...(fresh.get(variant.name) ?? []), f]);
+        replay.set(variant.name, [...(replay.get(variant.name) ?? []), r]);
+        process.stderr.write('.');
+      }
+    }
+    for (const variant of variants) {
+      rows.push({
+        server,
+        variant,
+        concurrency,
+        fresh: median(fresh.get(variant.name) ?? []),
+        replay: median(replay.get(variant.name) ?? []),
+      });
+    }
+  }
+  process.stderr.write('\n');
+  return rows;
+}
+
+/** Fresh and replay through a store's own methods. */
+function storeVariant(
+  name: string,
+  compare: { floor: string; powertools?: string },
+  store: IdempotencyStore,
+): Variant {
+  return {
+    name,
+    ...compare,
+    async fresh(key) {
+      const begun = await store.begin(key, FINGERPRINT, LEASE_MS, TTL_MS);
+      if (begun.kind !== 'acquired') throw new Error(`${name}: fresh key not acquired`);
+      const done = await store.complete(key, begun.token, RESULT, TTL_MS);
+      if (done.kind !== 'ok') throw new Error(`${name}: complete lost its lease`);
+    },
+    async replay(key) {
+      const begun = await store.begin(key, FINGERPRINT, LEASE_MS, TTL_MS);
+      if (begun.kind !== 'existing' || begun.record.result !== RESULT) {
+        throw new Error(`${name}: replay did not return the stored result`);
+      }
+    },
+  };
+}
+
+/** Fresh and replay through idempotent() on a store (the core hashes the key again). */
+function coreVariant(
+  name: string,
+  compare: { floor: string; powertools?: string },
+  store: IdempotencyStore,
+): Variant {
+  const invoice = idempotent(
+    async (input: { id: string; amount: number }) => ({
+      invoice: `inv_${input.id.slice(0, 8)}`,
+      amount: input.amount,
+    }),
+    { store, key: 'id', scope: 'bench', heartbeat: false },
+  );
+  return {
+    name,
+    ...compare,
+    async fresh(key) {
+      const outcome = await invoice.run({ id: key, amount: 4200 });
+      if (outcome.replayed) throw new Error(`${name}: fresh did not run`);
+    },
+    async replay(key) {
+      const outcome = await invoice.run({ id: key, amount: 4200 });
+      if (!outcome.replayed) throw new Error(`${name}: replay ran again`);
+    },
+  };
+}
+
+/**
+ * Powertools `makeIdempotent` on a persistence layer: the key is the input's `id`, the result
+ * the same invoice, a Lambda context registered (remaining time 5 minutes).
+ */
+async function powertoolsVariant(
+  name: string,
+  persistenceStore: unknown,
+  keyPrefix: string,
+): Promise<Variant> {
+  const { makeIdempotent, IdempotencyConfig } = await import('@aws-lambda-powertools/idempotency');
+  const lambdaContext = { getRemainingTimeInMillis: () => 300_000 } as unknown as Context;
+  const config = new IdempotencyConfig({
+    eventKeyJmesPath: 'id',
+    expiresAfterSeconds: TTL_MS / 1000,
+    lambdaContext,
+  });
+  config.registerLambdaContext(lambdaContext);
+  let calls = 0;
+  const invoice = makeIdempotent(
+    async (input: { id: string; amount: number }) => {
+      calls++;
+      return { invoice: `inv_${input.id.slice(0, 8)}`, amount: input.amount };
+    },
+    {
+      persistenceStore: persistenceStore as Parameters<
+        typeof makeIdempotent
+      >[1]['persistenceStore'],
+      config,
+      keyPrefix,
+    },
+  );
+  return {
+    name,
+    async fresh(key) {
+      const before = calls;
+      await invoice({ id: key, amount: 4200 });
+      if (calls === before) throw new Error(`${name}: fresh did not run`);
+    },
+    async replay(key) {
+      const before = calls;
+      const result = await invoice({ id: key, amount: 4200 });
+      if (calls !== before || result.amount !== 4200) throw new Error(`${name}: replay ran again`);
+    },
+  };
+}
+
+async function reachable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+async function benchRedis(): Promise<Row[]> {
+  const raw = new Redis(REDIS_URL);
+  const store = await openRedisStore(REDIS_URL, { prefix: `${RUN}:store:` });
+  const coreStore = await openRedisStore(REDIS_URL, { prefix: `${RUN}:core:` });
+  const nodeRedis = await createClient({ url: REDIS_URL }).connect();
+  try {
+    const floor: Variant = {
+      name: 'raw ioredis (floor)',
+      async fresh(key) {
+        const k = `${RUN}:raw:${key}`;
+        const claimed = await raw.set(k, 'in_progress', 'PX', TTL_MS, 'NX');
+        if (claimed !== 'OK') throw new Error('raw ioredis: not acquired');
+        await raw.set(k, RESULT, 'PX', TTL_MS);
+      },
+      async replay(key) {
+        if ((await raw.get(`${RUN}:raw:${key}`)) !== RESULT) {
+          throw new Error('raw ioredis: no stored result');
+        }
+      },
+    };
+    const { CachePersistenceLayer } = await import('@aws-lambda-powertools/idempotency/cache');
+    const powertools = await powertoolsVariant(
+      'powertools redis',
+      new CachePersistenceLayer({
+        client: nodeRedis as unknown as ConstructorParameters<
+          typeof CachePersistenceLayer
+        >[0]['client'],
+      }),
+      `${RUN}:pt`,
+    );
+    const compare = { floor: floor.name, powertools: powertools.name };
+    return await benchServer('redis', [
+      floor,
+      powertools,
+      storeVariant('redis store', compare, store),
+      coreVariant('idempotent() on redis', compare, coreStore),
+    ]);
+  } finally {
+    let cursor = '0';
+    do {
+      const [next, keys] = await raw.scan(cursor, 'MATCH', `${RUN}*`, 'COUNT', 1000);
+      if (keys.length > 0) await raw.unlink(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+    await store.close?.();
+    await coreStore.close?.();
+    await nodeRedis.close();
+    await raw.quit();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** dynalite in its own process, on a free port of 127.0.0.1. */
+async function startDynaliteProcess(): Promise<{ endpoint: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require('dynalite')({ createTableMs: 0 }).listen(${port}, '127.0.0.1', () => console.log('up'))`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`dynalite exited with ${code}`)));
+  });
+  return { endpoint: `http://127.0.0.1:${port}`, child };
+}
+
+async function benchDynamoDb(): Promise<Row[]> {
+  const { endpoint, child } = await startDynaliteProcess();
+  const client = new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  try {
+    const tables = { raw: `${RUN}_raw`, store: `${RUN}_store`, core: `${RUN}_core` };
+    const store = createDynamoDbStore(client, { table: tables.store });
+    const coreStore = createDynamoDbStore(client, { table: tables.core });
+    await store.createTable();
+    await coreStore.createTable();
+    await createDynamoDbStore(client, { table: tables.raw }).createTable();
+    const floor: Variant = {
+      name: 'raw sdk v3 (floor)',
+      async fresh(key) {
+        await client.send(
+          new PutItemCommand({
+            TableName: tables.raw,
+            Item: { pk: { S: key }, status: { S: 'in_progress' }, token: { N: '1' } },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          }),
+        );
+        await client.send(
+          new UpdateItemCommand({
+            TableName: tables.raw,
+            Key: { pk: { S: key } },
+            UpdateExpression: 'SET #s = :c, #r = :r',
+            ExpressionAttributeNames: { '#s': 'status', '#r': 'result' },
+            ExpressionAttributeValues: { ':c': { S: 'completed' }, ':r': { S: RESULT } },
+          }),
+        );
+      },
+      async replay(key) {
+        const out = await client.send(
+          new GetItemCommand({
+            TableName: tables.raw,
+            Key: { pk: { S: key } },
+            ConsistentRead: true,
+          }),
+        );
+        if (out.Item?.result?.S !== RESULT) throw new Error('raw sdk: no stored result');
+      },
+    };
+    const variants: Variant[] = [floor];
+    let powertoolsName: string | undefined;
+    try {
+      const { DynamoDBPersistenceLayer } = await import(
+        '@aws-lambda-powertools/idempotency/dynamodb'
+      );
+      const ptTable = `${RUN}_pt`;
+      await client.send(
+        new CreateTableCommand({
+          TableName: ptTable,
+          AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+          KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+          BillingMode: 'PAY_PER_REQUEST',
+        }),
+      );
+      const powertools = await powertoolsVariant(
+        'powertools dynamodb',
+        new DynamoDBPersistenceLayer({ tableName: ptTable, awsSdkV3Client: client }),
+        `${RUN}pt`,
+      );
+      variants.push(powertools);
+      powertoolsName = powertools.name;
+    } catch (error) {
+      console.log(
+        `Powertools DynamoDB layer not measured: it could not be loaded (${(error as Error).message})`,
+      );
+    }
+    const compare =
+      powertoolsName === undefined
+        ? { floor: floor.name }
+        : { floor: floor.name, powertools: powertoolsName };
+    variants.push(
+      storeVariant('dynamodb store', compare, store),
+      coreVariant('idempotent() on dynamodb', compare, coreStore),
+    );
+    return await benchServer('dynamodb (dynalite)', variants);
+  } finally {
+    client.destroy();
+    child.kill();
+  }
+}
+
+function printTable(rows: Row[]): void {
+  const byName = new Map<string, Row>();
+  for (const row of rows) byName.set(`${row.variant.name}@${row.concurrency}`, row);
+  const header = [
+    'variant',
+    'c',
+    'fresh ops/s',
+    'p50 ms',
+    'p99 ms',
+    'vs floor',
+    'vs PT',
+    'replay ops/s',
+    'p50 ms',
+    'p99 ms',
+    'vs floor',
+    'vs PT',
+  ];
+  const ratio = (mine: number, theirs: number | undefined, unit: 'pct' | 'x') => {
+    if (theirs === undefined) return '';
+    return unit === 'pct'
+      ? `${Math.round((mine / theirs) * 100)}%`
+      : `${(mine / theirs).toFixed(1)}x`;
+  };
+  const lines = rows.map((row) => {
+    const floor = row.variant.floor && byName.get(`${row.variant.floor}@${row.concurrency}`);
+    const pt = row.variant.powertools && byName.get(`${row.variant.powertools}@${row.concurrency}`);
+    return [
+      row.variant.name,
+      String(row.concurrency),
+      Math.round(row.fresh.opsPerSecond).toLocaleString('en-US'),
+      row.fresh.p50.toFixed(2),
+      row.fresh.p99.toFixed(2),
+      ratio(row.fresh.opsPerSecond, floor ? floor.fresh.opsPerSecond : undefined, 'pct'),
+      ratio(row.fresh.opsPerSecond, pt ? pt.fresh.opsPerSecond : undefined, 'x'),
+      Math.round(row.replay.opsPerSecond).toLocaleString('en-US'),
+      row.replay.p50.toFixed(2),
+      row.replay.p99.toFixed(2),
+      ratio(row.replay.opsPerSecond, floor ? floor.replay.opsPerSecond : undefined, 'pct'),
+      ratio(row.replay.opsPerSecond, pt ? pt.replay.opsPerSecond : undefined, 'x'),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  const format = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
+  console.log(format(header));
+  console.log(
+    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+  );
+  for (const line of lines) console.log(format(line));
+}
+
+const rows: Row[] = [];
+console.log(
+  `Key-value stores: ${SECONDS}s per measurement, median of ${ROUNDS} interleaved rounds`,
+);
+if (ONLY === undefined || ONLY === 'redis') {
+  const { hostname, port } = new URL(REDIS_URL);
+  if (await reachable(hostname, Number(port || 6379))) rows.push(...(await benchRedis()));
+  else console.log(`Redis not reachable at ${REDIS_URL}: skipped`);
+}
+if (ONLY === undefined || ONLY === 'dynamodb') rows.push(...(await benchDynamoDb()));
+printTable(rows);
