@@ -15,7 +15,12 @@ import {
 import { createSqliteStore } from '../../src/stores/sqlite/index.js';
 import { describeConsumerConformance } from '../helpers/consumer-conformance.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
-import { AMQP_URL, publishTo, testConnection } from './fixtures/broker-amqp.js';
+import {
+  AMQP_URL,
+  forceCloseConnections,
+  publishTo,
+  testConnection,
+} from './fixtures/broker-amqp.js';
 import type { BrokerWorkerArgs } from './fixtures/broker-worker.js';
 
 // The suite's retry delays are 100 ms and 200 ms: tiers that hit them exactly, plus one more.
@@ -45,7 +50,7 @@ await describeWithService('rabbitmq', 'RabbitMQ adapter', () => {
           url: AMQP_URL,
           queue,
           delayTiers: TIERS,
-          connectionName: `${queue}-${sources.length}`,
+          connectionName: `${queue}-source-${sources.length}`,
         });
         sources.push(s);
         return s;
@@ -70,6 +75,11 @@ await describeWithService('rabbitmq', 'RabbitMQ adapter', () => {
           });
         },
         reconnect: async () => newSource(),
+        // RabbitMQ itself closes the consumer's connection (CONNECTION_FORCED).
+        async dropConnection() {
+          const closed = await forceCloseConnections(`${queue}-source-`, true);
+          if (closed === 0) throw new Error('no consumer connection to drop');
+        },
         child: { module: WORKER, args },
         async cleanup() {
           for (const s of sources) await s.close();

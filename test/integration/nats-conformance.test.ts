@@ -17,6 +17,7 @@ import { createSqliteStore } from '../../src/stores/sqlite/index.js';
 import { describeConsumerConformance } from '../helpers/consumer-conformance.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import { NATS_URL, publishJs, testNats } from './fixtures/broker-nats.js';
+import { startTcpProxy } from './fixtures/broker-proxy.js';
 import type { BrokerWorkerArgs } from './fixtures/broker-worker.js';
 
 // Short enough that a killed consumer's message comes back within the suite's wait.
@@ -42,9 +43,16 @@ await describeWithService('nats', 'NATS JetStream adapter', () => {
       const dir = mkdtempSync(join(tmpdir(), 'reprocess-nats-conf-'));
       const storePath = join(dir, 'idempotency.sqlite');
       const store = createSqliteStore({ path: storePath });
+      // Consumers reach the server through a TCP relay, so a case can cut their connection.
+      const proxy = await startTcpProxy(4222);
       const sources: JetStreamSource[] = [];
       const newSource = () => {
-        const s = createJetStreamSource({ servers: NATS_URL, stream, durable, ackWait: ACK_WAIT });
+        const s = createJetStreamSource({
+          servers: `nats://127.0.0.1:${proxy.port}`,
+          stream,
+          durable,
+          ackWait: ACK_WAIT,
+        });
         sources.push(s);
         return s;
       };
@@ -69,9 +77,13 @@ await describeWithService('nats', 'NATS JetStream adapter', () => {
           });
         },
         reconnect: async () => newSource(),
+        async dropConnection() {
+          if (proxy.dropAll() === 0) throw new Error('no consumer connection to drop');
+        },
         child: { module: WORKER, args },
         async cleanup() {
           for (const s of sources) await s.close();
+          await proxy.close();
           await dlq.close();
           await store.close();
           await deleteJetStreamTopology(jsm, topology);

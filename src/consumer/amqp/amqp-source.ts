@@ -1,5 +1,3 @@
-import { randomUUID } from 'node:crypto';
-import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import { type Clock, systemClock } from '../../clock.js';
 import { InvalidArgumentError } from '../../errors.js';
 import type { Random } from '../../random.js';
@@ -9,7 +7,7 @@ import {
   nextDelay,
   normalizeBackoff,
 } from '../../retry/backoff.js';
-import type { Delivery, MessageSource, QuarantineHistory } from '../types.js';
+import type { Delivery, MessageSource } from '../types.js';
 import {
   type AmqpConnectionLike,
   type AmqpConnectionOptions,
@@ -18,23 +16,15 @@ import {
   closeQuietly,
   openAmqpConnection,
 } from './amqp-connection.js';
+import { AmqpDelivery, type AmqpDeliveryContext, type AmqpSession } from './amqp-delivery.js';
 import { AmqpChannelLostError } from './amqp-errors.js';
-import {
-  AMQP_PREFIX,
-  HOP_DELIVERIES,
-  HOP_PUBLISHED_AT,
-  headerInt,
-  originalRawHeaders,
-  toStringHeaders,
-} from './amqp-headers.js';
 import {
   type AmqpTopology,
   type AmqpTopologyOptions,
   declareAmqpTopology,
   resolveAmqpTopology,
 } from './amqp-topology.js';
-import { pickDelayTier } from './delay-tiers.js';
-import { encodeHistory } from './history-headers.js';
+import { SendBatch } from './send-batch.js';
 
 /** Options of {@link createAmqpSource} besides the connection. */
 export interface AmqpSourceSettings extends AmqpTopologyOptions {
@@ -53,13 +43,6 @@ export type AmqpSourceOptions = AmqpConnectionOptions & AmqpSourceSettings;
 /** A RabbitMQ {@link MessageSource} (its `name` is the queue name) with the queues it uses. */
 export interface AmqpSource extends MessageSource {
   readonly topology: AmqpTopology;
-}
-
-/** The channel a delivery came on; once it closes, its deliveries cannot be settled. */
-interface Session {
-  channel: Channel;
-  consumerTag: string | undefined;
-  alive: boolean;
 }
 
 /**
@@ -93,7 +76,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let connection: AmqpConnectionLike | undefined;
   let owned = false;
   let publisher: ConfirmPublisher | undefined;
-  let session: Session | undefined;
+  let session: AmqpSession | undefined;
   let onDelivery: ((delivery: Delivery) => Promise<void>) | undefined;
   let prefetch = 1;
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
@@ -104,7 +87,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   async function subscribe(): Promise<void> {
     if (!connection) throw new InvalidArgumentError('the AMQP source is not started');
     const channel = await connection.createChannel();
-    const current: Session = { channel, consumerTag: undefined, alive: true };
+    const current: AmqpSession = { channel, consumerTag: undefined, alive: true };
     channel.on('error', (error: unknown) => report(error));
     channel.on('close', () => {
       current.alive = false;
@@ -134,7 +117,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
             }
             return;
           }
-          const delivery = toDelivery(message, current);
+          const delivery = new AmqpDelivery(message, current, context);
           const handle = onDelivery;
           if (handle) handle(delivery).catch(report);
         },
@@ -167,102 +150,12 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     });
   }
 
-  function toDelivery(message: ConsumeMessage, current: Session): Delivery {
-    const raw = message.properties.headers as Record<string, unknown> | undefined;
-    const original = originalRawHeaders(raw);
-    const hops = headerInt(raw?.[HOP_DELIVERIES]) ?? 0;
-    const brokerCount = headerInt(raw?.['x-delivery-count']);
-    // x-delivery-count (quorum queues) counts earlier deliveries of this copy; on a classic
-    // queue only the redelivered flag is known, so a crash-redelivery counts once.
-    const deliveryCount = hops + (brokerCount ?? (message.fields.redelivered ? 1 : 0)) + 1;
-    const publishedAt =
-      headerInt(raw?.[HOP_PUBLISHED_AT]) ?? timestampMs(message.properties.timestamp);
-    const messageId = message.properties.messageId;
-    const id = typeof messageId === 'string' && messageId !== '' ? messageId : randomUUID();
-    const receivedAt = clock.now();
-    let settled = false;
-    let settling = false;
-
-    async function settle(what: string, work: () => Promise<void>): Promise<void> {
-      if (settled || settling) {
-        throw new InvalidArgumentError(`delivery ${id} is already settled; ${what} is not allowed`);
-      }
-      if (!current.alive) {
-        throw new AmqpChannelLostError(
-          `cannot ${what} delivery ${id}: its channel closed; RabbitMQ redelivers the message`,
-        );
-      }
-      settling = true;
-      try {
-        await work();
-        settled = true;
-      } finally {
-        settling = false;
-      }
-    }
-
-    function ackOriginal(what: string): void {
-      try {
-        current.channel.ack(message);
-      } catch (error) {
-        throw new AmqpChannelLostError(
-          `the copy of ${id} was published but the original could not be acked (${what}); RabbitMQ redelivers it and idempotency absorbs the duplicate`,
-          error,
-        );
-      }
-    }
-
-    function copyOptions(extra: Record<string, string>): Options.Publish {
-      return { ...publishProperties(message, id), headers: { ...original, ...extra } };
-    }
-
-    return {
-      id,
-      body: message.content,
-      headers: toStringHeaders(original),
-      source: topology.queue,
-      deliveryCount,
-      publishedAt,
-      ack: () =>
-        settle('ack', async () => {
-          ackOriginal('ack');
-        }),
-      retryLater: (delayMs: number) =>
-        settle('retryLater', async () => {
-          const tier = pickDelayTier(topology.tiers, delayMs);
-          const extra: Record<string, string> = { [HOP_DELIVERIES]: String(deliveryCount) };
-          extra[HOP_PUBLISHED_AT] = String(publishedAt ?? receivedAt);
-          await requirePublisher().publish(tier.queue, message.content, copyOptions(extra));
-          ackOriginal('retryLater');
-        }),
-      release: () =>
-        settle('release', async () => {
-          try {
-            current.channel.nack(message, false, true);
-          } catch (error) {
-            throw new AmqpChannelLostError(
-              `could not give back ${id}: its channel closed; RabbitMQ redelivers it`,
-              error,
-            );
-          }
-        }),
-      quarantine: (history: QuarantineHistory) =>
-        settle('quarantine', async () => {
-          const extra = encodeHistory(history, { prefix: AMQP_PREFIX });
-          await requirePublisher().publish(
-            topology.deadLetterQueue,
-            message.content,
-            copyOptions(extra),
-          );
-          ackOriginal('quarantine');
-        }),
-    };
-  }
-
-  function requirePublisher(): ConfirmPublisher {
-    if (!publisher) throw new InvalidArgumentError('the AMQP source is closed');
-    return publisher;
-  }
+  const context: AmqpDeliveryContext = {
+    topology,
+    now: () => clock.now(),
+    publisher: () => publisher,
+    acks: new SendBatch(report),
+  };
 
   return {
     name: topology.queue,
@@ -343,28 +236,4 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     }
     connection = undefined;
   }
-}
-
-/** AMQP properties a copy keeps (the message id is fixed, so a copy has the same identity). */
-function publishProperties(message: ConsumeMessage, id: string): Options.Publish {
-  const p = message.properties;
-  const out: Options.Publish = { messageId: id };
-  if (typeof p.contentType === 'string') out.contentType = p.contentType;
-  if (typeof p.contentEncoding === 'string') out.contentEncoding = p.contentEncoding;
-  if (typeof p.correlationId === 'string') out.correlationId = p.correlationId;
-  if (typeof p.replyTo === 'string') out.replyTo = p.replyTo;
-  if (typeof p.type === 'string') out.type = p.type;
-  if (typeof p.appId === 'string') out.appId = p.appId;
-  if (typeof p.priority === 'number') out.priority = p.priority;
-  if (typeof p.timestamp === 'number') out.timestamp = p.timestamp;
-  return out;
-}
-
-/**
- * The AMQP `timestamp` property in epoch ms. The spec says seconds, many publishers write
- * milliseconds: a value below 10^11 (1973 in ms, 5138 AD in seconds) is read as seconds.
- */
-export function timestampMs(value: unknown): number | undefined {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) return undefined;
-  return value < 1e11 ? value * 1000 : value;
 }

@@ -14,9 +14,9 @@ export {
   type AmqpDeadLetterQueueSettings,
 } from './amqp-dead-letter-queue.js';
 export { AmqpChannelLostError, AmqpErrorCode, AmqpPublishError } from './amqp-errors.js';
+export { timestampMs } from './amqp-delivery.js';
 export {
   createAmqpSource,
-  timestampMs,
   type AmqpSource,
   type AmqpSourceOptions,
   type AmqpSourceSettings,

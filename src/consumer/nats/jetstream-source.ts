@@ -8,16 +8,10 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { type Clock, systemClock } from '../../clock.js';
 import { InvalidArgumentError } from '../../errors.js';
-import { encodeHistory } from '../amqp/history-headers.js';
-import type { Delivery, MessageSource, QuarantineHistory } from '../types.js';
-import {
-  MESSAGE_ID,
-  NATS_HISTORY_CODEC,
-  NATS_MSG_ID,
-  SUBJECT,
-  carryHeaders,
-  deliveryHeaders,
-} from './jetstream-headers.js';
+import type { Delivery, MessageSource } from '../types.js';
+import { SendBatch } from '../amqp/send-batch.js';
+import { type DeliveryContext, JetStreamDelivery } from './jetstream-delivery.js';
+import { JetStreamSettleError } from './jetstream-errors.js';
 import {
   type JetStreamTopology,
   type JetStreamTopologyOptions,
@@ -30,7 +24,6 @@ import {
   openNatsConnection,
 } from './nats-connection.js';
 import { Slots } from './slots.js';
-import { JetStreamSettleError } from './jetstream-errors.js';
 
 /** Options of {@link createJetStreamSource} besides the connection. */
 export interface JetStreamSourceSettings extends JetStreamTopologyOptions {
@@ -87,98 +80,12 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   let pump: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
 
-  function toDelivery(message: JsMsg, slot: Slots): Delivery {
-    const own = message.headers?.get(MESSAGE_ID) || message.headers?.get(NATS_MSG_ID);
-    const id = own || `${topology.stream}:${message.seq}`;
-    let settled = false;
-    let settling = false;
-    // The slot is freed when the delivery settles, or when AckWait passes without a touch:
-    // JetStream has then taken the message back (it redelivers it), so it no longer counts
-    // against prefetch, and a stuck handler cannot starve the source of its own redelivery.
-    let slotHeld = true;
-    const freeSlot = () => {
-      if (!slotHeld) return;
-      slotHeld = false;
-      cancelExpiry();
-      slot.release();
-    };
-    let cancelExpiry = clock.setTimer(topology.ackWaitMs, freeSlot);
-
-    async function settle(what: string, work: () => Promise<void> | void): Promise<void> {
-      if (settled || settling) {
-        throw new InvalidArgumentError(`delivery ${id} is already settled; ${what} is not allowed`);
-      }
-      settling = true;
-      try {
-        await work();
-        settled = true;
-        freeSlot();
-      } finally {
-        settling = false;
-      }
-    }
-
-    function send(what: string, act: () => void): void {
-      try {
-        act();
-      } catch (error) {
-        throw new JetStreamSettleError(
-          `could not ${what} delivery ${id}; JetStream redelivers it after AckWait`,
-          error,
-        );
-      }
-    }
-
-    return {
-      id,
-      body: message.data,
-      headers: deliveryHeaders(message.headers),
-      source: topology.stream,
-      deliveryCount: message.info.deliveryCount,
-      publishedAt: Math.floor(message.info.timestampNanos / 1e6),
-      ack: () => settle('ack', () => send('ack', () => message.ack())),
-      retryLater: (delayMs: number) =>
-        settle('retryLater', () => {
-          if (!Number.isFinite(delayMs) || delayMs < 0) {
-            throw new InvalidArgumentError(
-              `a retry delay must be a finite number >= 0, got ${delayMs}`,
-            );
-          }
-          send('nak', () => message.nak(Math.ceil(delayMs)));
-        }),
-      release: () => settle('release', () => send('nak', () => message.nak())),
-      quarantine: (history: QuarantineHistory) =>
-        settle('quarantine', async () => {
-          const client = js;
-          if (!client) throw new JetStreamSettleError(`the source of ${topology.stream} is closed`);
-          const headers = carryHeaders(message.headers, {
-            ...encodeHistory(history, NATS_HISTORY_CODEC),
-            [MESSAGE_ID]: id,
-            [SUBJECT]: message.subject,
-          });
-          try {
-            await client.publish(`${topology.deadLetterSubject}.${message.subject}`, message.data, {
-              headers,
-              msgID: `rp-q:${topology.stream}:${message.seq}`,
-            });
-          } catch (error) {
-            throw new JetStreamSettleError(
-              `could not publish ${id} to the dead-letter stream ${topology.deadLetterStream}; it stays unacked`,
-              error,
-            );
-          }
-          send('term', () => message.term());
-        }),
-      touch: async () => {
-        if (settled) return;
-        send('touch', () => message.working());
-        if (slotHeld) {
-          cancelExpiry();
-          cancelExpiry = clock.setTimer(topology.ackWaitMs, freeSlot);
-        }
-      },
-    };
-  }
+  const context: DeliveryContext = {
+    topology,
+    clock,
+    client: () => js,
+    acks: new SendBatch(report),
+  };
 
   async function run(
     iterator: ConsumerMessages,
@@ -204,7 +111,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         handBack(message);
         continue;
       }
-      onDelivery(toDelivery(message, gate)).catch(report);
+      onDelivery(new JetStreamDelivery(message, gate, context)).catch(report);
     }
   }
 

@@ -1,0 +1,328 @@
+/**
+ * Messages per second through the consumer runtime with an idempotent no-op handler (one new
+ * operation per message: begin + complete in the store), beside a raw consume-and-ack loop on
+ * the same broker, in one run, for RabbitMQ (quorum queue) and NATS JetStream (durable pull
+ * consumer). For each case N messages are published first, then the drain is timed from start
+ * until the N-th ack.
+ *
+ * Cases per broker: raw loop; consumer + SQLite store (temp file, WAL); consumer + Redis store.
+ * Rounds are interleaved (each round runs every case once, in a shuffled order) so drift of a
+ * shared machine hits every case alike; the table shows the median and the best round.
+ *
+ * `npm run bench:consumer` (env: N messages per case, default 20000; ROUNDS, default 3;
+ * PREFETCH, default 256; CONCURRENCY, default 64; BROKERS=amqp,nats).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type NatsConnection, connect as natsConnect, headers } from '@nats-io/transport-node';
+import { type ChannelModel, connect as amqpConnect } from 'amqplib';
+import { Redis } from 'ioredis';
+import {
+  createAmqpSource,
+  declareAmqpTopology,
+  deleteAmqpTopology,
+  resolveAmqpTopology,
+} from '../src/consumer/amqp/index.js';
+import { createConsumer } from '../src/consumer/consumer.js';
+import {
+  createJetStreamSource,
+  declareJetStreamTopology,
+  deleteJetStreamTopology,
+  resolveJetStreamTopology,
+} from '../src/consumer/nats/index.js';
+import type { MessageSource } from '../src/consumer/types.js';
+import type { IdempotencyStore } from '../src/idempotency/store.js';
+import { createMemoryStore } from '../src/stores/memory-store.js';
+import { createRedisStore } from '../src/stores/redis/index.js';
+import { createSqliteStore } from '../src/stores/sqlite/index.js';
+
+const N = Number(process.env.N ?? 20_000);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const PREFETCH = Number(process.env.PREFETCH ?? 256);
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 64);
+const BROKERS = (process.env.BROKERS ?? 'amqp,nats').split(',');
+type Case = 'raw' | 'adapter' | 'memory' | 'sqlite' | 'redis';
+const CASES = (process.env.CASES ?? 'raw,adapter,memory,sqlite,redis').split(',') as Case[];
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
+
+type StoreKind = 'memory' | 'sqlite' | 'redis';
+
+interface Broker {
+  name: string;
+  /** Publishes N messages to a fresh queue or stream; returns its name. */
+  fill(round: number, label: string): Promise<string>;
+  /** Raw loop: consume and ack until N acks; resolves with the elapsed ms. */
+  raw(target: string): Promise<number>;
+  source(target: string): MessageSource;
+  drop(target: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+function body(i: number): Buffer {
+  return Buffer.from(JSON.stringify({ orderId: `o-${i}`, amount: i % 1000, currency: 'EUR' }));
+}
+
+async function amqpBroker(): Promise<Broker> {
+  const admin: ChannelModel = await amqpConnect(AMQP_URL);
+  const topologyOf = (queue: string) => resolveAmqpTopology({ queue, delayTiers: ['1s'] });
+  return {
+    name: 'RabbitMQ 3.10 (quorum queue)',
+    async fill(round, label) {
+      const queue = `${RUN}.${label}.${round}`;
+      await declareAmqpTopology(admin, topologyOf(queue));
+      const channel = await admin.createConfirmChannel();
+      for (let i = 0; i < N; i++) {
+        const ok = channel.sendToQueue(queue, body(i), {
+          persistent: true,
+          messageId: `${label}-${round}-${i}`,
+          headers: { 'idempotency-key': `${RUN}-${label}-${round}-${i}` },
+        });
+        if (!ok) await new Promise((resolve) => channel.once('drain', resolve));
+        if (i % 2000 === 1999) await channel.waitForConfirms();
+      }
+      await channel.waitForConfirms();
+      await channel.close();
+      return queue;
+    },
+    async raw(queue) {
+      const connection = await amqpConnect(AMQP_URL);
+      const channel = await connection.createChannel();
+      await channel.prefetch(PREFETCH);
+      const started = performance.now();
+      let acked = 0;
+      const elapsed = await new Promise<number>((resolve) => {
+        void channel.consume(queue, (message) => {
+          if (message === null) return;
+          channel.ack(message);
+          acked += 1;
+          if (acked === N) resolve(performance.now() - started);
+        });
+      });
+      await connection.close();
+      return elapsed;
+    },
+    source: (queue) => createAmqpSource({ url: AMQP_URL, queue, delayTiers: ['1s'] }),
+    drop: (queue) => deleteAmqpTopology(admin, topologyOf(queue)),
+    close: () => admin.close(),
+  };
+}
+
+async function natsBroker(): Promise<Broker> {
+  const nc: NatsConnection = await natsConnect({ servers: NATS_URL });
+  const jsm: JetStreamManager = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const topologyOf = (stream: string) => resolveJetStreamTopology({ stream, durable: 'bench' });
+  return {
+    name: 'NATS 2.9 JetStream (durable pull consumer)',
+    async fill(round, label) {
+      const stream = `${RUN}_${label}_${round}`;
+      await declareJetStreamTopology(jsm, topologyOf(stream));
+      const pending: Array<Promise<unknown>> = [];
+      for (let i = 0; i < N; i++) {
+        const h = headers();
+        h.set('idempotency-key', `${RUN}-${label}-${round}-${i}`);
+        pending.push(js.publish(`${stream}.orders`, body(i), { headers: h }));
+        if (pending.length === 1000) await Promise.all(pending.splice(0));
+      }
+      await Promise.all(pending);
+      return stream;
+    },
+    async raw(stream) {
+      const consumer = await js.consumers.get(stream, 'bench');
+      const messages = await consumer.consume({ max_messages: PREFETCH });
+      const started = performance.now();
+      let acked = 0;
+      for await (const message of messages) {
+        message.ack();
+        acked += 1;
+        if (acked === N) break;
+      }
+      const elapsed = performance.now() - started;
+      await messages.close();
+      return elapsed;
+    },
+    source: (stream) => createJetStreamSource({ servers: NATS_URL, stream, durable: 'bench' }),
+    drop: (stream) => deleteJetStreamTopology(jsm, topologyOf(stream)),
+    close: () => nc.close(),
+  };
+}
+
+interface Stores {
+  open(kind: StoreKind): Promise<IdempotencyStore & { close?(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+function stores(): Stores {
+  const dir = mkdtempSync(join(tmpdir(), 'reprocess-bench-consumer-'));
+  const redis = new Redis(REDIS_URL, { lazyConnect: false });
+  let n = 0;
+  return {
+    async open(kind) {
+      n += 1;
+      if (kind === 'memory') return createMemoryStore();
+      if (kind === 'sqlite') return createSqliteStore({ path: join(dir, `store-${n}.sqlite`) });
+      return createRedisStore(redis, { prefix: `${RUN}:${n}:` });
+    },
+    async close() {
+      // Remove the bench's keys, then the files.
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${RUN}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+      redis.disconnect();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function throughConsumer(
+  broker: Broker,
+  target: string,
+  store: IdempotencyStore,
+): Promise<number> {
+  let acked = 0;
+  let failures = 0;
+  let done: (ms: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => {
+    done = resolve;
+  });
+  const source = broker.source(target);
+  let started = 0;
+  const consumer = createConsumer({
+    source,
+    concurrency: CONCURRENCY,
+    prefetch: PREFETCH,
+    idempotency: { store, operation: 'bench' },
+    handler: async () => undefined,
+    onEvent(event) {
+      if (event.type === 'acked') {
+        acked += 1;
+        if (acked === N) done(performance.now() - started);
+      } else if (event.type !== 'released') {
+        failures += 1;
+      }
+    },
+  });
+  started = performance.now();
+  await consumer.start();
+  const elapsed = await finished;
+  await consumer.stop({ timeoutMs: 1000 });
+  await source.close();
+  if (failures > 0) throw new Error(`${failures} message(s) were not acked on the first try`);
+  return elapsed;
+}
+
+/** The adapter alone: its source hands deliveries to a loop that acks each, no runtime, no store. */
+async function throughAdapter(broker: Broker, target: string): Promise<number> {
+  const source = broker.source(target);
+  let acked = 0;
+  let done: (ms: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => {
+    done = resolve;
+  });
+  const started = performance.now();
+  await source.start(
+    async (delivery) => {
+      await delivery.ack();
+      acked += 1;
+      if (acked === N) done(performance.now() - started);
+    },
+    { prefetch: PREFETCH },
+  );
+  const elapsed = await finished;
+  await source.close();
+  return elapsed;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+}
+
+async function main(): Promise<void> {
+  const cases = CASES;
+  const brokers: Broker[] = [];
+  if (BROKERS.includes('amqp')) brokers.push(await amqpBroker());
+  if (BROKERS.includes('nats')) brokers.push(await natsBroker());
+  const st = stores();
+  const rates = new Map<string, number[]>();
+  console.log(
+    `consumer throughput: N=${N} messages per case, ${ROUNDS} rounds, prefetch ${PREFETCH}, concurrency ${CONCURRENCY} (consumer cases)\n`,
+  );
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const broker of brokers) {
+        const order = [...cases].sort(() => Math.random() - 0.5);
+        for (const kind of order) {
+          const target = await broker.fill(round, kind);
+          try {
+            let ms: number;
+            if (kind === 'raw') {
+              ms = await broker.raw(target);
+            } else if (kind === 'adapter') {
+              ms = await throughAdapter(broker, target);
+            } else {
+              const store = await st.open(kind);
+              try {
+                ms = await throughConsumer(broker, target, store);
+              } finally {
+                await store.close?.();
+              }
+            }
+            const rate = (N / ms) * 1000;
+            const key = `${broker.name}|${kind}`;
+            rates.set(key, [...(rates.get(key) ?? []), rate]);
+            console.log(`  round ${round + 1} ${broker.name} ${kind}: ${Math.round(rate)} msg/s`);
+          } finally {
+            await broker.drop(target);
+          }
+        }
+      }
+    }
+  } finally {
+    await st.close();
+    for (const broker of brokers) await broker.close();
+  }
+
+  const label: Record<Case, string> = {
+    raw: 'raw consume + ack (amqplib / nats.js)',
+    adapter: 'reprocess source + ack, no runtime',
+    memory: 'consumer, memory store',
+    sqlite: 'consumer, SQLite store',
+    redis: 'consumer, Redis store',
+  };
+  const rows: string[][] = [['broker', 'case', 'median msg/s', 'best msg/s', 'median vs raw']];
+  for (const broker of brokers) {
+    const raw = median(rates.get(`${broker.name}|raw`) ?? [0]);
+    for (const kind of cases) {
+      const r = rates.get(`${broker.name}|${kind}`) ?? [0];
+      rows.push([
+        broker.name,
+        label[kind],
+        String(Math.round(median(r))),
+        String(Math.round(Math.max(...r))),
+        kind === 'raw' ? '-' : `${Math.round((median(r) / raw) * 100)}%`,
+      ]);
+    }
+  }
+  const widths =
+    rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
+  console.log('');
+  for (const [i, row] of rows.entries()) {
+    console.log(
+      row
+        .map((cell, j) => (j >= 2 ? cell.padStart(widths[j] ?? 0) : cell.padEnd(widths[j] ?? 0)))
+        .join('  '),
+    );
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+await main();
