@@ -244,8 +244,14 @@ describe('sqlite store: corrupt records', () => {
     await store.close();
   });
 
-  it('reads steps edited into a non-object or a token edited into text as RecordCorruptError', async () => {
-    for (const edit of [`steps = '[1,2]'`, `steps = '{"a":1}'`, `token = 'abc'`]) {
+  it('reads steps, token or status edited into bad values as RecordCorruptError', async () => {
+    for (const edit of [
+      `steps = '[1,2]'`,
+      `steps = '{"a":1}'`,
+      `token = 'abc'`,
+      `status = 'done'`,
+      `steps = 42`,
+    ]) {
       const { store } = await storeWithEditedRecord(edit);
       const error = await thrown(() => store.get('k'));
       expect(isReprocessError(error, ErrorCode.RECORD_CORRUPT), edit).toBe(true);
