@@ -387,18 +387,31 @@ class SqliteIdempotencyStore implements SqliteStore {
    * (a failed statement wrote nothing, so a retry is safe), and types every driver error.
    * The pause uses real time, not the store clock: it waits for another process.
    */
-  private async guard<T>(doing: string | (() => string), work: () => T): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+  private guard<T>(doing: string | (() => string), work: () => T): T | Promise<T> {
+    // The answer is returned as it is, not wrapped in a promise of its own: the public
+    // methods are async already, and this is the hot path of every transition.
+    try {
+      return work();
+    } catch (error) {
+      return this.retryBusy(error, doing, work);
+    }
+  }
+
+  private async retryBusy<T>(
+    first: unknown,
+    doing: string | (() => string),
+    work: () => T,
+  ): Promise<T> {
+    let error = first;
+    for (let attempt = 0; isBusy(error) && attempt < this.busyRetries && !this.closed; attempt++) {
+      await pause(10 * 2 ** attempt + Math.random() * 10);
       try {
         return work();
-      } catch (error) {
-        if (isBusy(error) && attempt < this.busyRetries && !this.closed) {
-          await pause(10 * 2 ** attempt + Math.random() * 10);
-          continue;
-        }
-        throw translateSqliteError(error, this.path, typeof doing === 'string' ? doing : doing());
+      } catch (again) {
+        error = again;
       }
     }
+    throw translateSqliteError(error, this.path, typeof doing === 'string' ? doing : doing());
   }
 }
 
