@@ -3,6 +3,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { createMysqlStore } from '../../src/stores/mysql/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
+import { SQL_CONFORMANCE_OPTIONS } from './fixtures/sql-conformance-options.js';
 
 /*
  * The store conformance suite against the real MariaDB on 127.0.0.1. Each case gets its own
@@ -24,19 +25,23 @@ await describeWithService('mariadb', 'mysql store', () => {
     await otherPool?.end();
   });
 
-  describeStoreConformance('mysql', async () => {
-    const options = { table: `${RUN_ID}_myc_${++tables}` };
-    const store = createMysqlStore(pool, options);
-    await store.createSchema();
-    return {
-      store,
-      restart: async () => createMysqlStore(pool, options),
-      connect: async () => createMysqlStore(otherPool, options),
-      cleanup: async () => {
-        await pool.query(
-          `DROP TABLE IF EXISTS ${store.table}, \`${options.table}_schema_version\``,
-        );
-      },
-    };
-  });
+  describeStoreConformance(
+    'mysql',
+    async () => {
+      const options = { table: `${RUN_ID}_myc_${++tables}` };
+      const store = createMysqlStore(pool, options);
+      await store.createSchema();
+      return {
+        store,
+        restart: async () => createMysqlStore(pool, options),
+        connect: async () => createMysqlStore(otherPool, options),
+        cleanup: async () => {
+          await pool.query(
+            `DROP TABLE IF EXISTS ${store.table}, \`${options.table}_schema_version\``,
+          );
+        },
+      };
+    },
+    SQL_CONFORMANCE_OPTIONS,
+  );
 });

@@ -1,5 +1,4 @@
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
-import type { PgQueryable } from './pg-queryable.js';
 import {
   type PostgresStore,
   type PostgresStoreOptions,
@@ -79,7 +78,7 @@ export async function openPostgresStore(
   pool.on('error', () => {});
 
   const { poolSize: _size, connectTimeoutMs: _c, queryTimeoutMs: _q, ...storeOptions } = merged;
-  const store = createPostgresStore(pool as PgQueryable, storeOptions);
+  const store = createPostgresStore(pool, storeOptions);
   const closeBatches = store.close?.bind(store);
   return Object.assign(store, {
     async close() {
