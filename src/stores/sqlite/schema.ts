@@ -29,9 +29,10 @@ export function metaNames(table: string): { version: string; highWater: string }
  * trigger keeps the greatest token ever removed, so a key that is deleted (by `delete`,
  * `purgeExpired` or an operator with the sqlite3 shell) never sees an old token again.
  *
- * WITHOUT ROWID and no index on expires_at: a transition then changes one b-tree page, not
- * three (table, primary-key index, expiry index), which is most of the cost of a commit.
- * `purgeExpired` pays instead, with a scan in key order done in bounded chunks.
+ * WITHOUT ROWID and no index on expires_at: a transition then changes one b-tree, not three
+ * (table, primary-key index, expiry index); measured, a new operation (insert, then complete)
+ * writes about 3.2 WAL pages instead of 3.6 for a bare rowid key/value table. `purgeExpired`
+ * pays instead, with a scan in key order done in bounded chunks.
  *
  * No CHECK on status: evaluating it made every insert and update about 15% slower, and a
  * record is validated when it is read back anyway (an unknown status is RecordCorruptError).
