@@ -10,7 +10,7 @@ import { type AcquiredRun, createContext, decodeFromStore, encodeForStore } from
 import { decodeFailure, encodeFailure } from './failure.js';
 import { fingerprintOf, hashKey } from './hash.js';
 import { validateKey } from './key.js';
-import { LeaseKeeper } from './lease-keeper.js';
+import { LeaseKeeper, MAX_TIMER_MS } from './lease-keeper.js';
 import { type ResolvedOptions, resolveOptions, shouldRemember } from './options.js';
 import type { BeginResult } from './store.js';
 import { callStore, checkBegin, checkFenced } from './store-results.js';
@@ -133,7 +133,7 @@ export async function executeResolved<O>(
     if (inProgress.kind === 'reject' || now >= waitUntil) {
       throw new IdempotencyInProgressError(retryAfterMs);
     }
-    await sleep(clock, Math.min(inProgress.pollMs, waitUntil - now));
+    await sleep(clock, Math.min(inProgress.pollMs, waitUntil - now, MAX_TIMER_MS));
   }
 }
 

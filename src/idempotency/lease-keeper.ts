@@ -16,6 +16,12 @@ import { callStore, checkHeartbeat } from './store-results.js';
  * signal aborts, since another worker may have taken over by now. A deadline timer makes
  * that happen even when a beat never answers (a stalled connection).
  */
+/**
+ * The longest delay a timer takes: Node runs a `setTimeout` longer than 2^31 - 1 ms after
+ * 1 ms, which would turn a long lease into heartbeats in a loop or an instant loss.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class LeaseKeeper {
   // Created on first use: most runs never look at the signal, and the hot path shows it.
   private controller: AbortController | undefined;
@@ -80,9 +86,14 @@ export class LeaseKeeper {
   /** (Re)starts the timer that presumes the lease lost at `safeUntil`, whatever beats are doing. */
   private armDeadline(): void {
     this.cancelDeadline?.();
-    this.cancelDeadline = this.clock.setTimer(this.safeUntil - this.clock.now(), () => {
+    const delay = Math.min(this.safeUntil - this.clock.now(), MAX_TIMER_MS);
+    this.cancelDeadline = this.clock.setTimer(delay, () => {
       this.cancelDeadline = undefined;
       if (this.stopped) return;
+      if (this.clock.now() < this.safeUntil) {
+        this.armDeadline();
+        return;
+      }
       this.lose(
         new LeaseLostError(
           'the lease could not be renewed before it ended; another worker may hold it now',
@@ -93,7 +104,8 @@ export class LeaseKeeper {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.cancelTimer = this.clock.setTimer(this.intervalMs, () => {
+    // A beat earlier than the interval only renews the lease sooner.
+    this.cancelTimer = this.clock.setTimer(Math.min(this.intervalMs, MAX_TIMER_MS), () => {
       this.cancelTimer = undefined;
       void this.beat();
     });

@@ -12,6 +12,7 @@ import { executeIdempotent } from '../../src/idempotency/execute.js';
 import { ReplayedFailureError } from '../../src/idempotency/failure.js';
 import { hashKey } from '../../src/idempotency/hash.js';
 import type { Codec, ExecuteOptions, OperationIdentity } from '../../src/idempotency/types.js';
+import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { deferred, settle, setup, transientError } from './fixtures.js';
 
 const id = (key = 'k1', fingerprintOf: unknown = { amount: 10 }): OperationIdentity => ({
@@ -181,6 +182,34 @@ describe('executeIdempotent', () => {
     await first;
     // Nothing of the waiter's is left behind.
     expect(clock.pending).toBe(0);
+  });
+
+  it('a poll longer than the longest timer (24.8 days) does not poll in a loop', async () => {
+    // Node (and vitest's fake timers, which copy it) run a timer longer than 2^31 - 1 ms
+    // after 1 ms: the real timers of systemClock are what this is about.
+    vi.useFakeTimers();
+    try {
+      const store = createMemoryStore();
+      const gate = deferred();
+      const first = executeIdempotent(id(), () => gate.promise, { store, lease: '100d' });
+      await vi.advanceTimersByTimeAsync(0);
+      const begins = vi.spyOn(store, 'begin');
+      const waiter = executeIdempotent(id(), async () => undefined, {
+        store,
+        lease: '100d',
+        onInProgress: { wait: '60d', poll: '30d' },
+      });
+      const settled = waiter.catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(begins).toHaveBeenCalledTimes(1);
+      await vi.advanceTimersByTimeAsync(61 * 86_400_000);
+      expect(await settled).toBeInstanceOf(IdempotencyInProgressError);
+      expect(begins.mock.calls.length).toBeLessThanOrEqual(5);
+      gate.resolve();
+      await first;
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a waiter takes over when the holder crashed and its lease ends', async () => {

@@ -4,6 +4,7 @@ import { executeIdempotent } from '../../src/idempotency/execute.js';
 import { hashKey } from '../../src/idempotency/hash.js';
 import type { IdempotencyStore } from '../../src/idempotency/store.js';
 import type { IdempotencyContext, OperationIdentity } from '../../src/idempotency/types.js';
+import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { deferred, settle, setup } from './fixtures.js';
 
 const identity: OperationIdentity = { operation: 'report', key: 'k1' };
@@ -249,6 +250,39 @@ describe('leases, heartbeats and fencing', () => {
     expect((await store.begin(storedKey, '', 30_000, 60_000)).kind).toBe('acquired');
     expect(signal?.aborted).toBe(true);
     expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+  });
+
+  it('a lease longer than the longest timer (24.8 days) neither beats in a loop nor ends early', async () => {
+    // Node (and vitest's fake timers, which copy it) run a timer longer than 2^31 - 1 ms
+    // after 1 ms: the real timers of systemClock are what this is about.
+    vi.useFakeTimers();
+    try {
+      const store = createMemoryStore();
+      const beats = vi.spyOn(store, 'heartbeat');
+      const gate = deferred();
+      let signal: AbortSignal | undefined;
+      const run = executeIdempotent(
+        identity,
+        (ctx) => {
+          signal = ctx.signal;
+          return gate.promise;
+        },
+        { store, lease: '100d' },
+      );
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(beats).not.toHaveBeenCalled();
+      expect(signal?.aborted).toBe(false);
+      // The first beat is due after a third of the lease, and it keeps the lease.
+      await vi.advanceTimersByTimeAsync(34 * 86_400_000);
+      expect(beats.mock.calls.length).toBeGreaterThanOrEqual(1);
+      expect(beats.mock.calls.length).toBeLessThanOrEqual(3);
+      expect(signal?.aborted).toBe(false);
+      gate.resolve();
+      await expect(run).resolves.toMatchObject({ replayed: false });
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('presumes the lease lost when a heartbeat hangs past the end of the lease', async () => {
