@@ -41,6 +41,25 @@ describe('steps', () => {
     expect(ship).toHaveBeenCalledTimes(1);
   });
 
+  it('a step whose work threw is not stored, and runs again on the next attempt', async () => {
+    const { clock, store } = setup();
+    let calls = 0;
+    const charge = vi.fn(async () => {
+      calls++;
+      if (calls === 1) throw transientError('psp reset');
+      return `ch_${calls}`;
+    });
+    const fn = async (ctx: IdempotencyContext) => ctx.step('charge', charge);
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toThrow('psp reset');
+    const record = await store.get(storedKey);
+    expect(record).toMatchObject({ status: 'in_progress', leaseUntil: 0 });
+    expect(record?.steps).toEqual({});
+    const outcome = await executeIdempotent(identity, fn, { store, clock });
+    expect(outcome.value).toBe('ch_2');
+    expect(charge).toHaveBeenCalledTimes(2);
+    expect((await store.get(storedKey))?.steps).toEqual({ charge: '"ch_2"' });
+  });
+
   it('a takeover after a crash resumes with the steps of the crashed worker', async () => {
     const { clock, store } = setup();
     const charge = vi.fn(async () => 'ch_1');
