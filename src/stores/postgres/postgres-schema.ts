@@ -1,5 +1,5 @@
 import { StoreUnavailableError } from '../../errors.js';
-import type { PgQueryable } from './pg-queryable.js';
+import type { PgQueryResult, PgQueryable } from './pg-queryable.js';
 import { storeError } from './postgres-errors.js';
 
 /** What {@link createPostgresSchema} found and did. */
@@ -75,7 +75,8 @@ export async function createPostgresSchema(
 
   // One simple-protocol query (no parameters: every name is a validated identifier) runs
   // as one implicit transaction; the advisory lock serialises concurrent initialisers, and
-  // each migration re-checks the version so a loser of that race applies nothing twice.
+  // each migration re-checks the version so a loser of that race applies nothing twice. What
+  // this call applied is noted in a transaction-local setting and read back at the end.
   const statements = [
     `SELECT pg_advisory_xact_lock(hashtext('reprocess.schema'))`,
     names.schema === undefined ? '' : `CREATE SCHEMA IF NOT EXISTS ${names.schema}`,
@@ -83,6 +84,7 @@ export async function createPostgresSchema(
   version    integer PRIMARY KEY,
   applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
 )`,
+    `SELECT set_config('reprocess.applied', '', true)`,
   ];
   for (const migration of pending) {
     statements.push(`DO $reprocess$
@@ -93,17 +95,29 @@ BEGIN
       .map((s) => `EXECUTE ${dollarQuote(s)};`)
       .join('\n    ')}
     INSERT INTO ${names.versionTable} (version) VALUES (${migration.version});
+    PERFORM set_config('reprocess.applied',
+      current_setting('reprocess.applied') || ' ${migration.version}', true);
   END IF;
 END
 $reprocess$`);
   }
+  statements.push(`SELECT current_setting('reprocess.applied') AS applied`);
+  let applied: number[];
   try {
-    await db.query(statements.filter((s) => s.length > 0).join(';\n'));
+    const results = (await db.query(statements.filter((s) => s.length > 0).join(';\n'))) as
+      | PgQueryResult
+      | PgQueryResult[];
+    const last = Array.isArray(results) ? results[results.length - 1] : results;
+    const text = (last?.rows[0] as { applied?: unknown } | undefined)?.applied;
+    applied = String(text ?? '')
+      .split(' ')
+      .filter((v) => v.length > 0)
+      .map(Number);
   } catch (error) {
     throw storeError('createSchema', error);
   }
   const version = await currentVersion(db, names);
-  return { table: names.table, version, applied: pending.map((m) => m.version) };
+  return { table: names.table, version, applied };
 }
 
 /** The highest applied version; 0 when the version table does not exist. */
