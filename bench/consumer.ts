@@ -2,8 +2,8 @@
  * Messages per second through the consumer runtime with an idempotent no-op handler (one new
  * operation per message: begin + complete in the store), beside a raw consume-and-ack loop on
  * the same broker, in one run, for RabbitMQ (quorum queue) and NATS JetStream (durable pull
- * consumer). For each case N messages are published first, then the drain is timed from start
- * until the N-th ack.
+ * consumer). For each case N messages are published first, then the drain is timed from the
+ * first delivery to the N-th ack (connecting and declaring queues are not part of it).
  *
  * Cases per broker: raw loop; consumer + SQLite store (temp file, WAL); consumer + Redis store.
  * Rounds are interleaved (each round runs every case once, in a shuffled order) so drift of a
@@ -93,11 +93,12 @@ async function amqpBroker(): Promise<Broker> {
       const connection = await amqpConnect(AMQP_URL);
       const channel = await connection.createChannel();
       await channel.prefetch(PREFETCH);
-      const started = performance.now();
+      let started = 0;
       let acked = 0;
       const elapsed = await new Promise<number>((resolve) => {
         void channel.consume(queue, (message) => {
           if (message === null) return;
+          if (started === 0) started = performance.now();
           channel.ack(message);
           acked += 1;
           if (acked === N) resolve(performance.now() - started);
@@ -135,9 +136,10 @@ async function natsBroker(): Promise<Broker> {
     async raw(stream) {
       const consumer = await js.consumers.get(stream, 'bench');
       const messages = await consumer.consume({ max_messages: PREFETCH });
-      const started = performance.now();
+      let started = 0;
       let acked = 0;
       for await (const message of messages) {
+        if (started === 0) started = performance.now();
         message.ack();
         acked += 1;
         if (acked === N) break;
@@ -193,8 +195,19 @@ async function throughConsumer(
   const finished = new Promise<number>((resolve) => {
     done = resolve;
   });
-  const source = broker.source(target);
+  const inner = broker.source(target);
   let started = 0;
+  // Timed from the first delivery, as the raw loop is: connecting and declaring are not drained.
+  const source: MessageSource = {
+    name: inner.name,
+    start: (onDelivery, options) =>
+      inner.start((delivery) => {
+        if (started === 0) started = performance.now();
+        return onDelivery(delivery);
+      }, options),
+    stop: () => inner.stop(),
+    close: () => inner.close(),
+  };
   const consumer = createConsumer({
     source,
     concurrency: CONCURRENCY,
@@ -210,7 +223,6 @@ async function throughConsumer(
       }
     },
   });
-  started = performance.now();
   await consumer.start();
   const elapsed = await finished;
   await consumer.stop({ timeoutMs: 1000 });
@@ -227,9 +239,10 @@ async function throughAdapter(broker: Broker, target: string): Promise<number> {
   const finished = new Promise<number>((resolve) => {
     done = resolve;
   });
-  const started = performance.now();
+  let started = 0;
   await source.start(
     async (delivery) => {
+      if (started === 0) started = performance.now();
       await delivery.ack();
       acked += 1;
       if (acked === N) done(performance.now() - started);

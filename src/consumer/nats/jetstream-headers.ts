@@ -22,6 +22,7 @@ export const SUBJECT = `${NATS_PREFIX}Subject`;
 
 /** JetStream's deduplication header. */
 export const NATS_MSG_ID = 'Nats-Msg-Id';
+const NATS_MSG_ID_LOWER = NATS_MSG_ID.toLowerCase();
 
 /** History headers: free text is percent-encoded (NATS header values cannot hold line breaks). */
 export const NATS_HISTORY_CODEC: HistoryHeaderCodec = {
@@ -43,29 +44,27 @@ export const NATS_HISTORY_CODEC: HistoryHeaderCodec = {
   },
 };
 
+const PREFIX_LOWER = NATS_PREFIX.toLowerCase();
+
 function isOurs(name: string): boolean {
-  return name.toLowerCase().startsWith(NATS_PREFIX.toLowerCase());
+  return (
+    name.length >= PREFIX_LOWER.length &&
+    name.slice(0, PREFIX_LOWER.length).toLowerCase() === PREFIX_LOWER
+  );
 }
 
 function isControl(name: string): boolean {
   return name.toLowerCase().startsWith('nats-');
 }
 
-/** Every header as a string (a repeated header's values joined with ", "). */
-export function allHeaders(h: MsgHdrs | undefined): Headers {
-  const out: Headers = {};
-  if (!h) return out;
-  for (const name of h.keys()) out[name] = h.values(name).join(', ');
-  return out;
-}
-
 /** The publisher's headers, as a delivery shows them (no `Reprocess-*`, no `Nats-Msg-Id`). */
 export function deliveryHeaders(h: MsgHdrs | undefined): Headers {
   const out: Headers = {};
   if (!h) return out;
-  for (const name of h.keys()) {
-    if (isOurs(name) || name.toLowerCase() === NATS_MSG_ID.toLowerCase()) continue;
-    out[name] = h.values(name).join(', ');
+  // One pass over the decoded header map (this runs for every delivery).
+  for (const [name, values] of h) {
+    if (isOurs(name) || name.toLowerCase() === NATS_MSG_ID_LOWER) continue;
+    out[name] = values.length === 1 ? (values[0] as string) : values.join(', ');
   }
   return out;
 }
