@@ -19,8 +19,10 @@
  * Time. A store that reads an injected clock returns it as `clock` and the suite moves it
  * (no real waiting; exact lease and expiry values are checked). A store on a server clock
  * (PostgreSQL `now()`, Redis `TIME`) returns no `clock`: the suite then uses short real
- * leases and TTLs (`realTimeLeaseMs`, default 300 ms) and waits in real time only in the
- * cases that need time to pass, checking only relations between times (never the local clock).
+ * leases and TTLs (`realTimeLeaseMs`, default 300 ms) only in the cases that wait for a lease
+ * or a TTL to end (takeover, heartbeat, TTL expiry, purge), and sleeps in real time there;
+ * every other case holds a 30 s lease, so a slow machine cannot end it mid-case. Only
+ * relations between times are checked then (never the local clock).
  *
  * Semantics checked beyond the port's TSDoc (src/idempotency/store.ts):
  * - fenced writes (complete, fail, release, heartbeat, saveStep) succeed only while the
@@ -168,8 +170,10 @@ export function describeStoreConformance(
     });
 
     const fake = () => subject.clock;
-    /** A lease that lives through a few calls, in the current time mode. */
-    const lease = () => (fake() ? 30_000 : realLease);
+    /** A lease that outlives the case: every case that does not wait for a lease uses it. */
+    const lease = () => 30_000;
+    /** A lease the case waits out: short in real time, since the suite then really sleeps. */
+    const short = () => (fake() ? 30_000 : realLease);
     const ttl = () => (fake() ? 86_400_000 : 60_000);
     /** Lets `ms` pass: moves the fake clock, or sleeps for real with a margin. */
     const pass = async (ms: number) => {
@@ -278,13 +282,13 @@ export function describeStoreConformance(
     });
 
     it('lets a lease end, then a takeover keeps steps with a greater token and attempts + 1', async () => {
-      const first = acquired(await store.begin('k-lease', FP_A, lease(), ttl()));
+      const first = acquired(await store.begin('k-lease', FP_A, short(), ttl()));
       expect(await store.saveStep('k-lease', first.token, 'charge', '"ch_1"')).toEqual({
         kind: 'ok',
       });
-      expect(existing(await store.begin('k-lease', FP_A, lease(), ttl())).token).toBe(first.token);
+      expect(existing(await store.begin('k-lease', FP_A, short(), ttl())).token).toBe(first.token);
 
-      await pass(lease());
+      await pass(short());
       // An ended lease still belongs to its fingerprint.
       expect(existing(await store.begin('k-lease', FP_B, lease(), ttl())).fingerprint).toBe(FP_A);
 
@@ -418,7 +422,7 @@ export function describeStoreConformance(
 
     it('heartbeat extends the lease so no one else acquires', async () => {
       const clock = fake();
-      const base = lease();
+      const base = short();
       const { token } = acquired(await store.begin('k-heart', FP_A, base, ttl()));
       await pass(base / 2);
       const beat = await store.heartbeat('k-heart', token, base * 2);
