@@ -1,0 +1,178 @@
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BeginResult } from '../../src/idempotency/store.js';
+import { KeyBatcher } from '../../src/stores/postgres/key-batcher.js';
+import { createPostgresStore } from '../../src/stores/postgres/index.js';
+import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+
+/*
+ * Batching of the PostgreSQL store. First the batcher alone (no server): its invariants over
+ * random call patterns. Then the store on the real server: calls on repeated keys, submitted
+ * together, still give exactly one acquisition per key, and stale completes in the same
+ * batches write nothing.
+ */
+
+interface Call {
+  key: string;
+  /** Microtasks the fake statement takes, so batches overlap in many ways. */
+  delay: number;
+  fails: boolean;
+}
+
+async function ticks(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await Promise.resolve();
+}
+
+describe('KeyBatcher invariants', () => {
+  it('settles every call once, never puts a key twice in a batch, respects both bounds', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            key: fc.constantFrom('a', 'b', 'c', 'd'),
+            delay: fc.nat(5),
+            fails: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 40 },
+        ),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.nat(3),
+        async (calls, maxBatchSize, maxInFlight, spread) => {
+          let inFlight = 0;
+          let peak = 0;
+          const batches: Call[][] = [];
+          const statement = async (items: Call[]): Promise<string[]> => {
+            batches.push(items);
+            inFlight++;
+            peak = Math.max(peak, inFlight);
+            await ticks(Math.max(...items.map((i) => i.delay)));
+            inFlight--;
+            if (items.some((i) => i.fails)) throw new Error(`failed ${items.length}`);
+            return items.map((i) => `done ${i.key}`);
+          };
+          let ones = 0;
+          const batcher = new KeyBatcher<Call, string>({
+            maxBatchSize,
+            maxInFlight,
+            keyOf: (c) => c.key,
+            runOne: async (item) => {
+              ones++;
+              return (await statement([item]))[0] as string;
+            },
+            runMany: statement,
+          });
+          // Calls arrive over a few microtasks, not all in one tick.
+          const settled = calls.map(async (call, i) => {
+            await ticks(spread === 0 ? 0 : i % (spread + 1));
+            return batcher.submit(call).then(
+              (value) => ({ ok: true as const, value }),
+              (error: Error) => ({ ok: false as const, error }),
+            );
+          });
+          const outcomes = await Promise.all(settled);
+          await batcher.settled();
+
+          expect(batches.flat()).toHaveLength(calls.length);
+          for (const batch of batches) {
+            expect(batch.length).toBeLessThanOrEqual(maxBatchSize);
+            expect(new Set(batch.map((c) => c.key)).size).toBe(batch.length);
+          }
+          expect(peak).toBeLessThanOrEqual(maxInFlight);
+          expect(ones).toBe(batches.filter((b) => b.length === 1).length);
+          for (const [i, call] of calls.entries()) {
+            const outcome = outcomes[i];
+            const batch = batches.find((b) => b.includes(call));
+            expect(batch).toBeDefined();
+            // A call fails exactly when its own batch failed.
+            if (batch?.some((c) => c.fails)) expect(outcome?.ok).toBe(false);
+            else expect(outcome).toEqual({ ok: true, value: `done ${call.key}` });
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+const schema = `${RUN_ID}_pgbt`;
+const FP = 'b'.repeat(64);
+
+await describeWithService('postgres', 'postgres store batching on the server', () => {
+  let pool: pg.Pool;
+  let round = 0;
+
+  beforeAll(async () => {
+    pool = new pg.Pool({ connectionString: SERVICES.postgres.url, max: 6 });
+    pool.on('error', () => {});
+    await createPostgresStore(pool, { schema, table: 'records' }).createSchema();
+  });
+
+  afterAll(async () => {
+    await pool?.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pool?.end();
+  });
+
+  it('repeated keys submitted together: one acquisition per key; stale completes write nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.nat(5), { minLength: 1, maxLength: 30 }),
+        fc.integer({ min: 1, max: 8 }),
+        async (picks, maxBatchSize) => {
+          const stores = [0, 1].map(() =>
+            createPostgresStore(pool, {
+              schema,
+              table: 'records',
+              batch: { maxBatchSize, maxInFlight: 2 },
+            }),
+          );
+          const prefix = `r${++round}`;
+          const keys = picks.map((n) => `${prefix}-${n}`);
+          const begun = await Promise.all(
+            keys.map((key, i) => (stores[i % 2] ?? stores[0])?.begin(key, FP, 60_000, 60_000)),
+          );
+          const winners = new Map<string, Extract<BeginResult, { kind: 'acquired' }>>();
+          for (const [i, result] of begun.entries()) {
+            if (result?.kind !== 'acquired') continue;
+            expect(winners.has(keys[i] as string)).toBe(false);
+            winners.set(keys[i] as string, result);
+          }
+          expect([...winners.keys()].sort()).toEqual([...new Set(keys)].sort());
+          for (const [i, result] of begun.entries()) {
+            if (result?.kind === 'existing') {
+              expect(result.record.token).toBe(winners.get(keys[i] as string)?.token);
+            }
+          }
+
+          // The holder's complete and a stale one per key, in the same batching window.
+          const completes = await Promise.all(
+            [...winners].flatMap(([key, won], i) => [
+              (stores[i % 2] ?? stores[0])?.complete(key, won.token, `"${key}"`, 60_000),
+              (stores[(i + 1) % 2] ?? stores[0])?.complete(key, won.token - 1, '"stale"', 60_000),
+            ]),
+          );
+          expect(completes.map((c) => c?.kind)).toEqual(
+            [...winners].flatMap(() => ['ok', 'lease_lost']),
+          );
+          const { rows } = await pool.query(
+            `SELECT key, result, attempts, token::text AS token FROM "${schema}"."records"
+             WHERE starts_with(key, $1)`,
+            [`${prefix}-`],
+          );
+          expect(rows).toHaveLength(winners.size);
+          for (const row of rows) {
+            expect(row).toEqual({
+              key: row.key,
+              result: `"${row.key}"`,
+              attempts: 1,
+              token: String(winners.get(row.key)?.token),
+            });
+          }
+          await Promise.all(stores.map((s) => s.close?.()));
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+});
