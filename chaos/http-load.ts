@@ -271,14 +271,26 @@ export async function runHttpClients(options: HttpClientOptions): Promise<HttpOp
   return results;
 }
 
+/**
+ * The request body. A client that gave up on the attempt (retryingFetch's attempt timeout)
+ * closes the socket, and a destroyed request never ends: that is a failure of this run of
+ * the handler, not a wait for ever (which would keep the operation's lease alive for ever).
+ */
 function readAll(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
+    let ended = false;
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => {
       text += chunk;
     });
-    req.on('end', () => resolve(text));
+    req.on('end', () => {
+      ended = true;
+      resolve(text);
+    });
     req.on('error', reject);
+    req.on('close', () => {
+      if (!ended) reject(new Error('the client went away before the body was read'));
+    });
   });
 }

@@ -70,6 +70,11 @@ export interface Check {
   name: string;
   ok: boolean;
   detail: string;
+  /**
+   * The baseline (no idempotency) is expected to break this one: that is what it shows. Its
+   * failure is printed, and does not fail a baseline run.
+   */
+  brokenByBaseline?: boolean;
 }
 
 interface EffectGroup {

@@ -126,8 +126,13 @@ export function createOrderHandler(deps: OrderHandlerDeps): MessageHandler<Order
       });
     }
     // Only the first run of the operation stalls (a takeover runs on), and nothing else is
-    // injected into it: the zombie is the fault this message is for.
-    const stalls = order.stall && !deps.isCalm() && message.attempt === 1 && ctx.attempt === 1;
+    // injected into it: the zombie is the fault this message is for. The baseline has no
+    // operations, so there only the first delivery of each copy stalls.
+    const stalls =
+      order.stall &&
+      !deps.isCalm() &&
+      ctx.attempt === 1 &&
+      (guard !== undefined || message.attempt === 1);
     if (!stalls && !deps.isCalm() && deps.random() < deps.rates.handlerError) {
       count('handlerErrors');
       throw new InjectedFault(FaultCode.HANDLER_FAULT, `injected handler exception on ${order.id}`);

@@ -56,10 +56,11 @@ export function planPhase(
       amount: 1 + Math.floor(random() * 500),
     });
   }
-  // Stalls go to normal messages, spread over the whole phase.
+  // Stalls go to normal messages spread over the first 60% of the phase, so that their
+  // takeover (behind the rest of the queue) still happens while messages flow.
   const normal = messages.filter((m) => m.kind === 'normal');
   for (let s = 0; s < Math.min(stalls, normal.length); s++) {
-    const at = Math.floor(((s + 0.5) / stalls) * normal.length);
+    const at = Math.floor((0.1 + (0.5 * (s + 0.5)) / stalls) * normal.length);
     const chosen = normal[Math.min(at, normal.length - 1)];
     if (chosen) chosen.stall = true;
   }

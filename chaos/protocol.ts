@@ -24,7 +24,7 @@ export type WorkerBrokerConfig =
       connectionName: string;
     };
 
-/** Everything a worker needs, passed as JSON in argv[2]. */
+/** Everything a worker needs, sent once it is warm (`{ type: 'config' }`). */
 export interface WorkerConfig {
   runId: string;
   /** `amqp`/`nats`: the phase, also the `phase` column of its effects. */
@@ -105,6 +105,9 @@ export interface QuarantineNote {
 
 /** Worker to runner. */
 export type WorkerReport =
+  /** Started and loaded, waiting for its config. */
+  | { type: 'warm' }
+  /** Consuming. */
   | { type: 'ready' }
   | { type: 'counts'; counts: Partial<WorkerCounts>; quarantined: QuarantineNote[] }
   | { type: 'fatal'; message: string }
@@ -112,7 +115,10 @@ export type WorkerReport =
   | { type: 'stalling'; active: number };
 
 /** Runner to worker. */
-export type RunnerCommand = { type: 'calm' } | { type: 'stop' };
+export type RunnerCommand =
+  | { type: 'config'; config: WorkerConfig }
+  | { type: 'calm' }
+  | { type: 'stop' };
 
 /** Adds `delta` into `total`. */
 export function addCounts(total: WorkerCounts, delta: Partial<WorkerCounts>): void {

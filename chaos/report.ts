@@ -13,6 +13,9 @@ export interface PhaseReport {
   duplicatePublications: number;
   mainSeconds: number;
   drainSeconds: number;
+  /** The main stage hit its time limit (see the faults check). */
+  mainTimedOut: boolean;
+  /** The drain hit the phase's deadline: messages were left undone. */
   timedOut: boolean;
   faults: RunnerFaults;
   workers: WorkerCounts;
@@ -148,6 +151,7 @@ export function phaseReport(
     duplicatePublications: result.duplicatePublications,
     mainSeconds: round1(result.mainMs / 1000),
     drainSeconds: round1(result.drainMs / 1000),
+    mainTimedOut: result.mainTimedOut,
     timedOut: result.timedOut,
     faults: result.faults,
     workers: result.counts,

@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { Random } from '../src/random.js';
 import {
   type QuarantineNote,
@@ -10,28 +8,32 @@ import {
   ZERO_COUNTS,
   addCounts,
 } from './protocol.js';
-
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** Workers dying by themselves beyond this is a bug, not chaos: stop restarting them. */
-const MAX_CRASHES = 20;
-const WORKER_SCRIPT = fileURLToPath(new URL('./worker.ts', import.meta.url));
+import type { WorkerLauncher, WorkerProcess } from './worker-launcher.js';
 
 interface Slot {
   index: number;
   generation: number;
-  child: ChildProcess;
+  proc: WorkerProcess;
   ready: boolean;
   /** Killed by the run (SIGKILL): restart it. */
   killed: boolean;
   /** Handlers of this worker stalled past their lease right now. */
   stalling: number;
-  stderr: string;
+  /** Set once its exit was seen. */
+  exited: boolean;
+  /** What it reported before it died by itself. */
+  fatal: string | undefined;
+  /** This pool's listeners on the process, removed when it goes back to the launcher. */
+  detach: () => void;
 }
 
+/** Workers dying by themselves beyond this is a bug, not chaos: stop restarting them. */
+const MAX_CRASHES = 20;
+
 /**
- * The worker processes of one phase: `workers` slots, each running one
- * `node --import tsx chaos/worker.ts` at a time. A worker the run kills is restarted at once
- * as the slot's next generation; one that dies by itself is restarted too, and counted.
+ * The worker processes of one phase: `workers` slots, each running one worker at a time. A
+ * worker the run kills is replaced at once by the slot's next generation (a warm spare from
+ * the launcher); one that dies by itself is replaced too, and counted as a crash.
  */
 export class WorkerPool {
   readonly counts: WorkerCounts = { ...ZERO_COUNTS };
@@ -45,13 +47,14 @@ export class WorkerPool {
   private stopping = false;
 
   constructor(
+    private readonly launcher: WorkerLauncher,
     private readonly configFor: (index: number, generation: number, calm: boolean) => WorkerConfig,
     private readonly log: (line: string) => void,
   ) {}
 
   /** Starts `n` workers (without waiting for them to be ready). */
   start(n: number): void {
-    for (let i = 0; i < n; i++) this.spawnSlot(i, 0);
+    for (let i = 0; i < n; i++) this.run(i, 0);
   }
 
   /** Workers that are consuming now. */
@@ -71,19 +74,17 @@ export class WorkerPool {
   /**
    * SIGKILLs one ready worker chosen by `random` (it gets no chance to settle, release or
    * flush anything) and starts its replacement. Returns its name, or undefined when no worker
-   * is ready.
+   * can be killed now (none ready, or only those holding a stalled handler).
    */
   kill(random: Random): string | undefined {
-    const alive = this.slots.filter((s) => s.ready && !s.killed);
-    // Spare a worker whose handler is stalled past its lease while another can go: the zombie
-    // must live to attempt its write, or the fence is never put to the test.
-    const spare = alive.filter((s) => s.stalling === 0);
-    const ready = spare.length > 0 ? spare : alive;
+    // Spare a worker whose handler is stalled past its lease (the kill waits for another one
+    // to be ready): the zombie must live to attempt its write, or the fence is never tested.
+    const ready = this.slots.filter((s) => s.ready && !s.killed && s.stalling === 0);
     if (ready.length === 0) return undefined;
     const slot = ready[Math.floor(random() * ready.length)] as Slot;
     slot.killed = true;
     slot.ready = false;
-    slot.child.kill('SIGKILL');
+    slot.proc.child.kill('SIGKILL');
     this.killed += 1;
     return `w${slot.index}.${slot.generation}`;
   }
@@ -94,58 +95,74 @@ export class WorkerPool {
     for (const slot of this.slots) this.send(slot, { type: 'calm' });
   }
 
-  /** Stops every worker gracefully; SIGKILLs those still alive after `timeoutMs`. */
+  /**
+   * Stops every worker gracefully: it stops consuming, closes its connections and goes back
+   * to the launcher warm, to serve the next phase. SIGKILLs those not done after `timeoutMs`.
+   */
   async stop(timeoutMs = 15_000): Promise<void> {
     this.stopping = true;
-    const exits = this.slots.map(
+    const done = this.slots.map(
       (slot) =>
         new Promise<void>((resolve) => {
-          if (slot.child.exitCode !== null || slot.child.signalCode !== null) {
+          const { child } = slot.proc;
+          if (slot.exited || child.exitCode !== null || child.signalCode !== null) {
+            slot.detach();
             resolve();
             return;
           }
-          slot.child.once('exit', () => resolve());
+          const onMessage = (report: WorkerReport) => {
+            if (report.type !== 'warm') return;
+            finish();
+            this.launcher.giveBack(slot.proc);
+          };
+          const finish = () => {
+            child.off('message', onMessage);
+            child.off('exit', finish);
+            slot.detach();
+            resolve();
+          };
+          child.on('message', onMessage);
+          child.once('exit', finish);
           this.send(slot, { type: 'stop' });
         }),
     );
     const timer = setTimeout(() => {
       for (const slot of this.slots) {
-        if (slot.child.exitCode === null && slot.child.signalCode === null) {
+        const { child } = slot.proc;
+        if (!slot.exited && child.exitCode === null && child.signalCode === null) {
           this.log(`worker w${slot.index}.${slot.generation} did not stop in time: SIGKILL`);
-          slot.child.kill('SIGKILL');
+          child.kill('SIGKILL');
         }
       }
     }, timeoutMs);
-    await Promise.all(exits);
+    await Promise.all(done);
     clearTimeout(timer);
   }
 
   private send(slot: Slot, command: RunnerCommand): void {
-    if (slot.child.connected) slot.child.send(command, () => undefined);
+    const { child } = slot.proc;
+    if (child.connected) child.send(command, () => undefined);
   }
 
-  private spawnSlot(index: number, generation: number): void {
-    const config = this.configFor(index, generation, this.calm);
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', WORKER_SCRIPT, JSON.stringify(config)],
-      { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
-    );
+  private run(index: number, generation: number): void {
+    const proc = this.launcher.take();
     const slot: Slot = {
       index,
       generation,
-      child,
+      proc,
       ready: false,
       killed: false,
       stalling: 0,
-      stderr: '',
+      exited: false,
+      fatal: undefined,
+      detach: () => {
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+      },
     };
     this.slots[index] = slot;
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => {
-      slot.stderr = (slot.stderr + text).slice(-4000);
-    });
-    child.on('message', (report: WorkerReport) => {
+    const { child } = proc;
+    const onMessage = (report: WorkerReport) => {
       if (report.type === 'ready') slot.ready = true;
       else if (report.type === 'counts') {
         addCounts(this.counts, report.counts);
@@ -153,25 +170,35 @@ export class WorkerPool {
       } else if (report.type === 'stalling') {
         slot.stalling = report.active;
       } else if (report.type === 'fatal') {
-        slot.stderr = `${slot.stderr}\n${report.message}`.slice(-4000);
+        slot.fatal = report.message;
       }
-    });
-    child.on('exit', (code, signal) => {
-      slot.ready = false;
-      if (this.stopping) return;
-      if (!slot.killed) {
-        const tail = slot.stderr.trim().split('\n').slice(-6).join('\n');
-        this.crashes.push(`w${index}.${generation} exited (${signal ?? code}): ${tail}`);
-        this.log(
-          `worker w${index}.${generation} died by itself (${signal ?? code}); restarting\n${tail}`,
-        );
-      }
+    };
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      this.onExit(slot, code, signal);
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+    proc.warm.then(
+      () =>
+        this.send(slot, { type: 'config', config: this.configFor(index, generation, this.calm) }),
+      () => undefined, // died before it was warm: onExit restarts the slot
+    );
+  }
+
+  private onExit(slot: Slot, code: number | null, signal: string | null): void {
+    slot.exited = true;
+    slot.ready = false;
+    if (this.stopping || this.slots[slot.index] !== slot) return;
+    const name = `w${slot.index}.${slot.generation}`;
+    if (!slot.killed) {
+      const tail = (slot.fatal ?? slot.proc.stderr()).trim().split('\n').slice(-6).join('\n');
+      this.crashes.push(`${name} exited (${signal ?? code}): ${tail}`);
+      this.log(`worker ${name} died by itself (${signal ?? code}); restarting\n${tail}`);
       if (this.crashes.length > MAX_CRASHES) {
-        this.log(`more than ${MAX_CRASHES} workers died by themselves: not restarting w${index}`);
+        this.log(`more than ${MAX_CRASHES} workers died by themselves: not restarting`);
         return;
       }
-      this.restarted += 1;
-      this.spawnSlot(index, generation + 1);
-    });
+    }
+    this.restarted += 1;
+    this.run(slot.index, slot.generation + 1);
   }
 }

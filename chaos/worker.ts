@@ -1,8 +1,9 @@
 /**
  * One worker process of the chaos run, started by the runner with
- * `node --import tsx chaos/worker.ts '<WorkerConfig as JSON>'` and an IPC channel. It consumes
- * the phase's queue or stream through the broker relay with the order handler, reports what
- * it counts every 250 ms, and lives until the runner says stop, or kills it with SIGKILL.
+ * `node --import tsx chaos/worker.ts` and an IPC channel. It loads, says it is warm, waits
+ * for its config, then consumes the phase's queue or stream through the broker relay with the
+ * order handler, reports what it counts every 250 ms, and lives until the runner says stop,
+ * or kills it with SIGKILL.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -25,13 +26,11 @@ import type {
 } from './protocol.js';
 import { type GuardedStore, guardStore, openChaosStore } from './store-access.js';
 
-const raw = process.argv[2];
-if (raw === undefined || typeof process.send !== 'function') {
+if (typeof process.send !== 'function') {
   throw new InvalidArgumentError(
-    'chaos/worker.ts is started by the chaos runner: node --import tsx chaos/worker.ts <config JSON>, with an IPC channel',
+    'chaos/worker.ts is started by the chaos runner (node --import tsx chaos/worker.ts, with an IPC channel)',
   );
 }
-const config = JSON.parse(raw) as WorkerConfig;
 
 function send(report: WorkerReport): void {
   if (process.connected) process.send?.(report);
@@ -41,6 +40,8 @@ let pending: Partial<WorkerCounts> = {};
 let notes: QuarantineNote[] = [];
 function count(name: keyof WorkerCounts, by = 1): void {
   pending[name] = (pending[name] ?? 0) + by;
+  // Rare and telling: sent at once, before the runner may hear that this worker can be killed.
+  if (name === 'stalls' || name === 'fenced') flush();
 }
 function flush(): void {
   if (Object.keys(pending).length === 0 && notes.length === 0) return;
@@ -48,7 +49,7 @@ function flush(): void {
   pending = {};
   notes = [];
 }
-const flushTimer = setInterval(flush, 250);
+setInterval(flush, 250);
 
 function fatal(error: unknown): never {
   flush();
@@ -63,37 +64,113 @@ process.on('uncaughtException', fatal);
 // The runner went away: nobody will stop us.
 process.on('disconnect', () => process.exit(0));
 
-let calm = config.calm;
-let stalling = 0;
-const seed = (config.seed ^ hash(config.name)) >>> 0;
-const random = seededRandom(seed);
+/** Waits for the next config, after saying so ('warm': loaded, idle). */
+function nextConfig(): Promise<WorkerConfig> {
+  return new Promise<WorkerConfig>((resolve) => {
+    const onMessage = (message: RunnerCommand) => {
+      if (message.type === 'config') {
+        process.off('message', onMessage);
+        resolve(message.config);
+      } else if (message.type === 'stop') {
+        process.exit(0);
+      }
+    };
+    process.on('message', onMessage);
+    send({ type: 'warm' });
+  });
+}
 
-const effectsPool = new pg.Pool({
-  connectionString: config.effectsUrl,
-  max: 4,
-  application_name: `chaos-${config.runId}-effects`,
-});
-effectsPool.on('error', () => {});
+/**
+ * One run of this process as a worker: consumes with `config` until the runner says stop,
+ * then closes everything it opened. The process then goes back to warm and may serve the
+ * next phase (a process the run killed never comes back, of course).
+ */
+async function work(config: WorkerConfig): Promise<void> {
+  let calm = config.calm;
+  let stalling = 0;
+  const random = seededRandom((config.seed ^ hash(config.name)) >>> 0);
 
-const guard: GuardedStore | undefined = config.idempotency
-  ? guardStore(await openChaosStore(config.store))
-  : undefined;
+  const effectsPool = new pg.Pool({
+    connectionString: config.effectsUrl,
+    max: 4,
+    application_name: `chaos-${config.runId}-effects`,
+  });
+  effectsPool.on('error', () => {});
 
-const handler = createOrderHandler({
-  phase: config.phase,
-  worker: config.name,
-  random,
-  rates: config.rates,
-  stallMs: config.stallMs,
-  isCalm: () => calm,
-  count: (name) => count(name),
-  effects: createEffectWriter(effectsPool, config.effectsSchema),
-  guard,
-  onStall(delta) {
-    stalling += delta;
-    send({ type: 'stalling', active: stalling });
-  },
-});
+  const guard: GuardedStore | undefined = config.idempotency
+    ? guardStore(await openChaosStore(config.store))
+    : undefined;
+
+  const handler = createOrderHandler({
+    phase: config.phase,
+    worker: config.name,
+    random,
+    rates: config.rates,
+    stallMs: config.stallMs,
+    isCalm: () => calm,
+    count: (name) => count(name),
+    effects: createEffectWriter(effectsPool, config.effectsSchema),
+    guard,
+    onStall(delta) {
+      stalling += delta;
+      send({ type: 'stalling', active: stalling });
+    },
+  });
+
+  const source = await createSource(config);
+  const consumer = createConsumer<OrderBody>({
+    source,
+    handler,
+    // The baseline: a fresh key for every delivery on a store of its own is idempotency off.
+    key: config.idempotency ? 'headers.idempotency-key' : () => randomUUID(),
+    idempotency: guard
+      ? { store: guard.store, operation: 'chaos-order', lease: config.leaseMs }
+      : { store: createMemoryStore(), operation: 'chaos-order', fingerprint: false },
+    retry: {
+      maxAttempts: config.maxAttempts,
+      backoff: 'exponential',
+      base: '100ms',
+      cap: '1s',
+      jitter: 'full',
+    },
+    validate: checkOrder,
+    concurrency: config.concurrency,
+    prefetch: config.prefetch,
+    touchIntervalMs: 1000,
+    random,
+    onEvent,
+  });
+
+  const stopped = new Promise<void>((resolve) => {
+    const onMessage = (message: RunnerCommand) => {
+      if (message.type === 'calm') calm = true;
+      if (message.type === 'stop') {
+        process.off('message', onMessage);
+        resolve();
+      }
+    };
+    process.on('message', onMessage);
+  });
+
+  // Starting fails when the broker relay was cut at that moment: try again for a while.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await consumer.start();
+      break;
+    } catch (error) {
+      if (attempt >= 20) fatal(error);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  send({ type: 'ready' });
+
+  await stopped;
+  await consumer.stop({ timeoutMs: 5000 }).catch(() => undefined);
+  await source.close().catch(() => undefined);
+  await guard?.store.close?.().catch(() => undefined);
+  await effectsPool.end().catch(() => undefined);
+  flush();
+}
 
 function onEvent(event: ConsumerEvent): void {
   switch (event.type) {
@@ -125,7 +202,7 @@ function onEvent(event: ConsumerEvent): void {
 }
 
 // Only the adapter of this phase is loaded: a worker restarted under load starts sooner.
-async function createSource(): Promise<MessageSource> {
+async function createSource(config: WorkerConfig): Promise<MessageSource> {
   const broker = config.broker;
   if (broker.kind === 'amqp') {
     const { createAmqpSource } = await import('../src/consumer/amqp/index.js');
@@ -148,62 +225,9 @@ async function createSource(): Promise<MessageSource> {
   });
 }
 
-const source = await createSource();
-const consumer = createConsumer<OrderBody>({
-  source,
-  handler,
-  // The baseline: a fresh key for every delivery on a store of its own is idempotency off.
-  key: config.idempotency ? 'headers.idempotency-key' : () => randomUUID(),
-  idempotency: config.idempotency
-    ? { store: (guard as GuardedStore).store, operation: 'chaos-order', lease: config.leaseMs }
-    : { store: createMemoryStore(), operation: 'chaos-order', fingerprint: false },
-  retry: {
-    maxAttempts: config.maxAttempts,
-    backoff: 'exponential',
-    base: '100ms',
-    cap: '1s',
-    jitter: 'full',
-  },
-  validate: checkOrder,
-  concurrency: config.concurrency,
-  prefetch: config.prefetch,
-  touchIntervalMs: 1000,
-  random,
-  onEvent,
-});
-
-// Starting fails when the broker relay was cut at that moment: try again for a while.
-for (let attempt = 1; ; attempt++) {
-  try {
-    await consumer.start();
-    break;
-  } catch (error) {
-    if (attempt >= 20) fatal(error);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-send({ type: 'ready' });
-
-let stopping = false;
-process.on('message', (message: RunnerCommand) => {
-  if (message.type === 'calm') calm = true;
-  if (message.type === 'stop' && !stopping) {
-    stopping = true;
-    void stop();
-  }
-});
-
-async function stop(): Promise<void> {
-  await consumer.stop({ timeoutMs: 5000 }).catch(() => undefined);
-  await source.close().catch(() => undefined);
-  flush();
-  clearInterval(flushTimer);
-  await guard?.store.close?.().catch(() => undefined);
-  await effectsPool.end().catch(() => undefined);
-  // Let the last IPC message leave before exiting.
-  await new Promise((r) => setTimeout(r, 50));
-  process.exit(0);
-}
+// Warm: loaded and waiting. The runner keeps spares like this, so a killed worker's
+// replacement starts consuming at once instead of after node and tsx have started.
+for (;;) await work(await nextConfig());
 
 function checkOrder(body: unknown): OrderBody {
   const b = body as Partial<OrderBody> | null;
