@@ -179,35 +179,36 @@ export function createDynamoDbStore(
     }
   }
 
-  /** A fenced update: applied only under `token` on a live in-progress record. */
+  /**
+   * A fenced update: applied only under `token` on an in-progress record (and
+   * `extraCondition`, when given). A failed condition is `lease_lost`: nothing was written.
+   * Expiry is not part of the fence: a holder whose record outlived its TTL (nobody took it
+   * over, or the token would differ) may still record its outcome rather than lose it.
+   */
   async function fenced(
     operation: string,
     key: string,
     token: number,
     at: number,
-    parts: Omit<ExpressionParts, 'condition'>,
-    extra: { returnNew?: boolean } = {},
-  ): Promise<Item | undefined | 'lease_lost'> {
+    parts: Omit<ExpressionParts, 'condition'> & { extraCondition?: string },
+  ): Promise<'ok' | 'lease_lost'> {
+    const { extraCondition, ...rest } = parts;
+    const fence = '#token = :token AND #status = :inProgress';
     const input = expression({
-      ...parts,
-      condition: '#token = :token AND #status = :inProgress AND #expiresAt > :now',
+      ...rest,
+      condition: extraCondition === undefined ? fence : `${fence} AND ${extraCondition}`,
       values: {
-        ...parts.values,
+        ...rest.values,
         ':token': n(token),
         ':inProgress': { S: 'in_progress' },
         ':now': n(at),
       },
     });
     try {
-      const out = (await client.send(
-        new UpdateItemCommand({
-          TableName: table,
-          Key: { pk: { S: key } },
-          ...input,
-          ...(extra.returnNew ? { ReturnValues: 'ALL_NEW' } : {}),
-        }),
-      )) as { Attributes?: Item };
-      return out.Attributes;
+      await client.send(
+        new UpdateItemCommand({ TableName: table, Key: { pk: { S: key } }, ...input }),
+      );
+      return 'ok';
     } catch (error) {
       if (isConditionFailed(error)) return 'lease_lost';
       throw toStoreError(error, operation, table);
@@ -237,8 +238,9 @@ export function createDynamoDbStore(
     const at = now();
     const expiresAt = at + ttlMs;
     const outcome = await fenced(operation, key, token, at, {
-      update: `SET #status = :final, #${field} = :value, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now`,
+      update: `SET #status = :final, #${field} = :value, #leaseUntil = :zero, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now`,
       values: {
+        ':zero': n(0),
         ':final': { S: operation === 'complete' ? 'completed' : 'failed' },
         ':value': { S: value },
         ':expiresAt': n(expiresAt),
@@ -369,7 +371,8 @@ export function createDynamoDbStore(
           // everything this decision read, so a heartbeat, completion or other takeover in
           // between makes it fail and the loop looks again.
           const attempts = record.attempts + 1;
-          const newExpiresAt = Math.max(record.expiresAt, expiresAt);
+          // Its expiry carries on, moved only as far as the new lease needs.
+          const newExpiresAt = Math.max(record.expiresAt, leaseUntil);
           const tried = await attempt(
             key,
             new UpdateItemCommand({
@@ -443,11 +446,23 @@ export function createDynamoDbStore(
       const lease = duration('leaseMs', leaseMs, 0);
       const at = now();
       const leaseUntil = at + lease;
-      const outcome = await fenced('heartbeat', key, token, at, {
+      // The lease must not outlive the record: expiresAt becomes max(expiresAt, leaseUntil).
+      // An update expression has no max, so the usual case (the record lives longer) is one
+      // write conditioned on it, and the other a second write with the expiry moved.
+      const common = await fenced('heartbeat', key, token, at, {
         update: 'SET #leaseUntil = :leaseUntil, #updatedAt = :now',
+        extraCondition: '#expiresAt >= :leaseUntil',
         values: { ':leaseUntil': n(leaseUntil) },
       });
-      return outcome === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok', leaseUntil };
+      if (common !== 'lease_lost') return { kind: 'ok', leaseUntil };
+      const stretched = await fenced('heartbeat', key, token, at, {
+        update:
+          'SET #leaseUntil = :leaseUntil, #expiresAt = :leaseUntil, #ttl = :ttl, #updatedAt = :now',
+        extraCondition: '#expiresAt < :leaseUntil',
+        values: { ':leaseUntil': n(leaseUntil), ':ttl': n(ttlSeconds(leaseUntil)) },
+      });
+      // Neither held: the token is no longer current (a takeover between the two is lost too).
+      return stretched === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok', leaseUntil };
     },
 
     async saveStep(key, token, name, result): Promise<FencedResult> {

@@ -165,7 +165,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       checkKey(key);
       checkToken(token);
       const lease = durationArg('leaseMs', leaseMs, 0);
-      const reply = await scripts.run('heartbeat', recordKey(key), [String(token), lease]);
+      const reply = await scripts.run('heartbeat', recordKey(key), [String(token), lease, grace]);
       if (!Array.isArray(reply)) throw unexpected('heartbeat', reply);
       if (reply[0] === 'lease_lost') return { kind: 'lease_lost' };
       if (reply[0] !== 'ok') throw unexpected('heartbeat', reply);

@@ -31,16 +31,17 @@ end
 `;
 
 /**
- * Shared by the fenced writes: true when the record holds `token`, is in progress and alive.
- * A missing record reads as `false` fields, which fails the first test.
+ * Shared by the fenced writes: true when the record holds `token` and is in progress. A
+ * missing record reads as `false` fields and fails. Expiry is not checked: a holder whose
+ * record outlived its TTL (nobody took it over, or the token would differ) may still record
+ * its outcome, rather than lose the result of an effect that happened. Once Redis has
+ * evicted the hash (after the grace period), there is nothing left to fence against.
  */
 const FENCE = `
-local function fenced(key, token, now)
-  local f = redis.call('HMGET', key, 'tok', 'st', 'exp')
+local function fenced(key, token)
+  local f = redis.call('HMGET', key, 'tok', 'st')
   if not f[1] or tonumber(f[1]) ~= tonumber(token) then return false end
-  if f[2] ~= 'in_progress' then return false end
-  local exp = tonumber(f[3])
-  return exp ~= nil and exp > now
+  return f[2] == 'in_progress'
 end
 `;
 
@@ -92,9 +93,10 @@ if exp <= now then
 end
 
 if r.st == 'in_progress' and lu <= now and r.fp == ARGV[1] then
-  -- The lease ended (crash, stall or release): the same operation resumes with its steps.
+  -- The lease ended (crash, stall or release): the same operation resumes with its steps and
+  -- its expiry, moved on only as far as the new lease needs.
   att = att + 1
-  local newExp = math.max(exp, now + math.max(ttl, lease))
+  local newExp = math.max(exp, leaseUntil)
   redis.call('HSET', KEYS[1], 'tok', fmt(token), 'att', fmt(att), 'lu', fmt(leaseUntil),
     'exp', fmt(newExp), 'ua', fmt(now))
   redis.call('PEXPIREAT', KEYS[1], fmt(newExp + grace))
@@ -126,9 +128,10 @@ function finishScript(name: 'complete' | 'fail', status: string, field: string):
 -- Race closed: a worker whose lease was taken over (stale token) cannot overwrite the outcome.
 ${PRELUDE}${FENCE}
 local now = now_ms()
-if not fenced(KEYS[1], ARGV[1], now) then return 'lease_lost' end
+if not fenced(KEYS[1], ARGV[1]) then return 'lease_lost' end
 local exp = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'st', '${status}', '${field}', ARGV[2], 'exp', fmt(exp), 'ua', fmt(now))
+redis.call('HSET', KEYS[1], 'st', '${status}', '${field}', ARGV[2], 'lu', '0', 'exp', fmt(exp),
+  'ua', fmt(now))
 redis.call('PEXPIREAT', KEYS[1], fmt(exp + tonumber(ARGV[4])))
 return 'ok'
 `;
@@ -144,22 +147,30 @@ const RELEASE = `
 -- Result   'ok' | 'lease_lost' (nothing written)
 ${PRELUDE}${FENCE}
 local now = now_ms()
-if not fenced(KEYS[1], ARGV[1], now) then return 'lease_lost' end
+if not fenced(KEYS[1], ARGV[1]) then return 'lease_lost' end
 redis.call('HSET', KEYS[1], 'lu', '0', 'ua', fmt(now))
 return 'ok'
 `;
 
 const HEARTBEAT = `
--- heartbeat: moves the lease end to now + lease, only under the current token.
+-- heartbeat: moves the lease end to now + lease (and the expiry with it, if the lease would
+-- outlive the record), only under the current token.
 -- KEYS[1]  record hash
 -- ARGV[1]  token
 -- ARGV[2]  lease (ms)
+-- ARGV[3]  grace (ms): the hash is evicted natively at expiresAt + grace
 -- Result   {'ok', leaseUntil} | {'lease_lost'}
 ${PRELUDE}${FENCE}
 local now = now_ms()
-if not fenced(KEYS[1], ARGV[1], now) then return {'lease_lost'} end
+if not fenced(KEYS[1], ARGV[1]) then return {'lease_lost'} end
 local lu = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'lu', fmt(lu), 'ua', fmt(now))
+local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
+if lu > exp then
+  redis.call('HSET', KEYS[1], 'lu', fmt(lu), 'exp', fmt(lu), 'ua', fmt(now))
+  redis.call('PEXPIREAT', KEYS[1], fmt(lu + tonumber(ARGV[3])))
+else
+  redis.call('HSET', KEYS[1], 'lu', fmt(lu), 'ua', fmt(now))
+end
 return {'ok', fmt(lu)}
 `;
 
@@ -172,7 +183,7 @@ const SAVE_STEP = `
 -- Result   'ok' | 'lease_lost' (nothing written)
 ${PRELUDE}${FENCE}
 local now = now_ms()
-if not fenced(KEYS[1], ARGV[1], now) then return 'lease_lost' end
+if not fenced(KEYS[1], ARGV[1]) then return 'lease_lost' end
 redis.call('HSET', KEYS[1], 's:' .. ARGV[2], ARGV[3], 'ua', fmt(now))
 return 'ok'
 `;
