@@ -6,6 +6,7 @@ import {
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import type { BeginResult, IdempotencyStore } from '../../src/idempotency/store.js';
@@ -403,6 +404,54 @@ describe('dynamodb store when the endpoint is gone', () => {
       }
     } finally {
       await store.close?.();
+    }
+  });
+
+  it('a connection cut while a request is in flight gives StoreUnavailableError; the next call works', async () => {
+    const table = nextTable();
+    await createDynamoDbStore(client, { table }).createTable();
+    // A relay between the store and dynalite that, when told, takes a request in and drops the
+    // connection without an answer, as a dying load balancer or a server crash would.
+    let cut = false;
+    const target = new URL(dynalite.endpoint);
+    const sockets = new Set<Socket>();
+    const relay = createServer((socket) => {
+      sockets.add(socket);
+      const upstream = connect({ host: target.hostname, port: Number(target.port) });
+      socket.on('data', (chunk) => {
+        if (cut) {
+          socket.destroy();
+          upstream.destroy();
+        } else upstream.write(chunk);
+      });
+      upstream.on('data', (chunk) => socket.write(chunk));
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+      socket.on('close', () => upstream.destroy());
+      upstream.on('close', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const { port } = relay.address() as AddressInfo;
+    const store = await openDynamoDbStore(
+      `dynamodb://${table}?endpoint=http://127.0.0.1:${port}&region=us-east-1`,
+      { maxAttempts: 1 },
+    );
+    try {
+      expect((await store.begin('cut-before', 'fp', 30_000, 60_000)).kind).toBe('acquired');
+      cut = true;
+      await expectCode(store.begin('cut-during', 'fp', 30_000, 60_000), 'STORE_UNAVAILABLE');
+      await expectCode(store.complete('cut-before', 1, '"r"', 60_000), 'STORE_UNAVAILABLE');
+      cut = false;
+      // Nothing of the cut calls reached the table; the same store carries on.
+      expect(await store.get('cut-during')).toBeUndefined();
+      expect(await store.begin('cut-during', 'fp', 30_000, 60_000)).toMatchObject({
+        kind: 'acquired',
+        attempts: 1,
+      });
+    } finally {
+      await store.close?.();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => relay.close(resolve));
     }
   });
 });
