@@ -155,37 +155,41 @@ await describeWithService('mariadb', 'mysql store details', () => {
     });
   });
 
-  it('runs whole operations once and replays them unchanged (opened from a URL)', async () => {
-    const table = tableName('e2e');
-    const store = await openMysqlStore(`${SERVICES.mariadb.url}?table=${table}`);
-    const awkward = [
-      "it's 100% done; DROP TABLE x; --",
-      'emoji 🎉 key with "quotes" and \\backslash',
-      '? ?? :name @p0 %s %_ `tick`',
-    ];
-    // 256 KiB of UTF-8 in the value itself, with metacharacters at the end.
-    const tail = '🎉\'"%\\`';
-    const big = `${'x'.repeat(256 * 1024 - Buffer.byteLength(tail))}${tail}`;
-    try {
-      expect(store.table).toBe(`\`${table}\``);
-      await store.createSchema();
-      let runs = 0;
-      const echo = idempotent(
-        async (input: { id: string }) => {
-          runs++;
-          return { id: input.id, big };
-        },
-        { store, key: 'id', scope: 'echo', maxResultBytes: 1024 * 1024 },
-      );
-      const first = await Promise.all(awkward.map((id) => echo.run({ id })));
-      const again = await Promise.all(awkward.map((id) => echo.run({ id })));
-      expect(runs).toBe(awkward.length);
-      expect(first.map((o) => o.replayed)).toEqual(awkward.map(() => false));
-      expect(again.map((o) => o.replayed)).toEqual(awkward.map(() => true));
-      expect(Buffer.byteLength(big)).toBe(256 * 1024);
-      for (const [i, id] of awkward.entries()) expect(again[i]?.value).toEqual({ id, big });
-    } finally {
-      await store.close?.();
-    }
-  });
+  for (const prepared of [true, false]) {
+    it(`runs whole operations once and replays them unchanged (${prepared ? 'prepared' : 'unprepared'}, opened from a URL)`, async () => {
+      const table = tableName(`e2e_${prepared}`);
+      const store = await openMysqlStore(`${SERVICES.mariadb.url}?table=${table}`, {
+        preparedStatements: prepared,
+      });
+      const awkward = [
+        "it's 100% done; DROP TABLE x; --",
+        'emoji 🎉 key with "quotes" and \\backslash',
+        '? ?? :name @p0 %s %_ `tick`',
+      ];
+      // 256 KiB of UTF-8 in the value itself, with metacharacters at the end.
+      const tail = '🎉\'"%\\`';
+      const big = `${'x'.repeat(256 * 1024 - Buffer.byteLength(tail))}${tail}`;
+      try {
+        expect(store.table).toBe(`\`${table}\``);
+        await store.createSchema();
+        let runs = 0;
+        const echo = idempotent(
+          async (input: { id: string }) => {
+            runs++;
+            return { id: input.id, big };
+          },
+          { store, key: 'id', scope: 'echo', maxResultBytes: 1024 * 1024 },
+        );
+        const first = await Promise.all(awkward.map((id) => echo.run({ id })));
+        const again = await Promise.all(awkward.map((id) => echo.run({ id })));
+        expect(runs).toBe(awkward.length);
+        expect(first.map((o) => o.replayed)).toEqual(awkward.map(() => false));
+        expect(again.map((o) => o.replayed)).toEqual(awkward.map(() => true));
+        expect(Buffer.byteLength(big)).toBe(256 * 1024);
+        for (const [i, id] of awkward.entries()) expect(again[i]?.value).toEqual({ id, big });
+      } finally {
+        await store.close?.();
+      }
+    });
+  }
 });

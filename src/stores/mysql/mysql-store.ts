@@ -18,7 +18,7 @@ import {
 } from './arguments.js';
 import { isDuplicateKey, isTransientConflict, storeError } from './mysql-errors.js';
 import { quoteIdentifier } from './mysql-identifier.js';
-import type { MysqlQueryable, MysqlResultHeader } from './mysql-queryable.js';
+import type { MysqlQueryable, MysqlResultHeader, MysqlValue } from './mysql-queryable.js';
 import { integerColumn, recordFromRow } from './mysql-record.js';
 import { type MysqlSchemaStatus, createMysqlSchema } from './mysql-schema.js';
 import { mysqlStatements } from './mysql-statements.js';
@@ -29,6 +29,12 @@ export interface MysqlStoreOptions {
   table?: string;
   /** Database of the table (default: the connection's current database). */
   database?: string;
+  /**
+   * Run the store's statements as server-side prepared statements through `execute` when the
+   * pool has it (default true): parsed once per connection, which the server feels under load.
+   * Set false behind a proxy that does not support the binary protocol.
+   */
+  preparedStatements?: boolean;
 }
 
 /** The MySQL/MariaDB store: an {@link IdempotencyStore} plus schema management. */
@@ -92,12 +98,25 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     expiresIndex: `\`${tableName}_expires_at_idx\``,
   };
   const sql = mysqlStatements(table);
+  const prepared = options.preparedStatements ?? true;
+  if (typeof prepared !== 'boolean') {
+    throw new InvalidArgumentError(
+      `createMysqlStore: preparedStatements must be a boolean, got ${show(prepared)}`,
+    );
+  }
+  const execute = prepared && typeof db.execute === 'function' ? db.execute.bind(db) : undefined;
+  const send = (text: string, values: MysqlValue[]) =>
+    execute ? execute(text, values) : db.query(text, values);
 
   /** Runs one statement, again after a deadlock; driver errors become StoreUnavailableError. */
-  async function query(operation: string, text: string, values?: unknown[]): Promise<unknown> {
+  async function query(
+    operation: string,
+    text: string,
+    values: MysqlValue[] = [],
+  ): Promise<unknown> {
     for (let run = 1; ; run++) {
       try {
-        const [result] = await db.query(text, values);
+        const [result] = await send(text, values);
         return result;
       } catch (error) {
         if (run < MAX_CONFLICT_RUNS && isTransientConflict(error)) continue;
@@ -106,7 +125,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     }
   }
 
-  async function rows(operation: string, text: string, values: unknown[]): Promise<unknown[]> {
+  async function rows(operation: string, text: string, values: MysqlValue[]): Promise<unknown[]> {
     const result = await query(operation, text, values);
     if (!Array.isArray(result)) {
       throw new StoreUnavailableError(`mysql store: ${operation} got no rows from the server`);
@@ -114,11 +133,11 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     return result;
   }
 
-  async function write(operation: string, text: string, values: unknown[]) {
+  async function write(operation: string, text: string, values: MysqlValue[]) {
     return (await query(operation, text, values)) as MysqlResultHeader;
   }
 
-  async function fencedWrite(operation: string, text: string, values: unknown[]) {
+  async function fencedWrite(operation: string, text: string, values: MysqlValue[]) {
     return matchedRows(await write(operation, text, values)) > 0 ? OK : LOST;
   }
 
@@ -138,7 +157,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       let header: MysqlResultHeader;
       try {
         header = (
-          await db.query(sql.insert, [key, fingerprint, leaseMs, ttlMs, leaseMs])
+          await send(sql.insert, [key, fingerprint, leaseMs, ttlMs, leaseMs])
         )[0] as MysqlResultHeader;
       } catch (error) {
         // Another caller inserted it first: read what it wrote.
@@ -268,7 +287,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       }
       const limit = listLimit(listOptions.limit);
       const conditions: string[] = [];
-      const values: unknown[] = [];
+      const values: MysqlValue[] = [];
       if (status !== undefined) {
         conditions.push('status = ?');
         values.push(status);

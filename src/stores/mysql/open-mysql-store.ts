@@ -91,6 +91,7 @@ export async function openMysqlStore(
   // A timed-out statement destroys its connection (mysql2), so the pool replaces it.
   const db: MysqlQueryable = {
     query: (sql, values) => pool.query({ sql, timeout }, values) as Promise<[unknown, unknown]>,
+    execute: (sql, values) => pool.execute({ sql, timeout }, values) as Promise<[unknown, unknown]>,
   };
 
   const { poolSize: _size, connectTimeoutMs: _c, queryTimeoutMs: _q, ...storeOptions } = merged;
