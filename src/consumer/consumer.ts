@@ -245,6 +245,9 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
 
   async function shutdown(timeoutMs: number): Promise<StopResult> {
     state = 'stopping';
+    // Counted before the source stops: a handler that finishes while the adapter is
+    // stopping still finished within the bound.
+    const runningAtStop = new Set(running);
     let stopError: unknown;
     try {
       await source.stop();
@@ -254,8 +257,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     const queued = waiting.splice(0);
     await Promise.all(queued.map((slot) => giveBack(slot)));
 
-    const inFlight = running.size;
-    if (inFlight > 0 && timeoutMs > 0) {
+    if (running.size > 0 && timeoutMs > 0) {
       let cancelTimer: (() => void) | undefined;
       const timedOut = new Promise<void>((resolve) => {
         cancelTimer = clock.setTimer(timeoutMs, resolve);
@@ -280,7 +282,10 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     cancelTouch = undefined;
     state = 'stopped';
     if (stopError !== undefined) throw stopError;
-    return { finished: inFlight - late.length, released: queued.length + late.length };
+    const lateSet = new Set(late);
+    let finished = 0;
+    for (const slot of runningAtStop) if (!lateSet.has(slot)) finished++;
+    return { finished, released: queued.length + late.length };
   }
 
   return {
