@@ -274,23 +274,34 @@ export async function runHttpClients(options: HttpClientOptions): Promise<HttpOp
 /**
  * The request body. A client that gave up on the attempt (retryingFetch's attempt timeout)
  * closes the socket, and a destroyed request never ends: that is a failure of this run of
- * the handler, not a wait for ever (which would keep the operation's lease alive for ever).
+ * the handler, not a wait for ever: the middleware heartbeats the lease while the handler
+ * runs, so a handler that never returns holds its operation (409 to every retry) for ever.
+ * The request may already be gone when the handler starts (the client gave up during the
+ * begin), so that is checked first, and a read that does not end within 5 s fails too.
  */
 function readAll(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    if (req.destroyed) {
+      reject(new Error('the client went away before the handler ran'));
+      return;
+    }
     let text = '';
-    let ended = false;
+    const timer = setTimeout(() => fail(new Error('the request body did not end in 5 s')), 5000);
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    };
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => {
       text += chunk;
     });
     req.on('end', () => {
-      ended = true;
+      clearTimeout(timer);
       resolve(text);
     });
-    req.on('error', reject);
+    req.on('error', fail);
     req.on('close', () => {
-      if (!ended) reject(new Error('the client went away before the body was read'));
+      if (!req.readableEnded) fail(new Error('the client went away before the body was read'));
     });
   });
 }

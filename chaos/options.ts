@@ -79,7 +79,7 @@ export const DEFAULT_OPTIONS: ChaosOptions = {
   durationMs: 15 * 60_000,
   seed: 0,
   phases: ['amqp', 'nats'],
-  concurrency: 8,
+  concurrency: 16,
   leaseMs: 2_000,
   stalls: 4,
   stallMs: 6_000,
@@ -124,7 +124,7 @@ faults, then checks against PostgreSQL that every effect exists exactly once and
   --duration D                time limit of the run, e.g. 90s, 15m (default 15m)
   --seed N                    seed of the fault plan (default: from the clock, printed)
   --phases amqp,nats          brokers to run, in order (default amqp,nats)
-  --concurrency N             handlers at once per worker (default 8)
+  --concurrency N             handlers at once per worker (default 16)
   --lease D                   idempotency lease (default 2s)
   --stalls N                  zombie handlers per phase (default 4)
   --stall D                   how long a zombie stalls (default 6s; more than the lease)

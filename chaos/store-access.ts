@@ -30,7 +30,7 @@ export async function openChaosStore(spec: StoreSpec): Promise<IdempotencyStore>
   return openPostgresStore(url.toString(), {
     schema: spec.schema,
     table: spec.table,
-    poolSize: 3,
+    poolSize: 4,
     connectTimeoutMs: 2000,
     queryTimeoutMs: 5000,
   });

@@ -92,7 +92,7 @@ async function work(config: WorkerConfig): Promise<void> {
 
   const effectsPool = new pg.Pool({
     connectionString: config.effectsUrl,
-    max: 4,
+    max: 6,
     application_name: `chaos-${config.runId}-effects`,
   });
   effectsPool.on('error', () => {});
