@@ -227,112 +227,120 @@ export async function runPhase(ctx: PhaseContext): Promise<PhaseResult> {
     log(`[${phase}] idempotency store back`);
   }
 
-  pool.start(options.workers);
-  let publishError: unknown;
-  let published = false;
-  const publishing = broker.publish(plan.publications).then(
-    () => {
-      published = true;
-      log(`[${phase}] published ${plan.publications.length} (${plan.duplicates} duplicates)`);
-    },
-    (error: unknown) => {
-      publishError = error;
-    },
-  );
-
-  // Main stage: until every message is done or quarantined, with the faults firing.
-  // The main stage's clock starts once a worker consumes: starting node with tsx takes
-  // seconds on a loaded machine, and that is not the system under test.
-  await pool.whenReady(1, started + (ctx.deadline - started) / 2);
-  const readyAt = Date.now();
-  const mainDeadline = readyAt + (ctx.deadline - readyAt) * 0.75;
-  const quarantined = new Set<string>();
   const notes: QuarantineNote[] = [];
-  let pending = [...triggers];
-  let lastSettled = -1;
-  let lastChange = Date.now();
-  let lastListing = 0;
-  let lastReport = Date.now();
   let mainTimedOut = false;
   let timedOut = false;
-  for (;;) {
-    if (publishError !== undefined) throw publishError;
-    for (const note of pool.quarantined.splice(0)) {
-      notes.push(note);
-      quarantined.add(note.key);
-    }
-    const done = await doneCount(ctx.admin, ctx.effectsSchema, phase);
-    const doneQuarantined = await doneAmong(ctx.admin, ctx.effectsSchema, phase, [...quarantined]);
-    const settled = done + quarantined.size - doneQuarantined;
-    const progress = settled / total;
-    ctx.onProgress(progress);
-    if (Date.now() - lastReport >= 5000) {
-      lastReport = Date.now();
-      log(
-        `[${phase}] ${done} done, ${quarantined.size} quarantined of ${total}; ${pool.ready}/${options.workers} workers up`,
-      );
-    }
-    pending = pending.filter((t) => !(t.at <= progress && fire(t)));
-    if (settled >= total && published && pending.length === 0) break;
-    if (settled !== lastSettled) {
-      lastSettled = settled;
-      lastChange = Date.now();
-    } else if (Date.now() - lastChange > 4000 && Date.now() - lastListing > 4000) {
-      // A quarantine note can die with a killed worker: the dead-letter queue is the truth.
-      lastListing = Date.now();
-      for (const item of await broker.listDeadLetters()) {
-        const id = orderIdOfBody(item.body);
-        if (id !== undefined) quarantined.add(id);
+  let mainMs = 0;
+  let drainMs = 0;
+  let redriven = 0;
+  try {
+    pool.start(options.workers);
+    let publishError: unknown;
+    let published = false;
+    const publishing = broker.publish(plan.publications).then(
+      () => {
+        published = true;
+        log(`[${phase}] published ${plan.publications.length} (${plan.duplicates} duplicates)`);
+      },
+      (error: unknown) => {
+        publishError = error;
+      },
+    );
+
+    // Main stage: until every message is done or quarantined, with the faults firing.
+    // The main stage's clock starts once a worker consumes: starting node with tsx takes
+    // seconds on a loaded machine, and that is not the system under test.
+    await pool.whenReady(1, started + (ctx.deadline - started) / 2);
+    const readyAt = Date.now();
+    const mainDeadline = readyAt + (ctx.deadline - readyAt) * 0.75;
+    const quarantined = new Set<string>();
+    let pending = [...triggers];
+    let lastSettled = -1;
+    let lastChange = Date.now();
+    let lastListing = 0;
+    let lastReport = Date.now();
+    for (;;) {
+      if (publishError !== undefined) throw publishError;
+      for (const note of pool.quarantined.splice(0)) {
+        notes.push(note);
+        quarantined.add(note.key);
       }
+      const done = await doneCount(ctx.admin, ctx.effectsSchema, phase);
+      const doneQuarantined = await doneAmong(ctx.admin, ctx.effectsSchema, phase, [
+        ...quarantined,
+      ]);
+      const settled = done + quarantined.size - doneQuarantined;
+      const progress = settled / total;
+      ctx.onProgress(progress);
+      if (Date.now() - lastReport >= 5000) {
+        lastReport = Date.now();
+        log(
+          `[${phase}] ${done} done, ${quarantined.size} quarantined of ${total}; ${pool.ready}/${options.workers} workers up`,
+        );
+      }
+      pending = pending.filter((t) => !(t.at <= progress && fire(t)));
+      if (settled >= total && published && pending.length === 0) break;
+      if (settled !== lastSettled) {
+        lastSettled = settled;
+        lastChange = Date.now();
+      } else if (Date.now() - lastChange > 4000 && Date.now() - lastListing > 4000) {
+        // A quarantine note can die with a killed worker: the dead-letter queue is the truth.
+        lastListing = Date.now();
+        for (const item of await broker.listDeadLetters()) {
+          const id = orderIdOfBody(item.body);
+          if (id !== undefined) quarantined.add(id);
+        }
+      }
+      if (Date.now() >= mainDeadline || ctx.aborted()) {
+        mainTimedOut = true;
+        log(
+          `[${phase}] main stage hit its time limit with ${total - settled} message(s) unsettled and ${pending.length} fault(s) not fired (${pending.map((t) => t.kind).join(', ')})`,
+        );
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 200));
     }
-    if (Date.now() >= mainDeadline || ctx.aborted()) {
-      mainTimedOut = true;
-      log(
-        `[${phase}] main stage hit its time limit with ${total - settled} message(s) unsettled and ${pending.length} fault(s) not fired (${pending.map((t) => t.kind).join(', ')})`,
-      );
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  await publishing;
-  await Promise.all(inFlight);
-  if (store.relay.isDown) await store.relay.up();
-  const mainMs = Date.now() - started;
-  log(`[${phase}] main stage done in ${(mainMs / 1000).toFixed(1)} s; draining`);
+    await publishing;
+    await Promise.all(inFlight);
+    if (store.relay.isDown) await store.relay.up();
+    mainMs = Date.now() - started;
+    log(`[${phase}] main stage done in ${(mainMs / 1000).toFixed(1)} s; draining`);
 
-  // Calm: the faults are over and the sticky dependency is back. Redrive, then drain.
-  pool.setCalm();
-  const drainStart = Date.now();
-  let redriven = await redriveAllButPoison(broker);
-  if (redriven > 0) log(`[${phase}] redrove ${redriven} quarantined message(s)`);
-  let lastDone = -1;
-  let doneAt = Date.now();
-  for (;;) {
-    const done = await doneCount(ctx.admin, ctx.effectsSchema, phase);
-    if (done >= total - poison.size) break;
-    if (done !== lastDone) {
-      lastDone = done;
-      doneAt = Date.now();
-    } else if (Date.now() - doneAt > 5000) {
-      // Stuck: something was quarantined again after the redrive; send it back too.
-      doneAt = Date.now();
-      const moved = await redriveAllButPoison(broker);
-      redriven += moved;
-      if (moved > 0) log(`[${phase}] redrove ${moved} more`);
+    // Calm: the faults are over and the sticky dependency is back. Redrive, then drain.
+    pool.setCalm();
+    const drainStart = Date.now();
+    redriven = await redriveAllButPoison(broker);
+    if (redriven > 0) log(`[${phase}] redrove ${redriven} quarantined message(s)`);
+    let lastDone = -1;
+    let doneAt = Date.now();
+    for (;;) {
+      const done = await doneCount(ctx.admin, ctx.effectsSchema, phase);
+      if (done >= total - poison.size) break;
+      if (done !== lastDone) {
+        lastDone = done;
+        doneAt = Date.now();
+      } else if (Date.now() - doneAt > 5000) {
+        // Stuck: something was quarantined again after the redrive; send it back too.
+        doneAt = Date.now();
+        const moved = await redriveAllButPoison(broker);
+        redriven += moved;
+        if (moved > 0) log(`[${phase}] redrove ${moved} more`);
+      }
+      if (Date.now() >= ctx.deadline || ctx.aborted()) {
+        timedOut = true;
+        log(
+          `[${phase}] drain hit its time limit with ${total - poison.size - done} message(s) not done`,
+        );
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 300));
     }
-    if (Date.now() >= ctx.deadline || ctx.aborted()) {
-      timedOut = true;
-      log(
-        `[${phase}] drain hit its time limit with ${total - poison.size - done} message(s) not done`,
-      );
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 300));
+    drainMs = Date.now() - drainStart;
+  } finally {
+    // Also when the phase failed: no worker process may outlive it.
+    await pool.stop();
+    await relay.close();
   }
-  const drainMs = Date.now() - drainStart;
-
-  await pool.stop();
-  await relay.close();
   faults.workersKilled = pool.killed;
   faults.workersRestarted = pool.restarted;
   faults.workerCrashes = pool.crashes;
