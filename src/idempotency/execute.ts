@@ -87,15 +87,34 @@ export function resolveIdentity(identity: OperationIdentity): ResolvedIdentity {
 }
 
 /** {@link executeIdempotent} with options already resolved (fronts resolve them once). */
-export async function executeResolved<O>(
+export function executeResolved<O>(
   identity: OperationIdentity,
   fn: (ctx: IdempotencyContext) => Promise<O>,
   options: ResolvedOptions<O>,
 ): Promise<Outcome<O>> {
-  if (typeof fn !== 'function') {
-    throw new InvalidArgumentError('the operation to run must be a function (ctx) => Promise');
+  // Not async: a second async frame around executeHashed would cost every operation a few
+  // microtask turns. A bad identity still rejects instead of throwing.
+  let resolved: ResolvedIdentity;
+  try {
+    if (typeof fn !== 'function') {
+      throw new InvalidArgumentError('the operation to run must be a function (ctx) => Promise');
+    }
+    resolved = resolveIdentity(identity);
+  } catch (error) {
+    return Promise.reject(error);
   }
-  const { key, fingerprint } = resolveIdentity(identity);
+  return executeHashed(resolved, fn, options);
+}
+
+/**
+ * The state machine itself, for a front that validated and hashed the identity already
+ * (idempotent() checks its scope once, at wrap time).
+ */
+export async function executeHashed<O>(
+  { key, fingerprint }: ResolvedIdentity,
+  fn: (ctx: IdempotencyContext) => Promise<O> | O,
+  options: ResolvedOptions<O>,
+): Promise<Outcome<O>> {
   const { store, clock, inProgress } = options;
   const waitUntil = inProgress.kind === 'wait' ? clock.now() + inProgress.waitMs : 0;
 
@@ -143,7 +162,7 @@ async function runAcquired<O>(
   key: string,
   acquired: Acquired,
   sentAt: number,
-  fn: (ctx: IdempotencyContext) => Promise<O>,
+  fn: (ctx: IdempotencyContext) => Promise<O> | O,
   options: ResolvedOptions<O>,
 ): Promise<Outcome<O>> {
   const { store, clock } = options;

@@ -27,9 +27,30 @@ export const sha256Hex: (text: string) => string =
  * different text), and "no principal" differs from every principal, even an empty one.
  */
 export function hashKey(parts: KeyParts): string {
-  return sha256Hex(
-    JSON.stringify(['reprocess/key/v1', parts.operation, parts.principal ?? null, parts.key]),
-  );
+  return sha256Hex(`${scopeFrame(parts.operation, parts.principal)}${JSON.stringify(parts.key)}]`);
+}
+
+/**
+ * {@link hashKey} for one fixed scope: the framing of the operation and principal is
+ * written once, and each call only escapes the key (no array, no generic serializer on
+ * every operation).
+ */
+export function scopedKeyHasher(
+  operation: string,
+  principal: string | undefined,
+): (key: string) => string {
+  const frame = scopeFrame(operation, principal);
+  return (key) => sha256Hex(`${frame}${JSON.stringify(key)}]`);
+}
+
+/**
+ * The start of the text {@link hashKey} hashes, up to the key. With the key and `]` added,
+ * it is exactly `JSON.stringify(['reprocess/key/v1', operation, principal ?? null, key])`:
+ * `JSON.stringify` of a string is the same inside an array as alone.
+ */
+function scopeFrame(operation: string, principal: string | undefined): string {
+  const who = principal === undefined ? 'null' : JSON.stringify(principal);
+  return `["reprocess/key/v1",${JSON.stringify(operation)},${who},`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { IdempotencyKeyMissingError, InvalidArgumentError } from '../errors.js';
 import { createUnguardedContext } from './context.js';
-import { executeResolved } from './execute.js';
+import { executeHashed } from './execute.js';
+import { fingerprintOf, scopedKeyHasher } from './hash.js';
 import { describeType, keyReader, parsePath, readPath, validateKey } from './key.js';
 import { resolveOptions } from './options.js';
 import type {
@@ -8,7 +9,6 @@ import type {
   IdempotencyContext,
   IdempotencyOptions,
   IdempotentFunction,
-  OperationIdentity,
   Outcome,
   ScopeOptions,
 } from './types.js';
@@ -66,16 +66,13 @@ export function idempotent<I, O>(
       const value = await fn(input, createUnguardedContext());
       return { value, replayed: false, key: '', unguarded: true };
     }
-    const identity: OperationIdentity = {
-      ...scope(input),
-      key: validateKey(rawKey, keyName),
-    };
-    if (selectFingerprint !== undefined) {
-      // A selection that comes out undefined is still fingerprinted (as null), so a missing
-      // field never turns the check off.
-      identity.fingerprintOf = selectFingerprint(input) ?? null;
-    }
-    return executeResolved(identity, async (ctx) => fn(input, ctx), resolved);
+    const hashKeyOf = scope(input);
+    const key = hashKeyOf(validateKey(rawKey, keyName));
+    // A selection that comes out undefined is still fingerprinted (as null), so a missing
+    // field never turns the check off.
+    const fingerprint =
+      selectFingerprint === undefined ? '' : fingerprintOf(selectFingerprint(input) ?? null);
+    return executeHashed({ key, fingerprint }, (ctx) => fn(input, ctx), resolved);
   }
 
   const call = async function idempotentCall(input: I): Promise<O> {
@@ -85,12 +82,14 @@ export function idempotent<I, O>(
   return Object.assign(call, { run: runIdempotent });
 }
 
-function scopeReader<I>(
-  scope: string | ScopeOptions<I>,
-): (input: I) => Pick<OperationIdentity, 'operation' | 'principal'> {
+/**
+ * The scope, checked once, as a function from an input to the hasher of its keys. A fixed
+ * scope has one hasher, built here; only a principal read from the input needs one per call.
+ */
+function scopeReader<I>(scope: string | ScopeOptions<I>): (input: I) => (key: string) => string {
   if (typeof scope === 'string') {
     if (scope.length === 0) throw new InvalidArgumentError('scope must not be an empty string');
-    const fixed = { operation: scope };
+    const fixed = scopedKeyHasher(scope, undefined);
     return () => fixed;
   }
   if (typeof scope !== 'object' || scope === null) {
@@ -105,14 +104,14 @@ function scopeReader<I>(
     );
   }
   if (principal === undefined) {
-    const fixed = { operation };
+    const fixed = scopedKeyHasher(operation, undefined);
     return () => fixed;
   }
   if (typeof principal === 'string') {
     if (principal.length === 0) {
       throw new InvalidArgumentError('scope.principal must not be an empty string');
     }
-    const fixed = { operation, principal };
+    const fixed = scopedKeyHasher(operation, principal);
     return () => fixed;
   }
   if (typeof principal !== 'function') {
@@ -120,15 +119,16 @@ function scopeReader<I>(
       `scope.principal must be a string or a function (input) => string | undefined, got ${describeType(principal)}`,
     );
   }
+  const withoutPrincipal = scopedKeyHasher(operation, undefined);
   return (input) => {
     const who = principal(input);
-    if (who === undefined) return { operation };
+    if (who === undefined) return withoutPrincipal;
     if (typeof who !== 'string' || who.length === 0) {
       throw new InvalidArgumentError(
         `scope.principal(input) must return a non-empty string or undefined, got ${JSON.stringify(who)}`,
       );
     }
-    return { operation, principal: who };
+    return scopedKeyHasher(operation, who);
   };
 }
 
