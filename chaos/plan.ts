@@ -60,9 +60,15 @@ export function planPhase(
   // takeover (behind the rest of the queue) still happens while messages flow.
   const normal = messages.filter((m) => m.kind === 'normal');
   for (let s = 0; s < Math.min(stalls, normal.length); s++) {
-    const at = Math.floor((0.1 + (0.5 * (s + 0.5)) / stalls) * normal.length);
-    const chosen = normal[Math.min(at, normal.length - 1)];
-    if (chosen) chosen.stall = true;
+    const start = Math.floor((0.1 + (0.5 * (s + 0.5)) / stalls) * normal.length);
+    // Two marks may round to one order: take the next one not yet stalled.
+    for (let k = 0; k < normal.length; k++) {
+      const chosen = normal[(start + k) % normal.length];
+      if (chosen && !chosen.stall) {
+        chosen.stall = true;
+        break;
+      }
+    }
   }
 
   const twice = messages.map((body) => body.stall || random() < rates.duplicate);
@@ -75,7 +81,12 @@ export function planPhase(
   messages.forEach((body, i) => {
     if (!twice[i]) return;
     duplicates += 1;
-    const later = body.stall ? i : Math.min(messages.length - 1, i + Math.floor(random() * 200));
+    if (body.stall) {
+      // Right behind its original, before any other order's duplicate landing here.
+      slots[i]?.splice(1, 0, { body, copy: 2 });
+      return;
+    }
+    const later = Math.min(messages.length - 1, i + Math.floor(random() * 200));
     slots[later]?.push({ body, copy: 2 });
   });
   const publications = slots.flat();
