@@ -1,5 +1,6 @@
 import { AbortedError, InvalidArgumentError } from '../errors.js';
 import {
+  type DeliveryControl,
   type DeliveryResult,
   type MessageProcessingOptions,
   createMessageProcessor,
@@ -66,15 +67,40 @@ export interface Consumer {
   stats(): ConsumerStats;
 }
 
-interface Slot {
-  delivery: Delivery;
-  controller: AbortController;
-  started: boolean;
+/**
+ * One held delivery, and the control its processing gets. A class rather than a literal with
+ * closures: at thousands of messages a second the per-message allocations show in profiles.
+ */
+class Slot implements DeliveryControl {
+  started = false;
   /** Given back at shutdown: must not be settled any more. */
-  released: boolean;
+  released = false;
   /** A settling call is under way: must not be given back. */
-  settling: boolean;
-  done: () => void;
+  settling = false;
+  /** Made on first use: most handlers never look at their signal, and a controller is costly. */
+  #controller: AbortController | undefined;
+
+  constructor(
+    readonly delivery: Delivery,
+    readonly done: () => void,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  /** Aborts the signal; one read later (or never) sees it aborted all the same. */
+  abort(reason: unknown): void {
+    this.#controller ??= new AbortController();
+    this.#controller.abort(reason);
+  }
+
+  claimSettle(): boolean {
+    if (this.released) return false;
+    this.settling = true;
+    return true;
+  }
 }
 
 const DEFAULT_STOP_TIMEOUT_MS = 30_000;
@@ -127,14 +153,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
 
   function onDelivery(delivery: Delivery): Promise<void> {
     return new Promise<void>((resolve) => {
-      const slot: Slot = {
-        delivery,
-        controller: new AbortController(),
-        started: false,
-        released: false,
-        settling: false,
-        done: resolve,
-      };
+      const slot = new Slot(delivery, resolve);
       if (state !== 'running') {
         // Arrived after stop began: it never starts here.
         void giveBack(slot);
@@ -158,14 +177,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     slot.started = true;
     running.add(slot);
     processor
-      .process(slot.delivery, {
-        signal: slot.controller.signal,
-        claimSettle() {
-          if (slot.released) return false;
-          slot.settling = true;
-          return true;
-        },
-      })
+      .process(slot.delivery, slot)
       .then(
         (result) => count(result),
         async () => {
@@ -273,7 +285,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       late.map(async (slot) => {
         running.delete(slot);
         await giveBack(slot);
-        slot.controller.abort(
+        slot.abort(
           new AbortedError(new Error(`the consumer stopped and its ${timeoutMs} ms bound passed`)),
         );
       }),

@@ -37,10 +37,11 @@ export function bodyParser(parser: BodyParser | undefined): ParseBody {
 
 function parseJson(raw: Uint8Array): unknown {
   const text = decodeUtf8(raw);
-  if (text.trim() === '') throw new SyntaxError('the body is empty, expected JSON');
   try {
     return JSON.parse(text);
   } catch (error) {
+    // Checked only on failure: trimming every good body costs a string copy per message.
+    if (text.trim() === '') throw new SyntaxError('the body is empty, expected JSON');
     const reason = error instanceof Error ? error.message : String(error);
     throw new SyntaxError(`the body is not valid JSON (${reason})`);
   }
