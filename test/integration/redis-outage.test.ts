@@ -9,7 +9,9 @@ import { connect, createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
+import { createHash } from 'node:crypto';
 import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
+import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { RUN_ID } from '../helpers/services.js';
 
 const hasRedisServer = (() => {
@@ -97,7 +99,18 @@ describe.skipIf(!hasRedisServer)(
       expect(await store.complete('killed-complete', begun.token, '"r"', 60_000)).toEqual({
         kind: 'ok',
       });
-      expect(await admin.hget(store.recordKey('killed-complete'), 'res')).toBe('"r"');
+      expect(await store.get('killed-complete')).toMatchObject({
+        status: 'completed',
+        result: '"r"',
+      });
+    });
+
+    it('falls back to EVAL when the server forgot the scripts (NOSCRIPT)', async () => {
+      await admin.script('FLUSH');
+      expect((await store.begin('noscript', 'fp', 30_000, 60_000)).kind).toBe('acquired');
+      await admin.script('FLUSH');
+      expect((await store.begin('noscript', 'fp', 30_000, 60_000)).kind).toBe('existing');
+      expect(await admin.script('EXISTS', sha1(SCRIPTS.begin))).toEqual([1]);
     });
 
     it('a server that is not there gives StoreUnavailableError at once, not a queued call', async () => {
@@ -138,6 +151,10 @@ describe.skipIf(!hasRedisServer)(
     });
   },
 );
+
+function sha1(text: string): string {
+  return createHash('sha1').update(text).digest('hex');
+}
 
 interface ClientInfo {
   id: string;

@@ -43,13 +43,17 @@ await describeWithService('redis', 'redis store across OS processes', () => {
       key,
       leaseMs: 2000,
       raw: async () => {
-        const hash = await admin.hgetall(store.recordKey(key));
-        if (Object.keys(hash).length === 0) return undefined;
+        // Straight from the server: "<status> <token> ...\n<fingerprint>\n<payload>", steps hash.
+        const text = await admin.get(store.recordKey(key));
+        if (text === null) return undefined;
+        const [header = '', , ...payload] = text.split('\n');
+        const [status = '', token = ''] = header.split(' ');
+        const charge = await admin.hget(`${store.recordKey(key)}:s`, 'charge');
         return {
-          status: hash.st as string,
-          token: Number(hash.tok),
-          ...(hash.res === undefined ? {} : { result: hash.res }),
-          ...(hash['s:charge'] === undefined ? {} : { charge: hash['s:charge'] }),
+          status,
+          token: Number(token),
+          ...(status === 'completed' ? { result: payload.join('\n') } : {}),
+          ...(charge === null ? {} : { charge }),
         };
       },
     });

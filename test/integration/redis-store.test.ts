@@ -86,14 +86,27 @@ await describeWithService('redis', 'redis store', () => {
       await store.close?.();
     });
 
-    it('keeps every record of a key in one hash under the prefix, with a hash tag', async () => {
+    it('keeps a record and its steps under the prefix in one Cluster hash slot', async () => {
       const { token } = await acquire(store, 'layout', 'fp');
       await store.saveStep('layout', token, 'charge', '"ch"');
       expect(store.recordKey('layout')).toBe(`${prefix}{layout}`);
-      const keys = await scanAll(admin, `${prefix}*layout*`);
-      expect(keys).toEqual([`${prefix}{layout}`]);
-      expect(await admin.type(`${prefix}{layout}`)).toBe('hash');
-      expect(await admin.hget(`${prefix}{layout}`, 's:charge')).toBe('"ch"');
+      expect((await scanAll(admin, `${prefix}*layout*`)).sort()).toEqual([
+        `${prefix}{layout}`,
+        `${prefix}{layout}:s`,
+      ]);
+      expect(await admin.type(`${prefix}{layout}`)).toBe('string');
+      expect(await admin.hget(`${prefix}{layout}:s`, 'charge')).toBe('"ch"');
+      // Braces in a key cannot move the tag: both keys of any record share a slot, and keys
+      // that differ only after a brace do not collapse into one tag.
+      for (const key of ['}x', 'a}b', '{}', '{a}', '%7D', 'x{y}z}', '}']) {
+        const { token: t } = await acquire(store, key, 'fp');
+        await store.saveStep(key, t, 's', '1');
+        const recordKey = store.recordKey(key);
+        expect(slot(`${recordKey}:s`)).toBe(slot(recordKey));
+        expect(await admin.exists(recordKey, `${recordKey}:s`)).toBe(2);
+        expect((await store.get(key))?.key).toBe(key);
+      }
+      expect(tagOf(store.recordKey('a}b'))).not.toBe(tagOf(store.recordKey('a}c')));
     });
 
     it('expires records natively: eviction at expiresAt + grace, dead from expiresAt on', async () => {
@@ -105,33 +118,22 @@ await describeWithService('redis', 'redis store', () => {
       expect(pexpiretime).toBe((record?.expiresAt ?? 0) + 5000);
     });
 
-    it('falls back to EVAL when the server forgot the scripts (NOSCRIPT)', async () => {
-      await admin.script('FLUSH');
-      const first = await store.begin('noscript', 'fp', 30_000, 60_000);
-      expect(first.kind).toBe('acquired');
-      await admin.script('FLUSH');
-      expect((await store.begin('noscript', 'fp', 30_000, 60_000)).kind).toBe('existing');
-    });
+    it('reports a key of another type or a damaged record as RecordCorruptError', async () => {
+      await admin.hset(store.recordKey('a-hash'), { st: 'completed' });
+      await expectCode(store.begin('a-hash', 'fp', 1000, 60_000), 'RECORD_CORRUPT');
+      await expectCode(store.get('a-hash'), 'RECORD_CORRUPT');
+      await expectCode(store.complete('a-hash', 1, 'r', 1000), 'RECORD_CORRUPT');
 
-    it('reports a key of another type or a damaged hash as RecordCorruptError', async () => {
-      await admin.set(store.recordKey('a-string'), 'not a hash');
-      await expectCode(store.begin('a-string', 'fp', 1000, 60_000), 'RECORD_CORRUPT');
-      await expectCode(store.get('a-string'), 'RECORD_CORRUPT');
-      await expectCode(store.complete('a-string', 1, 'r', 1000), 'RECORD_CORRUPT');
+      await admin.set(store.recordKey('not-a-record'), 'hello');
+      await expectCode(store.begin('not-a-record', 'fp', 1000, 60_000), 'RECORD_CORRUPT');
+      await expectCode(store.saveStep('not-a-record', 1, 's', '1'), 'RECORD_CORRUPT');
+      await expectCode(store.get('not-a-record'), 'RECORD_CORRUPT');
 
-      await admin.hset(store.recordKey('bad-token'), { fp: 'fp', st: 'in_progress', tok: 'x' });
-      await expectCode(store.begin('bad-token', 'fp', 1000, 60_000), 'RECORD_CORRUPT');
-      await admin.hset(store.recordKey('bad-status'), {
-        fp: 'fp',
-        st: 'weird',
-        tok: '1',
-        att: '1',
-        lu: '0',
-        exp: '99999999999999',
-        ca: '1',
-        ua: '1',
-      });
-      await expectCode(store.get('bad-status'), 'RECORD_CORRUPT');
+      await admin.set(store.recordKey('bad-status'), 'weird 1 1 0 99999999999 1 1 0\nfp\n');
+      await expectCode(store.get('bad-status'), 'RECORD_CORRUPT', /status/);
+      await admin.set(store.recordKey('bad-steps'), 'completed 1 1 0 99999999999 1 1 1\nfp\nr');
+      await admin.set(`${store.recordKey('bad-steps')}:s`, 'not a hash');
+      await expectCode(store.get('bad-steps'), 'RECORD_CORRUPT');
     });
 
     it('rejects bad arguments with InvalidArgumentError naming the problem', async () => {
@@ -166,6 +168,25 @@ async function acquire(store: RedisStore, key: string, fp: string) {
   const result = await store.begin(key, fp, 30_000, 60_000);
   if (result.kind !== 'acquired') throw new Error(`expected to acquire ${key}`);
   return result;
+}
+
+/** The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, or of the whole key. */
+function slot(key: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(tagOf(key), 'utf8')) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) {
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+  }
+  return crc % 16384;
+}
+
+/** What Redis Cluster hashes: the text between the first `{` and the next `}`, if not empty. */
+function tagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
 }
 
 async function scanAll(admin: Redis, pattern: string): Promise<string[]> {

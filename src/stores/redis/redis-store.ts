@@ -9,16 +9,25 @@ import type {
   ListPage,
 } from '../../idempotency/store.js';
 import { checkKey, checkString, checkToken, durationArg } from './arguments.js';
-import { parseInteger, parseJson, recordFromHash, stepsFromList } from './record-hash.js';
+import {
+  escapeFingerprint,
+  escapeTag,
+  parseInteger,
+  parseJson,
+  recordFromReply,
+  stepsFromList,
+  unescapeTag,
+} from './record-text.js';
 import type { RedisLike } from './redis-like.js';
 import { ScriptRunner, toStoreError } from './script-runner.js';
 
 /** Options of {@link createRedisStore}. */
 export interface RedisStoreOptions {
   /**
-   * Prepended to every key (default `reprocess:`). A record of key `k` lives in the hash
-   * `<prefix>{k}`; the braces are a Redis Cluster hash tag, so the prefix must not contain
-   * `{` or `}`. Do not also set ioredis' own `keyPrefix`: SCAN patterns ignore it.
+   * Prepended to every key (default `reprocess:`). A record of key `k` lives in `<prefix>{k}`
+   * and its steps in `<prefix>{k}:s`; the braces are a Redis Cluster hash tag (both keys in one
+   * slot), so the prefix must not contain `{` or `}`. Do not also set ioredis' own
+   * `keyPrefix`: SCAN patterns ignore it.
    */
   prefix?: string;
   /**
@@ -34,7 +43,7 @@ export interface RedisStoreOptions {
 export interface RedisStore extends IdempotencyStore {
   readonly name: 'redis';
   readonly prefix: string;
-  /** The Redis key (a hash) that holds the record of `key`. */
+  /** The Redis key (a string) that holds the record of `key`; its steps are in `<that>:s`. */
   recordKey(key: string): string;
 }
 
@@ -45,9 +54,10 @@ const MAX_LIST_LIMIT = 1000;
 
 /**
  * An idempotency store on Redis 7 or later (or a compatible server with Lua and `TIME` in
- * scripts), standalone or Cluster. Every transition is one Lua script on one key; leases and
- * expiry use the server's clock; dead records leave by native expiry. `begin` returns the
- * existing record in the same round trip, so a replay costs one call.
+ * scripts), standalone or Cluster. Every transition is one Lua script on the two keys of one
+ * record (one hash slot); leases and expiry use the server's clock; dead records leave by
+ * native expiry. `begin` returns the existing record in the same round trip, so a replay costs
+ * one call.
  *
  * The client is the caller's and is not closed by `close()`. For fail-closed behaviour when the
  * server goes away, configure it as {@link openRedisStore} does (`maxRetriesPerRequest: 0`,
@@ -75,14 +85,20 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
   }
   const grace = durationArg('expiryGraceMs', options.expiryGraceMs ?? 60_000, 0);
   const scripts = new ScriptRunner(client);
-  const recordKey = (key: string) => `${prefix}{${key}}`;
-  const keyOf = (redisKey: string) => redisKey.slice(prefix.length + 1, -1);
+  const recordKey = (key: string) => `${prefix}{${escapeTag(key)}}`;
+  const keysOf = (key: string): [string, string] => {
+    const record = recordKey(key);
+    return [record, `${record}:s`];
+  };
+  const keyOf = (redisKey: string) => unescapeTag(redisKey.slice(prefix.length + 1, -1));
+  // Record keys end with the tag's brace; step hashes (`…}:s`) do not match.
   const pattern = `${escapeGlob(prefix)}{*}`;
 
-  async function readRecord(redisKey: string): Promise<IdempotencyRecord | undefined> {
-    const flat = await scripts.run('get', redisKey, []);
-    if (Array.isArray(flat) && flat.length === 0) return undefined;
-    return recordFromHash(keyOf(redisKey), flat);
+  async function readRecord(key: string): Promise<IdempotencyRecord | undefined> {
+    const reply = await scripts.run('get', keysOf(key), []);
+    if (reply === null || reply === undefined) return undefined;
+    if (typeof reply !== 'string') throw unexpected('get', reply);
+    return recordFromReply(key, reply);
   }
 
   /** One SCAN call under the prefix. */
@@ -100,7 +116,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     key: string,
     args: string[],
   ): Promise<FencedResult> {
-    const reply = await scripts.run(name, recordKey(key), args);
+    const reply = await scripts.run(name, keysOf(key), args);
     if (reply === 'ok') return { kind: 'ok' };
     if (reply === 'lease_lost') return { kind: 'lease_lost' };
     throw toStoreError(new Error(`unexpected reply ${JSON.stringify(reply)}`), name);
@@ -119,11 +135,14 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       checkString('fingerprint', fingerprint);
       const lease = durationArg('leaseMs', leaseMs, 0);
       const ttl = durationArg('ttlMs', ttlMs, 1);
-      const reply = await scripts.run('begin', recordKey(key), [fingerprint, lease, ttl, grace]);
+      const reply = await scripts.run('begin', keysOf(key), [
+        escapeFingerprint(fingerprint),
+        lease,
+        ttl,
+        grace,
+      ]);
       if (typeof reply !== 'string') throw unexpected('begin', reply);
-      if (reply.startsWith('e')) {
-        return { kind: 'existing', record: recordFromHash(key, parseJson(key, reply.slice(1))) };
-      }
+      if (reply.startsWith('e')) return { kind: 'existing', record: recordFromReply(key, reply) };
       const match = /^a (\d+) (\d+) (\d+) ([01]) /.exec(reply);
       if (!match) throw unexpected('begin', reply);
       return {
@@ -165,11 +184,12 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       checkKey(key);
       checkToken(token);
       const lease = durationArg('leaseMs', leaseMs, 0);
-      const reply = await scripts.run('heartbeat', recordKey(key), [String(token), lease, grace]);
-      if (!Array.isArray(reply)) throw unexpected('heartbeat', reply);
-      if (reply[0] === 'lease_lost') return { kind: 'lease_lost' };
-      if (reply[0] !== 'ok') throw unexpected('heartbeat', reply);
-      return { kind: 'ok', leaseUntil: parseInteger(key, 'leaseUntil', reply[1]) };
+      const reply = await scripts.run('heartbeat', keysOf(key), [String(token), lease, grace]);
+      if (reply === 'lease_lost') return { kind: 'lease_lost' };
+      if (typeof reply !== 'string' || !reply.startsWith('ok ')) {
+        throw unexpected('heartbeat', reply);
+      }
+      return { kind: 'ok', leaseUntil: parseInteger(key, 'leaseUntil', reply.slice(3)) };
     },
 
     async saveStep(key, token, name, result) {
@@ -177,17 +197,17 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       checkToken(token);
       checkString('step name', name);
       checkString('step result', result);
-      return fenced('saveStep', key, [String(token), name, result]);
+      return fenced('saveStep', key, [String(token), name, result, grace]);
     },
 
     async get(key) {
       checkKey(key);
-      return readRecord(recordKey(key));
+      return readRecord(key);
     },
 
     async delete(key) {
       checkKey(key);
-      return (await scripts.run('delete', recordKey(key), [])) === 1;
+      return (await scripts.run('delete', keysOf(key), [])) === 1;
     },
 
     /**
@@ -205,7 +225,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         // skip count would go wrong if the batch changed while the hash table was resizing).
         const [next, keys] = await scan(scanCursor);
         const batch = keys.filter((k) => after === undefined || k > after).sort();
-        const found = await Promise.all(batch.map(readRecord));
+        const found = await Promise.all(batch.map((redisKey) => readRecord(keyOf(redisKey))));
         for (let i = 0; i < found.length; i++) {
           const record = found[i];
           if (record === undefined) continue;
@@ -241,7 +261,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         const [next, keys] = await scan(cursor);
         for (const redisKey of keys) {
           if (removed >= limit) return removed;
-          if ((await scripts.run('purge', redisKey, [])) === 1) removed++;
+          if ((await scripts.run('purge', [redisKey, `${redisKey}:s`], [])) === 1) removed++;
         }
         cursor = next;
       } while (cursor !== '0');

@@ -19,15 +19,15 @@ export class ScriptRunner {
     this.shas = shas;
   }
 
-  /** Runs script `name` on one key. Driver failures become reprocess errors. */
-  async run(name: ScriptName, key: string, args: string[]): Promise<unknown> {
+  /** Runs script `name` on the two keys of one record. Driver failures become reprocess errors. */
+  async run(name: ScriptName, keys: [string, string], args: string[]): Promise<unknown> {
     try {
-      return await this.client.evalsha(this.shas[name], 1, key, ...args);
+      return await this.client.evalsha(this.shas[name], 2, keys[0], keys[1], ...args);
     } catch (error) {
       if (!messageOf(error).includes('NOSCRIPT')) throw toStoreError(error, name);
     }
     try {
-      return await this.client.eval(SCRIPTS[name], 1, key, ...args);
+      return await this.client.eval(SCRIPTS[name], 2, keys[0], keys[1], ...args);
     } catch (error) {
       throw toStoreError(error, name);
     }

@@ -1,17 +1,24 @@
 /**
  * The Lua scripts of the Redis store: one per state transition, each atomic on the server.
  *
- * A record is ONE hash, `<prefix>{<key>}`, so every script touches exactly one key and runs
- * unchanged on Redis Cluster (the braces are a hash tag: any key a later script adds for the
- * same record, `<prefix>{<key>}:x`, lands in the same slot).
+ * Layout. A record of key `k` is two keys that share a Cluster hash tag, so every script runs
+ * unchanged on Redis Cluster (both keys hash to one slot):
  *
- * Hash fields: `fp` fingerprint, `st` status, `tok` token, `att` attempts, `lu` lease end,
- * `exp` expiry, `ca`/`ua` created/updated, `res` result, `err` error, `s:<name>` one step each.
- * Numbers are decimal integers written with `%.0f` (Lua's default `%.14g` would round a
- * 16-digit token). Every time is `TIME` on the server (Redis 7 replicates script effects, so a
- * script may read the clock before writing). A record is dead from `exp` on (the scripts check it);
- * native expiry evicts the hash `grace` ms later, so `get` and `purgeExpired` still see a record
- * that just expired, and a new operation on the key continues its token sequence.
+ *   <prefix>{k}     a string: one header line, the fingerprint line, then the payload
+ *                   "<status> <token> <attempts> <leaseUntil> <expiresAt> <createdAt> <updatedAt> <hasSteps>\n<fingerprint>\n<result or error>"
+ *   <prefix>{k}:s   a hash of step name -> step result (only once a step was saved)
+ *
+ * (`k` is escaped so that it never contains `}`: see record-text.ts.) One string rather than
+ * a hash of fields, because a replay is then one GET whose value goes back as it is, and a
+ * write one SET with its expiry: measured, a replay costs the server less than half the CPU of
+ * HGETALL and re-encoding the fields.
+ *
+ * Numbers are decimal integers (`num`: Lua prints integers below 1e14 exactly; the 16-digit
+ * token needs `%.0f`). Every time is `TIME` on the server (Redis 7 replicates script effects,
+ * so a script may read the clock before writing). A record is dead from `expiresAt` on (begin
+ * checks it); native expiry evicts both keys `grace` ms later (`PXAT`), so `get` and
+ * `purgeExpired` still see a record that just expired, and a new operation on the key
+ * continues its token sequence.
  */
 
 /** Shared helpers, prepended to every script. */
@@ -21,202 +28,251 @@ local function server_time()
   local s, us = tonumber(t[1]), tonumber(t[2])
   return s * 1000 + math.floor(us / 1000), s * 1000000 + us
 end
-local function now_ms()
-  local ms = server_time()
-  return ms
-end
-local function fmt(n)
+local function num(n)
+  if n < 1e14 then return tostring(n) end
   return string.format('%.0f', n)
+end
+local CORRUPT = 'REPROCESS_CORRUPT the record is not a reprocess record (unreadable header)'
+local function parse(v)
+  local st, tok, att, lu, exp, ca, ua, hs, fp = string.match(v,
+    '^([%a_]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) ([01])\\n([^\\n]*)\\n')
+  if not st then return nil end
+  return { st = st, tok = tonumber(tok), att = tonumber(att), lu = tonumber(lu),
+    exp = tonumber(exp), ca = ca, ua = ua, hs = hs, fp = fp }
+end
+local function header(r)
+  return r.st .. ' ' .. num(r.tok) .. ' ' .. num(r.att) .. ' ' .. num(r.lu) .. ' ' ..
+    num(r.exp) .. ' ' .. r.ca .. ' ' .. r.ua .. ' ' .. r.hs .. '\\n' .. r.fp .. '\\n'
+end
+local function steps_json(r)
+  if r.hs ~= '1' then return '[]' end
+  local flat = redis.call('HGETALL', KEYS[2])
+  -- cjson writes an empty table as {}, so the empty list is spelled out.
+  if #flat == 0 then return '[]' end
+  return cjson.encode(flat)
 end
 `;
 
 /**
- * Shared by the fenced writes: true when the record holds `token` and is in progress. A
- * missing record reads as `false` fields and fails. Expiry is not checked: a holder whose
- * record outlived its TTL (nobody took it over, or the token would differ) may still record
- * its outcome, rather than lose the result of an effect that happened. Once Redis has
- * evicted the hash (after the grace period), there is nothing left to fence against.
+ * The fence of every write after begin: the record holds `token` and is in progress. Expiry is
+ * not checked: a holder whose record outlived its TTL (nobody took it over, or the token would
+ * differ) may still record its outcome rather than lose the result of an effect that happened.
+ * Once Redis has evicted the record (after the grace period), there is nothing to fence against.
+ * Returns the parsed record, or nil (lease lost), or false (corrupt).
  */
 const FENCE = `
-local function fenced(key, token)
-  local f = redis.call('HMGET', key, 'tok', 'st')
-  if not f[1] or tonumber(f[1]) ~= tonumber(token) then return false end
-  return f[2] == 'in_progress'
+local function held(token)
+  local v = redis.call('GET', KEYS[1])
+  if not v then return nil end
+  local r = parse(v)
+  if not r then return false end
+  if r.tok ~= tonumber(token) or r.st ~= 'in_progress' then return nil end
+  return r
 end
 `;
 
 const BEGIN = `
 -- begin: claims a key, or returns the record that stands in the way, in one step.
--- KEYS[1]  record hash
--- ARGV[1]  fingerprint
--- ARGV[2]  lease (ms)
--- ARGV[3]  ttl (ms)
--- ARGV[4]  grace (ms): the hash is evicted natively at expiresAt + grace
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
+-- ARGV[1]  fingerprint (escaped: no newline)
+-- ARGV[2]  lease (ms)                ARGV[3]  ttl (ms)
+-- ARGV[4]  grace (ms): both keys are evicted natively at expiresAt + grace
 -- Result   one string (a client decodes one string far faster than a nested array):
 --          'a <token> <leaseUntil> <attempts> <takeover 1|0> <JSON [stepName, result, ...]>'
---          'e<JSON [field, value, ...]>'  (the whole hash, for a replay in this round trip)
--- Error    'REPROCESS_CORRUPT <why>' when the stored hash cannot be read.
+--          'e<JSON [stepName, result, ...]>\\n<the record string>'  (a replay in this round trip)
+-- Error    'REPROCESS_CORRUPT ...' when the stored record cannot be read.
 -- Races closed: two workers can never both see "no record" or "lease ended", because the read
 -- and the claim are one script; the token is max(previous + 1, server time in microseconds), so
 -- it grows even when the previous record is gone (expired or deleted): the counter cannot
 -- restart, and begin, complete, delete and begin again cannot fit in one microsecond.
 ${PRELUDE}
 local now, floor = server_time()
-local lease = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local grace = tonumber(ARGV[4])
+local lease, ttl, grace = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local leaseUntil = now + lease
 
 local function claim_new(token)
   local exp = now + math.max(ttl, lease)
-  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'st', 'in_progress', 'tok', fmt(token), 'att', '1',
-    'lu', fmt(leaseUntil), 'exp', fmt(exp), 'ca', fmt(now), 'ua', fmt(now))
-  redis.call('PEXPIREAT', KEYS[1], fmt(exp + grace))
-  return 'a ' .. fmt(token) .. ' ' .. fmt(leaseUntil) .. ' 1 0 []'
+  redis.call('SET', KEYS[1], 'in_progress ' .. num(token) .. ' 1 ' .. num(leaseUntil) .. ' ' ..
+    num(exp) .. ' ' .. num(now) .. ' ' .. num(now) .. ' 0\\n' .. ARGV[1] .. '\\n',
+    'PXAT', num(exp + grace))
+  return 'a ' .. num(token) .. ' ' .. num(leaseUntil) .. ' 1 0 []'
 end
 
-local flat = redis.call('HGETALL', KEYS[1])
-if #flat == 0 then return claim_new(floor) end
-
-local r = {}
-for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
-local tok, att, lu, exp = tonumber(r.tok), tonumber(r.att), tonumber(r.lu), tonumber(r.exp)
-if not (tok and att and lu and exp and r.st and r.fp) then
-  return redis.error_reply('REPROCESS_CORRUPT record hash is missing fields or has non-numeric ones')
-end
+local v = redis.call('GET', KEYS[1])
+-- No record: a new claim. A steps hash left behind (its record removed by hand or by an
+-- eviction policy) is ignored, since the new record says it has none (hasSteps 0), and is
+-- removed by the first saveStep.
+if not v then return claim_new(floor) end
+-- A replay reads four header fields only; the whole header is parsed when it is rewritten.
+local st, tok, lu, exp = string.match(v, '^([%a_]+) (%d+) %d+ (%d+) (%d+) ')
+if not st then return redis.error_reply(CORRUPT) end
+tok, lu, exp = tonumber(tok), tonumber(lu), tonumber(exp)
 local token = math.max(tok + 1, floor)
 
 if exp <= now then
   -- Expired, in its grace period: a new operation; only the token sequence carries on.
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
   return claim_new(token)
 end
 
-if r.st == 'in_progress' and lu <= now and r.fp == ARGV[1] then
+local r = (st == 'in_progress' and lu <= now) and parse(v)
+if r == nil then return redis.error_reply(CORRUPT) end
+if r and r.fp == ARGV[1] then
   -- The lease ended (crash, stall or release): the same operation resumes with its steps and
   -- its expiry, moved on only as far as the new lease needs.
-  att = att + 1
-  local newExp = math.max(exp, leaseUntil)
-  redis.call('HSET', KEYS[1], 'tok', fmt(token), 'att', fmt(att), 'lu', fmt(leaseUntil),
-    'exp', fmt(newExp), 'ua', fmt(now))
-  redis.call('PEXPIREAT', KEYS[1], fmt(newExp + grace))
-  local steps = {}
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, 2) == 's:' then
-      steps[#steps + 1] = string.sub(flat[i], 3)
-      steps[#steps + 1] = flat[i + 1]
-    end
-  end
-  -- cjson writes an empty table as {}, so the empty list is spelled out.
-  local stepsJson = #steps == 0 and '[]' or cjson.encode(steps)
-  return 'a ' .. fmt(token) .. ' ' .. fmt(leaseUntil) .. ' ' .. fmt(att) .. ' 1 ' .. stepsJson
+  r.tok, r.att, r.lu, r.ua = token, r.att + 1, leaseUntil, num(now)
+  r.exp = math.max(r.exp, leaseUntil)
+  redis.call('SET', KEYS[1], header(r), 'PXAT', num(r.exp + grace))
+  if r.hs == '1' then redis.call('PEXPIREAT', KEYS[2], num(r.exp + grace)) end
+  return 'a ' .. num(token) .. ' ' .. num(leaseUntil) .. ' ' .. num(r.att) .. ' 1 ' .. steps_json(r)
 end
 
-return 'e' .. cjson.encode(flat)
+-- Replays, a live lease, or another fingerprint (the caller decides: reuse error).
+local hs = string.match(v, '^[^\\n]* ([01])\\n')
+return 'e' .. steps_json({ hs = hs }) .. '\\n' .. v
 `;
 
-/** Shared body of complete and fail: they differ only in the status and the field written. */
-function finishScript(name: 'complete' | 'fail', status: string, field: string): string {
+/** Shared body of complete and fail: they differ only in the status written. */
+function finishScript(name: 'complete' | 'fail', status: 'completed' | 'failed'): string {
   return `
 -- ${name}: ends the operation as '${status}', only under the current token.
--- KEYS[1]  record hash
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
 -- ARGV[1]  token
--- ARGV[2]  encoded ${field === 'res' ? 'result' : 'error'} (opaque)
+-- ARGV[2]  encoded ${name === 'complete' ? 'result' : 'error'} (opaque, any bytes)
 -- ARGV[3]  ttl (ms), counted from now
--- ARGV[4]  grace (ms): the hash is evicted natively at expiresAt + grace
+-- ARGV[4]  grace (ms): both keys are evicted natively at expiresAt + grace
 -- Result   'ok' | 'lease_lost' (nothing written)
--- Race closed: a worker whose lease was taken over (stale token) cannot overwrite the outcome.
-${PRELUDE}${FENCE}
-local now = now_ms()
-if not fenced(KEYS[1], ARGV[1]) then return 'lease_lost' end
+-- Race closed: a worker whose lease was taken over (stale token) cannot overwrite the outcome,
+-- and a finished record never changes.
+${PRELUDE}
+local now = server_time()
+local v = redis.call('GET', KEYS[1])
+if not v then return 'lease_lost' end
+-- Only the fields the new header keeps; the fence is the token and 'in_progress'.
+local tok, att, ca, hs, fp = string.match(v,
+  '^in_progress (%d+) (%d+) %d+ %d+ (%d+) %d+ ([01])\\n([^\\n]*)\\n')
+if not tok then
+  if not string.match(v, '^[%a_]+ %d+ %d+ %d+ %d+ %d+ %d+ [01]\\n') then
+    return redis.error_reply(CORRUPT)
+  end
+  return 'lease_lost'
+end
+if tonumber(tok) ~= tonumber(ARGV[1]) then return 'lease_lost' end
 local exp = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'st', '${status}', '${field}', ARGV[2], 'lu', '0', 'exp', fmt(exp),
-  'ua', fmt(now))
-redis.call('PEXPIREAT', KEYS[1], fmt(exp + tonumber(ARGV[4])))
+local evict = num(exp + tonumber(ARGV[4]))
+redis.call('SET', KEYS[1], '${status} ' .. tok .. ' ' .. att .. ' 0 ' .. num(exp) .. ' ' .. ca ..
+  ' ' .. num(now) .. ' ' .. hs .. '\\n' .. fp .. '\\n' .. ARGV[2], 'PXAT', evict)
+if hs == '1' then redis.call('PEXPIREAT', KEYS[2], evict) end
 return 'ok'
 `;
 }
 
-const COMPLETE = finishScript('complete', 'completed', 'res');
-const FAIL = finishScript('fail', 'failed', 'err');
-
 const RELEASE = `
 -- release: ends the lease at once (a retryable failure); steps stay for the next attempt.
--- KEYS[1]  record hash
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
 -- ARGV[1]  token
 -- Result   'ok' | 'lease_lost' (nothing written)
 ${PRELUDE}${FENCE}
-local now = now_ms()
-if not fenced(KEYS[1], ARGV[1]) then return 'lease_lost' end
-redis.call('HSET', KEYS[1], 'lu', '0', 'ua', fmt(now))
+local now = server_time()
+local r = held(ARGV[1])
+if r == false then return redis.error_reply(CORRUPT) end
+if not r then return 'lease_lost' end
+r.lu, r.ua = 0, num(now)
+redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
 return 'ok'
 `;
 
 const HEARTBEAT = `
 -- heartbeat: moves the lease end to now + lease (and the expiry with it, if the lease would
 -- outlive the record), only under the current token.
--- KEYS[1]  record hash
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
 -- ARGV[1]  token
 -- ARGV[2]  lease (ms)
--- ARGV[3]  grace (ms): the hash is evicted natively at expiresAt + grace
--- Result   {'ok', leaseUntil} | {'lease_lost'}
+-- ARGV[3]  grace (ms): both keys are evicted natively at expiresAt + grace
+-- Result   'ok <leaseUntil>' | 'lease_lost'
 ${PRELUDE}${FENCE}
-local now = now_ms()
-if not fenced(KEYS[1], ARGV[1]) then return {'lease_lost'} end
-local lu = now + tonumber(ARGV[2])
-local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
-if lu > exp then
-  redis.call('HSET', KEYS[1], 'lu', fmt(lu), 'exp', fmt(lu), 'ua', fmt(now))
-  redis.call('PEXPIREAT', KEYS[1], fmt(lu + tonumber(ARGV[3])))
+local now = server_time()
+local r = held(ARGV[1])
+if r == false then return redis.error_reply(CORRUPT) end
+if not r then return 'lease_lost' end
+r.lu, r.ua = now + tonumber(ARGV[2]), num(now)
+if r.lu > r.exp then
+  r.exp = r.lu
+  local evict = num(r.exp + tonumber(ARGV[3]))
+  redis.call('SET', KEYS[1], header(r), 'PXAT', evict)
+  if r.hs == '1' then redis.call('PEXPIREAT', KEYS[2], evict) end
 else
-  redis.call('HSET', KEYS[1], 'lu', fmt(lu), 'ua', fmt(now))
+  redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
 end
-return {'ok', fmt(lu)}
+return 'ok ' .. num(r.lu)
 `;
 
 const SAVE_STEP = `
 -- saveStep: stores one completed step's result, only under the current token.
--- KEYS[1]  record hash
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
 -- ARGV[1]  token
--- ARGV[2]  step name (any string; stored as field 's:' .. name)
--- ARGV[3]  encoded step result (opaque)
+-- ARGV[2]  step name (any string)
+-- ARGV[3]  encoded step result (opaque, any bytes)
+-- ARGV[4]  grace (ms): both keys are evicted natively at expiresAt + grace
 -- Result   'ok' | 'lease_lost' (nothing written)
 ${PRELUDE}${FENCE}
-local now = now_ms()
-if not fenced(KEYS[1], ARGV[1]) then return 'lease_lost' end
-redis.call('HSET', KEYS[1], 's:' .. ARGV[2], ARGV[3], 'ua', fmt(now))
+local now = server_time()
+local r = held(ARGV[1])
+if r == false then return redis.error_reply(CORRUPT) end
+if not r then return 'lease_lost' end
+if r.hs == '0' then
+  -- The first step: whatever a steps hash holds now belongs to no live record.
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  redis.call('PEXPIREAT', KEYS[2], num(r.exp + tonumber(ARGV[4])))
+  r.hs = '1'
+else
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+end
+r.ua = num(now)
+redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
 return 'ok'
 `;
 
 const GET = `
--- get: the whole record hash, expired or not (an evicted one is gone).
--- KEYS[1]  record hash
--- Result   {field, value, ...}, empty when there is no record
-return redis.call('HGETALL', KEYS[1])
+-- get: the record, expired or not (an evicted one is gone).
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
+-- Result   'e<JSON [stepName, result, ...]>\\n<the record string>', or nil when there is none
+${PRELUDE}
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local r = parse(v)
+if not r then return redis.error_reply(CORRUPT) end
+return 'e' .. steps_json(r) .. '\\n' .. v
 `;
 
 const DELETE = `
--- delete: removes the record.
--- KEYS[1]  record hash
--- Result   1 when there was one, else 0
-return redis.call('DEL', KEYS[1])
+-- delete: removes the record and its steps.
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
+-- Result   1 when there was a record, else 0
+local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return n
 `;
 
 const PURGE = `
 -- purge: removes the record if it has expired (native expiry takes it at the end of its grace).
--- KEYS[1]  record hash
+-- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
 -- Result   1 when removed, else 0
 ${PRELUDE}
-local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
-if exp ~= nil and exp <= now_ms() then return redis.call('DEL', KEYS[1]) end
-return 0
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local r = parse(v)
+if not r or r.exp > server_time() then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
 `;
 
 /** Every script by transition name. */
 export const SCRIPTS = {
   begin: BEGIN,
-  complete: COMPLETE,
-  fail: FAIL,
+  complete: finishScript('complete', 'completed'),
+  fail: finishScript('fail', 'failed'),
   release: RELEASE,
   heartbeat: HEARTBEAT,
   saveStep: SAVE_STEP,
