@@ -5,12 +5,16 @@
  * consumer). For each case N messages are published first, then the drain is timed from the
  * first delivery to the N-th ack (connecting and declaring queues are not part of it).
  *
- * Cases per broker: raw loop; consumer + SQLite store (temp file, WAL); consumer + Redis store.
+ * Cases per broker: raw loop; the adapter alone; consumer + memory, SQLite (temp file, WAL) and
+ * Redis stores, each twice: with CONCURRENCY and PREFETCH (throughput: the store pipelines),
+ * and with createConsumer's defaults (concurrency 1, prefetch 1: one message at a time, so it
+ * measures the round-trip latency of broker + store, not throughput; N_DEFAULTS messages).
  * Rounds are interleaved (each round runs every case once, in a shuffled order) so drift of a
  * shared machine hits every case alike; the table shows the median and the best round.
  *
  * `npm run bench:consumer` (env: N messages per case, default 20000; ROUNDS, default 3;
- * PREFETCH, default 256; CONCURRENCY, default 64; BROKERS=amqp,nats).
+ * PREFETCH, default 256; CONCURRENCY, default 64; N_DEFAULTS, default min(N, 3000);
+ * BROKERS=amqp,nats; CASES=raw,adapter,memory,sqlite,redis; DEFAULTS=0 skips the default runs).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,6 +49,27 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 64);
 const BROKERS = (process.env.BROKERS ?? 'amqp,nats').split(',');
 type Case = 'raw' | 'adapter' | 'memory' | 'sqlite' | 'redis';
 const CASES = (process.env.CASES ?? 'raw,adapter,memory,sqlite,redis').split(',') as Case[];
+const N_DEFAULTS = Number(process.env.N_DEFAULTS ?? Math.min(N, 3000));
+const DEFAULTS = process.env.DEFAULTS !== '0';
+
+/** One measured case: a consumer case runs tuned (CONCURRENCY, PREFETCH) or on the defaults. */
+interface Variant {
+  kind: Case;
+  defaults: boolean;
+  messages: number;
+  name: string;
+}
+
+function variants(): Variant[] {
+  const out: Variant[] = [];
+  for (const kind of CASES) {
+    out.push({ kind, defaults: false, messages: N, name: kind });
+    if (DEFAULTS && kind !== 'raw' && kind !== 'adapter') {
+      out.push({ kind, defaults: true, messages: N_DEFAULTS, name: `${kind}d` });
+    }
+  }
+  return out;
+}
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -52,10 +77,27 @@ const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
 
 type StoreKind = 'memory' | 'sqlite' | 'redis';
 
+// CPU time of this process over the timed drain (user + system): the broker and Redis run
+// elsewhere, so it is the client side's cost per message, which a loaded machine distorts far
+// less than wall time (other processes steal wall time, not this process's CPU time).
+let cpuAtFirst: NodeJS.CpuUsage | undefined;
+let drainCpuUs = 0;
+
+function firstDelivery(): number {
+  cpuAtFirst = process.cpuUsage();
+  return performance.now();
+}
+
+function lastAck(started: number): number {
+  const used = process.cpuUsage(cpuAtFirst);
+  drainCpuUs = used.user + used.system;
+  return performance.now() - started;
+}
+
 interface Broker {
   name: string;
   /** Publishes N messages to a fresh queue or stream; returns its name. */
-  fill(round: number, label: string): Promise<string>;
+  fill(round: number, label: string, messages: number): Promise<string>;
   /** Raw loop: consume and ack until N acks; resolves with the elapsed ms. */
   raw(target: string): Promise<number>;
   source(target: string): MessageSource;
@@ -72,11 +114,11 @@ async function amqpBroker(): Promise<Broker> {
   const topologyOf = (queue: string) => resolveAmqpTopology({ queue, delayTiers: ['1s'] });
   return {
     name: 'RabbitMQ 3.10 (quorum queue)',
-    async fill(round, label) {
+    async fill(round, label, messages) {
       const queue = `${RUN}.${label}.${round}`;
       await declareAmqpTopology(admin, topologyOf(queue));
       const channel = await admin.createConfirmChannel();
-      for (let i = 0; i < N; i++) {
+      for (let i = 0; i < messages; i++) {
         const ok = channel.sendToQueue(queue, body(i), {
           persistent: true,
           messageId: `${label}-${round}-${i}`,
@@ -98,10 +140,10 @@ async function amqpBroker(): Promise<Broker> {
       const elapsed = await new Promise<number>((resolve) => {
         void channel.consume(queue, (message) => {
           if (message === null) return;
-          if (started === 0) started = performance.now();
+          if (started === 0) started = firstDelivery();
           channel.ack(message);
           acked += 1;
-          if (acked === N) resolve(performance.now() - started);
+          if (acked === N) resolve(lastAck(started));
         });
       });
       await connection.close();
@@ -120,11 +162,11 @@ async function natsBroker(): Promise<Broker> {
   const topologyOf = (stream: string) => resolveJetStreamTopology({ stream, durable: 'bench' });
   return {
     name: 'NATS 2.9 JetStream (durable pull consumer)',
-    async fill(round, label) {
+    async fill(round, label, messages) {
       const stream = `${RUN}_${label}_${round}`;
       await declareJetStreamTopology(jsm, topologyOf(stream));
       const pending: Array<Promise<unknown>> = [];
-      for (let i = 0; i < N; i++) {
+      for (let i = 0; i < messages; i++) {
         const h = headers();
         h.set('idempotency-key', `${RUN}-${label}-${round}-${i}`);
         pending.push(js.publish(`${stream}.orders`, body(i), { headers: h }));
@@ -139,12 +181,12 @@ async function natsBroker(): Promise<Broker> {
       let started = 0;
       let acked = 0;
       for await (const message of messages) {
-        if (started === 0) started = performance.now();
+        if (started === 0) started = firstDelivery();
         message.ack();
         acked += 1;
         if (acked === N) break;
       }
-      const elapsed = performance.now() - started;
+      const elapsed = lastAck(started);
       await messages.close();
       return elapsed;
     },
@@ -188,6 +230,7 @@ async function throughConsumer(
   broker: Broker,
   target: string,
   store: IdempotencyStore,
+  variant: Variant,
 ): Promise<number> {
   let acked = 0;
   let failures = 0;
@@ -202,7 +245,7 @@ async function throughConsumer(
     name: inner.name,
     start: (onDelivery, options) =>
       inner.start((delivery) => {
-        if (started === 0) started = performance.now();
+        if (started === 0) started = firstDelivery();
         return onDelivery(delivery);
       }, options),
     stop: () => inner.stop(),
@@ -210,14 +253,13 @@ async function throughConsumer(
   };
   const consumer = createConsumer({
     source,
-    concurrency: CONCURRENCY,
-    prefetch: PREFETCH,
+    ...(variant.defaults ? {} : { concurrency: CONCURRENCY, prefetch: PREFETCH }),
     idempotency: { store, operation: 'bench' },
     handler: async () => undefined,
     onEvent(event) {
       if (event.type === 'acked') {
         acked += 1;
-        if (acked === N) done(performance.now() - started);
+        if (acked === variant.messages) done(lastAck(started));
       } else if (event.type !== 'released') {
         failures += 1;
       }
@@ -242,10 +284,10 @@ async function throughAdapter(broker: Broker, target: string): Promise<number> {
   let started = 0;
   await source.start(
     async (delivery) => {
-      if (started === 0) started = performance.now();
+      if (started === 0) started = firstDelivery();
       await delivery.ack();
       acked += 1;
-      if (acked === N) done(performance.now() - started);
+      if (acked === N) done(lastAck(started));
     },
     { prefetch: PREFETCH },
   );
@@ -260,21 +302,22 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const cases = CASES;
   const brokers: Broker[] = [];
   if (BROKERS.includes('amqp')) brokers.push(await amqpBroker());
   if (BROKERS.includes('nats')) brokers.push(await natsBroker());
   const st = stores();
   const rates = new Map<string, number[]>();
+  const cpus = new Map<string, number[]>();
   console.log(
-    `consumer throughput: N=${N} messages per case, ${ROUNDS} rounds, prefetch ${PREFETCH}, concurrency ${CONCURRENCY} (consumer cases)\n`,
+    `consumer throughput: N=${N} messages per case (${N_DEFAULTS} on the defaults), ${ROUNDS} rounds, prefetch ${PREFETCH}, concurrency ${CONCURRENCY} (tuned consumer cases)\n`,
   );
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const broker of brokers) {
-        const order = [...cases].sort(() => Math.random() - 0.5);
-        for (const kind of order) {
-          const target = await broker.fill(round, kind);
+        const order = variants().sort(() => Math.random() - 0.5);
+        for (const variant of order) {
+          const { kind } = variant;
+          const target = await broker.fill(round, variant.name, variant.messages);
           try {
             let ms: number;
             if (kind === 'raw') {
@@ -284,15 +327,19 @@ async function main(): Promise<void> {
             } else {
               const store = await st.open(kind);
               try {
-                ms = await throughConsumer(broker, target, store);
+                ms = await throughConsumer(broker, target, store, variant);
               } finally {
                 await store.close?.();
               }
             }
-            const rate = (N / ms) * 1000;
-            const key = `${broker.name}|${kind}`;
+            const rate = (variant.messages / ms) * 1000;
+            const key = `${broker.name}|${variant.name}`;
             rates.set(key, [...(rates.get(key) ?? []), rate]);
-            console.log(`  round ${round + 1} ${broker.name} ${kind}: ${Math.round(rate)} msg/s`);
+            const cpuPerMessage = drainCpuUs / variant.messages;
+            cpus.set(key, [...(cpus.get(key) ?? []), cpuPerMessage]);
+            console.log(
+              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${cpuPerMessage.toFixed(1)} µs CPU/msg`,
+            );
           } finally {
             await broker.drop(target);
           }
@@ -311,17 +358,25 @@ async function main(): Promise<void> {
     sqlite: 'consumer, SQLite store',
     redis: 'consumer, Redis store',
   };
-  const rows: string[][] = [['broker', 'case', 'median msg/s', 'best msg/s', 'median vs raw']];
+  const rows: string[][] = [
+    ['broker', 'case', 'median msg/s', 'best msg/s', 'median vs raw', 'CPU µs/msg (median)'],
+  ];
   for (const broker of brokers) {
     const raw = median(rates.get(`${broker.name}|raw`) ?? [0]);
-    for (const kind of cases) {
-      const r = rates.get(`${broker.name}|${kind}`) ?? [0];
+    for (const variant of variants()) {
+      const { kind } = variant;
+      const r = rates.get(`${broker.name}|${variant.name}`) ?? [0];
       rows.push([
         broker.name,
-        label[kind],
+        kind === 'raw' || kind === 'adapter'
+          ? label[kind]
+          : variant.defaults
+            ? `${label[kind]}, defaults (concurrency 1, prefetch 1)`
+            : `${label[kind]}, concurrency ${CONCURRENCY}, prefetch ${PREFETCH}`,
         String(Math.round(median(r))),
         String(Math.round(Math.max(...r))),
         kind === 'raw' ? '-' : `${Math.round((median(r) / raw) * 100)}%`,
+        median(cpus.get(`${broker.name}|${variant.name}`) ?? [0]).toFixed(1),
       ]);
     }
   }
