@@ -25,8 +25,12 @@ export interface OrderHandlerDeps {
   onStall?: (delta: number) => void;
 }
 
-/** Longest a stalled handler waits for the takeover of its operation. */
-const MAX_STALL_MS = 60_000;
+/**
+ * Longest a stalled handler waits for the takeover of its operation. On RabbitMQ the copy
+ * that takes over waits out its in-progress bounce behind the whole queue, minutes in a
+ * full run; the stall also ends when the run calms down.
+ */
+const MAX_STALL_MS = 10 * 60_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -93,14 +97,15 @@ export function createOrderHandler(deps: OrderHandlerDeps): MessageHandler<Order
   /**
    * A slow dependency call that outlives the lease: at least `stallMs`, and with idempotency
    * until another worker has taken the operation over and saved its first step (at most
-   * {@link MAX_STALL_MS}), so that the stalled handler's next write always meets the newer
-   * token at the fence. Its heartbeats are held meanwhile (see GuardedStore.holdHeartbeats).
+   * {@link MAX_STALL_MS}, or until the run calms down), so that the stalled handler's next
+   * write meets the newer token at the fence. Its heartbeats are held meanwhile (see
+   * GuardedStore.holdHeartbeats).
    */
   async function stallPastLease(ctx: IdempotencyContext): Promise<void> {
     const giveUpAt = Date.now() + MAX_STALL_MS;
     await sleep(deps.stallMs);
     if (guard === undefined) return;
-    while (Date.now() < giveUpAt) {
+    while (Date.now() < giveUpAt && !deps.isCalm()) {
       try {
         const record = await guard.store.get(ctx.key);
         if (
