@@ -197,7 +197,10 @@ export function histogramChart(options: {
   const width = bins === 0 ? 1 : max / bins;
   const series: Series[] = options.series.map((s) => {
     const counts = new Array<number>(bins).fill(0);
-    for (const v of s.values) counts[Math.min(bins - 1, Math.floor(v / width))]! += 1;
+    for (const v of s.values) {
+      const bin = Math.min(bins - 1, Math.floor(v / width));
+      counts[bin] = (counts[bin] ?? 0) + 1;
+    }
     const total = Math.max(1, s.values.length);
     return {
       name: s.name,

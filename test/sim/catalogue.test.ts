@@ -14,6 +14,11 @@ const scenario: DependencyScenario = {
 describe('strategy catalogue', () => {
   const strategies = standardStrategies();
   const byName = new Map(strategies.map((s) => [s.name, s]));
+  const named = (name: string) => {
+    const s = byName.get(name);
+    if (!s) throw new Error(`no strategy ${name}`);
+    return s;
+  };
 
   it('covers every jitter with and without each budget, plus both profiles', () => {
     for (const shape of [
@@ -34,9 +39,9 @@ describe('strategy catalogue', () => {
 
   it('a retry budget lowers the peak load and the calls made during an outage', () => {
     for (const shape of ['immediate retry', 'exponential, no jitter', 'full jitter']) {
-      const free = simulateDependency(scenario, byName.get(shape)!);
+      const free = simulateDependency(scenario, named(shape));
       for (const suffix of [' + token bucket', ' + ratio budget']) {
-        const budgeted = simulateDependency(scenario, byName.get(`${shape}${suffix}`)!);
+        const budgeted = simulateDependency(scenario, named(`${shape}${suffix}`));
         expect(budgeted.peakLoad).toBeLessThan(free.peakLoad);
         expect(budgeted.calls).toBeLessThan(free.calls);
         expect(budgeted.gaveUp.budget).toBeGreaterThan(0);

@@ -8,6 +8,7 @@ import { isReprocessError } from '../../errors.js';
 import { renderReport } from '../../report/html-report.js';
 import type { DependencyScenario } from '../../sim/dependency-sim.js';
 import { runSimulation, simulationReport, simulationTables } from '../../sim/run-simulation.js';
+import type { RetryOptions } from '../../retry/types.js';
 import type { CliIo } from '../io.js';
 
 const USAGE = `usage: reprocess simulate [options]
@@ -123,7 +124,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
-  let configPolicy;
+  let configPolicy: RetryOptions | undefined;
   if (values.config !== undefined) {
     try {
       configPolicy = retryOptionsFromConfig(
