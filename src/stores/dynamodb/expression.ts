@@ -1,5 +1,6 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 
+/** The expressions of one request, written with `#name` and `:value` placeholders. */
 export interface ExpressionParts {
   condition?: string;
   update?: string;
@@ -10,6 +11,7 @@ export interface ExpressionParts {
   values?: Record<string, AttributeValue>;
 }
 
+/** The expression fields of a DynamoDB request, ready to spread into its input. */
 export interface ExpressionInput {
   ConditionExpression?: string;
   UpdateExpression?: string;

@@ -21,7 +21,9 @@ import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js
  */
 export type Item = Record<string, AttributeValue>;
 
+/** The status of a tombstone (a deleted record that keeps its token). */
 export const DELETED = 'deleted';
+/** Prefix of every key of the `steps` map (DynamoDB map keys cannot be empty; step names can). */
 export const STEP_PREFIX = 's:';
 
 /** DynamoDB's item size limit: 400 KB, counted as 400 * 1024 bytes. */

@@ -79,6 +79,7 @@ export interface DynamoDbUrl {
   createTable: boolean;
 }
 
+/** Reads a `dynamodb://table?endpoint=…&region=…&createTable=1` URL; bad parts are InvalidArgumentError. */
 export function parseDynamoDbUrl(url: string): DynamoDbUrl {
   let parsed: URL;
   try {

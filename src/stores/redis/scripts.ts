@@ -281,4 +281,5 @@ export const SCRIPTS = {
   purge: PURGE,
 } as const;
 
+/** The name of one transition's script. */
 export type ScriptName = keyof typeof SCRIPTS;
