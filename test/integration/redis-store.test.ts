@@ -109,6 +109,18 @@ await describeWithService('redis', 'redis store', () => {
       expect(tagOf(store.recordKey('a}b'))).not.toBe(tagOf(store.recordKey('a}c')));
     });
 
+    it('never hands a new operation the steps of a record that was removed by hand', async () => {
+      const first = await acquire(store, 'orphan-steps', 'fp');
+      await store.saveStep('orphan-steps', first.token, 'charge', '"old"');
+      // An operator (or an eviction policy) drops the record but not its steps hash.
+      await admin.del(store.recordKey('orphan-steps'));
+      const next = await acquire(store, 'orphan-steps', 'fp');
+      expect(next.steps).toEqual({});
+      expect((await store.get('orphan-steps'))?.steps).toEqual({});
+      await store.saveStep('orphan-steps', next.token, 'email', '"new"');
+      expect((await store.get('orphan-steps'))?.steps).toEqual({ email: '"new"' });
+    });
+
     it('expires records natively: eviction at expiresAt + grace, dead from expiresAt on', async () => {
       const graceful = createRedisStore(admin, { prefix: `${prefix}g:`, expiryGraceMs: 5000 });
       const { token } = await acquire(graceful, 'ttl', 'fp');
