@@ -41,7 +41,11 @@ export function formatFigures(report: ChaosReport): string {
     f.storeConnectionsKilled,
     `${f.storeConnectionKills} time(s), ${report.store === 'redis' ? 'CLIENT KILL' : 'pg_terminate_backend'}`,
   );
-  row('  store outages', f.storeOutages, `${f.storeOutageSeconds} s in total`);
+  row(
+    '  store outages',
+    f.storeOutages,
+    `${f.storeOutageSeconds} s in total${report.idempotency ? '' : ' (the baseline uses no store)'}`,
+  );
   row('  leases expired under a stalled handler', f.leaseExpiries);
   row('  sticky dependency failures', f.stickyDependencyFailures);
   row('  HTTP responses lost', f.lostHttpResponses);
