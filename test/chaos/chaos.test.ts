@@ -34,7 +34,7 @@ const SMALL = [
   '--store-kills=1',
   // rabbitmqctl takes seconds per call here; the full run uses it, this one the relay.
   '--amqp-close=relay',
-  '--duration=150s',
+  '--duration=240s',
 ];
 
 interface Run {
@@ -105,11 +105,11 @@ const firstMissing = SERVICES.find((_, i) => !up[i]) ?? 'postgres';
 await describeWithService(firstMissing, 'npm run chaos (PostgreSQL, Redis, RabbitMQ, NATS)', () => {
   it.concurrent('Redis store, RabbitMQ then JetStream and HTTP: every effect once, nothing lost', async () => {
     expectProtected(await chaos([...SMALL, '--store=redis', '--seed=101']), 2);
-  }, 180_000);
+  }, 300_000);
 
   it.concurrent('PostgreSQL store, RabbitMQ then JetStream and HTTP: every effect once, nothing lost', async () => {
     expectProtected(await chaos([...SMALL, '--store=postgres', '--seed=202']), 2);
-  }, 180_000);
+  }, 300_000);
 
   it.concurrent('without idempotency the same faults leave duplicate effects (and still lose nothing)', async () => {
     const run = await chaos([
@@ -126,7 +126,7 @@ await describeWithService(firstMissing, 'npm run chaos (PostgreSQL, Redis, Rabbi
     expect(report.totals.lostMessages).toBe(0);
     const duplicates = report.checks.find((c) => c.name === 'no effect exists twice');
     expect(duplicates?.ok).toBe(false);
-  }, 180_000);
+  }, 300_000);
 });
 
 it('the command exits 2 on bad flags, naming them', async () => {
