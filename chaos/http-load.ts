@@ -197,6 +197,8 @@ export interface HttpClientOptions {
   /** Clients give up on an operation after this (epoch ms). */
   deadline: number;
   counts: HttpCounts;
+  /** Aborts the clients (the run failed): operations not started are not started. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -248,7 +250,7 @@ export async function runHttpClients(options: HttpClientOptions): Promise<HttpOp
       } catch {
         // retryingFetch gave up on network failures: try the same operation again.
       }
-      if (Date.now() >= options.deadline) return false;
+      if (Date.now() >= options.deadline || options.signal?.aborted) return false;
       counts.clientRetries += 1;
       await new Promise((r) => setTimeout(r, 200 + random() * 300));
     }
@@ -256,12 +258,17 @@ export async function runHttpClients(options: HttpClientOptions): Promise<HttpOp
 
   const results: HttpOpResult[] = [];
   let next = 0;
+  const aborted = new Promise<void>((resolve) => {
+    if (options.signal?.aborted) resolve();
+    options.signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
   async function client(): Promise<void> {
     for (;;) {
       const index = next++;
       const op = options.ops[index];
-      if (op === undefined) return;
-      await options.gate.wait(index);
+      if (op === undefined || options.signal?.aborted) return;
+      await Promise.race([options.gate.wait(index), aborted]);
+      if (options.signal?.aborted) return;
       if (op.double) counts.doubleSubmits += 1;
       const outcomes = await Promise.all(op.double ? [submit(op), submit(op)] : [submit(op)]);
       results.push({ key: op.key, succeeded: outcomes.every(Boolean) });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { type Random, seededRandom } from '../src/random.js';
 import { createAmqpBroker } from './broker-amqp.js';
@@ -42,7 +43,8 @@ export async function runChaos(
   log: (line: string) => void,
   signal?: AbortSignal,
 ): Promise<ChaosReport> {
-  const runId = `c${Date.now().toString(36)}${process.pid.toString(36)}`;
+  // Unique even for runs started in one process at the same millisecond (the tests do).
+  const runId = `c${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
   const started = Date.now();
   const deadline = started + options.durationMs;
   const random = seededRandom(options.seed);
@@ -56,6 +58,7 @@ export async function runChaos(
   const outages: OutageWindow[] = [];
   const http = zeroHttpCounts();
   const closers: Array<() => Promise<unknown>> = [];
+  const stopClients = new AbortController();
   let store: StoreInfra | undefined;
   // Worker processes start loading now, while the run sets up.
   const launcher = new WorkerLauncher(options.workers + 1, options.workers + options.kills);
@@ -104,6 +107,7 @@ export async function runChaos(
       gate,
       deadline: deadline - RESERVE_MS,
       counts: http,
+      signal: stopClients.signal,
     });
 
     const kills = share(options.kills, options.phases.length);
@@ -207,6 +211,8 @@ export async function runChaos(
       ok,
     };
   } finally {
+    // When a phase failed, nobody awaits the clients: they must not go on against a closed API.
+    stopClients.abort();
     launcher.close();
     for (const close of closers) await close().catch(() => undefined);
     await store?.close({ keep: options.keep }).catch((error: unknown) => {
