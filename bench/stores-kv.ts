@@ -14,7 +14,8 @@
  * knows the remaining time (without one it warns on every call).
  *
  * DynamoDB runs on dynalite in a child process (so server and client do not share one event
- * loop). Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each
+ * loop). Beside throughput, each row shows the CPU time one operation costs the client and the
+ * server: on a busy machine throughput swings with the neighbours, CPU per operation much less. Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each
  * (default 2); the table shows the median round, so a noisy neighbour hits every variant alike.
  * Keys and tables of the run are removed at the end.
  *
@@ -23,6 +24,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import {
   CreateTableCommand,
@@ -65,7 +67,14 @@ interface Sample {
   opsPerSecond: number;
   p50: number;
   p99: number;
+  /** CPU time of this process per operation (µs): the client side. */
+  clientCpu: number;
+  /** CPU time of the server per operation (µs), where it can be read. */
+  serverCpu: number | undefined;
 }
+
+/** Reads a server's total CPU time in seconds (undefined where it cannot be read). */
+type ServerCpu = () => Promise<number | undefined>;
 
 interface Row {
   server: string;
@@ -88,8 +97,11 @@ async function measure(
   concurrency: number,
   nextKey: () => string,
   op: (key: string) => Promise<void>,
+  serverCpu: ServerCpu,
 ): Promise<Sample> {
   const latencies: number[] = [];
+  const serverBefore = await serverCpu();
+  const clientBefore = process.cpuUsage();
   const started = performance.now();
   const stopAt = started + SECONDS * 1000;
   async function lane(): Promise<void> {
@@ -102,11 +114,19 @@ async function measure(
   }
   await Promise.all(Array.from({ length: concurrency }, lane));
   const elapsed = (performance.now() - started) / 1000;
+  const client = process.cpuUsage(clientBefore);
+  const serverAfter = await serverCpu();
+  const ops = latencies.length;
   latencies.sort((a, b) => a - b);
   return {
-    opsPerSecond: latencies.length / elapsed,
+    opsPerSecond: ops / elapsed,
     p50: percentile(latencies, 0.5),
     p99: percentile(latencies, 0.99),
+    clientCpu: (client.user + client.system) / ops,
+    serverCpu:
+      serverBefore === undefined || serverAfter === undefined
+        ? undefined
+        : ((serverAfter - serverBefore) * 1e6) / ops,
   };
 }
 
@@ -116,7 +136,11 @@ function median(samples: Sample[]): Sample {
 }
 
 /** Every variant of one server at each concurrency, interleaved over rounds. */
-async function benchServer(server: string, variants: Variant[]): Promise<Row[]> {
+async function benchServer(
+  server: string,
+  variants: Variant[],
+  serverCpu: ServerCpu,
+): Promise<Row[]> {
   const rows: Row[] = [];
   for (const concurrency of CONCURRENCY) {
     const fresh = new Map<string, Sample[]>();
@@ -134,12 +158,14 @@ async function benchServer(server: string, variants: Variant[]): Promise<Row[]> 
             await variant.fresh(key);
             keys.push(key);
           },
+          serverCpu,
         );
         let next = 0;
         const r = await measure(
           concurrency,
           () => keys[next++ % keys.length] as string,
           (key) => variant.replay(key),
+          serverCpu,
         );
         fresh.set(variant.name, [...(fresh.get(variant.name) ?? []), f]);
         replay.set(variant.name, [...(replay.get(variant.name) ?? []), r]);
@@ -301,12 +327,23 @@ async function benchRedis(): Promise<Row[]> {
       `${RUN}:pt`,
     );
     const compare = { floor: floor.name, powertools: powertools.name };
-    return await benchServer('redis', [
-      floor,
-      powertools,
-      storeVariant('redis store', compare, store),
-      coreVariant('idempotent() on redis', compare, coreStore),
-    ]);
+    // The shared server's CPU also counts anyone else's commands: read it as an upper bound.
+    const redisCpu: ServerCpu = async () => {
+      const info = String(await raw.info('cpu'));
+      const user = /used_cpu_user:([\d.]+)/.exec(info)?.[1];
+      const sys = /used_cpu_sys:([\d.]+)/.exec(info)?.[1];
+      return user === undefined || sys === undefined ? undefined : Number(user) + Number(sys);
+    };
+    return await benchServer(
+      'redis',
+      [
+        floor,
+        powertools,
+        storeVariant('redis store', compare, store),
+        coreVariant('idempotent() on redis', compare, coreStore),
+      ],
+      redisCpu,
+    );
   } finally {
     let cursor = '0';
     do {
@@ -331,6 +368,19 @@ function freePort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
+}
+
+/** CPU seconds of a process from /proc (Linux); undefined elsewhere. */
+async function processCpu(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 a second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 /** dynalite in its own process, on a free port of 127.0.0.1. */
@@ -431,7 +481,7 @@ async function benchDynamoDb(): Promise<Row[]> {
       storeVariant('dynamodb store', compare, store),
       coreVariant('idempotent() on dynamodb', compare, coreStore),
     );
-    return await benchServer('dynamodb (dynalite)', variants);
+    return await benchServer('dynamodb (dynalite)', variants, () => processCpu(child.pid));
   } finally {
     client.destroy();
     child.kill();
@@ -447,11 +497,13 @@ function printTable(rows: Row[]): void {
     'fresh ops/s',
     'p50 ms',
     'p99 ms',
+    'cpu µs c+s',
     'vs floor',
     'vs PT',
     'replay ops/s',
     'p50 ms',
     'p99 ms',
+    'cpu µs c+s',
     'vs floor',
     'vs PT',
   ];
@@ -461,6 +513,8 @@ function printTable(rows: Row[]): void {
       ? `${Math.round((mine / theirs) * 100)}%`
       : `${(mine / theirs).toFixed(1)}x`;
   };
+  const cpu = (sample: Sample) =>
+    `${Math.round(sample.clientCpu)}+${sample.serverCpu === undefined ? '?' : Math.round(sample.serverCpu)}`;
   const lines = rows.map((row) => {
     const floor = row.variant.floor && byName.get(`${row.variant.floor}@${row.concurrency}`);
     const pt = row.variant.powertools && byName.get(`${row.variant.powertools}@${row.concurrency}`);
@@ -470,11 +524,13 @@ function printTable(rows: Row[]): void {
       Math.round(row.fresh.opsPerSecond).toLocaleString('en-US'),
       row.fresh.p50.toFixed(2),
       row.fresh.p99.toFixed(2),
+      cpu(row.fresh),
       ratio(row.fresh.opsPerSecond, floor ? floor.fresh.opsPerSecond : undefined, 'pct'),
       ratio(row.fresh.opsPerSecond, pt ? pt.fresh.opsPerSecond : undefined, 'x'),
       Math.round(row.replay.opsPerSecond).toLocaleString('en-US'),
       row.replay.p50.toFixed(2),
       row.replay.p99.toFixed(2),
+      cpu(row.replay),
       ratio(row.replay.opsPerSecond, floor ? floor.replay.opsPerSecond : undefined, 'pct'),
       ratio(row.replay.opsPerSecond, pt ? pt.replay.opsPerSecond : undefined, 'x'),
     ];
@@ -487,6 +543,9 @@ function printTable(rows: Row[]): void {
     `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
   );
   for (const line of lines) console.log(format(line));
+  console.log(
+    'cpu µs c+s: CPU time per operation of this process (client) + the server (Redis INFO cpu, which also counts other clients of a shared server; dynalite from /proc), medians of the rounds like the rest.',
+  );
 }
 
 const rows: Row[] = [];
