@@ -13,14 +13,22 @@ import { callStore, checkHeartbeat } from './store-results.js';
  * One beat is in flight at a time: the next is scheduled only when the previous answered.
  * A beat the store fails to answer is retried at the next interval; when no beat has
  * succeeded for a whole lease (on this process's clock), the lease is presumed lost and the
- * signal aborts, since another worker may have taken over by now. A deadline timer makes
- * that happen even when a beat never answers (a stalled connection).
+ * signal aborts, since another worker may have taken over by now.
+ *
+ * Between beats a single timer does both jobs: it fires at the next beat or at the end of
+ * the lease, whichever is sooner, and a beat that finds the lease over presumes it lost
+ * instead of sending. Only while a beat is in flight is a second timer armed, at the end of
+ * the lease, so that a beat that never answers (a stalled connection) still ends the lease.
+ * An operation shorter than the interval (the common case) thus sets and clears one timer.
  */
 /**
  * The longest delay a timer takes: Node runs a `setTimeout` longer than 2^31 - 1 ms after
  * 1 ms, which would turn a long lease into heartbeats in a loop or an instant loss.
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const NOT_RENEWED =
+  'the lease could not be renewed before it ended; another worker may hold it now';
 
 export class LeaseKeeper {
   // Created on first use: most runs never look at the signal, and the hot path shows it.
@@ -60,10 +68,7 @@ export class LeaseKeeper {
 
   /** Starts heartbeats (none when the interval is 0). */
   start(): void {
-    if (this.intervalMs > 0) {
-      this.schedule();
-      this.armDeadline();
-    }
+    if (this.intervalMs > 0) this.schedule();
   }
 
   /** Stops heartbeats and clears the timers. Idempotent. */
@@ -83,9 +88,19 @@ export class LeaseKeeper {
     this.controller?.abort(error);
   }
 
-  /** (Re)starts the timer that presumes the lease lost at `safeUntil`, whatever beats are doing. */
+  /** The next beat, at the interval or at the end of the lease if that comes first. */
+  private schedule(): void {
+    if (this.stopped) return;
+    // A beat earlier than the interval only renews the lease sooner.
+    const delay = Math.min(this.intervalMs, this.safeUntil - this.clock.now(), MAX_TIMER_MS);
+    this.cancelTimer = this.clock.setTimer(delay, () => {
+      this.cancelTimer = undefined;
+      void this.beat();
+    });
+  }
+
+  /** While a beat is in flight: presumes the lease lost at `safeUntil` if it has not answered. */
   private armDeadline(): void {
-    this.cancelDeadline?.();
     const delay = Math.min(this.safeUntil - this.clock.now(), MAX_TIMER_MS);
     this.cancelDeadline = this.clock.setTimer(delay, () => {
       this.cancelDeadline = undefined;
@@ -94,26 +109,18 @@ export class LeaseKeeper {
         this.armDeadline();
         return;
       }
-      this.lose(
-        new LeaseLostError(
-          'the lease could not be renewed before it ended; another worker may hold it now',
-        ),
-      );
-    });
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    // A beat earlier than the interval only renews the lease sooner.
-    this.cancelTimer = this.clock.setTimer(Math.min(this.intervalMs, MAX_TIMER_MS), () => {
-      this.cancelTimer = undefined;
-      void this.beat();
+      this.lose(new LeaseLostError(NOT_RENEWED));
     });
   }
 
   private async beat(): Promise<void> {
     if (this.stopped) return;
     const sentAt = this.clock.now();
+    if (sentAt >= this.safeUntil) {
+      this.lose(new LeaseLostError(NOT_RENEWED));
+      return;
+    }
+    this.armDeadline();
     try {
       const result = checkHeartbeat(
         this.store,
@@ -129,19 +136,15 @@ export class LeaseKeeper {
         return;
       }
       this.safeUntil = sentAt + this.leaseMs;
-      this.armDeadline();
     } catch (error) {
       if (this.stopped) return;
       if (this.clock.now() >= this.safeUntil) {
-        this.lose(
-          new LeaseLostError(
-            'the lease could not be renewed before it ended; another worker may hold it now',
-            error,
-          ),
-        );
+        this.lose(new LeaseLostError(NOT_RENEWED, error));
         return;
       }
     }
+    this.cancelDeadline?.();
+    this.cancelDeadline = undefined;
     this.schedule();
   }
 }
