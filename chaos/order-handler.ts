@@ -148,6 +148,8 @@ export function createOrderHandler(deps: OrderHandlerDeps): MessageHandler<Order
         deps.onStall?.(1);
         const stalled = stallPastLease(ctx);
         guard?.holdHeartbeats(ctx.key, stalled);
+        // The lease keeper may abort ctx.signal meanwhile; this handler does not look, as a
+        // write already on its way when a process froze cannot: the fence must stop it.
         try {
           await stalled;
         } finally {
