@@ -44,7 +44,11 @@ function isTime(value: unknown): value is number {
 }
 
 function isSteps(value: unknown): value is Record<string, string> {
-  return isObject(value) && Object.values(value).every((v) => typeof v === 'string');
+  if (!isObject(value)) return false;
+  for (const name of Object.keys(value)) {
+    if (typeof value[name] !== 'string') return false;
+  }
+  return true;
 }
 
 /** Checks a `begin` answer. */
@@ -95,9 +99,14 @@ function recordProblem(r: Record<string, unknown>): string | undefined {
   if (r.status !== 'in_progress' && r.status !== 'completed' && r.status !== 'failed') {
     return `unknown status ${JSON.stringify(r.status)}`;
   }
-  for (const field of ['token', 'attempts', 'leaseUntil', 'expiresAt', 'createdAt', 'updatedAt']) {
-    if (!isTime(r[field])) return `${field} is not a number`;
-  }
+  // Field by field rather than a loop over their names: a read by a computed name is several
+  // times slower, and every replay checks a record.
+  if (!isTime(r.token)) return 'token is not a number';
+  if (!isTime(r.attempts)) return 'attempts is not a number';
+  if (!isTime(r.leaseUntil)) return 'leaseUntil is not a number';
+  if (!isTime(r.expiresAt)) return 'expiresAt is not a number';
+  if (!isTime(r.createdAt)) return 'createdAt is not a number';
+  if (!isTime(r.updatedAt)) return 'updatedAt is not a number';
   if (r.result !== undefined && r.result !== null && typeof r.result !== 'string') {
     return 'result is not a string';
   }
