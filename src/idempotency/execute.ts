@@ -13,7 +13,7 @@ import { validateKey } from './key.js';
 import { LeaseKeeper, MAX_TIMER_MS } from './lease-keeper.js';
 import { type ResolvedOptions, resolveOptions, shouldRemember } from './options.js';
 import type { BeginResult } from './store.js';
-import { callStore, checkBegin, checkFenced } from './store-results.js';
+import { callStore, checkBegin, checkFenced, storeFailure } from './store-results.js';
 import type { ExecuteOptions, IdempotencyContext, OperationIdentity, Outcome } from './types.js';
 
 /*
@@ -121,12 +121,13 @@ export async function executeHashed<O>(
   for (;;) {
     // The store's lease starts at some point after this: counting from here is safe.
     const sentAt = clock.now();
-    const begun = checkBegin(
-      store,
-      await callStore(store, 'begin', () =>
-        store.begin(key, fingerprint, options.leaseMs, options.ttlMs),
-      ),
-    );
+    let answer: unknown;
+    try {
+      answer = await store.begin(key, fingerprint, options.leaseMs, options.ttlMs);
+    } catch (error) {
+      throw storeFailure(store, 'begin', error);
+    }
+    const begun = checkBegin(store, answer);
     if (begun.kind === 'acquired') return runAcquired(key, begun, sentAt, fn, options);
 
     const record = begun.record;
@@ -215,11 +216,13 @@ async function runAcquired<O>(
     // repeat does not run the effect a second time.
     throw await recordFailure(key, token, error, options, lease);
   }
-  const done = checkFenced(
-    store,
-    'complete',
-    await callStore(store, 'complete', () => store.complete(key, token, encoded, options.ttlMs)),
-  );
+  let answer: unknown;
+  try {
+    answer = await store.complete(key, token, encoded, options.ttlMs);
+  } catch (error) {
+    throw storeFailure(store, 'complete', error);
+  }
+  const done = checkFenced(store, 'complete', answer);
   if (done.kind === 'lease_lost') {
     const error = new LeaseLostError(
       'the lease was lost before the result could be stored; another worker holds the operation',

@@ -1,6 +1,6 @@
 import { IdempotencyKeyMissingError, InvalidArgumentError } from '../errors.js';
 import { createUnguardedContext } from './context.js';
-import { executeHashed } from './execute.js';
+import { type ResolvedIdentity, executeHashed } from './execute.js';
 import { fingerprintOf, scopedKeyHasher } from './hash.js';
 import { describeType, keyReader, parsePath, readPath, validateKey } from './key.js';
 import { resolveOptions } from './options.js';
@@ -57,29 +57,46 @@ export function idempotent<I, O>(
     throw new InvalidArgumentError(`required must be a boolean, got ${describeType(required)}`);
   }
 
-  async function runIdempotent(input: I): Promise<Outcome<O>> {
-    const rawKey = readKey(input);
-    if (rawKey === undefined || rawKey === null) {
-      if (required) {
-        throw new IdempotencyKeyMissingError(`${keyName} is required but the input has none`);
+  // Not async, nor is the wrapper below: each async frame around the state machine cost every
+  // call a few microtask turns (measured ~0.3-0.5 µs). Errors before the state machine starts
+  // still reject rather than throw.
+  function runIdempotent(input: I): Promise<Outcome<O>> {
+    let identity: ResolvedIdentity;
+    try {
+      const rawKey = readKey(input);
+      if (rawKey === undefined || rawKey === null) {
+        if (required) {
+          throw new IdempotencyKeyMissingError(`${keyName} is required but the input has none`);
+        }
+        return runUnguarded(input);
       }
-      const value = await fn(input, createUnguardedContext());
-      return { value, replayed: false, key: '', unguarded: true };
+      const hashKeyOf = scope(input);
+      const key = hashKeyOf(validateKey(rawKey, keyName));
+      // A selection that comes out undefined is still fingerprinted (as null), so a missing
+      // field never turns the check off.
+      const fingerprint =
+        selectFingerprint === undefined ? '' : fingerprintOf(selectFingerprint(input) ?? null);
+      identity = { key, fingerprint };
+    } catch (error) {
+      return Promise.reject(error);
     }
-    const hashKeyOf = scope(input);
-    const key = hashKeyOf(validateKey(rawKey, keyName));
-    // A selection that comes out undefined is still fingerprinted (as null), so a missing
-    // field never turns the check off.
-    const fingerprint =
-      selectFingerprint === undefined ? '' : fingerprintOf(selectFingerprint(input) ?? null);
-    return executeHashed({ key, fingerprint }, (ctx) => fn(input, ctx), resolved);
+    return executeHashed(identity, (ctx) => fn(input, ctx), resolved);
   }
 
-  const call = async function idempotentCall(input: I): Promise<O> {
-    return (await runIdempotent(input)).value;
+  async function runUnguarded(input: I): Promise<Outcome<O>> {
+    const value = await fn(input, createUnguardedContext());
+    return { value, replayed: false, key: '', unguarded: true };
+  }
+
+  const call = function idempotentCall(input: I): Promise<O> {
+    return runIdempotent(input).then(outcomeValue);
   };
   Object.defineProperty(call, 'name', { value: `idempotent ${fn.name || 'anonymous'}` });
   return Object.assign(call, { run: runIdempotent });
+}
+
+function outcomeValue<O>(outcome: Outcome<O>): O {
+  return outcome.value;
 }
 
 /**
