@@ -1,4 +1,5 @@
 import { RecordCorruptError } from '../../errors.js';
+import { integerColumn as sharedInteger, stepsFromJson } from '../sql-columns.js';
 import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js';
 
 /*
@@ -12,45 +13,12 @@ const STATUSES: ReadonlySet<string> = new Set(['in_progress', 'completed', 'fail
 
 /** A stored integer column as a safe integer, or RecordCorruptError. */
 export function integerColumn(key: string, column: string, value: unknown): number {
-  let n: number;
-  if (typeof value === 'number') n = value;
-  else if (typeof value === 'bigint') n = Number(value);
-  else if (typeof value === 'string' && /^-?\d+$/.test(value)) n = Number(value);
-  else n = Number.NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new RecordCorruptError(
-      `postgres store: record ${JSON.stringify(key)} has a ${column} that is not a safe integer`,
-    );
-  }
-  return n;
+  return sharedInteger('postgres', key, column, value);
 }
 
 /** The `steps` column (jsonb read as text) as a map of strings, or RecordCorruptError. */
 export function stepsColumn(key: string, value: unknown): Record<string, string> {
-  let parsed: unknown;
-  try {
-    parsed = typeof value === 'string' ? JSON.parse(value) : value;
-  } catch (error) {
-    throw new RecordCorruptError(
-      `postgres store: record ${JSON.stringify(key)} has steps that are not JSON`,
-      error,
-    );
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new RecordCorruptError(
-      `postgres store: record ${JSON.stringify(key)} has steps that are not an object`,
-    );
-  }
-  const steps: Record<string, string> = {};
-  for (const [name, result] of Object.entries(parsed)) {
-    if (typeof result !== 'string') {
-      throw new RecordCorruptError(
-        `postgres store: record ${JSON.stringify(key)} has a step ${JSON.stringify(name)} that is not a string`,
-      );
-    }
-    steps[name] = result;
-  }
-  return steps;
+  return stepsFromJson('postgres', key, value);
 }
 
 /** One row (the columns of RECORD_COLUMNS) as a record. */
