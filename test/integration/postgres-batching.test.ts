@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BeginResult } from '../../src/idempotency/store.js';
-import { KeyBatcher } from '../../src/stores/postgres/key-batcher.js';
+import { KeyBatcher } from '../../src/stores/key-batcher.js';
 import { createPostgresStore } from '../../src/stores/postgres/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 

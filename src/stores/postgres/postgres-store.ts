@@ -11,7 +11,7 @@ import type {
   RecordStatus,
 } from '../../idempotency/store.js';
 import { checkKey, checkText, checkToken, durationArg, show } from './arguments.js';
-import { KeyBatcher } from './key-batcher.js';
+import { KeyBatcher } from '../key-batcher.js';
 import type { PgQueryable, PgQueryResult } from './pg-queryable.js';
 import { isTransientConflict, storeError } from './postgres-errors.js';
 import { integerColumn, recordFromRow } from './postgres-record.js';
