@@ -3,7 +3,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/commands/dlq.js';
-import type { CliIo } from '../../src/cli/io.js';
 import {
   createAmqpSource,
   deleteAmqpTopology,
@@ -19,20 +18,10 @@ import { RUN_ID, describeWithService } from '../helpers/services.js';
 import { AMQP_URL, publishTo, testConnection } from '../integration/fixtures/broker-amqp.js';
 import { createInbox } from '../integration/fixtures/broker-inbox.js';
 import { NATS_URL, publishJs, testNats } from '../integration/fixtures/broker-nats.js';
-
-function buffers(): CliIo & { stdout: () => string; stderr: () => string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-    stdout: () => out.join('\n'),
-    stderr: () => err.join('\n'),
-  };
-}
+import { bufferIo } from '../helpers/cli-io.js';
 
 async function cli(...args: string[]) {
-  const io = buffers();
+  const io = bufferIo();
   const code = await run(args, io);
   return { code, out: io.stdout(), err: io.stderr() };
 }

@@ -2,25 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../src/cli/io.js';
 import { run } from '../../src/cli/commands/records.js';
 import { hashKey } from '../../src/idempotency/hash.js';
 import { createSqliteStore } from '../../src/stores/sqlite/index.js';
+import { bufferIo } from '../helpers/cli-io.js';
 
 const FP = 'f'.repeat(64);
 const SECRET = 'card-4242-SECRET';
 const HOUR = 3_600_000;
-
-function buffers(): CliIo & { stdout: () => string; stderr: () => string } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    out: (text) => out.push(text),
-    err: (text) => err.push(text),
-    stdout: () => out.join('\n'),
-    stderr: () => err.join('\n'),
-  };
-}
 
 let dir: string;
 let url: string;
@@ -61,7 +50,7 @@ afterEach(() => {
 
 describe('reprocess records', () => {
   it('lists key, status, token, attempts, lease, expiry and step names, never results', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['list', '--store', url], io)).toBe(0);
     const text = io.stdout();
     expect(text).toMatch(/^key\s+status\s+token\s+attempts\s+lease\s+expires\s+steps/);
@@ -78,13 +67,13 @@ describe('reprocess records', () => {
   });
 
   it('prints results only with --show-result', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['list', '--store', url, '--show-result'], io)).toBe(0);
     expect(io.stdout()).toContain(SECRET);
   });
 
   it('filters by status and pages with a cursor', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['list', '--store', url, '--status', 'completed', '--json'], io)).toBe(0);
     const completed = JSON.parse(io.stdout()) as {
       records: Array<{ key: string; status: string }>;
@@ -94,7 +83,7 @@ describe('reprocess records', () => {
     const seen: string[] = [];
     let cursor: string | undefined;
     do {
-      const page = buffers();
+      const page = bufferIo();
       const args = ['list', '--store', url, '--limit', '1', '--json'];
       if (cursor) args.push('--cursor', cursor);
       expect(await run(args, page)).toBe(0);
@@ -108,13 +97,13 @@ describe('reprocess records', () => {
     } while (cursor);
     expect(seen.sort()).toEqual(Object.values(keys).sort());
 
-    const text = buffers();
+    const text = bufferIo();
     expect(await run(['list', '--store', url, '--limit', '2'], text)).toBe(0);
     expect(text.stdout()).toMatch(/more: --cursor \S+/);
   });
 
   it('lists JSON with step names and no results unless asked', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['list', '--store', url, '--json'], io)).toBe(0);
     const { records } = JSON.parse(io.stdout()) as { records: Array<Record<string, unknown>> };
     const done = records.find((r) => r.key === keys.done);
@@ -128,7 +117,7 @@ describe('reprocess records', () => {
     expect(done).not.toHaveProperty('stepResults');
     expect(io.stdout()).not.toContain(SECRET);
 
-    const shown = buffers();
+    const shown = bufferIo();
     expect(await run(['list', '--store', url, '--json', '--show-result'], shown)).toBe(0);
     const withResults = JSON.parse(shown.stdout()) as { records: Array<Record<string, unknown>> };
     expect(withResults.records.find((r) => r.key === keys.done)).toMatchObject({
@@ -138,13 +127,13 @@ describe('reprocess records', () => {
   });
 
   it('shows one record by its stored key or by the caller key with --operation', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['show', keys.running, '--store', url], io)).toBe(0);
     expect(io.stdout()).toContain(`key          ${keys.running}`);
     expect(io.stdout()).toMatch(/lease\s+held until/);
     expect(io.stdout()).toMatch(/steps\s+reserve/);
 
-    const byCallerKey = buffers();
+    const byCallerKey = bufferIo();
     const args = ['show', 'order-2', '--operation', 'charge', '--principal', 'tenant-a'];
     expect(await run([...args, '--store', url, '--json'], byCallerKey)).toBe(0);
     expect(JSON.parse(byCallerKey.stdout())).toMatchObject({
@@ -152,29 +141,29 @@ describe('reprocess records', () => {
       status: 'in_progress',
     });
 
-    const hidden = buffers();
+    const hidden = bufferIo();
     expect(await run(['show', keys.done, '--store', url], hidden)).toBe(0);
     expect(hidden.stdout()).not.toContain(SECRET);
     expect(hidden.stdout()).toContain('--show-result');
-    const shown = buffers();
+    const shown = bufferIo();
     expect(await run(['show', keys.done, '--store', url, '--show-result'], shown)).toBe(0);
     expect(shown.stdout()).toContain(`result       {"receipt":"${SECRET}"}`);
     expect(shown.stdout()).toContain(`step charge: "${SECRET}"`);
 
-    const missing = buffers();
+    const missing = bufferIo();
     expect(await run(['show', 'f'.repeat(64), '--store', url], missing)).toBe(1);
     expect(missing.stderr()).toContain('no record');
   });
 
   it('deletes one record and purges expired ones', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['delete', keys.failed, '--store', url], io)).toBe(0);
     expect(io.stdout()).toBe(`deleted ${keys.failed}`);
-    const again = buffers();
+    const again = bufferIo();
     expect(await run(['delete', keys.failed, '--store', url, '--json'], again)).toBe(1);
     expect(JSON.parse(again.stdout())).toEqual({ key: keys.failed, deleted: false });
 
-    const purge = buffers();
+    const purge = bufferIo();
     expect(await run(['purge', '--store', url, '--json'], purge)).toBe(0);
     expect(JSON.parse(purge.stdout())).toEqual({ purged: 1 });
 
@@ -204,17 +193,17 @@ describe('reprocess records', () => {
       ['list', '--store', 'ftp://nowhere'],
     ];
     for (const args of cases) {
-      const io = buffers();
+      const io = bufferIo();
       expect(await run(args, io), args.join(' ')).toBe(2);
       expect(io.stderr(), args.join(' ')).toMatch(/reprocess records: /);
     }
-    const help = buffers();
+    const help = bufferIo();
     expect(await run(['--help'], help)).toBe(0);
     expect(help.stdout()).toContain('Usage: reprocess records');
   });
 
   it('reports a store that cannot be opened with exit 1 and a clear message', async () => {
-    const io = buffers();
+    const io = bufferIo();
     expect(await run(['list', '--store', 'sqlite:/proc/self/nope.sqlite'], io)).toBe(1);
     expect(io.stderr()).toMatch(/not writable/);
   });

@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
 import type { QuarantineFilter, QuarantinedMessage } from '../../consumer/types.js';
 import { toMs } from '../../duration.js';
-import { isReprocessError } from '../../errors.js';
 import type { CliIo } from '../io.js';
+import { clip, isoTime, textTable } from '../output.js';
+import { runResourceCommand } from '../run-command.js';
 
 const HELP = `Usage: reprocess dlq <list|show|redrive> --broker <url> (--queue <name> | --stream <name>) [options]
 
@@ -180,33 +181,19 @@ function parse(args: string[]): Parsed {
 }
 
 /** `reprocess dlq list|show|redrive --broker <url> --queue|--stream <name>`. */
-export async function run(args: string[], io: CliIo): Promise<number> {
-  let parsed: Parsed;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    io.err(`reprocess dlq: ${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
-    return 2;
-  }
-  if (parsed.command === 'help') {
-    io.out(HELP);
-    return 0;
-  }
-  let dlq: OpenedDlq;
-  try {
-    dlq = await open(parsed.broker);
-  } catch (error) {
-    io.err(`reprocess dlq: ${describe(error)}`);
-    return isReprocessError(error, 'INVALID_ARGUMENT') ? 2 : 1;
-  }
-  try {
-    return await execute(parsed, dlq, io);
-  } catch (error) {
-    io.err(`reprocess dlq: ${describe(error)}`);
-    return isReprocessError(error, 'INVALID_ARGUMENT') ? 2 : 1;
-  } finally {
-    await dlq.close().catch(() => {});
-  }
+export function run(args: string[], io: CliIo): Promise<number> {
+  return runResourceCommand<Parsed, OpenedDlq>(
+    {
+      name: 'dlq',
+      help: HELP,
+      parse,
+      open: (parsed) => open(parsed.broker),
+      execute,
+      close: (dlq) => dlq.close(),
+    },
+    args,
+    io,
+  );
 }
 
 /** Opens the broker's dead-letter side; the driver is loaded only for the broker named. */
@@ -292,16 +279,6 @@ async function execute(parsed: Parsed, dlq: OpenedDlq, io: CliIo): Promise<numbe
 
 // ------------------------------------------------------------------ output
 
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
-  return `${error.message || error.name}${cause}`;
-}
-
-function iso(ms: number): string {
-  return ms > 0 ? new Date(ms).toISOString() : '-';
-}
-
 function age(ms: number, now: number): string {
   if (ms <= 0) return '-';
   const s = Math.max(0, Math.round((now - ms) / 1000));
@@ -309,11 +286,6 @@ function age(ms: number, now: number): string {
   if (s < 7200) return `${Math.round(s / 60)}m ago`;
   if (s < 172_800) return `${Math.round(s / 3600)}h ago`;
   return `${Math.round(s / 86_400)}d ago`;
-}
-
-function clip(text: string, max: number): string {
-  const flat = text.replace(/\s+/g, ' ');
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 function table(messages: QuarantinedMessage[], now: number): string {
@@ -327,15 +299,7 @@ function table(messages: QuarantinedMessage[], now: number): string {
     clip(m.history.idempotencyKey ?? '-', 40),
     m.history.source,
   ]);
-  const widths = head.map((h, i) =>
-    Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
-  );
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
+  return textTable(head, rows);
 }
 
 /** The body as text when it is UTF-8, else undefined. */
@@ -356,9 +320,9 @@ function details(m: QuarantinedMessage, now: number): string {
     `reason:          ${h.reason}`,
     `attempts:        ${h.attempts}`,
     `idempotency key: ${h.idempotencyKey ?? '-'}`,
-    `first failure:   ${iso(h.firstFailureAt)}`,
-    `last failure:    ${iso(h.lastFailureAt)}`,
-    `quarantined:     ${iso(h.quarantinedAt)} (${age(h.quarantinedAt, now)})`,
+    `first failure:   ${isoTime(h.firstFailureAt)}`,
+    `last failure:    ${isoTime(h.lastFailureAt)}`,
+    `quarantined:     ${isoTime(h.quarantinedAt)} (${age(h.quarantinedAt, now)})`,
     `last error:      ${h.lastError.name}${h.lastError.code ? ` [${h.lastError.code}]` : ''}: ${h.lastError.message}`,
     'headers:',
     ...Object.entries(m.headers).map(([k, v]) => `  ${k}: ${v}`),

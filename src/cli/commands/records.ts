@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
-import { isReprocessError } from '../../errors.js';
 import { hashKey } from '../../idempotency/hash.js';
 import type { IdempotencyRecord, IdempotencyStore, RecordStatus } from '../../idempotency/store.js';
 import { openStore } from '../../stores/open-store.js';
 import type { CliIo } from '../io.js';
+import { clip, isoTime, textTable } from '../output.js';
+import { runResourceCommand } from '../run-command.js';
 
 const HELP = `Usage: reprocess records <list|show|delete|purge> [options]
 
@@ -125,36 +126,19 @@ function parse(args: string[]): Parsed {
 }
 
 /** `reprocess records list|show|delete|purge --store <url>`. */
-export async function run(args: string[], io: CliIo): Promise<number> {
-  let parsed: Parsed;
-  try {
-    parsed = parse(args);
-  } catch (error) {
-    io.err(
-      `reprocess records: ${error instanceof Error ? error.message : String(error)}\n\n${HELP}`,
-    );
-    return 2;
-  }
-  if (parsed.command === 'help') {
-    io.out(HELP);
-    return 0;
-  }
-
-  let store: IdempotencyStore;
-  try {
-    store = await openStore(parsed.store);
-  } catch (error) {
-    io.err(`reprocess records: ${describe(error)}`);
-    return isReprocessError(error, 'INVALID_ARGUMENT') ? 2 : 1;
-  }
-  try {
-    return await execute(parsed, store, io);
-  } catch (error) {
-    io.err(`reprocess records: ${describe(error)}`);
-    return 1;
-  } finally {
-    await store.close?.().catch(() => {});
-  }
+export function run(args: string[], io: CliIo): Promise<number> {
+  return runResourceCommand<Parsed, IdempotencyStore>(
+    {
+      name: 'records',
+      help: HELP,
+      parse,
+      open: (parsed) => openStore(parsed.store),
+      execute,
+      close: async (store) => store.close?.(),
+    },
+    args,
+    io,
+  );
 }
 
 async function execute(parsed: Parsed, store: IdempotencyStore, io: CliIo): Promise<number> {
@@ -214,18 +198,14 @@ async function execute(parsed: Parsed, store: IdempotencyStore, io: CliIo): Prom
 
 // ------------------------------------------------------------------ output
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
 function leaseText(record: IdempotencyRecord, now: number): string {
   if (record.status !== 'in_progress') return '-';
   if (record.leaseUntil === 0) return 'released';
-  return `${record.leaseUntil > now ? 'held until' : 'ended'} ${iso(record.leaseUntil)}`;
+  return `${record.leaseUntil > now ? 'held until' : 'ended'} ${isoTime(record.leaseUntil)}`;
 }
 
 function expiryText(record: IdempotencyRecord, now: number): string {
-  return `${iso(record.expiresAt)}${record.expiresAt <= now ? ' (expired)' : ''}`;
+  return `${isoTime(record.expiresAt)}${record.expiresAt <= now ? ' (expired)' : ''}`;
 }
 
 function table(records: IdempotencyRecord[], showResult: boolean, now: number): string {
@@ -245,15 +225,7 @@ function table(records: IdempotencyRecord[], showResult: boolean, now: number): 
     if (showResult) row.push(clip(r.result ?? r.error ?? '-', 60));
     return row;
   });
-  const widths = head.map((h, i) =>
-    Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
-  );
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
+  return textTable(head, rows);
 }
 
 function details(record: IdempotencyRecord, showResult: boolean, now: number): string {
@@ -265,8 +237,8 @@ function details(record: IdempotencyRecord, showResult: boolean, now: number): s
     `attempts     ${record.attempts}`,
     `lease        ${leaseText(record, now)}`,
     `expires      ${expiryText(record, now)}`,
-    `created      ${iso(record.createdAt)}`,
-    `updated      ${iso(record.updatedAt)}`,
+    `created      ${isoTime(record.createdAt)}`,
+    `updated      ${isoTime(record.updatedAt)}`,
   ];
   const steps = Object.entries(record.steps);
   lines.push(`steps        ${steps.length === 0 ? '-' : steps.map(([name]) => name).join(', ')}`);
@@ -305,13 +277,4 @@ function toJson(
     if (record.error !== undefined) out.error = record.error;
   }
   return out;
-}
-
-function clip(text: string, width: number): string {
-  const flat = text.replace(/\s+/g, ' ');
-  return flat.length <= width ? flat : `${flat.slice(0, width - 1)}…`;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
