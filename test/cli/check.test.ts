@@ -1,35 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type CheckReport, formatMs, run } from '../../src/cli/commands/check.js';
 import { main } from '../../src/cli/main.js';
 import { bufferIo } from '../helpers/cli-io.js';
+import { configFiles, DESIGN_EXAMPLE } from '../helpers/config-files.js';
 
-const DESIGN_EXAMPLE = `idempotency:
-  key_source: requestId
-  store: key-value
-  ttl_hours: 24
-  on_duplicate: return_previous_result
-retry_policy:
-  max_attempts: 5
-  backoff: exponential
-  jitter: full
-`;
-
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'reprocess-check-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function file(name: string, text: string): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, text);
-  return path;
-}
+const files = configFiles('reprocess-check-');
 
 async function report(path: string, ...flags: string[]): Promise<CheckReport> {
   const io = bufferIo();
@@ -39,7 +14,7 @@ async function report(path: string, ...flags: string[]): Promise<CheckReport> {
 
 describe('reprocess check', () => {
   it('a good file: exit 0, the effective policy and the delay table', async () => {
-    const path = await file('design.yaml', DESIGN_EXAMPLE);
+    const path = await files.write('design.yaml', DESIGN_EXAMPLE);
     const io = bufferIo();
     expect(await main(['check', path], io)).toBe(0);
     const out = io.stdout();
@@ -58,7 +33,7 @@ describe('reprocess check', () => {
 
   it('--json: exact rows for none and equal jitter', async () => {
     const none = await report(
-      await file(
+      await files.write(
         'none.yaml',
         'retry_policy:\n  max_attempts: 4\n  base: 1s\n  cap: 3s\n  jitter: none\n',
       ),
@@ -70,7 +45,7 @@ describe('reprocess check', () => {
     ]);
     expect(none.worstCaseSleep).toBe(6000);
     const equal = await report(
-      await file(
+      await files.write(
         'equal.yaml',
         'retry_policy:\n  max_attempts: 2\n  backoff: linear\n  base: 400ms\n  jitter: equal\n',
       ),
@@ -81,16 +56,16 @@ describe('reprocess check', () => {
   });
 
   it('worst-case total: attempts at their timeout plus delays, bounded by the deadline', async () => {
-    const sync = await report(await file('sync.yaml', 'retry_policy:\n  profile: sync\n'));
+    const sync = await report(await files.write('sync.yaml', 'retry_policy:\n  profile: sync\n'));
     expect(sync.policy.maxAttempts).toBe(3);
     expect(sync.worstCaseSleep).toBe(150);
     expect(sync.worstCaseTotal).toBe(2000); // 3 x 1s + 150ms > the 2s deadline
     const loose = await report(
-      await file('loose.yaml', 'retry_policy:\n  profile: sync\n  deadline: 10s\n'),
+      await files.write('loose.yaml', 'retry_policy:\n  profile: sync\n  deadline: 10s\n'),
     );
     expect(loose.worstCaseTotal).toBe(3150);
     const capped = await report(
-      await file(
+      await files.write(
         'capped.yaml',
         'retry_policy:\n  max_attempts: 10\n  base: 1s\n  jitter: none\n  deadline: 5s\n',
       ),
@@ -99,7 +74,7 @@ describe('reprocess check', () => {
   });
 
   it('decorrelated: exact bounds, medians by seeded sampling (deterministic per seed)', async () => {
-    const path = await file(
+    const path = await files.write(
       'decorrelated.yaml',
       'retry_policy:\n  max_attempts: 10\n  base: 1s\n  cap: 5m\n  jitter: decorrelated\n',
     );
@@ -120,7 +95,10 @@ describe('reprocess check', () => {
   });
 
   it('a bad file: exit 1 with every problem on stderr', async () => {
-    const path = await file('bad.yaml', 'retry_policy:\n  jitter: sideways\n  max_attempts: -2\n');
+    const path = await files.write(
+      'bad.yaml',
+      'retry_policy:\n  jitter: sideways\n  max_attempts: -2\n',
+    );
     const io = bufferIo();
     expect(await main(['check', path], io)).toBe(1);
     expect(io.stderr()).toContain(`invalid configuration in ${path}`);
@@ -133,7 +111,7 @@ describe('reprocess check', () => {
 
   it('a missing file: exit 1', async () => {
     const io = bufferIo();
-    expect(await run([join(dir, 'missing.yaml')], io)).toBe(1);
+    expect(await run([files.path('missing.yaml')], io)).toBe(1);
     expect(io.stderr()).toContain('file not found');
   });
 
@@ -151,7 +129,7 @@ describe('reprocess check', () => {
   });
 
   it('hides a password in a store URL', async () => {
-    const path = await file(
+    const path = await files.write(
       'pg.yaml',
       'idempotency:\n  store: postgres://app:s3cret@127.0.0.1:5432/app\n',
     );

@@ -1,35 +1,9 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig, parseConfigText } from '../../src/config/load-config.js';
 import { ConfigError, isReprocessError } from '../../src/errors.js';
+import { configFiles, DESIGN_EXAMPLE } from '../helpers/config-files.js';
 
-/** The example of DESIGN.md ("Config file"), byte for byte. */
-const DESIGN_EXAMPLE = `idempotency:
-  key_source: requestId
-  store: key-value
-  ttl_hours: 24
-  on_duplicate: return_previous_result
-retry_policy:
-  max_attempts: 5
-  backoff: exponential
-  jitter: full
-`;
-
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'reprocess-config-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function file(name: string, text: string): Promise<string> {
-  const path = join(dir, name);
-  await writeFile(path, text);
-  return path;
-}
+const files = configFiles('reprocess-config-');
 
 /** The ConfigError `load` fails with (failing the test when it does not). */
 async function configError(load: () => Promise<unknown> | unknown): Promise<ConfigError> {
@@ -46,7 +20,7 @@ async function configError(load: () => Promise<unknown> | unknown): Promise<Conf
 
 describe('loadConfig', () => {
   it('accepts the DESIGN.md example exactly as written', async () => {
-    const config = await loadConfig(await file('design.yaml', DESIGN_EXAMPLE));
+    const config = await loadConfig(await files.write('design.yaml', DESIGN_EXAMPLE));
     expect(config).toEqual({
       idempotency: {
         key_source: 'requestId',
@@ -62,7 +36,7 @@ describe('loadConfig', () => {
     const object = {
       retry_policy: { profile: 'sync', deadline: '800ms', budget: { type: 'token_bucket' } },
     };
-    const path = await file('policy.json', JSON.stringify(object));
+    const path = await files.write('policy.json', JSON.stringify(object));
     expect(await loadConfig(path)).toEqual(object);
     expect(await loadConfig(object)).toEqual(object);
   });
@@ -150,7 +124,7 @@ retry_policy:
   });
 
   it('a YAML syntax error, with its line', async () => {
-    const path = await file('broken.yaml', 'retry_policy:\n  max_attempts: [1, 2\n');
+    const path = await files.write('broken.yaml', 'retry_policy:\n  max_attempts: [1, 2\n');
     const error = await configError(() => loadConfig(path));
     expect(error.issues).toHaveLength(1);
     expect(error.issues[0]?.message).toMatch(/^YAML syntax error at line \d+, column \d+: /);
@@ -165,14 +139,16 @@ retry_policy:
   });
 
   it('a JSON syntax error', async () => {
-    const path = await file('broken.json', '{"retry_policy": {');
+    const path = await files.write('broken.json', '{"retry_policy": {');
     const error = await configError(() => loadConfig(path));
     expect(error.issues[0]?.message).toMatch(/^JSON syntax error/);
   });
 
   it('an empty file, and a file with only comments', async () => {
     for (const text of ['', '   \n', '# nothing here\n']) {
-      const error = await configError(async () => loadConfig(await file('empty.yaml', text)));
+      const error = await configError(async () =>
+        loadConfig(await files.write('empty.yaml', text)),
+      );
       expect(error.issues).toEqual([
         { path: '', message: expect.stringMatching(/^the config is empty/) },
       ]);
@@ -180,13 +156,13 @@ retry_policy:
   });
 
   it('a missing file', async () => {
-    const error = await configError(() => loadConfig(join(dir, 'nope.yaml')));
+    const error = await configError(() => loadConfig(files.path('nope.yaml')));
     expect(error.issues).toEqual([{ path: '', message: 'file not found' }]);
     expect(error.message).toContain('nope.yaml');
   });
 
   it('a directory instead of a file', async () => {
-    const error = await configError(() => loadConfig(dir));
+    const error = await configError(() => loadConfig(files.dir()));
     expect(error.issues[0]?.message).toMatch(/directory/);
   });
 
