@@ -267,7 +267,13 @@ async function benchPostgres(): Promise<Row[]> {
 
 async function benchMysql(): Promise<Row[]> {
   const pool = mysql.createPool({ uri: MYSQL_URL, connectionLimit: POOL_SIZE });
-  const tables = { raw: `${RUN}_raw`, store: `${RUN}_store`, core: `${RUN}_core` };
+  const tables = {
+    raw: `${RUN}_raw`,
+    store: `${RUN}_store`,
+    batched: `${RUN}_batched`,
+    core: `${RUN}_core`,
+    coreb: `${RUN}_coreb`,
+  };
   try {
     for (const table of Object.values(tables)) {
       await createMysqlStore(pool, { table }).createSchema();
@@ -305,10 +311,20 @@ async function benchMysql(): Promise<Row[]> {
     return await benchServer('mysql', [
       floor,
       storeVariant('mysql store', floor.name, createMysqlStore(pool, { table: tables.store })),
+      storeVariant(
+        'mysql store, batch',
+        floor.name,
+        createMysqlStore(pool, { table: tables.batched, batch: true }),
+      ),
       coreVariant(
         'idempotent() on mysql',
         floor.name,
         createMysqlStore(pool, { table: tables.core }),
+      ),
+      coreVariant(
+        'idempotent() on mysql, batch',
+        floor.name,
+        createMysqlStore(pool, { table: tables.coreb, batch: true }),
       ),
     ]);
   } finally {

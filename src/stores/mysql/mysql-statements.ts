@@ -53,6 +53,21 @@ export interface MysqlStatements {
   purgeSome: string;
 }
 
+/** The batched statements for `n` distinct keys (built once per size and cached). */
+export interface MysqlBatchStatements {
+  /** n × ? key → the records found, each with `now_ms` (the statement's clock reading). */
+  readMany: string;
+  /** n × (? key, ? fingerprint, ? lease, ? ttl, ? lease) → insertId = token of every row. */
+  insertMany: string;
+  /**
+   * n × (? key, ? token, ? 1 complete / 0 fail, ? result or error, ? ttl) → rows matched;
+   * insertId = the statement's clock reading in ms, written as every matched row's updated_at.
+   */
+  finishMany: string;
+  /** n × ? key → `key`, token, status, updated_at of the records found. */
+  checkMany: string;
+}
+
 /** Builds the statements for `table`, a validated and quoted (optionally qualified) name. */
 export function mysqlStatements(table: string): MysqlStatements {
   // Fenced writes: only while the stored token is the caller's and the record is in progress.
@@ -132,5 +147,56 @@ export function mysqlStatements(table: string): MysqlStatements {
     listPrefix: `SELECT ${RECORD_COLUMNS} FROM ${table}`,
     purgeAll: `DELETE FROM ${table} WHERE expires_at <= ${NOW_MS}`,
     purgeSome: `DELETE FROM ${table} WHERE expires_at <= ${NOW_MS} ORDER BY expires_at LIMIT ?`,
+  };
+}
+
+/**
+ * Statements of the `batch` option for `n` calls on distinct keys, sorted by key by the store.
+ *
+ *   begin batch ─ insertMany ─ ok ──────────────────────────► all acquired (1 round trip)
+ *     (when most        └─ duplicate key ─┐
+ *      recent keys                         ▼
+ *      were new)     readMany ─ live ────────────────────────► existing
+ *     (otherwise) ───►  ├─ no row ─► insertMany ─ ok ────────► acquired
+ *                       │               └─ duplicate ────────► again (next batch)
+ *                       └─ not live ─► takeOver, one key at a time (as the single path)
+ *
+ * insertMany is one multi-row INSERT: atomic, so a duplicate key anywhere rolls the whole
+ * statement back and no key of it is acquired (they go round again and read the winner's
+ * row). The clock is read once per statement, so every row gets the same token
+ * (LAST_INSERT_ID). Rows go in key order, so two batches take their locks in one order.
+ *
+ * finishMany is one multi-table UPDATE: a derived table of (key, token, kind, value, ttl)
+ * rows, STRAIGHT_JOIN to the records by primary key (the derived table drives, in key order;
+ * never a scan of the records), each row fenced by its own token and `in_progress`. It
+ * reports how many rows matched, not which: when all or none did, that is the answer. Else
+ * checkMany reads the keys back, and a key counts as written when it now holds the caller's
+ * token and status with updated_at equal to this statement's clock reading (handed back
+ * through LAST_INSERT_ID). The store trusts that only when exactly as many keys look
+ * written as rows matched (see finishMany in mysql-store.ts).
+ */
+export function mysqlBatchStatements(table: string, n: number): MysqlBatchStatements {
+  const list = Array.from({ length: n }, () => '?').join(', ');
+  const row = `(?, ?, 'in_progress', LAST_INSERT_ID(${NOW_US}), 1, ${NOW_MS} + ?,
+    GREATEST(${NOW_MS} + ?, ${NOW_MS} + ?), NULL, NULL, '{}', ${NOW_MS}, ${NOW_MS})`;
+  const derived = Array.from({ length: n }, (_, i) =>
+    i === 0
+      ? 'SELECT CAST(? AS BINARY) AS k, ? AS tok, ? AS done, ? AS v, ? AS ttl'
+      : 'SELECT CAST(? AS BINARY), ?, ?, ?, ?',
+  ).join(' UNION ALL ');
+  return {
+    readMany: `SELECT ${RECORD_COLUMNS}, ${NOW_MS} AS now_ms FROM ${table} WHERE \`key\` IN (${list})`,
+    insertMany: `INSERT INTO ${table} (\`key\`, fingerprint, status, token, attempts, lease_until,
+    expires_at, result, error, steps, created_at, updated_at)
+  VALUES ${Array.from({ length: n }, () => row).join(',\n    ')}`,
+    finishMany: `UPDATE (${derived}) i STRAIGHT_JOIN ${table} r ON r.\`key\` = i.k AND r.token = i.tok
+  SET r.status = IF(i.done = 1, 'completed', 'failed'),
+    r.result = IF(i.done = 1, i.v, NULL),
+    r.error = IF(i.done = 1, NULL, i.v),
+    r.lease_until = 0,
+    r.expires_at = ${NOW_MS} + i.ttl,
+    r.updated_at = LAST_INSERT_ID(${NOW_MS})
+  WHERE r.status = 'in_progress'`,
+    checkMany: `SELECT \`key\`, token, status, updated_at FROM ${table} WHERE \`key\` IN (${list})`,
   };
 }

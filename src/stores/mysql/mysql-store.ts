@@ -16,12 +16,17 @@ import {
   durationArg,
   show,
 } from './arguments.js';
+import { KeyBatcher } from '../key-batcher.js';
 import { isDuplicateKey, isTransientConflict, storeError } from './mysql-errors.js';
 import { quoteIdentifier } from './mysql-identifier.js';
 import type { MysqlQueryable, MysqlResultHeader, MysqlValue } from './mysql-queryable.js';
-import { integerColumn, recordFromRow } from './mysql-record.js';
+import { integerColumn, recordFromRow, textColumn } from './mysql-record.js';
 import { type MysqlSchemaStatus, createMysqlSchema } from './mysql-schema.js';
-import { mysqlStatements } from './mysql-statements.js';
+import {
+  type MysqlBatchStatements,
+  mysqlBatchStatements,
+  mysqlStatements,
+} from './mysql-statements.js';
 
 /** Options of {@link createMysqlStore}. */
 export interface MysqlStoreOptions {
@@ -35,6 +40,21 @@ export interface MysqlStoreOptions {
    * Set false behind a proxy that does not support the binary protocol.
    */
   preparedStatements?: boolean;
+  /**
+   * Batch concurrent `begin` calls, and concurrent `complete`/`fail` calls, on distinct keys
+   * into one statement each (default false). Worth it when many operations are in flight on
+   * one store object (see `npm run bench:stores`). Guarantees are the same: a batch never
+   * holds one key twice, and each key is decided as if alone. `true` uses the defaults below.
+   */
+  batch?: boolean | MysqlBatchOptions;
+}
+
+/** Tuning of {@link MysqlStoreOptions.batch}. */
+export interface MysqlBatchOptions {
+  /** Most operations in one statement (default 64). */
+  maxBatchSize?: number;
+  /** Most batch statements running at once, per kind (default 4). Keep below the pool size. */
+  maxInFlight?: number;
 }
 
 /** The MySQL/MariaDB store: an {@link IdempotencyStore} plus schema management. */
@@ -54,8 +74,41 @@ const MAX_BEGIN_ROUNDS = 50;
 /** Runs of one statement after a deadlock or lock wait timeout (it was rolled back whole). */
 const MAX_CONFLICT_RUNS = 5;
 
+/**
+ * A result or error longer than this (in characters) is completed alone, never in a batch: a
+ * batch stays far below max_allowed_packet (4 MiB on old servers), and one huge value cannot
+ * fail the others.
+ */
+const MAX_BATCHED_VALUE = 4096;
+
 const OK: FencedResult = { kind: 'ok' };
 const LOST: FencedResult & HeartbeatResult = { kind: 'lease_lost' };
+
+type BeginInput = { key: string; fingerprint: string; leaseMs: number; ttlMs: number };
+type FinishInput = { key: string; token: number; done: boolean; value: string; ttlMs: number };
+/** The record changed under this round: run another. */
+const AGAIN = Symbol('again');
+/** An Error is that call's own failure in a batch (e.g. its record is corrupt): thrown to it. */
+type BeginOutcome = BeginResult | typeof AGAIN | Error;
+/** A finish whose outcome could not be told apart (see finishMany): thrown to its caller. */
+type FinishOutcome = FencedResult | StoreUnavailableError;
+
+/**
+ * Which statement begin sends first. Read-first costs a replay one round trip and a new key
+ * three (read, insert, complete); insert-first the other way round (a replay pays for a
+ * duplicate-key error, then reads). The store follows what recent calls found: the share of
+ * keys that had no record, as a moving average over about the last 16 keys, starting at read-first.
+ * Either order is correct; only the cost differs.
+ */
+class BeginOrder {
+  private newShare = 0;
+  insertFirst(): boolean {
+    return this.newShare > 0.5;
+  }
+  saw(isNew: boolean): void {
+    this.newShare += ((isNew ? 1 : 0) - this.newShare) / 16;
+  }
+}
 
 /**
  * An idempotency store on MySQL 8 or MariaDB 10.5 and later (InnoDB). Leases, expiry and
@@ -104,6 +157,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       `createMysqlStore: preparedStatements must be a boolean, got ${show(prepared)}`,
     );
   }
+  const batching = batchOptions(options.batch);
   const execute = prepared && typeof db.execute === 'function' ? db.execute.bind(db) : undefined;
   const send = (text: string, values: MysqlValue[]) =>
     execute ? execute(text, values) : db.query(text, values);
@@ -141,41 +195,49 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     return matchedRows(await write(operation, text, values)) > 0 ? OK : LOST;
   }
 
-  /** One round of begin; undefined when the record changed under it (run another). */
-  async function beginRound(
-    key: string,
-    fingerprint: string,
-    leaseMs: number,
-    ttlMs: number,
-  ): Promise<BeginResult | undefined> {
-    const [row] = await rows('begin', sql.read, [fingerprint, key]);
-    if (row !== undefined && Number((row as { live?: unknown }).live) === 1) {
+  const order = new BeginOrder();
+
+  /** The single INSERT of a new record; AGAIN when the key exists (or a deadlock). */
+  async function insertOne(input: BeginInput): Promise<BeginOutcome> {
+    let header: MysqlResultHeader;
+    try {
+      header = (
+        await send(sql.insert, [
+          input.key,
+          input.fingerprint,
+          input.leaseMs,
+          input.ttlMs,
+          input.leaseMs,
+        ])
+      )[0] as MysqlResultHeader;
+    } catch (error) {
+      // Another caller inserted it first: read what it wrote.
+      if (isDuplicateKey(error) || isTransientConflict(error)) return AGAIN;
+      throw storeError('begin', error);
+    }
+    return fresh(input.key, header, input.leaseMs);
+  }
+
+  /** One round of begin, alone; AGAIN when the record changed under it. */
+  async function beginOne(input: BeginInput): Promise<BeginOutcome> {
+    if (order.insertFirst()) {
+      const inserted = await insertOne(input);
+      order.saw(inserted !== AGAIN);
+      if (inserted !== AGAIN) return inserted;
+      // The key exists: fall through to the read, as a read-first round would have begun.
+    }
+    const [row] = await rows('begin', sql.read, [input.fingerprint, input.key]);
+    order.saw(row === undefined);
+    if (row === undefined) return insertOne(input);
+    if (Number((row as { live?: unknown }).live) === 1) {
       return { kind: 'existing', record: recordFromRow(row) };
     }
+    return takeOver(input);
+  }
 
-    if (row === undefined) {
-      let header: MysqlResultHeader;
-      try {
-        header = (
-          await send(sql.insert, [key, fingerprint, leaseMs, ttlMs, leaseMs])
-        )[0] as MysqlResultHeader;
-      } catch (error) {
-        // Another caller inserted it first: read what it wrote.
-        if (isDuplicateKey(error) || isTransientConflict(error)) return undefined;
-        throw storeError('begin', error);
-      }
-      const token = integerColumn(key, 'token', header.insertId);
-      if (token <= 0) throw new StoreUnavailableError('mysql store: begin got no token back');
-      return {
-        kind: 'acquired',
-        token,
-        leaseUntil: Math.floor(token / 1000) + leaseMs,
-        attempts: 1,
-        steps: {},
-        takeover: false,
-      };
-    }
-
+  /** The conditional takeover of a record that exists but may be acquired. */
+  async function takeOver(input: BeginInput): Promise<BeginOutcome> {
+    const { key, fingerprint, leaseMs, ttlMs } = input;
     const header = await write('begin', sql.takeOver, [
       fingerprint,
       leaseMs,
@@ -185,11 +247,11 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       key,
       fingerprint,
     ]);
-    if (matchedRows(header) === 0) return undefined;
+    if (matchedRows(header) === 0) return AGAIN;
     const token = integerColumn(key, 'token', header.insertId);
     // The row is ours under `token`: nothing but this holder can change it now.
     const [held] = await rows('begin', sql.readHeld, [key, token]);
-    if (held === undefined) return undefined; // lost already (a tiny lease): start over
+    if (held === undefined) return AGAIN; // lost already (a tiny lease): start over
     const record = recordFromRow(held);
     return {
       kind: 'acquired',
@@ -202,6 +264,202 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     };
   }
 
+  const batchSql = new Map<number, MysqlBatchStatements>();
+  const batchStatements = (n: number) => {
+    let statements = batchSql.get(n);
+    if (statements === undefined) {
+      statements = mysqlBatchStatements(table, n);
+      batchSql.set(n, statements);
+    }
+    return statements;
+  };
+
+  /**
+   * A batch statement, sent as text (client-side escaping): each batch size is its own
+   * statement text, and a prepared statement per size and connection would cost more than
+   * parsing one statement for many calls.
+   */
+  async function batchQuery(operation: string, text: string, values: MysqlValue[]) {
+    for (let run = 1; ; run++) {
+      try {
+        const [result] = await db.query(text, values);
+        return result;
+      } catch (error) {
+        if (run < MAX_CONFLICT_RUNS && isTransientConflict(error)) continue;
+        throw storeError(operation, error);
+      }
+    }
+  }
+
+  /** One multi-row INSERT of new records (inputs sorted by key); AGAIN for all on a duplicate. */
+  async function insertMany(inputs: BeginInput[]): Promise<BeginOutcome[]> {
+    if (inputs.length === 1) return [await insertOne(inputs[0] as BeginInput)];
+    const values: MysqlValue[] = [];
+    for (const i of inputs) values.push(i.key, i.fingerprint, i.leaseMs, i.ttlMs, i.leaseMs);
+    let header: MysqlResultHeader;
+    try {
+      header = (
+        await db.query(batchStatements(inputs.length).insertMany, values)
+      )[0] as MysqlResultHeader;
+    } catch (error) {
+      if (isDuplicateKey(error) || isTransientConflict(error)) return inputs.map(() => AGAIN);
+      throw storeError('begin', error);
+    }
+    return inputs.map((i) => fresh(i.key, header, i.leaseMs));
+  }
+
+  /** One round of begin for many distinct keys (see mysqlBatchStatements). */
+  async function beginMany(given: BeginInput[]): Promise<BeginOutcome[]> {
+    const inputs = sortedByKey(given);
+    const outcomes = new Map<BeginInput, BeginOutcome>();
+    if (order.insertFirst()) {
+      const all = await insertMany(inputs);
+      // All or none: the INSERT is one atomic statement. When it failed, the read counts.
+      if (!(all[0] === AGAIN || all[0] instanceof Error)) {
+        for (const [n, input] of inputs.entries()) {
+          order.saw(true);
+          outcomes.set(input, all[n] as BeginOutcome);
+        }
+        return given.map((input) => outcomes.get(input) ?? AGAIN);
+      }
+      // Some key exists: fall through to the read, as a read-first round would have begun.
+    }
+    const found = await batchQuery(
+      'begin',
+      batchStatements(inputs.length).readMany,
+      inputs.map((i) => i.key),
+    );
+    if (!Array.isArray(found)) {
+      throw new StoreUnavailableError('mysql store: begin got no rows from the server');
+    }
+    const byKey = new Map<string, unknown>();
+    for (const row of found) byKey.set(textColumn('key', (row as { key?: unknown }).key), row);
+    const absent: BeginInput[] = [];
+    const takeovers: BeginInput[] = [];
+    for (const input of inputs) {
+      const row = byKey.get(input.key);
+      order.saw(row === undefined);
+      if (row === undefined) {
+        absent.push(input);
+        continue;
+      }
+      try {
+        const record = recordFromRow(row);
+        const now = integerColumn(input.key, 'now_ms', (row as { now_ms?: unknown }).now_ms);
+        if (isLive(record, input.fingerprint, now)) {
+          outcomes.set(input, { kind: 'existing', record });
+        } else {
+          takeovers.push(input);
+        }
+      } catch (error) {
+        // One unreadable record fails its own call only.
+        outcomes.set(input, storeError('begin', error));
+      }
+    }
+    // Each part fails alone: the records already read are answered whatever happens here.
+    const settle = (error: unknown) => storeError('begin', error);
+    const [insertedOutcomes, takenOutcomes] = await Promise.all([
+      absent.length === 0
+        ? []
+        : insertMany(absent).catch((error: unknown) => absent.map(() => settle(error))),
+      Promise.all(takeovers.map((input) => takeOver(input).catch(settle))),
+    ]);
+    for (const [n, input] of absent.entries()) {
+      outcomes.set(input, insertedOutcomes[n] as BeginOutcome);
+    }
+    for (const [n, input] of takeovers.entries()) {
+      outcomes.set(input, takenOutcomes[n] as BeginOutcome);
+    }
+    return given.map((input) => outcomes.get(input) ?? AGAIN);
+  }
+
+  async function finishOne(input: FinishInput): Promise<FinishOutcome> {
+    return input.done
+      ? fencedWrite('complete', sql.complete, [input.value, input.ttlMs, input.key, input.token])
+      : fencedWrite('fail', sql.fail, [input.value, input.ttlMs, input.key, input.token]);
+  }
+
+  /** complete/fail of many distinct keys in one UPDATE (see mysqlBatchStatements). */
+  async function finishMany(given: FinishInput[]): Promise<FinishOutcome[]> {
+    const inputs = sortedByKey(given);
+    const statements = batchStatements(inputs.length);
+    const values: MysqlValue[] = [];
+    for (const i of inputs) values.push(i.key, i.token, i.done ? 1 : 0, i.value, i.ttlMs);
+    const operation = given.every((i) => i.done) ? 'complete' : 'complete/fail';
+    const header = (await batchQuery(
+      operation,
+      statements.finishMany,
+      values,
+    )) as MysqlResultHeader;
+    const matched = matchedRows(header);
+    if (matched === inputs.length) return given.map(() => OK);
+    if (matched === 0) return given.map(() => LOST);
+    // Some matched: read back which keys now hold this statement's write.
+    const at = integerColumn('', 'updated_at', header.insertId);
+    const found = await batchQuery(
+      operation,
+      statements.checkMany,
+      inputs.map((i) => i.key),
+    );
+    const written = new Set<string>();
+    for (const row of Array.isArray(found) ? found : []) {
+      const r = row as Record<string, unknown>;
+      const key = textColumn('key', r.key);
+      const input = inputs.find((i) => i.key === key);
+      if (
+        input !== undefined &&
+        integerColumn(key, 'token', r.token) === input.token &&
+        textColumn('status', r.status) === (input.done ? 'completed' : 'failed') &&
+        integerColumn(key, 'updated_at', r.updated_at) === at
+      ) {
+        written.add(key);
+      }
+    }
+    if (written.size === matched) {
+      return given.map((i) => (written.has(i.key) ? OK : LOST));
+    }
+    /*
+     * Not exactly as many keys look written as rows matched: a key written here was changed
+     * again right after (deleted, or expired and taken over), or one not written here got the
+     * same token, status and millisecond from a duplicate call of its own holder. The keys
+     * in doubt fail closed; the others are certain.
+     */
+    const doubt = new StoreUnavailableError(
+      `mysql store: ${operation} of ${inputs.length} keys matched ${matched} rows but ${written.size} look written; the outcome of some is unknown`,
+    );
+    return given.map((i) => {
+      if (written.size > matched) return written.has(i.key) ? doubt : LOST;
+      return written.has(i.key) ? OK : doubt;
+    });
+  }
+
+  const beginBatcher =
+    batching &&
+    new KeyBatcher<BeginInput, BeginOutcome>({
+      ...batching,
+      keyOf: (i) => i.key,
+      runOne: beginOne,
+      runMany: beginMany,
+    });
+  const finishBatcher =
+    batching &&
+    new KeyBatcher<FinishInput, FinishOutcome>({
+      ...batching,
+      keyOf: (i) => i.key,
+      runOne: finishOne,
+      runMany: finishMany,
+    });
+
+  /** complete or fail, batched when batching is on and the value is small. */
+  async function finish(input: FinishInput): Promise<FencedResult> {
+    const outcome =
+      finishBatcher && input.value.length <= MAX_BATCHED_VALUE
+        ? await finishBatcher.submit(input)
+        : await finishOne(input);
+    if (outcome instanceof Error) throw outcome;
+    return outcome;
+  }
+
   const store: MysqlStore = {
     name: 'mysql',
     table,
@@ -209,11 +467,16 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     async begin(key, fingerprint, leaseMs, ttlMs) {
       checkKey(key);
       checkFingerprint(fingerprint);
-      const lease = durationArg('leaseMs', leaseMs);
-      const ttl = durationArg('ttlMs', ttlMs);
+      const input: BeginInput = {
+        key,
+        fingerprint,
+        leaseMs: durationArg('leaseMs', leaseMs),
+        ttlMs: durationArg('ttlMs', ttlMs),
+      };
       for (let round = 1; round <= MAX_BEGIN_ROUNDS; round++) {
-        const outcome = await beginRound(key, fingerprint, lease, ttl);
-        if (outcome !== undefined) return outcome;
+        const outcome = beginBatcher ? await beginBatcher.submit(input) : await beginOne(input);
+        if (outcome instanceof Error) throw outcome;
+        if (outcome !== AGAIN) return outcome;
       }
       throw new StoreUnavailableError(
         `mysql store: begin(${show(key)}) found the record changing under it ${MAX_BEGIN_ROUNDS} times in a row`,
@@ -224,19 +487,14 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       checkKey(key);
       checkToken(token);
       checkString('result', result);
-      return fencedWrite('complete', sql.complete, [
-        result,
-        durationArg('ttlMs', ttlMs),
-        key,
-        token,
-      ]);
+      return finish({ key, token, done: true, value: result, ttlMs: durationArg('ttlMs', ttlMs) });
     },
 
     async fail(key, token, error, ttlMs) {
       checkKey(key);
       checkToken(token);
       checkString('error', error);
-      return fencedWrite('fail', sql.fail, [error, durationArg('ttlMs', ttlMs), key, token]);
+      return finish({ key, token, done: false, value: error, ttlMs: durationArg('ttlMs', ttlMs) });
     },
 
     async release(key, token) {
@@ -326,10 +584,74 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     createSchema: () => createMysqlSchema(db, names),
 
     async close() {
-      // The pool is the caller's: nothing of the store's own to release.
+      // The pool is the caller's; only wait for batches still running.
+      await Promise.all([beginBatcher?.settled(), finishBatcher?.settled()]);
     },
   };
   return store;
+}
+
+/** An acquisition by an INSERT: its token came back through LAST_INSERT_ID. */
+function fresh(key: string, header: MysqlResultHeader, leaseMs: number): BeginResult {
+  const token = integerColumn(key, 'token', header.insertId);
+  if (token <= 0) throw new StoreUnavailableError('mysql store: begin got no token back');
+  return {
+    kind: 'acquired',
+    token,
+    // token = the statement's clock in microseconds; lease_until = its ms + lease.
+    leaseUntil: Math.floor(token / 1000) + leaseMs,
+    attempts: 1,
+    steps: {},
+    takeover: false,
+  };
+}
+
+/**
+ * The `live` condition of the single read, on the server's clock reading `now`: the record
+ * must not be acquired (unexpired, and not an ended lease of the same fingerprint).
+ */
+function isLive(record: IdempotencyRecord, fingerprint: string, now: number): boolean {
+  return (
+    record.expiresAt > now &&
+    !(
+      record.status === 'in_progress' &&
+      record.leaseUntil <= now &&
+      record.fingerprint === fingerprint
+    )
+  );
+}
+
+/** Inputs in the byte order of their keys (VARBINARY order): batches lock rows in one order. */
+function sortedByKey<T extends { key: string }>(inputs: T[]): T[] {
+  return inputs
+    .map((input) => ({ input, bytes: Buffer.from(input.key, 'utf8') }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map((x) => x.input);
+}
+
+function batchOptions(
+  batch: MysqlStoreOptions['batch'],
+): { maxBatchSize: number; maxInFlight: number } | undefined {
+  if (batch === undefined || batch === false) return undefined;
+  const given = batch === true ? {} : batch;
+  if (typeof given !== 'object' || given === null) {
+    throw new InvalidArgumentError(
+      `createMysqlStore: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${show(batch)}`,
+    );
+  }
+  const maxBatchSize = given.maxBatchSize ?? 64;
+  const maxInFlight = given.maxInFlight ?? 4;
+  for (const [name, value] of [
+    ['maxBatchSize', maxBatchSize],
+    ['maxInFlight', maxInFlight],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 1 || value > 1000) {
+      throw new InvalidArgumentError(
+        `createMysqlStore: batch.${name} must be an integer from 1 to 1000, got ${show(value)}`,
+      );
+    }
+  }
+  return { maxBatchSize, maxInFlight };
 }
 
 /**

@@ -1,0 +1,288 @@
+import fc from 'fast-check';
+import mysql from 'mysql2/promise';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { isReprocessError } from '../../src/errors.js';
+import type { BeginResult } from '../../src/idempotency/store.js';
+import { createMysqlStore, openMysqlStore } from '../../src/stores/mysql/index.js';
+import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+
+/*
+ * Batching of the MySQL store on the real MariaDB: calls on repeated keys, submitted
+ * together from two store objects, give exactly one acquisition per key; stale, deleted and
+ * oversized calls in the same batches neither fail nor corrupt the others; batched and
+ * unbatched stores on separate pools race on the same keys; a connection killed mid-batch
+ * fails every call of that batch (and only them) with StoreUnavailableError.
+ */
+
+const table = `${RUN_ID}_mybt`;
+const url = SERVICES.mariadb.url;
+const FP = 'b'.repeat(64);
+
+function isUnavailable(error: unknown): boolean {
+  return isReprocessError(error, 'STORE_UNAVAILABLE');
+}
+
+function failure(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
+type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
+
+await describeWithService('mariadb', 'mysql store batching on the server', () => {
+  let pool: mysql.Pool;
+  let round = 0;
+
+  beforeAll(async () => {
+    pool = mysql.createPool({ uri: url, connectionLimit: 6 });
+    await createMysqlStore(pool, { table }).createSchema();
+  });
+
+  afterAll(async () => {
+    await pool?.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_schema_version\``);
+    await pool?.end();
+  });
+
+  async function rowsOf(prefix: string) {
+    const [rows] = await pool.query(
+      `SELECT CONVERT(\`key\` USING utf8mb4) AS \`key\`, status, result, error, attempts, token
+       FROM \`${table}\` WHERE LEFT(\`key\`, ?) = ? ORDER BY \`key\``,
+      [Buffer.byteLength(prefix), prefix],
+    );
+    return rows as Array<{
+      key: string;
+      status: string;
+      result: string | null;
+      error: string | null;
+      attempts: number;
+      token: number;
+    }>;
+  }
+
+  it('repeated keys submitted together: one acquisition per key; stale and deleted finishes write nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.nat(7), { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.boolean(),
+        async (picks, maxBatchSize, warm) => {
+          const stores = [0, 1].map(() =>
+            createMysqlStore(pool, { table, batch: { maxBatchSize, maxInFlight: 2 } }),
+          );
+          const prefix = `r${++round}`;
+          if (warm) {
+            // Twenty new keys first: the stores now send the INSERT first, and the repeated
+            // keys below make some of those INSERTs fail on a duplicate.
+            await Promise.all(
+              Array.from({ length: 20 }, (_, i) =>
+                (stores[i % 2] ?? stores[0])?.begin(`${prefix}-w${i}`, FP, 60_000, 60_000),
+              ),
+            );
+          }
+          const keys = picks.map((n) => `${prefix}-${n}`);
+          const begun = await Promise.all(
+            keys.map((key, i) => (stores[i % 2] ?? stores[0])?.begin(key, FP, 60_000, 60_000)),
+          );
+          const winners = new Map<string, Acquired>();
+          for (const [i, result] of begun.entries()) {
+            if (result?.kind !== 'acquired') continue;
+            expect(winners.has(keys[i] as string)).toBe(false);
+            winners.set(keys[i] as string, result);
+          }
+          expect([...winners.keys()].sort()).toEqual([...new Set(keys)].sort());
+          for (const [i, result] of begun.entries()) {
+            if (result?.kind === 'existing') {
+              expect(result.record.token).toBe(winners.get(keys[i] as string)?.token);
+            }
+          }
+
+          // One key is deleted under its holder: its finish must find nothing to write.
+          const entries = [...winners];
+          const [gone] = entries[entries.length - 1] ?? [];
+          if (entries.length > 1 && gone !== undefined) {
+            await stores[0]?.delete(gone);
+          }
+          // The holder's finish (complete or fail) and a stale one per key, in one window.
+          const finishes = await Promise.all(
+            entries.flatMap(([key, won], i) => {
+              const mine = stores[i % 2] ?? stores[0];
+              const other = stores[(i + 1) % 2] ?? stores[0];
+              return [
+                i % 3 === 2
+                  ? mine?.fail(key, won.token, `"e ${key}"`, 60_000)
+                  : mine?.complete(key, won.token, `"${key}"`, 60_000),
+                other?.complete(key, won.token - 1, '"stale"', 60_000),
+              ];
+            }),
+          );
+          expect(finishes.map((c) => c?.kind)).toEqual(
+            entries.flatMap(([key]) => [
+              entries.length > 1 && key === gone ? 'lease_lost' : 'ok',
+              'lease_lost',
+            ]),
+          );
+          const rows = (await rowsOf(`${prefix}-`)).filter((r) => !r.key.includes('-w'));
+          const kept = entries.filter(([key]) => !(entries.length > 1 && key === gone));
+          expect(rows).toHaveLength(kept.length);
+          for (const row of rows) {
+            const i = entries.findIndex(([key]) => key === row.key);
+            const failed = i % 3 === 2;
+            expect(row).toEqual({
+              key: row.key,
+              status: failed ? 'failed' : 'completed',
+              result: failed ? null : `"${row.key}"`,
+              error: failed ? `"e ${row.key}"` : null,
+              attempts: 1,
+              token: winners.get(row.key)?.token,
+            });
+          }
+          await Promise.all(stores.map((s) => s.close?.()));
+        },
+      ),
+      { numRuns: 25 },
+    );
+  }, 120_000);
+
+  it('an oversized result goes alone; a corrupt record fails only its own begin', async () => {
+    const store = createMysqlStore(pool, { table, batch: { maxBatchSize: 16, maxInFlight: 1 } });
+    const prefix = 'odd';
+    const keys = Array.from({ length: 6 }, (_, i) => `${prefix}-${i}`);
+    const held = (await Promise.all(
+      keys.map((k) => store.begin(k, FP, 60_000, 60_000)),
+    )) as Acquired[];
+    const big = `"${'x'.repeat(300_000)}"`;
+    const done = await Promise.all(
+      held.map((h, i) => store.complete(keys[i] as string, h.token, i === 0 ? big : '"s"', 60_000)),
+    );
+    expect(done.map((d) => d.kind)).toEqual(keys.map(() => 'ok'));
+    expect((await store.get(keys[0] as string))?.result).toBe(big);
+
+    await pool.query(`UPDATE \`${table}\` SET status = 'bogus' WHERE \`key\` = ?`, [keys[1]]);
+    const replays = await Promise.all(
+      keys.map((k) => failure(store.begin(k, FP, 60_000, 60_000).then((r) => r.kind))),
+    );
+    expect(isReprocessError(replays[1], 'RECORD_CORRUPT'), String(replays[1])).toBe(true);
+    expect(replays.filter((r) => r === undefined)).toHaveLength(keys.length - 1);
+    await store.close?.();
+  });
+
+  it('batched and unbatched stores on four pools race on 400 keys: each key acquired once', async () => {
+    const pools = [0, 1, 2, 3].map(() => mysql.createPool({ uri: url, connectionLimit: 3 }));
+    try {
+      const stores = pools.map((p, i) =>
+        createMysqlStore(p, { table, ...(i % 2 === 0 ? { batch: { maxInFlight: 2 } } : {}) }),
+      );
+      const keys = Array.from({ length: 400 }, (_, i) => `race-${String(i).padStart(3, '0')}`);
+      const results = await Promise.all(
+        stores.map(async (store, worker) => {
+          const order = worker % 2 === 1 ? [...keys].reverse() : keys;
+          const acquired = new Map<string, number>();
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: 16 }, async () => {
+              while (next < order.length) {
+                const key = order[next++] as string;
+                const r = await store.begin(key, FP, 600_000, 600_000);
+                if (r.kind === 'acquired') acquired.set(key, r.token);
+              }
+            }),
+          );
+          return acquired;
+        }),
+      );
+      const owner = new Map<string, number>();
+      for (const acquired of results) {
+        for (const [key, token] of acquired) {
+          expect(owner.has(key), `${key} acquired twice`).toBe(false);
+          owner.set(key, token);
+        }
+      }
+      expect(owner.size).toBe(keys.length);
+      expect(results.filter((r) => r.size > 0).length).toBeGreaterThan(1);
+      const rows = await rowsOf('race-');
+      expect(rows).toHaveLength(keys.length);
+      for (const row of rows) {
+        expect(row).toMatchObject({ status: 'in_progress', attempts: 1 });
+        expect(row.token).toBe(owner.get(row.key));
+      }
+      await Promise.all(stores.map((s) => s.close?.()));
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  }, 60_000);
+
+  const blockers = new Set<mysql.Connection>();
+  afterEach(async () => {
+    for (const b of blockers) await b.end();
+    blockers.clear();
+  });
+
+  async function blockTable(): Promise<mysql.Connection> {
+    const blocker = await mysql.createConnection({ uri: url });
+    blockers.add(blocker);
+    await blocker.query(`LOCK TABLES \`${table}\` WRITE`);
+    return blocker;
+  }
+
+  async function unblock(blocker: mysql.Connection): Promise<void> {
+    blockers.delete(blocker);
+    await blocker.end();
+  }
+
+  /** The connection id of the store's statement waiting for the table lock. */
+  async function waitingConnection(): Promise<number> {
+    for (let i = 0; i < 500; i++) {
+      const [rows] = await pool.query(
+        `SELECT ID FROM information_schema.PROCESSLIST
+         WHERE STATE LIKE 'Waiting for table%lock' AND INFO LIKE ?`,
+        [`%${table}%`],
+      );
+      const row = (rows as Array<{ ID: number }>)[0];
+      if (row) return row.ID;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('no statement ever waited for the table lock');
+  }
+
+  it('a connection KILLed mid-batch fails every call of the batch; the next calls work', async () => {
+    const store = await openMysqlStore(url, {
+      table,
+      poolSize: 3,
+      batch: { maxBatchSize: 64, maxInFlight: 1 },
+    });
+    const keys = Array.from({ length: 10 }, (_, i) => `kill-${i}`);
+    try {
+      // A batch of begins (one statement) killed while it waits.
+      let blocker = await blockTable();
+      const begins = keys.map((k) => failure(store.begin(k, FP, 60_000, 60_000)));
+      await pool.query(`KILL ${await waitingConnection()}`);
+      const errors = await Promise.all(begins);
+      for (const error of errors) expect(isUnavailable(error), String(error)).toBe(true);
+      await unblock(blocker);
+      const held = (await Promise.all(
+        keys.map((k) => store.begin(k, FP, 60_000, 60_000)),
+      )) as Acquired[];
+      expect(held.map((h) => h.kind)).toEqual(keys.map(() => 'acquired'));
+
+      // A batch of completes killed while it waits: nothing written, each holder can finish.
+      blocker = await blockTable();
+      const completes = keys.map((k, i) =>
+        failure(store.complete(k, held[i]?.token ?? 0, '"r"', 60_000)),
+      );
+      await pool.query(`KILL ${await waitingConnection()}`);
+      for (const error of await Promise.all(completes)) {
+        expect(isUnavailable(error), String(error)).toBe(true);
+      }
+      await unblock(blocker);
+      for (const k of keys) expect((await store.get(k))?.status).toBe('in_progress');
+      const done = await Promise.all(
+        keys.map((k, i) => store.complete(k, held[i]?.token ?? 0, '"r"', 60_000)),
+      );
+      expect(done.map((d) => d.kind)).toEqual(keys.map(() => 'ok'));
+    } finally {
+      await store.close?.();
+    }
+  });
+});
