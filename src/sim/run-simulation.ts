@@ -43,29 +43,38 @@ export function runSimulation(plan: SimulationPlan): SimulationResults {
 
 const ms = (v: number | null) => (v === null ? 'never' : Number.isFinite(v) ? Math.round(v) : '-');
 
+const percent = (share: number) => `${(share * 100).toFixed(0)}%`;
+
+/** The columns of the dependency table; its last one, peak load, is styled by each output. */
+const DEPENDENCY_COLUMNS = [
+  'strategy',
+  'calls',
+  'amplification',
+  'success',
+  'p50 ms',
+  'p99 ms',
+  'recovery ms',
+  'peak load',
+];
+
+/** Every cell of a dependency row but the last (peak load). */
+function dependencyCells(r: DependencyResult): Array<string | number> {
+  return [
+    r.strategy,
+    r.calls,
+    r.amplification.toFixed(2),
+    `${(r.successRate * 100).toFixed(1)}%`,
+    ms(r.p50Ms),
+    ms(r.p99Ms),
+    ms(r.recoveryMs),
+  ];
+}
+
 /** The terminal tables. */
 export function simulationTables(results: SimulationResults): string {
   const dep = textTable(
-    [
-      'strategy',
-      'calls',
-      'amplification',
-      'success',
-      'p50 ms',
-      'p99 ms',
-      'recovery ms',
-      'peak load',
-    ],
-    results.dependency.map((r) => [
-      r.strategy,
-      r.calls,
-      r.amplification.toFixed(2),
-      `${(r.successRate * 100).toFixed(1)}%`,
-      ms(r.p50Ms),
-      ms(r.p99Ms),
-      ms(r.recoveryMs),
-      `${(r.peakLoad * 100).toFixed(0)}%`,
-    ]),
+    DEPENDENCY_COLUMNS,
+    results.dependency.map((r) => [...dependencyCells(r), percent(r.peakLoad)]),
   );
   const con = textTable(
     ['contention: strategy', 'clients', 'calls', 'calls/client', 'completion ms', 'gave up'],
@@ -149,25 +158,10 @@ export function simulationReport(results: SimulationResults): Report {
       heading: 'Cost and outcome per strategy',
       tables: [
         {
-          columns: [
-            'strategy',
-            'calls',
-            'amplification',
-            'success',
-            'p50 ms',
-            'p99 ms',
-            'recovery ms',
-            'peak load',
-          ],
+          columns: DEPENDENCY_COLUMNS,
           rows: results.dependency.map((r) => [
-            r.strategy,
-            r.calls,
-            r.amplification.toFixed(2),
-            `${(r.successRate * 100).toFixed(1)}%`,
-            ms(r.p50Ms),
-            ms(r.p99Ms),
-            ms(r.recoveryMs),
-            { value: `${(r.peakLoad * 100).toFixed(0)}%`, tone: r.peakLoad > 1.5 ? 'bad' : 'good' },
+            ...dependencyCells(r),
+            { value: percent(r.peakLoad), tone: r.peakLoad > 1.5 ? 'bad' : 'good' },
           ]),
         },
       ],
