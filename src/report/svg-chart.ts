@@ -83,16 +83,30 @@ export function formatNumber(v: number): string {
   return v.toFixed(2);
 }
 
-/** A line chart of several series over a numeric x axis. */
-export function lineChart(options: LineChartOptions): string {
+/** The frame and the plot area of a chart whose legend lists `options.series`. */
+function plotArea(options: {
+  width?: number;
+  height?: number;
+  series: ReadonlyArray<{ name: string }>;
+}) {
   const width = options.width ?? 760;
   const height = options.height ?? 320;
   const legendRows = Math.ceil(
     options.series.length / legendColumns(options.series.map((x) => x.name)),
   );
   const plotBottom = height - M.bottom - legendRows * 14;
-  const plotW = width - M.left - M.right;
-  const plotH = plotBottom - M.top;
+  return {
+    width,
+    height,
+    plotBottom,
+    plotW: width - M.left - M.right,
+    plotH: plotBottom - M.top,
+  };
+}
+
+/** A line chart of several series over a numeric x axis. */
+export function lineChart(options: LineChartOptions): string {
+  const { width, height, plotBottom, plotW, plotH } = plotArea(options);
   let xMax = 0;
   let yMax = options.yMax ?? 0;
   for (const s of options.series) {
@@ -141,14 +155,7 @@ export function lineChart(options: LineChartOptions): string {
 
 /** Grouped bars: one group per category, one bar per series. */
 export function barChart(options: BarChartOptions): string {
-  const width = options.width ?? 760;
-  const height = options.height ?? 320;
-  const legendRows = Math.ceil(
-    options.series.length / legendColumns(options.series.map((x) => x.name)),
-  );
-  const plotBottom = height - M.bottom - legendRows * 14;
-  const plotW = width - M.left - M.right;
-  const plotH = plotBottom - M.top;
+  const { width, height, plotBottom, plotW, plotH } = plotArea(options);
   let yMax = 0;
   for (const s of options.series) for (const v of s.values) if (v > yMax) yMax = v;
   if (yMax <= 0) yMax = 1;
