@@ -1,20 +1,15 @@
-import { readFileSync } from 'node:fs';
 import middy from '@middy/core';
 import type {
   APIGatewayProxyEvent,
   APIGatewayProxyEventV2WithJWTAuthorizer,
   APIGatewayProxyResult,
-  Context,
 } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { createMemoryStore } from '../../src/idempotency/index.js';
 import { idempotencyContext, idempotencyKeyMiddy } from '../../src/lambda/api/index.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
 import { Gate, tempSqliteStore } from '../http/support/app.js';
-
-function fixture<T>(name: string): T {
-  return JSON.parse(readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8')) as T;
-}
+import { fixture, lambdaContext } from './support.js';
 
 function v1(key: string, body = '{"item":"book"}'): APIGatewayProxyEvent {
   const event = fixture<APIGatewayProxyEvent>('rest-api-v1-post.json');
@@ -28,23 +23,6 @@ function v2(key: string): APIGatewayProxyEventV2WithJWTAuthorizer {
   const event = fixture<APIGatewayProxyEventV2WithJWTAuthorizer>('http-api-v2-post.json');
   event.headers['idempotency-key'] = key;
   return event;
-}
-
-function context(remainingMs = 10_000): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: 'orders-api',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:orders-api',
-    memoryLimitInMB: '512',
-    awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
-    logGroupName: '/aws/lambda/orders-api',
-    logStreamName: '2024/03/13/[$LATEST]abcdef0123456789',
-    getRemainingTimeInMillis: () => remainingMs,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }
 
 describe('idempotencyKeyMiddy (@middy/core 6)', () => {
@@ -68,25 +46,25 @@ describe('idempotencyKeyMiddy (@middy/core 6)', () => {
         };
       });
     try {
-      const first = await handler(v1('m-1'), context());
+      const first = await handler(v1('m-1'), lambdaContext(10_000));
       expect(first).toEqual({
         statusCode: 201,
         headers: { 'content-type': 'application/json' },
         body: '{"charge":"ch_1"}',
       });
-      const again = await handler(v1('m-1'), context());
+      const again = await handler(v1('m-1'), lambdaContext(10_000));
       expect(again).toEqual({
         statusCode: 201,
         headers: { 'content-type': 'application/json', 'idempotent-replayed': 'true' },
         body: '{"charge":"ch_1"}',
         isBase64Encoded: false,
       });
-      const reuse = await handler(v1('m-1', '{"item":"lamp"}'), context());
+      const reuse = await handler(v1('m-1', '{"item":"lamp"}'), lambdaContext(10_000));
       expect(reuse.statusCode).toBe(422);
       const missing = v1('x');
       delete missing.headers['Idempotency-Key'];
       delete missing.multiValueHeaders['Idempotency-Key'];
-      expect((await handler(missing, context())).statusCode).toBe(400);
+      expect((await handler(missing, lambdaContext(10_000))).statusCode).toBe(400);
       expect(runs).toBe(1);
     } finally {
       await sqlite.cleanup();
@@ -107,9 +85,15 @@ describe('idempotencyKeyMiddy (@middy/core 6)', () => {
         if (runs === 1) throw new Error('ledger timeout');
         return { statusCode: 201, body: 'ok' };
       });
-    expect(await handler(v2('m-2'), context())).toEqual({ statusCode: 500, body: 'sorry' });
-    expect(await handler(v2('m-2'), context())).toEqual({ statusCode: 201, body: 'ok' });
-    expect(await handler(v2('m-2'), context())).toMatchObject({
+    expect(await handler(v2('m-2'), lambdaContext(10_000))).toEqual({
+      statusCode: 500,
+      body: 'sorry',
+    });
+    expect(await handler(v2('m-2'), lambdaContext(10_000))).toEqual({
+      statusCode: 201,
+      body: 'ok',
+    });
+    expect(await handler(v2('m-2'), lambdaContext(10_000))).toMatchObject({
       statusCode: 201,
       body: 'ok',
       headers: { 'idempotent-replayed': 'true' },
@@ -130,9 +114,9 @@ describe('idempotencyKeyMiddy (@middy/core 6)', () => {
         await gate.opened;
         return { statusCode: 201, body: 'made' };
       });
-    const first = handler(v2('m-3'), context(6_000));
+    const first = handler(v2('m-3'), lambdaContext(6_000));
     await running;
-    const busy = await handler(v2('m-3'), context());
+    const busy = await handler(v2('m-3'), lambdaContext(10_000));
     // The default hint: a second, however long the lease (6s here) has left.
     expect(busy).toMatchObject({ statusCode: 409, headers: { 'retry-after': '1' } });
     gate.open();
@@ -152,11 +136,14 @@ describe('idempotencyKeyMiddy (@middy/core 6)', () => {
         runs++;
         return { statusCode: 201, body: 'ran' };
       });
-    expect(await handler(v2('m-4'), context(3_000))).toEqual({ statusCode: 204 });
+    expect(await handler(v2('m-4'), lambdaContext(3_000))).toEqual({ statusCode: 204 });
     shortCircuit = false;
-    expect(await handler(v2('m-4'), context())).toMatchObject({ statusCode: 409 });
+    expect(await handler(v2('m-4'), lambdaContext(10_000))).toMatchObject({ statusCode: 409 });
     await clock.advance(3_000);
-    expect(await handler(v2('m-4'), context())).toEqual({ statusCode: 201, body: 'ran' });
+    expect(await handler(v2('m-4'), lambdaContext(10_000))).toEqual({
+      statusCode: 201,
+      body: 'ran',
+    });
     expect(runs).toBe(1);
   });
 });

@@ -1,10 +1,8 @@
-import { readFileSync } from 'node:fs';
 import type {
   APIGatewayProxyEvent,
   APIGatewayProxyEventV2WithJWTAuthorizer,
   APIGatewayProxyResult,
   APIGatewayProxyStructuredResultV2,
-  Context,
 } from 'aws-lambda';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
@@ -16,10 +14,7 @@ import {
   idempotentRestApiHandler,
 } from '../../src/lambda/api/index.js';
 import { Gate, countingStore, tempSqliteStore, unreachableStore } from '../http/support/app.js';
-
-function fixture<T>(name: string): T {
-  return JSON.parse(readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8')) as T;
-}
+import { fixture, lambdaContext } from './support.js';
 
 const v1Post = () => fixture<APIGatewayProxyEvent>('rest-api-v1-post.json');
 const v1Binary = () => fixture<APIGatewayProxyEvent>('rest-api-v1-post-base64.json');
@@ -37,24 +32,6 @@ function withV1Key(event: APIGatewayProxyEvent, key: string | string[]): APIGate
 function withV2Key(event: APIGatewayProxyEventV2WithJWTAuthorizer, key: string) {
   event.headers['idempotency-key'] = key;
   return event;
-}
-
-/** The Lambda context, as the runtime passes it. */
-function lambdaContext(remainingMs = 12_000): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: 'orders-api',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:orders-api',
-    memoryLimitInMB: '512',
-    awsRequestId: 'c6af9ac6-7b61-11e6-9a41-93e8deadbeef',
-    logGroupName: '/aws/lambda/orders-api',
-    logStreamName: '2024/03/13/[$LATEST]abcdef0123456789',
-    getRemainingTimeInMillis: () => remainingMs,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }
 
 const sqlite = tempSqliteStore();
