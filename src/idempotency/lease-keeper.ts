@@ -1,5 +1,6 @@
-import type { Clock } from '../clock.js';
+import { type Clock, systemClock } from '../clock.js';
 import { LeaseLostError } from '../errors.js';
+import { type FirstBeatWaiter, firstBeats } from './first-beat-ticker.js';
 import type { IdempotencyStore } from './store.js';
 import { callStore, checkHeartbeat } from './store-results.js';
 
@@ -19,7 +20,9 @@ import { callStore, checkHeartbeat } from './store-results.js';
  * the lease, whichever is sooner, and a beat that finds the lease over presumes it lost
  * instead of sending. Only while a beat is in flight is a second timer armed, at the end of
  * the lease, so that a beat that never answers (a stalled connection) still ends the lease.
- * An operation shorter than the interval (the common case) thus sets and clears one timer.
+ * On the system clock the wait for the first beat is shared by all leases (see
+ * first-beat-ticker.ts), so an operation shorter than the interval (the common case) sets no
+ * timer at all; on another clock it sets and clears one.
  */
 /**
  * The longest delay a timer takes: Node runs a `setTimeout` longer than 2^31 - 1 ms after
@@ -30,13 +33,15 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 const NOT_RENEWED =
   'the lease could not be renewed before it ended; another worker may hold it now';
 
-export class LeaseKeeper {
+export class LeaseKeeper implements FirstBeatWaiter {
   // Created on first use: most runs never look at the signal, and the hot path shows it.
   private controller: AbortController | undefined;
   private lostWith: LeaseLostError | undefined;
   private cancelTimer: (() => void) | undefined;
   private cancelDeadline: (() => void) | undefined;
   private stopped = false;
+  /** True while the shared ticker holds the first beat (system clock only). */
+  private waitingFirstBeat = false;
   /** Local time before which the lease is surely still ours. */
   private safeUntil: number;
 
@@ -68,12 +73,31 @@ export class LeaseKeeper {
 
   /** Starts heartbeats (none when the interval is 0). */
   start(): void {
-    if (this.intervalMs > 0) this.schedule();
+    if (this.intervalMs <= 0 || this.stopped) return;
+    if (this.clock === systemClock) {
+      this.waitingFirstBeat = true;
+      firstBeats.add(this, this.nextBeatDelay());
+    } else {
+      this.schedule();
+    }
+  }
+
+  /** Called by the shared ticker: the first beat is due in `ms`, on a timer of this lease's own. */
+  armFirstBeat(ms: number): void {
+    this.waitingFirstBeat = false;
+    if (this.stopped) return;
+    // Due now: a timer of 0 ms would run a millisecond later (Node's minimum).
+    if (ms <= 0) void this.beat();
+    else this.armBeat(ms);
   }
 
   /** Stops heartbeats and clears the timers. Idempotent. */
   stop(): void {
     this.stopped = true;
+    if (this.waitingFirstBeat) {
+      this.waitingFirstBeat = false;
+      firstBeats.delete(this);
+    }
     this.cancelTimer?.();
     this.cancelTimer = undefined;
     this.cancelDeadline?.();
@@ -90,9 +114,16 @@ export class LeaseKeeper {
 
   /** The next beat, at the interval or at the end of the lease if that comes first. */
   private schedule(): void {
-    if (this.stopped) return;
+    if (!this.stopped) this.armBeat(this.nextBeatDelay());
+  }
+
+  /** Milliseconds to the next beat: the interval, or less when the lease ends sooner. */
+  private nextBeatDelay(): number {
     // A beat earlier than the interval only renews the lease sooner.
-    const delay = Math.min(this.intervalMs, this.safeUntil - this.clock.now(), MAX_TIMER_MS);
+    return Math.min(this.intervalMs, this.safeUntil - this.clock.now(), MAX_TIMER_MS);
+  }
+
+  private armBeat(delay: number): void {
     this.cancelTimer = this.clock.setTimer(delay, () => {
       this.cancelTimer = undefined;
       void this.beat();
