@@ -34,7 +34,9 @@ describe.skipIf(!hasRedisServer)(
     let server: ChildProcess | undefined;
     let admin: Redis;
     let store: RedisStore;
+    let batched: RedisStore;
     const name = `${RUN_ID}-store`;
+    const batchedName = `${RUN_ID}-batched`;
 
     beforeAll(async () => {
       port = await freePort();
@@ -47,24 +49,42 @@ describe.skipIf(!hasRedisServer)(
         // handles a lost connection, not from a command timing out.
         commandTimeoutMs: 600_000,
       });
+      batched = await openRedisStore(`redis://127.0.0.1:${port}`, {
+        connectionName: batchedName,
+        commandTimeoutMs: 600_000,
+        batch: true,
+      });
     });
     afterAll(async () => {
       await store?.close?.();
+      await batched?.close?.();
       admin?.disconnect();
       server?.kill('SIGKILL');
     });
 
     /** CLIENT PAUSE holds the store's next script on the server, in flight, until killed. */
     async function killMidScript<T>(operation: () => Promise<T>): Promise<unknown> {
+      return killMidScripts(() => [operation()]).then((errors) => errors[0]);
+    }
+
+    /** The same for several calls started together; resolves with the error of each. */
+    async function killMidScripts(
+      operations: () => Array<Promise<unknown>>,
+      connection = name,
+    ): Promise<unknown[]> {
       await admin.client('PAUSE', 10_000, 'WRITE');
       try {
-        const pending = operation().then(
-          () => new Error('the operation finished although its connection was killed'),
-          (error: unknown) => error,
+        const pending = Promise.all(
+          operations().map((call) =>
+            call.then(
+              () => new Error('the operation finished although its connection was killed'),
+              (error: unknown) => error,
+            ),
+          ),
         );
         const id = await waitFor(async () => {
           const line = (await clientList(admin)).find(
-            (c) => c.name === name && c.cmd === 'evalsha' && c.flags.includes('b'),
+            (c) => c.name === connection && c.cmd === 'evalsha' && c.flags.includes('b'),
           );
           return line?.id;
         });
@@ -103,6 +123,41 @@ describe.skipIf(!hasRedisServer)(
         status: 'completed',
         result: '"r"',
       });
+    });
+
+    it('a connection killed during a batch fails every call of it; the next calls work', async () => {
+      await batched.get('warm-up');
+      const keys = Array.from({ length: 10 }, (_, i) => `killed-batch-${i}`);
+      const errors = await killMidScripts(
+        () => keys.map((key) => batched.begin(key, 'fp', 30_000, 60_000)),
+        batchedName,
+      );
+      for (const error of errors) {
+        expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+        // All ten were one script call.
+        expect((error as Error).message).toMatch(/beginMany/);
+      }
+      for (const key of keys) expect(await batched.get(key)).toBeUndefined();
+      const begun = await Promise.all(keys.map((key) => batched.begin(key, 'fp', 30_000, 60_000)));
+      for (const result of begun) expect(result).toMatchObject({ kind: 'acquired', attempts: 1 });
+
+      // A batch of completes: nothing written, and the holders complete afterwards.
+      const tokens = begun.map((r) => (r.kind === 'acquired' ? r.token : 0));
+      const completeErrors = await killMidScripts(
+        () => keys.map((key, i) => batched.complete(key, tokens[i] as number, '"r"', 60_000)),
+        batchedName,
+      );
+      for (const error of completeErrors) {
+        expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+        expect((error as Error).message).toMatch(/completeMany/);
+      }
+      for (const key of keys) {
+        expect(await batched.get(key)).toMatchObject({ status: 'in_progress' });
+      }
+      const done = await Promise.all(
+        keys.map((key, i) => batched.complete(key, tokens[i] as number, '"r"', 60_000)),
+      );
+      expect(done.every((d) => d.kind === 'ok')).toBe(true);
     });
 
     it('falls back to EVAL when the server forgot the scripts (NOSCRIPT)', async () => {

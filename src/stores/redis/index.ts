@@ -1,3 +1,8 @@
-export { createRedisStore, type RedisStore, type RedisStoreOptions } from './redis-store.js';
+export {
+  createRedisStore,
+  type RedisBatchOptions,
+  type RedisStore,
+  type RedisStoreOptions,
+} from './redis-store.js';
 export { openRedisStore, type OpenRedisStoreOptions } from './open-redis-store.js';
 export { fromNodeRedis, type NodeRedisLike, type RedisLike } from './redis-like.js';

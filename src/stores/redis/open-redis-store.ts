@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import type { RedisLike } from './redis-like.js';
-import { createRedisStore, type RedisStore } from './redis-store.js';
+import { type RedisBatchOptions, createRedisStore, type RedisStore } from './redis-store.js';
 
 /** Options of {@link openRedisStore}. */
 export interface OpenRedisStoreOptions {
@@ -12,10 +12,12 @@ export interface OpenRedisStoreOptions {
   connectTimeoutMs?: number;
   /** `CLIENT SETNAME` of the connection, to find it in `CLIENT LIST` (default `reprocess`). */
   connectionName?: string;
+  /** Batch concurrent begin and complete calls (default false, or the URL's `?batch=true`). */
+  batch?: boolean | RedisBatchOptions;
 }
 
 /**
- * Opens a Redis store from a URL (`redis://[user:password@]host[:port][/db][?prefix=p:]`,
+ * Opens a Redis store from a URL (`redis://[user:password@]host[:port][/db][?prefix=p:&batch=true]`,
  * `rediss://` for TLS) with its own ioredis client, which `close()` closes.
  *
  * The client is set up to fail closed instead of waiting:
@@ -36,7 +38,7 @@ export async function openRedisStore(
   url: string,
   options: OpenRedisStoreOptions = {},
 ): Promise<RedisStore> {
-  const { redisUrl, prefix } = parseRedisUrl(url);
+  const { redisUrl, prefix, batch } = parseRedisUrl(url);
   const Redis = await loadIoredis();
   const client = new Redis(redisUrl, {
     maxRetriesPerRequest: 0,
@@ -52,10 +54,12 @@ export async function openRedisStore(
   client.on('error', () => {});
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
+    batch: options.batch ?? batch ?? false,
   });
   return {
     ...store,
     async close() {
+      await store.close?.();
       try {
         await client.quit();
       } catch {
@@ -65,8 +69,8 @@ export async function openRedisStore(
   };
 }
 
-/** Splits the store's own `prefix` query parameter from the URL ioredis gets. */
-export function parseRedisUrl(url: string): { redisUrl: string; prefix?: string } {
+/** Splits the store's own parameters (`prefix`, `batch`) from the URL ioredis gets. */
+export function parseRedisUrl(url: string): { redisUrl: string; prefix?: string; batch?: boolean } {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -79,10 +83,22 @@ export function parseRedisUrl(url: string): { redisUrl: string; prefix?: string 
     );
   }
   const prefix = parsed.searchParams.get('prefix');
+  const batch = parsed.searchParams.get('batch');
   parsed.searchParams.delete('prefix');
-  return prefix === null
-    ? { redisUrl: parsed.toString() }
-    : { redisUrl: parsed.toString(), prefix };
+  parsed.searchParams.delete('batch');
+  const result: { redisUrl: string; prefix?: string; batch?: boolean } = {
+    redisUrl: parsed.toString(),
+  };
+  if (prefix !== null) result.prefix = prefix;
+  if (batch !== null) {
+    if (!['true', '1', 'false', '0'].includes(batch)) {
+      throw new InvalidArgumentError(
+        `openRedisStore: batch must be true, 1, false or 0, got ${JSON.stringify(batch)}`,
+      );
+    }
+    result.batch = batch === 'true' || batch === '1';
+  }
+  return result;
 }
 
 async function loadIoredis(): Promise<typeof import('ioredis').Redis> {

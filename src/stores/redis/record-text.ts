@@ -5,7 +5,8 @@ import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js
  * The text forms of the Redis store (see scripts.ts for the layout):
  *
  *   record string   "<status> <token> <attempts> <leaseUntil> <expiresAt> <createdAt> <updatedAt> <hasSteps>\n<fingerprint>\n<payload>"
- *   existing reply  "e<JSON [stepName, result, ...]>\n<record string>"
+ *   existing reply  "e<JSON [stepName, result, ...]>\n<record string>", or the record string
+ *                   alone for a record without steps (begin)
  *
  * Two escapes keep the framing unambiguous whatever the caller's strings are: the fingerprint
  * line has no newline (`%` -> %25, newline -> %0A), and the key inside the hash tag has no `}`
@@ -47,7 +48,8 @@ export function recordFromReply(key: string, reply: string): IdempotencyRecord {
   return recordFromText(key, reply.slice(split + 1), steps);
 }
 
-function recordFromText(
+/** Reads a record string (`steps` given apart: the string does not hold them). */
+export function recordFromText(
   key: string,
   text: string,
   steps: Record<string, string>,

@@ -20,14 +20,19 @@ export class ScriptRunner {
   }
 
   /** Runs script `name` on the two keys of one record. Driver failures become reprocess errors. */
-  async run(name: ScriptName, keys: [string, string], args: string[]): Promise<unknown> {
+  run(name: ScriptName, keys: [string, string], args: string[]): Promise<unknown> {
+    return this.runOn(name, 2, [keys[0], keys[1], ...args]);
+  }
+
+  /** Runs script `name` with `numKeys` keys first in `keysAndArgs`. */
+  async runOn(name: ScriptName, numKeys: number, keysAndArgs: string[]): Promise<unknown> {
     try {
-      return await this.client.evalsha(this.shas[name], 2, keys[0], keys[1], ...args);
+      return await this.client.evalsha(this.shas[name], numKeys, ...keysAndArgs);
     } catch (error) {
       if (!messageOf(error).includes('NOSCRIPT')) throw toStoreError(error, name);
     }
     try {
-      return await this.client.eval(SCRIPTS[name], 2, keys[0], keys[1], ...args);
+      return await this.client.eval(SCRIPTS[name], numKeys, ...keysAndArgs);
     } catch (error) {
       throw toStoreError(error, name);
     }
