@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import { InvalidArgumentError } from '../../errors.js';
 import type { Delivery, Headers, QuarantineHistory } from '../types.js';
+import type { AckEntry, AckTracker } from './amqp-acks.js';
 import type { ConfirmPublisher } from './amqp-connection.js';
 import { AmqpChannelLostError } from './amqp-errors.js';
 import {
@@ -15,13 +16,14 @@ import {
 import type { AmqpTopology } from './amqp-topology.js';
 import { pickDelayTier } from './delay-tiers.js';
 import { encodeHistory } from './history-headers.js';
-import type { SendBatch } from './send-batch.js';
 
 /** The channel a delivery came on; once it closes, its deliveries cannot be settled. */
 export interface AmqpSession {
   channel: Channel;
   consumerTag: string | undefined;
   alive: boolean;
+  /** Its acks, coalesced. */
+  acks: AckTracker;
 }
 
 /** What every delivery of one source shares. */
@@ -30,7 +32,6 @@ export interface AmqpDeliveryContext {
   now(): number;
   /** The confirm publisher, or undefined once the source is closed. */
   publisher(): ConfirmPublisher | undefined;
-  acks: SendBatch;
 }
 
 /** One RabbitMQ delivery; see createAmqpSource for what each settling call does. */
@@ -46,6 +47,7 @@ export class AmqpDelivery implements Delivery {
   readonly #context: AmqpDeliveryContext;
   readonly #original: Record<string, unknown>;
   readonly #receivedAt: number;
+  readonly #ack: AckEntry;
   #settled = false;
   #settling = false;
 
@@ -68,12 +70,13 @@ export class AmqpDelivery implements Delivery {
     this.#session = session;
     this.#context = context;
     this.#receivedAt = context.now();
+    this.#ack = session.acks.track(message, this.id);
   }
 
   ack(): Promise<void> {
     // Checked now (a dead channel rejects at once), sent with the next burst of acks.
     return this.#settle('ack', async () => {
-      this.#context.acks.add(() => this.#ackOriginal('ack'));
+      this.#session.acks.want(this.#ack);
     });
   }
 
@@ -102,6 +105,7 @@ export class AmqpDelivery implements Delivery {
     return this.#settle('release', async () => {
       try {
         this.#session.channel.nack(this.#message, false, true);
+        this.#session.acks.done(this.#ack);
       } catch (error) {
         throw new AmqpChannelLostError(
           `could not give back ${this.id}: its channel closed; RabbitMQ redelivers it`,
@@ -149,6 +153,7 @@ export class AmqpDelivery implements Delivery {
     }
     try {
       this.#session.channel.ack(this.#message);
+      this.#session.acks.done(this.#ack);
     } catch (error) {
       throw new AmqpChannelLostError(
         `could not ${what} ${this.id}: its channel closed; RabbitMQ redelivers it (and idempotency absorbs a duplicate)`,

@@ -16,6 +16,7 @@ import {
   closeQuietly,
   openAmqpConnection,
 } from './amqp-connection.js';
+import { AckTracker } from './amqp-acks.js';
 import { AmqpDelivery, type AmqpDeliveryContext, type AmqpSession } from './amqp-delivery.js';
 import { AmqpChannelLostError } from './amqp-errors.js';
 import {
@@ -24,7 +25,6 @@ import {
   declareAmqpTopology,
   resolveAmqpTopology,
 } from './amqp-topology.js';
-import { SendBatch } from './send-batch.js';
 
 /** Options of {@link createAmqpSource} besides the connection. */
 export interface AmqpSourceSettings extends AmqpTopologyOptions {
@@ -87,7 +87,12 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   async function subscribe(): Promise<void> {
     if (!connection) throw new InvalidArgumentError('the AMQP source is not started');
     const channel = await connection.createChannel();
-    const current: AmqpSession = { channel, consumerTag: undefined, alive: true };
+    const current: AmqpSession = {
+      channel,
+      consumerTag: undefined,
+      alive: true,
+      acks: new AckTracker(channel, () => current.alive, report),
+    };
     channel.on('error', (error: unknown) => report(error));
     channel.on('close', () => {
       current.alive = false;
@@ -110,8 +115,10 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
           }
           if (state !== 'running') {
             // Stopped while the broker was still sending: give it straight back.
+            const entry = current.acks.track(message, '');
             try {
               channel.nack(message, false, true);
+              current.acks.done(entry);
             } catch {
               // The channel is gone: the broker requeues it anyway.
             }
@@ -154,7 +161,6 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     topology,
     now: () => clock.now(),
     publisher: () => publisher,
-    acks: new SendBatch(report),
   };
 
   return {
