@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { quoteJson } from './json-text.js';
 
 /**
  * Canonical JSON of `value`, for fingerprints: the same data gives the same text whatever
@@ -36,7 +37,7 @@ interface Walk {
 function write(value: unknown, walk: Walk): string | undefined {
   switch (typeof value) {
     case 'string':
-      return JSON.stringify(value);
+      return quoteJson(value);
     case 'number':
       // What JSON.stringify writes for a number (ToString), without the generic call.
       if (!Number.isFinite(value)) return 'null';
@@ -106,7 +107,7 @@ function writeObject(value: object, walk: Walk): string | undefined {
       const member = child((value as Record<string, unknown>)[key], key, walk);
       if (member === undefined) continue;
       if (text.length > 1) text += ',';
-      text += `${JSON.stringify(key)}:${member}`;
+      text += `${quoteJson(key)}:${member}`;
     }
     return `${text}}`;
   } finally {

@@ -1,5 +1,6 @@
 import * as crypto from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
+import { quoteJson } from './json-text.js';
 
 /** What {@link hashKey} hashes: the operation, the optional principal and the caller's key. */
 export interface KeyParts {
@@ -27,7 +28,7 @@ export const sha256Hex: (text: string) => string =
  * different text), and "no principal" differs from every principal, even an empty one.
  */
 export function hashKey(parts: KeyParts): string {
-  return sha256Hex(`${scopeFrame(parts.operation, parts.principal)}${JSON.stringify(parts.key)}]`);
+  return sha256Hex(`${scopeFrame(parts.operation, parts.principal)}${quoteJson(parts.key)}]`);
 }
 
 /**
@@ -40,7 +41,7 @@ export function scopedKeyHasher(
   principal: string | undefined,
 ): (key: string) => string {
   const frame = scopeFrame(operation, principal);
-  return (key) => sha256Hex(`${frame}${JSON.stringify(key)}]`);
+  return (key) => sha256Hex(`${frame}${quoteJson(key)}]`);
 }
 
 /**
