@@ -213,6 +213,43 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     }
   }, 60_000);
 
+  it('opened from a URL with ?batch=true: metacharacters round-trip through batched statements', async () => {
+    const store = await openMysqlStore(`${url}?table=${table}&batch=true`);
+    const keys = [
+      "it's 100% done; DROP TABLE x; --",
+      'emoji 🎉 key with "quotes" and \\backslash',
+      '? ?? :name @p0 %s %_ `tick`',
+      'trailing space ',
+      'trailing space',
+      '\u0000nul',
+    ];
+    try {
+      const held = (await Promise.all(
+        keys.map((k) => store.begin(k, `fp ${k}`, 60_000, 60_000)),
+      )) as Acquired[];
+      expect(held.map((h) => h.kind)).toEqual(keys.map(() => 'acquired'));
+      const done = await Promise.all(
+        keys.map((k, i) =>
+          i % 2 === 0
+            ? store.complete(k, held[i]?.token ?? 0, `"${k}" \\ ' \u0000`, 60_000)
+            : store.fail(k, held[i]?.token ?? 0, `{"e":"${k}"}`, 60_000),
+        ),
+      );
+      expect(done.map((d) => d.kind)).toEqual(keys.map(() => 'ok'));
+      const again = await Promise.all(keys.map((k) => store.begin(k, `fp ${k}`, 60_000, 60_000)));
+      for (const [i, k] of keys.entries()) {
+        const r = again[i];
+        if (r?.kind !== 'existing') throw new Error(`expected a replay of ${k}`);
+        expect(r.record.key).toBe(k);
+        expect(r.record.fingerprint).toBe(`fp ${k}`);
+        if (i % 2 === 0) expect(r.record.result).toBe(`"${k}" \\ ' \u0000`);
+        else expect(r.record.error).toBe(`{"e":"${k}"}`);
+      }
+    } finally {
+      await store.close?.();
+    }
+  });
+
   const blockers = new Set<mysql.Connection>();
   afterEach(async () => {
     for (const b of blockers) await b.end();

@@ -74,13 +74,19 @@ export function mysqlStatements(table: string): MysqlStatements {
   const fenced = "`key` = ? AND token = ? AND status = 'in_progress'";
   return {
     /*
-     * begin is optimistic: READ, then one conditional write only when the read says so.
+     * begin is optimistic, in one of two orders that the store picks from what recent calls
+     * found (mysql-store.ts, BeginOrder). Read-first, while most keys already have a record:
      *
      *   read ─ live ───────────────────────────────► existing (1 round trip: a replay)
      *     ├─ no row ─► insert ─ ok ─────────────────► acquired (2 round trips)
      *     │              └─ duplicate key ─► read again
      *     └─ not live ─► takeOver ─ matched ─► readHeld ─► acquired (takeover or fresh start)
      *                        └─ not matched ─► read again
+     *
+     * Insert-first, while most keys are new: the same plain INSERT, and on a duplicate key
+     * the read above. A new key is then 1 round trip (with complete, 2: the floor's count),
+     * a replay 2. The writes are the same statements either way, so the order changes only
+     * the cost, never who acquires.
      *
      * Why not the two forms the issue names. A transaction with SELECT ... FOR UPDATE costs
      * 4 round trips, and FOR UPDATE on a missing key takes a gap lock that deadlocks two

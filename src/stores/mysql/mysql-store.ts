@@ -94,11 +94,12 @@ type BeginOutcome = BeginResult | typeof AGAIN | Error;
 type FinishOutcome = FencedResult | StoreUnavailableError;
 
 /**
- * Which statement begin sends first. Read-first costs a replay one round trip and a new key
- * three (read, insert, complete); insert-first the other way round (a replay pays for a
- * duplicate-key error, then reads). The store follows what recent calls found: the share of
- * keys that had no record, as a moving average over about the last 16 keys, starting at read-first.
- * Either order is correct; only the cost differs.
+ * Which statement begin sends first. Read-first: a replay is one round trip, a new key two
+ * (read, insert). Insert-first: a new key is one, a replay two (a duplicate-key error, then
+ * the read). The store follows what recent calls found: the share of keys that had no
+ * record, as a moving average over about the last 16 keys, starting at read-first. Either
+ * order runs the same conditional writes, so only the cost differs. At a switch, the calls
+ * already in flight pay the wrong order once (at most the concurrency).
  */
 class BeginOrder {
   private newShare = 0;
@@ -113,9 +114,10 @@ class BeginOrder {
 /**
  * An idempotency store on MySQL 8 or MariaDB 10.5 and later (InnoDB). Leases, expiry and
  * fencing tokens use the server's clock (`UTC_TIMESTAMP(6)` inside each statement). Every
- * write is one atomic conditional statement; `begin` reads first, so a replay is one
- * consistent read, and writes only when the read says the record may be acquired (see
- * mysql-statements.ts for the protocol and why).
+ * write is one atomic conditional statement. `begin` reads first while most keys it sees
+ * exist (a replay is one consistent read) and inserts first while most are new (a new key is
+ * one INSERT); see mysql-statements.ts for the protocol and why. With `batch`, concurrent
+ * calls share statements.
  *
  * `db` is the caller's `mysql2/promise` pool (`mysql.createPool(...)`, or `.promise()` of a
  * callback pool); `close()` does not end it. Use a utf8mb4 connection charset (mysql2's
@@ -220,14 +222,15 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
 
   /** One round of begin, alone; AGAIN when the record changed under it. */
   async function beginOne(input: BeginInput): Promise<BeginOutcome> {
-    if (order.insertFirst()) {
+    const insertFirst = order.insertFirst();
+    if (insertFirst) {
       const inserted = await insertOne(input);
       order.saw(inserted !== AGAIN);
       if (inserted !== AGAIN) return inserted;
       // The key exists: fall through to the read, as a read-first round would have begun.
     }
     const [row] = await rows('begin', sql.read, [input.fingerprint, input.key]);
-    order.saw(row === undefined);
+    if (!insertFirst) order.saw(row === undefined);
     if (row === undefined) return insertOne(input);
     if (Number((row as { live?: unknown }).live) === 1) {
       return { kind: 'existing', record: recordFromRow(row) };

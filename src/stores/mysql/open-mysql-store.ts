@@ -13,11 +13,11 @@ export interface OpenMysqlStoreOptions extends MysqlStoreOptions {
 }
 
 /** Query parameters of the URL that are the store's, not the driver's. */
-const STORE_PARAMETERS = ['table', 'poolSize'] as const;
+const STORE_PARAMETERS = ['table', 'batch', 'poolSize'] as const;
 
 /**
  * Opens a MySQL/MariaDB store on its own mysql2 pool, from a URL such as
- * `mysql://user:pass@host:3306/app?table=records` (`mariadb://` works too). The database is
+ * `mysql://user:pass@host:3306/app?table=records&batch=true` (`mariadb://` works too). The database is
  * the URL's path. The store owns the pool: `close()` ends it.
  *
  * The pool fails closed: connecting gives up after `connectTimeoutMs`, a statement after
@@ -54,6 +54,7 @@ export async function openMysqlStore(
     parsed.searchParams.delete(name);
     if (value === null) continue;
     if (name === 'table') fromUrl.table = value;
+    else if (name === 'batch') fromUrl.batch = parseBoolean(name, value);
     else if (/^\d+$/.test(value)) fromUrl.poolSize = Number(value);
     else {
       throw new InvalidArgumentError(`openMysqlStore: ?${name}= must be an integer, got ${value}`);
@@ -96,9 +97,18 @@ export async function openMysqlStore(
 
   const { poolSize: _size, connectTimeoutMs: _c, queryTimeoutMs: _q, ...storeOptions } = merged;
   const store = createMysqlStore(db, storeOptions);
+  const closeBatches = store.close?.bind(store);
   return Object.assign(store, {
     async close() {
+      // Batches still running finish (or fail) before their pool ends.
+      await closeBatches?.();
       await pool.end();
     },
   });
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new InvalidArgumentError(`openMysqlStore: ?${name}= must be true or false, got ${value}`);
 }
