@@ -22,53 +22,49 @@ export interface ProblemType {
   status: number;
 }
 
-function problemType(slug: string, title: string, status: number): ProblemType {
-  return { type: `${PROBLEM_BASE}${slug}`, title, status };
-}
-
-/** The problem type of every error code the HTTP front answers with. */
-export const PROBLEM_TYPES: Readonly<Record<string, ProblemType>> = Object.freeze({
-  [ErrorCode.IDEMPOTENCY_KEY_MISSING]: problemType(
+/** Error code, URI slug, title, status: one row per problem the HTTP front answers with. */
+const PROBLEMS: ReadonlyArray<
+  readonly [code: string, slug: string, title: string, status: number]
+> = [
+  [
+    ErrorCode.IDEMPOTENCY_KEY_MISSING,
     'idempotency-key-missing',
     'Idempotency-Key header required',
     400,
-  ),
-  [ErrorCode.IDEMPOTENCY_KEY_INVALID]: problemType(
+  ],
+  [
+    ErrorCode.IDEMPOTENCY_KEY_INVALID,
     'idempotency-key-invalid',
     'Idempotency-Key header invalid',
     400,
-  ),
-  [HttpErrorCode.REQUEST_BODY_TOO_LARGE]: problemType(
-    'request-body-too-large',
-    'Request body too large',
-    413,
-  ),
-  [ErrorCode.IDEMPOTENCY_KEY_REUSE]: problemType(
+  ],
+  [HttpErrorCode.REQUEST_BODY_TOO_LARGE, 'request-body-too-large', 'Request body too large', 413],
+  [
+    ErrorCode.IDEMPOTENCY_KEY_REUSE,
     'idempotency-key-reuse',
     'Idempotency-Key reused with a different request',
     422,
-  ),
-  [ErrorCode.IDEMPOTENCY_IN_PROGRESS]: problemType(
+  ],
+  [
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS,
     'idempotency-in-progress',
     'A request with this Idempotency-Key is in progress',
     409,
+  ],
+  [ErrorCode.RESULT_TOO_LARGE, 'response-not-stored', 'Response too large to replay', 410],
+  [ErrorCode.STORE_UNAVAILABLE, 'store-unavailable', 'Idempotency store unavailable', 503],
+  [ErrorCode.RECORD_CORRUPT, 'record-corrupt', 'Stored response could not be read', 500],
+];
+
+/** The problem type of every error code the HTTP front answers with. */
+export const PROBLEM_TYPES: Readonly<Record<string, ProblemType>> = Object.freeze(
+  Object.fromEntries(
+    PROBLEMS.map(([code, slug, title, status]) => [
+      code,
+      { type: `${PROBLEM_BASE}${slug}`, title, status },
+    ]),
   ),
-  [ErrorCode.RESULT_TOO_LARGE]: problemType(
-    'response-not-stored',
-    'Response too large to replay',
-    410,
-  ),
-  [ErrorCode.STORE_UNAVAILABLE]: problemType(
-    'store-unavailable',
-    'Idempotency store unavailable',
-    503,
-  ),
-  [ErrorCode.RECORD_CORRUPT]: problemType(
-    'record-corrupt',
-    'Stored response could not be read',
-    500,
-  ),
-});
+);
 
 /** The body of a problem response. Extension members (e.g. `retryAfter`) may follow. */
 export interface ProblemDetails {
