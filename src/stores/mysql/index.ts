@@ -1,5 +1,6 @@
 export {
   createMysqlStore,
+  type MysqlBatchOptions,
   type MysqlStore,
   type MysqlStoreOptions,
 } from './mysql-store.js';

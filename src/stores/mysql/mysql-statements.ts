@@ -164,12 +164,12 @@ export function mysqlStatements(table: string): MysqlStatements {
  *      recent keys                         ▼
  *      were new)     readMany ─ live ────────────────────────► existing
  *     (otherwise) ───►  ├─ no row ─► insertMany ─ ok ────────► acquired
- *                       │               └─ duplicate ────────► again (next batch)
+ *                       │               └─ duplicate ─► insert, one key at a time
  *                       └─ not live ─► takeOver, one key at a time (as the single path)
  *
  * insertMany is one multi-row INSERT: atomic, so a duplicate key anywhere rolls the whole
- * statement back and no key of it is acquired (they go round again and read the winner's
- * row). The clock is read once per statement, so every row gets the same token
+ * statement back and no key of it is acquired. After a read, each of its keys then gets
+ * its own INSERT (as the single path), so a contended batch still settles every key. The clock is read once per statement, so every row gets the same token
  * (LAST_INSERT_ID). Rows go in key order, so two batches take their locks in one order.
  *
  * finishMany is one multi-table UPDATE: a derived table of (key, token, kind, value, ttl)

@@ -267,6 +267,8 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     };
   }
 
+  const settle = (error: unknown) => storeError('begin', error);
+
   const batchSql = new Map<number, MysqlBatchStatements>();
   const batchStatements = (n: number) => {
     let statements = batchSql.get(n);
@@ -294,8 +296,12 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     }
   }
 
-  /** One multi-row INSERT of new records (inputs sorted by key); AGAIN for all on a duplicate. */
-  async function insertMany(inputs: BeginInput[]): Promise<BeginOutcome[]> {
+  /**
+   * One multi-row INSERT of new records (inputs sorted by key). On a duplicate key it acquired
+   * none: AGAIN for all, or with `oneByOne`, each key's own INSERT, so every key that is still
+   * missing is acquired now (a contended batch cannot go round again and again).
+   */
+  async function insertMany(inputs: BeginInput[], oneByOne: boolean): Promise<BeginOutcome[]> {
     if (inputs.length === 1) return [await insertOne(inputs[0] as BeginInput)];
     const values: MysqlValue[] = [];
     for (const i of inputs) values.push(i.key, i.fingerprint, i.leaseMs, i.ttlMs, i.leaseMs);
@@ -305,8 +311,9 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
         await db.query(batchStatements(inputs.length).insertMany, values)
       )[0] as MysqlResultHeader;
     } catch (error) {
-      if (isDuplicateKey(error) || isTransientConflict(error)) return inputs.map(() => AGAIN);
-      throw storeError('begin', error);
+      if (!(isDuplicateKey(error) || isTransientConflict(error))) throw storeError('begin', error);
+      if (!oneByOne) return inputs.map(() => AGAIN);
+      return Promise.all(inputs.map((input) => insertOne(input).catch(settle)));
     }
     return inputs.map((i) => fresh(i.key, header, i.leaseMs));
   }
@@ -316,7 +323,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     const inputs = sortedByKey(given);
     const outcomes = new Map<BeginInput, BeginOutcome>();
     if (order.insertFirst()) {
-      const all = await insertMany(inputs);
+      const all = await insertMany(inputs, false);
       // All or none: the INSERT is one atomic statement. When it failed, the read counts.
       if (!(all[0] === AGAIN || all[0] instanceof Error)) {
         for (const [n, input] of inputs.entries()) {
@@ -360,11 +367,10 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       }
     }
     // Each part fails alone: the records already read are answered whatever happens here.
-    const settle = (error: unknown) => storeError('begin', error);
     const [insertedOutcomes, takenOutcomes] = await Promise.all([
       absent.length === 0
         ? []
-        : insertMany(absent).catch((error: unknown) => absent.map(() => settle(error))),
+        : insertMany(absent, true).catch((error: unknown) => absent.map(() => settle(error))),
       Promise.all(takeovers.map((input) => takeOver(input).catch(settle))),
     ]);
     for (const [n, input] of absent.entries()) {
