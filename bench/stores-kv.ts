@@ -9,6 +9,8 @@
  *   Redis (ioredis):   fresh = SET key NX PX, then SET key result PX; replay = one GET
  *   DynamoDB (SDK v3): fresh = PutItem if attribute_not_exists, then UpdateItem; replay = one GetItem
  * `idempotent()` rows go through the whole core (hashing, codec, state machine) on the store.
+ * `, batch` rows are the Redis store with `batch: true` (concurrent begin and complete calls
+ * share one script call each; at concurrency 1 every call goes alone).
  * Powertools rows are `makeIdempotent` with its Redis layer (`CachePersistenceLayer` on an
  * @redis/client client) and its DynamoDB layer, with a Lambda context registered so that it
  * knows the remaining time (without one it warns on every call).
@@ -300,6 +302,8 @@ async function benchRedis(): Promise<Row[]> {
   const raw = new Redis(REDIS_URL);
   const store = await openRedisStore(REDIS_URL, { prefix: `${RUN}:store:` });
   const coreStore = await openRedisStore(REDIS_URL, { prefix: `${RUN}:core:` });
+  const batched = await openRedisStore(REDIS_URL, { prefix: `${RUN}:batch:`, batch: true });
+  const coreBatched = await openRedisStore(REDIS_URL, { prefix: `${RUN}:coreb:`, batch: true });
   const nodeRedis = await createClient({ url: REDIS_URL }).connect();
   try {
     const floor: Variant = {
@@ -340,7 +344,9 @@ async function benchRedis(): Promise<Row[]> {
         floor,
         powertools,
         storeVariant('redis store', compare, store),
+        storeVariant('redis store, batch', compare, batched),
         coreVariant('idempotent() on redis', compare, coreStore),
+        coreVariant('idempotent() on redis, batch', compare, coreBatched),
       ],
       redisCpu,
     );
@@ -353,6 +359,8 @@ async function benchRedis(): Promise<Row[]> {
     } while (cursor !== '0');
     await store.close?.();
     await coreStore.close?.();
+    await batched.close?.();
+    await coreBatched.close?.();
     await nodeRedis.close();
     await raw.quit();
   }
