@@ -35,3 +35,26 @@ describeStoreConformance('sqlite file (real time)', async () => {
     cleanup: file.remove,
   };
 });
+
+// Group commit is on by default (above); the same cases with one transaction per call.
+describeStoreConformance('sqlite file, batch: false (fake clock)', async () => {
+  const clock = new FakeClock();
+  const file = tempFile();
+  return {
+    store: createSqliteStore({ path: file.path, clock, batch: false }),
+    clock,
+    restart: async () => createSqliteStore({ path: file.path, clock, batch: false }),
+    connect: async () => createSqliteStore({ path: file.path, clock, batch: false }),
+    cleanup: file.remove,
+  };
+});
+
+describeStoreConformance('sqlite file, batch: false (real time)', async () => {
+  const file = tempFile();
+  return {
+    store: createSqliteStore({ path: file.path, clock: systemClock, batch: false }),
+    restart: async () => createSqliteStore({ path: file.path, batch: false }),
+    connect: async () => createSqliteStore({ path: file.path, batch: false }),
+    cleanup: file.remove,
+  };
+});

@@ -295,6 +295,8 @@ describe('sqlite store: URLs', () => {
     expect(
       parseSqliteUrl('sqlite:a%20b.sqlite?table=t1&busy_timeout_ms=250&synchronous=full'),
     ).toEqual({ path: 'a b.sqlite', table: 't1', busyTimeoutMs: 250, synchronous: 'full' });
+    expect(parseSqliteUrl('sqlite:x.db?batch=false')).toEqual({ path: 'x.db', batch: false });
+    expect(parseSqliteUrl('sqlite:x.db?batch=true')).toEqual({ path: 'x.db', batch: true });
   });
 
   it('rejects malformed URLs naming the problem', () => {
@@ -304,6 +306,7 @@ describe('sqlite store: URLs', () => {
       ['sqlite:x.db?colour=blue', /unknown parameter "colour"/],
       ['sqlite:x.db?busy_timeout_ms=soon', /busy_timeout_ms must be a whole number/],
       ['sqlite:x.db?synchronous=off', /synchronous must be normal or full/],
+      ['sqlite:x.db?batch=yes', /batch must be true or false/],
     ] as const) {
       expect(() => parseSqliteUrl(url)).toThrow(message);
       expect(() => parseSqliteUrl(url)).toThrow(

@@ -4,6 +4,7 @@
 export {
   DEFAULT_SQLITE_PATH,
   type SqliteStore,
+  type SqliteBatchOptions,
   type SqliteStoreOptions,
   createSqliteStore,
 } from './sqlite-store.js';

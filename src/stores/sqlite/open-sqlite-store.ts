@@ -4,7 +4,7 @@ import { type SqliteStore, type SqliteStoreOptions, createSqliteStore } from './
 /**
  * Opens a SQLite store from a URL: `sqlite:relative/path.sqlite`, `sqlite:/absolute/path`,
  * `sqlite:///absolute/path`, `sqlite::memory:`. Query parameters: `table`, `busy_timeout_ms`,
- * `synchronous` (`normal` | `full`).
+ * `synchronous` (`normal` | `full`), `batch` (`true` | `false`: group commit, default true).
  *
  * @example
  * const store = openSqliteStore('sqlite:data/idempotency.sqlite?table=payments');
@@ -49,9 +49,16 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions & { path: string
         );
       }
       options.synchronous = value;
+    } else if (name === 'batch') {
+      if (value !== 'true' && value !== 'false') {
+        throw new InvalidArgumentError(
+          `sqlite store URL ${JSON.stringify(url)}: batch must be true or false; got ${JSON.stringify(value)}`,
+        );
+      }
+      options.batch = value === 'true';
     } else {
       throw new InvalidArgumentError(
-        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous)`,
+        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous, batch)`,
       );
     }
   }

@@ -3,7 +3,12 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
 import { type Clock, systemClock } from '../../clock.js';
-import { InvalidArgumentError, RecordCorruptError, StoreUnavailableError } from '../../errors.js';
+import {
+  InvalidArgumentError,
+  RecordCorruptError,
+  StoreUnavailableError,
+  isReprocessError,
+} from '../../errors.js';
 import type {
   BeginResult,
   FencedResult,
@@ -14,6 +19,7 @@ import type {
   ListPage,
   RecordStatus,
 } from '../../idempotency/store.js';
+import { KeyBatcher } from '../key-batcher.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 
@@ -42,6 +48,20 @@ export interface SqliteStoreOptions {
    * loss can roll back the last commits. `full`: every commit is fsynced (slower).
    */
   synchronous?: 'normal' | 'full';
+  /**
+   * Group commit (default true): writes (`begin` of a free key, `complete`, `fail`,
+   * `release`, `heartbeat`, `saveStep`) made in the same tick on distinct keys run in one
+   * write transaction, one commit for all. A call alone runs at once as without it, a
+   * repeated key waits for the next batch, and each call is decided as if alone; see
+   * docs/readme/sqlite.md. `false`: one transaction per call.
+   */
+  batch?: boolean | SqliteBatchOptions;
+}
+
+/** Tuning of {@link SqliteStoreOptions.batch}. */
+export interface SqliteBatchOptions {
+  /** Most calls in one write transaction (default 128). */
+  maxBatchSize?: number;
 }
 
 /** The SQLite store: the object the core uses plus `createSchema` for deployment scripts. */
@@ -62,6 +82,7 @@ const DEFAULT_TABLE = 'reprocess_idempotency';
 const DEFAULT_LIST_LIMIT = 100;
 const MAX_LIST_LIMIT = 1000;
 const PURGE_CHUNK = 500;
+const DEFAULT_MAX_BATCH = 128;
 
 /**
  * A record as the statements select it: a raw row (an array, cheaper than an object per row),
@@ -108,8 +129,16 @@ class SqliteIdempotencyStore implements SqliteStore {
   private readonly clock: Clock;
   private readonly table: string;
   private readonly busyRetries: number;
+  private readonly batcher: KeyBatcher<WriteCall, Outcome | Failed> | undefined;
   private statements: Statements | undefined;
   private closed = false;
+  /** A write ran alone in this tick: the next ones of the tick go to a batch. */
+  private tickTaken = false;
+  private readonly endTick = () => {
+    this.tickTaken = false;
+  };
+  /** Calls submitted to the batcher and not answered yet. */
+  private waiting = 0;
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -125,11 +154,13 @@ class SqliteIdempotencyStore implements SqliteStore {
       );
     }
     const clock = options.clock ?? systemClock;
+    const maxBatch = batchSize(options.batch);
+    const settings = { clock, table, busyRetries, maxBatch };
 
     if (options.database) {
       const db = options.database;
       if (busyTimeoutMs !== undefined) db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-      return new SqliteIdempotencyStore(db, false, db.name, clock, table, busyRetries);
+      return new SqliteIdempotencyStore(db, false, db.name, settings);
     }
 
     const path = options.path ?? DEFAULT_SQLITE_PATH;
@@ -151,23 +182,33 @@ class SqliteIdempotencyStore implements SqliteStore {
       db?.close();
       throw openError(error, where);
     }
-    return new SqliteIdempotencyStore(db, true, where, clock, table, busyRetries);
+    return new SqliteIdempotencyStore(db, true, where, settings);
   }
 
   private constructor(
     db: BetterSqlite3.Database,
     owned: boolean,
     path: string,
-    clock: Clock,
-    table: string,
-    busyRetries: number,
+    settings: { clock: Clock; table: string; busyRetries: number; maxBatch: number },
   ) {
     this.db = db;
     this.owned = owned;
     this.path = path;
-    this.clock = clock;
-    this.table = table;
-    this.busyRetries = busyRetries;
+    this.clock = settings.clock;
+    this.table = settings.table;
+    this.busyRetries = settings.busyRetries;
+    // One connection, and a batch runs synchronously: one batch at a time. The calls made
+    // while it runs (in the same tick) leave together as the next one.
+    this.batcher =
+      settings.maxBatch > 1
+        ? new KeyBatcher<WriteCall, Outcome | Failed>({
+            maxBatchSize: settings.maxBatch,
+            maxInFlight: 1,
+            keyOf: (call) => call.key,
+            runOne: (call) => this.runAlone(call),
+            runMany: (calls) => this.runMany(calls),
+          })
+        : undefined;
   }
 
   async createSchema(): Promise<void> {
@@ -188,50 +229,12 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     checkMs(leaseMs, 'leaseMs');
     checkMs(ttlMs, 'ttlMs');
-    return this.guard('begin', () => {
-      const s = this.prepared();
-      const now = this.now();
-      // A replay or a live lease is answered by one read, with no write lock: a completed
-      // record never changes, and a live lease can only be taken by its own expiry.
-      const seen = s.select.get(key) as Row | undefined;
-      if (seen && !acquirable(seen, fingerprint, now)) {
-        return { kind: 'existing', record: toRecord(key, seen, this.path) };
-      }
-      const leaseUntil = now + leaseMs;
-      // An operation never expires while its lease is live.
-      const expiresAt = now + Math.max(ttlMs, leaseMs);
-      if (!seen) {
-        // The common case, a new key: a plain insert with the token from the clock. It
-        // writes nothing when another process inserted the key since the read above (the
-        // conflict) or when a deleted record of this key held a token this large (the
-        // high-water mark); both go to the general path below.
-        const token = now * 1000;
-        const { changes } = s.insert.run(
-          key,
-          fingerprint,
-          token,
-          leaseUntil,
-          expiresAt,
-          now,
-          now,
-          token,
-        );
-        if (changes === 1) {
-          return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
-        }
-      } else if (seen[8] !== '{}') {
-        // Refuse to take over a record whose steps cannot be read back, before writing.
-        parseSteps(seen[8], this.path, key);
-      }
-      const params = { key, fingerprint, now, nowToken: now * 1000, leaseUntil, expiresAt };
-      // The upsert decides and writes in one statement: two processes that both read "free"
-      // above cannot both acquire, because the second one's WHERE sees the first one's lease.
-      const won = s.acquire.get(params) as AcquiredRow | undefined;
-      if (won) return acquiredResult(won, leaseUntil, this.path, key);
-      // Lost the race (or the record is not acquirable after all): decide again and read the
-      // winner in one IMMEDIATE transaction, so the answer is one consistent moment.
-      return s.acquireOrRead.immediate(params);
-    });
+    // The read is never batched: it takes no write lock, and it answers a replay or a live
+    // lease on its own. Only a begin that has to write waits for the batch.
+    let read = this.guard('begin', () => this.beginRead(key, fingerprint, leaseMs, ttlMs));
+    if (read instanceof Promise) read = await read;
+    if (read.kind !== 'begin') return read;
+    return (await this.write(read)) as BeginResult;
   }
 
   async complete(key: string, token: number, result: string, ttlMs: number): Promise<FencedResult> {
@@ -239,11 +242,13 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkToken(token);
     checkText(result, 'result');
     checkMs(ttlMs, 'ttlMs');
-    return this.guard('complete', () => {
-      const now = this.now();
-      const { changes } = this.prepared().complete.run(result, now + ttlMs, now, key, token);
-      return changes === 1 ? OK : LOST;
-    });
+    return (await this.write({
+      kind: 'complete',
+      key,
+      token,
+      text: result,
+      ttlMs,
+    })) as FencedResult;
   }
 
   async fail(key: string, token: number, error: string, ttlMs: number): Promise<FencedResult> {
@@ -251,32 +256,20 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkToken(token);
     checkText(error, 'error');
     checkMs(ttlMs, 'ttlMs');
-    return this.guard('fail', () => {
-      const now = this.now();
-      const { changes } = this.prepared().fail.run(error, now + ttlMs, now, key, token);
-      return changes === 1 ? OK : LOST;
-    });
+    return (await this.write({ kind: 'fail', key, token, text: error, ttlMs })) as FencedResult;
   }
 
   async release(key: string, token: number): Promise<FencedResult> {
     checkKey(key);
     checkToken(token);
-    return this.guard('release', () => {
-      const { changes } = this.prepared().release.run(this.now(), key, token);
-      return changes === 1 ? OK : LOST;
-    });
+    return (await this.write({ kind: 'release', key, token })) as FencedResult;
   }
 
   async heartbeat(key: string, token: number, leaseMs: number): Promise<HeartbeatResult> {
     checkKey(key);
     checkToken(token);
     checkMs(leaseMs, 'leaseMs');
-    return this.guard('heartbeat', () => {
-      const now = this.now();
-      const leaseUntil = now + leaseMs;
-      const { changes } = this.prepared().heartbeat.run(leaseUntil, leaseUntil, now, key, token);
-      return changes === 1 ? { kind: 'ok', leaseUntil } : LOST;
-    });
+    return (await this.write({ kind: 'heartbeat', key, token, leaseMs })) as HeartbeatResult;
   }
 
   async saveStep(key: string, token: number, name: string, result: string): Promise<FencedResult> {
@@ -284,15 +277,169 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkToken(token);
     checkText(name, 'step name');
     checkText(result, 'step result');
+    return (await this.write({ kind: 'saveStep', key, token, name, text: result })) as FencedResult;
+  }
+
+  /**
+   * The read half of begin: the answer when the record is there and not acquirable (a replay,
+   * a live lease), else the write to make. A completed record never changes, and a live lease
+   * can only be taken by its own expiry, so this answer needs no write lock.
+   */
+  private beginRead(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+    ttlMs: number,
+  ): BeginResult | BeginCall {
+    const seen = this.prepared().select.get(key) as Row | undefined;
+    if (seen && !acquirable(seen, fingerprint, this.now())) {
+      return { kind: 'existing', record: toRecord(key, seen, this.path) };
+    }
+    return { kind: 'begin', key, fingerprint, leaseMs, ttlMs, seen };
+  }
+
+  /**
+   * Runs a write: alone and at once when it is the first of its tick and no batch is
+   * waiting (a sequential caller never waits for a batch), else in the next batch.
+   */
+  private write(call: WriteCall): Outcome | Promise<Outcome> {
+    if (this.batcher && (this.tickTaken || this.waiting > 0)) return this.batched(call);
+    if (this.batcher) {
+      this.tickTaken = true;
+      queueMicrotask(this.endTick);
+    }
     return this.guard(
-      () => `saveStep on record ${JSON.stringify(key)}`,
+      () => doingOf(call),
+      () => this.run(this.prepared(), call, this.now(), false),
+    );
+  }
+
+  private async batched(call: WriteCall): Promise<Outcome> {
+    this.waiting++;
+    let outcome: Outcome | Failed;
+    try {
+      outcome = await (this.batcher as KeyBatcher<WriteCall, Outcome | Failed>).submit(call);
+    } finally {
+      this.waiting--;
+    }
+    if (outcome instanceof Failed) throw outcome.error;
+    return outcome;
+  }
+
+  /** One call of a batch that is alone: its own transaction, as without batching. */
+  private async runAlone(call: WriteCall): Promise<Outcome> {
+    return this.guard(
+      () => doingOf(call),
+      () => this.run(this.prepared(), call, this.now(), false),
+    );
+  }
+
+  /**
+   * Several calls on distinct keys in one IMMEDIATE transaction: one commit for all. Each
+   * call's outcome is decided as if it ran alone (distinct keys cannot see each other's
+   * rows), and none is answered before the commit. A call that fails on its own (a corrupt
+   * record) fails alone; a SQLite error rolls the whole transaction back, and then every call
+   * runs alone, so that it too is the failure of one call only. A lock held past
+   * busy_timeout fails the batch as it would each call: the whole batch is retried.
+   */
+  private async runMany(calls: WriteCall[]): Promise<Array<Outcome | Failed>> {
+    const outcomes = await this.guard(
+      () => `${calls.length} batched writes`,
       () => {
-        // json_patch merges one member into the stored object inside the UPDATE, so two steps
-        // saved at once cannot overwrite each other's read-modify-write.
-        const { changes } = this.prepared().saveStep.run(name, result, this.now(), key, token);
-        return changes === 1 ? OK : LOST;
+        const s = this.prepared();
+        try {
+          return s.batch.immediate(calls, this.now());
+        } catch (error) {
+          if (isBusy(error) || isReprocessError(error)) throw error;
+          return undefined;
+        }
       },
     );
+    if (outcomes) return outcomes;
+    return Promise.all(
+      calls.map((call) =>
+        this.runAlone(call).then(
+          (outcome) => outcome,
+          (error: unknown) => new Failed(error),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Makes one write. `inTransaction`: inside a batch's IMMEDIATE transaction (a begin that
+   * lost a race then decides without a transaction of its own).
+   */
+  private run(s: Statements, call: WriteCall, now: number, inTransaction: boolean): Outcome {
+    switch (call.kind) {
+      case 'begin':
+        return this.beginWrite(s, call, now, inTransaction);
+      case 'complete':
+        return s.complete.run(call.text, now + call.ttlMs, now, call.key, call.token).changes === 1
+          ? OK
+          : LOST;
+      case 'fail':
+        return s.fail.run(call.text, now + call.ttlMs, now, call.key, call.token).changes === 1
+          ? OK
+          : LOST;
+      case 'release':
+        return s.release.run(now, call.key, call.token).changes === 1 ? OK : LOST;
+      case 'heartbeat': {
+        const leaseUntil = now + call.leaseMs;
+        const { changes } = s.heartbeat.run(leaseUntil, leaseUntil, now, call.key, call.token);
+        return changes === 1 ? { kind: 'ok', leaseUntil } : LOST;
+      }
+      case 'saveStep':
+        // json_patch merges one member into the stored object inside the UPDATE, so two steps
+        // saved at once cannot overwrite each other's read-modify-write.
+        return s.saveStep.run(call.name, call.text, now, call.key, call.token).changes === 1
+          ? OK
+          : LOST;
+    }
+  }
+
+  /** The write half of begin, after a read that found the key free (or acquirable). */
+  private beginWrite(
+    s: Statements,
+    call: BeginCall,
+    now: number,
+    inTransaction: boolean,
+  ): BeginResult {
+    const { key, fingerprint, seen } = call;
+    const leaseUntil = now + call.leaseMs;
+    // An operation never expires while its lease is live.
+    const expiresAt = now + Math.max(call.ttlMs, call.leaseMs);
+    if (!seen) {
+      // The common case, a new key: a plain insert with the token from the clock. It
+      // writes nothing when another process inserted the key since the read (the
+      // conflict) or when a deleted record of this key held a token this large (the
+      // high-water mark); both go to the general path below.
+      const token = now * 1000;
+      const { changes } = s.insert.run(
+        key,
+        fingerprint,
+        token,
+        leaseUntil,
+        expiresAt,
+        now,
+        now,
+        token,
+      );
+      if (changes === 1) {
+        return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
+      }
+    } else if (seen[8] !== '{}') {
+      // Refuse to take over a record whose steps cannot be read back, before writing.
+      parseSteps(seen[8], this.path, key);
+    }
+    const params = { key, fingerprint, now, nowToken: now * 1000, leaseUntil, expiresAt };
+    // The upsert decides and writes in one statement: two callers that both read "free"
+    // cannot both acquire, because the second one's WHERE sees the first one's lease.
+    const won = s.acquire.get(params) as AcquiredRow | undefined;
+    if (won) return acquiredResult(won, leaseUntil, this.path, key);
+    // Lost the race (or the record is not acquirable after all): decide again and read the
+    // winner in one IMMEDIATE transaction, so the answer is one consistent moment.
+    return inTransaction ? s.decide(params) : s.acquireOrRead.immediate(params);
   }
 
   // ------------------------------------------------------------------ operators
@@ -360,6 +507,8 @@ class SqliteIdempotencyStore implements SqliteStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Calls already made are answered first.
+    await this.batcher?.settled();
     this.closed = true;
     this.statements = undefined;
     if (this.owned) this.db.close();
@@ -377,7 +526,9 @@ class SqliteIdempotencyStore implements SqliteStore {
       throw new StoreUnavailableError(`sqlite store ${this.path}: the store is closed`);
     if (!this.statements) {
       ensureSchema(this.db, this.table, this.path);
-      this.statements = prepare(this.db, this.table, this.path);
+      this.statements = prepare(this.db, this.table, this.path, (s, call, now) =>
+        this.run(s, call, now, true),
+      );
     }
     return this.statements;
   }
@@ -432,11 +583,44 @@ interface AcquireParams {
   expiresAt: number;
 }
 
+/** A begin that found its key free (or acquirable) and has to write. */
+interface BeginCall {
+  kind: 'begin';
+  key: string;
+  fingerprint: string;
+  leaseMs: number;
+  ttlMs: number;
+  /** The row the read saw, if any. */
+  seen: Row | undefined;
+}
+
+/** A write, as it waits for its batch. */
+type WriteCall =
+  | BeginCall
+  | { kind: 'complete' | 'fail'; key: string; token: number; text: string; ttlMs: number }
+  | { kind: 'release'; key: string; token: number }
+  | { kind: 'heartbeat'; key: string; token: number; leaseMs: number }
+  | { kind: 'saveStep'; key: string; token: number; name: string; text: string };
+
+type Outcome = BeginResult | FencedResult | HeartbeatResult;
+
+/** The error of one call of a batch, handed to that call only. */
+class Failed {
+  constructor(readonly error: unknown) {}
+}
+
+function doingOf(call: WriteCall): string {
+  return call.kind === 'saveStep' ? `saveStep on record ${JSON.stringify(call.key)}` : call.kind;
+}
+
 interface Statements {
   select: BetterSqlite3.Statement;
   insert: BetterSqlite3.Statement;
   acquire: BetterSqlite3.Statement;
+  /** Acquire, else read the winner; inside a write transaction. */
+  decide: (params: AcquireParams) => BeginResult;
   acquireOrRead: BetterSqlite3.Transaction<(params: AcquireParams) => BeginResult>;
+  batch: BetterSqlite3.Transaction<(calls: WriteCall[], now: number) => Array<Outcome | Failed>>;
   complete: BetterSqlite3.Statement;
   fail: BetterSqlite3.Statement;
   release: BetterSqlite3.Statement;
@@ -447,7 +631,12 @@ interface Statements {
   purge: BetterSqlite3.Statement;
 }
 
-function prepare(db: BetterSqlite3.Database, t: string, where: string): Statements {
+function prepare(
+  db: BetterSqlite3.Database,
+  t: string,
+  where: string,
+  run: (s: Statements, call: WriteCall, now: number) => Outcome,
+): Statements {
   const highWater = `(SELECT value FROM ${META_TABLE} WHERE name = '${metaNames(t).highWater}')`;
   const fenced = `WHERE key = ? AND token = ? AND status = 'in_progress'`;
   const select = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE key = ?`).raw(true);
@@ -487,18 +676,34 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
     WHERE expires_at <= @now
        OR (status = 'in_progress' AND lease_until <= @now AND fingerprint = excluded.fingerprint)
     RETURNING token, attempts, steps`);
-  const acquireOrRead = db.transaction((params: AcquireParams): BeginResult => {
+  const decide = (params: AcquireParams): BeginResult => {
     const won = acquire.get(params) as AcquiredRow | undefined;
     if (won) return acquiredResult(won, params.leaseUntil, where, params.key);
     const row = select.get(params.key) as Row | undefined;
     if (!row) throw new Error(`record ${params.key} vanished inside a write transaction`);
     return { kind: 'existing', record: toRecord(params.key, row, where) };
+  };
+  // A batch: each call in turn. A reprocess error (a corrupt record, found before that call
+  // wrote) is that call's answer; any other error rolls the whole batch back.
+  const batch = db.transaction((calls: WriteCall[], now: number): Array<Outcome | Failed> => {
+    const outcomes: Array<Outcome | Failed> = [];
+    for (const call of calls) {
+      try {
+        outcomes.push(run(statements, call, now));
+      } catch (error) {
+        if (!isReprocessError(error)) throw error;
+        outcomes.push(new Failed(error));
+      }
+    }
+    return outcomes;
   });
-  return {
+  const statements: Statements = {
     select,
     insert,
     acquire,
-    acquireOrRead,
+    decide,
+    acquireOrRead: db.transaction(decide),
+    batch,
     complete: db.prepare(
       `UPDATE ${t} SET status = 'completed', result = ?, lease_until = 0, expires_at = ?, updated_at = ? ${fenced}`,
     ),
@@ -526,6 +731,7 @@ function prepare(db: BetterSqlite3.Database, t: string, where: string): Statemen
        ) RETURNING key`,
     ),
   };
+  return statements;
 }
 
 // ------------------------------------------------------------------ rows and checks
@@ -687,6 +893,24 @@ function checkCount(value: unknown, what: string): number | undefined {
     );
   }
   return value;
+}
+
+/** The most calls per batch from the `batch` option; 1 (or `false`) turns batching off. */
+function batchSize(batch: SqliteStoreOptions['batch']): number {
+  if (batch === undefined || batch === true) return DEFAULT_MAX_BATCH;
+  if (batch === false) return 1;
+  if (typeof batch !== 'object' || batch === null) {
+    throw new InvalidArgumentError(
+      `sqlite store batch must be a boolean or { maxBatchSize }; got ${JSON.stringify(batch)}`,
+    );
+  }
+  const size = batch.maxBatchSize ?? DEFAULT_MAX_BATCH;
+  if (!Number.isInteger(size) || size < 1 || size > 10_000) {
+    throw new InvalidArgumentError(
+      `sqlite store batch.maxBatchSize must be a whole number from 1 to 10000; got ${String(size)}`,
+    );
+  }
+  return size;
 }
 
 function openError(error: unknown, where: string): Error {
