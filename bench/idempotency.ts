@@ -6,7 +6,14 @@
  *   fresh  = a new operation: begin + complete, 2 write transactions (floor: INSERT, then UPDATE)
  *   replay = a duplicate of a completed operation: 1 read (floor: SELECT by key)
  *
- * Each case runs in batches of sequential awaited operations; rounds are interleaved in a
+ * Rows marked "@64" keep 64 operations in flight (64 loops of awaited operations, as a
+ * consumer with concurrency 64 or a busy HTTP server would): the SQLite store then commits
+ * the writes of one tick together (group commit, its default). They are compared with the
+ * same per-operation floor. "floor: 64 per write transaction" is an extra row, not a floor:
+ * bare better-sqlite3 with the inserts of 64 keys in one transaction, then their updates in
+ * another, the most group commit can give on this file.
+ *
+ * Each case runs in batches of awaited operations; rounds are interleaved in a
  * shuffled order so that drift of the (shared) machine hits every case alike. Rounds
  * alternate between two kinds: in one every call is timed with process.hrtime.bigint() (p50
  * and p99 are over those calls), in the other nothing is timed inside the batch, so that
@@ -41,6 +48,8 @@ interface Case {
   floor?: string;
   /** Runs one operation; `i` is unique per call of this case. */
   op: (i: number) => Promise<unknown>;
+  /** Operations in flight at once (default 1: each awaited before the next). */
+  inFlight?: number;
   /** Called before timing, with the indexes `op` will be called with, to seed replays. */
   prepare?: (from: number, count: number) => Promise<void>;
 }
@@ -82,6 +91,7 @@ function storeCases(
   label: string,
   store: IdempotencyStore,
   floor?: { fresh: string; replay: string },
+  inFlight = 1,
 ): Case[] {
   const charge = wrap(store);
   const replayed = new Set<number>();
@@ -105,6 +115,10 @@ function storeCases(
     fresh.floor = floor.fresh;
     replay.floor = floor.replay;
   }
+  if (inFlight > 1) {
+    fresh.inFlight = inFlight;
+    replay.inFlight = inFlight;
+  }
   return [fresh, replay];
 }
 
@@ -112,14 +126,19 @@ function storeCases(
  * The store alone, without the core: begin + complete for a fresh operation, begin for a
  * replay. The gap between these and the floor is the store's own cost.
  */
-function directCases(store: IdempotencyStore, floor: { fresh: string; replay: string }): Case[] {
+function directCases(
+  store: IdempotencyStore,
+  floor: { fresh: string; replay: string },
+  inFlight = 1,
+): Case[] {
   const fp = 'a'.repeat(64);
   const result = '{"charged":1,"currency":"EUR","receipt":"rcpt-0000000000"}';
-  const fresh = hexKeys('direct');
+  const fresh = hexKeys(`direct-${inFlight}`);
   const seeded = new Set<number>();
-  return [
+  const at = inFlight > 1 ? ` @${inFlight}` : '';
+  const cases: Case[] = [
     {
-      name: 'sqlite store alone: begin + complete',
+      name: `sqlite store alone${at}: begin + complete`,
       floor: floor.fresh,
       op: async (i) => {
         const key = fresh.key(i);
@@ -130,7 +149,7 @@ function directCases(store: IdempotencyStore, floor: { fresh: string; replay: st
       prepare: async (from, count) => fresh.fill(from, count),
     },
     {
-      name: 'sqlite store alone: begin (replay)',
+      name: `sqlite store alone${at}: begin (replay)`,
       floor: floor.replay,
       op: async (i) => {
         const begun = await store.begin(REPLAY_KEYS[i % 5000] as string, fp, 30_000, 86_400_000);
@@ -148,6 +167,8 @@ function directCases(store: IdempotencyStore, floor: { fresh: string; replay: st
       },
     },
   ];
+  if (inFlight > 1) for (const c of cases) c.inFlight = inFlight;
+  return cases;
 }
 
 /** Bare better-sqlite3: the same pragmas as the store, a key and a result-sized value. */
@@ -182,6 +203,41 @@ function floorCases(): Case[] {
 }
 
 /**
+ * Not a floor: the same inserts and updates as the write floor, 64 keys per transaction
+ * (the inserts of 64 keys in one, then their updates in another), on a file of its own.
+ */
+function batchedFloorCase(): Case {
+  const db = new Database(join(dir, 'floor-batched.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE t (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)');
+  const insert = db.prepare('INSERT INTO t (key, value) VALUES (?, ?)');
+  const update = db.prepare('UPDATE t SET value = ? WHERE key = ?');
+  const value = '{"charged":1,"currency":"EUR","receipt":"rcpt-0000000000"}';
+  const insertAll = db.transaction((keys: string[]) => {
+    for (const key of keys) insert.run(key, '');
+  });
+  const updateAll = db.transaction((keys: string[]) => {
+    for (const key of keys) update.run(value, key);
+  });
+  const fresh = hexKeys('floor-batched');
+  let group: string[] = [];
+  return {
+    name: 'floor: 64 per write transaction',
+    floor: 'floor: 2 write transactions',
+    op: async (i) => {
+      group.push(fresh.key(i));
+      if (group.length === 64) {
+        insertAll(group);
+        updateAll(group);
+        group = [];
+      }
+    },
+    prepare: async (from, count) => fresh.fill(from, count),
+  };
+}
+
+/**
  * Runs one batch; returns wall ns/op and CPU ns/op (this process, user + system). With
  * `samples`, every call is timed into it as well.
  */
@@ -194,7 +250,23 @@ async function timed(
   if (c.prepare) await c.prepare(from, count);
   const cpu0 = process.cpuUsage();
   const start = process.hrtime.bigint();
-  if (samples) {
+  if (c.inFlight) {
+    let next = from;
+    const end = from + count;
+    const loop = async () => {
+      while (next < end) {
+        const i = next++;
+        if (samples) {
+          const t0 = process.hrtime.bigint();
+          await c.op(i);
+          samples.push(Number(process.hrtime.bigint() - t0));
+        } else {
+          await c.op(i);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: c.inFlight }, loop));
+  } else if (samples) {
     for (let i = from; i < from + count; i++) {
       const t0 = process.hrtime.bigint();
       await c.op(i);
@@ -221,11 +293,17 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   const sqlite = createSqliteStore({ path: join(dir, 'store.sqlite') });
+  const sqlite64 = createSqliteStore({ path: join(dir, 'store-64.sqlite') });
+  const direct = createSqliteStore({ path: join(dir, 'direct.sqlite') });
+  const direct64 = createSqliteStore({ path: join(dir, 'direct-64.sqlite') });
   const floors = { fresh: 'floor: 2 write transactions', replay: 'floor: 1 read' };
   const cases: Case[] = [
     ...floorCases(),
-    ...directCases(createSqliteStore({ path: join(dir, 'direct.sqlite') }), floors),
+    batchedFloorCase(),
+    ...directCases(direct, floors),
+    ...directCases(direct64, floors, 64),
     ...storeCases('sqlite', sqlite, floors),
+    ...storeCases('sqlite @64', sqlite64, floors, 64),
     ...storeCases('memory', createMemoryStore()),
   ];
 
@@ -279,7 +357,7 @@ async function main(): Promise<void> {
     `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join(' | ')} |`;
   const load = `load average ${loadBefore.toFixed(1)} -> ${(loadavg()[0] ?? 0).toFixed(1)} on ${availableParallelism()} cores`;
   console.log(
-    `idempotent() throughput, ${ROUNDS} rounds x ${BATCH} sequential ops per case (node ${process.version}, ${load})`,
+    `idempotent() throughput, ${ROUNDS} rounds x ${BATCH} ops per case, sequential unless @64 (node ${process.version}, ${load})`,
   );
   console.log(line(head));
   console.log(
@@ -288,7 +366,7 @@ async function main(): Promise<void> {
   for (const row of rows) console.log(line(head.map((h) => String(row[h as keyof typeof row]))));
   if (sink < 0) console.log(sink);
 
-  await sqlite.close();
+  for (const store of [sqlite, sqlite64, direct, direct64]) await store.close();
   rmSync(dir, { recursive: true, force: true });
 }
 
