@@ -168,6 +168,40 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     await store.close?.();
   });
 
+  it('a key changed right after a batched complete: the batch fails closed, its writes stand', async () => {
+    const prefix = 'doubt';
+    const keys = Array.from({ length: 4 }, (_, i) => `${prefix}-${i}`);
+    // The pool, but a batched UPDATE is followed at once by a delete of the first key (as if
+    // another process deleted it between the write and the store's read-back).
+    const db = {
+      query: async (sql: string, values?: Array<string | number>) => {
+        const result = (await pool.query(sql, values)) as [unknown, unknown];
+        if (sql.startsWith('UPDATE (')) {
+          await pool.query(`DELETE FROM \`${table}\` WHERE \`key\` = ?`, [keys[0]]);
+        }
+        return result;
+      },
+    };
+    const store = createMysqlStore(db, { table, batch: { maxBatchSize: 16, maxInFlight: 1 } });
+    const held = (await Promise.all(
+      keys.map((k) => store.begin(k, FP, 60_000, 60_000)),
+    )) as Acquired[];
+    const outcomes = await Promise.all(
+      keys.map((k, i) =>
+        // The last one is stale: fewer rows match than calls, so the store reads back.
+        failure(store.complete(k, (held[i]?.token ?? 0) - (i === 3 ? 1 : 0), '"r"', 60_000)),
+      ),
+    );
+    for (const error of outcomes) expect(isUnavailable(error), String(error)).toBe(true);
+    const rows = await rowsOf(`${prefix}-`);
+    expect(rows.map((r) => [r.key, r.status])).toEqual([
+      [keys[1], 'completed'],
+      [keys[2], 'completed'],
+      [keys[3], 'in_progress'],
+    ]);
+    await store.close?.();
+  });
+
   it('batched and unbatched stores on four pools race on 400 keys: each key acquired once', async () => {
     const pools = [0, 1, 2, 3].map(() => mysql.createPool({ uri: url, connectionLimit: 3 }));
     try {

@@ -64,7 +64,7 @@ export interface MysqlBatchStatements {
    * insertId = the statement's clock reading in ms, written as every matched row's updated_at.
    */
   finishMany: string;
-  /** n × ? key → `key`, token, status, updated_at of the records found. */
+  /** n × ? key → `key`, token, status, updated_at, result, error of the records found. */
   checkMany: string;
 }
 
@@ -177,9 +177,9 @@ export function mysqlStatements(table: string): MysqlStatements {
  * never a scan of the records), each row fenced by its own token and `in_progress`. It
  * reports how many rows matched, not which: when all or none did, that is the answer. Else
  * checkMany reads the keys back, and a key counts as written when it now holds the caller's
- * token and status with updated_at equal to this statement's clock reading (handed back
- * through LAST_INSERT_ID). The store trusts that only when exactly as many keys look
- * written as rows matched (see finishMany in mysql-store.ts).
+ * token, status and value with updated_at equal to this statement's clock reading (handed
+ * back through LAST_INSERT_ID). The store trusts that only when exactly as many keys hold
+ * the write as rows matched (see finishMany in mysql-store.ts).
  */
 export function mysqlBatchStatements(table: string, n: number): MysqlBatchStatements {
   const list = Array.from({ length: n }, () => '?').join(', ');
@@ -203,6 +203,7 @@ export function mysqlBatchStatements(table: string, n: number): MysqlBatchStatem
     r.expires_at = ${NOW_MS} + i.ttl,
     r.updated_at = LAST_INSERT_ID(${NOW_MS})
   WHERE r.status = 'in_progress'`,
-    checkMany: `SELECT \`key\`, token, status, updated_at FROM ${table} WHERE \`key\` IN (${list})`,
+    checkMany: `SELECT \`key\`, token, status, updated_at, result, error FROM ${table}
+  WHERE \`key\` IN (${list})`,
   };
 }

@@ -410,16 +410,19 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       statements.checkMany,
       inputs.map((i) => i.key),
     );
+    const byKey = new Map(inputs.map((i) => [i.key, i]));
     const written = new Set<string>();
     for (const row of Array.isArray(found) ? found : []) {
       const r = row as Record<string, unknown>;
       const key = textColumn('key', r.key);
-      const input = inputs.find((i) => i.key === key);
+      const input = byKey.get(key);
       if (
         input !== undefined &&
         integerColumn(key, 'token', r.token) === input.token &&
+        integerColumn(key, 'updated_at', r.updated_at) === at &&
         textColumn('status', r.status) === (input.done ? 'completed' : 'failed') &&
-        integerColumn(key, 'updated_at', r.updated_at) === at
+        (input.done ? r.result : r.error) !== null &&
+        textColumn('value', input.done ? r.result : r.error) === input.value
       ) {
         written.add(key);
       }
@@ -428,18 +431,15 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       return given.map((i) => (written.has(i.key) ? OK : LOST));
     }
     /*
-     * Not exactly as many keys look written as rows matched: a key written here was changed
-     * again right after (deleted, or expired and taken over), or one not written here got the
-     * same token, status and millisecond from a duplicate call of its own holder. The keys
-     * in doubt fail closed; the others are certain.
+     * Not as many keys hold this write as rows matched: a key written here was changed again
+     * at once (deleted, or expired and taken over), or a duplicate call of a key's own holder
+     * wrote the same value under the same token in the same millisecond. No answer is
+     * certain then: every call of the batch fails closed.
      */
     const doubt = new StoreUnavailableError(
-      `mysql store: ${operation} of ${inputs.length} keys matched ${matched} rows but ${written.size} look written; the outcome of some is unknown`,
+      `mysql store: ${operation} of ${inputs.length} keys matched ${matched} rows but ${written.size} hold the write; the outcome is unknown`,
     );
-    return given.map((i) => {
-      if (written.size > matched) return written.has(i.key) ? doubt : LOST;
-      return written.has(i.key) ? OK : doubt;
-    });
+    return given.map(() => doubt);
   }
 
   const beginBatcher =
