@@ -19,22 +19,33 @@ import { quoteJson } from './json-text.js';
  * This text is for hashing, not for storing: it does not round-trip (see the codec for that).
  */
 export function canonicalJson(value: unknown): string {
-  return write(value, { ancestors: [], path: [] }) ?? 'null';
+  try {
+    return write(value, []) ?? 'null';
+  } catch (error) {
+    if (error instanceof CircularAt) {
+      throw new InvalidArgumentError(
+        `cannot fingerprint a circular structure (at ${formatPath(error.path)})`,
+      );
+    }
+    throw error;
+  }
 }
 
-/** Where the walk is: the objects above the current value and the path to it. */
-interface Walk {
-  ancestors: object[];
-  /**
-   * Path segments: an array index, or a member name (also `<map entry i>`). Kept raw and
-   * turned into `$.a[0]` only for an error message: formatting a segment for every member
-   * cost more than writing the member.
-   */
-  path: Array<string | number>;
+/**
+ * Thrown inside the walk at a cycle; each level it passes on the way out adds its segment to
+ * `path` (an array index, or a member name, also `<map entry i>`). The path is thus built only
+ * for an error message, and the walk keeps no path of its own: pushing and popping a segment
+ * for every member cost more than writing the member.
+ */
+class CircularAt {
+  readonly path: Array<string | number> = [];
 }
 
-/** The canonical text of one value, or undefined where JSON leaves an object member out. */
-function write(value: unknown, walk: Walk): string | undefined {
+/**
+ * The canonical text of one value, or undefined where JSON leaves an object member out.
+ * `ancestors`: the objects above it.
+ */
+function write(value: unknown, ancestors: object[]): string | undefined {
   switch (typeof value) {
     case 'string':
       return quoteJson(value);
@@ -51,39 +62,37 @@ function write(value: unknown, walk: Walk): string | undefined {
     case 'symbol':
       return undefined;
     default:
-      return value === null ? 'null' : writeObject(value as object, walk);
+      return value === null ? 'null' : writeObject(value as object, ancestors);
   }
 }
 
 /** Writes `value` one level down, at `segment`. */
-function child(value: unknown, segment: string | number, walk: Walk): string | undefined {
-  walk.path.push(segment);
-  const text = write(value, walk);
-  walk.path.pop();
-  return text;
+function child(value: unknown, segment: string | number, ancestors: object[]): string | undefined {
+  try {
+    return write(value, ancestors);
+  } catch (error) {
+    if (error instanceof CircularAt) error.path.unshift(segment);
+    throw error;
+  }
 }
 
-function writeObject(value: object, walk: Walk): string | undefined {
-  if (walk.ancestors.includes(value)) {
-    throw new InvalidArgumentError(
-      `cannot fingerprint a circular structure (at ${formatPath(walk.path)})`,
-    );
-  }
+function writeObject(value: object, ancestors: object[]): string | undefined {
+  if (ancestors.includes(value)) throw new CircularAt();
   // Before toJSON: a Buffer and a Uint8Array of the same bytes fingerprint alike.
   if (value instanceof Uint8Array) {
     const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
     return `{"$bytes":${JSON.stringify(bytes.toString('base64'))}}`;
   }
 
-  walk.ancestors.push(value);
+  ancestors.push(value);
   try {
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return write(toJSON.call(value), walk);
+    if (typeof toJSON === 'function') return write(toJSON.call(value), ancestors);
     if (Array.isArray(value)) {
       let text = '[';
       for (let i = 0; i < value.length; i++) {
         if (i > 0) text += ',';
-        text += child(value[i], i, walk) ?? 'null';
+        text += child(value[i], i, ancestors) ?? 'null';
       }
       return `${text}]`;
     }
@@ -92,26 +101,26 @@ function writeObject(value: object, walk: Walk): string | undefined {
       let i = 0;
       for (const [k, v] of value) {
         const at = `<map entry ${i++}>`;
-        pairs.push(`[${child(k, at, walk) ?? 'null'},${child(v, at, walk) ?? 'null'}]`);
+        pairs.push(`[${child(k, at, ancestors) ?? 'null'},${child(v, at, ancestors) ?? 'null'}]`);
       }
       return `[${pairs.sort().join(',')}]`;
     }
     if (value instanceof Set) {
       const items: string[] = [];
       let i = 0;
-      for (const item of value) items.push(child(item, `<set item ${i++}>`, walk) ?? 'null');
+      for (const item of value) items.push(child(item, `<set item ${i++}>`, ancestors) ?? 'null');
       return `[${items.sort().join(',')}]`;
     }
     let text = '{';
     for (const key of sortKeys(Object.keys(value))) {
-      const member = child((value as Record<string, unknown>)[key], key, walk);
+      const member = child((value as Record<string, unknown>)[key], key, ancestors);
       if (member === undefined) continue;
       if (text.length > 1) text += ',';
       text += `${quoteJson(key)}:${member}`;
     }
     return `${text}}`;
   } finally {
-    walk.ancestors.pop();
+    ancestors.pop();
   }
 }
 

@@ -24,7 +24,16 @@ import type { Codec } from './types.js';
 export function createDefaultCodec(): Codec {
   return {
     encode(value: unknown): string {
-      return encodeValue(value, { ancestors: [], path: [] });
+      try {
+        return encodeValue(value, []);
+      } catch (error) {
+        if (error instanceof UnstorableAt) {
+          throw new ResultNotStorableError(
+            `cannot store ${error.what} (at ${formatPath(error.path)}); return plain data or pass a codec that handles it`,
+          );
+        }
+        throw error;
+      }
     },
     decode(text: string): unknown {
       if (typeof text !== 'string') {
@@ -63,21 +72,19 @@ const MINUS_INFINITY = '{"$t":"num","v":"-Infinity"}';
 const MINUS_ZERO = '{"$t":"num","v":"-0"}';
 const INVALID_DATE = '{"$t":"date","v":null}';
 
-/** Where the walk is: the objects above the current value and the path to it. */
-interface Walk {
-  ancestors: object[];
-  /**
-   * Path segments: an array index, or a member name (also `<map entry i>`). Kept raw and
-   * turned into `$.a[0]` only for an error message: formatting a segment for every member
-   * cost about a third of encoding a small result.
-   */
-  path: Array<string | number>;
+/**
+ * Thrown inside the walk at a value that cannot be stored; each level it passes on the way
+ * out adds its segment to `path` (an array index, or a member name, also `<map entry i>`).
+ * The path is thus built only for an error message, and the walk keeps no path of its own:
+ * pushing and popping a segment for every member cost a good part of encoding a small result.
+ */
+class UnstorableAt {
+  readonly path: Array<string | number> = [];
+  constructor(readonly what: string) {}
 }
 
-function notStorable(walk: Walk, what: string): never {
-  throw new ResultNotStorableError(
-    `cannot store ${what} (at ${formatPath(walk.path)}); return plain data or pass a codec that handles it`,
-  );
+function notStorable(what: string): never {
+  throw new UnstorableAt(what);
 }
 
 /** `$.a[0].<map entry 1>` from raw path segments. */
@@ -86,15 +93,17 @@ function formatPath(path: ReadonlyArray<string | number>): string {
 }
 
 /** Encodes `value` one level down, at `segment`. */
-function child(value: unknown, segment: string | number, walk: Walk): string {
-  walk.path.push(segment);
-  const text = encodeValue(value, walk);
-  walk.path.pop();
-  return text;
+function child(value: unknown, segment: string | number, ancestors: object[]): string {
+  try {
+    return encodeValue(value, ancestors);
+  } catch (error) {
+    if (error instanceof UnstorableAt) error.path.unshift(segment);
+    throw error;
+  }
 }
 
-/** The stored text of `value`. */
-function encodeValue(value: unknown, walk: Walk): string {
+/** The stored text of `value`; `ancestors`: the objects above it. */
+function encodeValue(value: unknown, ancestors: object[]): string {
   switch (typeof value) {
     case 'string':
       return quoteJson(value);
@@ -111,14 +120,23 @@ function encodeValue(value: unknown, walk: Walk): string {
     case 'bigint':
       return `{"$t":"bigint","v":"${value.toString()}"}`;
     case 'function':
-      return notStorable(walk, `a function${value.name ? ` (${value.name})` : ''}`);
+      return notStorable(`a function${value.name ? ` (${value.name})` : ''}`);
     case 'symbol':
-      return notStorable(walk, 'a symbol');
+      return notStorable('a symbol');
   }
   if (value === null) return 'null';
   const object = value as object;
-  if (walk.ancestors.includes(object)) return notStorable(walk, 'a circular structure');
+  if (ancestors.includes(object)) return notStorable('a circular structure');
   const proto: unknown = Object.getPrototypeOf(object);
+  // The common case first; no other branch below takes an object of these prototypes.
+  if (proto === Object.prototype || proto === null) {
+    ancestors.push(object);
+    try {
+      return encodePlainObject(object, ancestors);
+    } finally {
+      ancestors.pop();
+    }
+  }
 
   if (proto === Date.prototype) {
     const time = (object as Date).getTime();
@@ -131,14 +149,14 @@ function encodeValue(value: unknown, walk: Walk): string {
     return `{"$t":"bytes","v":"${base64}"}`;
   }
 
-  walk.ancestors.push(object);
+  ancestors.push(object);
   try {
     if (Array.isArray(object) && proto === Array.prototype) {
       // Holes are read as undefined, as JSON.stringify of the tree saw them.
       let text = '[';
       for (let i = 0; i < object.length; i++) {
         if (i > 0) text += ',';
-        text += child(object[i], i, walk);
+        text += child(object[i], i, ancestors);
       }
       return `${text}]`;
     }
@@ -148,8 +166,8 @@ function encodeValue(value: unknown, walk: Walk): string {
       for (const [k, v] of object as Map<unknown, unknown>) {
         const at = `<map entry ${i}>`;
         if (i++ > 0) text += ',';
-        const key = child(k, at, walk);
-        text += `[${key},${child(v, at, walk)}]`;
+        const key = child(k, at, ancestors);
+        text += `[${key},${child(v, at, ancestors)}]`;
       }
       return `${text}]}`;
     }
@@ -158,30 +176,32 @@ function encodeValue(value: unknown, walk: Walk): string {
       let i = 0;
       for (const item of object as Set<unknown>) {
         if (i > 0) text += ',';
-        text += child(item, `<set item ${i++}>`, walk);
+        text += child(item, `<set item ${i++}>`, ancestors);
       }
       return `${text}]}`;
     }
-    if (proto === Object.prototype || proto === null) {
-      for (const symbol of Object.getOwnPropertySymbols(object)) {
-        if (Object.prototype.propertyIsEnumerable.call(object, symbol)) {
-          notStorable(walk, `a symbol-keyed member (${String(symbol)})`);
-        }
-      }
-      let text = '{';
-      let escaped = false;
-      for (const key of Object.keys(object)) {
-        if (key === TAG) escaped = true;
-        if (text.length > 1) text += ',';
-        const member = child((object as Record<string, unknown>)[key], key, walk);
-        text += `${quoteJson(key)}:${member}`;
-      }
-      return escaped ? `{"$t":"obj","v":${text}}}` : `${text}}`;
-    }
-    return notStorable(walk, describeInstance(object));
+    return notStorable(describeInstance(object));
   } finally {
-    walk.ancestors.pop();
+    ancestors.pop();
   }
+}
+
+/** A plain (or null-prototype) object's members, in order; `$t` among them escapes the object. */
+function encodePlainObject(object: object, ancestors: object[]): string {
+  for (const symbol of Object.getOwnPropertySymbols(object)) {
+    if (Object.prototype.propertyIsEnumerable.call(object, symbol)) {
+      notStorable(`a symbol-keyed member (${String(symbol)})`);
+    }
+  }
+  let text = '{';
+  let escaped = false;
+  for (const key of Object.keys(object)) {
+    if (key === TAG) escaped = true;
+    if (text.length > 1) text += ',';
+    const member = child((object as Record<string, unknown>)[key], key, ancestors);
+    text += `${quoteJson(key)}:${member}`;
+  }
+  return escaped ? `{"$t":"obj","v":${text}}}` : `${text}}`;
 }
 
 function describeInstance(object: object): string {

@@ -66,6 +66,18 @@ describe('canonicalJson', () => {
     expect(() => canonicalJson(list)).toThrow(/\$\[0\]/);
   });
 
+  it('names the whole path of a deep cycle, through arrays, maps and sets', () => {
+    const root: Record<string, unknown> = {};
+    root.a = [0, { m: new Map<unknown, unknown>([['k', new Set([1, root])]]) }];
+    expect(() => canonicalJson(root)).toThrow(
+      'cannot fingerprint a circular structure (at $.a[1].m.<map entry 0>.<set item 1>)',
+    );
+    // The walk keeps going after a member that was fine: the path is of the cycle only.
+    const other: Record<string, unknown> = { x: { y: 1 }, z: [{}, {}] };
+    ((other.z as unknown[])[1] as Record<string, unknown>).w = other;
+    expect(() => canonicalJson(other)).toThrow('(at $.z[1].w)');
+  });
+
   it('accepts the same object twice without a cycle', () => {
     const shared = { v: 1 };
     expect(canonicalJson({ a: shared, b: [shared] })).toBe('{"a":{"v":1},"b":[{"v":1}]}');
