@@ -10,7 +10,11 @@ import {
 import { executeResolved } from '../idempotency/execute.js';
 import { validateKey } from '../idempotency/key.js';
 import { type ResolvedOptions, resolveOptions } from '../idempotency/options.js';
-import type { IdempotencyBaseOptions, IdempotencyContext } from '../idempotency/types.js';
+import type {
+  IdempotencyBaseOptions,
+  IdempotencyContext,
+  OperationIdentity,
+} from '../idempotency/types.js';
 import type { Random } from '../random.js';
 import { defaultClassifier, retryAfterMs } from '../retry/classify.js';
 import { computeDelay } from '../retry/compute-delay.js';
@@ -375,33 +379,100 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     replayed: boolean,
   ): Promise<DeliveryResult> {
     if (!control.claimSettle()) return { action: 'abandoned' };
-    const settled = await settle(delivery, 'ack', () => delivery.ack());
-    if (settled) emit({ type: 'acked', id: delivery.id, source: delivery.source, key, replayed });
+    // settle() inlined: the hot path, once per message, without a closure.
+    let settled = true;
+    try {
+      await delivery.ack();
+    } catch (error) {
+      settled = false;
+      emit({
+        type: 'settle_failed',
+        id: delivery.id,
+        source: delivery.source,
+        action: 'ack',
+        error,
+      });
+    }
+    if (settled && emitTo !== undefined) {
+      emit({ type: 'acked', id: delivery.id, source: delivery.source, key, replayed });
+    }
     return { action: 'ack', key, replayed, settled };
   }
 
-  async function process(delivery: Delivery, control: DeliveryControl): Promise<DeliveryResult> {
-    const receivedAt = clock.now();
-    const deliveries = delivery.deliveryCount ?? 1;
+  // process is split in small pieces: a synchronous start (parse, key, checks) and short async
+  // frames around the awaits. An async function keeps its whole register file alive across an
+  // await, so one large async function would cost its full frame per message.
 
-    // 1. The body.
-    let body: unknown;
-    let poison: NonRetryableError | undefined;
-    if (maxBodyBytes !== undefined && delivery.body.byteLength > maxBodyBytes) {
-      poison = poisonError(
-        delivery,
-        `the body is ${delivery.body.byteLength} bytes, over maxBodyBytes (${maxBodyBytes})`,
-      );
-    } else {
-      try {
-        body = await parse(delivery.body, delivery.headers);
-        if (validate) body = await validate(body);
-      } catch (error) {
-        poison = poisonError(delivery, describe(error), error);
+  function process(delivery: Delivery, control: DeliveryControl): Promise<DeliveryResult> {
+    try {
+      const receivedAt = clock.now();
+      // 1. The body.
+      if (maxBodyBytes !== undefined && delivery.body.byteLength > maxBodyBytes) {
+        const poison = poisonError(
+          delivery,
+          `the body is ${delivery.body.byteLength} bytes, over maxBodyBytes (${maxBodyBytes})`,
+        );
+        return afterParse(delivery, control, receivedAt, undefined, poison);
       }
+      let body: unknown;
+      let validated = false;
+      try {
+        // Awaited only when it is a promise: the built-in parsers are synchronous.
+        body = parse(delivery.body, delivery.headers);
+        if (validate && !isThenable(body)) {
+          body = validate(body);
+          validated = true;
+        }
+      } catch (error) {
+        return afterParse(
+          delivery,
+          control,
+          receivedAt,
+          undefined,
+          poisonError(delivery, describe(error), error),
+        );
+      }
+      if (isThenable(body)) return parseLater(delivery, control, receivedAt, body, validated);
+      return afterParse(delivery, control, receivedAt, body, undefined);
+    } catch (error) {
+      // Not expected (every outcome is a result); a rejection, as from an async function.
+      return Promise.reject(error);
     }
+  }
 
-    // 2. The key (a key outside the body is still found for a poison message's history).
+  async function parseLater(
+    delivery: Delivery,
+    control: DeliveryControl,
+    receivedAt: number,
+    pending: PromiseLike<unknown>,
+    validated: boolean,
+  ): Promise<DeliveryResult> {
+    let body: unknown;
+    try {
+      body = await pending;
+      if (validate && !validated) body = await validate(body);
+    } catch (error) {
+      return await afterParse(
+        delivery,
+        control,
+        receivedAt,
+        undefined,
+        poisonError(delivery, describe(error), error),
+      );
+    }
+    return await afterParse(delivery, control, receivedAt, body, undefined);
+  }
+
+  /** 2. The key, 3. the age; then the handler or quarantine. */
+  function afterParse(
+    delivery: Delivery,
+    control: DeliveryControl,
+    receivedAt: number,
+    body: unknown,
+    poison: unknown,
+  ): Promise<DeliveryResult> {
+    const deliveries = delivery.deliveryCount ?? 1;
+    // A key outside the body is still found for a poison message's history.
     const keyInput: MessageKeyInput<B> = {
       id: delivery.id,
       headers: delivery.headers,
@@ -481,118 +552,109 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     }
 
     // 4. The handler, through the idempotency state machine.
-    const run: { attempt?: number; firstFailureAt?: number; failedAt?: number } = {};
-    const identity = {
-      operation: operation ?? delivery.source,
-      key,
-      ...(principal ? optionalPrincipal(principal(keyInput)) : {}),
-      ...(fingerprint === false
-        ? {}
-        : { fingerprintOf: fingerprint ? fingerprint(keyInput) : bodyDigest(delivery.body) }),
-    };
-    try {
-      const outcome = await executeResolved(
-        identity,
-        async (ctx) => {
-          run.attempt = ctx.attempt;
-          const message: ConsumerMessage<B> = {
-            body: body as B,
-            raw: delivery.body,
-            headers: delivery.headers,
-            id: delivery.id,
-            source: delivery.source,
-            deliveryCount: delivery.deliveryCount,
-            attempt: delivery.deliveryCount ?? ctx.attempt,
-            publishedAt: delivery.publishedAt,
-            // Read on demand: the consumer makes the AbortController only if it is looked at.
-            get signal() {
-              return control.signal;
-            },
-          };
-          try {
-            return await handler(message, ctx);
-          } catch (error) {
-            const at = clock.now();
-            run.failedAt = at;
-            try {
-              // Stored once per operation, fenced like any step: later failures read it back.
-              run.firstFailureAt = await ctx.step(FIRST_FAILURE_STEP, () => at);
-            } catch {
-              run.firstFailureAt = at;
-            }
-            throw error;
-          }
-        },
-        execute,
-      );
-      return ack(delivery, control, key, outcome.replayed);
-    } catch (error) {
-      const at = clock.now();
-      if (isReprocessError(error, ErrorCode.DUPLICATE_REQUEST)) {
-        return ack(delivery, control, key, true);
-      }
-      if (isReprocessError(error, ErrorCode.IDEMPOTENCY_IN_PROGRESS)) {
-        const hint = (error as { retryAfterMs?: unknown }).retryAfterMs;
-        const delayMs = typeof hint === 'number' ? hint : backoff(deliveries, undefined, at);
-        return sendBack(delivery, control, 'in_progress', delayMs, error, key, deliveries);
-      }
-      if (isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)) {
-        return sendBack(
-          delivery,
-          control,
-          'store_unavailable',
-          backoff(deliveries, undefined, at),
-          error,
-          key,
-          deliveries,
-        );
-      }
-
-      const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
-      const firstFailureAt = run.firstFailureAt ?? at;
-      const lastFailureAt = run.failedAt ?? at;
-      if (!retryVerdict(error)) {
-        return sendToQuarantine(
-          delivery,
-          control,
-          'non_retryable',
-          error,
-          key,
-          attempts,
-          firstFailureAt,
-          lastFailureAt,
-        );
-      }
-      if (attempts >= maxAttempts) {
-        return sendToQuarantine(
-          delivery,
-          control,
-          'attempts_exhausted',
-          error,
-          key,
-          attempts,
-          firstFailureAt,
-          lastFailureAt,
-        );
-      }
-      const delayMs = backoff(attempts, error, at);
-      if (maxAgeMs !== undefined) {
-        const bornAt = delivery.publishedAt ?? firstFailureAt;
-        if (at + delayMs - bornAt > maxAgeMs) {
-          return sendToQuarantine(
-            delivery,
-            control,
-            'max_age',
-            error,
-            key,
-            attempts,
-            firstFailureAt,
-            lastFailureAt,
-          );
-        }
-      }
-      return sendBack(delivery, control, 'failure', delayMs, error, key, attempts);
+    const identity: OperationIdentity = { operation: operation ?? delivery.source, key };
+    if (principal) {
+      const who = principal(keyInput);
+      if (who !== undefined) identity.principal = who;
     }
+    if (fingerprint !== false) {
+      identity.fingerprintOf = fingerprint ? fingerprint(keyInput) : bodyDigest(delivery.body);
+    }
+    return runHandler(delivery, control, key, identity, body as B);
+  }
+
+  async function runHandler(
+    delivery: Delivery,
+    control: DeliveryControl,
+    key: string,
+    identity: OperationIdentity,
+    body: B,
+  ): Promise<DeliveryResult> {
+    const run = new HandlerRun<B>(delivery, control, body, handler, clock);
+    let replayed: boolean;
+    try {
+      // An anonymous arrow: under tsx (the benchmarks) a named one costs a name-setting call.
+      replayed = (await executeResolved(identity, (ctx) => run.call(ctx), execute)).replayed;
+    } catch (error) {
+      return await failed(delivery, control, key, run, error);
+    }
+    return await ack(delivery, control, key, replayed);
+  }
+
+  /** What a failure of executeIdempotent leads to (see the diagram at the top). */
+  function failed(
+    delivery: Delivery,
+    control: DeliveryControl,
+    key: string,
+    run: HandlerRun<B>,
+    error: unknown,
+  ): Promise<DeliveryResult> {
+    const at = clock.now();
+    const deliveries = delivery.deliveryCount ?? 1;
+    if (isReprocessError(error, ErrorCode.DUPLICATE_REQUEST)) {
+      return ack(delivery, control, key, true);
+    }
+    if (isReprocessError(error, ErrorCode.IDEMPOTENCY_IN_PROGRESS)) {
+      const hint = (error as { retryAfterMs?: unknown }).retryAfterMs;
+      const delayMs = typeof hint === 'number' ? hint : backoff(deliveries, undefined, at);
+      return sendBack(delivery, control, 'in_progress', delayMs, error, key, deliveries);
+    }
+    if (isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)) {
+      return sendBack(
+        delivery,
+        control,
+        'store_unavailable',
+        backoff(deliveries, undefined, at),
+        error,
+        key,
+        deliveries,
+      );
+    }
+
+    const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
+    const firstFailureAt = run.firstFailureAt ?? at;
+    const lastFailureAt = run.failedAt ?? at;
+    if (!retryVerdict(error)) {
+      return sendToQuarantine(
+        delivery,
+        control,
+        'non_retryable',
+        error,
+        key,
+        attempts,
+        firstFailureAt,
+        lastFailureAt,
+      );
+    }
+    if (attempts >= maxAttempts) {
+      return sendToQuarantine(
+        delivery,
+        control,
+        'attempts_exhausted',
+        error,
+        key,
+        attempts,
+        firstFailureAt,
+        lastFailureAt,
+      );
+    }
+    const delayMs = backoff(attempts, error, at);
+    if (maxAgeMs !== undefined) {
+      const bornAt = delivery.publishedAt ?? firstFailureAt;
+      if (at + delayMs - bornAt > maxAgeMs) {
+        return sendToQuarantine(
+          delivery,
+          control,
+          'max_age',
+          error,
+          key,
+          attempts,
+          firstFailureAt,
+          lastFailureAt,
+        );
+      }
+    }
+    return sendBack(delivery, control, 'failure', delayMs, error, key, attempts);
   }
 
   return { process, retry, maxAttempts, clock, emit };
@@ -623,13 +685,95 @@ function poisonError(delivery: Delivery, why: string, cause?: unknown): NonRetry
   );
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+/**
+ * The handler's message. A class, so that the `signal` getter lives once on the prototype:
+ * an object literal with a getter costs a fresh accessor per message.
+ */
+class HandlerMessage<B> implements ConsumerMessage<B> {
+  body: B;
+  raw: Uint8Array;
+  headers: Headers;
+  id: string;
+  source: string;
+  deliveryCount: number | undefined;
+  attempt: number;
+  publishedAt: number | undefined;
+  readonly #control: DeliveryControl;
+
+  constructor(delivery: Delivery, body: B, attempt: number, control: DeliveryControl) {
+    this.body = body;
+    this.raw = delivery.body;
+    this.headers = delivery.headers;
+    this.id = delivery.id;
+    this.source = delivery.source;
+    this.deliveryCount = delivery.deliveryCount;
+    this.attempt = delivery.deliveryCount ?? attempt;
+    this.publishedAt = delivery.publishedAt;
+    this.#control = control;
+  }
+
+  /** Read on demand: the consumer makes the AbortController only if it is looked at. */
+  get signal(): AbortSignal {
+    return this.#control.signal;
+  }
+}
+
+/** One run of the handler under the idempotency core, and what it saw of a failure. */
+class HandlerRun<B> {
+  attempt: number | undefined;
+  firstFailureAt: number | undefined;
+  failedAt: number | undefined;
+  readonly #delivery: Delivery;
+  readonly #control: DeliveryControl;
+  readonly #body: B;
+  readonly #handler: MessageHandler<B>;
+  readonly #clock: Clock;
+
+  constructor(
+    delivery: Delivery,
+    control: DeliveryControl,
+    body: B,
+    handler: MessageHandler<B>,
+    clock: Clock,
+  ) {
+    this.#delivery = delivery;
+    this.#control = control;
+    this.#body = body;
+    this.#handler = handler;
+    this.#clock = clock;
+  }
+
+  /** What the idempotency core runs (at most once per key). */
+  async call(ctx: IdempotencyContext): Promise<unknown> {
+    this.attempt = ctx.attempt;
+    const message = new HandlerMessage(this.#delivery, this.#body, ctx.attempt, this.#control);
+    try {
+      return await this.#handler(message, ctx);
+    } catch (error) {
+      const at = this.#clock.now();
+      this.failedAt = at;
+      try {
+        // Stored once per operation, fenced like any step: later failures read it back.
+        this.firstFailureAt = await ctx.step(FIRST_FAILURE_STEP, () => at);
+      } catch {
+        this.firstFailureAt = at;
+      }
+      throw error;
+    }
+  }
+}
+
 function bodyDigest(raw: Uint8Array): string {
   // One-shot hash: a third of createHash().update().digest()'s cost on a small body.
   return hash('sha256', raw, 'hex');
-}
-
-function optionalPrincipal(principal: string | undefined): { principal?: string } {
-  return principal === undefined ? {} : { principal };
 }
 
 function optionalLimit(value: number | undefined, what: string): number | undefined {
