@@ -1,7 +1,19 @@
-/** A lease waiting for its first heartbeat (see {@link FirstBeatTicker}). */
-export interface FirstBeatWaiter {
+/**
+ * A lease waiting for its first heartbeat (see {@link FirstBeatTicker}). The fields are the
+ * ticker's bookkeeping, kept on the waiter itself: the waiting leases form a doubly linked
+ * list, so joining and leaving it allocate nothing and hash nothing (a Map keyed by the lease
+ * cost each operation an identity hash and a hash-table update).
+ */
+export abstract class FirstBeatWaiter {
+  /** Monotonic time (`performance.now()`) the first beat is due; set by the ticker. */
+  firstBeatDue = 0;
+  /** Whether the ticker holds this waiter. */
+  waitingFirstBeat = false;
+  prevWaiting: FirstBeatWaiter | undefined = undefined;
+  nextWaiting: FirstBeatWaiter | undefined = undefined;
+
   /** The shared wait is over: arm a timer of your own for the first beat, due in `ms`. */
-  armFirstBeat(ms: number): void;
+  abstract armFirstBeat(ms: number): void;
 }
 
 /**
@@ -35,8 +47,10 @@ export interface FirstBeatWaiter {
  * one must see every timer, so leases on such clocks keep a timer of their own.
  */
 export class FirstBeatTicker {
-  /** Each waiting lease with the monotonic time its first beat is due. */
-  private readonly waiting = new Map<FirstBeatWaiter, number>();
+  /** The waiting leases, oldest first. */
+  private head: FirstBeatWaiter | undefined;
+  private tail: FirstBeatWaiter | undefined;
+  private count = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** Monotonic time the timer fires; never after the due time of a waiting lease. */
   private firesAt = Number.POSITIVE_INFINITY;
@@ -46,24 +60,46 @@ export class FirstBeatTicker {
 
   /** Leases waiting for their first beat (for tests). */
   get size(): number {
-    return this.waiting.size;
+    return this.count;
   }
 
   /** Waits for the first beat of `waiter`, due in `delayMs` (at most 2^31 - 1). */
   add(waiter: FirstBeatWaiter, delayMs: number): void {
+    if (waiter.waitingFirstBeat) this.delete(waiter);
     if (delayMs < 0) delayMs = 0;
     const due = performance.now() + delayMs;
-    this.waiting.set(waiter, due);
+    waiter.firstBeatDue = due;
+    waiter.waitingFirstBeat = true;
+    waiter.prevWaiting = this.tail;
+    waiter.nextWaiting = undefined;
+    if (this.tail === undefined) this.head = waiter;
+    else this.tail.nextWaiting = waiter;
+    this.tail = waiter;
+    this.count++;
     if (due < this.firesAt || this.armedWith !== setTimeout) {
       this.arm(due, delayMs);
-    } else if (this.waiting.size === 1) {
+    } else if (this.count === 1) {
       this.timer?.ref();
     }
   }
 
-  /** Stops waiting for `waiter` (its operation ended, or it was handed over already). */
+  /** Stops waiting for `waiter` (its operation ended). Does nothing if it is not waiting. */
   delete(waiter: FirstBeatWaiter): void {
-    if (this.waiting.delete(waiter) && this.waiting.size === 0) this.timer?.unref();
+    if (!waiter.waitingFirstBeat) return;
+    this.unlink(waiter);
+    if (this.count === 0) this.timer?.unref();
+  }
+
+  private unlink(waiter: FirstBeatWaiter): void {
+    const { prevWaiting: prev, nextWaiting: next } = waiter;
+    if (prev === undefined) this.head = next;
+    else prev.nextWaiting = next;
+    if (next === undefined) this.tail = prev;
+    else next.prevWaiting = prev;
+    waiter.prevWaiting = undefined;
+    waiter.nextWaiting = undefined;
+    waiter.waitingFirstBeat = false;
+    this.count--;
   }
 
   private arm(due: number, delayMs: number): void {
@@ -77,12 +113,19 @@ export class FirstBeatTicker {
   private fire(): void {
     this.timer = undefined;
     this.firesAt = Number.POSITIVE_INFINITY;
-    if (this.waiting.size === 0) return;
+    if (this.count === 0) return;
     const now = performance.now();
-    const handOver = [...this.waiting];
-    this.waiting.clear();
+    // Every waiter leaves the list before any is called back: one that is added again
+    // (or stopped) from its callback finds the list consistent.
+    const handOver: FirstBeatWaiter[] = [];
+    for (let waiter = this.head; waiter !== undefined; waiter = waiter.nextWaiting) {
+      handOver.push(waiter);
+    }
+    for (const waiter of handOver) this.unlink(waiter);
     // Rounded down: a beat a fraction of a millisecond early only renews the lease sooner.
-    for (const [waiter, due] of handOver) waiter.armFirstBeat(Math.max(0, Math.floor(due - now)));
+    for (const waiter of handOver) {
+      waiter.armFirstBeat(Math.max(0, Math.floor(waiter.firstBeatDue - now)));
+    }
   }
 }
 

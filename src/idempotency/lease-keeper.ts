@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from '../clock.js';
 import { LeaseLostError } from '../errors.js';
-import { type FirstBeatWaiter, firstBeats } from './first-beat-ticker.js';
+import { FirstBeatWaiter, firstBeats } from './first-beat-ticker.js';
 import type { IdempotencyStore } from './store.js';
 import { callStore, checkHeartbeat } from './store-results.js';
 
@@ -33,15 +33,13 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 const NOT_RENEWED =
   'the lease could not be renewed before it ended; another worker may hold it now';
 
-export class LeaseKeeper implements FirstBeatWaiter {
+export class LeaseKeeper extends FirstBeatWaiter {
   // Created on first use: most runs never look at the signal, and the hot path shows it.
   private controller: AbortController | undefined;
   private lostWith: LeaseLostError | undefined;
   private cancelTimer: (() => void) | undefined;
   private cancelDeadline: (() => void) | undefined;
   private stopped = false;
-  /** True while the shared ticker holds the first beat (system clock only). */
-  private waitingFirstBeat = false;
   /** Local time before which the lease is surely still ours. */
   private safeUntil: number;
 
@@ -54,6 +52,7 @@ export class LeaseKeeper implements FirstBeatWaiter {
     private readonly clock: Clock,
     acquiredAt: number,
   ) {
+    super();
     this.safeUntil = acquiredAt + leaseMs;
   }
 
@@ -75,7 +74,6 @@ export class LeaseKeeper implements FirstBeatWaiter {
   start(): void {
     if (this.intervalMs <= 0 || this.stopped) return;
     if (this.clock === systemClock) {
-      this.waitingFirstBeat = true;
       firstBeats.add(this, this.nextBeatDelay());
     } else {
       this.schedule();
@@ -84,7 +82,6 @@ export class LeaseKeeper implements FirstBeatWaiter {
 
   /** Called by the shared ticker: the first beat is due in `ms`, on a timer of this lease's own. */
   armFirstBeat(ms: number): void {
-    this.waitingFirstBeat = false;
     if (this.stopped) return;
     // Due now: a timer of 0 ms would run a millisecond later (Node's minimum).
     if (ms <= 0) void this.beat();
@@ -94,10 +91,7 @@ export class LeaseKeeper implements FirstBeatWaiter {
   /** Stops heartbeats and clears the timers. Idempotent. */
   stop(): void {
     this.stopped = true;
-    if (this.waitingFirstBeat) {
-      this.waitingFirstBeat = false;
-      firstBeats.delete(this);
-    }
+    if (this.waitingFirstBeat) firstBeats.delete(this);
     this.cancelTimer?.();
     this.cancelTimer = undefined;
     this.cancelDeadline?.();

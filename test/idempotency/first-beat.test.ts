@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { executeIdempotent } from '../../src/idempotency/execute.js';
 import {
   FirstBeatTicker,
-  type FirstBeatWaiter,
+  FirstBeatWaiter,
   firstBeats,
 } from '../../src/idempotency/first-beat-ticker.js';
 import type { IdempotencyContext } from '../../src/idempotency/types.js';
@@ -18,9 +18,19 @@ import { deferred, settle, setup } from './fixtures.js';
  * ends first leaves nothing that keeps the process alive; other clocks are not involved.
  */
 
+/** A waiter that calls `onArm` with what the ticker handed it. */
+class Waiter extends FirstBeatWaiter {
+  constructor(private readonly onArm: (ms: number) => void) {
+    super();
+  }
+  armFirstBeat(ms: number): void {
+    this.onArm(ms);
+  }
+}
+
 /** A waiter that records what the ticker handed it, at which (fake) time. */
 function waiter(log: Array<[string, number, number]>, name: string): FirstBeatWaiter {
-  return { armFirstBeat: (ms) => log.push([name, ms, performance.now()]) };
+  return new Waiter((ms) => log.push([name, ms, performance.now()]));
 }
 
 /** Whether the ticker's shared timer keeps the process alive. */
@@ -85,6 +95,40 @@ describe('the shared first-beat timer', () => {
     expect(log.map(([name]) => name)).toEqual(['stays']);
   });
 
+  it('keeps its list whole whatever the order of leaving', async () => {
+    vi.useFakeTimers();
+    const ticker = new FirstBeatTicker();
+    const log: Array<[string, number, number]> = [];
+    const waiters = Array.from({ length: 6 }, (_, i) => waiter(log, `w${i}`));
+    for (const w of waiters) ticker.add(w, 1_000);
+    // Middle, head, tail, then a re-add (moves to the end with its new due time).
+    ticker.delete(waiters[2] as FirstBeatWaiter);
+    ticker.delete(waiters[0] as FirstBeatWaiter);
+    ticker.delete(waiters[5] as FirstBeatWaiter);
+    ticker.add(waiters[1] as FirstBeatWaiter, 1_500);
+    expect(ticker.size).toBe(3);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(log.map(([name, ms]) => [name, ms])).toEqual([
+      ['w3', 0],
+      ['w4', 0],
+      ['w1', 500],
+    ]);
+    expect(ticker.size).toBe(0);
+    // A waiter handed over can wait again, and one called back may re-add itself.
+    const again = new Waiter(() => {
+      if (log.length < 4) {
+        log.push(['again', 0, 0]);
+        ticker.add(again, 100);
+      }
+    });
+    ticker.add(again, 100);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(ticker.size).toBe(1);
+    ticker.delete(again);
+    expect(ticker.size).toBe(0);
+    expect(keepsAlive(ticker)).toBe(false);
+  });
+
   it('keeps the process alive only while a lease waits', async () => {
     vi.useFakeTimers();
     const ticker = new FirstBeatTicker();
@@ -129,7 +173,7 @@ describe('the shared first-beat timer', () => {
     ticker.delete(gone);
     vi.useRealTimers();
     const done = deferred<number>();
-    ticker.add({ armFirstBeat: (ms) => done.resolve(ms) }, 1);
+    ticker.add(new Waiter((ms) => done.resolve(ms)), 1);
     await expect(done.promise).resolves.toBeLessThanOrEqual(1);
   });
 });
