@@ -4,6 +4,7 @@
  * own call, one key never twice in a batch). Which calls shared a script call is observed on
  * the wire: the client is wrapped to record every EVALSHA.
  */
+import { createClient } from '@redis/client';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
@@ -12,6 +13,7 @@ import {
   type RedisLike,
   type RedisStore,
   createRedisStore,
+  fromNodeRedis,
   openRedisStore,
 } from '../../src/stores/redis/index.js';
 import { SCRIPTS } from '../../src/stores/redis/scripts.js';
@@ -84,6 +86,42 @@ await describeWithService('redis', 'redis store, batched', () => {
     },
     REAL_TIME,
   );
+
+  describe('with a node-redis client', () => {
+    const client = createClient({ url: URL });
+    beforeAll(async () => {
+      await client.connect();
+    });
+    afterAll(async () => {
+      await client.close();
+    });
+
+    it('batches begin and complete, corrupt records failing alone', async () => {
+      const prefix = `${RUN_ID}:nrb:`;
+      const store = createRedisStore(fromNodeRedis(client), { prefix, batch: true });
+      await admin.set(store.recordKey('bad'), 'hello');
+      const begun = await Promise.allSettled(
+        ['a', 'bad', 'b'].map((key) => store.begin(key, 'fp', 30_000, 60_000)),
+      );
+      expect(begun.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expectCode(begun[1], 'RECORD_CORRUPT');
+      const tokens = [begun[0], begun[2]].map((s) =>
+        tokenOf(s?.status === 'fulfilled' ? s.value : undefined),
+      );
+      const done = await Promise.all([
+        store.complete('a', tokens[0] as number, '"a"', 60_000),
+        store.complete('b', tokens[1] as number, '"b"', 60_000),
+      ]);
+      expect(done).toEqual([{ kind: 'ok' }, { kind: 'ok' }]);
+      const replays = await Promise.all(
+        ['a', 'b'].map((key) => store.begin(key, 'fp', 30_000, 60_000)),
+      );
+      expect(replays).toMatchObject([
+        { kind: 'existing', record: { result: '"a"' } },
+        { kind: 'existing', record: { result: '"b"' } },
+      ]);
+    });
+  });
 
   describe('batches', () => {
     const client = new Redis(URL, {
