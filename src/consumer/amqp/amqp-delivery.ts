@@ -11,7 +11,7 @@ import {
   HOP_PUBLISHED_AT,
   headerInt,
   originalRawHeaders,
-  toStringHeaders,
+  publisherStringHeaders,
 } from './amqp-headers.js';
 import type { AmqpTopology } from './amqp-topology.js';
 import { pickDelayTier } from './delay-tiers.js';
@@ -45,7 +45,7 @@ export class AmqpDelivery implements Delivery {
   readonly #message: ConsumeMessage;
   readonly #session: AmqpSession;
   readonly #context: AmqpDeliveryContext;
-  readonly #original: Record<string, unknown>;
+  readonly #raw: Record<string, unknown> | undefined;
   readonly #receivedAt: number;
   readonly #ack: AckEntry;
   #settled = false;
@@ -53,7 +53,8 @@ export class AmqpDelivery implements Delivery {
 
   constructor(message: ConsumeMessage, session: AmqpSession, context: AmqpDeliveryContext) {
     const raw = message.properties.headers as Record<string, unknown> | undefined;
-    this.#original = originalRawHeaders(raw);
+    // The publisher's headers as amqplib decoded them are needed only to publish a copy.
+    this.#raw = raw;
     const hops = headerInt(raw?.[HOP_DELIVERIES]) ?? 0;
     const brokerCount = headerInt(raw?.['x-delivery-count']);
     // x-delivery-count (quorum queues) counts earlier deliveries of this copy; on a classic
@@ -64,7 +65,7 @@ export class AmqpDelivery implements Delivery {
     const messageId = message.properties.messageId;
     this.id = typeof messageId === 'string' && messageId !== '' ? messageId : randomUUID();
     this.body = message.content;
-    this.headers = toStringHeaders(this.#original);
+    this.headers = publisherStringHeaders(raw);
     this.source = context.topology.queue;
     this.#message = message;
     this.#session = session;
@@ -141,7 +142,7 @@ export class AmqpDelivery implements Delivery {
     if (!publisher) throw new AmqpChannelLostError('the AMQP source is closed');
     await publisher.publish(queue, this.#message.content, {
       ...publishProperties(this.#message, this.id),
-      headers: { ...this.#original, ...extra },
+      headers: { ...originalRawHeaders(this.#raw), ...extra },
     });
   }
 

@@ -45,6 +45,21 @@ export function originalRawHeaders(
   return out;
 }
 
+/**
+ * The publisher's headers as the port's strings, in one pass:
+ * `toStringHeaders(originalRawHeaders(raw))` without the intermediate object.
+ */
+export function publisherStringHeaders(raw: Record<string, unknown> | undefined): Headers {
+  const out: Headers = {};
+  if (!raw) return out;
+  for (const name in raw) {
+    if (isInternalHeader(name)) continue;
+    const text = headerText(raw[name]);
+    if (text !== undefined) out[name] = text;
+  }
+  return out;
+}
+
 /** reprocess's own headers of a delivery, as strings. */
 export function internalHeaders(raw: Record<string, unknown> | undefined): Headers {
   const out: Headers = {};

@@ -105,7 +105,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         handBack(message);
         continue;
       }
-      await gate.acquire();
+      if (!gate.tryAcquire()) await gate.acquire();
       if (state !== 'running') {
         gate.release();
         handBack(message);

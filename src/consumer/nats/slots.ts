@@ -11,6 +11,15 @@ export class Slots {
     this.#free = size;
   }
 
+  /** Takes a free slot if there is one (no promise, no await: the common case). */
+  tryAcquire(): boolean {
+    if (this.#free > 0 && this.#waiting.length === 0) {
+      this.#free -= 1;
+      return true;
+    }
+    return false;
+  }
+
   /** Resolves once a slot is held. */
   acquire(): Promise<void> {
     if (this.#free > 0) {
