@@ -5,7 +5,7 @@ import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import { type StoredRow, processCases } from './fixtures/sql-process-cases.js';
 
 /*
- * MariaDB across OS processes: 8 workers racing on 1,000 keys, and a stalled worker fenced
+ * MariaDB across OS processes: 8 workers racing on 1,000 keys (half of them batching), and a stalled worker fenced
  * off after a second one took its lease over.
  */
 
@@ -28,6 +28,7 @@ await describeWithService('mariadb', 'mysql store across processes', () => {
     processCases(
       {
         spec: () => ({ kind: 'mysql', url: SERVICES.mariadb.url, table }),
+        variants: [{ batch: false }, { batch: false }, { batch: true }, { batch: true }],
         rows: async (prefix) => {
           const [rows] = await pool.query(
             `SELECT CONVERT(\`key\` USING utf8mb4) AS \`key\`, status, attempts, token, result, steps
