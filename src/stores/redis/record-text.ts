@@ -64,13 +64,13 @@ export function recordFromText(
     key,
     fingerprint: unescapeFingerprint(text.slice(endHeader + 1, endFingerprint)),
     status: status as RecordStatus,
-    token: parseInteger(key, 'token', token),
-    attempts: parseInteger(key, 'attempts', attempts),
-    leaseUntil: parseInteger(key, 'leaseUntil', leaseUntil),
-    expiresAt: parseInteger(key, 'expiresAt', expiresAt),
+    token: digits(key, 'token', token),
+    attempts: digits(key, 'attempts', attempts),
+    leaseUntil: digits(key, 'leaseUntil', leaseUntil),
+    expiresAt: digits(key, 'expiresAt', expiresAt),
     steps,
-    createdAt: parseInteger(key, 'createdAt', createdAt),
-    updatedAt: parseInteger(key, 'updatedAt', updatedAt),
+    createdAt: digits(key, 'createdAt', createdAt),
+    updatedAt: digits(key, 'updatedAt', updatedAt),
   };
   if (status === 'completed') record.result = text.slice(endFingerprint + 1);
   else if (status === 'failed') record.error = text.slice(endFingerprint + 1);
@@ -102,6 +102,13 @@ export function parseJson(key: string, text: string): unknown {
   } catch (error) {
     throw corrupt(key, "the script's JSON does not parse", error);
   }
+}
+
+/** A field the header pattern already read as decimal digits: only its size is checked. */
+function digits(key: string, what: string, value: string | undefined): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw corrupt(key, `${what} is ${JSON.stringify(value)}`);
+  return n;
 }
 
 /** A decimal integer written by a script. */
