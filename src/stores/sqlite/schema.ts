@@ -2,7 +2,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
 
 /** The schema version this build writes. A later change adds a step to {@link MIGRATIONS}. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** The table of schema versions and token high-water marks, shared by every records table. */
 export const META_TABLE = 'reprocess_meta';
@@ -24,21 +24,8 @@ export function metaNames(table: string): { version: string; highWater: string }
   return { version: `schema_version:${table}`, highWater: `token_high_water:${table}` };
 }
 
-/**
- * Version 1. `steps` is a JSON object of step name to encoded result. The AFTER DELETE
- * trigger keeps the greatest token ever removed, so a key that is deleted (by `delete`,
- * `purgeExpired` or an operator with the sqlite3 shell) never sees an old token again.
- *
- * WITHOUT ROWID and no index on expires_at: a transition then changes one b-tree, not three
- * (table, primary-key index, expiry index); measured, a new operation (insert, then complete)
- * writes about 3.2 WAL pages instead of 3.6 for a bare rowid key/value table. `purgeExpired`
- * pays instead, with a scan in key order done in bounded chunks.
- *
- * No CHECK on status: evaluating it made every insert and update about 15% slower, and a
- * record is validated when it is read back anyway (an unknown status is RecordCorruptError).
- */
-function createV1(table: string): string {
-  const { highWater } = metaNames(table);
+/** The records table of version 2 (version 1 was the same columns WITHOUT ROWID). */
+function recordsTable(table: string): string {
   return `
     CREATE TABLE ${table} (
       key TEXT PRIMARY KEY NOT NULL,
@@ -53,16 +40,62 @@ function createV1(table: string): string {
       steps TEXT NOT NULL DEFAULT '{}',
       created_at INTEGER NOT NULL,
       updated_at INTEGER NOT NULL
-    ) WITHOUT ROWID;
+    );`;
+}
+
+/**
+ * The AFTER DELETE trigger keeps the greatest token ever removed, so a key that is deleted
+ * (by `delete`, `purgeExpired` or an operator with the sqlite3 shell) never sees an old
+ * token again.
+ */
+function highWaterTrigger(table: string): string {
+  const { highWater } = metaNames(table);
+  return `
     CREATE TRIGGER ${table}_token_high_water AFTER DELETE ON ${table} BEGIN
       UPDATE ${META_TABLE} SET value = max(value, OLD.token) WHERE name = '${highWater}';
-    END;
+    END;`;
+}
+
+/**
+ * Version 2. `steps` is a JSON object of step name to encoded result.
+ *
+ * A rowid table with the key in its primary-key index, and no index on expires_at. Rows are
+ * appended in rowid order, so the records written at about the same time share a few table
+ * pages: with group commit, the completes of a batch change those few pages (and no index
+ * page, the key does not change) instead of one page per key, and the inserts change one
+ * small index entry per key. Measured with 32 operations per transaction, insert + complete
+ * cost about 30% less CPU than in version 1's WITHOUT ROWID table, where each key's wide row
+ * sits on its own page of a key-ordered b-tree; one operation per transaction costs the same.
+ * `purgeExpired` scans in rowid order (roughly creation order), in bounded chunks.
+ *
+ * No CHECK on status: evaluating it made every insert and update about 15% slower, and a
+ * record is validated when it is read back anyway (an unknown status is RecordCorruptError).
+ */
+function createV2(table: string): string {
+  const { highWater } = metaNames(table);
+  return `
+    ${recordsTable(table)}
+    ${highWaterTrigger(table)}
     INSERT INTO ${META_TABLE} (name, value) VALUES ('${highWater}', 0);
   `;
 }
 
-/** Steps from version n to n + 1, by n. Empty while there is only version 1. */
-const MIGRATIONS: Record<number, (table: string) => string> = {};
+/**
+ * Steps from version n to n + 1, by n. Each runs inside the IMMEDIATE transaction of
+ * {@link ensureSchema}, so another process sees the old table or the new one, never half.
+ */
+const MIGRATIONS: Record<number, (table: string) => string> = {
+  // 1 -> 2: the same columns and rows, moved from a WITHOUT ROWID table to a rowid table
+  // (in key order). The high-water mark stays in the meta table; dropping the old table
+  // fires no DELETE trigger, and its trigger goes with it.
+  1: (table) => `
+    ${recordsTable(`${table}_v2`)}
+    INSERT INTO ${table}_v2 SELECT * FROM ${table} ORDER BY key;
+    DROP TABLE ${table};
+    ALTER TABLE ${table}_v2 RENAME TO ${table};
+    ${highWaterTrigger(table)}
+  `,
+};
 
 function readVersion(db: BetterSqlite3.Database, table: string): number {
   const meta = db
@@ -98,8 +131,8 @@ export function ensureSchema(db: BetterSqlite3.Database, table: string, where: s
     if (version > SCHEMA_VERSION) throw tooNew(version);
     if (version === SCHEMA_VERSION) return;
     if (version === 0) {
-      db.exec(createV1(table));
-      version = 1;
+      db.exec(createV2(table));
+      version = 2;
     }
     while (version < SCHEMA_VERSION) {
       const step = MIGRATIONS[version];

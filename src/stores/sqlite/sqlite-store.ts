@@ -491,16 +491,17 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     const now = this.now();
     let removed = 0;
-    let after = '';
+    let after = Number.MIN_SAFE_INTEGER;
     // One chunk per write transaction, so writers in other processes wait at most one chunk.
     while (limit === undefined || removed < limit) {
       const take = Math.min(PURGE_CHUNK, (limit ?? Number.POSITIVE_INFINITY) - removed);
-      const keys = await this.guard('purgeExpired', () =>
-        (this.prepared().purge.all(after, now, take) as Array<{ key: string }>).map((r) => r.key),
+      const rowids = await this.guard(
+        'purgeExpired',
+        () => this.prepared().purge.all(after, now, take) as number[],
       );
-      removed += keys.length;
-      if (keys.length < take) break;
-      for (const key of keys) if (key > after) after = key;
+      removed += rowids.length;
+      if (rowids.length < take) break;
+      for (const rowid of rowids) if (rowid > after) after = rowid;
     }
     return removed;
   }
@@ -724,12 +725,15 @@ function prepare(
       WHERE key > @after AND (@status IS NULL OR status = @status)
       ORDER BY key LIMIT @take`)
       .raw(true),
-    // The next chunk of expired keys after a key, in key order (a scan: see schema.ts).
-    purge: db.prepare(
-      `DELETE FROM ${t} WHERE key IN (
-         SELECT key FROM ${t} WHERE key > ? AND expires_at <= ? ORDER BY key LIMIT ?
-       ) RETURNING key`,
-    ),
+    // The next chunk of expired records after a rowid, in rowid order (a scan of the table
+    // in the order rows were written: see schema.ts).
+    purge: db
+      .prepare(
+        `DELETE FROM ${t} WHERE rowid IN (
+           SELECT rowid FROM ${t} WHERE rowid > ? AND expires_at <= ? ORDER BY rowid LIMIT ?
+         ) RETURNING rowid`,
+      )
+      .pluck(),
   };
   return statements;
 }
