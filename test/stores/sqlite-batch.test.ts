@@ -166,20 +166,29 @@ describe('sqlite store: group commit', () => {
     const expired = await acquire(store, 'expired');
     await store.saveStep('expired', expired, 'charge', '"ch_1"');
     const a = await acquire(store, 'a');
+    const odd = await acquire(store, 'odd');
+    await store.complete('odd', odd, '"r"', TTL);
     const raw = new Database(path);
     // Steps that are not an object: the takeover refuses them before writing.
     raw.prepare(`UPDATE reprocess_idempotency SET steps = '[1]' WHERE key = 'expired'`).run();
+    // An unknown status: the read of the batch cannot make a record of it.
+    raw.prepare(`UPDATE reprocess_idempotency SET status = 'done' WHERE key = 'odd'`).run();
     raw.close();
     await clock.advance(LEASE + 1000);
     const before = commits(path);
 
-    const [first, takeover, doneA, fresh] = await settle([
+    const [first, takeover, doneA, fresh, unknown] = await settle([
       () => store.begin('first', FP, LEASE, TTL),
       () => store.begin('expired', FP, LEASE, TTL),
       () => store.complete('a', a, '"ra"', TTL),
       () => store.begin('fresh', FP, LEASE, TTL),
+      () => store.begin('odd', FP, LEASE, TTL),
     ]);
     expect(commits(path) - before).toBe(2);
+    expect(unknown?.status).toBe('rejected');
+    expect(
+      isReprocessError((unknown as PromiseRejectedResult).reason, ErrorCode.RECORD_CORRUPT),
+    ).toBe(true);
     expect(first).toMatchObject({ status: 'fulfilled', value: { kind: 'acquired' } });
     expect(takeover?.status).toBe('rejected');
     const error = (takeover as PromiseRejectedResult).reason;

@@ -229,12 +229,16 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     checkMs(leaseMs, 'leaseMs');
     checkMs(ttlMs, 'ttlMs');
-    // The read is never batched: it takes no write lock, and it answers a replay or a live
-    // lease on its own. Only a begin that has to write waits for the batch.
+    if (!this.alone()) {
+      // Read with the other begins of the batch, in one read transaction (no write lock);
+      // only those that find their key free then write, in the batch's write transaction.
+      const call: BeginCall = { kind: 'begin', key, fingerprint, leaseMs, ttlMs, read: false };
+      return (await this.batched(call)) as BeginResult;
+    }
     let read = this.guard('begin', () => this.beginRead(key, fingerprint, leaseMs, ttlMs));
     if (read instanceof Promise) read = await read;
     if (read.kind !== 'begin') return read;
-    return (await this.write(read)) as BeginResult;
+    return (await this.writeNow(read)) as BeginResult;
   }
 
   async complete(key: string, token: number, result: string, ttlMs: number): Promise<FencedResult> {
@@ -295,19 +299,30 @@ class SqliteIdempotencyStore implements SqliteStore {
     if (seen && !acquirable(seen, fingerprint, this.now())) {
       return { kind: 'existing', record: toRecord(key, seen, this.path) };
     }
-    return { kind: 'begin', key, fingerprint, leaseMs, ttlMs, seen };
+    const call: BeginCall = { kind: 'begin', key, fingerprint, leaseMs, ttlMs, read: true };
+    if (seen) call.seen = seen;
+    return call;
   }
 
   /**
-   * Runs a write: alone and at once when it is the first of its tick and no batch is
-   * waiting (a sequential caller never waits for a batch), else in the next batch.
+   * Whether a call runs at once, alone: without batching, or when it is the first of its
+   * tick and no batch is waiting (so a sequential caller never waits for a batch). The
+   * other calls of that tick then go to the next batch.
    */
+  private alone(): boolean {
+    if (!this.batcher) return true;
+    if (this.tickTaken || this.waiting > 0) return false;
+    this.tickTaken = true;
+    queueMicrotask(this.endTick);
+    return true;
+  }
+
+  /** Runs a write: at once when {@link alone}, else in the next batch. */
   private write(call: WriteCall): Outcome | Promise<Outcome> {
-    if (this.batcher && (this.tickTaken || this.waiting > 0)) return this.batched(call);
-    if (this.batcher) {
-      this.tickTaken = true;
-      queueMicrotask(this.endTick);
-    }
+    return this.alone() ? this.writeNow(call) : this.batched(call);
+  }
+
+  private writeNow(call: WriteCall): Outcome | Promise<Outcome> {
     return this.guard(
       () => doingOf(call),
       () => this.run(this.prepared(), call, this.now(), false),
@@ -326,29 +341,38 @@ class SqliteIdempotencyStore implements SqliteStore {
     return outcome;
   }
 
-  /** One call of a batch that is alone: its own transaction, as without batching. */
+  /** One call of a batch that is alone: its own transactions, as without batching. */
   private async runAlone(call: WriteCall): Promise<Outcome> {
     return this.guard(
       () => doingOf(call),
-      () => this.run(this.prepared(), call, this.now(), false),
+      () => {
+        let write = call;
+        if (write.kind === 'begin' && !write.read) {
+          const read = this.beginRead(write.key, write.fingerprint, write.leaseMs, write.ttlMs);
+          if (read.kind !== 'begin') return read;
+          write = read;
+        }
+        return this.run(this.prepared(), write, this.now(), false);
+      },
     );
   }
 
   /**
-   * Several calls on distinct keys in one IMMEDIATE transaction: one commit for all. Each
-   * call's outcome is decided as if it ran alone (distinct keys cannot see each other's
-   * rows), and none is answered before the commit. A call that fails on its own (a corrupt
-   * record) fails alone; a SQLite error rolls the whole transaction back, and then every call
-   * runs alone, so that it too is the failure of one call only. A lock held past
-   * busy_timeout fails the batch as it would each call: the whole batch is retried.
+   * Several calls on distinct keys: first the reads of the begins, in one read transaction
+   * (a replay or a live lease is answered there, without the write lock), then every write
+   * in one IMMEDIATE transaction: one commit for all. Each call's outcome is decided as if it
+   * ran alone (distinct keys cannot see each other's rows), and none is answered before the
+   * commit. A call that fails on its own (a corrupt record) fails alone; a SQLite error rolls
+   * the whole transaction back, and then every call runs alone, so that it too is the failure
+   * of one call only. A lock held past busy_timeout fails the batch as it would each call:
+   * the whole batch is retried.
    */
   private async runMany(calls: WriteCall[]): Promise<Array<Outcome | Failed>> {
     const outcomes = await this.guard(
-      () => `${calls.length} batched writes`,
+      () => `${calls.length} batched calls`,
       () => {
-        const s = this.prepared();
         try {
-          return s.batch.immediate(calls, this.now());
+          return this.runBatch(this.prepared(), calls);
         } catch (error) {
           if (isBusy(error) || isReprocessError(error)) throw error;
           return undefined;
@@ -364,6 +388,40 @@ class SqliteIdempotencyStore implements SqliteStore {
         ),
       ),
     );
+  }
+
+  private runBatch(s: Statements, calls: WriteCall[]): Array<Outcome | Failed> {
+    const now = this.now();
+    const outcomes: Array<Outcome | Failed | undefined> = new Array(calls.length);
+    const writes = calls.slice();
+    if (calls.some((call) => call.kind === 'begin' && !call.read)) {
+      s.inTransaction.deferred(() => {
+        for (let i = 0; i < calls.length; i++) {
+          const call = calls[i] as WriteCall;
+          if (call.kind !== 'begin' || call.read) continue;
+          try {
+            const seen = s.select.get(call.key) as Row | undefined;
+            if (seen && !acquirable(seen, call.fingerprint, now)) {
+              outcomes[i] = { kind: 'existing', record: toRecord(call.key, seen, this.path) };
+            } else {
+              writes[i] = seen ? { ...call, read: true, seen } : { ...call, read: true };
+            }
+          } catch (error) {
+            if (!isReprocessError(error)) throw error;
+            outcomes[i] = new Failed(error);
+          }
+        }
+      });
+    }
+    const pending = writes.filter((_, i) => outcomes[i] === undefined);
+    if (pending.length > 0) {
+      const written = s.batch.immediate(pending, now);
+      let next = 0;
+      for (let i = 0; i < calls.length; i++) {
+        if (outcomes[i] === undefined) outcomes[i] = written[next++];
+      }
+    }
+    return outcomes as Array<Outcome | Failed>;
   }
 
   /**
@@ -584,15 +642,17 @@ interface AcquireParams {
   expiresAt: number;
 }
 
-/** A begin that found its key free (or acquirable) and has to write. */
+/** A begin that found its key free (or acquirable) and has to write, or has yet to read. */
 interface BeginCall {
   kind: 'begin';
   key: string;
   fingerprint: string;
   leaseMs: number;
   ttlMs: number;
+  /** Whether the key was read already (false: the batch reads it first). */
+  read: boolean;
   /** The row the read saw, if any. */
-  seen: Row | undefined;
+  seen?: Row;
 }
 
 /** A write, as it waits for its batch. */
@@ -622,6 +682,8 @@ interface Statements {
   decide: (params: AcquireParams) => BeginResult;
   acquireOrRead: BetterSqlite3.Transaction<(params: AcquireParams) => BeginResult>;
   batch: BetterSqlite3.Transaction<(calls: WriteCall[], now: number) => Array<Outcome | Failed>>;
+  /** Runs `work` in a transaction (`.deferred`: a read transaction while it only reads). */
+  inTransaction: BetterSqlite3.Transaction<(work: () => void) => void>;
   complete: BetterSqlite3.Statement;
   fail: BetterSqlite3.Statement;
   release: BetterSqlite3.Statement;
@@ -705,6 +767,7 @@ function prepare(
     decide,
     acquireOrRead: db.transaction(decide),
     batch,
+    inTransaction: db.transaction((work: () => void) => work()),
     complete: db.prepare(
       `UPDATE ${t} SET status = 'completed', result = ?, lease_until = 0, expires_at = ?, updated_at = ? ${fenced}`,
     ),
