@@ -53,9 +53,13 @@ export interface RedisStoreOptions {
 
 /** Tuning of {@link RedisStoreOptions.batch}. */
 export interface RedisBatchOptions {
-  /** Most calls in one script call (default 64). */
+  /**
+   * Most calls in one script call (default 32). Smaller than the concurrency on purpose: with
+   * two or more batches in flight the client decodes one while the server runs the next
+   * (measured at concurrency 64: 32 gave about 1.4 times the throughput of 64).
+   */
   maxBatchSize?: number;
-  /** Most batch script calls in flight at once, per kind (default 2). */
+  /** Most batch script calls in flight at once, per kind (default 4). */
   maxInFlight?: number;
 }
 
@@ -441,8 +445,8 @@ function batchOptions(
       `createRedisStore: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${typeof batch}`,
     );
   }
-  const maxBatchSize = given.maxBatchSize ?? 64;
-  const maxInFlight = given.maxInFlight ?? 2;
+  const maxBatchSize = given.maxBatchSize ?? 32;
+  const maxInFlight = given.maxInFlight ?? 4;
   for (const [name, value] of [
     ['maxBatchSize', maxBatchSize],
     ['maxInFlight', maxInFlight],
