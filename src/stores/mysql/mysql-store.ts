@@ -27,6 +27,7 @@ import {
   mysqlBatchStatements,
   mysqlStatements,
 } from './mysql-statements.js';
+import { batchSettings } from '../batch-options.js';
 
 /** Options of {@link createMysqlStore}. */
 export interface MysqlStoreOptions {
@@ -159,7 +160,12 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       `createMysqlStore: preparedStatements must be a boolean, got ${show(prepared)}`,
     );
   }
-  const batching = batchOptions(options.batch);
+  const batching = batchSettings(
+    'createMysqlStore',
+    options.batch,
+    { maxBatchSize: 64, maxInFlight: 4 },
+    1000,
+  );
   const execute = prepared && typeof db.execute === 'function' ? db.execute.bind(db) : undefined;
   const send = (text: string, values: MysqlValue[]) =>
     execute ? execute(text, values) : db.query(text, values);
@@ -636,31 +642,6 @@ function sortedByKey<T extends { key: string }>(inputs: T[]): T[] {
     .map((input) => ({ input, bytes: Buffer.from(input.key, 'utf8') }))
     .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
     .map((x) => x.input);
-}
-
-function batchOptions(
-  batch: MysqlStoreOptions['batch'],
-): { maxBatchSize: number; maxInFlight: number } | undefined {
-  if (batch === undefined || batch === false) return undefined;
-  const given = batch === true ? {} : batch;
-  if (typeof given !== 'object' || given === null) {
-    throw new InvalidArgumentError(
-      `createMysqlStore: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${show(batch)}`,
-    );
-  }
-  const maxBatchSize = given.maxBatchSize ?? 64;
-  const maxInFlight = given.maxInFlight ?? 4;
-  for (const [name, value] of [
-    ['maxBatchSize', maxBatchSize],
-    ['maxInFlight', maxInFlight],
-  ] as const) {
-    if (!Number.isInteger(value) || value < 1 || value > 1000) {
-      throw new InvalidArgumentError(
-        `createMysqlStore: batch.${name} must be an integer from 1 to 1000, got ${show(value)}`,
-      );
-    }
-  }
-  return { maxBatchSize, maxInFlight };
 }
 
 /**

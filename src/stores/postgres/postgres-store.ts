@@ -18,6 +18,7 @@ import { integerColumn, recordFromRow } from './postgres-record.js';
 import { type SchemaStatus, createPostgresSchema } from './postgres-schema.js';
 import { postgresStatements } from './postgres-statements.js';
 import { quoteIdentifier } from './sql-identifier.js';
+import { batchSettings } from '../batch-options.js';
 
 /** Options of {@link createPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -118,7 +119,10 @@ export function createPostgresStore(
     expiresIndex: `"${tableName}_expires_at_idx"`,
   };
   const sql = postgresStatements(table);
-  const batching = batchOptions(options.batch);
+  const batching = batchSettings('createPostgresStore', options.batch, {
+    maxBatchSize: 64,
+    maxInFlight: 4,
+  });
   const prepared = options.preparedStatements ?? true;
   if (typeof prepared !== 'boolean') {
     throw new InvalidArgumentError(
@@ -346,31 +350,6 @@ function beginOutcome(row: unknown): BeginOutcome {
     // A new or expired record starts at 1; only a takeover of a live record counts on.
     takeover: record.attempts > 1,
   };
-}
-
-function batchOptions(
-  batch: PostgresStoreOptions['batch'],
-): { maxBatchSize: number; maxInFlight: number } | undefined {
-  if (batch === undefined || batch === false) return undefined;
-  const given = batch === true ? {} : batch;
-  if (typeof given !== 'object' || given === null) {
-    throw new InvalidArgumentError(
-      `createPostgresStore: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${show(batch)}`,
-    );
-  }
-  const maxBatchSize = given.maxBatchSize ?? 64;
-  const maxInFlight = given.maxInFlight ?? 4;
-  for (const [name, value] of [
-    ['maxBatchSize', maxBatchSize],
-    ['maxInFlight', maxInFlight],
-  ] as const) {
-    if (!Number.isInteger(value) || value < 1 || value > 10_000) {
-      throw new InvalidArgumentError(
-        `createPostgresStore: batch.${name} must be an integer from 1 to 10000, got ${show(value)}`,
-      );
-    }
-  }
-  return { maxBatchSize, maxInFlight };
 }
 
 function listStatus(status: unknown): RecordStatus | null {

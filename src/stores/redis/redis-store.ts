@@ -22,6 +22,7 @@ import {
 } from './record-text.js';
 import type { RedisLike } from './redis-like.js';
 import { ScriptRunner, toStoreError } from './script-runner.js';
+import { batchSettings } from '../batch-options.js';
 
 /** Options of {@link createRedisStore}. */
 export interface RedisStoreOptions {
@@ -217,7 +218,9 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     });
   }
 
-  const batching = isCluster(client) ? undefined : batchOptions(options.batch);
+  const batching = isCluster(client)
+    ? undefined
+    : batchSettings('createRedisStore', options.batch, { maxBatchSize: 32, maxInFlight: 4 });
   const beginBatcher =
     batching &&
     new KeyBatcher<BeginInput, BeginResult | Error>({
@@ -433,31 +436,6 @@ function outcomeOf<T>(outcome: T | Error): T {
 /** Whether the client is an ioredis Cluster (the keys of one script must share a slot). */
 function isCluster(client: RedisLike): boolean {
   return (client as { isCluster?: unknown }).isCluster === true;
-}
-
-function batchOptions(
-  batch: RedisStoreOptions['batch'],
-): { maxBatchSize: number; maxInFlight: number } | undefined {
-  if (batch === undefined || batch === false) return undefined;
-  const given = batch === true ? {} : batch;
-  if (typeof given !== 'object' || given === null) {
-    throw new InvalidArgumentError(
-      `createRedisStore: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${typeof batch}`,
-    );
-  }
-  const maxBatchSize = given.maxBatchSize ?? 32;
-  const maxInFlight = given.maxInFlight ?? 4;
-  for (const [name, value] of [
-    ['maxBatchSize', maxBatchSize],
-    ['maxInFlight', maxInFlight],
-  ] as const) {
-    if (!Number.isInteger(value) || value < 1 || value > 10_000) {
-      throw new InvalidArgumentError(
-        `createRedisStore: batch.${name} must be an integer from 1 to 10000, got ${String(value)}`,
-      );
-    }
-  }
-  return { maxBatchSize, maxInFlight };
 }
 
 function unexpected(operation: string, reply: unknown): Error {
