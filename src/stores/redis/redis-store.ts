@@ -157,23 +157,41 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     return beginReply(input.key, reply);
   }
 
-  async function beginMany(inputs: BeginInput[]): Promise<Array<BeginResult | Error>> {
+  /**
+   * One call of a multi-key script: KEYS are each record and its steps, ARGV the grace, then
+   * three arguments per record. Returns one reply per input.
+   */
+  async function runMany<I extends { key: string }>(
+    operation: 'begin' | 'complete',
+    script: 'beginMany' | 'completeMany',
+    inputs: I[],
+    argumentsOf: (input: I) => readonly [string, string, string],
+  ) {
+    const keyCount = inputs.length * 2;
     const keysAndArgs = new Array<string>(inputs.length * 5 + 1);
-    const args = inputs.length * 2;
-    keysAndArgs[args] = grace;
+    keysAndArgs[keyCount] = grace;
     inputs.forEach((input, i) => {
       const record = recordKey(input.key);
       keysAndArgs[2 * i] = record;
       keysAndArgs[2 * i + 1] = `${record}:s`;
-      keysAndArgs[args + 3 * i + 1] = input.fingerprint;
-      keysAndArgs[args + 3 * i + 2] = input.lease;
-      keysAndArgs[args + 3 * i + 3] = input.ttl;
+      const [a, b, c] = argumentsOf(input);
+      keysAndArgs[keyCount + 3 * i + 1] = a;
+      keysAndArgs[keyCount + 3 * i + 2] = b;
+      keysAndArgs[keyCount + 3 * i + 3] = c;
     });
-    const replies = batchReplies(
-      'begin',
-      await scripts.runOn('beginMany', args, keysAndArgs),
+    return batchReplies(
+      operation,
+      await scripts.runOn(script, keyCount, keysAndArgs),
       inputs.length,
     );
+  }
+
+  async function beginMany(inputs: BeginInput[]): Promise<Array<BeginResult | Error>> {
+    const replies = await runMany('begin', 'beginMany', inputs, (input) => [
+      input.fingerprint,
+      input.lease,
+      input.ttl,
+    ]);
     return inputs.map((input, i) => {
       const reply = replies[i];
       if (typeof reply === 'string' && reply.startsWith('x')) {
@@ -192,22 +210,11 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
   }
 
   async function completeMany(inputs: CompleteInput[]): Promise<Array<FencedResult | Error>> {
-    const keysAndArgs = new Array<string>(inputs.length * 5 + 1);
-    const args = inputs.length * 2;
-    keysAndArgs[args] = grace;
-    inputs.forEach((input, i) => {
-      const record = recordKey(input.key);
-      keysAndArgs[2 * i] = record;
-      keysAndArgs[2 * i + 1] = `${record}:s`;
-      keysAndArgs[args + 3 * i + 1] = input.token;
-      keysAndArgs[args + 3 * i + 2] = input.result;
-      keysAndArgs[args + 3 * i + 3] = input.ttl;
-    });
-    const replies = batchReplies(
-      'complete',
-      await scripts.runOn('completeMany', args, keysAndArgs),
-      inputs.length,
-    );
+    const replies = await runMany('complete', 'completeMany', inputs, (input) => [
+      input.token,
+      input.result,
+      input.ttl,
+    ]);
     return replies.map((reply) => {
       if (reply === 'ok') return OK;
       if (reply === 'lease_lost') return LOST;
