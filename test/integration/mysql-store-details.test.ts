@@ -1,12 +1,12 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isReprocessError } from '../../src/errors.js';
 import { idempotent } from '../../src/idempotency/index.js';
 import {
   MYSQL_SCHEMA_VERSION,
   createMysqlStore,
   openMysqlStore,
 } from '../../src/stores/mysql/index.js';
+import { codeOf, errorOf } from '../helpers/errors.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 
 /*
@@ -17,19 +17,6 @@ import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 
 const prefix = `${RUN_ID}_myd`;
 const FP = 'a'.repeat(64);
-
-function codeOf(error: unknown): string | undefined {
-  return isReprocessError(error) ? error.code : undefined;
-}
-
-async function errorOf(run: () => unknown): Promise<unknown> {
-  try {
-    await run();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
 
 await describeWithService('mariadb', 'mysql store details', () => {
   let pool: mysql.Pool;

@@ -1,12 +1,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isReprocessError } from '../../src/errors.js';
 import { idempotent } from '../../src/idempotency/index.js';
 import {
   SCHEMA_VERSION,
   createPostgresStore,
   openPostgresStore,
 } from '../../src/stores/postgres/index.js';
+import { codeOf, errorOf } from '../helpers/errors.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 
 /*
@@ -17,19 +17,6 @@ import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 
 const schema = `${RUN_ID}_pgd`;
 const FP = 'a'.repeat(64);
-
-function codeOf(error: unknown): string | undefined {
-  return isReprocessError(error) ? error.code : undefined;
-}
-
-async function errorOf(run: () => unknown): Promise<unknown> {
-  try {
-    await run();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
 
 await describeWithService('postgres', 'postgres store details', () => {
   let pool: pg.Pool;
