@@ -9,6 +9,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../idempotency/store.js';
+import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from './list-options.js';
 
 /** Options of {@link createMemoryStore}. */
 export interface MemoryStoreOptions {
@@ -16,8 +17,7 @@ export interface MemoryStoreOptions {
   clock?: Clock;
 }
 
-const DEFAULT_LIST_LIMIT = 100;
-const MAX_LIST_LIMIT = 1000;
+const STORE = 'memory store';
 
 /**
  * An {@link IdempotencyStore} in process memory: for tests, the demo and single-process use.
@@ -178,8 +178,10 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
     },
 
     async list(options: ListOptions = {}): Promise<ListPage> {
-      const limit = listLimit(options.limit);
-      const after = options.cursor;
+      const limit = listLimit(STORE, options.limit);
+      const status = listStatus(STORE, options.status);
+      const after =
+        options.cursor === undefined ? undefined : decodeKeyCursor(STORE, options.cursor);
       const keys = [...records.keys()].sort();
       const page: IdempotencyRecord[] = [];
       let last: string | undefined;
@@ -187,10 +189,10 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
         if (after !== undefined && key <= after) continue;
         const record = records.get(key);
         if (record === undefined) continue;
-        if (options.status !== undefined && record.status !== options.status) continue;
+        if (status !== undefined && record.status !== status) continue;
         if (page.length === limit) {
           // There is at least one more record: hand out a cursor.
-          return { records: page, cursor: last as string };
+          return { records: page, cursor: encodeKeyCursor(last as string) };
         }
         page.push(copy(record));
         last = key;
@@ -223,14 +225,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
 function copy(record: IdempotencyRecord): IdempotencyRecord {
   // Every field is a primitive except `steps`, whose values are strings.
   return { ...record, steps: { ...record.steps } };
-}
-
-function listLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new InvalidArgumentError(`list limit must be an integer >= 1, got ${limit}`);
-  }
-  return Math.min(limit, MAX_LIST_LIMIT);
 }
 
 function checkKey(key: unknown): void {

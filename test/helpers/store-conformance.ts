@@ -40,10 +40,12 @@
  * past or well before them.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ErrorCode, isReprocessError } from '../../src/errors.js';
 import type {
   BeginResult,
   IdempotencyRecord,
   IdempotencyStore,
+  ListOptions,
   RecordStatus,
 } from '../../src/idempotency/store.js';
 
@@ -457,6 +459,29 @@ export function describeStoreConformance(
       expect(await store.delete('k-delete')).toBe(true);
       const third = acquired(await store.begin('k-delete', FP_A, lease(), ttl()));
       expect(third.token).toBeGreaterThan(second.token);
+    });
+
+    it('list refuses a bad limit, status or cursor with INVALID_ARGUMENT', async () => {
+      acquired(await store.begin('k-list-bad', FP_A, lease(), ttl()));
+      const bad: Array<[ListOptions, RegExp]> = [
+        [{ limit: 0 }, /list limit/],
+        [{ limit: 2.5 }, /list limit/],
+        [{ status: 'done' as RecordStatus }, /list status/],
+        [{ cursor: '%%%' }, /list cursor/],
+        [{ cursor: 42 as unknown as string }, /list cursor/],
+      ];
+      for (const [options, message] of bad) {
+        const error = await store.list(options).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isReprocessError(error, ErrorCode.INVALID_ARGUMENT), JSON.stringify(options)).toBe(
+          true,
+        );
+        expect((error as Error).message).toMatch(message);
+      }
+      // A good page still works after the refusals.
+      expect((await store.list({ limit: 1 })).records).toHaveLength(1);
     });
 
     it('lists records with a status filter and cursor paging', async () => {

@@ -14,6 +14,12 @@ import type {
   ListOptions,
   ListPage,
 } from '../../src/idempotency/store.js';
+import {
+  decodeKeyCursor,
+  encodeKeyCursor,
+  listLimit,
+  listStatus,
+} from '../../src/stores/list-options.js';
 
 /** The model, with synchronous twins of every store method for the property test. */
 export class ReferenceStore implements IdempotencyStore {
@@ -154,20 +160,24 @@ export class ReferenceStore implements IdempotencyStore {
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
-    const limit = options.limit ?? 100;
+    // The model checks its arguments as every store does (the shared checks).
+    const limit = listLimit('reference store', options.limit);
+    const status = listStatus('reference store', options.status);
+    const after =
+      options.cursor === undefined ? undefined : decodeKeyCursor('reference store', options.cursor);
     const keys = [...this.records.keys()]
       .sort()
-      .filter((k) => options.cursor === undefined || k > options.cursor)
-      .filter(
-        (k) => options.status === undefined || this.records.get(k)?.status === options.status,
-      );
+      .filter((k) => after === undefined || k > after)
+      .filter((k) => status === undefined || this.records.get(k)?.status === status);
     const page = keys.slice(0, limit);
     const records = page.flatMap((k) => {
       const record = this.getSync(k);
       return record ? [record] : [];
     });
     const last = page[page.length - 1];
-    return keys.length > limit && last !== undefined ? { records, cursor: last } : { records };
+    return keys.length > limit && last !== undefined
+      ? { records, cursor: encodeKeyCursor(last) }
+      : { records };
   }
 
   async purgeExpired(options: { limit?: number } = {}): Promise<number> {

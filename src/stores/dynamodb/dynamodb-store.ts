@@ -39,6 +39,13 @@ import {
   ttlSeconds,
   utf8Bytes,
 } from './item.js';
+import {
+  MAX_LIST_LIMIT,
+  decodeKeyCursor,
+  encodeKeyCursor,
+  listLimit,
+  listStatus,
+} from '../list-options.js';
 
 /** Options of {@link createDynamoDbStore}. */
 export interface DynamoDbStoreOptions {
@@ -64,8 +71,8 @@ export interface DynamoDbStore extends IdempotencyStore {
 
 /** Rounds of read-and-retry in begin before giving up (each round sees a newer record). */
 const MAX_BEGIN_ROUNDS = 8;
-const DEFAULT_LIST_LIMIT = 100;
-const MAX_LIST_LIMIT = 1000;
+/** The name list errors give. */
+const STORE = 'dynamodb store';
 
 /** Sets every attribute of a new record, each only where it is missing (see begin). */
 const CLAIM_UPDATE = `SET ${[
@@ -517,12 +524,14 @@ export function createDynamoDbStore(
 
     /** Pages with a strongly consistent Scan; no order. The cursor is the last key scanned. */
     async list(options: ListOptions = {}): Promise<ListPage> {
-      const limit = listLimit(options.limit);
-      let startKey = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+      const limit = listLimit(STORE, options.limit);
+      const status = listStatus(STORE, options.status);
+      let startKey =
+        options.cursor === undefined ? undefined : decodeKeyCursor(STORE, options.cursor);
       const parts: ExpressionParts =
-        options.status === undefined
+        status === undefined
           ? { filter: '#status <> :deleted', values: { ':deleted': { S: DELETED } } }
-          : { filter: '#status = :status', values: { ':status': { S: options.status } } };
+          : { filter: '#status = :status', values: { ':status': { S: status } } };
       const records: IdempotencyRecord[] = [];
       // Scan's Limit counts items read before the filter, so one page may take several reads.
       while (records.length < limit) {
@@ -534,7 +543,7 @@ export function createDynamoDbStore(
         if (page.lastKey === undefined) return { records };
         startKey = page.lastKey;
       }
-      return { records, cursor: encodeCursor(startKey as string) };
+      return { records, cursor: encodeKeyCursor(startKey as string) };
     },
 
     async purgeExpired(options = {}) {
@@ -594,25 +603,4 @@ export function createDynamoDbStore(
       throw toStoreError(error, tombstone ? 'purgeExpired (tombstone)' : 'purgeExpired', table);
     }
   }
-}
-
-function listLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new InvalidArgumentError(
-      `dynamodb store: list limit must be a positive integer, got ${limit}`,
-    );
-  }
-  return Math.min(limit, MAX_LIST_LIMIT);
-}
-
-function encodeCursor(key: string): string {
-  return Buffer.from(key, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  if (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
-    throw new InvalidArgumentError(`dynamodb store: invalid list cursor ${JSON.stringify(cursor)}`);
-  }
-  return Buffer.from(cursor, 'base64url').toString('utf8');
 }

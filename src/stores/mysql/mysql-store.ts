@@ -28,6 +28,7 @@ import {
   mysqlStatements,
 } from './mysql-statements.js';
 import { batchSettings } from '../batch-options.js';
+import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 
 /** Options of {@link createMysqlStore}. */
 export interface MysqlStoreOptions {
@@ -68,8 +69,6 @@ export interface MysqlStore extends IdempotencyStore {
 }
 
 const DEFAULT_TABLE = 'reprocess_idempotency';
-const DEFAULT_LIST_LIMIT = 100;
-const MAX_LIST_LIMIT = 1000;
 /** Rounds of begin when concurrent writers keep changing the record under it. */
 const MAX_BEGIN_ROUNDS = 50;
 /** Runs of one statement after a deadlock or lock wait timeout (it was rolled back whole). */
@@ -547,18 +546,8 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     },
 
     async list(listOptions: ListOptions = {}): Promise<ListPage> {
-      const status = listOptions.status;
-      if (
-        status !== undefined &&
-        status !== 'in_progress' &&
-        status !== 'completed' &&
-        status !== 'failed'
-      ) {
-        throw new InvalidArgumentError(
-          `mysql store: list status must be in_progress, completed or failed, got ${show(status)}`,
-        );
-      }
-      const limit = listLimit(listOptions.limit);
+      const status = listStatus(STORE, listOptions.status);
+      const limit = listLimit(STORE, listOptions.limit);
       const conditions: string[] = [];
       const values: MysqlValue[] = [];
       if (status !== undefined) {
@@ -568,7 +557,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       if (listOptions.cursor !== undefined) {
         // Binary comparison: VARBINARY keys sort by UTF-8 bytes, i.e. by code point.
         conditions.push('`key` > ?');
-        values.push(decodeCursor(listOptions.cursor));
+        values.push(decodeKeyCursor(STORE, listOptions.cursor));
       }
       const where = conditions.length === 0 ? '' : ` WHERE ${conditions.join(' AND ')}`;
       const found = await rows('list', `${sql.listPrefix}${where} ORDER BY \`key\` LIMIT ?`, [
@@ -578,7 +567,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       const records: IdempotencyRecord[] = found.slice(0, limit).map(recordFromRow);
       const last = records[records.length - 1];
       return found.length > limit && last !== undefined
-        ? { records, cursor: encodeCursor(last.key) }
+        ? { records, cursor: encodeKeyCursor(last.key) }
         : { records };
     },
 
@@ -605,6 +594,9 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
   };
   return store;
 }
+
+/** The name list errors give. */
+const STORE = 'mysql store';
 
 /** An acquisition by an INSERT: its token came back through LAST_INSERT_ID. */
 function fresh(key: string, header: MysqlResultHeader, leaseMs: number): BeginResult {
@@ -653,32 +645,4 @@ function matchedRows(header: MysqlResultHeader): number {
   const matched = /Rows matched: (\d+)/.exec(header.info ?? '');
   if (matched?.[1] !== undefined) return Number(matched[1]);
   return header.affectedRows ?? 0;
-}
-
-function listLimit(limit: unknown): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
-    throw new InvalidArgumentError(
-      `mysql store: list limit must be an integer >= 1, got ${show(limit)}`,
-    );
-  }
-  return Math.min(limit, MAX_LIST_LIMIT);
-}
-
-/** Cursors are the last key of a page, base64url: opaque to callers, exact for `key > ?`. */
-function encodeCursor(key: string): string {
-  return Buffer.from(key, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): string {
-  if (typeof cursor !== 'string' || cursor.length === 0 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
-    throw new InvalidArgumentError(
-      `mysql store: list cursor must come from a previous page, got ${show(cursor)}`,
-    );
-  }
-  const key = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (encodeCursor(key) !== cursor) {
-    throw new InvalidArgumentError('mysql store: list cursor is not one this store issued');
-  }
-  return key;
 }

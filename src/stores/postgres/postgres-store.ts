@@ -8,7 +8,6 @@ import type {
   IdempotencyStore,
   ListOptions,
   ListPage,
-  RecordStatus,
 } from '../../idempotency/store.js';
 import { checkKey, checkText, checkToken, durationArg, show } from './arguments.js';
 import { KeyBatcher } from '../key-batcher.js';
@@ -19,6 +18,7 @@ import { type SchemaStatus, createPostgresSchema } from './postgres-schema.js';
 import { postgresStatements } from './postgres-statements.js';
 import { quoteIdentifier } from './sql-identifier.js';
 import { batchSettings } from '../batch-options.js';
+import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 
 /** Options of {@link createPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -61,8 +61,6 @@ export interface PostgresStore extends IdempotencyStore {
 }
 
 const DEFAULT_TABLE = 'reprocess_idempotency';
-const DEFAULT_LIST_LIMIT = 100;
-const MAX_LIST_LIMIT = 1000;
 /** Rounds of begin when concurrent writers keep changing the record under it (see begin). */
 const MAX_BEGIN_ROUNDS = 50;
 /** Runs of one statement after a deadlock or serialization failure (it was rolled back whole). */
@@ -296,14 +294,15 @@ export function createPostgresStore(
     },
 
     async list(listOptions: ListOptions = {}): Promise<ListPage> {
-      const status = listStatus(listOptions.status);
-      const limit = listLimit(listOptions.limit);
-      const after = listOptions.cursor === undefined ? null : decodeCursor(listOptions.cursor);
+      const status = listStatus(STORE, listOptions.status) ?? null;
+      const limit = listLimit(STORE, listOptions.limit);
+      const after =
+        listOptions.cursor === undefined ? null : decodeKeyCursor(STORE, listOptions.cursor);
       const result = await query('list', sql.list, [status, after, limit + 1]);
       const records: IdempotencyRecord[] = result.rows.slice(0, limit).map(recordFromRow);
       const last = records[records.length - 1];
       return result.rows.length > limit && last !== undefined
-        ? { records, cursor: encodeCursor(last.key) }
+        ? { records, cursor: encodeKeyCursor(last.key) }
         : { records };
     },
 
@@ -332,6 +331,9 @@ export function createPostgresStore(
 const OK: FencedResult = { kind: 'ok' };
 const LOST: FencedResult & HeartbeatResult = { kind: 'lease_lost' };
 
+/** The name list errors give. */
+const STORE = 'postgres store';
+
 function fenced(result: PgQueryResult): FencedResult {
   return (result.rowCount ?? 0) > 0 ? OK : LOST;
 }
@@ -350,40 +352,4 @@ function beginOutcome(row: unknown): BeginOutcome {
     // A new or expired record starts at 1; only a takeover of a live record counts on.
     takeover: record.attempts > 1,
   };
-}
-
-function listStatus(status: unknown): RecordStatus | null {
-  if (status === undefined) return null;
-  if (status === 'in_progress' || status === 'completed' || status === 'failed') return status;
-  throw new InvalidArgumentError(
-    `postgres store: list status must be in_progress, completed or failed, got ${show(status)}`,
-  );
-}
-
-function listLimit(limit: unknown): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
-    throw new InvalidArgumentError(
-      `postgres store: list limit must be an integer >= 1, got ${show(limit)}`,
-    );
-  }
-  return Math.min(limit, MAX_LIST_LIMIT);
-}
-
-/** Cursors are the last key of a page, base64url: opaque to callers, exact for `key > $2`. */
-function encodeCursor(key: string): string {
-  return Buffer.from(key, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): string {
-  if (typeof cursor !== 'string' || cursor.length === 0 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
-    throw new InvalidArgumentError(
-      `postgres store: list cursor must come from a previous page, got ${show(cursor)}`,
-    );
-  }
-  const key = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (encodeCursor(key) !== cursor) {
-    throw new InvalidArgumentError('postgres store: list cursor is not one this store issued');
-  }
-  return key;
 }

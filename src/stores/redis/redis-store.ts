@@ -23,6 +23,7 @@ import {
 import type { RedisLike } from './redis-like.js';
 import { ScriptRunner, toStoreError } from './script-runner.js';
 import { batchSettings } from '../batch-options.js';
+import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 
 /** Options of {@link createRedisStore}. */
 export interface RedisStoreOptions {
@@ -74,8 +75,8 @@ export interface RedisStore extends IdempotencyStore {
 
 /** SCAN batch size; fixed, so a cursor re-scanned for a page resumes the same batch. */
 const SCAN_COUNT = 200;
-const DEFAULT_LIST_LIMIT = 100;
-const MAX_LIST_LIMIT = 1000;
+/** The name list errors give. */
+const STORE = 'redis store';
 
 /**
  * An idempotency store on Redis 7 or later (or a compatible server with Lua and `TIME` in
@@ -329,7 +330,8 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
      * node the client sends it to; list each master with its own client.
      */
     async list(options: ListOptions = {}): Promise<ListPage> {
-      const limit = listLimit(options.limit);
+      const limit = listLimit(STORE, options.limit);
+      const status = listStatus(STORE, options.status);
       let { scanCursor, after } = parseCursor(options.cursor);
       const records: IdempotencyRecord[] = [];
       do {
@@ -342,7 +344,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         for (let i = 0; i < found.length; i++) {
           const record = found[i];
           if (record === undefined) continue;
-          if (options.status !== undefined && record.status !== options.status) continue;
+          if (status !== undefined && record.status !== status) continue;
           records.push(record);
           if (records.length === limit) {
             if (i < found.length - 1) {
@@ -449,33 +451,23 @@ function unexpected(operation: string, reply: unknown): Error {
   return toStoreError(new Error(`unexpected reply ${JSON.stringify(reply)}`), operation);
 }
 
-function listLimit(limit: number | undefined): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new InvalidArgumentError(
-      `redis store: list limit must be a positive integer, got ${limit}`,
-    );
-  }
-  return Math.min(limit, MAX_LIST_LIMIT);
-}
-
 /** A list cursor is `<scan cursor>` or `<scan cursor>:<base64url of the last key returned>`. */
 function makeCursor(scanCursor: string, after?: string): string {
-  return after === undefined
-    ? scanCursor
-    : `${scanCursor}:${Buffer.from(after, 'utf8').toString('base64url')}`;
+  return after === undefined ? scanCursor : `${scanCursor}:${encodeKeyCursor(after)}`;
 }
 
 function parseCursor(cursor: string | undefined): { scanCursor: string; after?: string } {
   if (cursor === undefined) return { scanCursor: '0' };
-  const match = /^(\d+)(?::([A-Za-z0-9_-]+))?$/.exec(cursor);
+  const match = typeof cursor === 'string' ? /^(\d+)(?::(.+))?$/.exec(cursor) : null;
   if (!match) {
-    throw new InvalidArgumentError(`redis store: invalid list cursor ${JSON.stringify(cursor)}`);
+    throw new InvalidArgumentError(
+      `${STORE}: list cursor must be one a previous page returned, got ${JSON.stringify(cursor)}`,
+    );
   }
   const scanCursor = match[1] as string;
   return match[2] === undefined
     ? { scanCursor }
-    : { scanCursor, after: Buffer.from(match[2], 'base64url').toString('utf8') };
+    : { scanCursor, after: decodeKeyCursor(STORE, match[2]) };
 }
 
 function escapeGlob(text: string): string {

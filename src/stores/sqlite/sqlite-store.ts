@@ -17,11 +17,11 @@ import type {
   IdempotencyStore,
   ListOptions,
   ListPage,
-  RecordStatus,
 } from '../../idempotency/store.js';
 import { KeyBatcher } from '../key-batcher.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
+import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 
 /** Options of {@link createSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -79,8 +79,8 @@ export interface SqliteStore extends IdempotencyStore {
 export const DEFAULT_SQLITE_PATH = '.reprocess/idempotency.sqlite';
 
 const DEFAULT_TABLE = 'reprocess_idempotency';
-const DEFAULT_LIST_LIMIT = 100;
-const MAX_LIST_LIMIT = 1000;
+/** The name list errors give. */
+const STORE = 'sqlite store';
 const PURGE_CHUNK = 500;
 const DEFAULT_MAX_BATCH = 128;
 
@@ -105,8 +105,6 @@ type Row = [
 
 const COLUMNS = `fingerprint, status, token, attempts, lease_until, expires_at, result, error, steps,
   created_at, updated_at`;
-
-const STATUSES: ReadonlySet<string> = new Set<RecordStatus>(['in_progress', 'completed', 'failed']);
 
 /**
  * Creates the embedded SQLite store (better-sqlite3 12, WAL, one file). The schema is created
@@ -516,27 +514,21 @@ class SqliteIdempotencyStore implements SqliteStore {
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
-    const limit = options.limit ?? DEFAULT_LIST_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new InvalidArgumentError(`list limit must be a whole number >= 1; got ${limit}`);
-    }
-    if (options.status !== undefined && !STATUSES.has(options.status)) {
-      throw new InvalidArgumentError(
-        `list status must be one of in_progress, completed, failed; got ${JSON.stringify(options.status)}`,
-      );
-    }
-    const after = options.cursor === undefined ? '' : decodeCursor(options.cursor);
-    const take = Math.min(limit, MAX_LIST_LIMIT);
+    const take = listLimit(STORE, options.limit);
+    const status = listStatus(STORE, options.status);
+    const after = options.cursor === undefined ? '' : decodeKeyCursor(STORE, options.cursor);
     return this.guard('list', () => {
       const rows = this.prepared().list.all({
         after,
-        status: options.status ?? null,
+        status: status ?? null,
         take: take + 1,
       }) as Row[];
       const page = rows.slice(0, take);
       const records = page.map((row) => toRecord(row[11] as string, row, this.path));
       const last = records[records.length - 1];
-      return rows.length > take && last ? { records, cursor: encodeCursor(last.key) } : { records };
+      return rows.length > take && last
+        ? { records, cursor: encodeKeyCursor(last.key) }
+        : { records };
     });
   }
 
@@ -906,20 +898,6 @@ function parseSteps(text: unknown, where: string, key: string): Record<string, s
     if (typeof value !== 'string') throw bad('hold a value that is not an encoded string');
   }
   return steps as Record<string, string>;
-}
-
-function encodeCursor(key: string): string {
-  return Buffer.from(key, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): string {
-  if (typeof cursor === 'string' && cursor !== '') {
-    const key = Buffer.from(cursor, 'base64url').toString('utf8');
-    if (encodeCursor(key) === cursor) return key;
-  }
-  throw new InvalidArgumentError(
-    `list cursor ${JSON.stringify(cursor)} is not one this store returned`,
-  );
 }
 
 function checkKey(key: unknown): asserts key is string {
