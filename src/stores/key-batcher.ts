@@ -106,3 +106,25 @@ interface Job<I, O> {
   resolve(value: O): void;
   reject(error: unknown): void;
 }
+
+/** Calls of one kind on a store: through a {@link KeyBatcher} when batching is on, else alone. */
+export interface BatchedCalls<I, O> {
+  /** Runs `item`: queued for the next batch, or at once with `runOne` when batching is off. */
+  run(item: I): Promise<O>;
+  /** Resolves once no batch is queued or running (at once when batching is off). */
+  settled(): Promise<void>;
+}
+
+/**
+ * The calls of one kind (begin, complete, ...) of a store whose `batch` option gave
+ * `settings` (undefined: batching off). Items are keyed by their `key`.
+ */
+export function batchedCalls<I extends { key: string }, O>(
+  settings: { maxBatchSize: number; maxInFlight: number } | undefined,
+  runOne: (item: I) => Promise<O>,
+  runMany: (items: I[]) => Promise<O[]>,
+): BatchedCalls<I, O> {
+  if (settings === undefined) return { run: runOne, settled: () => Promise.resolve() };
+  const batcher = new KeyBatcher<I, O>({ ...settings, keyOf: (item) => item.key, runOne, runMany });
+  return { run: (item) => batcher.submit(item), settled: () => batcher.settled() };
+}

@@ -16,7 +16,7 @@ import {
   durationArg,
   show,
 } from './arguments.js';
-import { KeyBatcher } from '../key-batcher.js';
+import { batchedCalls } from '../key-batcher.js';
 import { isDuplicateKey, isTransientConflict, storeError } from './mysql-errors.js';
 import { quoteIdentifier } from './mysql-identifier.js';
 import type { MysqlQueryable, MysqlResultHeader, MysqlValue } from './mysql-queryable.js';
@@ -447,29 +447,13 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     return given.map(() => doubt);
   }
 
-  const beginBatcher =
-    batching &&
-    new KeyBatcher<BeginInput, BeginOutcome>({
-      ...batching,
-      keyOf: (i) => i.key,
-      runOne: beginOne,
-      runMany: beginMany,
-    });
-  const finishBatcher =
-    batching &&
-    new KeyBatcher<FinishInput, FinishOutcome>({
-      ...batching,
-      keyOf: (i) => i.key,
-      runOne: finishOne,
-      runMany: finishMany,
-    });
+  const begins = batchedCalls(batching, beginOne, beginMany);
+  const finishes = batchedCalls(batching, finishOne, finishMany);
 
   /** complete or fail, batched when batching is on and the value is small. */
   async function finish(input: FinishInput): Promise<FencedResult> {
     const outcome =
-      finishBatcher && input.value.length <= MAX_BATCHED_VALUE
-        ? await finishBatcher.submit(input)
-        : await finishOne(input);
+      input.value.length <= MAX_BATCHED_VALUE ? await finishes.run(input) : await finishOne(input);
     if (outcome instanceof Error) throw outcome;
     return outcome;
   }
@@ -488,7 +472,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
         ttlMs: durationArg('ttlMs', ttlMs),
       };
       for (let round = 1; round <= MAX_BEGIN_ROUNDS; round++) {
-        const outcome = beginBatcher ? await beginBatcher.submit(input) : await beginOne(input);
+        const outcome = await begins.run(input);
         if (outcome instanceof Error) throw outcome;
         if (outcome !== AGAIN) return outcome;
       }
@@ -589,7 +573,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
 
     async close() {
       // The pool is the caller's; only wait for batches still running.
-      await Promise.all([beginBatcher?.settled(), finishBatcher?.settled()]);
+      await Promise.all([begins.settled(), finishes.settled()]);
     },
   };
   return store;

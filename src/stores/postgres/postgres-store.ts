@@ -10,7 +10,7 @@ import type {
   ListPage,
 } from '../../idempotency/store.js';
 import { checkKey, checkText, checkToken, durationArg, show } from './arguments.js';
-import { KeyBatcher } from '../key-batcher.js';
+import { batchedCalls } from '../key-batcher.js';
 import type { PgQueryable, PgQueryResult } from './pg-queryable.js';
 import { isTransientConflict, storeError } from './postgres-errors.js';
 import { integerColumn, recordFromRow } from './postgres-record.js';
@@ -196,22 +196,8 @@ export function createPostgresStore(
     return inputs.map((i) => (written.has(i.key) ? OK : LOST));
   }
 
-  const beginBatcher =
-    batching &&
-    new KeyBatcher<BeginInput, BeginOutcome>({
-      ...batching,
-      keyOf: (i) => i.key,
-      runOne: beginOne,
-      runMany: beginMany,
-    });
-  const completeBatcher =
-    batching &&
-    new KeyBatcher<CompleteInput, FencedResult>({
-      ...batching,
-      keyOf: (i) => i.key,
-      runOne: completeOne,
-      runMany: completeMany,
-    });
+  const begins = batchedCalls(batching, beginOne, beginMany);
+  const completes = batchedCalls(batching, completeOne, completeMany);
 
   async function fencedWrite(operation: string, text: string, values: unknown[]) {
     return fenced(await query(operation, text, values));
@@ -231,7 +217,7 @@ export function createPostgresStore(
         ttlMs: durationArg('ttlMs', ttlMs),
       };
       for (let round = 1; round <= MAX_BEGIN_ROUNDS; round++) {
-        const outcome = beginBatcher ? await beginBatcher.submit(input) : await beginOne(input);
+        const outcome = await begins.run(input);
         if (outcome !== AGAIN) return outcome;
       }
       throw new StoreUnavailableError(
@@ -244,7 +230,7 @@ export function createPostgresStore(
       checkToken(token);
       checkText('result', result);
       const input = { key, token, result, ttlMs: durationArg('ttlMs', ttlMs) };
-      return completeBatcher ? completeBatcher.submit(input) : completeOne(input);
+      return completes.run(input);
     },
 
     async fail(key, token, error, ttlMs) {
@@ -322,7 +308,7 @@ export function createPostgresStore(
 
     async close() {
       // The pool is the caller's; only wait for batches still running.
-      await Promise.all([beginBatcher?.settled(), completeBatcher?.settled()]);
+      await Promise.all([begins.settled(), completes.settled()]);
     },
   };
   return store;

@@ -8,7 +8,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
-import { KeyBatcher } from '../key-batcher.js';
+import { batchedCalls } from '../key-batcher.js';
 import { checkKey, checkString, checkToken, durationArg } from './arguments.js';
 import {
   escapeFingerprint,
@@ -229,22 +229,12 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
   const batching = isCluster(client)
     ? undefined
     : batchSettings('createRedisStore', options.batch, { maxBatchSize: 32, maxInFlight: 4 });
-  const beginBatcher =
-    batching &&
-    new KeyBatcher<BeginInput, BeginResult | Error>({
-      ...batching,
-      keyOf: (input) => input.key,
-      runOne: beginOne,
-      runMany: beginMany,
-    });
-  const completeBatcher =
-    batching &&
-    new KeyBatcher<CompleteInput, FencedResult | Error>({
-      ...batching,
-      keyOf: (input) => input.key,
-      runOne: completeOne,
-      runMany: completeMany,
-    });
+  const begins = batchedCalls<BeginInput, BeginResult | Error>(batching, beginOne, beginMany);
+  const completes = batchedCalls<CompleteInput, FencedResult | Error>(
+    batching,
+    completeOne,
+    completeMany,
+  );
 
   return {
     name: 'redis',
@@ -263,8 +253,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         lease: durationArg('leaseMs', leaseMs, 0),
         ttl: durationArg('ttlMs', ttlMs, 1),
       };
-      if (!beginBatcher) return beginOne(input);
-      return outcomeOf(await beginBatcher.submit(input));
+      return outcomeOf(await begins.run(input));
     },
 
     async complete(key, token, result, ttlMs) {
@@ -277,8 +266,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         result,
         ttl: durationArg('ttlMs', ttlMs, 1),
       };
-      if (!completeBatcher) return completeOne(input);
-      return outcomeOf(await completeBatcher.submit(input));
+      return outcomeOf(await completes.run(input));
     },
 
     async fail(key, token, error, ttlMs) {
@@ -385,7 +373,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
 
     async close() {
       // The client is the caller's; only wait for batches still running.
-      await Promise.all([beginBatcher?.settled(), completeBatcher?.settled()]);
+      await Promise.all([begins.settled(), completes.settled()]);
     },
   };
 }
