@@ -20,24 +20,15 @@ import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { createHash } from 'node:crypto';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+import { REDIS_REAL_TIME, dropPrefix, redisAdmin } from './fixtures/redis-admin.js';
 
 const URL = SERVICES.redis.url;
-const REAL_TIME = { realTimeLeaseMs: 1000, realTimeMarginMs: 300 };
 const SHA = {
   begin: sha1(SCRIPTS.begin),
   beginMany: sha1(SCRIPTS.beginMany),
   complete: sha1(SCRIPTS.complete),
   completeMany: sha1(SCRIPTS.completeMany),
 };
-
-async function dropPrefix(admin: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    if (keys.length > 0) await admin.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
 
 /** One EVALSHA as sent: which script, and how many records (keys / 2). */
 interface Call {
@@ -59,16 +50,8 @@ function recording(client: Redis, calls: Call[]): RedisLike {
 }
 
 await describeWithService('redis', 'redis store, batched', () => {
-  const admin = new Redis(URL, { lazyConnect: true });
+  const admin = redisAdmin();
   let n = 0;
-
-  beforeAll(async () => {
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await dropPrefix(admin, `${RUN_ID}:`);
-    await admin.quit();
-  });
 
   // Small batches, so the race case mixes batches and keys repeated across batches.
   describeStoreConformance(
@@ -84,7 +67,7 @@ await describeWithService('redis', 'redis store, batched', () => {
         cleanup: () => dropPrefix(admin, prefix),
       };
     },
-    REAL_TIME,
+    REDIS_REAL_TIME,
   );
 
   describe('with a node-redis client', () => {

@@ -1,5 +1,5 @@
 import { createClient } from '@redis/client';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import {
@@ -10,36 +10,13 @@ import {
 } from '../../src/stores/redis/index.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+import { REDIS_REAL_TIME, dropPrefix, redisAdmin } from './fixtures/redis-admin.js';
 
 const URL = SERVICES.redis.url;
-/**
- * Leases and TTLs run on the server's clock, so the suite waits in real time. At the suite's
- * default 300 ms, a busy machine (two cores shared by many test runs) can let a TTL pass
- * between two calls that the suite expects inside it; 1 s leaves room.
- */
-const REAL_TIME = { realTimeLeaseMs: 1000, realTimeMarginMs: 300 };
-
-/** Removes every key under `prefix` (the suite's cleanup and ours). */
-async function dropPrefix(admin: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    if (keys.length > 0) await admin.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
 
 await describeWithService('redis', 'redis store', () => {
-  const admin = new Redis(URL, { lazyConnect: true });
+  const admin = redisAdmin();
   let n = 0;
-
-  beforeAll(async () => {
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await dropPrefix(admin, `${RUN_ID}:`);
-    await admin.quit();
-  });
 
   describeStoreConformance(
     'redis (ioredis, openRedisStore)',
@@ -53,7 +30,7 @@ await describeWithService('redis', 'redis store', () => {
         cleanup: () => dropPrefix(admin, prefix),
       };
     },
-    REAL_TIME,
+    REDIS_REAL_TIME,
   );
 
   describe('with a node-redis client', () => {
@@ -72,7 +49,7 @@ await describeWithService('redis', 'redis store', () => {
         const store = createRedisStore(fromNodeRedis(client), { prefix });
         return { store, cleanup: () => dropPrefix(admin, prefix) };
       },
-      REAL_TIME,
+      REDIS_REAL_TIME,
     );
   });
 
