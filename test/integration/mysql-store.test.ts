@@ -1,47 +1,7 @@
-import mysql from 'mysql2/promise';
-import { afterAll, beforeAll } from 'vitest';
-import { createMysqlStore } from '../../src/stores/mysql/index.js';
-import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
-import { describeStoreConformance } from '../helpers/store-conformance.js';
-import { SQL_CONFORMANCE_OPTIONS } from './fixtures/sql-conformance-options.js';
+import { RUN_ID, describeWithService } from '../helpers/services.js';
+import { describeMysqlConformance } from './fixtures/sql-mysql-conformance.js';
 
-/*
- * The store conformance suite against the real MariaDB on 127.0.0.1. Each case gets its own
- * table named after this run, dropped when the case ends.
- */
-
+// The store conformance suite on the real MariaDB on 127.0.0.1: one statement per call.
 await describeWithService('mariadb', 'mysql store', () => {
-  let pool: mysql.Pool;
-  let otherPool: mysql.Pool;
-  let tables = 0;
-
-  beforeAll(async () => {
-    pool = mysql.createPool({ uri: SERVICES.mariadb.url, connectionLimit: 6 });
-    otherPool = mysql.createPool({ uri: SERVICES.mariadb.url, connectionLimit: 4 });
-  });
-
-  afterAll(async () => {
-    await pool?.end();
-    await otherPool?.end();
-  });
-
-  describeStoreConformance(
-    'mysql',
-    async () => {
-      const options = { table: `${RUN_ID}_myc_${++tables}` };
-      const store = createMysqlStore(pool, options);
-      await store.createSchema();
-      return {
-        store,
-        restart: async () => createMysqlStore(pool, options),
-        connect: async () => createMysqlStore(otherPool, options),
-        cleanup: async () => {
-          await pool.query(
-            `DROP TABLE IF EXISTS ${store.table}, \`${options.table}_schema_version\``,
-          );
-        },
-      };
-    },
-    SQL_CONFORMANCE_OPTIONS,
-  );
+  describeMysqlConformance('mysql', `${RUN_ID}_myc`, {});
 });
