@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import mysql from 'mysql2/promise';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import type { BeginResult } from '../../src/idempotency/store.js';
 import { createMysqlStore, openMysqlStore } from '../../src/stores/mysql/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+import { tableLock } from './fixtures/mysql-table-lock.js';
 
 /*
  * Batching of the MySQL store on the real MariaDB: calls on repeated keys, submitted
@@ -284,38 +285,7 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     }
   });
 
-  const blockers = new Set<mysql.Connection>();
-  afterEach(async () => {
-    for (const b of blockers) await b.end();
-    blockers.clear();
-  });
-
-  async function blockTable(): Promise<mysql.Connection> {
-    const blocker = await mysql.createConnection({ uri: url });
-    blockers.add(blocker);
-    await blocker.query(`LOCK TABLES \`${table}\` WRITE`);
-    return blocker;
-  }
-
-  async function unblock(blocker: mysql.Connection): Promise<void> {
-    blockers.delete(blocker);
-    await blocker.end();
-  }
-
-  /** The connection id of the store's statement waiting for the table lock. */
-  async function waitingConnection(): Promise<number> {
-    for (let i = 0; i < 500; i++) {
-      const [rows] = await pool.query(
-        `SELECT ID FROM information_schema.PROCESSLIST
-         WHERE STATE LIKE 'Waiting for table%lock' AND INFO LIKE ?`,
-        [`%${table}%`],
-      );
-      const row = (rows as Array<{ ID: number }>)[0];
-      if (row) return row.ID;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('no statement ever waited for the table lock');
-  }
+  const lock = tableLock(table);
 
   it('a connection KILLed mid-batch fails every call of the batch; the next calls work', async () => {
     const store = await openMysqlStore(url, {
@@ -326,27 +296,27 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     const keys = Array.from({ length: 10 }, (_, i) => `kill-${i}`);
     try {
       // A batch of begins (one statement) killed while it waits.
-      let blocker = await blockTable();
+      let blocker = await lock.block();
       const begins = keys.map((k) => failure(store.begin(k, FP, 60_000, 60_000)));
-      await pool.query(`KILL ${await waitingConnection()}`);
+      await pool.query(`KILL ${await lock.waitingConnection(pool)}`);
       const errors = await Promise.all(begins);
       for (const error of errors) expect(isUnavailable(error), String(error)).toBe(true);
-      await unblock(blocker);
+      await lock.unblock(blocker);
       const held = (await Promise.all(
         keys.map((k) => store.begin(k, FP, 60_000, 60_000)),
       )) as Acquired[];
       expect(held.map((h) => h.kind)).toEqual(keys.map(() => 'acquired'));
 
       // A batch of completes killed while it waits: nothing written, each holder can finish.
-      blocker = await blockTable();
+      blocker = await lock.block();
       const completes = keys.map((k, i) =>
         failure(store.complete(k, held[i]?.token ?? 0, '"r"', 60_000)),
       );
-      await pool.query(`KILL ${await waitingConnection()}`);
+      await pool.query(`KILL ${await lock.waitingConnection(pool)}`);
       for (const error of await Promise.all(completes)) {
         expect(isUnavailable(error), String(error)).toBe(true);
       }
-      await unblock(blocker);
+      await lock.unblock(blocker);
       for (const k of keys) expect((await store.get(k))?.status).toBe('in_progress');
       const done = await Promise.all(
         keys.map((k, i) => store.complete(k, held[i]?.token ?? 0, '"r"', 60_000)),

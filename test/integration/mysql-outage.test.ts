@@ -1,10 +1,11 @@
 import mysql from 'mysql2/promise';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import { idempotent } from '../../src/idempotency/index.js';
 import { createMysqlStore, openMysqlStore } from '../../src/stores/mysql/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import { TcpProxy, closedPort } from './fixtures/sql-proxy.js';
+import { tableLock } from './fixtures/mysql-table-lock.js';
 
 /*
  * MariaDB going away under the store, for real: a connection KILLed while its statement
@@ -41,40 +42,7 @@ await describeWithService('mariadb', 'mysql store outages', () => {
     await admin?.end();
   });
 
-  const blockers = new Set<mysql.Connection>();
-
-  /** A second connection holding a write lock on the table: every store statement waits. */
-  async function blockTable(): Promise<mysql.Connection> {
-    const blocker = await mysql.createConnection({ uri: url });
-    blockers.add(blocker);
-    await blocker.query(`LOCK TABLES \`${table}\` WRITE`);
-    return blocker;
-  }
-
-  /** Ends a blocker (releasing its lock); every blocker is ended even when a case fails. */
-  async function unblock(blocker?: mysql.Connection): Promise<void> {
-    for (const b of blocker ? [blocker] : [...blockers]) {
-      blockers.delete(b);
-      await b.end();
-    }
-  }
-
-  afterEach(() => unblock());
-
-  /** Polls until a statement on the table waits for the blocker's lock; its connection id. */
-  async function waitingConnection(): Promise<number> {
-    for (let i = 0; i < 500; i++) {
-      const [rows] = await admin.query(
-        `SELECT ID FROM information_schema.PROCESSLIST
-         WHERE STATE LIKE 'Waiting for table%lock' AND INFO LIKE ?`,
-        [`%${table}%`],
-      );
-      const row = (rows as Array<{ ID: number }>)[0];
-      if (row) return row.ID;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('no statement ever waited for the table lock');
-  }
+  const lock = tableLock(table);
 
   it('a connection KILLed mid-operation gives StoreUnavailableError, runs nothing, and the next call works', async () => {
     const store = await openMysqlStore(url, { table, poolSize: 2 });
@@ -87,15 +55,15 @@ await describeWithService('mariadb', 'mysql store outages', () => {
       { store, key: 'id', scope: 'charge' },
     );
     try {
-      let blocker = await blockTable();
+      let blocker = await lock.block();
       const pending = failure(charge({ id: 'order-1', amount: 5 }));
-      await admin.query(`KILL ${await waitingConnection()}`);
+      await admin.query(`KILL ${await lock.waitingConnection(admin)}`);
       const error = await pending;
       expect(isUnavailable(error), String(error)).toBe(true);
       // It failed because of the kill: MariaDB closes a killed connection (the lock still holds).
       expect((error as { cause?: { code?: string } }).cause?.code).toBe('PROTOCOL_CONNECTION_LOST');
       expect(runs).toBe(0);
-      await unblock(blocker);
+      await lock.unblock(blocker);
 
       // The same store, no restart: the pool dropped the killed connection.
       expect(await charge({ id: 'order-1', amount: 5 })).toEqual({ charged: 5 });
@@ -105,11 +73,11 @@ await describeWithService('mariadb', 'mysql store outages', () => {
       // A fenced write killed mid-statement wrote nothing: the holder can still finish.
       const held = await store.begin('k-write', 'f'.repeat(64), 60_000, 60_000);
       if (held.kind !== 'acquired') throw new Error('expected to acquire');
-      blocker = await blockTable();
+      blocker = await lock.block();
       const completing = failure(store.complete('k-write', held.token, '"r"', 60_000));
-      await admin.query(`KILL ${await waitingConnection()}`);
+      await admin.query(`KILL ${await lock.waitingConnection(admin)}`);
       expect(isUnavailable(await completing)).toBe(true);
-      await unblock(blocker);
+      await lock.unblock(blocker);
       expect((await store.get('k-write'))?.status).toBe('in_progress');
       expect(await store.complete('k-write', held.token, '"r"', 60_000)).toEqual({ kind: 'ok' });
     } finally {
