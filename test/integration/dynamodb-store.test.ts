@@ -127,10 +127,21 @@ describe('dynamodb store beyond the suite', () => {
     return out.Item;
   }
 
-  it('a fresh claim, a replay and a lost race are one request each, with or without ALL_OLD on failure', async () => {
+  /**
+   * Makes `store`'s begin claim first (a store starts reading first; dynamodb-read-first.test.ts
+   * covers that order): 16 new keys in a row.
+   */
+  async function claimingFirst(store: IdempotencyStore): Promise<void> {
+    for (let i = 0; i < 16; i++) await store.begin(`claiming-first-${++n}`, 'fp', 30_000, 60_000);
+  }
+
+  it('claiming first, a fresh claim, a replay and a lost race are one request each, with or without ALL_OLD on failure', async () => {
     for (const emulateAllOld of [true, false]) {
       const counting = countingClient({ emulateAllOld });
       const counted = createDynamoDbStore(counting.client, { table, clock });
+      await claimingFirst(counted);
+      counting.counts.requests = 0;
+      counting.counts.gets = 0;
       const key = `replay-${emulateAllOld}`;
       const first = await counted.begin(key, 'fp', 30_000, 60_000);
       if (first.kind !== 'acquired') throw new Error('expected to acquire');
@@ -156,6 +167,7 @@ describe('dynamodb store beyond the suite', () => {
     for (const emulateAllOld of [true, false]) {
       const counting = countingClient({ emulateAllOld });
       const counted = createDynamoDbStore(counting.client, { table, clock });
+      await claimingFirst(counted);
       const key = `tombstone-${emulateAllOld}`;
       const first = await counted.begin(key, 'fp', 30_000, 60_000);
       if (first.kind !== 'acquired') throw new Error('expected to acquire');
@@ -256,12 +268,9 @@ describe('dynamodb store beyond the suite', () => {
       afterFailure: () =>
         client.send(new DeleteItemCommand({ TableName: table, Key: { pk: { S: key } } })),
     });
-    const result = await createDynamoDbStore(meddling, { table, clock }).begin(
-      key,
-      'fp',
-      30_000,
-      60_000,
-    );
+    const meddled = createDynamoDbStore(meddling, { table, clock });
+    await claimingFirst(meddled);
+    const result = await meddled.begin(key, 'fp', 30_000, 60_000);
     expect(state.acted).toBe(true);
     expect(result).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false });
     if (result.kind === 'acquired') expect(result.token).toBeGreaterThan(first.token);
@@ -278,12 +287,9 @@ describe('dynamodb store beyond the suite', () => {
         other = await store.begin(key, 'fp', 30_000, 60_000);
       },
     });
-    const result = await createDynamoDbStore(meddling, { table, clock }).begin(
-      key,
-      'fp',
-      30_000,
-      60_000,
-    );
+    const meddled = createDynamoDbStore(meddling, { table, clock });
+    await claimingFirst(meddled);
+    const result = await meddled.begin(key, 'fp', 30_000, 60_000);
     expect(state.acted).toBe(true);
     expect(other).toMatchObject({ kind: 'acquired' });
     expect(result).toMatchObject({

@@ -9,6 +9,7 @@ import { type Clock, systemClock } from '../../clock.js';
 import {
   ErrorCode,
   InvalidArgumentError,
+  RecordCorruptError,
   ResultNotStorableError,
   StoreUnavailableError,
 } from '../../errors.js';
@@ -21,6 +22,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
+import { BeginOrder } from '../begin-order.js';
 import { checkKey, checkString, checkToken, duration } from './arguments.js';
 import { type CreateTableResult, checkTableName, createDynamoDbTable } from './create-table.js';
 import { isConditionFailed, toStoreError } from './dynamodb-errors.js';
@@ -105,13 +107,23 @@ const CLAIM_CONDITION =
 const PURGE_PROJECTION = '#pk, #token, #status, #ttl';
 
 /**
- * An idempotency store on one DynamoDB table. `begin` is one conditional `UpdateItem` that
- * creates the record when there is none and otherwise changes nothing and returns the record
- * (`ReturnValues: ALL_OLD`): a fresh claim, a replay and a lost race each cost one request, on
- * DynamoDB and on dynalite. A dead record (expired, deleted) or a takeover of an ended lease
- * takes one more conditional write, compare-and-swap on the token just read; when such a write
- * fails, the item comes back with the failure (`ReturnValuesOnConditionCheckFailure: ALL_OLD`)
- * or, where the endpoint does not return it (dynalite), from a strongly consistent `GetItem`.
+ * An idempotency store on one DynamoDB table. `begin` claims a key with one conditional
+ * `UpdateItem` that creates the record when there is none and otherwise changes nothing and
+ * returns the record (`ReturnValues: ALL_OLD`). That write costs write capacity on DynamoDB
+ * (and on dynalite about twice the CPU of a read) even when it finds a record, so `begin` sends
+ * it first only while most recent keys were new (see {@link BeginOrder}):
+ *
+ * - read-first (the start, and while most recent keys had a record): a replay, an operation in
+ *   progress elsewhere or a reused key is one strongly consistent `GetItem`; a new key is that
+ *   read and then the claim (which still copes with a creator racing in between);
+ * - insert-first (while most recent keys were new): a new key is one request, the claim; a
+ *   replay or a lost race is also that one request.
+ *
+ * A dead record (expired, deleted) or a takeover of an ended lease takes one more conditional
+ * write, compare-and-swap on the token just read (by either request); when such a write fails,
+ * the item comes back with the failure (`ReturnValuesOnConditionCheckFailure: ALL_OLD`) or,
+ * where the endpoint does not return it (dynalite), from a strongly consistent `GetItem`. Both
+ * orders decide with the same code and send the same conditional writes; only the cost differs.
  * Every other transition is one conditional write.
  *
  * Clock skew. DynamoDB conditions cannot read a server clock, so leases, expiry and token floors
@@ -157,13 +169,31 @@ export function createDynamoDbStore(
     }
   }
 
-  async function getItem(key: string): Promise<Stored | undefined> {
+  /** The item as stored, by a strongly consistent read. */
+  async function readItem(operation: string, key: string): Promise<Item | undefined> {
     const out = await send<{ Item?: Item }>(
-      'get',
+      operation,
       new GetItemCommand({ TableName: table, Key: { pk: { S: key } }, ConsistentRead: true }),
     );
-    return out.Item === undefined ? undefined : fromItem(table, out.Item);
+    return out.Item;
   }
+
+  async function getItem(key: string): Promise<Stored | undefined> {
+    const item = await readItem('get', key);
+    return item === undefined ? undefined : fromItem(table, item);
+  }
+
+  /** An item as begin knows it; 'unknown' when it cannot be read (the claim then reports it). */
+  function storedOrUnknown(item: Item): Stored | 'unknown' {
+    try {
+      return fromItem(table, item);
+    } catch (error) {
+      if (error instanceof RecordCorruptError) return 'unknown';
+      throw error;
+    }
+  }
+
+  const order = new BeginOrder();
 
   type Attempt = { ok: true; attributes?: Item } | { ok: false; old: Stored | undefined };
 
@@ -290,6 +320,16 @@ export function createDynamoDbStore(
       checkSize('begin', key, utf8Bytes(fingerprint));
       // What is known of the stored item: not read yet ('unknown'), absent, or as last seen.
       let known: Stored | undefined | 'unknown' = 'unknown';
+      const readFirst = !order.insertFirst();
+      if (readFirst) {
+        // Read-first: the read stands in for the claim's ALL_OLD, and the loop decides from it
+        // exactly as from that: a live record is returned as it is, a dead record or an ended
+        // lease goes to its compare-and-swap. No item goes to the claim, and so does a malformed
+        // one, which the claim then reports (or fills in) exactly as it does insert-first.
+        const item = await readItem('begin', key);
+        order.saw(item === undefined);
+        known = item === undefined ? undefined : storedOrUnknown(item);
+      }
       for (let round = 0; round < MAX_BEGIN_ROUNDS; round++) {
         const at = now();
         const floor = at * 1000;
@@ -328,7 +368,10 @@ export function createDynamoDbStore(
               }),
             }),
           );
-          if (tried.ok && tried.attributes === undefined) {
+          const created = tried.ok && tried.attributes === undefined;
+          // Insert-first, this first claim is what tells whether the key had an item.
+          if (!readFirst && round === 0) order.saw(created);
+          if (created) {
             return {
               kind: 'acquired',
               token: floor,
