@@ -9,13 +9,13 @@
  * Redis stores, each twice: with CONCURRENCY and PREFETCH (throughput: the store pipelines),
  * and with createConsumer's defaults (concurrency 1, prefetch 1: one message at a time, so it
  * measures the round-trip latency of broker + store, not throughput; N_DEFAULTS messages);
- * and the Redis store with its `batch` option, tuned only (one call at a time has nothing to
- * batch). Rounds are interleaved (each round runs every case once, in a shuffled order) so drift of a
+ * and the Redis store with `batch: false` (its default batches), tuned only (one call at a time
+ * has nothing to batch). Rounds are interleaved (each round runs every case once, in a shuffled order) so drift of a
  * shared machine hits every case alike; the table shows the median and the best round.
  *
  * `npm run bench:consumer` (env: N messages per case, default 20000; ROUNDS, default 3;
  * PREFETCH, default 256; CONCURRENCY, default 64; N_DEFAULTS, default min(N, 3000);
- * BROKERS=amqp,nats; CASES=raw,adapter,memory,sqlite,redis,redis-batch; DEFAULTS=0 skips the
+ * BROKERS=amqp,nats; CASES=raw,adapter,memory,sqlite,redis,redis-unbatched; DEFAULTS=0 skips the
  * default runs).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,8 +49,8 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const PREFETCH = Number(process.env.PREFETCH ?? 256);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 64);
 const BROKERS = (process.env.BROKERS ?? 'amqp,nats').split(',');
-type Case = 'raw' | 'adapter' | 'memory' | 'sqlite' | 'redis' | 'redis-batch';
-const CASES = (process.env.CASES ?? 'raw,adapter,memory,sqlite,redis,redis-batch').split(
+type Case = 'raw' | 'adapter' | 'memory' | 'sqlite' | 'redis' | 'redis-unbatched';
+const CASES = (process.env.CASES ?? 'raw,adapter,memory,sqlite,redis,redis-unbatched').split(
   ',',
 ) as Case[];
 const N_DEFAULTS = Number(process.env.N_DEFAULTS ?? Math.min(N, 3000));
@@ -68,8 +68,8 @@ function variants(): Variant[] {
   const out: Variant[] = [];
   for (const kind of CASES) {
     out.push({ kind, defaults: false, messages: N, name: kind });
-    // One message at a time leaves nothing to batch: redis-batch runs tuned only.
-    if (DEFAULTS && kind !== 'raw' && kind !== 'adapter' && kind !== 'redis-batch') {
+    // One message at a time leaves nothing to batch: redis-unbatched runs tuned only.
+    if (DEFAULTS && kind !== 'raw' && kind !== 'adapter' && kind !== 'redis-unbatched') {
       out.push({ kind, defaults: true, messages: N_DEFAULTS, name: `${kind}d` });
     }
   }
@@ -80,7 +80,7 @@ const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
 
-type StoreKind = 'memory' | 'sqlite' | 'redis' | 'redis-batch';
+type StoreKind = 'memory' | 'sqlite' | 'redis' | 'redis-unbatched';
 
 // CPU time of this process over the timed drain (user + system): the broker and Redis run
 // elsewhere, so it is the client side's cost per message, which a loaded machine distorts far
@@ -215,7 +215,7 @@ function stores(): Stores {
       n += 1;
       if (kind === 'memory') return createMemoryStore();
       if (kind === 'sqlite') return createSqliteStore({ path: join(dir, `store-${n}.sqlite`) });
-      return createRedisStore(redis, { prefix: `${RUN}:${n}:`, batch: kind === 'redis-batch' });
+      return createRedisStore(redis, { prefix: `${RUN}:${n}:`, batch: kind !== 'redis-unbatched' });
     },
     async close() {
       // Remove the bench's keys, then the files.
@@ -362,7 +362,7 @@ async function main(): Promise<void> {
     memory: 'consumer, memory store',
     sqlite: 'consumer, SQLite store',
     redis: 'consumer, Redis store',
-    'redis-batch': 'consumer, Redis store with batch: true',
+    'redis-unbatched': 'consumer, Redis store with batch: false',
   };
   const rows: string[][] = [
     ['broker', 'case', 'median msg/s', 'best msg/s', 'median vs raw', 'CPU µs/msg (median)'],

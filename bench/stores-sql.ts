@@ -10,6 +10,8 @@
  *   MySQL fresh:      INSERT ... ON DUPLICATE KEY UPDATE (token via LAST_INSERT_ID), then UPDATE
  *   replay (both):    one SELECT of the row
  * `idempotent()` rows go through the whole core (hashing, codec, state machine) on the store.
+ * Store rows use the defaults, batching on (at concurrency 1 every call goes alone);
+ * `, unbatched` rows set `batch: false`, one statement per call.
  *
  * Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each (default 2);
  * the table shows the median round, so a noisy neighbour on the machine hits every variant
@@ -248,16 +250,16 @@ async function benchPostgres(): Promise<Row[]> {
         if (found.rows[0]?.result !== RESULT) throw new Error('raw pg: no stored result');
       },
     };
-    const store = createPostgresStore(pool, { schema, table: tables.store });
-    const batched = createPostgresStore(pool, { schema, table: tables.batched, batch: true });
-    const core = createPostgresStore(pool, { schema, table: tables.core });
-    const coreBatched = createPostgresStore(pool, { schema, table: tables.coreb, batch: true });
+    const store = createPostgresStore(pool, { schema, table: tables.store, batch: false });
+    const batched = createPostgresStore(pool, { schema, table: tables.batched });
+    const core = createPostgresStore(pool, { schema, table: tables.core, batch: false });
+    const coreBatched = createPostgresStore(pool, { schema, table: tables.coreb });
     return await benchServer('postgres', [
       floor,
-      storeVariant('postgres store', floor.name, store),
-      storeVariant('postgres store, batch', floor.name, batched),
-      coreVariant('idempotent() on postgres', floor.name, core),
-      coreVariant('idempotent() on pg, batch', floor.name, coreBatched),
+      storeVariant('postgres store', floor.name, batched),
+      storeVariant('postgres store, unbatched', floor.name, store),
+      coreVariant('idempotent() on postgres', floor.name, coreBatched),
+      coreVariant('idempotent() on pg, unbatched', floor.name, core),
     ]);
   } finally {
     await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -310,21 +312,21 @@ async function benchMysql(): Promise<Row[]> {
     };
     return await benchServer('mysql', [
       floor,
-      storeVariant('mysql store', floor.name, createMysqlStore(pool, { table: tables.store })),
+      storeVariant('mysql store', floor.name, createMysqlStore(pool, { table: tables.batched })),
       storeVariant(
-        'mysql store, batch',
+        'mysql store, unbatched',
         floor.name,
-        createMysqlStore(pool, { table: tables.batched, batch: true }),
+        createMysqlStore(pool, { table: tables.store, batch: false }),
       ),
       coreVariant(
         'idempotent() on mysql',
         floor.name,
-        createMysqlStore(pool, { table: tables.core }),
+        createMysqlStore(pool, { table: tables.coreb }),
       ),
       coreVariant(
-        'idempotent() on mysql, batch',
+        'idempotent() on mysql, unbatched',
         floor.name,
-        createMysqlStore(pool, { table: tables.coreb, batch: true }),
+        createMysqlStore(pool, { table: tables.core, batch: false }),
       ),
     ]);
   } finally {

@@ -19,10 +19,11 @@ await describeWithService('redis', 'redis store', () => {
   let n = 0;
 
   describeStoreConformance(
-    'redis (ioredis, openRedisStore)',
+    'redis (ioredis, openRedisStore, unbatched)',
     async () => {
+      // Batching off: one script call per call (redis-batching.test.ts runs the suite batched).
       const prefix = `${RUN_ID}:c${++n}:`;
-      const open = () => openRedisStore(URL, { prefix });
+      const open = () => openRedisStore(URL, { prefix, batch: false });
       return {
         store: await open(),
         restart: open,

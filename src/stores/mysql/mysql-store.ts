@@ -28,6 +28,7 @@ import {
   mysqlStatements,
 } from './mysql-statements.js';
 import { batchSettings } from '../batch-options.js';
+import { BeginOrder } from '../begin-order.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 
 /** Options of {@link createMysqlStore}. */
@@ -44,9 +45,10 @@ export interface MysqlStoreOptions {
   preparedStatements?: boolean;
   /**
    * Batch concurrent `begin` calls, and concurrent `complete`/`fail` calls, on distinct keys
-   * into one statement each (default false). Worth it when many operations are in flight on
-   * one store object (see `npm run bench:stores`). Guarantees are the same: a batch never
-   * holds one key twice, and each key is decided as if alone. `true` uses the defaults below.
+   * into one statement each (default true). It pays when many operations are in flight on one
+   * store object (see `npm run bench:stores`); a call alone in its tick goes at once, as its
+   * own statement. Guarantees are the same: a batch never holds one key twice, and each key is
+   * decided as if alone. `false`: one statement per call.
    */
   batch?: boolean | MysqlBatchOptions;
 }
@@ -92,24 +94,6 @@ const AGAIN = Symbol('again');
 type BeginOutcome = BeginResult | typeof AGAIN | Error;
 /** A finish whose outcome could not be told apart (see finishMany): thrown to its caller. */
 type FinishOutcome = FencedResult | StoreUnavailableError;
-
-/**
- * Which statement begin sends first. Read-first: a replay is one round trip, a new key two
- * (read, insert). Insert-first: a new key is one, a replay two (a duplicate-key error, then
- * the read). The store follows what recent calls found: the share of keys that had no
- * record, as a moving average over about the last 16 keys, starting at read-first. Either
- * order runs the same conditional writes, so only the cost differs. At a switch, the calls
- * already in flight pay the wrong order once (at most the concurrency).
- */
-class BeginOrder {
-  private newShare = 0;
-  insertFirst(): boolean {
-    return this.newShare > 0.5;
-  }
-  saw(isNew: boolean): void {
-    this.newShare += ((isNew ? 1 : 0) - this.newShare) / 16;
-  }
-}
 
 /**
  * An idempotency store on MySQL 8 or MariaDB 10.5 and later (InnoDB). Leases, expiry and
@@ -161,7 +145,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
   }
   const batching = batchSettings(
     'createMysqlStore',
-    options.batch,
+    options.batch ?? true,
     { maxBatchSize: 64, maxInFlight: 4 },
     1000,
   );

@@ -28,10 +28,10 @@ export interface PostgresStoreOptions {
   schema?: string;
   /**
    * Batch concurrent `begin` and `complete` calls on distinct keys into one statement each
-   * (default false). Worth it when many operations are in flight on one store object: each
-   * statement then carries many operations (see `npm run bench:stores`). Guarantees are the
-   * same: a batch never holds one key twice, and each key is decided as if alone.
-   * `true` uses the defaults below.
+   * (default true). It pays when many operations are in flight on one store object: each
+   * statement then carries many operations (see `npm run bench:stores`); a call alone in its
+   * tick goes at once, as its own statement. Guarantees are the same: a batch never holds one
+   * key twice, and each key is decided as if alone. `false`: one statement per call.
    */
   batch?: boolean | BatchOptions;
   /**
@@ -117,7 +117,7 @@ export function createPostgresStore(
     expiresIndex: `"${tableName}_expires_at_idx"`,
   };
   const sql = postgresStatements(table);
-  const batching = batchSettings('createPostgresStore', options.batch, {
+  const batching = batchSettings('createPostgresStore', options.batch ?? true, {
     maxBatchSize: 64,
     maxInFlight: 4,
   });

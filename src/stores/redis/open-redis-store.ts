@@ -12,7 +12,7 @@ export interface OpenRedisStoreOptions {
   connectTimeoutMs?: number;
   /** `CLIENT SETNAME` of the connection, to find it in `CLIENT LIST` (default `reprocess`). */
   connectionName?: string;
-  /** Batch concurrent begin and complete calls (default false, or the URL's `?batch=true`). */
+  /** Batch concurrent begin and complete calls (default true, or the URL's `?batch=`). */
   batch?: boolean | RedisBatchOptions;
 }
 
@@ -54,7 +54,7 @@ export async function openRedisStore(
   client.on('error', () => {});
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
-    batch: options.batch ?? batch ?? false,
+    batch: options.batch ?? batch ?? true,
   });
   return {
     ...store,

@@ -43,12 +43,17 @@ export interface RedisStoreOptions {
   expiryGraceMs?: number;
   /**
    * Send concurrent `begin` calls on distinct keys as one script call, and concurrent
-   * `complete` calls likewise (default false). Worth it when many operations are in flight on
+   * `complete` calls likewise (default true). It pays when many operations are in flight on
    * one store object: the server runs one script for many records and the client encodes and
-   * decodes one command (see `npm run bench:stores`). Each record is decided exactly as
-   * alone; a corrupt record fails only its own call. For a standalone server (or a client
-   * that talks to one): on an ioredis `Cluster` (`isCluster`), where the keys of one script
-   * must share a slot, calls are not batched. `true` uses the defaults below.
+   * decodes one command (see `npm run bench:stores`); a call alone in its tick goes at once,
+   * as its own script call. Each record is decided exactly as alone; a corrupt record fails
+   * only its own call. The keys of one batch are in many hash slots, so:
+   * - on an ioredis `Cluster` (`isCluster`), calls are not batched;
+   * - a server that refuses such a call with `CROSSSLOT` (a Cluster node behind a plain
+   *   client) ran none of it: the store re-sends each call alone and stops batching;
+   * - behind a proxy that shards keys over standalone servers (twemproxy, Envoy), set `false`:
+   *   nothing there refuses a batch whose keys belong to other shards.
+   * `false`: one script call per call.
    */
   batch?: boolean | RedisBatchOptions;
 }
@@ -187,6 +192,32 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     );
   }
 
+  /**
+   * Set once a server refused a batch with CROSSSLOT (its keys are in several slots and it is a
+   * Cluster node): from then on every call goes alone.
+   */
+  let slotBound = false;
+
+  /**
+   * Runs `many` on `inputs`; when the server refuses the batch for spanning slots (it then ran
+   * none of it), runs each input alone with `one` instead, now and from then on.
+   */
+  async function unlessCrossSlot<I, O>(
+    inputs: I[],
+    one: (input: I) => Promise<O>,
+    many: (inputs: I[]) => Promise<Array<O | Error>>,
+  ): Promise<Array<O | Error>> {
+    if (!slotBound) {
+      try {
+        return await many(inputs);
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.includes('CROSSSLOT')) throw error;
+        slotBound = true;
+      }
+    }
+    return Promise.all(inputs.map((input) => one(input).catch((error: Error) => error)));
+  }
+
   async function beginMany(inputs: BeginInput[]): Promise<Array<BeginResult | Error>> {
     const replies = await runMany('begin', 'beginMany', inputs, (input) => [
       input.fingerprint,
@@ -226,14 +257,18 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     });
   }
 
-  const batching = isCluster(client)
-    ? undefined
-    : batchSettings('createRedisStore', options.batch, { maxBatchSize: 32, maxInFlight: 4 });
-  const begins = batchedCalls<BeginInput, BeginResult | Error>(batching, beginOne, beginMany);
+  const settings = batchSettings('createRedisStore', options.batch ?? true, {
+    maxBatchSize: 32,
+    maxInFlight: 4,
+  });
+  const batching = isCluster(client) ? undefined : settings;
+  const begins = batchedCalls<BeginInput, BeginResult | Error>(batching, beginOne, (inputs) =>
+    unlessCrossSlot(inputs, beginOne, beginMany),
+  );
   const completes = batchedCalls<CompleteInput, FencedResult | Error>(
     batching,
     completeOne,
-    completeMany,
+    (inputs) => unlessCrossSlot(inputs, completeOne, completeMany),
   );
 
   return {
