@@ -18,17 +18,19 @@
  *
  * DynamoDB runs on dynalite in a child process (so server and client do not share one event
  * loop). Beside throughput, each row shows the CPU time one operation costs the client and the
- * server: on a busy machine throughput swings with the neighbours, CPU per operation much less. Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each
- * (default 2); the table shows the median round, so a noisy neighbour hits every variant alike.
- * Keys and tables of the run are removed at the end.
+ * server: on a busy machine throughput swings with the neighbours, CPU per operation much less.
+ * Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each (default 2); the
+ * table shows the median round, so a noisy neighbour hits every variant alike. Keys and tables of
+ * the run are removed at the end. The variants through a store, the measurement and the table
+ * are shared with stores-sql.ts (support/store-bench.ts); this bench adds the CPU readings and
+ * the Powertools rows and columns.
  *
  *   npx tsx bench/stores-kv.ts
  *   BENCH_ONLY=redis npx tsx bench/stores-kv.ts     # or dynamodb
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import {
   CreateTableCommand,
   DynamoDBClient,
@@ -39,206 +41,26 @@ import {
 import { createClient } from '@redis/client';
 import type { Context } from 'aws-lambda';
 import { Redis } from 'ioredis';
-import { idempotent } from '../src/idempotency/index.js';
-import type { IdempotencyStore } from '../src/idempotency/store.js';
 import { createDynamoDbStore } from '../src/stores/dynamodb/index.js';
 import { openRedisStore } from '../src/stores/redis/index.js';
+import {
+  benchServer,
+  coreVariant,
+  ONLY,
+  printTable,
+  RESULT,
+  ROUNDS,
+  RUN,
+  type Row,
+  reachable,
+  SECONDS,
+  type ServerCpu,
+  storeVariant,
+  TTL_MS,
+  type Variant,
+} from './support/store-bench.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const ONLY = process.env.BENCH_ONLY;
-const CONCURRENCY = [1, 64];
-const LEASE_MS = 30_000;
-const TTL_MS = 86_400_000;
-const FINGERPRINT = 'f'.repeat(64);
-const RESULT = '{"invoice":"inv_123","amount":4200,"currency":"EUR"}';
-const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
-
-/** One way of doing fresh and replayed operations, measured side by side. */
-interface Variant {
-  name: string;
-  /** The floor row this variant is compared with (undefined: it is a floor). */
-  floor?: string;
-  /** A Powertools row this variant is compared with. */
-  powertools?: string;
-  fresh(key: string): Promise<void>;
-  replay(key: string): Promise<void>;
-}
-
-interface Sample {
-  opsPerSecond: number;
-  p50: number;
-  p99: number;
-  /** CPU time of this process per operation (µs): the client side. */
-  clientCpu: number;
-  /** CPU time of the server per operation (µs), where it can be read. */
-  serverCpu: number | undefined;
-}
-
-/** Reads a server's total CPU time in seconds (undefined where it cannot be read). */
-type ServerCpu = () => Promise<number | undefined>;
-
-interface Row {
-  server: string;
-  variant: Variant;
-  concurrency: number;
-  fresh: Sample;
-  replay: Sample;
-}
-
-function hexKey(prefix: string, n: number): string {
-  return createHash('sha256').update(`${prefix}:${n}`).digest('hex');
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
-}
-
-/** Runs `op` on `concurrency` lanes for SECONDS; each lane takes its next key from `nextKey`. */
-async function measure(
-  concurrency: number,
-  nextKey: () => string,
-  op: (key: string) => Promise<void>,
-  serverCpu: ServerCpu,
-): Promise<Sample> {
-  const latencies: number[] = [];
-  const serverBefore = await serverCpu();
-  const clientBefore = process.cpuUsage();
-  const started = performance.now();
-  const stopAt = started + SECONDS * 1000;
-  async function lane(): Promise<void> {
-    while (performance.now() < stopAt) {
-      const key = nextKey();
-      const t = performance.now();
-      await op(key);
-      latencies.push(performance.now() - t);
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  const elapsed = (performance.now() - started) / 1000;
-  const client = process.cpuUsage(clientBefore);
-  const serverAfter = await serverCpu();
-  const ops = latencies.length;
-  latencies.sort((a, b) => a - b);
-  return {
-    opsPerSecond: ops / elapsed,
-    p50: percentile(latencies, 0.5),
-    p99: percentile(latencies, 0.99),
-    clientCpu: (client.user + client.system) / ops,
-    serverCpu:
-      serverBefore === undefined || serverAfter === undefined
-        ? undefined
-        : ((serverAfter - serverBefore) * 1e6) / ops,
-  };
-}
-
-function median(samples: Sample[]): Sample {
-  const sorted = [...samples].sort((a, b) => a.opsPerSecond - b.opsPerSecond);
-  return sorted[Math.floor(sorted.length / 2)] as Sample;
-}
-
-/** Every variant of one server at each concurrency, interleaved over rounds. */
-async function benchServer(
-  server: string,
-  variants: Variant[],
-  serverCpu: ServerCpu,
-): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const concurrency of CONCURRENCY) {
-    const fresh = new Map<string, Sample[]>();
-    const replay = new Map<string, Sample[]>();
-    const done = new Map<string, string[]>(variants.map((v) => [v.name, []]));
-    let counter = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const variant of variants) {
-        const keys = done.get(variant.name) as string[];
-        const prefix = `${RUN}:${server}:${variant.name}:${concurrency}`;
-        const f = await measure(
-          concurrency,
-          () => hexKey(prefix, counter++),
-          async (key) => {
-            await variant.fresh(key);
-            keys.push(key);
-          },
-          serverCpu,
-        );
-        let next = 0;
-        const r = await measure(
-          concurrency,
-          () => keys[next++ % keys.length] as string,
-          (key) => variant.replay(key),
-          serverCpu,
-        );
-        fresh.set(variant.name, [...(fresh.get(variant.name) ?? []), f]);
-        replay.set(variant.name, [...(replay.get(variant.name) ?? []), r]);
-        process.stderr.write('.');
-      }
-    }
-    for (const variant of variants) {
-      rows.push({
-        server,
-        variant,
-        concurrency,
-        fresh: median(fresh.get(variant.name) ?? []),
-        replay: median(replay.get(variant.name) ?? []),
-      });
-    }
-  }
-  process.stderr.write('\n');
-  return rows;
-}
-
-/** Fresh and replay through a store's own methods. */
-function storeVariant(
-  name: string,
-  compare: { floor: string; powertools?: string },
-  store: IdempotencyStore,
-): Variant {
-  return {
-    name,
-    ...compare,
-    async fresh(key) {
-      const begun = await store.begin(key, FINGERPRINT, LEASE_MS, TTL_MS);
-      if (begun.kind !== 'acquired') throw new Error(`${name}: fresh key not acquired`);
-      const done = await store.complete(key, begun.token, RESULT, TTL_MS);
-      if (done.kind !== 'ok') throw new Error(`${name}: complete lost its lease`);
-    },
-    async replay(key) {
-      const begun = await store.begin(key, FINGERPRINT, LEASE_MS, TTL_MS);
-      if (begun.kind !== 'existing' || begun.record.result !== RESULT) {
-        throw new Error(`${name}: replay did not return the stored result`);
-      }
-    },
-  };
-}
-
-/** Fresh and replay through idempotent() on a store (the core hashes the key again). */
-function coreVariant(
-  name: string,
-  compare: { floor: string; powertools?: string },
-  store: IdempotencyStore,
-): Variant {
-  const invoice = idempotent(
-    async (input: { id: string; amount: number }) => ({
-      invoice: `inv_${input.id.slice(0, 8)}`,
-      amount: input.amount,
-    }),
-    { store, key: 'id', scope: 'bench', heartbeat: false },
-  );
-  return {
-    name,
-    ...compare,
-    async fresh(key) {
-      const outcome = await invoice.run({ id: key, amount: 4200 });
-      if (outcome.replayed) throw new Error(`${name}: fresh did not run`);
-    },
-    async replay(key) {
-      const outcome = await invoice.run({ id: key, amount: 4200 });
-      if (!outcome.replayed) throw new Error(`${name}: replay ran again`);
-    },
-  };
-}
 
 /**
  * Powertools `makeIdempotent` on a persistence layer: the key is the input's `id`, the result
@@ -284,19 +106,6 @@ async function powertoolsVariant(
       if (calls !== before || result.amount !== 4200) throw new Error(`${name}: replay ran again`);
     },
   };
-}
-
-async function reachable(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 async function benchRedis(): Promise<Row[]> {
@@ -497,74 +306,16 @@ async function benchDynamoDb(): Promise<Row[]> {
   }
 }
 
-function printTable(rows: Row[]): void {
-  const byName = new Map<string, Row>();
-  for (const row of rows) byName.set(`${row.variant.name}@${row.concurrency}`, row);
-  const header = [
-    'variant',
-    'c',
-    'fresh ops/s',
-    'p50 ms',
-    'p99 ms',
-    'cpu µs c+s',
-    'vs floor',
-    'vs PT',
-    'replay ops/s',
-    'p50 ms',
-    'p99 ms',
-    'cpu µs c+s',
-    'vs floor',
-    'vs PT',
-  ];
-  const ratio = (mine: number, theirs: number | undefined, unit: 'pct' | 'x') => {
-    if (theirs === undefined) return '';
-    return unit === 'pct'
-      ? `${Math.round((mine / theirs) * 100)}%`
-      : `${(mine / theirs).toFixed(1)}x`;
-  };
-  const cpu = (sample: Sample) =>
-    `${Math.round(sample.clientCpu)}+${sample.serverCpu === undefined ? '?' : Math.round(sample.serverCpu)}`;
-  const lines = rows.map((row) => {
-    const floor = row.variant.floor && byName.get(`${row.variant.floor}@${row.concurrency}`);
-    const pt = row.variant.powertools && byName.get(`${row.variant.powertools}@${row.concurrency}`);
-    return [
-      row.variant.name,
-      String(row.concurrency),
-      Math.round(row.fresh.opsPerSecond).toLocaleString('en-US'),
-      row.fresh.p50.toFixed(2),
-      row.fresh.p99.toFixed(2),
-      cpu(row.fresh),
-      ratio(row.fresh.opsPerSecond, floor ? floor.fresh.opsPerSecond : undefined, 'pct'),
-      ratio(row.fresh.opsPerSecond, pt ? pt.fresh.opsPerSecond : undefined, 'x'),
-      Math.round(row.replay.opsPerSecond).toLocaleString('en-US'),
-      row.replay.p50.toFixed(2),
-      row.replay.p99.toFixed(2),
-      cpu(row.replay),
-      ratio(row.replay.opsPerSecond, floor ? floor.replay.opsPerSecond : undefined, 'pct'),
-      ratio(row.replay.opsPerSecond, pt ? pt.replay.opsPerSecond : undefined, 'x'),
-    ];
-  });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const format = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
-  console.log(format(header));
-  console.log(
-    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
-  );
-  for (const line of lines) console.log(format(line));
-  console.log(
-    'cpu µs c+s: CPU time per operation of this process (client) + the server (Redis INFO cpu, which also counts other clients of a shared server; dynalite from /proc), medians of the rounds like the rest.',
-  );
-}
-
 const rows: Row[] = [];
 console.log(
   `Key-value stores: ${SECONDS}s per measurement, median of ${ROUNDS} interleaved rounds`,
 );
 if (ONLY === undefined || ONLY === 'redis') {
-  const { hostname, port } = new URL(REDIS_URL);
-  if (await reachable(hostname, Number(port || 6379))) rows.push(...(await benchRedis()));
+  if (await reachable(REDIS_URL, 6379)) rows.push(...(await benchRedis()));
   else console.log(`Redis not reachable at ${REDIS_URL}: skipped`);
 }
 if (ONLY === undefined || ONLY === 'dynamodb') rows.push(...(await benchDynamoDb()));
-printTable(rows);
+printTable(rows, ['ops', 'p50', 'p99', 'cpu', 'vsFloor', 'vsPowertools']);
+console.log(
+  'cpu µs c+s: CPU time per operation of this process (client) + the server (Redis INFO cpu, which also counts other clients of a shared server; dynalite from /proc), medians of the rounds like the rest.',
+);

@@ -15,202 +15,37 @@
  *
  * Variants run interleaved, BENCH_ROUNDS times (default 3), BENCH_SECONDS each (default 2);
  * the table shows the median round, so a noisy neighbour on the machine hits every variant
- * alike. Tables are created in a schema/table of this run and dropped at the end.
+ * alike. Tables are created in a schema/table of this run and dropped at the end. The variants
+ * through a store, the measurement and the table are shared with stores-kv.ts
+ * (support/store-bench.ts); this table shows the min-max ops/s of the rounds beside each median.
  *
  *   npx tsx bench/stores-sql.ts            # both servers
  *   BENCH_ONLY=postgres npx tsx bench/stores-sql.ts
  */
-import { createHash } from 'node:crypto';
-import { connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { idempotent } from '../src/idempotency/index.js';
-import type { IdempotencyStore } from '../src/idempotency/store.js';
 import { createMysqlStore } from '../src/stores/mysql/index.js';
 import { createPostgresStore } from '../src/stores/postgres/index.js';
+import {
+  benchServer,
+  coreVariant,
+  FINGERPRINT,
+  ONLY,
+  printTable,
+  RESULT,
+  ROUNDS,
+  RUN,
+  type Row,
+  reachable,
+  SECONDS,
+  storeVariant,
+  type Variant,
+} from './support/store-bench.js';
 
 const POSTGRES_URL = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const ONLY = process.env.BENCH_ONLY;
-const CONCURRENCY = [1, 64];
 const POOL_SIZE = 16;
-const LEASE_MS = 30_000;
-const TTL_MS = 86_400_000;
-const FINGERPRINT = 'f'.repeat(64);
-const RESULT = '{"invoice":"inv_123","amount":4200,"currency":"EUR"}';
-const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
-
-/** One way of doing fresh and replayed operations, measured side by side. */
-interface Variant {
-  name: string;
-  /** The floor row that this variant is compared with (undefined: it is a floor). */
-  floor?: string;
-  fresh(key: string): Promise<void>;
-  replay(key: string): Promise<void>;
-}
-
-interface Sample {
-  opsPerSecond: number;
-  p50: number;
-  p99: number;
-  /** Lowest and highest ops/s over the rounds (on the median only). */
-  range?: [number, number];
-}
-
-function hexKey(prefix: string, n: number): string {
-  return createHash('sha256').update(`${prefix}:${n}`).digest('hex');
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
-}
-
-/** Runs `op` on `concurrency` lanes for SECONDS; keys come from `nextKey`. */
-async function measure(
-  concurrency: number,
-  nextKey: () => string,
-  op: (key: string) => Promise<void>,
-): Promise<Sample> {
-  const latencies: number[] = [];
-  const started = performance.now();
-  const stopAt = started + SECONDS * 1000;
-  async function lane(): Promise<void> {
-    while (performance.now() < stopAt) {
-      const key = nextKey();
-      const t = performance.now();
-      await op(key);
-      latencies.push(performance.now() - t);
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  return {
-    opsPerSecond: latencies.length / elapsed,
-    p50: percentile(latencies, 0.5),
-    p99: percentile(latencies, 0.99),
-  };
-}
-
-function median(samples: Sample[]): Sample {
-  const sorted = [...samples].sort((a, b) => a.opsPerSecond - b.opsPerSecond);
-  const middle = sorted[Math.floor(sorted.length / 2)] as Sample;
-  const low = sorted[0]?.opsPerSecond ?? middle.opsPerSecond;
-  const high = sorted[sorted.length - 1]?.opsPerSecond ?? middle.opsPerSecond;
-  return { ...middle, range: [low, high] };
-}
-
-interface Row {
-  server: string;
-  variant: Variant;
-  concurrency: number;
-  fresh: Sample;
-  replay: Sample;
-}
-
-/** Measures every variant of one server at each concurrency, interleaved over rounds. */
-async function benchServer(server: string, variants: Variant[]): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const concurrency of CONCURRENCY) {
-    const fresh = new Map<string, Sample[]>();
-    const replay = new Map<string, Sample[]>();
-    const done = new Map<string, string[]>(variants.map((v) => [v.name, []]));
-    let counter = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const variant of variants) {
-        const keys = done.get(variant.name) as string[];
-        const prefix = `${RUN}:${server}:${variant.name}:${concurrency}`;
-        const f = await measure(
-          concurrency,
-          () => hexKey(prefix, counter++),
-          async (key) => {
-            await variant.fresh(key);
-            keys.push(key);
-          },
-        );
-        let next = 0;
-        const r = await measure(
-          concurrency,
-          () => keys[next++ % keys.length] as string,
-          (key) => variant.replay(key),
-        );
-        fresh.set(variant.name, [...(fresh.get(variant.name) ?? []), f]);
-        replay.set(variant.name, [...(replay.get(variant.name) ?? []), r]);
-        process.stderr.write('.');
-      }
-    }
-    for (const variant of variants) {
-      rows.push({
-        server,
-        variant,
-        concurrency,
-        fresh: median(fresh.get(variant.name) ?? []),
-        replay: median(replay.get(variant.name) ?? []),
-      });
-    }
-  }
-  process.stderr.write('\n');
-  return rows;
-}
-
-/** Fresh and replay through a store's own methods. */
-function storeVariant(name: string, floor: string, store: IdempotencyStore): Variant {
-  return {
-    name,
-    floor,
-    async fresh(key) {
-      const begun = await store.begin(key, FINGERPRINT, LEASE_MS, TTL_MS);
-      if (begun.kind !== 'acquired') throw new Error(`${name}: fresh key not acquired`);
-      const done = await store.complete(key, begun.token, RESULT, TTL_MS);
-      if (done.kind !== 'ok') throw new Error(`${name}: complete lost its lease`);
-    },
-    async replay(key) {
-      const begun = await store.begin(key, FINGERPRINT, LEASE_MS, TTL_MS);
-      if (begun.kind !== 'existing' || begun.record.result !== RESULT) {
-        throw new Error(`${name}: replay did not return the stored result`);
-      }
-    },
-  };
-}
-
-/** Fresh and replay through idempotent() on a store (keys hashed again by the core). */
-function coreVariant(name: string, floor: string, store: IdempotencyStore): Variant {
-  const invoice = idempotent(
-    async (input: { id: string; amount: number }) => {
-      return { invoice: `inv_${input.id.slice(0, 8)}`, amount: input.amount };
-    },
-    { store, key: 'id', scope: 'bench', heartbeat: false },
-  );
-  return {
-    name,
-    floor,
-    async fresh(key) {
-      const outcome = await invoice.run({ id: key, amount: 4200 });
-      if (outcome.replayed) throw new Error(`${name}: fresh did not run`);
-    },
-    async replay(key) {
-      const outcome = await invoice.run({ id: key, amount: 4200 });
-      if (!outcome.replayed) throw new Error(`${name}: replay ran again`);
-    },
-  };
-}
-
-async function reachable(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect({ host: hostname, port: Number(port) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
 
 async function benchPostgres(): Promise<Row[]> {
   const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: POOL_SIZE });
@@ -254,12 +89,13 @@ async function benchPostgres(): Promise<Row[]> {
     const batched = createPostgresStore(pool, { schema, table: tables.batched });
     const core = createPostgresStore(pool, { schema, table: tables.core, batch: false });
     const coreBatched = createPostgresStore(pool, { schema, table: tables.coreb });
+    const compare = { floor: floor.name };
     return await benchServer('postgres', [
       floor,
-      storeVariant('postgres store', floor.name, batched),
-      storeVariant('postgres store, unbatched', floor.name, store),
-      coreVariant('idempotent() on postgres', floor.name, coreBatched),
-      coreVariant('idempotent() on pg, unbatched', floor.name, core),
+      storeVariant('postgres store', compare, batched),
+      storeVariant('postgres store, unbatched', compare, store),
+      coreVariant('idempotent() on postgres', compare, coreBatched),
+      coreVariant('idempotent() on pg, unbatched', compare, core),
     ]);
   } finally {
     await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -310,22 +146,23 @@ async function benchMysql(): Promise<Row[]> {
         }
       },
     };
+    const compare = { floor: floor.name };
     return await benchServer('mysql', [
       floor,
-      storeVariant('mysql store', floor.name, createMysqlStore(pool, { table: tables.batched })),
+      storeVariant('mysql store', compare, createMysqlStore(pool, { table: tables.batched })),
       storeVariant(
         'mysql store, unbatched',
-        floor.name,
+        compare,
         createMysqlStore(pool, { table: tables.store, batch: false }),
       ),
       coreVariant(
         'idempotent() on mysql',
-        floor.name,
+        compare,
         createMysqlStore(pool, { table: tables.coreb }),
       ),
       coreVariant(
         'idempotent() on mysql, unbatched',
-        floor.name,
+        compare,
         createMysqlStore(pool, { table: tables.core, batch: false }),
       ),
     ]);
@@ -344,60 +181,6 @@ async function benchMysql(): Promise<Row[]> {
   }
 }
 
-function printTable(rows: Row[]): void {
-  const floors = new Map<string, Row>();
-  for (const row of rows) {
-    if (row.variant.floor === undefined) floors.set(`${row.variant.name}@${row.concurrency}`, row);
-  }
-  const header = [
-    'variant',
-    'c',
-    'fresh ops/s',
-    '(min-max)',
-    'p50 ms',
-    'p99 ms',
-    'vs floor',
-    'replay ops/s',
-    '(min-max)',
-    'p50 ms',
-    'p99 ms',
-    'vs floor',
-  ];
-  const count = (n: number) => Math.round(n).toLocaleString('en-US');
-  const range = (sample: Sample) =>
-    sample.range === undefined ? '' : `${count(sample.range[0])}-${count(sample.range[1])}`;
-  const lines = rows.map((row) => {
-    const floor =
-      row.variant.floor === undefined
-        ? undefined
-        : floors.get(`${row.variant.floor}@${row.concurrency}`);
-    const ratio = (mine: number, theirs: number | undefined) =>
-      theirs === undefined ? '' : `${Math.round((mine / theirs) * 100)}%`;
-    return [
-      row.variant.name,
-      String(row.concurrency),
-      count(row.fresh.opsPerSecond),
-      range(row.fresh),
-      row.fresh.p50.toFixed(2),
-      row.fresh.p99.toFixed(2),
-      ratio(row.fresh.opsPerSecond, floor?.fresh.opsPerSecond),
-      count(row.replay.opsPerSecond),
-      range(row.replay),
-      row.replay.p50.toFixed(2),
-      row.replay.p99.toFixed(2),
-      ratio(row.replay.opsPerSecond, floor?.replay.opsPerSecond),
-    ];
-  });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const format = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
-  console.log(format(header));
-  console.log(
-    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
-  );
-  for (const line of lines) console.log(format(line));
-}
-
 const rows: Row[] = [];
 const load = () =>
   loadavg()
@@ -407,12 +190,12 @@ console.log(
   `SQL stores: ${SECONDS}s per measurement, median of ${ROUNDS} interleaved rounds (min-max beside it), pool ${POOL_SIZE} connections; load average ${load()} on ${cpus().length} CPUs`,
 );
 if (ONLY === undefined || ONLY === 'postgres') {
-  if (await reachable(POSTGRES_URL)) rows.push(...(await benchPostgres()));
+  if (await reachable(POSTGRES_URL, 5432)) rows.push(...(await benchPostgres()));
   else console.log(`PostgreSQL not reachable at ${POSTGRES_URL}: skipped`);
 }
 if (ONLY === undefined || ONLY === 'mysql') {
-  if (await reachable(MYSQL_URL)) rows.push(...(await benchMysql()));
+  if (await reachable(MYSQL_URL, 3306)) rows.push(...(await benchMysql()));
   else console.log(`MySQL/MariaDB not reachable at ${MYSQL_URL}: skipped`);
 }
-printTable(rows);
+printTable(rows, ['ops', 'range', 'p50', 'p99', 'vsFloor']);
 console.log(`load average at the end: ${load()}`);
