@@ -1,9 +1,9 @@
 import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { type DynamoDbStore, openDynamoDbStore } from '../../src/stores/dynamodb/index.js';
 import { type Dynalite, startDynalite } from '../helpers/dynalite.js';
 import { RUN_ID } from '../helpers/services.js';
-import { leaseExpiryAcrossProcesses, raceAcrossProcesses } from './fixtures/kv-scenarios.js';
+import { kvProcessCases } from './fixtures/kv-process-cases.js';
 
 // dynalite runs here, in the test's process; the children reach it over HTTP on its port.
 describe('dynamodb store across OS processes (dynalite)', () => {
@@ -25,36 +25,23 @@ describe('dynamodb store across OS processes (dynalite)', () => {
     await dynalite?.close();
   });
 
-  it('8 processes begin the same 1,000 keys: each key is acquired exactly once', async () => {
-    await raceAcrossProcesses({
-      url,
-      store,
-      keyPrefix: 'race-',
-      processes: 8,
-      keys: 1000,
-      inFlight: 4,
-    });
-  }, 300_000);
-
-  it('a process stalled past its lease loses to another, and its late writes change nothing', async () => {
-    const key = 'lease-across-processes';
-    await leaseExpiryAcrossProcesses({
-      url,
-      key,
-      leaseMs: 2000,
-      raw: async () => {
-        const { Item: item } = await client.send(
-          new GetItemCommand({ TableName: table, Key: { pk: { S: key } }, ConsistentRead: true }),
-        );
-        if (item === undefined) return undefined;
-        const charge = item.steps?.M?.['s:charge']?.S;
-        return {
-          status: item.status?.S as string,
-          token: Number(item.token?.N),
-          ...(item.result?.S === undefined ? {} : { result: item.result.S }),
-          ...(charge === undefined ? {} : { charge }),
-        };
-      },
-    });
-  }, 60_000);
+  kvProcessCases({
+    url: () => url,
+    store: () => store,
+    inFlight: 4,
+    raceTimeoutMs: 300_000,
+    raw: async (key) => {
+      const { Item: item } = await client.send(
+        new GetItemCommand({ TableName: table, Key: { pk: { S: key } }, ConsistentRead: true }),
+      );
+      if (item === undefined) return undefined;
+      const charge = item.steps?.M?.['s:charge']?.S;
+      return {
+        status: item.status?.S as string,
+        token: Number(item.token?.N),
+        ...(item.result?.S === undefined ? {} : { result: item.result.S }),
+        ...(charge === undefined ? {} : { charge }),
+      };
+    },
+  });
 });

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, it } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
-import { leaseExpiryAcrossProcesses, raceAcrossProcesses } from './fixtures/kv-scenarios.js';
+import { kvProcessCases } from './fixtures/kv-process-cases.js';
 
 await describeWithService('redis', 'redis store across OS processes', () => {
   const prefix = `${RUN_ID}:proc:`;
@@ -25,37 +25,24 @@ await describeWithService('redis', 'redis store across OS processes', () => {
     await admin.quit();
   });
 
-  it('8 processes begin the same 1,000 keys: each key is acquired exactly once', async () => {
-    await raceAcrossProcesses({
-      url,
-      store,
-      keyPrefix: 'race-',
-      processes: 8,
-      keys: 1000,
-      inFlight: 8,
-    });
-  }, 120_000);
-
-  it('a process stalled past its lease loses to another, and its late writes change nothing', async () => {
-    const key = 'lease-across-processes';
-    await leaseExpiryAcrossProcesses({
-      url,
-      key,
-      leaseMs: 2000,
-      raw: async () => {
-        // Straight from the server: "<status> <token> ...\n<fingerprint>\n<payload>", steps hash.
-        const text = await admin.get(store.recordKey(key));
-        if (text === null) return undefined;
-        const [header = '', , ...payload] = text.split('\n');
-        const [status = '', token = ''] = header.split(' ');
-        const charge = await admin.hget(`${store.recordKey(key)}:s`, 'charge');
-        return {
-          status,
-          token: Number(token),
-          ...(status === 'completed' ? { result: payload.join('\n') } : {}),
-          ...(charge === null ? {} : { charge }),
-        };
-      },
-    });
-  }, 60_000);
+  kvProcessCases({
+    url: () => url,
+    store: () => store,
+    inFlight: 8,
+    raceTimeoutMs: 120_000,
+    raw: async (key) => {
+      // Straight from the server: "<status> <token> ...\n<fingerprint>\n<payload>", steps hash.
+      const text = await admin.get(store.recordKey(key));
+      if (text === null) return undefined;
+      const [header = '', , ...payload] = text.split('\n');
+      const [status = '', token = ''] = header.split(' ');
+      const charge = await admin.hget(`${store.recordKey(key)}:s`, 'charge');
+      return {
+        status,
+        token: Number(token),
+        ...(status === 'completed' ? { result: payload.join('\n') } : {}),
+        ...(charge === null ? {} : { charge }),
+      };
+    },
+  });
 });
