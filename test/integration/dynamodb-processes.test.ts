@@ -28,8 +28,7 @@ describe('dynamodb store across OS processes (dynalite)', () => {
   kvProcessCases({
     url: () => url,
     store: () => store,
-    inFlight: 4,
-    raceTimeoutMs: 300_000,
+    race: { inFlight: 4, timeoutMs: 300_000 },
     raw: async (key) => {
       const { Item: item } = await client.send(
         new GetItemCommand({ TableName: table, Key: { pk: { S: key } }, ConsistentRead: true }),

@@ -28,8 +28,7 @@ await describeWithService('redis', 'redis store across OS processes', () => {
   kvProcessCases({
     url: () => url,
     store: () => store,
-    inFlight: 8,
-    raceTimeoutMs: 120_000,
+    race: { inFlight: 8, timeoutMs: 120_000 },
     raw: async (key) => {
       // Straight from the server: "<status> <token> ...\n<fingerprint>\n<payload>", steps hash.
       const text = await admin.get(store.recordKey(key));
