@@ -1,4 +1,5 @@
 export {
+  READ_FIRST_MARGIN_MS,
   createRedisStore,
   type RedisBatchOptions,
   type RedisStore,

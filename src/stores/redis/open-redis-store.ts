@@ -14,10 +14,12 @@ export interface OpenRedisStoreOptions {
   connectionName?: string;
   /** Batch concurrent begin and complete calls (default true, or the URL's `?batch=`). */
   batch?: boolean | RedisBatchOptions;
+  /** Answer replays of finished records with a plain GET (default true, or the URL's `?readFirst=`). */
+  readFirst?: boolean;
 }
 
 /**
- * Opens a Redis store from a URL (`redis://[user:password@]host[:port][/db][?prefix=p:&batch=true]`,
+ * Opens a Redis store from a URL (`redis://[user:password@]host[:port][/db][?prefix=p:&batch=false&readFirst=false]`,
  * `rediss://` for TLS) with its own ioredis client, which `close()` closes.
  *
  * The client is set up to fail closed instead of waiting:
@@ -38,7 +40,7 @@ export async function openRedisStore(
   url: string,
   options: OpenRedisStoreOptions = {},
 ): Promise<RedisStore> {
-  const { redisUrl, prefix, batch } = parseRedisUrl(url);
+  const { redisUrl, prefix, batch, readFirst } = parseRedisUrl(url);
   const Redis = await loadIoredis();
   const client = new Redis(redisUrl, {
     maxRetriesPerRequest: 0,
@@ -55,6 +57,7 @@ export async function openRedisStore(
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
     batch: options.batch ?? batch ?? true,
+    readFirst: options.readFirst ?? readFirst ?? true,
   });
   return {
     ...store,
@@ -69,8 +72,16 @@ export async function openRedisStore(
   };
 }
 
-/** Splits the store's own parameters (`prefix`, `batch`) from the URL ioredis gets. */
-export function parseRedisUrl(url: string): { redisUrl: string; prefix?: string; batch?: boolean } {
+/** The store's own parameters of a URL, and the URL ioredis gets. */
+interface ParsedRedisUrl {
+  redisUrl: string;
+  prefix?: string;
+  batch?: boolean;
+  readFirst?: boolean;
+}
+
+/** Splits the store's own parameters (`prefix`, `batch`, `readFirst`) from the URL ioredis gets. */
+export function parseRedisUrl(url: string): ParsedRedisUrl {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -83,22 +94,27 @@ export function parseRedisUrl(url: string): { redisUrl: string; prefix?: string;
     );
   }
   const prefix = parsed.searchParams.get('prefix');
-  const batch = parsed.searchParams.get('batch');
+  const batch = booleanParameter(parsed, 'batch');
+  const readFirst = booleanParameter(parsed, 'readFirst');
   parsed.searchParams.delete('prefix');
-  parsed.searchParams.delete('batch');
-  const result: { redisUrl: string; prefix?: string; batch?: boolean } = {
-    redisUrl: parsed.toString(),
-  };
+  const result: ParsedRedisUrl = { redisUrl: parsed.toString() };
   if (prefix !== null) result.prefix = prefix;
-  if (batch !== null) {
-    if (!['true', '1', 'false', '0'].includes(batch)) {
-      throw new InvalidArgumentError(
-        `openRedisStore: batch must be true, 1, false or 0, got ${JSON.stringify(batch)}`,
-      );
-    }
-    result.batch = batch === 'true' || batch === '1';
-  }
+  if (batch !== undefined) result.batch = batch;
+  if (readFirst !== undefined) result.readFirst = readFirst;
   return result;
+}
+
+/** Takes the boolean parameter `name` out of `url` (true, 1, false or 0). */
+function booleanParameter(url: URL, name: string): boolean | undefined {
+  const value = url.searchParams.get(name);
+  url.searchParams.delete(name);
+  if (value === null) return undefined;
+  if (!['true', '1', 'false', '0'].includes(value)) {
+    throw new InvalidArgumentError(
+      `openRedisStore: ${name} must be true, 1, false or 0, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value === 'true' || value === '1';
 }
 
 async function loadIoredis(): Promise<typeof import('ioredis').Redis> {

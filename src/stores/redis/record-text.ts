@@ -77,6 +77,28 @@ export function recordFromText(
   return record;
 }
 
+/**
+ * Header of a record a plain GET may answer a begin with: finished, without steps (fields 1 and
+ * 5 are the status and expiresAt).
+ */
+const FINISHED = /^(completed|failed) \d+ \d+ \d+ (\d+) \d+ \d+ 0\n/;
+
+/**
+ * The record string read by GET, when it is a finished record without steps that is alive at
+ * least until `aliveAt` (epoch ms on the server's clock): what begin's script would return for
+ * it. Otherwise (no such header, in progress, steps, expiring sooner) undefined: the script
+ * decides.
+ */
+export function finishedAndAlive(
+  key: string,
+  text: string,
+  aliveAt: number,
+): IdempotencyRecord | undefined {
+  const header = FINISHED.exec(text);
+  if (header === null || !(Number(header[2]) > aliveAt)) return undefined;
+  return recordFromText(key, text, {});
+}
+
 /** Steps from the JSON list `[name, result, ...]` a script encoded. */
 export function stepsFromList(key: string, flat: unknown): Record<string, string> {
   if (!Array.isArray(flat) || flat.length % 2 !== 0) {

@@ -8,6 +8,13 @@ export interface RedisLike {
   evalsha(sha: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
   /** `EVAL script numKeys ...keysAndArgs` (also caches the script for EVALSHA). */
   eval(script: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /**
+   * `GET key` (optional): with {@link time}, lets `begin` answer a replay of a finished record
+   * with one plain read instead of a script call (see `readFirst` of the store).
+   */
+  get?(key: string): Promise<string | null>;
+  /** `TIME` (optional), resolving to `[seconds, microseconds]`. */
+  time?(): Promise<unknown>;
   /** `SCAN cursor MATCH pattern COUNT count`, resolving to `[nextCursor, keys]`. */
   scan(
     cursor: string,
@@ -38,6 +45,8 @@ export function fromNodeRedis(client: NodeRedisLike): RedisLike {
       client.sendCommand(['EVALSHA', sha, String(numKeys), ...rest]),
     eval: (script, numKeys, ...rest) =>
       client.sendCommand(['EVAL', script, String(numKeys), ...rest]),
+    get: (key) => client.sendCommand(['GET', key]) as Promise<string | null>,
+    time: () => client.sendCommand(['TIME']),
     scan: async (cursor, matchToken, pattern, countToken, count) => {
       const reply = await client.sendCommand([
         'SCAN',

@@ -8,11 +8,13 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
+import { BeginOrder } from '../begin-order.js';
 import { batchedCalls } from '../key-batcher.js';
 import { checkKey, checkString, checkToken, durationArg } from './arguments.js';
 import {
   escapeFingerprint,
   escapeTag,
+  finishedAndAlive,
   parseInteger,
   parseJson,
   recordFromReply,
@@ -22,6 +24,7 @@ import {
 } from './record-text.js';
 import type { RedisLike } from './redis-like.js';
 import { ScriptRunner, toStoreError } from './script-runner.js';
+import { ServerClock } from './server-clock.js';
 import { batchSettings } from '../batch-options.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 
@@ -56,6 +59,18 @@ export interface RedisStoreOptions {
    * `false`: one script call per call.
    */
   batch?: boolean | RedisBatchOptions;
+  /**
+   * Answer the replay of a finished record with one plain `GET` instead of a script call
+   * (default true; needs a client with `get` and `time`, as ioredis and {@link fromNodeRedis}
+   * have). Only while most recent keys had a record (then a new key costs a GET and the
+   * script), only for a call that goes alone (a batch of replays is cheaper still), and only
+   * for a completed or failed record without steps that stays alive at least
+   * `READ_FIRST_MARGIN_MS` past the server's time as last read with `TIME` (at most 1 s ago):
+   * anything else, and any doubt, goes to the script, which decides on the server's clock.
+   * The only trust placed in a sample is that the server's clock does not jump forward by
+   * more than the margin within a second. `false`: every begin is one script call.
+   */
+  readFirst?: boolean;
 }
 
 /** Tuning of {@link RedisStoreOptions.batch}. */
@@ -77,6 +92,12 @@ export interface RedisStore extends IdempotencyStore {
   /** The Redis key (a string) that holds the record of `key`; its steps are in `<that>:s`. */
   recordKey(key: string): string;
 }
+
+/**
+ * How long past the server's time (as last sampled) a record must stay alive for a plain GET
+ * to answer its replay.
+ */
+export const READ_FIRST_MARGIN_MS = 1000;
 
 /** SCAN batch size; fixed, so a cursor re-scanned for a page resumes the same batch. */
 const SCAN_COUNT = 200;
@@ -153,14 +174,61 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     throw toStoreError(new Error(`unexpected reply ${JSON.stringify(reply)}`), name);
   }
 
+  // Read-first (see RedisStoreOptions.readFirst): which order begin takes, and the server's
+  // clock as last read, for judging a record read with GET.
+  if (options.readFirst !== undefined && typeof options.readFirst !== 'boolean') {
+    throw new InvalidArgumentError(
+      `createRedisStore: readFirst must be a boolean, got ${typeof options.readFirst}`,
+    );
+  }
+  const get = client.get;
+  const time = client.time;
+  const readFirst =
+    options.readFirst !== false && typeof get === 'function' && typeof time === 'function'
+      ? { order: new BeginOrder(), clock: new ServerClock(() => time.call(client)) }
+      : undefined;
+
+  /**
+   * Begin's answer from a plain GET when it finds a finished record alive (see readFirst);
+   * else whether it read (then the order has learned what it found) or not (insert-first, no
+   * fresh sample of the server's clock, or read-first off): the script decides either way.
+   */
+  async function replayByGet(key: string): Promise<BeginResult | 'read' | 'not read'> {
+    if (readFirst === undefined || get === undefined || readFirst.order.insertFirst()) {
+      return 'not read';
+    }
+    const serverNow = readFirst.clock.atMost();
+    if (serverNow === undefined) return 'not read';
+    let text: string | null;
+    try {
+      text = await get.call(client, recordKey(key));
+    } catch (error) {
+      throw toStoreError(error, 'begin');
+    }
+    readFirst.order.saw(text === null);
+    if (text === null) return 'read';
+    const record = finishedAndAlive(key, text, serverNow + READ_FIRST_MARGIN_MS);
+    return record === undefined ? 'read' : { kind: 'existing', record };
+  }
+
+  /** Tells the begin order what a script's begin found. */
+  function sawReply(result: BeginResult | Error): void {
+    if (readFirst === undefined || result instanceof Error) return;
+    readFirst.order.saw(result.kind === 'acquired' && result.attempts === 1 && !result.takeover);
+  }
+
   async function beginOne(input: BeginInput): Promise<BeginResult> {
+    const byGet = await replayByGet(input.key);
+    if (typeof byGet === 'object') return byGet;
     const reply = await scripts.run('begin', keysOf(input.key), [
       input.fingerprint,
       input.lease,
       input.ttl,
       grace,
     ]);
-    return beginReply(input.key, reply);
+    const result = beginReply(input.key, reply);
+    if (byGet === 'not read') sawReply(result);
+    return result;
   }
 
   /**
@@ -230,7 +298,9 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         return toStoreError(new Error(reply.slice(1)), 'begin');
       }
       try {
-        return beginReply(input.key, reply);
+        const result = beginReply(input.key, reply);
+        sawReply(result);
+        return result;
       } catch (error) {
         return error as Error;
       }
