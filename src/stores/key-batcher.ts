@@ -5,7 +5,9 @@
  *
  * Adaptive, like group commit: a call waits only for the current microtask (to meet the calls
  * made in the same tick); while `maxInFlight` batches are running, new calls queue and leave
- * together as soon as one returns. At low concurrency every call goes alone, without delay.
+ * together as soon as one returns. With `idleRunsAlone`, a call made while nothing is queued or
+ * running goes at once, alone, and only the calls made after it in its tick wait for the
+ * microtask. At low concurrency every call goes alone.
  *
  *   calls ──► queue ──(microtask)──► batch of distinct keys ──► runMany ──► each caller
  *                ▲                                                │
@@ -19,8 +21,23 @@ export class KeyBatcher<I, O> {
 
   constructor(private readonly options: KeyBatcherOptions<I, O>) {}
 
-  /** Queues `item`; resolves with its own outcome from the batch it ran in. */
+  /**
+   * Runs `item`: with `idleRunsAlone`, at once and alone when nothing is queued or running (so
+   * a caller at low concurrency pays nothing for batching); else queued for the next batch.
+   * Resolves with its own outcome.
+   */
   submit(item: I): Promise<O> {
+    if (this.options.idleRunsAlone === true && this.inFlight === 0 && this.queue.length === 0) {
+      this.inFlight++;
+      let alone: Promise<O>;
+      try {
+        alone = this.options.runOne(item);
+      } catch (error) {
+        alone = Promise.reject(error);
+      }
+      alone.then(this.done, this.done);
+      return alone;
+    }
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ item, key: this.options.keyOf(item), resolve, reject });
       if (!this.scheduled) {
@@ -43,15 +60,18 @@ export class KeyBatcher<I, O> {
     while (this.inFlight < this.options.maxInFlight && this.queue.length > 0) {
       const batch = this.take();
       this.inFlight++;
-      void this.run(batch).finally(() => {
-        this.inFlight--;
-        this.drain();
-        if (this.inFlight === 0 && this.queue.length === 0) {
-          for (const resolve of this.idle.splice(0)) resolve();
-        }
-      });
+      void this.run(batch).finally(this.done);
     }
   }
+
+  /** A call or batch has returned: start what waits, and wake `settled()` once idle. */
+  private readonly done = (): void => {
+    this.inFlight--;
+    this.drain();
+    if (this.inFlight === 0 && this.queue.length === 0) {
+      for (const resolve of this.idle.splice(0)) resolve();
+    }
+  };
 
   /** Takes up to maxBatchSize jobs with distinct keys, first come first served. */
   private take(): Array<Job<I, O>> {
@@ -93,6 +113,13 @@ export interface KeyBatcherOptions<I, O> {
   maxBatchSize: number;
   /** Most statements running at once (each holds one pool connection). */
   maxInFlight: number;
+  /**
+   * A call made while nothing is queued or running runs at once with `runOne`, without waiting
+   * for the calls of its tick (default false: it waits for the microtask, and may share their
+   * batch). For stores whose calls are network round trips: the first call of a burst saves a
+   * hop, the rest still batch.
+   */
+  idleRunsAlone?: boolean;
   keyOf(item: I): string;
   /** Runs one call alone (the cheaper single-row statement). */
   runOne(item: I): Promise<O>;
@@ -125,6 +152,12 @@ export function batchedCalls<I extends { key: string }, O>(
   runMany: (items: I[]) => Promise<O[]>,
 ): BatchedCalls<I, O> {
   if (settings === undefined) return { run: runOne, settled: () => Promise.resolve() };
-  const batcher = new KeyBatcher<I, O>({ ...settings, keyOf: (item) => item.key, runOne, runMany });
+  const batcher = new KeyBatcher<I, O>({
+    ...settings,
+    keyOf: (item) => item.key,
+    runOne,
+    runMany,
+    idleRunsAlone: true,
+  });
   return { run: (item) => batcher.submit(item), settled: () => batcher.settled() };
 }

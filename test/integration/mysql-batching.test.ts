@@ -187,12 +187,16 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     const held = (await Promise.all(
       keys.map((k) => store.begin(k, FP, 60_000, 60_000)),
     )) as Acquired[];
+    // The first call on an idle store goes alone at once (here: a key with no record); the
+    // four after it share one batch.
+    const opener = store.complete(`${prefix}-opener`, 1, '"o"', 60_000);
     const outcomes = await Promise.all(
       keys.map((k, i) =>
         // The last one is stale: fewer rows match than calls, so the store reads back.
         failure(store.complete(k, (held[i]?.token ?? 0) - (i === 3 ? 1 : 0), '"r"', 60_000)),
       ),
     );
+    expect((await opener).kind).toBe('lease_lost');
     for (const error of outcomes) expect(isUnavailable(error), String(error)).toBe(true);
     const rows = await rowsOf(`${prefix}-`);
     expect(rows.map((r) => [r.key, r.status])).toEqual([
@@ -295,9 +299,14 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     });
     const keys = Array.from({ length: 10 }, (_, i) => `kill-${i}`);
     try {
-      // A batch of begins (one statement) killed while it waits.
+      // A batch of begins (one statement) killed while it waits. The first call on an idle
+      // store goes alone at once: it waits first and is killed first; the ten calls queued
+      // behind it (one statement at a time) then leave as one batch.
       let blocker = await lock.block();
+      const opener = failure(store.begin('kill-opener', FP, 60_000, 60_000));
       const begins = keys.map((k) => failure(store.begin(k, FP, 60_000, 60_000)));
+      await pool.query(`KILL ${await lock.waitingConnection(pool)}`);
+      expect(isUnavailable(await opener)).toBe(true);
       await pool.query(`KILL ${await lock.waitingConnection(pool)}`);
       const errors = await Promise.all(begins);
       for (const error of errors) expect(isUnavailable(error), String(error)).toBe(true);
@@ -309,9 +318,12 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
 
       // A batch of completes killed while it waits: nothing written, each holder can finish.
       blocker = await lock.block();
+      const completeOpener = failure(store.complete('kill-opener', 1, '"o"', 60_000));
       const completes = keys.map((k, i) =>
         failure(store.complete(k, held[i]?.token ?? 0, '"r"', 60_000)),
       );
+      await pool.query(`KILL ${await lock.waitingConnection(pool)}`);
+      expect(isUnavailable(await completeOpener)).toBe(true);
       await pool.query(`KILL ${await lock.waitingConnection(pool)}`);
       for (const error of await Promise.all(completes)) {
         expect(isUnavailable(error), String(error)).toBe(true);

@@ -25,7 +25,7 @@ async function ticks(n: number): Promise<void> {
 }
 
 describe('KeyBatcher invariants', () => {
-  it('settles every call once, never puts a key twice in a batch, respects both bounds', async () => {
+  it('settles every call once, never puts a key twice in a batch, respects both bounds (idle calls alone or not)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -39,7 +39,8 @@ describe('KeyBatcher invariants', () => {
         fc.integer({ min: 1, max: 5 }),
         fc.integer({ min: 1, max: 3 }),
         fc.nat(3),
-        async (calls, maxBatchSize, maxInFlight, spread) => {
+        fc.boolean(),
+        async (calls, maxBatchSize, maxInFlight, spread, idleRunsAlone) => {
           let inFlight = 0;
           let peak = 0;
           const batches: Call[][] = [];
@@ -62,6 +63,7 @@ describe('KeyBatcher invariants', () => {
               return (await statement([item]))[0] as string;
             },
             runMany: statement,
+            idleRunsAlone,
           });
           // Calls arrive over a few microtasks, not all in one tick.
           const settled = calls.map(async (call, i) => {
@@ -93,6 +95,51 @@ describe('KeyBatcher invariants', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('with idleRunsAlone, a call on an idle batcher runs at once; the rest of its tick share a batch', async () => {
+    const log: string[] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const batcher = new KeyBatcher<string, string>({
+      maxBatchSize: 10,
+      maxInFlight: 2,
+      keyOf: (key) => key,
+      runOne: async (key) => {
+        log.push(`one ${key}`);
+        await gate;
+        return key;
+      },
+      runMany: async (keys) => {
+        log.push(`many ${keys.join(',')}`);
+        return keys;
+      },
+      idleRunsAlone: true,
+    });
+    const first = batcher.submit('a');
+    expect(log).toEqual(['one a']); // started within submit, before any microtask
+    const rest = ['b', 'c', 'a'].map((key) => batcher.submit(key));
+    expect(log).toEqual(['one a']);
+    await ticks(2);
+    // b, c and the repeated a leave together while the first a is still running: a repeated
+    // key is never in one batch twice, but may run beside an earlier call, as unbatched calls do.
+    expect(log).toEqual(['one a', 'many b,c,a']);
+    let idle = false;
+    const settled = batcher.settled().then(() => {
+      idle = true;
+    });
+    await ticks(2);
+    expect(idle).toBe(false); // the lone call is still running
+    release();
+    expect(await first).toBe('a');
+    expect(await Promise.all(rest)).toEqual(['b', 'c', 'a']);
+    await settled;
+    expect(idle).toBe(true);
+    // Idle again: the next call goes alone at once.
+    void batcher.submit('d');
+    expect(log.at(-1)).toBe('one d');
   });
 });
 

@@ -138,14 +138,19 @@ await describeWithService('redis', 'redis store, batched', () => {
       await plain.complete('m-other', other.token, '"o"', 60_000);
 
       calls.length = 0;
-      const [fresh, completed, liveNow, endedNow, otherNow] = await Promise.all([
+      // The first call on an idle store goes alone at once; the five after it share a batch.
+      const [, fresh, completed, liveNow, endedNow, otherNow] = await Promise.all([
+        store.begin('m-opener', 'fp', 30_000, 60_000),
         store.begin('m-fresh', 'fp', 30_000, 60_000),
         store.begin('m-completed', 'fp', 30_000, 60_000),
         store.begin('m-live', 'fp', 30_000, 60_000),
         store.begin('m-ended', 'fp', 30_000, 60_000),
         store.begin('m-other', 'fp2', 30_000, 60_000),
       ]);
-      expect(calls).toEqual([{ script: 'beginMany', records: 5 }]);
+      expect(calls).toEqual([
+        { script: 'begin', records: 1 },
+        { script: 'beginMany', records: 5 },
+      ]);
 
       expect(fresh).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false, steps: {} });
       expect(completed).toMatchObject({
@@ -170,14 +175,18 @@ await describeWithService('redis', 'redis store, batched', () => {
 
       // Completes in one batch: the holder's (ok), a stale token, a finished record, no record.
       calls.length = 0;
-      const outcomes = await Promise.all([
+      const [, ...outcomes] = await Promise.all([
+        store.complete('m-opener', 1, '"o"', 60_000),
         store.complete('m-fresh', tokenOf(fresh), '"f"', 60_000),
         store.complete('m-ended', ended.token, '"stale"', 60_000),
         store.complete('m-completed', done.token, '"again"', 60_000),
         store.complete('m-nothing', 1, '"x"', 60_000),
         store.complete('m-live', live.token, '"l"', 60_000),
       ]);
-      expect(calls).toEqual([{ script: 'completeMany', records: 5 }]);
+      expect(calls).toEqual([
+        { script: 'complete', records: 1 },
+        { script: 'completeMany', records: 5 },
+      ]);
       expect(outcomes.map((o) => o.kind)).toEqual([
         'ok',
         'lease_lost',
@@ -199,14 +208,18 @@ await describeWithService('redis', 'redis store, batched', () => {
       await plain.complete('c-done', done.token, '"d"', 60_000);
 
       calls.length = 0;
-      const settled = await Promise.allSettled([
+      const [, ...settled] = await Promise.allSettled([
+        store.begin('c-opener', 'fp', 30_000, 60_000),
         store.begin('c-fresh-1', 'fp', 30_000, 60_000),
         store.begin('c-garbage', 'fp', 30_000, 60_000),
         store.begin('c-done', 'fp', 30_000, 60_000),
         store.begin('c-hash', 'fp', 30_000, 60_000),
         store.begin('c-fresh-2', 'fp', 30_000, 60_000),
       ]);
-      expect(calls).toEqual([{ script: 'beginMany', records: 5 }]);
+      expect(calls).toEqual([
+        { script: 'begin', records: 1 },
+        { script: 'beginMany', records: 5 },
+      ]);
       expect(settled.map((s) => s.status)).toEqual([
         'fulfilled',
         'rejected',
@@ -225,13 +238,17 @@ await describeWithService('redis', 'redis store, batched', () => {
 
       // The same in a batch of completes; the corrupt records are left as they were.
       calls.length = 0;
-      const completes = await Promise.allSettled([
+      const [, ...completes] = await Promise.allSettled([
+        store.complete('c-opener', 1, '"o"', 60_000),
         store.complete('c-fresh-1', tokenOf(first), '"1"', 60_000),
         store.complete('c-garbage', 1, '"x"', 60_000),
         store.complete('c-hash', 1, '"x"', 60_000),
         store.complete('c-fresh-2', tokenOf(second), '"2"', 60_000),
       ]);
-      expect(calls).toEqual([{ script: 'completeMany', records: 4 }]);
+      expect(calls).toEqual([
+        { script: 'complete', records: 1 },
+        { script: 'completeMany', records: 4 },
+      ]);
       expect(completes.map((s) => s.status)).toEqual([
         'fulfilled',
         'rejected',
