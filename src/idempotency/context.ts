@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setStep } from './set-step.js';
 import {
   ErrorCode,
   InvalidArgumentError,
@@ -194,7 +195,7 @@ class GuardedContext implements IdempotencyContext {
       run.lease.lose(error);
       throw error;
     }
-    run.steps[name] = encoded;
+    setStep(run.steps, name, encoded);
     return value;
   }
 }
@@ -234,8 +235,9 @@ export function createUnguardedContext(): IdempotencyContext {
 }
 
 /**
- * Stores that rebuild the steps as an object drop a `__proto__` member on the way back, and
- * such a step would run again on the next attempt: refuse the name up front.
+ * A store that rebuilds the steps by assigning members (a third-party one; the bundled stores
+ * define them, and the conformance suite checks it) would drop a `__proto__` member on the way
+ * back, and such a step would run again on the next attempt: refuse the name up front.
  */
 function refuseProtoName(name: string): void {
   if (name === '__proto__') {

@@ -10,6 +10,7 @@ import type {
   ListPage,
 } from '../idempotency/store.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from './list-options.js';
+import { setStep } from '../idempotency/set-step.js';
 
 /** Options of {@link createMemoryStore}. */
 export interface MemoryStoreOptions {
@@ -157,13 +158,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
       checkString(result, 'step result');
       const record = held(key, token);
       if (record === undefined) return { kind: 'lease_lost' };
-      // Defined, not assigned: `steps.__proto__ = x` would not store a member at all.
-      Object.defineProperty(record.steps, name, {
-        value: result,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+      setStep(record.steps, name, result);
       record.updatedAt = clock.now();
       return { kind: 'ok' };
     },

@@ -1,4 +1,5 @@
 import { RecordCorruptError } from '../errors.js';
+import { setStep } from '../idempotency/set-step.js';
 
 /*
  * Column readers shared by the SQL stores: a row that cannot be read back faithfully is
@@ -43,7 +44,7 @@ export function stepsFromJson(store: string, key: string, value: unknown): Recor
         `${store} store: record ${JSON.stringify(key)} has a step ${JSON.stringify(name)} that is not a string`,
       );
     }
-    steps[name] = result;
+    setStep(steps, name, result);
   }
   return steps;
 }

@@ -651,6 +651,32 @@ export function describeStoreConformance(
       expect((await store.list()).records).toEqual([]);
     });
 
+    it('keeps steps named like Object members (__proto__, constructor, ...) as plain steps', async () => {
+      const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
+      // Built from entries: an object literal with a __proto__ key would set its prototype.
+      const expected = Object.fromEntries(names.map((name, i) => [name, `r${i}`]));
+      const check = (steps: Record<string, string>) => {
+        expect(Object.getPrototypeOf(steps)).toBe(Object.prototype);
+        expect(Object.keys(steps).sort()).toEqual([...names].sort());
+        for (const name of names) {
+          expect(Object.hasOwn(steps, name), name).toBe(true);
+          expect(steps[name]).toBe(expected[name]);
+        }
+      };
+      const first = acquired(await store.begin('k-proto', FP_A, lease(), ttl()));
+      for (const name of names) {
+        expect(
+          await store.saveStep('k-proto', first.token, name, expected[name] as string),
+        ).toEqual({ kind: 'ok' });
+      }
+      expect(await store.release('k-proto', first.token)).toEqual({ kind: 'ok' });
+      const again = acquired(await store.begin('k-proto', FP_A, lease(), ttl()));
+      check(again.steps);
+      expect(await store.complete('k-proto', again.token, '"done"', ttl())).toEqual({ kind: 'ok' });
+      check(existing(await store.begin('k-proto', FP_A, lease(), ttl())).steps);
+      check((await store.get('k-proto'))?.steps ?? {});
+    });
+
     it('stores a 256 KiB result and a failure text unchanged', async () => {
       const big = bigResult();
       expect(new TextEncoder().encode(big).length).toBe(256 * 1024);

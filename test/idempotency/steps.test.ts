@@ -41,6 +41,29 @@ describe('steps', () => {
     expect(ship).toHaveBeenCalledTimes(1);
   });
 
+  it('steps named like Object members (constructor, toString) run once and resume like any other', async () => {
+    const { clock, store } = setup();
+    const ctor = vi.fn(async () => 'c');
+    const str = vi.fn(async () => 's');
+    let failWrite = true;
+    const fn = async (ctx: IdempotencyContext) => {
+      const a = await ctx.step('constructor', ctor);
+      const b = await ctx.step('toString', str);
+      if (failWrite) {
+        failWrite = false;
+        throw transientError('order write timed out');
+      }
+      return [a, b];
+    };
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toThrow('timed out');
+    const outcome = await executeIdempotent(identity, fn, { store, clock });
+    expect(outcome.value).toEqual(['c', 's']);
+    expect(ctor).toHaveBeenCalledTimes(1);
+    expect(str).toHaveBeenCalledTimes(1);
+    const steps = (await store.get(storedKey))?.steps ?? {};
+    expect(Object.keys(steps).sort()).toEqual(['constructor', 'toString']);
+  });
+
   it('a step whose work threw is not stored, and runs again on the next attempt', async () => {
     const { clock, store } = setup();
     let calls = 0;

@@ -1,6 +1,7 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { RecordCorruptError } from '../../errors.js';
 import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js';
+import { setStep } from '../../idempotency/set-step.js';
 
 /**
  * How a record is laid out as a DynamoDB item. Readable attribute names, so the console and
@@ -56,7 +57,7 @@ export function fromItem(table: string, item: Item): Stored {
     if (!name.startsWith(STEP_PREFIX) || value.S === undefined) {
       throw corrupt(table, key, `step ${JSON.stringify(name)} is not a prefixed string`);
     }
-    steps[name.slice(STEP_PREFIX.length)] = value.S;
+    setStep(steps, name.slice(STEP_PREFIX.length), value.S);
   }
   const record: IdempotencyRecord = {
     key,

@@ -1,5 +1,6 @@
 import { RecordCorruptError } from '../../errors.js';
 import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js';
+import { setStep } from '../../idempotency/set-step.js';
 
 /*
  * The text forms of the Redis store (see scripts.ts for the layout):
@@ -111,7 +112,7 @@ export function stepsFromList(key: string, flat: unknown): Record<string, string
     if (typeof name !== 'string' || typeof value !== 'string') {
       throw corrupt(key, 'a step name or result is not a string');
     }
-    steps[name] = value;
+    setStep(steps, name, value);
   }
   return steps;
 }
