@@ -31,7 +31,7 @@ export interface EffectWrite {
   messageId: string;
   step: string;
   worker: string;
-  /** When the begin that guards this run was sent (epoch ms); undefined when unguarded. */
+  /** When the begin that guards this run was answered (epoch ms); undefined when unguarded. */
   guardedSince?: number | undefined;
 }
 

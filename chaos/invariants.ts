@@ -7,12 +7,14 @@ import { orderIdOfBody } from './phase-broker.js';
 import type { OrderBody } from './plan.js';
 
 /**
- * A begin sent during an outage can still succeed once the store is back: ioredis holds a
- * command issued while disconnected until its next reconnection attempt (at most 1 s apart
- * here). So only begins stamped more than this before the outage ended prove an unguarded
- * run if they acquired.
+ * Effects are stamped with the time the begin that guards them was ANSWERED `acquired` (not
+ * when it was called: a call may wait in the store's batcher, or in the client's offline
+ * queue, and reach the store only after it is back, which is a guarded run). While the store
+ * is unreachable no answer can come from it, so an acquisition answered during an outage is a
+ * store that let an operation run unguarded. The first moments of an outage are left out:
+ * an answer already on its way when the relay cut the connection may still be read.
  */
-export const GUARD_SLACK_MS = 1500;
+export const ANSWER_SLACK_MS = 500;
 
 /** A stretch of time when the idempotency store was unreachable (epoch ms). */
 export interface OutageWindow {
@@ -170,7 +172,8 @@ export function checkHttp(
 
 /**
  * Effects written by runs that were not guarded: with idempotency, every row must carry the
- * time its guarding begin was sent, and none may have been sent while the store was away.
+ * time its guarding begin was answered, and none may have been answered while the store was
+ * away (see ANSWER_SLACK_MS).
  */
 export async function countUnguarded(
   db: pg.Pool,
@@ -183,11 +186,11 @@ export async function countUnguarded(
   );
   let duringOutage = 0;
   for (const w of outages) {
-    const end = w.end - GUARD_SLACK_MS;
-    if (end <= w.start) continue;
+    const start = w.start + ANSWER_SLACK_MS;
+    if (w.end <= start) continue;
     const r = await db.query(
       `SELECT count(*)::int AS n FROM ${s}.effects WHERE guarded_since >= $1 AND guarded_since < $2`,
-      [w.start, end],
+      [start, w.end],
     );
     duringOutage += Number((r.rows[0] as { n: number }).n);
   }

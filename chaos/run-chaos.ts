@@ -272,7 +272,7 @@ function buildChecks(
     checks.push({
       name: 'no handler ran unguarded (every effect under a lease; none begun while the store was down)',
       ok: unguarded.withoutLease === 0 && unguarded.duringOutage === 0,
-      detail: `${unguarded.withoutLease} effect(s) without a lease, ${unguarded.duringOutage} guarded by a begin sent during an outage`,
+      detail: `${unguarded.withoutLease} effect(s) without a lease, ${unguarded.duringOutage} guarded by a begin answered during an outage`,
     });
   }
   const f = totals.faults;

@@ -40,9 +40,9 @@ export async function openChaosStore(spec: StoreSpec): Promise<IdempotencyStore>
 export interface GuardedStore {
   readonly store: IdempotencyStore;
   /**
-   * When this process SENT the begin that last acquired `key` (epoch ms). Stamped before the
-   * request leaves, so a begin stamped during an outage could not have reached the store:
-   * an effect guarded by such a begin would be an unguarded run.
+   * When the begin that last acquired `key` was answered (epoch ms). No answer can come from
+   * a store that is unreachable: an effect guarded by a begin answered during an outage would
+   * be an unguarded run (see ANSWER_SLACK_MS in invariants.ts).
    */
   guardedSince(key: string): number | undefined;
   /**
@@ -55,14 +55,13 @@ export interface GuardedStore {
 
 /** Wraps `store` with the instruments of {@link GuardedStore}; every call still reaches `store`. */
 export function guardStore(store: IdempotencyStore): GuardedStore {
-  const sentAt = new Map<string, number>();
+  const answeredAt = new Map<string, number>();
   const held = new Map<string, Promise<void>>();
   const wrapped: IdempotencyStore = {
     name: store.name,
     async begin(key, fingerprint, leaseMs, ttlMs) {
-      const at = Date.now();
       const result = await store.begin(key, fingerprint, leaseMs, ttlMs);
-      if (result.kind === 'acquired') sentAt.set(key, at);
+      if (result.kind === 'acquired') answeredAt.set(key, Date.now());
       return result;
     },
     complete: (key, token, result, ttlMs) => store.complete(key, token, result, ttlMs),
@@ -84,7 +83,7 @@ export function guardStore(store: IdempotencyStore): GuardedStore {
   };
   return {
     store: wrapped,
-    guardedSince: (key) => sentAt.get(key),
+    guardedSince: (key) => answeredAt.get(key),
     holdHeartbeats(key, until) {
       const done = until.then(
         () => undefined,
