@@ -8,30 +8,19 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisLike, createRedisStore } from '../../src/stores/redis/index.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
+import { freePort } from '../helpers/ports.js';
 import { RUN_ID } from '../helpers/services.js';
 import { REDIS_REAL_TIME } from './fixtures/redis-admin.js';
 
 const REQUIRED = process.env.REQUIRE_SERVICES === '1';
 const SERVER = 'redis-server';
 const hasServer = spawnSync(SERVER, ['--version']).status === 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 /** A one-node cluster on a free port; resolves once `cluster_state:ok`. */
 async function startCluster(): Promise<{ port: number; stop(): Promise<void> }> {

@@ -5,13 +5,14 @@
  * killing and restarting it never disturbs anyone else's tests on the shared server.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import { createHash } from 'node:crypto';
 import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
 import { SCRIPTS } from '../../src/stores/redis/scripts.js';
+import { freePort } from '../helpers/ports.js';
 import { RUN_ID } from '../helpers/services.js';
 
 const hasRedisServer = (() => {
@@ -246,18 +247,6 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, attempts = 200): 
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   throw new Error('condition not reached');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 async function startServer(port: number): Promise<ChildProcess> {
