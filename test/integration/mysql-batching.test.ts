@@ -6,6 +6,7 @@ import type { BeginResult } from '../../src/idempotency/store.js';
 import { createMysqlStore, openMysqlStore } from '../../src/stores/mysql/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import { tableLock } from './fixtures/mysql-table-lock.js';
+import { failure, isUnavailable } from './fixtures/store-failure.js';
 
 /*
  * Batching of the MySQL store on the real MariaDB: calls on repeated keys, submitted
@@ -18,17 +19,6 @@ import { tableLock } from './fixtures/mysql-table-lock.js';
 const table = `${RUN_ID}_mybt`;
 const url = SERVICES.mariadb.url;
 const FP = 'b'.repeat(64);
-
-function isUnavailable(error: unknown): boolean {
-  return isReprocessError(error, 'STORE_UNAVAILABLE');
-}
-
-function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-}
 
 type Acquired = Extract<BeginResult, { kind: 'acquired' }>;
 
