@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { showValue } from './show-value.js';
 
 /** How a store batches concurrent calls (see {@link KeyBatcher}). */
 export interface BatchSettings {
@@ -23,7 +24,7 @@ export function batchSettings(
   const given = batch === true ? {} : batch;
   if (typeof given !== 'object' || given === null || Array.isArray(given)) {
     throw new InvalidArgumentError(
-      `${who}: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${describe(batch)}`,
+      `${who}: batch must be a boolean or { maxBatchSize, maxInFlight }, got ${showValue(batch)}`,
     );
   }
   const fields = given as Partial<Record<keyof BatchSettings, unknown>>;
@@ -34,18 +35,9 @@ export function batchSettings(
   for (const [name, value] of Object.entries(settings)) {
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > most) {
       throw new InvalidArgumentError(
-        `${who}: batch.${name} must be a whole number from 1 to ${most}, got ${describe(value)}`,
+        `${who}: batch.${name} must be a whole number from 1 to ${most}, got ${showValue(value)}`,
       );
     }
   }
   return settings as BatchSettings;
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') {
-    return value.length > 80 ? `a string of ${value.length} characters` : JSON.stringify(value);
-  }
-  return typeof value === 'number' || value === null || value === undefined
-    ? String(value)
-    : typeof value;
 }

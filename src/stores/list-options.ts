@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../errors.js';
 import type { RecordStatus } from '../idempotency/store.js';
+import { showValue } from './show-value.js';
 
 /** Records in a page of `list` when the caller names no limit. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -12,7 +13,7 @@ export function listLimit(store: string, limit: unknown): number {
   if (limit === undefined) return DEFAULT_LIST_LIMIT;
   if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1) {
     throw new InvalidArgumentError(
-      `${store}: list limit must be a whole number >= 1, got ${describe(limit)}`,
+      `${store}: list limit must be a whole number >= 1, got ${showValue(limit)}`,
     );
   }
   return Math.min(limit, MAX_LIST_LIMIT);
@@ -23,7 +24,7 @@ export function listStatus(store: string, status: unknown): RecordStatus | undef
   if (status === undefined) return undefined;
   if (status === 'in_progress' || status === 'completed' || status === 'failed') return status;
   throw new InvalidArgumentError(
-    `${store}: list status must be in_progress, completed or failed, got ${describe(status)}`,
+    `${store}: list status must be in_progress, completed or failed, got ${showValue(status)}`,
   );
 }
 
@@ -39,15 +40,6 @@ export function decodeKeyCursor(store: string, cursor: unknown): string {
     if (encodeKeyCursor(key) === cursor) return key;
   }
   throw new InvalidArgumentError(
-    `${store}: list cursor must be one a previous page returned, got ${describe(cursor)}`,
+    `${store}: list cursor must be one a previous page returned, got ${showValue(cursor)}`,
   );
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') {
-    return value.length > 80 ? `a string of ${value.length} characters` : JSON.stringify(value);
-  }
-  return typeof value === 'number' || value === null || value === undefined
-    ? String(value)
-    : typeof value;
 }

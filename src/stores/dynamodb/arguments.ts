@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { utf8Bytes } from './item.js';
+import { showValue } from '../show-value.js';
 
 /** DynamoDB's bound on a partition key value. */
 const MAX_KEY_BYTES = 2048;
@@ -8,7 +9,7 @@ const MAX_KEY_BYTES = 2048;
 export function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key.length === 0 || utf8Bytes(key) > MAX_KEY_BYTES) {
     throw new InvalidArgumentError(
-      `dynamodb store: key must be a string of 1 to ${MAX_KEY_BYTES} UTF-8 bytes, got ${show(key)}`,
+      `dynamodb store: key must be a string of 1 to ${MAX_KEY_BYTES} UTF-8 bytes, got ${showValue(key)}`,
     );
   }
 }
@@ -16,7 +17,9 @@ export function checkKey(key: unknown): asserts key is string {
 /** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */
 export function checkString(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
-    throw new InvalidArgumentError(`dynamodb store: ${what} must be a string, got ${show(value)}`);
+    throw new InvalidArgumentError(
+      `dynamodb store: ${what} must be a string, got ${showValue(value)}`,
+    );
   }
 }
 
@@ -24,7 +27,7 @@ export function checkString(what: string, value: unknown): asserts value is stri
 export function checkToken(token: unknown): asserts token is number {
   if (typeof token !== 'number' || !Number.isSafeInteger(token) || token <= 0) {
     throw new InvalidArgumentError(
-      `dynamodb store: token must be a positive integer from begin, got ${show(token)}`,
+      `dynamodb store: token must be a positive integer from begin, got ${showValue(token)}`,
     );
   }
 }
@@ -33,17 +36,8 @@ export function checkToken(token: unknown): asserts token is number {
 export function duration(what: string, ms: unknown, min: number): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < min || ms > 1e13) {
     throw new InvalidArgumentError(
-      `dynamodb store: ${what} must be a finite number of milliseconds >= ${min}, got ${show(ms)}`,
+      `dynamodb store: ${what} must be a finite number of milliseconds >= ${min}, got ${showValue(ms)}`,
     );
   }
   return Math.max(min, Math.ceil(ms));
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') {
-    return value.length > 80 ? `a string of ${value.length} characters` : JSON.stringify(value);
-  }
-  return typeof value === 'number' || value === null || value === undefined
-    ? String(value)
-    : typeof value;
 }

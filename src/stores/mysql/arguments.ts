@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../errors.js';
+import { showValue } from '../show-value.js';
 
 /*
  * Argument checks of the MySQL store's methods: bad input becomes InvalidArgumentError naming
@@ -12,7 +13,7 @@ export const MAX_KEY_BYTES = 255;
 export function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key.length === 0 || Buffer.byteLength(key) > MAX_KEY_BYTES) {
     throw new InvalidArgumentError(
-      `mysql store: key must be a non-empty string of at most ${MAX_KEY_BYTES} UTF-8 bytes, got ${show(key)}`,
+      `mysql store: key must be a non-empty string of at most ${MAX_KEY_BYTES} UTF-8 bytes, got ${showValue(key)}`,
     );
   }
 }
@@ -21,7 +22,7 @@ export function checkKey(key: unknown): asserts key is string {
 export function checkFingerprint(fingerprint: unknown): asserts fingerprint is string {
   if (typeof fingerprint !== 'string' || Buffer.byteLength(fingerprint) > 255) {
     throw new InvalidArgumentError(
-      `mysql store: fingerprint must be a string of at most 255 UTF-8 bytes, got ${show(fingerprint)}`,
+      `mysql store: fingerprint must be a string of at most 255 UTF-8 bytes, got ${showValue(fingerprint)}`,
     );
   }
 }
@@ -29,7 +30,9 @@ export function checkFingerprint(fingerprint: unknown): asserts fingerprint is s
 /** Throws unless `value` is a string (results, errors and step names are opaque). */
 export function checkString(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
-    throw new InvalidArgumentError(`mysql store: ${what} must be a string, got ${show(value)}`);
+    throw new InvalidArgumentError(
+      `mysql store: ${what} must be a string, got ${showValue(value)}`,
+    );
   }
 }
 
@@ -37,7 +40,7 @@ export function checkString(what: string, value: unknown): asserts value is stri
 export function checkToken(token: unknown): asserts token is number {
   if (typeof token !== 'number' || !Number.isSafeInteger(token) || token <= 0) {
     throw new InvalidArgumentError(
-      `mysql store: token must be a positive integer from begin, got ${show(token)}`,
+      `mysql store: token must be a positive integer from begin, got ${showValue(token)}`,
     );
   }
 }
@@ -46,18 +49,10 @@ export function checkToken(token: unknown): asserts token is number {
 export function durationArg(what: string, ms: unknown): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > 1e13) {
     throw new InvalidArgumentError(
-      `mysql store: ${what} must be a finite number of milliseconds > 0, got ${show(ms)}`,
+      `mysql store: ${what} must be a finite number of milliseconds > 0, got ${showValue(ms)}`,
     );
   }
   return Math.ceil(ms);
 }
 
 /** A short, safe rendering of a bad argument for messages. */
-export function show(value: unknown): string {
-  if (typeof value === 'string') {
-    return value.length > 80 ? `a string of ${value.length} characters` : JSON.stringify(value);
-  }
-  return typeof value === 'number' || value === null || value === undefined
-    ? String(value)
-    : typeof value;
-}

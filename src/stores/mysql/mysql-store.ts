@@ -8,14 +8,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
-import {
-  checkFingerprint,
-  checkKey,
-  checkString,
-  checkToken,
-  durationArg,
-  show,
-} from './arguments.js';
+import { checkFingerprint, checkKey, checkString, checkToken, durationArg } from './arguments.js';
 import { batchedCalls } from '../key-batcher.js';
 import { isDuplicateKey, isTransientConflict, storeError } from './mysql-errors.js';
 import { quoteIdentifier } from './mysql-identifier.js';
@@ -30,6 +23,7 @@ import {
 import { batchSettings } from '../batch-options.js';
 import { BeginOrder } from '../begin-order.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
+import { showValue } from '../show-value.js';
 
 /** Options of {@link createMysqlStore}. */
 export interface MysqlStoreOptions {
@@ -140,7 +134,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
   const prepared = options.preparedStatements ?? true;
   if (typeof prepared !== 'boolean') {
     throw new InvalidArgumentError(
-      `createMysqlStore: preparedStatements must be a boolean, got ${show(prepared)}`,
+      `createMysqlStore: preparedStatements must be a boolean, got ${showValue(prepared)}`,
     );
   }
   const batching = batchSettings(
@@ -461,7 +455,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
         if (outcome !== AGAIN) return outcome;
       }
       throw new StoreUnavailableError(
-        `mysql store: begin(${show(key)}) found the record changing under it ${MAX_BEGIN_ROUNDS} times in a row`,
+        `mysql store: begin(${showValue(key)}) found the record changing under it ${MAX_BEGIN_ROUNDS} times in a row`,
       );
     },
 
@@ -546,7 +540,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       }
       if (!Number.isInteger(limit) || limit < 0) {
         throw new InvalidArgumentError(
-          `mysql store: purgeExpired limit must be an integer >= 0, got ${show(limit)}`,
+          `mysql store: purgeExpired limit must be an integer >= 0, got ${showValue(limit)}`,
         );
       }
       if (limit === 0) return 0;

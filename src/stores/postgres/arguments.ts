@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../../errors.js';
+import { showValue } from '../show-value.js';
 
 /*
  * Argument checks shared by the PostgreSQL store's methods. Every public entry point turns
@@ -12,7 +13,7 @@ export const MAX_KEY_LENGTH = 255;
 export function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
     throw new InvalidArgumentError(
-      `postgres store: key must be a string of 1 to ${MAX_KEY_LENGTH} characters, got ${show(key)}`,
+      `postgres store: key must be a string of 1 to ${MAX_KEY_LENGTH} characters, got ${showValue(key)}`,
     );
   }
   checkNoNul('key', key);
@@ -21,7 +22,9 @@ export function checkKey(key: unknown): asserts key is string {
 /** Throws unless `value` is a string PostgreSQL `text` can hold (no NUL character). */
 export function checkText(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
-    throw new InvalidArgumentError(`postgres store: ${what} must be a string, got ${show(value)}`);
+    throw new InvalidArgumentError(
+      `postgres store: ${what} must be a string, got ${showValue(value)}`,
+    );
   }
   checkNoNul(what, value);
 }
@@ -30,7 +33,7 @@ export function checkText(what: string, value: unknown): asserts value is string
 export function checkToken(token: unknown): asserts token is number {
   if (typeof token !== 'number' || !Number.isSafeInteger(token) || token <= 0) {
     throw new InvalidArgumentError(
-      `postgres store: token must be a positive integer from begin, got ${show(token)}`,
+      `postgres store: token must be a positive integer from begin, got ${showValue(token)}`,
     );
   }
 }
@@ -39,7 +42,7 @@ export function checkToken(token: unknown): asserts token is number {
 export function durationArg(what: string, ms: unknown): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > 1e13) {
     throw new InvalidArgumentError(
-      `postgres store: ${what} must be a finite number of milliseconds > 0, got ${show(ms)}`,
+      `postgres store: ${what} must be a finite number of milliseconds > 0, got ${showValue(ms)}`,
     );
   }
   return Math.ceil(ms);
@@ -55,11 +58,3 @@ function checkNoNul(what: string, value: string): void {
 }
 
 /** A short, safe rendering of a bad argument for messages. */
-export function show(value: unknown): string {
-  if (typeof value === 'string') {
-    return value.length > 80 ? `a string of ${value.length} characters` : JSON.stringify(value);
-  }
-  return typeof value === 'number' || value === null || value === undefined
-    ? String(value)
-    : typeof value;
-}

@@ -9,7 +9,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
-import { checkKey, checkText, checkToken, durationArg, show } from './arguments.js';
+import { checkKey, checkText, checkToken, durationArg } from './arguments.js';
 import { batchedCalls } from '../key-batcher.js';
 import type { PgQueryable, PgQueryResult } from './pg-queryable.js';
 import { isTransientConflict, storeError } from './postgres-errors.js';
@@ -19,6 +19,7 @@ import { postgresStatements } from './postgres-statements.js';
 import { quoteIdentifier } from './sql-identifier.js';
 import { batchSettings } from '../batch-options.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
+import { showValue } from '../show-value.js';
 
 /** Options of {@link createPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -124,7 +125,7 @@ export function createPostgresStore(
   const prepared = options.preparedStatements ?? true;
   if (typeof prepared !== 'boolean') {
     throw new InvalidArgumentError(
-      `createPostgresStore: preparedStatements must be a boolean, got ${show(prepared)}`,
+      `createPostgresStore: preparedStatements must be a boolean, got ${showValue(prepared)}`,
     );
   }
   // pg keeps one prepared statement per name and connection: the name carries a hash of the
@@ -221,7 +222,7 @@ export function createPostgresStore(
         if (outcome !== AGAIN) return outcome;
       }
       throw new StoreUnavailableError(
-        `postgres store: begin(${show(key)}) found the record changing under it ${MAX_BEGIN_ROUNDS} times in a row`,
+        `postgres store: begin(${showValue(key)}) found the record changing under it ${MAX_BEGIN_ROUNDS} times in a row`,
       );
     },
 
@@ -297,7 +298,7 @@ export function createPostgresStore(
       if (limit === undefined) return (await query('purgeExpired', sql.purgeAll)).rowCount ?? 0;
       if (!Number.isInteger(limit) || limit < 0) {
         throw new InvalidArgumentError(
-          `postgres store: purgeExpired limit must be an integer >= 0, got ${show(limit)}`,
+          `postgres store: purgeExpired limit must be an integer >= 0, got ${showValue(limit)}`,
         );
       }
       if (limit === 0) return 0;

@@ -1,16 +1,21 @@
 import { InvalidArgumentError } from '../../errors.js';
+import { showValue } from '../show-value.js';
 
 /** Throws {@link InvalidArgumentError} unless `key` is a non-empty string. */
 export function checkKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) {
-    throw new InvalidArgumentError(`redis store: key must be a non-empty string, got ${show(key)}`);
+    throw new InvalidArgumentError(
+      `redis store: key must be a non-empty string, got ${showValue(key)}`,
+    );
   }
 }
 
 /** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */
 export function checkString(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
-    throw new InvalidArgumentError(`redis store: ${what} must be a string, got ${show(value)}`);
+    throw new InvalidArgumentError(
+      `redis store: ${what} must be a string, got ${showValue(value)}`,
+    );
   }
 }
 
@@ -18,7 +23,7 @@ export function checkString(what: string, value: unknown): asserts value is stri
 export function checkToken(token: unknown): asserts token is number {
   if (typeof token !== 'number' || !Number.isSafeInteger(token) || token <= 0) {
     throw new InvalidArgumentError(
-      `redis store: token must be a positive integer from begin, got ${show(token)}`,
+      `redis store: token must be a positive integer from begin, got ${showValue(token)}`,
     );
   }
 }
@@ -27,15 +32,8 @@ export function checkToken(token: unknown): asserts token is number {
 export function durationArg(what: string, ms: unknown, min: number): string {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < min || ms > 1e13) {
     throw new InvalidArgumentError(
-      `redis store: ${what} must be a finite number of milliseconds >= ${min}, got ${show(ms)}`,
+      `redis store: ${what} must be a finite number of milliseconds >= ${min}, got ${showValue(ms)}`,
     );
   }
   return String(Math.max(min, Math.ceil(ms)));
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  return typeof value === 'number' || value === null || value === undefined
-    ? String(value)
-    : typeof value;
 }
