@@ -5,6 +5,7 @@ import { describeAcrossServers } from '../http/support/distributed.js';
 import { describeAdapterScenarios } from '../http/support/scenarios.js';
 import { startExpressAfterParser, startNode } from '../http/support/servers.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+import { dropPrefix } from './fixtures/redis-admin.js';
 
 /*
  * The HTTP middleware on the Redis store: the adapter scenarios, and three servers sharing
@@ -20,12 +21,7 @@ await describeWithService('redis', 'http middleware on redis', () => {
 
   beforeAll(() => admin.connect());
   afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${base}*`, 'COUNT', 500);
-      if (keys.length > 0) await admin.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await dropPrefix(admin, base);
     await admin.quit();
   });
 

@@ -18,9 +18,8 @@ import {
 } from '../../src/stores/redis/index.js';
 import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { createHash } from 'node:crypto';
-import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
-import { REDIS_REAL_TIME, dropPrefix, redisAdmin } from './fixtures/redis-admin.js';
+import { describeRedisConformance, redisAdmin } from './fixtures/redis-admin.js';
 
 const URL = SERVICES.redis.url;
 const SHA = {
@@ -51,24 +50,10 @@ function recording(client: Redis, calls: Call[]): RedisLike {
 
 await describeWithService('redis', 'redis store, batched', () => {
   const admin = redisAdmin();
-  let n = 0;
-
   // Small batches, so the race case mixes batches and keys repeated across batches.
-  describeStoreConformance(
-    'redis (batched)',
-    async () => {
-      const prefix = `${RUN_ID}:b${++n}:`;
-      const open = () =>
-        openRedisStore(URL, { prefix, batch: { maxBatchSize: 16, maxInFlight: 2 } });
-      return {
-        store: await open(),
-        restart: open,
-        connect: open,
-        cleanup: () => dropPrefix(admin, prefix),
-      };
-    },
-    REDIS_REAL_TIME,
-  );
+  describeRedisConformance('redis (batched)', admin, 'b', {
+    batch: { maxBatchSize: 16, maxInFlight: 2 },
+  });
 
   describe('with a node-redis client', () => {
     const client = createClient({ url: URL });

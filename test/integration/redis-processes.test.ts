@@ -3,6 +3,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import { kvProcessCases } from './fixtures/kv-process-cases.js';
+import { dropPrefix } from './fixtures/redis-admin.js';
 
 await describeWithService('redis', 'redis store across OS processes', () => {
   const prefix = `${RUN_ID}:proc:`;
@@ -15,12 +16,7 @@ await describeWithService('redis', 'redis store across OS processes', () => {
     store = await openRedisStore(url);
   });
   afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length > 0) await admin.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await dropPrefix(admin, prefix);
     await store.close?.();
     await admin.quit();
   });

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
+import { dropPrefix } from './fixtures/redis-admin.js';
 
 const text = fc.string({ unit: 'binary', maxLength: 40 });
 const bigText = fc.oneof(text, fc.string({ unit: 'binary', minLength: 500, maxLength: 4000 }));
@@ -21,12 +22,7 @@ await describeWithService('redis', 'redis store round trip (property)', () => {
     admin = new Redis(SERVICES.redis.url);
   });
   afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length > 0) await admin.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await dropPrefix(admin, prefix);
     await store.close?.();
     await admin.quit();
   });

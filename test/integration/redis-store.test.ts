@@ -10,29 +10,22 @@ import {
 } from '../../src/stores/redis/index.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
-import { REDIS_REAL_TIME, dropPrefix, redisAdmin } from './fixtures/redis-admin.js';
+import {
+  REDIS_REAL_TIME,
+  describeRedisConformance,
+  dropPrefix,
+  redisAdmin,
+} from './fixtures/redis-admin.js';
 
 const URL = SERVICES.redis.url;
 
 await describeWithService('redis', 'redis store', () => {
   const admin = redisAdmin();
   let n = 0;
-
-  describeStoreConformance(
-    'redis (ioredis, openRedisStore, unbatched)',
-    async () => {
-      // Batching off: one script call per call (redis-batching.test.ts runs the suite batched).
-      const prefix = `${RUN_ID}:c${++n}:`;
-      const open = () => openRedisStore(URL, { prefix, batch: false });
-      return {
-        store: await open(),
-        restart: open,
-        connect: open,
-        cleanup: () => dropPrefix(admin, prefix),
-      };
-    },
-    REDIS_REAL_TIME,
-  );
+  // Batching off: one script call per call (redis-batching.test.ts runs the suite batched).
+  describeRedisConformance('redis (ioredis, openRedisStore, unbatched)', admin, 'c', {
+    batch: false,
+  });
 
   describe('with a node-redis client', () => {
     const client = createClient({ url: URL });
