@@ -196,12 +196,16 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.table = settings.table;
     this.busyRetries = settings.busyRetries;
     // One connection, and a batch runs synchronously: one batch at a time. The calls made
-    // while it runs (in the same tick) leave together as the next one.
+    // while it runs (in the same tick) leave together as the next one. A batch waits for the
+    // event loop's next turn, not a microtask: it costs no round trip, and it meets the calls of
+    // every message a consumer starts in this turn (measured on JetStream, whose iterator starts
+    // one message per few microtasks: about 3 calls a batch under a microtask, 64 with a turn).
     this.batcher =
       settings.maxBatch > 1
         ? new KeyBatcher<WriteCall, Outcome | Failed>({
             maxBatchSize: settings.maxBatch,
             maxInFlight: 1,
+            gather: 'turn',
             keyOf: (call) => call.key,
             runOne: (call) => this.runAlone(call),
             runMany: (calls) => this.runMany(calls),
