@@ -1,7 +1,10 @@
 /**
- * The Redis store on a real Redis Cluster: a one-node cluster (`redis-server --cluster-enabled
- * yes` holding all 16 384 slots), started by this file on a free port. It checks:
- * - the conformance suite through an ioredis `Cluster` client (batching is off there);
+ * The Redis store on a real Redis Cluster, started by this file on free ports
+ * (`redis-server --cluster-enabled yes`): three masters sharing the 16 384 slots, and a
+ * one-node cluster holding them all. It checks:
+ * - the conformance suite through an ioredis `Cluster` client on the three masters (batching
+ *   is off there);
+ * - that `list` and `purgeExpired` cover the records of every master;
  * - a plain client talking to a Cluster node with batching on (the default): the first batch
  *   is refused with CROSSSLOT, which runs none of it; the store re-sends each call alone and
  *   batches no more, and every call gets the result it would have had alone.
@@ -13,6 +16,7 @@ import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisLike, createRedisStore } from '../../src/stores/redis/index.js';
+import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { freePort } from '../helpers/ports.js';
 import { RUN_ID } from '../helpers/services.js';
@@ -22,61 +26,118 @@ const REQUIRED = process.env.REQUIRE_SERVICES === '1';
 const SERVER = 'redis-server';
 const hasServer = spawnSync(SERVER, ['--version']).status === 0;
 
-/** A one-node cluster on a free port; resolves once `cluster_state:ok`. */
-async function startCluster(): Promise<{ port: number; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'reprocess-redis-cluster-'));
-  const child: ChildProcess = spawn(
-    SERVER,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--cluster-enabled',
-      'yes',
-      '--cluster-config-file',
-      join(dir, 'nodes.conf'),
-      '--dir',
-      dir,
-      // Without it the node announces no address of its own and Cluster clients cannot reach it.
-      '--cluster-announce-ip',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ],
-    { stdio: 'ignore' },
-  );
-  const admin = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 50 });
-  admin.on('error', () => {});
-  const deadline = Date.now() + 15_000;
-  await admin.connect().catch(() => undefined);
+interface TestCluster {
+  /** The client port of each master, in the order of their slot ranges. */
+  ports: number[];
+  stop(): Promise<void>;
+}
+
+async function waitFor(what: string, deadline: number, check: () => Promise<boolean>) {
   for (;;) {
     try {
-      await admin.ping();
-      break;
+      if (await check()) return;
     } catch (error) {
       if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-  }
-  await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
-  while (!String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok')) {
-    if (Date.now() > deadline) throw new Error('the one-node cluster did not become ready');
+    if (Date.now() > deadline) throw new Error(`${what} did not happen in time`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  await admin.quit();
-  return {
-    port,
-    async stop() {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
+}
+
+/**
+ * A cluster of `masters` nodes on free ports, the 16 384 slots split evenly between them;
+ * resolves once every node says `cluster_state:ok` and knows the others.
+ */
+async function startCluster(masters: number): Promise<TestCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'reprocess-redis-cluster-'));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  const busPorts: number[] = [];
+  const admins: Redis[] = [];
+  const stop = async () => {
+    for (const admin of admins) admin.disconnect();
+    await Promise.all(
+      children.map((child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return undefined;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        return exited;
+      }),
+    );
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    for (let i = 0; i < masters; i++) {
+      const port = await freePort();
+      // The bus port is chosen too: by default it is port + 10 000, past 65 535 for a high
+      // ephemeral port.
+      const busPort = await freePort();
+      ports.push(port);
+      busPorts.push(busPort);
+      children.push(
+        spawn(
+          SERVER,
+          [
+            '--port',
+            String(port),
+            '--cluster-port',
+            String(busPort),
+            '--bind',
+            '127.0.0.1',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            join(dir, `nodes-${port}.conf`),
+            '--dir',
+            dir,
+            // Without it a node announces no address and Cluster clients cannot reach it.
+            '--cluster-announce-ip',
+            '127.0.0.1',
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+          ],
+          { stdio: 'ignore' },
+        ),
+      );
+      const admin = new Redis({
+        port,
+        host: '127.0.0.1',
+        lazyConnect: true,
+        retryStrategy: () => 50,
+      });
+      admin.on('error', () => {});
+      admins.push(admin);
+    }
+    const deadline = Date.now() + 20_000;
+    for (const admin of admins) {
+      await admin.connect().catch(() => undefined);
+      await waitFor('a node answering PING', deadline, async () => (await admin.ping()) === 'PONG');
+    }
+    const share = Math.ceil(16_384 / masters);
+    for (let i = 0; i < masters; i++) {
+      const last = Math.min(16_383, (i + 1) * share - 1);
+      await (admins[i] as Redis).call('CLUSTER', 'ADDSLOTSRANGE', String(i * share), String(last));
+    }
+    const first = admins[0] as Redis;
+    // MEET names the bus port too: it is not port + 10 000 here.
+    for (let i = 1; i < masters; i++) {
+      await first.call('CLUSTER', 'MEET', '127.0.0.1', String(ports[i]), String(busPorts[i]));
+    }
+    for (const admin of admins) {
+      await waitFor('cluster_state:ok on every node', deadline, async () => {
+        const info = String(await admin.call('CLUSTER', 'INFO'));
+        return info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`);
+      });
+    }
+    for (const admin of admins) admin.disconnect();
+    admins.length = 0;
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { ports, stop };
 }
 
 /** Records the number of keys of every script call sent (a pass-through, not a mock). */
@@ -107,21 +168,28 @@ if (!hasServer) {
   }
 } else {
   describe(title, () => {
-    let cluster: { port: number; stop(): Promise<void> };
+    // Three masters for the store through a Cluster client (records spread over the nodes);
+    // one node holding every slot for a plain client, which follows no MOVED redirection.
+    let three: TestCluster | undefined;
+    let one: TestCluster | undefined;
     const clients: Redis[] = [];
     beforeAll(async () => {
-      cluster = await startCluster();
-    }, 30_000);
+      [three, one] = await Promise.all([startCluster(3), startCluster(1)]);
+    }, 60_000);
     afterAll(async () => {
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
-      await cluster?.stop();
+      await Promise.all([three?.stop(), one?.stop()]);
     });
     const plain = () => {
-      const client = new Redis({ port: cluster.port, host: '127.0.0.1' });
+      const client = new Redis({
+        port: (one as TestCluster).ports[0] as number,
+        host: '127.0.0.1',
+      });
       clients.push(client);
       return client;
     };
-    const clusterClient = () => new Cluster([{ host: '127.0.0.1', port: cluster.port }]);
+    const clusterClient = () =>
+      new Cluster((three as TestCluster).ports.map((port) => ({ host: '127.0.0.1', port })));
 
     let n = 0;
     describeStoreConformance(
@@ -146,9 +214,68 @@ if (!hasServer) {
       REDIS_REAL_TIME,
     );
 
+    it('lists and purges the records of every master, paging across nodes', async () => {
+      const prefix = `${RUN_ID}:spread:`;
+      const client = clusterClient();
+      try {
+        const store = createRedisStore(client as unknown as RedisLike, { prefix });
+        const keys = Array.from({ length: 60 }, (_, i) => `order-${i}`);
+        for (const [i, key] of keys.entries()) {
+          // Records 0-19: a 200 ms lease and a 300 ms TTL (a record never expires while its
+          // lease is live).
+          const begun = await (i < 20
+            ? store.begin(key, 'fp', 200, 300)
+            : store.begin(key, 'fp', 30_000, 3_600_000));
+          if (begun.kind !== 'acquired') throw new Error(`expected to acquire ${key}`);
+          if (i >= 40) await store.complete(key, begun.token, `"r-${i}"`, 3_600_000);
+        }
+        // The records really are spread: each master holds some.
+        const perNode = await Promise.all(
+          (three as TestCluster).ports.map(async (port) => {
+            const node = new Redis({ port, host: '127.0.0.1' });
+            try {
+              return (await node.keys(`${prefix}{*}`)).length;
+            } finally {
+              node.disconnect();
+            }
+          }),
+        );
+        expect(perNode.every((count) => count > 0)).toBe(true);
+        expect(perNode.reduce((a, b) => a + b, 0)).toBe(60);
+
+        const seen: string[] = [];
+        const cursors: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.list(cursor === undefined ? { limit: 7 } : { limit: 7, cursor });
+          seen.push(...page.records.map((record) => record.key));
+          cursor = page.cursor;
+          if (cursor !== undefined) cursors.push(cursor);
+        } while (cursor !== undefined);
+        expect(seen.slice().sort()).toEqual(keys.slice().sort());
+        // Pages went on from one master to the next.
+        expect(cursors.some((c) => /^\d+\./.test(c))).toBe(true);
+        expect((await store.list({ status: 'completed' })).records).toHaveLength(20);
+
+        // Records 0-19 are dead after 300 ms and wait in their grace period on all nodes.
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        expect(await store.purgeExpired({ limit: 5 })).toBe(5);
+        expect(await store.purgeExpired()).toBe(15);
+        expect((await store.list()).records).toHaveLength(40);
+        for (const key of keys.slice(40)) await store.delete(key);
+        for (const key of keys.slice(20, 40)) await store.delete(key);
+        expect((await store.list()).records).toHaveLength(0);
+      } finally {
+        await client.quit().catch(() => client.disconnect());
+      }
+    });
+
     it('a plain client on a Cluster node: a CROSSSLOT batch is re-sent call by call, then no more batches', async () => {
       const numKeys: number[] = [];
-      const store = createRedisStore(counting(plain(), numKeys), { prefix: `${RUN_ID}:x:` });
+      const client = plain();
+      // Scripts cached beforehand, so that no NOSCRIPT retry adds a call to the count.
+      for (const script of Object.values(SCRIPTS)) await client.script('LOAD', script);
+      const store = createRedisStore(counting(client, numKeys), { prefix: `${RUN_ID}:x:` });
       const keys = Array.from({ length: 40 }, (_, i) => `order-${i}`);
       // Begins made in one tick: one batch of distinct keys in many slots, refused as a whole.
       const begun = await Promise.all(keys.map((key) => store.begin(key, 'fp', 30_000, 60_000)));

@@ -26,7 +26,7 @@ const LEASE = 30_000;
 const DAY = 86_400_000;
 
 /** `client` with every command the store sends recorded by name ('begin' for its script). */
-function recording(client: RedisLike, sent: string[]): Required<RedisLike> {
+function recording(client: RedisLike, sent: string[]): Required<Omit<RedisLike, 'nodes'>> {
   return {
     evalsha(sha, numKeys, ...rest) {
       sent.push(sha === BEGIN ? 'begin' : 'script');

@@ -23,6 +23,18 @@ export interface RedisLike {
     countToken: 'COUNT',
     count: number,
   ): Promise<[cursor: string, keys: string[]]>;
+  /**
+   * ioredis `Cluster.nodes('master')` (only read on a client with `isCluster`): a client per
+   * master node. `SCAN` covers one node, so on a Cluster `list` and `purgeExpired` scan each.
+   */
+  nodes?(role: 'master'): ClusterNodeLike[];
+}
+
+/** One master of a Cluster, as ioredis `Cluster.nodes()` gives it: a client of that node. */
+export interface ClusterNodeLike {
+  scan: RedisLike['scan'];
+  /** Where the node is; masters are scanned in order of `host:port`. */
+  options?: { host?: string; port?: number };
 }
 
 /** The one method of a node-redis client that {@link fromNodeRedis} needs. */

@@ -22,7 +22,7 @@ import {
   stepsFromList,
   unescapeTag,
 } from './record-text.js';
-import type { RedisLike } from './redis-like.js';
+import type { ClusterNodeLike, RedisLike } from './redis-like.js';
 import { ScriptRunner, toStoreError } from './script-runner.js';
 import { ServerClock } from './server-clock.js';
 import { batchSettings } from '../batch-options.js';
@@ -153,14 +153,35 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
     return recordFromReply(key, reply);
   }
 
-  /** One SCAN call under the prefix. */
-  async function scan(cursor: string): Promise<[string, string[]]> {
+  /** One SCAN call under the prefix, on one node. */
+  async function scan(node: Pick<RedisLike, 'scan'>, cursor: string): Promise<[string, string[]]> {
     try {
-      const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
       return [String(next), keys];
     } catch (error) {
       throw toStoreError(error, 'scan');
     }
+  }
+
+  /**
+   * What `list` and `purgeExpired` scan: the client itself, or on an ioredis Cluster each
+   * master (SCAN covers one node), in order of address so that a cursor names the same node
+   * on the next page. A Cluster client learns its masters once connected: a first SCAN through
+   * it waits for that.
+   */
+  async function scanTargets(): Promise<Array<Pick<RedisLike, 'scan'>>> {
+    if (!isCluster(client) || typeof client.nodes !== 'function') return [client];
+    const nodes = client.nodes.bind(client);
+    let masters = nodes('master');
+    if (masters.length === 0) {
+      await scan(client, '0');
+      masters = nodes('master');
+    }
+    if (masters.length === 0) {
+      throw toStoreError(new Error('the Cluster client knows no master node'), 'scan');
+    }
+    const address = (node: ClusterNodeLike) => `${node.options?.host}:${node.options?.port}`;
+    return masters.slice().sort((a, b) => (address(a) < address(b) ? -1 : 1));
   }
 
   async function fenced(
@@ -419,42 +440,51 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
 
     /**
      * Pages through records with SCAN: no overall order, and a record written or removed during
-     * the listing may be missed or seen twice (SCAN's guarantee). On a Cluster, SCAN covers the
-     * node the client sends it to; list each master with its own client.
+     * the listing may be missed or seen twice (SCAN's guarantee). On an ioredis Cluster every
+     * master is scanned, one after the other; a resharding during the listing may likewise
+     * make it miss or repeat records.
      */
     async list(options: ListOptions = {}): Promise<ListPage> {
       const limit = listLimit(STORE, options.limit);
       const status = listStatus(STORE, options.status);
-      let { scanCursor, after } = parseCursor(options.cursor);
+      let { node, scanCursor, after } = parseCursor(options.cursor);
+      const targets = await scanTargets();
       const records: IdempotencyRecord[] = [];
-      do {
-        // A page can end inside a SCAN batch. The cursor then names the batch and the last key
-        // returned from it; the batch is read again sorted, and resumes after that key (a
-        // skip count would go wrong if the batch changed while the hash table was resizing).
-        const [next, keys] = await scan(scanCursor);
-        const batch = keys.filter((k) => after === undefined || k > after).sort();
-        const found = await Promise.all(batch.map((redisKey) => readRecord(keyOf(redisKey))));
-        for (let i = 0; i < found.length; i++) {
-          const record = found[i];
-          if (record === undefined) continue;
-          if (status !== undefined && record.status !== status) continue;
-          records.push(record);
-          if (records.length === limit) {
-            if (i < found.length - 1) {
-              return { records, cursor: makeCursor(scanCursor, batch[i] as string) };
+      for (; node < targets.length; node++, scanCursor = '0') {
+        const target = targets[node] as Pick<RedisLike, 'scan'>;
+        do {
+          // A page can end inside a SCAN batch. The cursor then names the batch and the last
+          // key returned from it; the batch is read again sorted, and resumes after that key (a
+          // skip count would go wrong if the batch changed while the hash table was resizing).
+          const [next, keys] = await scan(target, scanCursor);
+          const batch = keys.filter((k) => after === undefined || k > after).sort();
+          const found = await Promise.all(batch.map((redisKey) => readRecord(keyOf(redisKey))));
+          for (let i = 0; i < found.length; i++) {
+            const record = found[i];
+            if (record === undefined) continue;
+            if (status !== undefined && record.status !== status) continue;
+            records.push(record);
+            if (records.length === limit) {
+              if (i < found.length - 1) {
+                return { records, cursor: makeCursor(node, scanCursor, batch[i] as string) };
+              }
+              if (next !== '0') return { records, cursor: makeCursor(node, next) };
+              return node + 1 < targets.length
+                ? { records, cursor: makeCursor(node + 1, '0') }
+                : { records };
             }
-            return next === '0' ? { records } : { records, cursor: makeCursor(next) };
           }
-        }
-        scanCursor = next;
-        after = undefined;
-      } while (scanCursor !== '0');
+          scanCursor = next;
+          after = undefined;
+        } while (scanCursor !== '0');
+      }
       return { records };
     },
 
     /**
      * Native expiry removes dead records on its own; this sweeps up any whose `PEXPIREAT` was
-     * lost (a record restored from an old dump, a key persisted by hand). One SCAN pass.
+     * lost (a record restored from an old dump, a key persisted by hand). One SCAN pass (of
+     * every master, on a Cluster).
      */
     async purgeExpired(options = {}) {
       const limit = options.limit ?? Number.POSITIVE_INFINITY;
@@ -464,15 +494,17 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
         );
       }
       let removed = 0;
-      let cursor = '0';
-      do {
-        const [next, keys] = await scan(cursor);
-        for (const redisKey of keys) {
-          if (removed >= limit) return removed;
-          if ((await scripts.run('purge', [redisKey, `${redisKey}:s`], [])) === 1) removed++;
-        }
-        cursor = next;
-      } while (cursor !== '0');
+      for (const target of await scanTargets()) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await scan(target, cursor);
+          for (const redisKey of keys) {
+            if (removed >= limit) return removed;
+            if ((await scripts.run('purge', [redisKey, `${redisKey}:s`], [])) === 1) removed++;
+          }
+          cursor = next;
+        } while (cursor !== '0');
+      }
       return removed;
     },
 
@@ -544,23 +576,34 @@ function unexpected(operation: string, reply: unknown): Error {
   return toStoreError(new Error(`unexpected reply ${JSON.stringify(reply)}`), operation);
 }
 
-/** A list cursor is `<scan cursor>` or `<scan cursor>:<base64url of the last key returned>`. */
-function makeCursor(scanCursor: string, after?: string): string {
-  return after === undefined ? scanCursor : `${scanCursor}:${encodeKeyCursor(after)}`;
+/**
+ * A list cursor is `[<node>.]<scan cursor>[:<base64url of the last key returned>]`: `node` is
+ * the index of the Cluster master being scanned (absent for the first, and on a standalone
+ * server).
+ */
+function makeCursor(node: number, scanCursor: string, after?: string): string {
+  const where = node === 0 ? scanCursor : `${node}.${scanCursor}`;
+  return after === undefined ? where : `${where}:${encodeKeyCursor(after)}`;
 }
 
-function parseCursor(cursor: string | undefined): { scanCursor: string; after?: string } {
-  if (cursor === undefined) return { scanCursor: '0' };
-  const match = typeof cursor === 'string' ? /^(\d+)(?::(.+))?$/.exec(cursor) : null;
+interface ListPosition {
+  node: number;
+  scanCursor: string;
+  after?: string;
+}
+
+function parseCursor(cursor: string | undefined): ListPosition {
+  if (cursor === undefined) return { node: 0, scanCursor: '0' };
+  const match =
+    typeof cursor === 'string' ? /^(?:(\d{1,4})\.)?(\d+)(?::(.+))?$/.exec(cursor) : null;
   if (!match) {
     throw new InvalidArgumentError(
       `${STORE}: list cursor must be one a previous page returned, got ${JSON.stringify(cursor)}`,
     );
   }
-  const scanCursor = match[1] as string;
-  return match[2] === undefined
-    ? { scanCursor }
-    : { scanCursor, after: decodeKeyCursor(STORE, match[2]) };
+  const position: ListPosition = { node: Number(match[1] ?? 0), scanCursor: match[2] as string };
+  if (match[3] !== undefined) position.after = decodeKeyCursor(STORE, match[3]);
+  return position;
 }
 
 function escapeGlob(text: string): string {
