@@ -18,6 +18,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
+import { BeginOrder } from '../begin-order.js';
 import { KeyBatcher } from '../key-batcher.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
@@ -137,6 +138,8 @@ class SqliteIdempotencyStore implements SqliteStore {
   };
   /** Calls submitted to the batcher and not answered yet. */
   private waiting = 0;
+  /** Whether the begins of a batch read their keys first, or insert first. */
+  private readonly order = new BeginOrder();
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -298,6 +301,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     ttlMs: number,
   ): BeginResult | BeginCall {
     const seen = this.prepared().select.get(key) as Row | undefined;
+    this.order.saw(seen === undefined);
     if (seen && !acquirable(seen, fingerprint, this.now())) {
       return { kind: 'existing', record: toRecord(key, seen, this.path) };
     }
@@ -396,13 +400,24 @@ class SqliteIdempotencyStore implements SqliteStore {
     const now = this.now();
     const outcomes: Array<Outcome | Failed | undefined> = new Array(calls.length);
     const writes = calls.slice();
-    if (calls.some((call) => call.kind === 'begin' && !call.read)) {
+    const unread = calls.some((call) => call.kind === 'begin' && !call.read);
+    const insertFirst = unread && this.order.insertFirst();
+    if (insertFirst) {
+      // Most recent keys were new: their begins skip the read and go straight to the insert,
+      // which writes nothing on a key that has a record; that begin then decides in the
+      // write transaction, as one that lost a race does.
+      for (let i = 0; i < calls.length; i++) {
+        const call = calls[i] as WriteCall;
+        if (call.kind === 'begin' && !call.read) writes[i] = { ...call, read: true };
+      }
+    } else if (unread) {
       s.inTransaction.deferred(() => {
         for (let i = 0; i < calls.length; i++) {
           const call = calls[i] as WriteCall;
           if (call.kind !== 'begin' || call.read) continue;
           try {
             const seen = s.select.get(call.key) as Row | undefined;
+            this.order.saw(seen === undefined);
             if (seen && !acquirable(seen, call.fingerprint, now)) {
               outcomes[i] = { kind: 'existing', record: toRecord(call.key, seen, this.path) };
             } else {
@@ -420,7 +435,11 @@ class SqliteIdempotencyStore implements SqliteStore {
       const written = s.batch.immediate(pending, now);
       let next = 0;
       for (let i = 0; i < calls.length; i++) {
-        if (outcomes[i] === undefined) outcomes[i] = written[next++];
+        if (outcomes[i] !== undefined) continue;
+        const outcome = written[next++] as Outcome | Failed;
+        outcomes[i] = outcome;
+        const call = calls[i] as WriteCall;
+        if (insertFirst && call.kind === 'begin' && !call.read) this.order.saw(isNewKey(outcome));
       }
     }
     return outcomes as Array<Outcome | Failed>;
@@ -639,6 +658,12 @@ interface AcquireParams {
 }
 
 /** A begin that found its key free (or acquirable) and has to write, or has yet to read. */
+/** Whether a begin that inserted first found its key new (its insert made the record). */
+function isNewKey(outcome: Outcome | Failed): boolean {
+  if (outcome instanceof Failed || outcome.kind !== 'acquired') return false;
+  return !outcome.takeover && outcome.attempts === 1;
+}
+
 interface BeginCall {
   kind: 'begin';
   key: string;
