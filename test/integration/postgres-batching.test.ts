@@ -25,7 +25,7 @@ async function ticks(n: number): Promise<void> {
 }
 
 describe('KeyBatcher invariants', () => {
-  it('settles every call once, never puts a key twice in a batch, respects both bounds (idle calls alone or not)', async () => {
+  it('settles every call once, never puts a key twice in a batch, respects both bounds (idle calls alone or not, either gathering)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -40,7 +40,8 @@ describe('KeyBatcher invariants', () => {
         fc.integer({ min: 1, max: 3 }),
         fc.nat(3),
         fc.boolean(),
-        async (calls, maxBatchSize, maxInFlight, spread, idleRunsAlone) => {
+        fc.constantFrom('microtask' as const, 'turn' as const),
+        async (calls, maxBatchSize, maxInFlight, spread, idleRunsAlone, gather) => {
           let inFlight = 0;
           let peak = 0;
           const batches: Call[][] = [];
@@ -64,6 +65,7 @@ describe('KeyBatcher invariants', () => {
             },
             runMany: statement,
             idleRunsAlone,
+            gather,
           });
           // Calls arrive over a few microtasks, not all in one tick.
           const settled = calls.map(async (call, i) => {
