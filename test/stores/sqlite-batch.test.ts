@@ -67,6 +67,22 @@ function opened(path: string, clock: FakeClock, batch = true): SqliteStore {
   return createSqliteStore({ path, clock, batch });
 }
 
+/** What the store has learned about recent begins (private: read for the test only). */
+function beginOrder(store: SqliteStore): { insertFirst(): boolean } {
+  return (store as unknown as { order: { insertFirst(): boolean } }).order;
+}
+
+/**
+ * 20 new keys in one batch: most recent keys were new, so the begins of the next batches
+ * insert first instead of reading their keys first.
+ */
+async function primeInsertFirst(store: SqliteStore): Promise<void> {
+  await Promise.all(
+    Array.from({ length: 20 }, (_, i) => store.begin(`prime-${i}`, FP, LEASE, TTL)),
+  );
+  expect(beginOrder(store).insertFirst()).toBe(true);
+}
+
 describe('sqlite store: group commit', () => {
   it('runs a mix of fresh, replay and fenced calls of one tick in one commit, each as if alone', async () => {
     const path = join(dir, 'mix.sqlite');
@@ -155,12 +171,7 @@ describe('sqlite store: group commit', () => {
       const path = join(dir, `order-${insertFirst}.sqlite`);
       const clock = new FakeClock();
       const store = opened(path, clock);
-      if (insertFirst) {
-        // 20 new keys in one batch: most recent keys were new.
-        await Promise.all(
-          Array.from({ length: 20 }, (_, i) => store.begin(`prime-${i}`, FP, LEASE, TTL)),
-        );
-      }
+      if (insertFirst) await primeInsertFirst(store);
       const done = await acquire(store, 'done');
       await store.complete('done', done, '"r-done"', TTL);
       const other = await acquire(store, 'done-other-fp');
@@ -242,53 +253,60 @@ describe('sqlite store: group commit', () => {
     await store.close();
   });
 
-  it('fails a begin on a corrupt record alone, inside a batch that commits the others', async () => {
-    const path = join(dir, 'corrupt-steps.sqlite');
-    const clock = new FakeClock();
-    const store = opened(path, clock);
-    const expired = await acquire(store, 'expired');
-    await store.saveStep('expired', expired, 'charge', '"ch_1"');
-    const a = await acquire(store, 'a');
-    const odd = await acquire(store, 'odd');
-    await store.complete('odd', odd, '"r"', TTL);
-    const raw = new Database(path);
-    // Steps that are not an object: the takeover refuses them before writing.
-    raw.prepare(`UPDATE reprocess_idempotency SET steps = '[1]' WHERE key = 'expired'`).run();
-    // An unknown status: the read of the batch cannot make a record of it.
-    raw.prepare(`UPDATE reprocess_idempotency SET status = 'done' WHERE key = 'odd'`).run();
-    raw.close();
-    await clock.advance(LEASE + 1000);
-    const before = commits(path);
+  it.each([
+    ['reading first', false],
+    ['inserting first', true],
+  ])(
+    'fails a begin on a corrupt record alone, inside a batch that commits the others (%s)',
+    async (_, insertFirst) => {
+      const path = join(dir, 'corrupt-steps.sqlite');
+      const clock = new FakeClock();
+      const store = opened(path, clock);
+      if (insertFirst) await primeInsertFirst(store);
+      const expired = await acquire(store, 'expired');
+      await store.saveStep('expired', expired, 'charge', '"ch_1"');
+      const a = await acquire(store, 'a');
+      const odd = await acquire(store, 'odd');
+      await store.complete('odd', odd, '"r"', TTL);
+      const raw = new Database(path);
+      // Steps that are not an object: the takeover refuses them before writing.
+      raw.prepare(`UPDATE reprocess_idempotency SET steps = '[1]' WHERE key = 'expired'`).run();
+      // An unknown status: the read of the batch cannot make a record of it.
+      raw.prepare(`UPDATE reprocess_idempotency SET status = 'done' WHERE key = 'odd'`).run();
+      raw.close();
+      await clock.advance(LEASE + 1000);
+      const before = commits(path);
 
-    const [first, takeover, doneA, fresh, unknown] = await settle([
-      () => store.begin('first', FP, LEASE, TTL),
-      () => store.begin('expired', FP, LEASE, TTL),
-      () => store.complete('a', a, '"ra"', TTL),
-      () => store.begin('fresh', FP, LEASE, TTL),
-      () => store.begin('odd', FP, LEASE, TTL),
-    ]);
-    expect(commits(path) - before).toBe(2);
-    expect(unknown?.status).toBe('rejected');
-    expect(
-      isReprocessError((unknown as PromiseRejectedResult).reason, ErrorCode.RECORD_CORRUPT),
-    ).toBe(true);
-    expect(first).toMatchObject({ status: 'fulfilled', value: { kind: 'acquired' } });
-    expect(takeover?.status).toBe('rejected');
-    const error = (takeover as PromiseRejectedResult).reason;
-    expect(isReprocessError(error, ErrorCode.RECORD_CORRUPT), String(error)).toBe(true);
-    expect(doneA).toEqual({ status: 'fulfilled', value: { kind: 'ok' } });
-    expect(fresh).toMatchObject({ status: 'fulfilled', value: { kind: 'acquired' } });
-    expect(await store.get('a')).toMatchObject({ status: 'completed', result: '"ra"' });
-    expect(await store.get('fresh')).toMatchObject({ status: 'in_progress' });
-    const check = new Database(path, { readonly: true });
-    expect(
-      check
-        .prepare(`SELECT token, attempts FROM reprocess_idempotency WHERE key = 'expired'`)
-        .get(),
-    ).toEqual({ token: expired, attempts: 1 });
-    check.close();
-    await store.close();
-  });
+      const [first, takeover, doneA, fresh, unknown] = await settle([
+        () => store.begin('first', FP, LEASE, TTL),
+        () => store.begin('expired', FP, LEASE, TTL),
+        () => store.complete('a', a, '"ra"', TTL),
+        () => store.begin('fresh', FP, LEASE, TTL),
+        () => store.begin('odd', FP, LEASE, TTL),
+      ]);
+      expect(commits(path) - before).toBe(2);
+      expect(unknown?.status).toBe('rejected');
+      expect(
+        isReprocessError((unknown as PromiseRejectedResult).reason, ErrorCode.RECORD_CORRUPT),
+      ).toBe(true);
+      expect(first).toMatchObject({ status: 'fulfilled', value: { kind: 'acquired' } });
+      expect(takeover?.status).toBe('rejected');
+      const error = (takeover as PromiseRejectedResult).reason;
+      expect(isReprocessError(error, ErrorCode.RECORD_CORRUPT), String(error)).toBe(true);
+      expect(doneA).toEqual({ status: 'fulfilled', value: { kind: 'ok' } });
+      expect(fresh).toMatchObject({ status: 'fulfilled', value: { kind: 'acquired' } });
+      expect(await store.get('a')).toMatchObject({ status: 'completed', result: '"ra"' });
+      expect(await store.get('fresh')).toMatchObject({ status: 'in_progress' });
+      const check = new Database(path, { readonly: true });
+      expect(
+        check
+          .prepare(`SELECT token, attempts FROM reprocess_idempotency WHERE key = 'expired'`)
+          .get(),
+      ).toEqual({ token: expired, attempts: 1 });
+      check.close();
+      await store.close();
+    },
+  );
 
   it('fails a call that SQLite refuses alone: the batch is rolled back and each call runs alone', async () => {
     const path = join(dir, 'corrupt.sqlite');

@@ -484,15 +484,17 @@ class SqliteIdempotencyStore implements SqliteStore {
     now: number,
     inTransaction: boolean,
   ): BeginResult {
-    const { key, fingerprint, seen } = call;
+    const { key, fingerprint } = call;
     const leaseUntil = now + call.leaseMs;
     // An operation never expires while its lease is live.
     const expiresAt = now + Math.max(call.ttlMs, call.leaseMs);
+    let seen = call.seen;
     if (!seen) {
       // The common case, a new key: a plain insert with the token from the clock. It
-      // writes nothing when another process inserted the key since the read (the
-      // conflict) or when a deleted record of this key held a token this large (the
-      // high-water mark); both go to the general path below.
+      // writes nothing when the key has a record: inserted by another process since the
+      // read, or never read (a batch that inserts first). It also writes nothing when a
+      // deleted record of this key held a token this large (the high-water mark). Those go
+      // to the general path below, after reading the record as a read first would have.
       const token = now * 1000;
       const { changes } = s.insert.run(
         key,
@@ -507,7 +509,12 @@ class SqliteIdempotencyStore implements SqliteStore {
       if (changes === 1) {
         return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
       }
-    } else if (seen[8] !== '{}') {
+      seen = s.select.get(key) as Row | undefined;
+      if (seen && !acquirable(seen, fingerprint, now)) {
+        return { kind: 'existing', record: toRecord(key, seen, this.path) };
+      }
+    }
+    if (seen && seen[8] !== '{}') {
       // Refuse to take over a record whose steps cannot be read back, before writing.
       parseSteps(seen[8], this.path, key);
     }
@@ -657,13 +664,13 @@ interface AcquireParams {
   expiresAt: number;
 }
 
-/** A begin that found its key free (or acquirable) and has to write, or has yet to read. */
 /** Whether a begin that inserted first found its key new (its insert made the record). */
 function isNewKey(outcome: Outcome | Failed): boolean {
   if (outcome instanceof Failed || outcome.kind !== 'acquired') return false;
   return !outcome.takeover && outcome.attempts === 1;
 }
 
+/** A begin that found its key free (or acquirable) and has to write, or has yet to read. */
 interface BeginCall {
   kind: 'begin';
   key: string;
