@@ -12,9 +12,9 @@ const nextTurn: (run: () => void) => void = globalThis.setImmediate;
  * Adaptive, like group commit: a call waits only for the current microtask (to meet the calls
  * made in the same tick; with `gather: 'turn'`, for the event loop's next turn); while
  * `maxInFlight` batches are running, new calls queue and leave together as soon as one
- * returns. With `idleRunsAlone`, a call made while nothing is queued or
- * running goes at once, alone, and only the calls made after it in its tick wait for the
- * microtask. At low concurrency every call goes alone.
+ * returns. With `idleRunsAlone`, a call made while nothing is queued or running goes at once,
+ * alone, and only the calls made after it in its tick wait. At low concurrency every call goes
+ * alone.
  *
  *   calls ──► queue ──(microtask)──► batch of distinct keys ──► runMany ──► each caller
  *                ▲                                                │
