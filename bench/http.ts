@@ -12,9 +12,11 @@
  * with CONNECTIONS connections (env vars; defaults 5 and 16). The handler does what a real
  * one does least of: reads the JSON body and answers 201 with a small JSON document.
  *
- * "cost/req" is the extra CPU time per request against the plain endpoint of the same
- * framework, from the throughputs (1/rps difference, the server being one process): on a
- * shared machine take it as an estimate, and compare p99s within one run.
+ * "server cpu µs/req" is the CPU time (user + system) the server process used over the
+ * measured load, divided by the requests served: autocannon runs in this process and takes a
+ * core of its own, so throughput alone would also measure the load generator (the plain
+ * endpoints are limited by it). "cost/req" is that CPU time against the plain endpoint of the
+ * same framework: what the middleware and its store client cost the server per request.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -150,11 +152,13 @@ async function serve(): Promise<void> {
     });
   }
 
-  // The parent reads and resets the call counter here.
+  // The parent reads and resets the call counter here, and reads the CPU time this process
+  // has used (user + system, µs).
   const admin = createServer((req, res) => {
     const calls = counter.calls;
     if (req.url === '/reset') counter.calls = 0;
-    res.end(JSON.stringify({ calls }));
+    const { user, system } = process.cpuUsage();
+    res.end(JSON.stringify({ calls, cpu: user + system }));
   });
   await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
   const adminUrl = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`;
@@ -207,6 +211,8 @@ interface Row {
   keys: 'fresh' | 'replayed' | 'none';
   result: AutocannonResult;
   callsPerRequest: number | undefined;
+  /** CPU time of the server process per request over the measured load, µs. */
+  serverCpu: number;
 }
 
 let run = 0;
@@ -236,9 +242,9 @@ function load(endpoint: Endpoint, keys: Row['keys'], duration: number): Promise<
   });
 }
 
-async function adminCalls(adminUrl: string, reset: boolean): Promise<number> {
+async function admin(adminUrl: string, reset: boolean): Promise<{ calls: number; cpu: number }> {
   const response = await fetch(`${adminUrl}/${reset ? 'reset' : 'read'}`);
-  return ((await response.json()) as { calls: number }).calls;
+  return (await response.json()) as { calls: number; cpu: number };
 }
 
 async function measure(adminUrl: string, endpoint: Endpoint, keys: Row['keys']): Promise<Row> {
@@ -256,11 +262,14 @@ async function measure(adminUrl: string, endpoint: Endpoint, keys: Row['keys']):
       throw new Error(`seeding ${endpoint.name} answered ${seeded.status}`);
   }
   if (WARMUP > 0) await load(endpoint, keys, WARMUP);
+  const before = await admin(adminUrl, false);
   const result = await load(endpoint, keys, DURATION);
+  const after = await admin(adminUrl, false);
   return {
     endpoint,
     keys,
     result,
+    serverCpu: (after.cpu - before.cpu) / Math.max(1, result.requests.total),
     callsPerRequest:
       endpoint.store === 'none' ? undefined : await exactCalls(adminUrl, endpoint, keys),
   };
@@ -276,7 +285,7 @@ async function exactCalls(
   endpoint: Endpoint,
   keys: Row['keys'],
 ): Promise<number> {
-  await adminCalls(adminUrl, true);
+  await admin(adminUrl, true);
   for (let i = 0; i < EXACT_REQUESTS; i++) {
     const key =
       keys === 'fresh' ? `exact-${process.pid}-${++run}-${i}` : `replayed-${endpoint.store}`;
@@ -288,7 +297,7 @@ async function exactCalls(
     await response.arrayBuffer();
     if (response.status !== 201) throw new Error(`${endpoint.name} answered ${response.status}`);
   }
-  return (await adminCalls(adminUrl, true)) / EXACT_REQUESTS;
+  return (await admin(adminUrl, true)).calls / EXACT_REQUESTS;
 }
 
 function table(rows: Row[]): string {
@@ -303,14 +312,15 @@ function table(rows: Row[]): string {
     'p99 ms',
     'non-2xx',
     'store calls/req',
+    'server cpu µs/req',
     'cost/req vs plain',
   ];
   const lines = rows.map((r) => {
     const base = plain.get(r.endpoint.framework);
     const rps = r.result.requests.average;
     let cost = '';
-    if (base && r.keys !== 'none' && rps > 0) {
-      const us = Math.round(1e6 / rps - 1e6 / base.result.requests.average);
+    if (base && r.keys !== 'none') {
+      const us = Math.round(r.serverCpu - base.serverCpu);
       cost = `${us >= 0 ? '+' : ''}${us} µs`;
     }
     return [
@@ -321,6 +331,7 @@ function table(rows: Row[]): string {
       r.result.latency.p99.toFixed(1),
       String(r.result.non2xx + r.result.errors + r.result.timeouts),
       r.callsPerRequest === undefined ? '' : r.callsPerRequest.toFixed(2),
+      r.serverCpu.toFixed(0),
       cost,
     ];
   });
