@@ -10,7 +10,9 @@
  * requests sent one after another give the exact store round trips per request, shown next
  * to the throughput: the goal is at most one for a replay and two for a fresh request. Every case is warmed up, then measured for DURATION seconds
  * with CONNECTIONS connections (env vars; defaults 5 and 16). The handler does what a real
- * one does least of: reads the JSON body and answers 201 with a small JSON document.
+ * one does least of: reads the JSON body and answers 201 with a small JSON document; with
+ * HANDLER_IO_MS (default 0) it first waits that long, as for a database call of its own, so
+ * that requests overlap as on a real server.
  *
  * "server cpu µs/req" is the CPU time (user + system) the server process used over the
  * measured load, divided by the requests served: autocannon runs in this process and takes a
@@ -39,6 +41,14 @@ const DURATION = Number(process.env.DURATION ?? 5);
 const WARMUP = Number(process.env.WARMUP ?? 1);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16);
 const BODY = JSON.stringify({ item: 'book', quantity: 1, note: 'x'.repeat(64) });
+/** Each handler first waits this long, as for its own database call (0: answers at once). */
+const HANDLER_IO_MS = Number(process.env.HANDLER_IO_MS ?? 0);
+
+function handlerIo(): Promise<void> | undefined {
+  return HANDLER_IO_MS > 0
+    ? new Promise((resolve) => setTimeout(resolve, HANDLER_IO_MS))
+    : undefined;
+}
 
 /** One endpoint the child serves. */
 interface Endpoint {
@@ -95,6 +105,7 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 let orders = 0;
 async function nodeHandler(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const body = (await readBody(req)) as { item: string };
+  await handlerIo();
   res
     .writeHead(201, { 'content-type': 'application/json' })
     .end(JSON.stringify({ order: ++orders, item: body.item }));
@@ -141,6 +152,7 @@ async function serve(): Promise<void> {
     if (store) await app.register(fastifyIdempotencyKey({ store }));
     app.post('/orders', async (request, reply) => {
       const body = request.body as { item: string };
+      await handlerIo();
       return reply.code(201).send({ order: ++orders, item: body.item });
     });
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -363,6 +375,7 @@ async function main(): Promise<void> {
     };
     console.log(
       `bench:http: ${DURATION}s per case after ${WARMUP}s warm-up, ${CONNECTIONS} connections, ` +
+        `handler I/O ${HANDLER_IO_MS} ms, ` +
         `node ${process.version}; stores: ${[...new Set(endpoints.map((e) => e.store))].join(', ')}\n`,
     );
     const rows: Row[] = [];

@@ -120,6 +120,9 @@ export function createSqliteStore(options: SqliteStoreOptions = {}): SqliteStore
   return SqliteIdempotencyStore.open(options);
 }
 
+/** How often the operations counted as open are swept of those whose lease ended. */
+const OPEN_SWEEP_MS = 100;
+
 class SqliteIdempotencyStore implements SqliteStore {
   readonly name = 'sqlite' as const;
   readonly path: string;
@@ -140,6 +143,9 @@ class SqliteIdempotencyStore implements SqliteStore {
   private waiting = 0;
   /** Whether the begins of a batch read their keys first, or insert first. */
   private readonly order = new BeginOrder();
+  /** Operations this store acquired and has not seen finished: key -> end of lease. */
+  private readonly open = new Map<string, number>();
+  private sweptAt = Number.NEGATIVE_INFINITY;
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -234,16 +240,19 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     checkMs(leaseMs, 'leaseMs');
     checkMs(ttlMs, 'ttlMs');
+    let result: BeginResult;
     if (!this.alone()) {
       // Read with the other begins of the batch, in one read transaction (no write lock);
       // only those that find their key free then write, in the batch's write transaction.
       const call: BeginCall = { kind: 'begin', key, fingerprint, leaseMs, ttlMs, read: false };
-      return (await this.batched(call)) as BeginResult;
+      result = (await this.batched(call)) as BeginResult;
+    } else {
+      let read = this.guard('begin', () => this.beginRead(key, fingerprint, leaseMs, ttlMs));
+      if (read instanceof Promise) read = await read;
+      result = read.kind === 'begin' ? ((await this.writeNow(read)) as BeginResult) : read;
     }
-    let read = this.guard('begin', () => this.beginRead(key, fingerprint, leaseMs, ttlMs));
-    if (read instanceof Promise) read = await read;
-    if (read.kind !== 'begin') return read;
-    return (await this.writeNow(read)) as BeginResult;
+    if (result.kind === 'acquired' && this.batcher) this.open.set(key, result.leaseUntil);
+    return result;
   }
 
   async complete(key: string, token: number, result: string, ttlMs: number): Promise<FencedResult> {
@@ -251,6 +260,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkToken(token);
     checkText(result, 'result');
     checkMs(ttlMs, 'ttlMs');
+    this.open.delete(key);
     return (await this.write({
       kind: 'complete',
       key,
@@ -265,12 +275,14 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkToken(token);
     checkText(error, 'error');
     checkMs(ttlMs, 'ttlMs');
+    this.open.delete(key);
     return (await this.write({ kind: 'fail', key, token, text: error, ttlMs })) as FencedResult;
   }
 
   async release(key: string, token: number): Promise<FencedResult> {
     checkKey(key);
     checkToken(token);
+    this.open.delete(key);
     return (await this.write({ kind: 'release', key, token })) as FencedResult;
   }
 
@@ -278,7 +290,9 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkKey(key);
     checkToken(token);
     checkMs(leaseMs, 'leaseMs');
-    return (await this.write({ kind: 'heartbeat', key, token, leaseMs })) as HeartbeatResult;
+    const beat = (await this.write({ kind: 'heartbeat', key, token, leaseMs })) as HeartbeatResult;
+    if (beat.kind === 'ok' && this.open.has(key)) this.open.set(key, beat.leaseUntil);
+    return beat;
   }
 
   async saveStep(key: string, token: number, name: string, result: string): Promise<FencedResult> {
@@ -312,15 +326,33 @@ class SqliteIdempotencyStore implements SqliteStore {
 
   /**
    * Whether a call runs at once, alone: without batching, or when it is the first of its
-   * tick and no batch is waiting (so a sequential caller never waits for a batch). The
-   * other calls of that tick then go to the next batch.
+   * tick, no batch is waiting, and at most one other operation acquired here is unfinished (so
+   * a sequential caller never waits for a batch). The other calls go to the next batch: those
+   * of the same tick, and those of operations running side by side. A server handling
+   * requests one per I/O callback starts each in a tick of its own, so the tick alone would
+   * let every one commit alone; the operations still open tell that they run together.
    */
   private alone(): boolean {
     if (!this.batcher) return true;
     if (this.tickTaken || this.waiting > 0) return false;
+    if (this.open.size > 1 && this.othersOpen()) return false;
     this.tickTaken = true;
     queueMicrotask(this.endTick);
     return true;
+  }
+
+  /**
+   * Whether more than one operation acquired here is still open. An operation whose caller
+   * never finishes it (it crashed, or uses the store directly) counts until its lease ends;
+   * expired entries are swept at most every OPEN_SWEEP_MS.
+   */
+  private othersOpen(): boolean {
+    const now = this.clock.now();
+    if (now - this.sweptAt >= OPEN_SWEEP_MS) {
+      this.sweptAt = now;
+      for (const [key, leaseUntil] of this.open) if (leaseUntil <= now) this.open.delete(key);
+    }
+    return this.open.size > 1;
   }
 
   /** Runs a write: at once when {@link alone}, else in the next batch. */
