@@ -1,3 +1,5 @@
+import type { BeginResult } from '../idempotency/store.js';
+
 /** How many recent keys the share of new keys is averaged over (about). */
 const WINDOW = 16;
 
@@ -23,4 +25,12 @@ export class BeginOrder {
   saw(isNew: boolean): void {
     this.newShare += ((isNew ? 1 : 0) - this.newShare) / WINDOW;
   }
+}
+
+/**
+ * Whether a begin that wrote first (a claim or an insert) found its key new: it acquired a
+ * first attempt that took nothing over. What {@link BeginOrder.saw} learns from such a begin.
+ */
+export function foundNew(result: BeginResult): boolean {
+  return result.kind === 'acquired' && result.attempts === 1 && !result.takeover;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BeginOrder } from '../../src/stores/begin-order.js';
+import { BeginOrder, foundNew } from '../../src/stores/begin-order.js';
 
 /** The order after each of `seen` (true: the key was new). */
 function orders(order: BeginOrder, seen: boolean[]): boolean[] {
@@ -52,5 +52,31 @@ describe('BeginOrder', () => {
     orders(a, Array(20).fill(true));
     expect(a.insertFirst()).toBe(true);
     expect(b.insertFirst()).toBe(false);
+  });
+});
+
+describe('foundNew', () => {
+  const acquired = { kind: 'acquired' as const, token: 1, leaseUntil: 1, steps: {} };
+  it('is true only for a first attempt that took nothing over', () => {
+    expect(foundNew({ ...acquired, attempts: 1, takeover: false })).toBe(true);
+    expect(foundNew({ ...acquired, attempts: 2, takeover: true })).toBe(false);
+    expect(foundNew({ ...acquired, attempts: 1, takeover: true })).toBe(false);
+    expect(
+      foundNew({
+        kind: 'existing',
+        record: {
+          key: 'k',
+          fingerprint: 'f',
+          status: 'completed',
+          token: 1,
+          attempts: 1,
+          leaseUntil: 0,
+          expiresAt: 1,
+          steps: {},
+          createdAt: 0,
+          updatedAt: 0,
+        },
+      }),
+    ).toBe(false);
   });
 });

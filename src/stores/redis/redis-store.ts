@@ -8,7 +8,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
-import { BeginOrder } from '../begin-order.js';
+import { BeginOrder, foundNew } from '../begin-order.js';
 import { batchedCalls } from '../key-batcher.js';
 import { checkKey, checkString, checkToken, durationArg } from './arguments.js';
 import {
@@ -235,7 +235,7 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
   /** Tells the begin order what a script's begin found. */
   function sawReply(result: BeginResult | Error): void {
     if (readFirst === undefined || result instanceof Error) return;
-    readFirst.order.saw(result.kind === 'acquired' && result.attempts === 1 && !result.takeover);
+    readFirst.order.saw(foundNew(result));
   }
 
   async function beginOne(input: BeginInput): Promise<BeginResult> {

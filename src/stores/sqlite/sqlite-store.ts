@@ -18,7 +18,7 @@ import type {
   ListOptions,
   ListPage,
 } from '../../idempotency/store.js';
-import { BeginOrder } from '../begin-order.js';
+import { BeginOrder, foundNew } from '../begin-order.js';
 import { KeyBatcher } from '../key-batcher.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
@@ -471,7 +471,9 @@ class SqliteIdempotencyStore implements SqliteStore {
         const outcome = written[next++] as Outcome | Failed;
         outcomes[i] = outcome;
         const call = calls[i] as WriteCall;
-        if (insertFirst && call.kind === 'begin' && !call.read) this.order.saw(isNewKey(outcome));
+        if (insertFirst && call.kind === 'begin' && !call.read) {
+          this.order.saw(!(outcome instanceof Failed) && foundNew(outcome as BeginResult));
+        }
       }
     }
     return outcomes as Array<Outcome | Failed>;
@@ -694,12 +696,6 @@ interface AcquireParams {
   nowToken: number;
   leaseUntil: number;
   expiresAt: number;
-}
-
-/** Whether a begin that inserted first found its key new (its insert made the record). */
-function isNewKey(outcome: Outcome | Failed): boolean {
-  if (outcome instanceof Failed || outcome.kind !== 'acquired') return false;
-  return !outcome.takeover && outcome.attempts === 1;
 }
 
 /** A begin that found its key free (or acquirable) and has to write, or has yet to read. */
