@@ -56,6 +56,18 @@ async function acquire(store: SqliteStore, key: string): Promise<number> {
   return begun.token;
 }
 
+/** One operation on a new key: begin, the handler's own `work` (if any), then complete. */
+async function runOperation(
+  store: SqliteStore,
+  key: string,
+  work?: () => Promise<unknown>,
+): Promise<void> {
+  const token = await acquire(store, key);
+  await work?.();
+  const done = await store.complete(key, token, '"r"', TTL);
+  if (done.kind !== 'ok') throw new Error(`complete of ${key}: ${done.kind}`);
+}
+
 /** Every outcome of `calls`, started in one tick: values, or the errors they threw. */
 async function settle<T extends readonly (() => Promise<unknown>)[]>(
   calls: T,
@@ -452,10 +464,7 @@ describe('sqlite store: group commit', () => {
     const store = opened(on, new FakeClock());
     await store.createSchema();
     before = commits(on);
-    for (let i = 0; i < 5; i++) {
-      const token = await acquire(store, `k-${i}`);
-      await store.complete(`k-${i}`, token, '"r"', TTL);
-    }
+    for (let i = 0; i < 5; i++) await runOperation(store, `k-${i}`);
     expect(commits(on) - before).toBe(10);
     await store.close();
   });
@@ -470,13 +479,8 @@ describe('sqlite store: group commit', () => {
       for (let i = 0; i < 32; i++) yield `m-${i}`;
     }
     const before = commits(path);
-    const handle = async (key: string) => {
-      const token = await acquire(store, key);
-      const done = await store.complete(key, token, '"r"', TTL);
-      if (done.kind !== 'ok') throw new Error(`complete of ${key}: ${done.kind}`);
-    };
     const handled: Array<Promise<void>> = [];
-    for await (const key of deliveries()) handled.push(handle(key));
+    for await (const key of deliveries()) handled.push(runOperation(store, key));
     await Promise.all(handled);
     // 64 writes: the first calls of the turn run alone, the rest in a few batches. (Gathered
     // only until the next microtask, the same 32 messages took 26 commits.)
@@ -491,23 +495,19 @@ describe('sqlite store: group commit', () => {
     const store = opened(path, new FakeClock());
     await store.createSchema();
     const before = commits(path);
-    const handled = await Promise.all(
+    await Promise.all(
       Array.from(
         { length: 16 },
         (_, i) =>
           new Promise<void>((resolve, reject) => {
             setImmediate(() => {
-              const key = `request-${i}`;
-              acquire(store, key)
-                // The handler's own I/O, then the response is stored.
-                .then((token) => new Promise((r) => setImmediate(r)).then(() => token))
-                .then((token) => store.complete(key, token, '"201"', TTL))
-                .then(() => resolve(), reject);
+              // The handler's own I/O between begin and complete.
+              const io = () => new Promise((r) => setImmediate(r));
+              runOperation(store, `request-${i}`, io).then(resolve, reject);
             });
           }),
       ),
     );
-    expect(handled).toHaveLength(16);
     // 32 writes: the first two requests begin alone, the others' writes share a few commits.
     // (Deciding by the tick alone, every one of the 32 committed on its own.)
     expect(commits(path) - before).toBeLessThanOrEqual(8);
