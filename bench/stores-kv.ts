@@ -30,7 +30,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import {
   CreateTableCommand,
   DynamoDBClient,
@@ -42,6 +41,7 @@ import { createClient } from '@redis/client';
 import type { Context } from 'aws-lambda';
 import { Redis } from 'ioredis';
 import { createDynamoDbStore } from '../src/stores/dynamodb/index.js';
+import { freePort } from '../test/helpers/ports.js';
 import { openRedisStore } from '../src/stores/redis/index.js';
 import {
   benchServer,
@@ -174,18 +174,6 @@ async function benchRedis(): Promise<Row[]> {
     await nodeRedis.close();
     await raw.quit();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** CPU seconds of a process from /proc (Linux); undefined elsewhere. */
