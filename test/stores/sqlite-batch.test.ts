@@ -95,6 +95,56 @@ async function primeInsertFirst(store: SqliteStore): Promise<void> {
   expect(beginOrder(store).insertFirst()).toBe(true);
 }
 
+/** Record states a begin can meet, and the fingerprint each begin of them sends. */
+const STATE_KEYS = [
+  'new-1',
+  'new-2',
+  'done',
+  'done-other-fp',
+  'failed',
+  'live',
+  'released',
+  'released-other-fp',
+  'expired',
+];
+
+function fingerprintFor(key: string): string {
+  return key.endsWith('other-fp') ? 'other' : FP;
+}
+
+/** Leaves the records of {@link STATE_KEYS} (but the new ones) in their states. */
+async function seedStates(store: SqliteStore, clock: FakeClock): Promise<void> {
+  const done = await acquire(store, 'done');
+  await store.complete('done', done, '"r-done"', TTL);
+  const other = await acquire(store, 'done-other-fp');
+  await store.complete('done-other-fp', other, '"r-other"', TTL);
+  const failed = await acquire(store, 'failed');
+  await store.fail('failed', failed, '"e"', TTL);
+  await acquire(store, 'live');
+  await store.release('released', await acquire(store, 'released'));
+  await store.release('released-other-fp', await acquire(store, 'released-other-fp'));
+  const expiring = await store.begin('expired', FP, 100, 200);
+  if (expiring.kind !== 'acquired') throw new Error('expected to acquire expired');
+  await clock.advance(1000);
+}
+
+/** The right answers of begins on {@link STATE_KEYS}, in order. */
+function expectStateAnswers(answers: BeginResult[]): void {
+  expect(answers.map((a) => (a.kind === 'acquired' ? 'acquired' : a.record.status))).toEqual([
+    'acquired',
+    'acquired',
+    'completed',
+    'completed',
+    'failed',
+    'in_progress',
+    'acquired',
+    'in_progress',
+    'acquired',
+  ]);
+  expect(answers[6]).toMatchObject({ kind: 'acquired', takeover: true, attempts: 2 });
+  expect(answers[8]).toMatchObject({ kind: 'acquired', takeover: false, attempts: 1 });
+}
+
 describe('sqlite store: group commit', () => {
   it('runs a mix of fresh, replay and fenced calls of one tick in one commit, each as if alone', async () => {
     const path = join(dir, 'mix.sqlite');
@@ -169,34 +219,12 @@ describe('sqlite store: group commit', () => {
     // The store learns from recent begins whether keys tend to be new: then a batch's begins
     // skip the read and insert at once. Every record state must get the same answer and
     // leave the same row either way.
-    const keys = [
-      'new-1',
-      'new-2',
-      'done',
-      'done-other-fp',
-      'failed',
-      'live',
-      'released',
-      'released-other-fp',
-      'expired',
-    ];
     async function run(insertFirst: boolean) {
       const path = join(dir, `order-${insertFirst}.sqlite`);
       const clock = new FakeClock();
       const store = opened(path, clock);
       if (insertFirst) await primeInsertFirst(store);
-      const done = await acquire(store, 'done');
-      await store.complete('done', done, '"r-done"', TTL);
-      const other = await acquire(store, 'done-other-fp');
-      await store.complete('done-other-fp', other, '"r-other"', TTL);
-      const failed = await acquire(store, 'failed');
-      await store.fail('failed', failed, '"e"', TTL);
-      await acquire(store, 'live');
-      await store.release('released', await acquire(store, 'released'));
-      await store.release('released-other-fp', await acquire(store, 'released-other-fp'));
-      const expiring = await store.begin('expired', FP, 100, 200);
-      if (expiring.kind !== 'acquired') throw new Error('expected to acquire expired');
-      await clock.advance(1000);
+      await seedStates(store, clock);
       const internals = store as unknown as {
         order: { insertFirst(): boolean };
         statements: { select: { get(...args: unknown[]): unknown } };
@@ -214,9 +242,9 @@ describe('sqlite store: group commit', () => {
       const answers = await Promise.all([
         // The first begin of a tick runs alone; the others share a batch.
         store.begin('first', FP, LEASE, TTL),
-        ...keys.map((key) => store.begin(key, key.endsWith('other-fp') ? 'other' : FP, LEASE, TTL)),
+        ...STATE_KEYS.map((key) => store.begin(key, fingerprintFor(key), LEASE, TTL)),
       ]);
-      const rows = await Promise.all(keys.map((key) => store.get(key)));
+      const rows = await Promise.all(STATE_KEYS.map((key) => store.get(key)));
       await store.close();
       return { answers: answers.slice(1), rows, reads };
     }
@@ -225,23 +253,45 @@ describe('sqlite store: group commit', () => {
     expect(insertFirst).toEqual(readFirst);
     // Inserting first, the new keys were never read, and the others only once they conflicted.
     expect(insertsFirst).toBeLessThan(readsFirst);
-    // And the answers are the right ones.
-    expect(
-      readFirst.answers.map((a) => (a.kind === 'acquired' ? 'acquired' : a.record.status)),
-    ).toEqual([
-      'acquired',
-      'acquired',
-      'completed',
-      'completed',
-      'failed',
-      'in_progress',
-      'acquired',
-      'in_progress',
-      'acquired',
-    ]);
-    expect(readFirst.answers[6]).toMatchObject({ kind: 'acquired', takeover: true, attempts: 2 });
-    expect(readFirst.answers[8]).toMatchObject({ kind: 'acquired', takeover: false, attempts: 1 });
+    expectStateAnswers(readFirst.answers);
   });
+
+  it.each([
+    ['with group commit', true],
+    ['without group commit', false],
+  ])(
+    'decides a begin alone alike whether it reads its key first or inserts first (%s)',
+    async (_, batch) => {
+      // A sequential caller: each begin awaited before the next, so each runs alone.
+      async function run(insertFirst: boolean) {
+        const path = join(dir, `alone-${batch}-${insertFirst}.sqlite`);
+        const clock = new FakeClock();
+        const store = opened(path, clock, batch);
+        if (insertFirst) {
+          for (let i = 0; i < 20; i++) await store.begin(`prime-${i}`, FP, LEASE, TTL);
+        }
+        expect(beginOrder(store).insertFirst()).toBe(insertFirst);
+        await seedStates(store, clock);
+        const answers: BeginResult[] = [];
+        for (const key of STATE_KEYS) {
+          // Seeding taught the store nothing else: the begin goes in the order under test.
+          expect(beginOrder(store).insertFirst()).toBe(insertFirst);
+          answers.push(await store.begin(key, fingerprintFor(key), LEASE, TTL));
+          if (insertFirst && !key.startsWith('new')) {
+            // Keep the order under test: a run of new keys between the record states.
+            for (let i = 0; i < 12; i++) await store.begin(`${key}-pad-${i}`, FP, LEASE, TTL);
+          }
+        }
+        const rows = await Promise.all(STATE_KEYS.map((key) => store.get(key)));
+        await store.close();
+        return { answers, rows };
+      }
+      const readFirst = await run(false);
+      const insertFirst = await run(true);
+      expect(insertFirst).toEqual(readFirst);
+      expectStateAnswers(readFirst.answers);
+    },
+  );
 
   it('answers a begin only once its write is committed, visible to another connection', async () => {
     const path = join(dir, 'visible.sqlite');

@@ -5,6 +5,7 @@ export {
   DEFAULT_SQLITE_PATH,
   type SqliteStore,
   type SqliteBatchOptions,
+  type SqliteReplayCacheOptions,
   type SqliteStoreOptions,
   createSqliteStore,
 } from './sqlite-store.js';

@@ -4,7 +4,8 @@ import { type SqliteStore, type SqliteStoreOptions, createSqliteStore } from './
 /**
  * Opens a SQLite store from a URL: `sqlite:relative/path.sqlite`, `sqlite:/absolute/path`,
  * `sqlite:///absolute/path`, `sqlite::memory:`. Query parameters: `table`, `busy_timeout_ms`,
- * `synchronous` (`normal` | `full`), `batch` (`true` | `false`: group commit, default true).
+ * `synchronous` (`normal` | `full`), `batch` (`true` | `false`: group commit, default true),
+ * `replay_cache_bytes` (memory of the replay cache, 0 turns it off; default 8 MiB).
  *
  * @example
  * const store = openSqliteStore('sqlite:data/idempotency.sqlite?table=payments');
@@ -56,9 +57,11 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions & { path: string
         );
       }
       options.batch = value === 'true';
+    } else if (name === 'replay_cache_bytes') {
+      options.replayCache = { maxBytes: wholeNumber(value, name, url) };
     } else {
       throw new InvalidArgumentError(
-        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous, batch)`,
+        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous, batch, replay_cache_bytes)`,
       );
     }
   }

@@ -20,6 +20,7 @@ import type {
 } from '../../idempotency/store.js';
 import { BeginOrder, foundNew } from '../begin-order.js';
 import { KeyBatcher } from '../key-batcher.js';
+import { ReplayCache } from './replay-cache.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
@@ -57,6 +58,21 @@ export interface SqliteStoreOptions {
    * docs/readme/sqlite.md. `false`: one transaction per call.
    */
   batch?: boolean | SqliteBatchOptions;
+  /**
+   * Replay cache: finished records (completed or failed) that `begin` read are kept in memory,
+   * so that the next replays of their keys skip reading the table. Each hit first asks SQLite
+   * whether another connection has written since (`PRAGMA data_version`), and any such write
+   * empties the cache; expiry is checked on every hit. Default: on, up to 8 MiB, when the store
+   * opens its own connection; off with `database`, whose other users' writes on that same
+   * connection SQLite cannot report. `false` turns it off. See docs/readme/sqlite.md.
+   */
+  replayCache?: boolean | SqliteReplayCacheOptions;
+}
+
+/** Tuning of {@link SqliteStoreOptions.replayCache}. */
+export interface SqliteReplayCacheOptions {
+  /** Memory for cached records, counted as two bytes per character of their text (default 8 MiB). */
+  maxBytes?: number;
 }
 
 /** Tuning of {@link SqliteStoreOptions.batch}. */
@@ -84,6 +100,7 @@ const DEFAULT_TABLE = 'reprocess_idempotency';
 const STORE = 'sqlite store';
 const PURGE_CHUNK = 500;
 const DEFAULT_MAX_BATCH = 128;
+const DEFAULT_REPLAY_CACHE_BYTES = 8 * 1024 * 1024;
 
 /**
  * A record as the statements select it: a raw row (an array, cheaper than an object per row),
@@ -146,6 +163,8 @@ class SqliteIdempotencyStore implements SqliteStore {
   /** Operations this store acquired and has not seen finished: key -> end of lease. */
   private readonly open = new Map<string, number>();
   private sweptAt = Number.NEGATIVE_INFINITY;
+  /** Finished records served to replays without a read (see ReplayCache). */
+  private readonly replays: ReplayCache | undefined;
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -162,7 +181,8 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     const clock = options.clock ?? systemClock;
     const maxBatch = batchSize(options.batch);
-    const settings = { clock, table, busyRetries, maxBatch };
+    const replayCacheBytes = replayCacheSize(options.replayCache, options.database !== undefined);
+    const settings = { clock, table, busyRetries, maxBatch, replayCacheBytes };
 
     if (options.database) {
       const db = options.database;
@@ -196,7 +216,13 @@ class SqliteIdempotencyStore implements SqliteStore {
     db: BetterSqlite3.Database,
     owned: boolean,
     path: string,
-    settings: { clock: Clock; table: string; busyRetries: number; maxBatch: number },
+    settings: {
+      clock: Clock;
+      table: string;
+      busyRetries: number;
+      maxBatch: number;
+      replayCacheBytes: number;
+    },
   ) {
     this.db = db;
     this.owned = owned;
@@ -204,6 +230,13 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.clock = settings.clock;
     this.table = settings.table;
     this.busyRetries = settings.busyRetries;
+    this.replays =
+      settings.replayCacheBytes > 0
+        ? new ReplayCache(
+            settings.replayCacheBytes,
+            () => this.prepared().dataVersion.get() as number,
+          )
+        : undefined;
     // One connection, and a batch runs synchronously: one batch at a time. The calls made
     // while it runs (in the same tick) leave together as the next one. A batch waits for the
     // event loop's next turn, not a microtask: it costs no round trip, and it meets the calls of
@@ -240,12 +273,25 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     checkMs(leaseMs, 'leaseMs');
     checkMs(ttlMs, 'ttlMs');
+    if (this.replays !== undefined && !this.closed) {
+      const record = this.replays.get(key, this.now());
+      if (record !== undefined) {
+        this.order.saw(false);
+        return { kind: 'existing', record };
+      }
+    }
     let result: BeginResult;
     if (!this.alone()) {
       // Read with the other begins of the batch, in one read transaction (no write lock);
       // only those that find their key free then write, in the batch's write transaction.
       const call: BeginCall = { kind: 'begin', key, fingerprint, leaseMs, ttlMs, read: false };
       result = (await this.batched(call)) as BeginResult;
+    } else if (this.order.insertFirst()) {
+      // Most recent keys were new: insert at once, without the read. The insert writes
+      // nothing on a key that has a record, and the begin then reads it and decides.
+      const call: BeginCall = { kind: 'begin', key, fingerprint, leaseMs, ttlMs, read: true };
+      result = (await this.writeNow(call)) as BeginResult;
+      this.order.saw(foundNew(result));
     } else {
       let read = this.guard('begin', () => this.beginRead(key, fingerprint, leaseMs, ttlMs));
       if (read instanceof Promise) read = await read;
@@ -317,7 +363,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     const seen = this.prepared().select.get(key) as Row | undefined;
     this.order.saw(seen === undefined);
     if (seen && !acquirable(seen, fingerprint, this.now())) {
-      return { kind: 'existing', record: toRecord(key, seen, this.path) };
+      return { kind: 'existing', record: this.toExisting(key, seen) };
     }
     const call: BeginCall = { kind: 'begin', key, fingerprint, leaseMs, ttlMs, read: true };
     if (seen) call.seen = seen;
@@ -451,7 +497,7 @@ class SqliteIdempotencyStore implements SqliteStore {
             const seen = s.select.get(call.key) as Row | undefined;
             this.order.saw(seen === undefined);
             if (seen && !acquirable(seen, call.fingerprint, now)) {
-              outcomes[i] = { kind: 'existing', record: toRecord(call.key, seen, this.path) };
+              outcomes[i] = { kind: 'existing', record: this.toExisting(call.key, seen) };
             } else {
               writes[i] = seen ? { ...call, read: true, seen } : { ...call, read: true };
             }
@@ -545,7 +591,7 @@ class SqliteIdempotencyStore implements SqliteStore {
       }
       seen = s.select.get(key) as Row | undefined;
       if (seen && !acquirable(seen, fingerprint, now)) {
-        return { kind: 'existing', record: toRecord(key, seen, this.path) };
+        return { kind: 'existing', record: this.toExisting(key, seen) };
       }
     }
     if (seen && seen[8] !== '{}') {
@@ -574,6 +620,7 @@ class SqliteIdempotencyStore implements SqliteStore {
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
+    this.replays?.delete(key);
     return this.guard('delete', () => this.prepared().delete.run(key).changes > 0);
   }
 
@@ -604,6 +651,7 @@ class SqliteIdempotencyStore implements SqliteStore {
       );
     }
     const now = this.now();
+    this.replays?.clear();
     let removed = 0;
     let after = Number.MIN_SAFE_INTEGER;
     // One chunk per write transaction, so writers in other processes wait at most one chunk.
@@ -626,6 +674,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     await this.batcher?.settled();
     this.closed = true;
     this.statements = undefined;
+    this.replays?.clear();
     if (this.owned) this.db.close();
   }
 
@@ -644,8 +693,16 @@ class SqliteIdempotencyStore implements SqliteStore {
       this.statements = prepare(this.db, this.table, this.path, (s, call, now) =>
         this.run(s, call, now, true),
       );
+      this.replays?.start();
     }
     return this.statements;
+  }
+
+  /** The record of a begin that found it not acquirable; a finished one goes to the cache. */
+  private toExisting(key: string, row: Row): IdempotencyRecord {
+    const record = toRecord(key, row, this.path);
+    if (this.replays !== undefined && record.status !== 'in_progress') this.replays.add(record);
+    return record;
   }
 
   /**
@@ -746,6 +803,8 @@ interface Statements {
   heartbeat: BetterSqlite3.Statement;
   saveStep: BetterSqlite3.Statement;
   delete: BetterSqlite3.Statement;
+  /** `PRAGMA data_version`: changes when another connection has committed. */
+  dataVersion: BetterSqlite3.Statement;
   list: BetterSqlite3.Statement;
   purge: BetterSqlite3.Statement;
 }
@@ -838,6 +897,7 @@ function prepare(
       `UPDATE ${t} SET steps = json_patch(steps, json_object(?, ?)), updated_at = ? ${fenced}`,
     ),
     delete: db.prepare(`DELETE FROM ${t} WHERE key = ?`),
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
     list: db
       .prepare(`
       SELECT ${COLUMNS}, key FROM ${t}
@@ -1002,6 +1062,25 @@ function checkCount(value: unknown, what: string): number | undefined {
     );
   }
   return value;
+}
+
+/** The replay cache's bound from the `replayCache` option; 0 turns it off. */
+function replayCacheSize(option: SqliteStoreOptions['replayCache'], shared: boolean): number {
+  if (option === undefined) return shared ? 0 : DEFAULT_REPLAY_CACHE_BYTES;
+  if (option === false) return 0;
+  if (option === true) return DEFAULT_REPLAY_CACHE_BYTES;
+  if (typeof option !== 'object' || option === null) {
+    throw new InvalidArgumentError(
+      `sqlite store replayCache must be a boolean or { maxBytes }; got ${JSON.stringify(option)}`,
+    );
+  }
+  const bytes = option.maxBytes ?? DEFAULT_REPLAY_CACHE_BYTES;
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    throw new InvalidArgumentError(
+      `sqlite store replayCache.maxBytes must be a whole number >= 0; got ${String(bytes)}`,
+    );
+  }
+  return bytes;
 }
 
 /** The most calls per batch from the `batch` option; 1 (or `false`) turns batching off. */

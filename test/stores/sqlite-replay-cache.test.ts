@@ -1,0 +1,305 @@
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ErrorCode, isReprocessError } from '../../src/errors.js';
+import type { IdempotencyRecord } from '../../src/idempotency/store.js';
+import { createSqliteStore, parseSqliteUrl } from '../../src/stores/sqlite/index.js';
+import { ReplayCache } from '../../src/stores/sqlite/replay-cache.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
+
+const FP = 'f'.repeat(64);
+const OTHER_FP = 'e'.repeat(64);
+const TABLE = 'reprocess_idempotency';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'reprocess-sqlite-cache-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Store = ReturnType<typeof createSqliteStore>;
+
+/** Runs one operation to completion with `result`. */
+async function finish(store: Store, key: string, result: string, ttlMs = 60_000): Promise<void> {
+  const begun = await store.begin(key, FP, 1000, ttlMs);
+  if (begun.kind !== 'acquired') throw new Error(`expected to acquire ${key}`);
+  expect(await store.complete(key, begun.token, result, ttlMs)).toEqual({ kind: 'ok' });
+}
+
+/** The result a replay of `key` answers (failing when the begin does not replay). */
+async function replayed(store: Store, key: string, fingerprint = FP): Promise<string | undefined> {
+  const begun = await store.begin(key, fingerprint, 1000, 60_000);
+  if (begun.kind !== 'existing') throw new Error(`expected a replay of ${key}, got ${begun.kind}`);
+  return begun.record.result;
+}
+
+/** Rewrites a stored result behind the store's back, on the given connection. */
+function rewrite(db: Database.Database, key: string, result: string): void {
+  const { changes } = db.prepare(`UPDATE ${TABLE} SET result = ? WHERE key = ?`).run(result, key);
+  expect(changes).toBe(1);
+}
+
+describe('sqlite store: replay cache', () => {
+  it('answers a replay from memory, which an edit on the same connection shows (and without the cache it does not)', async () => {
+    const path = join(dir, 'same-connection.sqlite');
+    const db = new Database(path);
+    const cached = createSqliteStore({ database: db, replayCache: true });
+    await finish(cached, 'k', '"first"');
+    expect(await replayed(cached, 'k')).toBe('"first"');
+    // A write on the store's own connection does not change data_version: the cache answers.
+    rewrite(db, 'k', '"edited"');
+    expect(await replayed(cached, 'k')).toBe('"first"');
+
+    // A store on a connection it was given has no cache unless asked: it reads the edit.
+    const plain = createSqliteStore({ database: db, table: 'plain' });
+    await finish(plain, 'k', '"first"');
+    expect(await replayed(plain, 'k')).toBe('"first"');
+    db.prepare(`UPDATE plain SET result = '"edited"' WHERE key = 'k'`).run();
+    expect(await replayed(plain, 'k')).toBe('"edited"');
+    db.close();
+  });
+
+  it('sees a delete by another connection: the next begin acquires instead of replaying', async () => {
+    const path = join(dir, 'other-connection.sqlite');
+    const store = createSqliteStore({ path });
+    await finish(store, 'k', '"first"');
+    expect(await replayed(store, 'k')).toBe('"first"');
+    expect(await replayed(store, 'k')).toBe('"first"');
+
+    const other = new Database(path);
+    expect(other.prepare(`DELETE FROM ${TABLE} WHERE key = ?`).run('k').changes).toBe(1);
+    other.close();
+
+    const again = await store.begin('k', OTHER_FP, 1000, 60_000);
+    expect(again.kind).toBe('acquired');
+    await store.close();
+  });
+
+  it('sees an edit by another connection, and by another store object on the file', async () => {
+    const path = join(dir, 'edits.sqlite');
+    const store = createSqliteStore({ path });
+    await finish(store, 'a', '"a1"');
+    await finish(store, 'b', '"b1"');
+    expect(await replayed(store, 'a')).toBe('"a1"');
+    expect(await replayed(store, 'b')).toBe('"b1"');
+
+    const other = new Database(path);
+    rewrite(other, 'a', '"a2"');
+    other.close();
+    expect(await replayed(store, 'a')).toBe('"a2"');
+
+    const second = createSqliteStore({ path });
+    expect(await second.delete('b')).toBe(true);
+    await second.close();
+    expect((await store.begin('b', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+  });
+
+  it('sees a delete made by another OS process', async () => {
+    const path = join(dir, 'process.sqlite');
+    const store = createSqliteStore({ path });
+    await finish(store, 'k', '"first"');
+    expect(await replayed(store, 'k')).toBe('"first"');
+
+    const script = join(dir, 'delete.cjs');
+    writeFileSync(
+      script,
+      `const Database = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+       const db = new Database(process.argv[2]);
+       const { changes } = db.prepare('DELETE FROM ${TABLE} WHERE key = ?').run('k');
+       db.close();
+       process.send(changes, () => process.exit(0));`,
+    );
+    const changes = await new Promise<unknown>((resolve, reject) => {
+      const child = fork(script, [path], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      child.once('message', resolve);
+      child.once('error', reject);
+    });
+    expect(changes).toBe(1);
+    expect((await store.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+  });
+
+  it("drops a record at its expiry, and on this store's own delete and purge", async () => {
+    const clock = new FakeClock();
+    const path = join(dir, 'expiry.sqlite');
+    const store = createSqliteStore({ path, clock });
+    await finish(store, 'ttl', '"old"', 5_000);
+    expect(await replayed(store, 'ttl')).toBe('"old"');
+    await clock.advance(5_000);
+    // Expired: a new payload starts a new operation.
+    expect((await store.begin('ttl', OTHER_FP, 1000, 60_000)).kind).toBe('acquired');
+
+    await finish(store, 'deleted', '"x"');
+    expect(await replayed(store, 'deleted')).toBe('"x"');
+    expect(await store.delete('deleted')).toBe(true);
+    expect((await store.begin('deleted', FP, 1000, 60_000)).kind).toBe('acquired');
+
+    await finish(store, 'purged', '"y"', 1_000);
+    expect(await replayed(store, 'purged')).toBe('"y"');
+    await clock.advance(1_000);
+    expect(await store.purgeExpired()).toBeGreaterThanOrEqual(1);
+    // The clock going back must not bring a purged record back from memory.
+    clock.set(clock.now() - 1_000);
+    expect((await store.begin('purged', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+  });
+
+  it('caches failed records too, and never records still in progress', async () => {
+    const path = join(dir, 'statuses.sqlite');
+    const db = new Database(path);
+    const store = createSqliteStore({ database: db, replayCache: true });
+    const begun = await store.begin('failed', FP, 1000, 60_000);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    await store.fail('failed', begun.token, '{"name":"Error"}', 60_000);
+    const first = await store.begin('failed', FP, 1000, 60_000);
+    expect(first.kind === 'existing' && first.record.status).toBe('failed');
+    db.prepare(`UPDATE ${TABLE} SET error = '{"name":"Edited"}' WHERE key = 'failed'`).run();
+    const second = await store.begin('failed', FP, 1000, 60_000);
+    expect(second.kind === 'existing' && second.record.error).toBe('{"name":"Error"}');
+
+    const live = await store.begin('live', FP, 60_000, 60_000);
+    expect(live.kind).toBe('acquired');
+    expect((await store.begin('live', FP, 1000, 60_000)).kind).toBe('existing');
+    db.prepare(`UPDATE ${TABLE} SET lease_until = 0 WHERE key = 'live'`).run();
+    // Not cached: the ended lease is read, and the same payload takes the operation over.
+    const takeover = await store.begin('live', FP, 1000, 60_000);
+    expect(takeover.kind === 'acquired' && takeover.takeover).toBe(true);
+    db.close();
+  });
+
+  it('serves a frozen record, so that no caller can change what the next replay sees', async () => {
+    const store = createSqliteStore({ path: join(dir, 'frozen.sqlite') });
+    await finish(store, 'k', '"first"');
+    const a = await store.begin('k', FP, 1000, 60_000);
+    const b = await store.begin('k', FP, 1000, 60_000);
+    if (a.kind !== 'existing' || b.kind !== 'existing') throw new Error('expected replays');
+    expect(b.record).toBe(a.record);
+    expect(Object.isFrozen(b.record)).toBe(true);
+    expect(() => {
+      (b.record as { result?: string }).result = 'changed';
+    }).toThrow(TypeError);
+    await store.close();
+  });
+
+  it('keeps within maxBytes: big results are not cached, the oldest entries leave first', async () => {
+    const path = join(dir, 'bounded.sqlite');
+    const db = new Database(path);
+    // A small entry counts 256 + 2 x (1 + 64 + 7) = 400 bytes: eight fit in 3,200, a ninth
+    // evicts the oldest. One entry may take an eighth (400): the big one (790) is not kept.
+    const store = createSqliteStore({ database: db, replayCache: { maxBytes: 3_200 } });
+    const big = `"${'x'.repeat(200)}"`;
+    await finish(store, 'B', big);
+    expect(await replayed(store, 'B')).toBe(big);
+    rewrite(db, 'B', '"edited"');
+    expect(await replayed(store, 'B')).toBe('"edited"');
+
+    const keys = ['1', '2', '3', '4', '5', '6', '7', '8', '9'];
+    for (const key of keys) {
+      await finish(store, key, `"v${key}   "`);
+      expect(await replayed(store, key)).toBe(`"v${key}   "`);
+    }
+    for (const key of keys) rewrite(db, key, `"e${key}   "`);
+    // '1' was evicted by '9': the others still answer from memory, '1' is read again.
+    for (const key of keys.slice(1)) expect(await replayed(store, key)).toBe(`"v${key}   "`);
+    expect(await replayed(store, '1')).toBe('"e1   "');
+    db.close();
+  });
+
+  it('rejects a bad replayCache option or URL parameter with a typed error naming it', () => {
+    for (const bad of ['yes', 1, null, { maxBytes: -1 }, { maxBytes: 1.5 }, { maxBytes: 'big' }]) {
+      let caught: unknown;
+      try {
+        createSqliteStore({ path: join(dir, 'bad.sqlite'), replayCache: bad as never });
+      } catch (error) {
+        caught = error;
+      }
+      expect(isReprocessError(caught) && caught.code).toBe(ErrorCode.INVALID_ARGUMENT);
+      expect((caught as Error).message).toMatch(/replayCache/);
+    }
+    expect(parseSqliteUrl('sqlite:a.sqlite?replay_cache_bytes=0').replayCache).toEqual({
+      maxBytes: 0,
+    });
+    expect(() => parseSqliteUrl('sqlite:a.sqlite?replay_cache_bytes=lots')).toThrow(
+      /replay_cache_bytes must be a whole number/,
+    );
+  });
+});
+
+describe('ReplayCache', () => {
+  function record(key: string, expiresAt = 10_000): IdempotencyRecord {
+    return {
+      key,
+      fingerprint: FP,
+      status: 'completed',
+      token: 1,
+      attempts: 1,
+      leaseUntil: 0,
+      expiresAt,
+      steps: {},
+      createdAt: 0,
+      updatedAt: 0,
+      result: '"r"',
+    };
+  }
+
+  it('adds nothing before the data version is first observed', () => {
+    let version = 1;
+    const cache = new ReplayCache(1_000_000, () => version);
+    cache.add(record('a'));
+    expect(cache.size).toBe(0);
+    cache.start();
+    cache.add(record('a'));
+    expect(cache.get('a', 0)?.key).toBe('a');
+    version = 2;
+    expect(cache.get('a', 0)).toBeUndefined();
+    expect(cache.size).toBe(0);
+  });
+
+  it('treats a failing version check as a change', () => {
+    let fail = false;
+    const cache = new ReplayCache(1_000_000, () => {
+      if (fail) throw new Error('SQLITE_BUSY');
+      return 7;
+    });
+    cache.start();
+    cache.add(record('a'));
+    fail = true;
+    expect(cache.get('a', 0)).toBeUndefined();
+    fail = false;
+    // The next observation starts afresh.
+    cache.add(record('a'));
+    expect(cache.get('a', 0)).toBeUndefined();
+    cache.add(record('a'));
+    expect(cache.get('a', 0)?.key).toBe('a');
+  });
+
+  it('mostly stops caching while other writers change the version at every check', () => {
+    let version = 0;
+    const cache = new ReplayCache(1_000_000, () => version);
+    cache.start();
+    let added = 0;
+    for (let i = 0; i < 640; i++) {
+      cache.add(record(`k${i}`));
+      if (cache.size > 0) added++;
+      version++;
+      cache.get(`k${i}`, 0);
+    }
+    // The first checks all failed; after them only one add in 32 goes in.
+    expect(added).toBeLessThan(60);
+    expect(added).toBeGreaterThan(10);
+    // When the writers go quiet, the probes find the version unchanged, and after a few of
+    // them (one add in 32 each) caching resumes.
+    let hits = 0;
+    for (let i = 0; i < 640; i++) {
+      cache.add(record(`q${i}`));
+      if (cache.get(`q${i}`, 0) !== undefined) hits++;
+    }
+    expect(hits).toBeGreaterThan(400);
+  });
+});
