@@ -100,6 +100,29 @@ describe('sqlite store: replay cache', () => {
     await store.close();
   });
 
+  it('answers replays made side by side from the cache, and sees a delete among them', async () => {
+    const path = join(dir, 'side-by-side.sqlite');
+    const store = createSqliteStore({ path });
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    for (const key of keys) await finish(store, key, `"${key}"`);
+    for (const key of keys) expect(await replayed(store, key)).toBe(`"${key}"`);
+    expect(await Promise.all(keys.map((key) => replayed(store, key)))).toEqual(
+      keys.map((key) => `"${key}"`),
+    );
+
+    // The begins are made, then another connection deletes a record before any of them is
+    // answered: the first one checked at once, the others share a check made after the delete.
+    const other = new Database(path);
+    const pending = keys.map((key) => store.begin(key, FP, 1000, 60_000));
+    other.prepare(`DELETE FROM ${TABLE} WHERE key = 'k7'`).run();
+    other.close();
+    const answers = await Promise.all(pending);
+    expect(answers.map((a) => a.kind)).toEqual(
+      keys.map((key) => (key === 'k7' ? 'acquired' : 'existing')),
+    );
+    await store.close();
+  });
+
   it('sees a delete made by another OS process', async () => {
     const path = join(dir, 'process.sqlite');
     const store = createSqliteStore({ path });
@@ -248,20 +271,20 @@ describe('ReplayCache', () => {
     };
   }
 
-  it('adds nothing before the data version is first observed', () => {
+  it('adds nothing before the data version is first observed', async () => {
     let version = 1;
     const cache = new ReplayCache(1_000_000, () => version);
     cache.add(record('a'));
     expect(cache.size).toBe(0);
     cache.start();
     cache.add(record('a'));
-    expect(cache.get('a', 0)?.key).toBe('a');
+    expect((await cache.get('a', 0))?.key).toBe('a');
     version = 2;
-    expect(cache.get('a', 0)).toBeUndefined();
+    expect(await cache.get('a', 0)).toBeUndefined();
     expect(cache.size).toBe(0);
   });
 
-  it('treats a failing version check as a change', () => {
+  it('treats a failing version check as a change', async () => {
     let fail = false;
     const cache = new ReplayCache(1_000_000, () => {
       if (fail) throw new Error('SQLITE_BUSY');
@@ -270,16 +293,16 @@ describe('ReplayCache', () => {
     cache.start();
     cache.add(record('a'));
     fail = true;
-    expect(cache.get('a', 0)).toBeUndefined();
+    expect(await cache.get('a', 0)).toBeUndefined();
     fail = false;
     // The next observation starts afresh.
     cache.add(record('a'));
-    expect(cache.get('a', 0)).toBeUndefined();
+    expect(await cache.get('a', 0)).toBeUndefined();
     cache.add(record('a'));
-    expect(cache.get('a', 0)?.key).toBe('a');
+    expect((await cache.get('a', 0))?.key).toBe('a');
   });
 
-  it('mostly stops caching while other writers change the version at every check', () => {
+  it('mostly stops caching while other writers change the version at every check', async () => {
     let version = 0;
     const cache = new ReplayCache(1_000_000, () => version);
     cache.start();
@@ -288,7 +311,7 @@ describe('ReplayCache', () => {
       cache.add(record(`k${i}`));
       if (cache.size > 0) added++;
       version++;
-      cache.get(`k${i}`, 0);
+      await cache.get(`k${i}`, 0);
     }
     // The first checks all failed; after them only one add in 32 goes in.
     expect(added).toBeLessThan(60);
@@ -298,8 +321,39 @@ describe('ReplayCache', () => {
     let hits = 0;
     for (let i = 0; i < 640; i++) {
       cache.add(record(`q${i}`));
-      if (cache.get(`q${i}`, 0) !== undefined) hits++;
+      if ((await cache.get(`q${i}`, 0)) !== undefined) hits++;
     }
     expect(hits).toBeGreaterThan(400);
+  });
+
+  it('gives the hits of one stretch of microtasks one shared check, made after all of them', async () => {
+    let version = 1;
+    let checks = 0;
+    const cache = new ReplayCache(1_000_000, () => {
+      checks++;
+      return version;
+    });
+    cache.start();
+    for (const key of ['a', 'b', 'c', 'd']) cache.add(record(key));
+    checks = 0;
+    // The first hit checks at once; the next three wait for one check.
+    const first = cache.get('a', 0);
+    const rest = ['b', 'c', 'd'].map((key) => cache.get(key, 0));
+    expect(first).toMatchObject({ key: 'a' });
+    for (const waiting of rest) expect(waiting).toBeInstanceOf(Promise);
+    // This store deletes 'c' before the shared check: that one is read again.
+    cache.delete('c');
+    expect((await Promise.all(rest)).map((r) => r?.key)).toEqual(['b', undefined, 'd']);
+    expect(checks).toBe(2);
+
+    // A write elsewhere before the shared check: none of the waiting hits is served.
+    await Promise.resolve();
+    cache.add(record('e'));
+    cache.add(record('f'));
+    expect(cache.get('e', 0)).toMatchObject({ key: 'e' });
+    const waiting = cache.get('f', 0);
+    version = 2;
+    expect(await waiting).toBeUndefined();
+    expect(cache.size).toBe(0);
   });
 });

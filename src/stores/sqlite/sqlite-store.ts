@@ -274,7 +274,8 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkMs(leaseMs, 'leaseMs');
     checkMs(ttlMs, 'ttlMs');
     if (this.replays !== undefined && !this.closed) {
-      const record = this.replays.get(key, this.now());
+      let record = this.replays.get(key, this.now());
+      if (record instanceof Promise) record = await record;
       if (record !== undefined) {
         this.order.saw(false);
         return { kind: 'existing', record };
