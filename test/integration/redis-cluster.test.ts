@@ -7,7 +7,9 @@
  * - that `list` and `purgeExpired` cover the records of every master;
  * - a plain client talking to a Cluster node with batching on (the default): the first batch
  *   is refused with CROSSSLOT, which runs none of it; the store re-sends each call alone and
- *   batches no more, and every call gets the result it would have had alone.
+ *   batches no more, and every call gets the result it would have had alone;
+ * - a store opened from a `redis://…?cluster=true` URL (as the config file and the CLI do):
+ *   records on every master, calls failing closed while the cluster cannot be reached.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisLike, createRedisStore } from '../../src/stores/redis/index.js';
+import { isReprocessError } from '../../src/errors.js';
+import { type RedisLike, createRedisStore, openRedisStore } from '../../src/stores/redis/index.js';
 import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { freePort } from '../helpers/ports.js';
@@ -267,6 +270,109 @@ if (!hasServer) {
         expect((await store.list()).records).toHaveLength(0);
       } finally {
         await client.quit().catch(() => client.disconnect());
+      }
+    });
+
+    it('opens a Cluster from a redis:// URL with cluster=true: records on every master, listed from all', async () => {
+      const [p0, p1, p2] = (three as TestCluster).ports as [number, number, number];
+      const prefix = `${RUN_ID}:url:`;
+      // Two seeds of three: the client learns the third master from the slots.
+      const store = await openRedisStore(
+        `redis://127.0.0.1:${p0}?cluster=true&node=127.0.0.1:${p1}&prefix=${encodeURIComponent(prefix)}`,
+      );
+      try {
+        const keys = Array.from({ length: 30 }, (_, i) => `order-${i}`);
+        // Side by side, as a server would: a Cluster client is never batched.
+        const begun = await Promise.all(keys.map((key) => store.begin(key, 'fp', 30_000, 60_000)));
+        const done = await Promise.all(
+          begun.map((b, i) => {
+            if (b.kind !== 'acquired') throw new Error(`expected to acquire ${keys[i]}`);
+            return store.complete(keys[i] as string, b.token, `"r-${i}"`, 60_000);
+          }),
+        );
+        expect(done.every((d) => d.kind === 'ok')).toBe(true);
+        const replays = await Promise.all(
+          keys.map((key) => store.begin(key, 'fp', 30_000, 60_000)),
+        );
+        expect(replays.map((r) => (r.kind === 'existing' ? r.record.result : r.kind))).toEqual(
+          keys.map((_, i) => `"r-${i}"`),
+        );
+        const perNode = await Promise.all(
+          [p0, p1, p2].map(async (port) => {
+            const node = new Redis({ port, host: '127.0.0.1' });
+            try {
+              return (await node.keys(`${prefix}{*}`)).length;
+            } finally {
+              node.disconnect();
+            }
+          }),
+        );
+        expect(perNode.every((count) => count > 0)).toBe(true);
+        expect((await store.list({ limit: 100 })).records.map((r) => r.key).sort()).toEqual(
+          keys.slice().sort(),
+        );
+      } finally {
+        await store.close?.();
+      }
+    });
+
+    it('a cluster=true URL fails closed: an unreachable cluster fails calls at once, a cut connection recovers', async () => {
+      const nowhere = await freePort();
+      const lost = await openRedisStore(`redis://127.0.0.1:${nowhere}?cluster=true`, {
+        connectTimeoutMs: 300,
+      });
+      try {
+        const failed = await lost.begin('k', 'fp', 30_000, 60_000).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect(isReprocessError(failed, 'STORE_UNAVAILABLE')).toBe(true);
+      } finally {
+        await lost.close?.();
+      }
+
+      const [p0] = (three as TestCluster).ports as [number];
+      const prefix = `${RUN_ID}:cut:`;
+      const store = await openRedisStore(
+        `redis://127.0.0.1:${p0}?cluster=true&prefix=${encodeURIComponent(prefix)}`,
+        { connectionName: `cut-${RUN_ID}` },
+      );
+      try {
+        const first = await store.begin('before', 'fp', 30_000, 60_000);
+        expect(first.kind).toBe('acquired');
+        // Every connection of the store, on every master, is killed.
+        let killed = 0;
+        for (const port of (three as TestCluster).ports) {
+          const admin = new Redis({ port, host: '127.0.0.1' });
+          try {
+            const list = String(await admin.call('CLIENT', 'LIST'));
+            for (const line of list.split('\n')) {
+              const id = /(?:^| )id=(\d+) /.exec(line)?.[1];
+              if (id !== undefined && line.includes(`name=cut-${RUN_ID}`)) {
+                killed += Number(await admin.call('CLIENT', 'KILL', 'ID', id));
+              }
+            }
+          } finally {
+            admin.disconnect();
+          }
+        }
+        expect(killed).toBeGreaterThan(0);
+        // Each call either works or fails closed, and within a few attempts they work again,
+        // on the same store object.
+        let outcome: unknown;
+        for (let attempt = 0; attempt < 100; attempt++) {
+          try {
+            outcome = await store.begin('after', 'fp', 30_000, 60_000);
+            break;
+          } catch (error) {
+            expect(isReprocessError(error, 'STORE_UNAVAILABLE')).toBe(true);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        }
+        expect(outcome).toMatchObject({ kind: 'acquired' });
+        expect((await store.begin('before', 'fp', 30_000, 60_000)).kind).toBe('existing');
+      } finally {
+        await store.close?.();
       }
     });
 

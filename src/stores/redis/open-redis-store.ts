@@ -20,7 +20,9 @@ export interface OpenRedisStoreOptions {
 
 /**
  * Opens a Redis store from a URL (`redis://[user:password@]host[:port][/db][?prefix=p:&batch=false&readFirst=false]`,
- * `rediss://` for TLS) with its own ioredis client, which `close()` closes.
+ * `rediss://` for TLS) with its own ioredis client, which `close()` closes. With
+ * `?cluster=true` the client is an ioredis `Cluster`: the URL's host is the first seed node,
+ * each `&node=host:port` adds one, and user, password and TLS apply to every node.
  *
  * The client is set up to fail closed instead of waiting:
  * - `maxRetriesPerRequest: 0`: when the connection drops, commands in flight and queued are
@@ -40,20 +42,41 @@ export async function openRedisStore(
   url: string,
   options: OpenRedisStoreOptions = {},
 ): Promise<RedisStore> {
-  const { redisUrl, prefix, batch, readFirst } = parseRedisUrl(url);
-  const Redis = await loadIoredis();
-  const client = new Redis(redisUrl, {
+  const { redisUrl, prefix, batch, readFirst, cluster } = parseRedisUrl(url);
+  const ioredis = await loadIoredis();
+  const failClosed = {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    enableOfflineQueue: true,
     commandTimeout: options.commandTimeoutMs ?? 5000,
     connectTimeout: options.connectTimeoutMs ?? 5000,
     connectionName: options.connectionName ?? 'reprocess',
-    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000),
-  });
+  };
+  const retry = (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000);
+  const client =
+    cluster === undefined
+      ? new ioredis.Redis(redisUrl, {
+          ...failClosed,
+          enableOfflineQueue: true,
+          retryStrategy: retry,
+        })
+      : new ioredis.Cluster(cluster.nodes, {
+          // A Cluster keeps queued calls through every reconnection attempt, with no bound:
+          // without the queue, a call made while the cluster cannot be reached fails at once
+          // (fail closed). Opening waits for the first connection instead (below).
+          enableOfflineQueue: false,
+          clusterRetryStrategy: retry,
+          slotsRefreshTimeout: options.connectTimeoutMs ?? 5000,
+          redisOptions: {
+            ...failClosed,
+            ...(cluster.username === undefined ? {} : { username: cluster.username }),
+            ...(cluster.password === undefined ? {} : { password: cluster.password }),
+            ...(cluster.tls ? { tls: {} } : {}),
+          },
+        });
   // Failures reach callers as rejected commands; without a listener ioredis would also print
   // every reconnection error.
   client.on('error', () => {});
+  if (cluster !== undefined) await ready(client, options.connectTimeoutMs ?? 5000);
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
     batch: options.batch ?? batch ?? true,
@@ -72,12 +95,47 @@ export async function openRedisStore(
   };
 }
 
+/**
+ * Waits until a Cluster client is ready, at most `ms`. It is not an error to stop waiting: the
+ * client keeps trying, and calls fail closed until it is ready.
+ */
+function ready(
+  client: {
+    status: string;
+    once(event: 'ready', listener: () => void): unknown;
+    off(event: 'ready', listener: () => void): unknown;
+  },
+  ms: number,
+): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref?.();
+    client.once('ready', done);
+  });
+}
+
 /** The store's own parameters of a URL, and the URL ioredis gets. */
 interface ParsedRedisUrl {
   redisUrl: string;
   prefix?: string;
   batch?: boolean;
   readFirst?: boolean;
+  /** With `?cluster=true`: the seed nodes and what every node connection needs. */
+  cluster?: RedisClusterSeeds;
+}
+
+/** The seeds of an ioredis `Cluster` from a `?cluster=true` URL. */
+export interface RedisClusterSeeds {
+  nodes: Array<{ host: string; port: number }>;
+  username?: string;
+  password?: string;
+  tls: boolean;
 }
 
 /** Splits the store's own parameters (`prefix`, `batch`, `readFirst`) from the URL ioredis gets. */
@@ -96,12 +154,58 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   const prefix = parsed.searchParams.get('prefix');
   const batch = booleanParameter(parsed, 'batch');
   const readFirst = booleanParameter(parsed, 'readFirst');
+  const cluster = booleanParameter(parsed, 'cluster');
+  const extraNodes = parsed.searchParams.getAll('node');
   parsed.searchParams.delete('prefix');
+  parsed.searchParams.delete('node');
   const result: ParsedRedisUrl = { redisUrl: parsed.toString() };
   if (prefix !== null) result.prefix = prefix;
   if (batch !== undefined) result.batch = batch;
   if (readFirst !== undefined) result.readFirst = readFirst;
+  if (cluster === true) result.cluster = clusterSeeds(parsed, extraNodes);
+  else if (extraNodes.length > 0) {
+    throw new InvalidArgumentError(
+      'openRedisStore: node= adds a seed node of a Redis Cluster; add cluster=true to the URL',
+    );
+  }
   return result;
+}
+
+function clusterSeeds(url: URL, extraNodes: string[]): RedisClusterSeeds {
+  const db = url.pathname.replace(/^\//, '');
+  if (db !== '' && db !== '0') {
+    throw new InvalidArgumentError(
+      `openRedisStore: a Redis Cluster has only database 0, got /${db} in a cluster=true URL`,
+    );
+  }
+  if (url.hostname === '') {
+    throw new InvalidArgumentError('openRedisStore: a cluster=true URL needs a host');
+  }
+  const first = { host: bareHost(url.hostname), port: url.port === '' ? 6379 : Number(url.port) };
+  const seeds: RedisClusterSeeds = {
+    nodes: [first, ...extraNodes.map(hostPort)],
+    tls: url.protocol === 'rediss:',
+  };
+  if (url.username !== '') seeds.username = decodeURIComponent(url.username);
+  if (url.password !== '') seeds.password = decodeURIComponent(url.password);
+  return seeds;
+}
+
+/** `host:port` (or `[v6]:port`) of a `node=` parameter. */
+function hostPort(text: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]/?#@\s]+):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[2]) : 0;
+  if (!match || port < 1 || port > 65_535) {
+    throw new InvalidArgumentError(
+      `openRedisStore: node must be host:port with a port from 1 to 65535, got ${JSON.stringify(text)}`,
+    );
+  }
+  return { host: bareHost(match[1] as string), port };
+}
+
+/** An IPv6 host without the brackets a URL puts around it. */
+function bareHost(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
 /** Takes the boolean parameter `name` out of `url` (true, 1, false or 0). */
@@ -117,9 +221,13 @@ function booleanParameter(url: URL, name: string): boolean | undefined {
   return value === 'true' || value === '1';
 }
 
-async function loadIoredis(): Promise<typeof import('ioredis').Redis> {
+async function loadIoredis(): Promise<{
+  Redis: typeof import('ioredis').Redis;
+  Cluster: typeof import('ioredis').Cluster;
+}> {
   try {
-    return (await import('ioredis')).Redis;
+    const { Redis, Cluster } = await import('ioredis');
+    return { Redis, Cluster };
   } catch (error) {
     throw new InvalidArgumentError(
       `openRedisStore needs the ioredis package (npm install ioredis): ${String(error)}`,

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { parseRedisUrl } from '../../src/stores/redis/open-redis-store.js';
+
+describe('redis store URL: cluster=true', () => {
+  it('takes the host as the first seed and each node= as another', () => {
+    expect(
+      parseRedisUrl(
+        'redis://10.0.0.1:7000?cluster=true&node=10.0.0.2:7001&node=[::1]:7002&prefix=p:',
+      ),
+    ).toEqual({
+      redisUrl: 'redis://10.0.0.1:7000',
+      prefix: 'p:',
+      cluster: {
+        nodes: [
+          { host: '10.0.0.1', port: 7000 },
+          { host: '10.0.0.2', port: 7001 },
+          { host: '::1', port: 7002 },
+        ],
+        tls: false,
+      },
+    });
+  });
+
+  it('gives every node the credentials and TLS of the URL, and port 6379 by default', () => {
+    expect(parseRedisUrl('rediss://app:s%40cret@cache.internal/0?cluster=1').cluster).toEqual({
+      nodes: [{ host: 'cache.internal', port: 6379 }],
+      username: 'app',
+      password: 's@cret',
+      tls: true,
+    });
+    expect(parseRedisUrl('redis://cache?cluster=false').cluster).toBeUndefined();
+  });
+
+  it('refuses what a cluster cannot be, with an error naming it', () => {
+    expect(() => parseRedisUrl('redis://cache/2?cluster=true')).toThrow(/only database 0/);
+    expect(() => parseRedisUrl('redis://cache?node=other:7000')).toThrow(/add cluster=true/);
+    for (const node of ['other', 'other:0', 'other:70000', 'a:1:2', 'user@h:1', '']) {
+      expect(() =>
+        parseRedisUrl(`redis://cache?cluster=true&node=${encodeURIComponent(node)}`),
+      ).toThrow(/node must be host:port/);
+    }
+    expect(() => parseRedisUrl('redis://cache?cluster=perhaps')).toThrow(/cluster must be/);
+  });
+});
