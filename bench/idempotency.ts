@@ -6,6 +6,10 @@
  *   fresh  = a new operation: begin + complete, 2 write transactions (floor: INSERT, then UPDATE)
  *   replay = a duplicate of a completed operation: 1 read (floor: SELECT by key)
  *
+ * The SQLite store keeps finished records in memory for replays (its replay cache, checked
+ * against PRAGMA data_version on every hit): the replay rows mostly hit it. "sqlite replay,
+ * no replay cache" is the same replay with `replayCache: false`, reading the table each time.
+ *
  * Rows marked "@64" keep 64 operations in flight (64 loops of awaited operations, as a
  * consumer with concurrency 64 or a busy HTTP server would): the SQLite store then commits
  * the writes of one tick together (group commit, its default). They are compared with the
@@ -296,6 +300,7 @@ async function main(): Promise<void> {
   const sqlite64 = createSqliteStore({ path: join(dir, 'store-64.sqlite') });
   const direct = createSqliteStore({ path: join(dir, 'direct.sqlite') });
   const direct64 = createSqliteStore({ path: join(dir, 'direct-64.sqlite') });
+  const uncached = createSqliteStore({ path: join(dir, 'uncached.sqlite'), replayCache: false });
   const floors = { fresh: 'floor: 2 write transactions', replay: 'floor: 1 read' };
   const cases: Case[] = [
     ...floorCases(),
@@ -303,6 +308,10 @@ async function main(): Promise<void> {
     ...directCases(direct, floors),
     ...directCases(direct64, floors, 64),
     ...storeCases('sqlite', sqlite, floors),
+    // Only its replay row: its fresh operations are those of the row above.
+    ...storeCases('sqlite, no replay cache,', uncached, floors).filter((c) =>
+      c.name.includes('replay'),
+    ),
     ...storeCases('sqlite @64', sqlite64, floors, 64),
     ...storeCases('memory', createMemoryStore()),
   ];
@@ -366,7 +375,7 @@ async function main(): Promise<void> {
   for (const row of rows) console.log(line(head.map((h) => String(row[h as keyof typeof row]))));
   if (sink < 0) console.log(sink);
 
-  for (const store of [sqlite, sqlite64, direct, direct64]) await store.close();
+  for (const store of [sqlite, sqlite64, direct, direct64, uncached]) await store.close();
   rmSync(dir, { recursive: true, force: true });
 }
 
