@@ -310,7 +310,7 @@ async function main(): Promise<void> {
     ...storeCases('sqlite', sqlite, floors),
     // Only its replay row: its fresh operations are those of the row above.
     ...storeCases('sqlite, no replay cache,', uncached, floors).filter((c) =>
-      c.name.includes('replay'),
+      c.name.endsWith('replay (duplicate)'),
     ),
     ...storeCases('sqlite @64', sqlite64, floors, 64),
     ...storeCases('memory', createMemoryStore()),
