@@ -40,5 +40,9 @@ describe('redis store URL: cluster=true', () => {
       ).toThrow(/node must be host:port/);
     }
     expect(() => parseRedisUrl('redis://cache?cluster=perhaps')).toThrow(/cluster must be/);
+    expect(() => parseRedisUrl('redis://cache:0?cluster=true')).toThrow(/port must be from 1/);
+    expect(() => parseRedisUrl('redis://app:100%@cache?cluster=true')).toThrow(
+      /password in the URL is not valid percent-encoding/,
+    );
   });
 });

@@ -173,6 +173,35 @@ describe('sqlite store: replay cache', () => {
     await store.close();
   });
 
+  it('a delete that waited for a busy lock drops what a begin cached meanwhile', async () => {
+    const path = join(dir, 'busy-delete.sqlite');
+    const store = createSqliteStore({ path, busyTimeoutMs: 0, busyRetries: 10 });
+    await finish(store, 'k', '"first"');
+    await finish(store, 'other', '"o"');
+    expect(await replayed(store, 'k')).toBe('"first"');
+    expect(await replayed(store, 'other')).toBe('"o"');
+
+    const raw = new Database(path);
+    raw.exec('CREATE TABLE IF NOT EXISTS elsewhere (x)');
+    raw.exec('BEGIN IMMEDIATE');
+    // The delete meets the lock and waits to retry.
+    const deleting = store.delete('k');
+    // Another connection commits (data_version changes) and takes the lock again.
+    raw.exec('INSERT INTO elsewhere VALUES (1)');
+    raw.exec('COMMIT');
+    raw.exec('BEGIN IMMEDIATE');
+    // A hit sees the change and empties the cache; then `k`, not deleted yet, is read and
+    // cached again.
+    expect(await replayed(store, 'other')).toBe('"o"');
+    expect(await replayed(store, 'k')).toBe('"first"');
+    raw.exec('COMMIT');
+    raw.close();
+    expect(await deleting).toBe(true);
+    // This connection's own delete does not change data_version: the entry must be gone.
+    expect((await store.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+  });
+
   it('caches failed records too, and never records still in progress', async () => {
     const path = join(dir, 'statuses.sqlite');
     const db = new Database(path);

@@ -64,6 +64,13 @@ export async function openRedisStore(
           // without the queue, a call made while the cluster cannot be reached fails at once
           // (fail closed). Opening waits for the first connection instead (below).
           enableOfflineQueue: false,
+          // A Cluster sends a call again, after retryDelayOnFailover (100 ms), when its
+          // connection closed before the reply, so a script that had run may run a second
+          // time. The fencing answers that second run: a begin finds its own live lease (the
+          // caller sees the operation in progress until the lease ends), a complete finds the
+          // record completed (lease_lost, although the result is stored). Neither runs the
+          // operation again. Turning the resend off (0) made calls fail just after opening:
+          // node connections closed and reopened right after the cluster became ready.
           clusterRetryStrategy: retry,
           slotsRefreshTimeout: options.connectTimeoutMs ?? 5000,
           redisOptions: {
@@ -181,14 +188,29 @@ function clusterSeeds(url: URL, extraNodes: string[]): RedisClusterSeeds {
   if (url.hostname === '') {
     throw new InvalidArgumentError('openRedisStore: a cluster=true URL needs a host');
   }
-  const first = { host: bareHost(url.hostname), port: url.port === '' ? 6379 : Number(url.port) };
+  const port = url.port === '' ? 6379 : Number(url.port);
+  if (port < 1) {
+    throw new InvalidArgumentError(`openRedisStore: port must be from 1 to 65535, got ${port}`);
+  }
+  const first = { host: bareHost(url.hostname), port };
   const seeds: RedisClusterSeeds = {
     nodes: [first, ...extraNodes.map(hostPort)],
     tls: url.protocol === 'rediss:',
   };
-  if (url.username !== '') seeds.username = decodeURIComponent(url.username);
-  if (url.password !== '') seeds.password = decodeURIComponent(url.password);
+  if (url.username !== '') seeds.username = decoded(url.username, 'user');
+  if (url.password !== '') seeds.password = decoded(url.password, 'password');
   return seeds;
+}
+
+/** A percent-encoded part of the URL, decoded (a stray `%` is a clear error, not a URIError). */
+function decoded(text: string, what: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new InvalidArgumentError(
+      `openRedisStore: the ${what} in the URL is not valid percent-encoding (write % as %25)`,
+    );
+  }
 }
 
 /** `host:port` (or `[v6]:port`) of a `node=` parameter. */

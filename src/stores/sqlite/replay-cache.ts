@@ -2,6 +2,8 @@ import type { IdempotencyRecord } from '../../idempotency/store.js';
 
 /** Bytes counted for an entry beside its stored text (the record object, the key, the map). */
 const ENTRY_OVERHEAD = 256;
+/** Bytes counted for each step beside its text (a property of the steps object). */
+const STEP_OVERHEAD = 64;
 /** About how many recent checks {@link ReplayCache.score} averages over. */
 const WINDOW = 16;
 /** While checks mostly found other writers, one replay in this many is still cached. */
@@ -170,13 +172,20 @@ export class ReplayCache {
   }
 }
 
-/** An upper bound of an entry's memory: two bytes per character of its text, plus overhead. */
+/**
+ * An estimate of an entry's memory, meant to be on the high side: two bytes per character of
+ * its text, plus the objects around it (the entry, and each step).
+ */
 function sizeOf(record: IdempotencyRecord): number {
   let chars = record.key.length + record.fingerprint.length;
+  let size = ENTRY_OVERHEAD;
   if (record.result !== undefined) chars += record.result.length;
   if (record.error !== undefined) chars += record.error.length;
-  for (const name in record.steps) chars += name.length + (record.steps[name] as string).length;
-  return ENTRY_OVERHEAD + 2 * chars;
+  for (const name in record.steps) {
+    chars += name.length + (record.steps[name] as string).length;
+    size += STEP_OVERHEAD;
+  }
+  return size + 2 * chars;
 }
 
 /** Served to every replay of the key: nobody may change it in between. */

@@ -621,8 +621,14 @@ class SqliteIdempotencyStore implements SqliteStore {
 
   async delete(key: string): Promise<boolean> {
     checkKey(key);
-    this.replays?.delete(key);
-    return this.guard('delete', () => this.prepared().delete.run(key).changes > 0);
+    return this.guard('delete', () => {
+      const deleted = this.prepared().delete.run(key).changes > 0;
+      // After the statement, in the same synchronous step: a begin that ran while this
+      // delete waited for a busy lock may have cached the record again, and this connection's
+      // own delete does not change data_version.
+      this.replays?.delete(key);
+      return deleted;
+    });
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -652,16 +658,18 @@ class SqliteIdempotencyStore implements SqliteStore {
       );
     }
     const now = this.now();
-    this.replays?.clear();
     let removed = 0;
     let after = Number.MIN_SAFE_INTEGER;
     // One chunk per write transaction, so writers in other processes wait at most one chunk.
     while (limit === undefined || removed < limit) {
       const take = Math.min(PURGE_CHUNK, (limit ?? Number.POSITIVE_INFINITY) - removed);
-      const rowids = await this.guard(
-        'purgeExpired',
-        () => this.prepared().purge.all(after, now, take) as number[],
-      );
+      const rowids = await this.guard('purgeExpired', () => {
+        const purged = this.prepared().purge.all(after, now, take) as number[];
+        // Records are only cached while alive, but a clock set back could make a purged one
+        // look alive; this connection's deletes do not change data_version.
+        if (purged.length > 0) this.replays?.clear();
+        return purged;
+      });
       removed += rowids.length;
       if (rowids.length < take) break;
       for (const rowid of rowids) if (rowid > after) after = rowid;
