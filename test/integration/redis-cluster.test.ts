@@ -23,7 +23,7 @@ import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { freePort } from '../helpers/ports.js';
 import { RUN_ID } from '../helpers/services.js';
-import { REDIS_REAL_TIME } from './fixtures/redis-admin.js';
+import { REDIS_REAL_TIME, clientList } from './fixtures/redis-admin.js';
 
 const REQUIRED = process.env.REQUIRE_SERVICES === '1';
 const SERVER = 'redis-server';
@@ -342,11 +342,9 @@ if (!hasServer) {
         for (const port of (three as TestCluster).ports) {
           const admin = new Redis({ port, host: '127.0.0.1' });
           try {
-            const list = String(await admin.call('CLIENT', 'LIST'));
-            for (const line of list.split('\n')) {
-              const id = /(?:^| )id=(\d+) /.exec(line)?.[1];
-              if (id !== undefined && line.includes(`name=cut-${RUN_ID}`)) {
-                killed += Number(await admin.call('CLIENT', 'KILL', 'ID', id));
+            for (const client of await clientList(admin)) {
+              if (client.name === `cut-${RUN_ID}`) {
+                killed += Number(await admin.client('KILL', 'ID', client.id));
               }
             }
           } finally {

@@ -14,6 +14,7 @@ import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js
 import { SCRIPTS } from '../../src/stores/redis/scripts.js';
 import { freePort } from '../helpers/ports.js';
 import { RUN_ID } from '../helpers/services.js';
+import { clientList } from './fixtures/redis-admin.js';
 
 const hasRedisServer = (() => {
   try {
@@ -210,34 +211,6 @@ describe.skipIf(!hasRedisServer)(
 
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');
-}
-
-interface ClientInfo {
-  id: string;
-  name: string;
-  cmd: string;
-  flags: string;
-}
-
-async function clientList(admin: Redis): Promise<ClientInfo[]> {
-  const text = String(await admin.client('LIST'));
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => {
-      const fields = new Map(
-        line.split(' ').map((pair) => {
-          const at = pair.indexOf('=');
-          return [pair.slice(0, at), pair.slice(at + 1)] as const;
-        }),
-      );
-      return {
-        id: fields.get('id') ?? '',
-        name: fields.get('name') ?? '',
-        cmd: fields.get('cmd') ?? '',
-        flags: fields.get('flags') ?? '',
-      };
-    });
 }
 
 async function waitFor<T>(probe: () => Promise<T | undefined>, attempts = 200): Promise<T> {

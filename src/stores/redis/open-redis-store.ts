@@ -44,11 +44,12 @@ export async function openRedisStore(
 ): Promise<RedisStore> {
   const { redisUrl, prefix, batch, readFirst, cluster } = parseRedisUrl(url);
   const ioredis = await loadIoredis();
+  const connectTimeout = options.connectTimeoutMs ?? 5000;
   const failClosed = {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     commandTimeout: options.commandTimeoutMs ?? 5000,
-    connectTimeout: options.connectTimeoutMs ?? 5000,
+    connectTimeout,
     connectionName: options.connectionName ?? 'reprocess',
   };
   const retry = (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 5), 1000);
@@ -72,7 +73,7 @@ export async function openRedisStore(
           // operation again. Turning the resend off (0) made calls fail just after opening:
           // node connections closed and reopened right after the cluster became ready.
           clusterRetryStrategy: retry,
-          slotsRefreshTimeout: options.connectTimeoutMs ?? 5000,
+          slotsRefreshTimeout: connectTimeout,
           redisOptions: {
             ...failClosed,
             ...(cluster.username === undefined ? {} : { username: cluster.username }),
@@ -83,7 +84,7 @@ export async function openRedisStore(
   // Failures reach callers as rejected commands; without a listener ioredis would also print
   // every reconnection error.
   client.on('error', () => {});
-  if (cluster !== undefined) await ready(client, options.connectTimeoutMs ?? 5000);
+  if (cluster !== undefined) await ready(client, connectTimeout);
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
     batch: options.batch ?? batch ?? true,

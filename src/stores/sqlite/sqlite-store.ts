@@ -137,6 +137,15 @@ export function createSqliteStore(options: SqliteStoreOptions = {}): SqliteStore
   return SqliteIdempotencyStore.open(options);
 }
 
+/** The options of a store, checked and with their defaults. */
+interface StoreSettings {
+  clock: Clock;
+  table: string;
+  busyRetries: number;
+  maxBatch: number;
+  replayCacheBytes: number;
+}
+
 /** How often the operations counted as open are swept of those whose lease ended. */
 const OPEN_SWEEP_MS = 100;
 
@@ -182,7 +191,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     const clock = options.clock ?? systemClock;
     const maxBatch = batchSize(options.batch);
     const replayCacheBytes = replayCacheSize(options.replayCache, options.database !== undefined);
-    const settings = { clock, table, busyRetries, maxBatch, replayCacheBytes };
+    const settings: StoreSettings = { clock, table, busyRetries, maxBatch, replayCacheBytes };
 
     if (options.database) {
       const db = options.database;
@@ -216,13 +225,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     db: BetterSqlite3.Database,
     owned: boolean,
     path: string,
-    settings: {
-      clock: Clock;
-      table: string;
-      busyRetries: number;
-      maxBatch: number;
-      replayCacheBytes: number;
-    },
+    settings: StoreSettings,
   ) {
     this.db = db;
     this.owned = owned;
