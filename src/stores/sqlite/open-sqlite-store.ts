@@ -5,7 +5,8 @@ import { type SqliteStore, type SqliteStoreOptions, createSqliteStore } from './
  * Opens a SQLite store from a URL: `sqlite:relative/path.sqlite`, `sqlite:/absolute/path`,
  * `sqlite:///absolute/path`, `sqlite::memory:`. Query parameters: `table`, `busy_timeout_ms`,
  * `synchronous` (`normal` | `full`), `batch` (`true` | `false`: group commit, default true),
- * `replay_cache_bytes` (memory of the replay cache, 0 turns it off; default 8 MiB).
+ * `replay_cache_bytes` (memory of the replay cache, 0 turns it off; default 8 MiB),
+ * `checkpoint` (`background` | `inline`: where WAL checkpoints run, default background).
  *
  * @example
  * const store = openSqliteStore('sqlite:data/idempotency.sqlite?table=payments');
@@ -57,11 +58,18 @@ export function parseSqliteUrl(url: string): SqliteStoreOptions & { path: string
         );
       }
       options.batch = value === 'true';
+    } else if (name === 'checkpoint') {
+      if (value !== 'background' && value !== 'inline') {
+        throw new InvalidArgumentError(
+          `sqlite store URL ${JSON.stringify(url)}: checkpoint must be background or inline; got ${JSON.stringify(value)}`,
+        );
+      }
+      options.checkpoint = value;
     } else if (name === 'replay_cache_bytes') {
       options.replayCache = { maxBytes: wholeNumber(value, name, url) };
     } else {
       throw new InvalidArgumentError(
-        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous, batch, replay_cache_bytes)`,
+        `sqlite store URL ${JSON.stringify(url)}: unknown parameter "${name}" (accepted: table, busy_timeout_ms, synchronous, batch, replay_cache_bytes, checkpoint)`,
       );
     }
   }

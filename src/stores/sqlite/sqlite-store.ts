@@ -20,6 +20,8 @@ import type {
 } from '../../idempotency/store.js';
 import { BeginOrder, foundNew } from '../begin-order.js';
 import { KeyBatcher } from '../key-batcher.js';
+import { showValue } from '../show-value.js';
+import { BackgroundCheckpointer } from './checkpointer.js';
 import { ReplayCache } from './replay-cache.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
@@ -67,6 +69,15 @@ export interface SqliteStoreOptions {
    * connection SQLite cannot report. `false` turns it off. See docs/readme/sqlite.md.
    */
   replayCache?: boolean | SqliteReplayCacheOptions;
+  /**
+   * Where WAL checkpoints run (copying committed pages from the -wal file back into the
+   * database file). `background` (default for a file the store opens): on a thread with its
+   * own connection, started after the store's first 1,000 writes, so commits on the event
+   * loop no longer wait for the copy and its fsyncs; the store's connection still checkpoints
+   * inline if the WAL outgrows 10,000 pages (the thread stopped). `inline`: SQLite's default,
+   * inside the commit that crosses 1,000 pages. Ignored with `database` and `:memory:`.
+   */
+  checkpoint?: 'background' | 'inline';
 }
 
 /** Tuning of {@link SqliteStoreOptions.replayCache}. */
@@ -144,6 +155,7 @@ interface StoreSettings {
   busyRetries: number;
   maxBatch: number;
   replayCacheBytes: number;
+  checkpoint: 'background' | 'inline';
 }
 
 /** How often the operations counted as open are swept of those whose lease ended. */
@@ -174,6 +186,8 @@ class SqliteIdempotencyStore implements SqliteStore {
   private sweptAt = Number.NEGATIVE_INFINITY;
   /** Finished records served to replays without a read (see ReplayCache). */
   private readonly replays: ReplayCache | undefined;
+  /** Runs WAL checkpoints off the event loop (a file the store opened; see checkpointer.ts). */
+  private readonly checkpointer: BackgroundCheckpointer | undefined;
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -191,7 +205,20 @@ class SqliteIdempotencyStore implements SqliteStore {
     const clock = options.clock ?? systemClock;
     const maxBatch = batchSize(options.batch);
     const replayCacheBytes = replayCacheSize(options.replayCache, options.database !== undefined);
-    const settings: StoreSettings = { clock, table, busyRetries, maxBatch, replayCacheBytes };
+    const checkpoint = options.checkpoint ?? 'background';
+    if (checkpoint !== 'background' && checkpoint !== 'inline') {
+      throw new InvalidArgumentError(
+        `sqlite store checkpoint must be 'background' or 'inline'; got ${showValue(checkpoint)}`,
+      );
+    }
+    const settings: StoreSettings = {
+      clock,
+      table,
+      busyRetries,
+      maxBatch,
+      replayCacheBytes,
+      checkpoint,
+    };
 
     if (options.database) {
       const db = options.database;
@@ -233,6 +260,10 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.clock = settings.clock;
     this.table = settings.table;
     this.busyRetries = settings.busyRetries;
+    this.checkpointer =
+      owned && path !== ':memory:' && settings.checkpoint === 'background'
+        ? new BackgroundCheckpointer(db, path)
+        : undefined;
     this.replays =
       settings.replayCacheBytes > 0
         ? new ReplayCache(
@@ -413,7 +444,11 @@ class SqliteIdempotencyStore implements SqliteStore {
   private writeNow(call: WriteCall): Outcome | Promise<Outcome> {
     return this.guard(
       () => doingOf(call),
-      () => this.run(this.prepared(), call, this.now(), false),
+      () => {
+        const outcome = this.run(this.prepared(), call, this.now(), false);
+        this.checkpointer?.wrote(1);
+        return outcome;
+      },
     );
   }
 
@@ -440,7 +475,9 @@ class SqliteIdempotencyStore implements SqliteStore {
           if (read.kind !== 'begin') return read;
           write = read;
         }
-        return this.run(this.prepared(), write, this.now(), false);
+        const outcome = this.run(this.prepared(), write, this.now(), false);
+        this.checkpointer?.wrote(1);
+        return outcome;
       },
     );
   }
@@ -460,7 +497,9 @@ class SqliteIdempotencyStore implements SqliteStore {
       () => `${calls.length} batched calls`,
       () => {
         try {
-          return this.runBatch(this.prepared(), calls);
+          const outcomes = this.runBatch(this.prepared(), calls);
+          this.checkpointer?.wrote(calls.length);
+          return outcomes;
         } catch (error) {
           if (isBusy(error) || isReprocessError(error)) throw error;
           return undefined;
@@ -626,6 +665,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkKey(key);
     return this.guard('delete', () => {
       const deleted = this.prepared().delete.run(key).changes > 0;
+      this.checkpointer?.wrote(1);
       // After the statement, in the same synchronous step: a begin that ran while this
       // delete waited for a busy lock may have cached the record again, and this connection's
       // own delete does not change data_version.
@@ -668,6 +708,7 @@ class SqliteIdempotencyStore implements SqliteStore {
       const take = Math.min(PURGE_CHUNK, (limit ?? Number.POSITIVE_INFINITY) - removed);
       const rowids = await this.guard('purgeExpired', () => {
         const purged = this.prepared().purge.all(after, now, take) as number[];
+        this.checkpointer?.wrote(purged.length);
         // Records are only cached while alive, but a clock set back could make a purged one
         // look alive; this connection's deletes do not change data_version.
         if (purged.length > 0) this.replays?.clear();
@@ -687,6 +728,8 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.closed = true;
     this.statements = undefined;
     this.replays?.clear();
+    // The thread's connection closes first, so that this one, the last, removes the -wal file.
+    await this.checkpointer?.close();
     if (this.owned) this.db.close();
   }
 

@@ -1,0 +1,215 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ErrorCode, isReprocessError } from '../../src/errors.js';
+import {
+  BackgroundCheckpointer,
+  type CheckpointLimits,
+} from '../../src/stores/sqlite/checkpointer.js';
+import { createSqliteStore, parseSqliteUrl } from '../../src/stores/sqlite/index.js';
+
+const CHILD = fileURLToPath(new URL('./fixtures/sqlite-checkpoint-child.ts', import.meta.url));
+const LIMITS: CheckpointLimits = {
+  startAfterWrites: 50,
+  signalWrites: 20,
+  idleMs: 50,
+  fallbackPages: 10_000,
+};
+/** How long a thread may take to start or to make a checkpoint (it runs in real time). */
+const WAIT = { timeout: 10_000, interval: 10 };
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'reprocess-sqlite-checkpoint-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A WAL database with one table, as the store opens its file. */
+function openDb(name: string): { db: Database.Database; path: string } {
+  const path = join(dir, name);
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)');
+  return { db, path };
+}
+
+/** `count` write transactions of one row each, counted on `checkpointer`. */
+function write(db: Database.Database, checkpointer: BackgroundCheckpointer, count: number): void {
+  const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+  for (let i = 0; i < count; i++) {
+    insert.run(`${Math.random()}`, 'x'.repeat(200));
+    checkpointer.wrote(1);
+  }
+}
+
+const autocheckpoint = (db: Database.Database) =>
+  db.pragma('wal_autocheckpoint', { simple: true }) as number;
+
+describe('BackgroundCheckpointer', () => {
+  it('starts its thread only after startAfterWrites writes, then raises the inline bound', async () => {
+    const { db, path } = openDb('start.sqlite');
+    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
+    write(db, checkpointer, 49);
+    expect(checkpointer.running).toBe(false);
+    expect(autocheckpoint(db)).toBe(1000);
+    write(db, checkpointer, 1);
+    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    expect(autocheckpoint(db)).toBe(10_000);
+    await checkpointer.close();
+    expect(checkpointer.running).toBe(false);
+    db.close();
+  });
+
+  it('copies the WAL into the database file while the connection no longer does', async () => {
+    const { db, path } = openDb('copy.sqlite');
+    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
+    write(db, checkpointer, LIMITS.startAfterWrites);
+    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    const before = statSync(path).size;
+    // Well below the connection's raised bound of 10,000 pages: only the thread checkpoints.
+    write(db, checkpointer, 2000);
+    await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(before + 200_000), WAIT);
+    expect(checkpointer.checkpoints).toBeGreaterThan(0);
+    await checkpointer.close();
+    db.close();
+  });
+
+  it('checkpoints a few writes after idleMs, without waiting for signalWrites', async () => {
+    const { db, path } = openDb('idle.sqlite');
+    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
+    write(db, checkpointer, LIMITS.startAfterWrites);
+    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    const made = checkpointer.checkpoints;
+    write(db, checkpointer, 1);
+    await vi.waitFor(() => expect(checkpointer.checkpoints).toBeGreaterThan(made), WAIT);
+    await checkpointer.close();
+    db.close();
+  });
+
+  it('gives checkpoints back to the connection when its thread dies', async () => {
+    const { db, path } = openDb('dies.sqlite');
+    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
+    write(db, checkpointer, LIMITS.startAfterWrites);
+    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    const thread = (checkpointer as unknown as { worker: { terminate(): Promise<number> } }).worker;
+    await thread.terminate();
+    await vi.waitFor(() => expect(checkpointer.running).toBe(false), WAIT);
+    expect(autocheckpoint(db)).toBe(1000);
+    // Counting goes on harmlessly, and no second thread starts.
+    write(db, checkpointer, 200);
+    expect(checkpointer.running).toBe(false);
+    await checkpointer.close();
+    db.close();
+  });
+
+  it('stays inline when its thread cannot open the file', async () => {
+    const { db } = openDb('missing.sqlite');
+    const checkpointer = new BackgroundCheckpointer(db, join(dir, 'nowhere', 'x.sqlite'), LIMITS);
+    write(db, checkpointer, LIMITS.startAfterWrites);
+    await checkpointer.close();
+    expect(checkpointer.running).toBe(false);
+    expect(autocheckpoint(db)).toBe(1000);
+    db.close();
+  });
+});
+
+describe('SQLite store checkpoints', () => {
+  type Store = ReturnType<typeof createSqliteStore>;
+  const threadOf = (store: Store) =>
+    (store as unknown as { checkpointer?: BackgroundCheckpointer }).checkpointer;
+
+  async function operations(store: Store, count: number, from = 0): Promise<void> {
+    for (let i = from; i < from + count; i++) {
+      const begun = await store.begin(`op-${i}`, 'fp', 60_000, 3_600_000);
+      if (begun.kind !== 'acquired') throw new Error(`op-${i} was not acquired`);
+      expect(await store.complete(`op-${i}`, begun.token, `${i}`, 3_600_000)).toEqual({
+        kind: 'ok',
+      });
+    }
+  }
+
+  it('moves checkpoints to a thread after 1,000 writes, keeps every record, and cleans up on close', async () => {
+    const path = join(dir, 'store.sqlite');
+    const store = createSqliteStore({ path });
+    await operations(store, 499);
+    expect(threadOf(store)?.running).toBe(false);
+    await operations(store, 1200, 499);
+    await vi.waitFor(() => expect(threadOf(store)?.running).toBe(true), WAIT);
+    await store.close();
+    // The thread's connection closed first, so the store's, the last, removed the WAL.
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    const reopened = createSqliteStore({ path });
+    const page = await reopened.list({ limit: 1000, status: 'completed' });
+    expect(page.records).toHaveLength(1000);
+    expect(await reopened.get('op-1698')).toMatchObject({ status: 'completed', result: '1698' });
+    await reopened.close();
+  });
+
+  it("checkpoint: 'inline', a connection passed in and :memory: start no thread", async () => {
+    const inline = createSqliteStore({ path: join(dir, 'inline.sqlite'), checkpoint: 'inline' });
+    await operations(inline, 600);
+    expect(threadOf(inline)).toBeUndefined();
+    await inline.close();
+
+    const db = new Database(join(dir, 'theirs.sqlite'));
+    const theirs = createSqliteStore({ database: db });
+    expect(threadOf(theirs)).toBeUndefined();
+    await theirs.close();
+    db.close();
+
+    const memory = createSqliteStore({ path: ':memory:' });
+    expect(threadOf(memory)).toBeUndefined();
+    await memory.close();
+  });
+
+  it('rejects an unknown checkpoint mode, in options and in a URL', () => {
+    const bad = () =>
+      createSqliteStore({
+        path: join(dir, 'bad.sqlite'),
+        checkpoint: 'sometimes' as unknown as 'inline',
+      });
+    expect(bad).toThrow(/checkpoint must be 'background' or 'inline'; got "sometimes"/);
+    try {
+      bad();
+    } catch (error) {
+      expect(isReprocessError(error, ErrorCode.INVALID_ARGUMENT)).toBe(true);
+    }
+    expect(parseSqliteUrl('sqlite:x.sqlite?checkpoint=inline').checkpoint).toBe('inline');
+    expect(() => parseSqliteUrl('sqlite:x.sqlite?checkpoint=later')).toThrow(
+      /checkpoint must be background or inline; got "later"/,
+    );
+  });
+
+  function runChild(path: string, mode: 'close' | 'leave') {
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, path, mode], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  it('neither keeps a process alive nor ends it while close() waits for the thread', async () => {
+    const [closed, left] = await Promise.all([
+      runChild(join(dir, 'child-close.sqlite'), 'close'),
+      runChild(join(dir, 'child-leave.sqlite'), 'leave'),
+    ]);
+    expect(closed).toMatchObject({ code: 0, stdout: 'thread true\nclosed\n' });
+    expect(left).toMatchObject({ code: 0, stdout: 'thread true\n' });
+  }, 30_000);
+});
