@@ -9,14 +9,15 @@
  * Redis stores, each twice: with CONCURRENCY and PREFETCH (throughput: the store pipelines),
  * and with createConsumer's defaults (concurrency 1, prefetch 1: one message at a time, so it
  * measures the round-trip latency of broker + store, not throughput; N_DEFAULTS messages);
- * and the Redis store with `batch: false` (its default batches), tuned only (one call at a time
- * has nothing to batch). Rounds are interleaved (each round runs every case once, in a shuffled order) so drift of a
- * shared machine hits every case alike; the table shows the median and the best round.
+ * the Redis store with `batch: false` (its default batches), and the SQLite store with
+ * `checkpoint: 'inline'` (its default checkpoints on a thread), tuned only. Rounds are
+ * interleaved (each round runs every case once, in a shuffled order) so drift of a shared
+ * machine hits every case alike; the table shows the median and the best round.
  *
  * `npm run bench:consumer` (env: N messages per case, default 20000; ROUNDS, default 3;
  * PREFETCH, default 256; CONCURRENCY, default 64; N_DEFAULTS, default min(N, 3000);
- * BROKERS=amqp,nats; CASES=raw,adapter,memory,sqlite,redis,redis-unbatched; DEFAULTS=0 skips the
- * default runs).
+ * BROKERS=amqp,nats; CASES=raw,adapter,memory,sqlite,sqlite-inline,redis,redis-unbatched;
+ * DEFAULTS=0 skips the default runs).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,10 +50,10 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const PREFETCH = Number(process.env.PREFETCH ?? 256);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 64);
 const BROKERS = (process.env.BROKERS ?? 'amqp,nats').split(',');
-type Case = 'raw' | 'adapter' | 'memory' | 'sqlite' | 'redis' | 'redis-unbatched';
-const CASES = (process.env.CASES ?? 'raw,adapter,memory,sqlite,redis,redis-unbatched').split(
-  ',',
-) as Case[];
+type Case = 'raw' | 'adapter' | 'memory' | 'sqlite' | 'sqlite-inline' | 'redis' | 'redis-unbatched';
+const CASES = (
+  process.env.CASES ?? 'raw,adapter,memory,sqlite,sqlite-inline,redis,redis-unbatched'
+).split(',') as Case[];
 const N_DEFAULTS = Number(process.env.N_DEFAULTS ?? Math.min(N, 3000));
 const DEFAULTS = process.env.DEFAULTS !== '0';
 
@@ -68,8 +69,10 @@ function variants(): Variant[] {
   const out: Variant[] = [];
   for (const kind of CASES) {
     out.push({ kind, defaults: false, messages: N, name: kind });
-    // One message at a time leaves nothing to batch: redis-unbatched runs tuned only.
-    if (DEFAULTS && kind !== 'raw' && kind !== 'adapter' && kind !== 'redis-unbatched') {
+    // One message at a time leaves nothing to batch, and the side-by-side variants of a store
+    // (redis-unbatched, sqlite-inline) run tuned only.
+    const tunedOnly = ['raw', 'adapter', 'redis-unbatched', 'sqlite-inline'];
+    if (DEFAULTS && !tunedOnly.includes(kind)) {
       out.push({ kind, defaults: true, messages: N_DEFAULTS, name: `${kind}d` });
     }
   }
@@ -80,7 +83,7 @@ const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
 
-type StoreKind = 'memory' | 'sqlite' | 'redis' | 'redis-unbatched';
+type StoreKind = 'memory' | 'sqlite' | 'sqlite-inline' | 'redis' | 'redis-unbatched';
 
 // CPU time of this process over the timed drain (user + system): the broker and Redis run
 // elsewhere, so it is the client side's cost per message, which a loaded machine distorts far
@@ -214,7 +217,10 @@ function stores(): Stores {
     async open(kind) {
       n += 1;
       if (kind === 'memory') return createMemoryStore();
-      if (kind === 'sqlite') return createSqliteStore({ path: join(dir, `store-${n}.sqlite`) });
+      if (kind === 'sqlite' || kind === 'sqlite-inline') {
+        const checkpoint = kind === 'sqlite' ? 'background' : 'inline';
+        return createSqliteStore({ path: join(dir, `store-${n}.sqlite`), checkpoint });
+      }
       return createRedisStore(redis, { prefix: `${RUN}:${n}:`, batch: kind !== 'redis-unbatched' });
     },
     async close() {
@@ -361,6 +367,7 @@ async function main(): Promise<void> {
     adapter: 'reprocess source + ack, no runtime',
     memory: 'consumer, memory store',
     sqlite: 'consumer, SQLite store',
+    'sqlite-inline': "consumer, SQLite store with checkpoint: 'inline'",
     redis: 'consumer, Redis store',
     'redis-unbatched': 'consumer, Redis store with batch: false',
   };
