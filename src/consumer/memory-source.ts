@@ -5,6 +5,7 @@ import {
   type MemoryDeadLetterQueue,
   createMemoryDeadLetterQueue,
 } from './memory-dead-letter-queue.js';
+import { Fifo } from './fifo.js';
 import type { Delivery, Headers, MessageSource, QuarantineHistory } from './types.js';
 
 /** A body to publish: bytes as they are, a string as UTF-8, anything else as JSON. */
@@ -141,7 +142,7 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
   }
   const deadLetters = options.deadLetter ?? createMemoryDeadLetterQueue({ clock });
 
-  const ready: Entry[] = [];
+  const ready = new Fifo<Entry>();
   const delayed = new Map<Entry, () => void>();
   const held = new Set<Held>();
   const log: MemoryDeliveryRecord[] = [];
