@@ -23,6 +23,7 @@ import { KeyBatcher } from '../key-batcher.js';
 import { showValue } from '../show-value.js';
 import { BackgroundCheckpointer } from './checkpointer.js';
 import { ReplayCache } from './replay-cache.js';
+import { WalHeaderWatch } from './wal-header-watch.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
@@ -188,6 +189,8 @@ class SqliteIdempotencyStore implements SqliteStore {
   private readonly replays: ReplayCache | undefined;
   /** Runs WAL checkpoints off the event loop (a file the store opened; see checkpointer.ts). */
   private readonly checkpointer: BackgroundCheckpointer | undefined;
+  /** Reads the WAL-index header for the replay cache (a file the store opened). */
+  private walWatch: WalHeaderWatch | undefined;
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -266,10 +269,7 @@ class SqliteIdempotencyStore implements SqliteStore {
         : undefined;
     this.replays =
       settings.replayCacheBytes > 0
-        ? new ReplayCache(
-            settings.replayCacheBytes,
-            () => this.prepared().dataVersion.get() as number,
-          )
+        ? new ReplayCache(settings.replayCacheBytes, this.dataVersionOf(owned, path))
         : undefined;
     // One connection, and a batch runs synchronously: one batch at a time. The calls made
     // while it runs (in the same tick) leave together as the next one. A batch waits for the
@@ -287,6 +287,18 @@ class SqliteIdempotencyStore implements SqliteStore {
             runMany: (calls) => this.runMany(calls),
           })
         : undefined;
+  }
+
+  /**
+   * How the replay cache asks for the data version: through the WAL-index header when the
+   * store opened the file (so it is in WAL mode), else with the pragma alone.
+   */
+  private dataVersionOf(owned: boolean, path: string): () => number {
+    const pragma = () => this.prepared().dataVersion.get() as number;
+    if (!owned || path === ':memory:') return pragma;
+    this.walWatch = new WalHeaderWatch(`${path}-shm`, pragma);
+    const watch = this.walWatch;
+    return () => watch.version();
   }
 
   async createSchema(): Promise<void> {
@@ -728,6 +740,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.closed = true;
     this.statements = undefined;
     this.replays?.clear();
+    this.walWatch?.close();
     // The thread's connection closes first, so that this one, the last, removes the -wal file.
     await this.checkpointer?.close();
     if (this.owned) this.db.close();
