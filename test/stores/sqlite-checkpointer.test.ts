@@ -57,13 +57,16 @@ describe('BackgroundCheckpointer', () => {
     const { db, path } = openDb('start.sqlite');
     const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
     write(db, checkpointer, 49);
-    expect(checkpointer.running).toBe(false);
+    expect(checkpointer.phase).toBe('counting');
     expect(autocheckpoint(db)).toBe(1000);
     write(db, checkpointer, 1);
-    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    expect(checkpointer.phase).not.toBe('counting');
+    await vi.waitFor(() => expect(checkpointer.phase).toBe('running'), WAIT);
     expect(autocheckpoint(db)).toBe(10_000);
     await checkpointer.close();
-    expect(checkpointer.running).toBe(false);
+    expect(checkpointer.phase).toBe('off');
+    // close() returned after the thread exited.
+    expect((checkpointer as unknown as { worker?: unknown }).worker).toBeUndefined();
     db.close();
   });
 
@@ -100,11 +103,12 @@ describe('BackgroundCheckpointer', () => {
     await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
     const thread = (checkpointer as unknown as { worker: { terminate(): Promise<number> } }).worker;
     await thread.terminate();
-    await vi.waitFor(() => expect(checkpointer.running).toBe(false), WAIT);
+    await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
     expect(autocheckpoint(db)).toBe(1000);
     // Counting goes on harmlessly, and no second thread starts.
     write(db, checkpointer, 200);
-    expect(checkpointer.running).toBe(false);
+    expect(checkpointer.phase).toBe('off');
+    expect((checkpointer as unknown as { worker?: unknown }).worker).toBeUndefined();
     await checkpointer.close();
     db.close();
   });
@@ -113,9 +117,13 @@ describe('BackgroundCheckpointer', () => {
     const { db } = openDb('missing.sqlite');
     const checkpointer = new BackgroundCheckpointer(db, join(dir, 'nowhere', 'x.sqlite'), LIMITS);
     write(db, checkpointer, LIMITS.startAfterWrites);
-    await checkpointer.close();
-    expect(checkpointer.running).toBe(false);
+    expect(checkpointer.phase).toBe('starting');
+    // The thread fails on its own, before any close().
+    await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
     expect(autocheckpoint(db)).toBe(1000);
+    write(db, checkpointer, 200);
+    expect(checkpointer.phase).toBe('off');
+    await checkpointer.close();
     db.close();
   });
 });
@@ -139,9 +147,9 @@ describe('SQLite store checkpoints', () => {
     const path = join(dir, 'store.sqlite');
     const store = createSqliteStore({ path });
     await operations(store, 499);
-    expect(threadOf(store)?.running).toBe(false);
+    expect(threadOf(store)?.phase).toBe('counting');
     await operations(store, 1200, 499);
-    await vi.waitFor(() => expect(threadOf(store)?.running).toBe(true), WAIT);
+    await vi.waitFor(() => expect(threadOf(store)?.phase).toBe('running'), WAIT);
     await store.close();
     // The thread's connection closed first, so the store's, the last, removed the WAL.
     expect(existsSync(`${path}-wal`)).toBe(false);

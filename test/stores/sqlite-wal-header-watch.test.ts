@@ -1,9 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { fork } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSqliteStore } from '../../src/stores/sqlite/index.js';
 import { WalHeaderWatch } from '../../src/stores/sqlite/wal-header-watch.js';
+
+const require = createRequire(import.meta.url);
 
 let dir: string;
 beforeEach(() => {
@@ -134,7 +139,8 @@ describe('WalHeaderWatch on a header file', () => {
       watch.version();
       asks.push(version.asked - before);
     }
-    expect(asks.slice(0, 10)).toContain(1);
+    // Reading the header at once would have asked at most once in all 60.
+    expect(asks.reduce((sum, n) => sum + n, 0)).toBeGreaterThanOrEqual(8);
     expect(asks.slice(-10)).toEqual(new Array(10).fill(0));
     watch.close();
   });
@@ -179,5 +185,83 @@ describe('WalHeaderWatch on a WAL database', () => {
     watch.close();
     other.close();
     mine.close();
+  });
+});
+
+describe('SQLite store reading the WAL-index header', () => {
+  const TABLE = 'reprocess_idempotency';
+  const FP = 'f'.repeat(64);
+
+  async function finishAndReplay(store: ReturnType<typeof createSqliteStore>, key: string) {
+    const begun = await store.begin(key, FP, 1000, 60_000);
+    if (begun.kind !== 'acquired') throw new Error(`expected to acquire ${key}`);
+    await store.complete(key, begun.token, '"done"', 60_000);
+    // Two replays: the first caches the record, the second is served through the header.
+    for (let i = 0; i < 2; i++)
+      expect((await store.begin(key, FP, 1000, 60_000)).kind).toBe('existing');
+  }
+
+  /** Runs `source` (CommonJS, better-sqlite3 as `Database`, the file as `path`) in a child. */
+  function inChild(path: string, source: string): Promise<unknown> {
+    const script = join(dir, `child-${Math.random().toString(36).slice(2)}.cjs`);
+    writeFileSync(
+      script,
+      `const Database = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+       const path = process.argv[2];
+       ${source}`,
+    );
+    return new Promise((resolve, reject) => {
+      const child = fork(script, [path], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      child.once('message', resolve);
+      child.once('error', reject);
+      child.once('exit', (code) => {
+        if (code !== 0) reject(new Error(`child exited with ${code}`));
+      });
+    });
+  }
+
+  it('closing the store keeps the locks other connections of the process hold on the -shm file', async () => {
+    const path = join(dir, 'locks.sqlite');
+    const store = createSqliteStore({ path });
+    await finishAndReplay(store, 'k');
+    // Another connection of this process, in the middle of a read.
+    const reader = new Database(path);
+    const rows = reader.prepare(`SELECT key FROM ${TABLE}`).iterate();
+    expect(rows.next().done).toBe(false);
+    await store.close();
+
+    // Another process writes, then tries a checkpoint that must wait for every reader: the
+    // read above still holds its lock, so it reports busy.
+    const busy = await inChild(
+      path,
+      `const db = new Database(path);
+       db.prepare('INSERT INTO ${TABLE} (key, fingerprint, status, token, attempts, lease_until, expires_at, created_at, updated_at) VALUES (?, ?, ?, 1, 1, 0, 0, 0, 0)').run('other', 'fp', 'completed');
+       const [result] = db.pragma('wal_checkpoint(TRUNCATE)');
+       db.close();
+       process.send(result.busy, () => process.exit(0));`,
+    );
+    expect(busy).toBe(1);
+    rows.return?.();
+    reader.close();
+  });
+
+  it('reads the header beside the file a symbolic link points to', async () => {
+    mkdirSync(join(dir, 'real'));
+    const real = join(dir, 'real', 'store.sqlite');
+    const link = join(dir, 'link.sqlite');
+    const store = createSqliteStore({ path: real });
+    await store.createSchema();
+    await store.close();
+    symlinkSync(real, link);
+    // A stale -shm beside the link (left by a crash, say): a header that never changes.
+    writeFileSync(`${link}-shm`, header(1));
+
+    const viaLink = createSqliteStore({ path: link });
+    await finishAndReplay(viaLink, 'k');
+    const other = new Database(real);
+    expect(other.prepare(`DELETE FROM ${TABLE} WHERE key = ?`).run('k').changes).toBe(1);
+    other.close();
+    expect((await viaLink.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    await viaLink.close();
   });
 });

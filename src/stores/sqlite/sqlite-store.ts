@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -73,10 +73,11 @@ export interface SqliteStoreOptions {
   /**
    * Where WAL checkpoints run (copying committed pages from the -wal file back into the
    * database file). `background` (default for a file the store opens): on a thread with its
-   * own connection, started after the store's first 1,000 writes, so commits on the event
-   * loop no longer wait for the copy and its fsyncs; the store's connection still checkpoints
-   * inline if the WAL outgrows 10,000 pages (the thread stopped). `inline`: SQLite's default,
-   * inside the commit that crosses 1,000 pages. Ignored with `database` and `:memory:`.
+   * own connection, started after the store's first 1,000 writes, so that most commits on the
+   * event loop no longer wait for the copy and its fsyncs; the store's connection still
+   * checkpoints inline past 4,000 pages (under steady writes the WAL grows to that). `inline`:
+   * SQLite's default, inside the commit that crosses 1,000 pages. Ignored with `database` and
+   * `:memory:`.
    */
   checkpoint?: 'background' | 'inline';
 }
@@ -291,12 +292,19 @@ class SqliteIdempotencyStore implements SqliteStore {
 
   /**
    * How the replay cache asks for the data version: through the WAL-index header when the
-   * store opened the file (so it is in WAL mode), else with the pragma alone.
+   * store opened the file (so it is in WAL mode), else with the pragma alone. SQLite puts the
+   * `-shm` file beside the database file a symbolic link points to, not beside the link.
    */
   private dataVersionOf(owned: boolean, path: string): () => number {
     const pragma = () => this.prepared().dataVersion.get() as number;
     if (!owned || path === ':memory:') return pragma;
-    this.walWatch = new WalHeaderWatch(`${path}-shm`, pragma);
+    let file: string;
+    try {
+      file = realpathSync(path);
+    } catch {
+      return pragma;
+    }
+    this.walWatch = new WalHeaderWatch(`${file}-shm`, pragma);
     const watch = this.walWatch;
     return () => watch.version();
   }
@@ -740,10 +748,11 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.closed = true;
     this.statements = undefined;
     this.replays?.clear();
-    this.walWatch?.close();
     // The thread's connection closes first, so that this one, the last, removes the -wal file.
     await this.checkpointer?.close();
     if (this.owned) this.db.close();
+    // After the connection: the watch may then close its descriptor of the -shm file.
+    this.walWatch?.close();
   }
 
   // ------------------------------------------------------------------ internals

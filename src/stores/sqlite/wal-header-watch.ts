@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 /** Both copies of the WAL-index header at the start of the -shm file (sqlite.org/walformat.html). */
 const HEADER_BYTES = 96;
@@ -31,6 +31,13 @@ const RETRY_EVERY = 16;
  * only adds its cost: the watch then goes straight to `data_version`, and reads the header
  * again on one check in {@link RETRY_EVERY}. If the `-shm` file cannot be read, every check
  * is `data_version`.
+ *
+ * The descriptor is never closed while the file is in use. Closing any descriptor of a file
+ * drops every POSIX lock the process holds on it, and SQLite's connections hold theirs on the
+ * `-shm` file: its "in use" lock and each reader's lock. Another process could then rebuild
+ * the shared memory or checkpoint over a snapshot still being read. So one descriptor per
+ * file is kept for the life of the process ({@link openShared}), and closed only once SQLite
+ * has removed the file (its last connection closed), when no lock on it protects anything.
  */
 export class WalHeaderWatch {
   private fd: number | undefined;
@@ -61,10 +68,14 @@ export class WalHeaderWatch {
     return read ? this.observe() : this.dataVersion();
   }
 
+  /**
+   * Stops reading the header. Call it after the store's connection closed: the descriptor is
+   * closed only if SQLite has removed the file meanwhile (see the class comment).
+   */
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
     this.failed = true;
+    this.fd = undefined;
+    releaseShared(this.shmPath);
   }
 
   /**
@@ -84,13 +95,46 @@ export class WalHeaderWatch {
   private read(): boolean {
     if (this.failed) return false;
     try {
-      this.fd ??= openSync(this.shmPath, 'r');
+      this.fd ??= openShared(this.shmPath);
       if (readSync(this.fd, this.header, 0, HEADER_BYTES, 0) !== HEADER_BYTES) return false;
     } catch {
-      this.close();
+      // Never closed here: see the class comment.
+      this.failed = true;
       return false;
     }
     const h = this.header;
     return h[IS_INIT] === 1 && h.compare(h, COPY_BYTES, HEADER_BYTES, 0, COPY_BYTES) === 0;
   }
+}
+
+/** Descriptors of `-shm` files by path, shared by every watch of the process. */
+const shared = new Map<string, number>();
+
+/**
+ * A descriptor of the `-shm` file at `path`, opened once per process. One whose file SQLite
+ * has since removed (and maybe created anew) is closed and replaced.
+ */
+function openShared(path: string): number {
+  const held = shared.get(path);
+  if (held !== undefined) {
+    if (fstatSync(held).nlink > 0) return held;
+    closeSync(held);
+    shared.delete(path);
+  }
+  const fd = openSync(path, 'r');
+  shared.set(path, fd);
+  return fd;
+}
+
+/** Closes the descriptor of `path` if its file was removed: nothing locks a removed file. */
+function releaseShared(path: string): void {
+  const held = shared.get(path);
+  if (held === undefined) return;
+  try {
+    if (fstatSync(held).nlink > 0) return;
+    closeSync(held);
+  } catch {
+    // Already unusable: forget it.
+  }
+  shared.delete(path);
 }
