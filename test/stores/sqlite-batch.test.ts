@@ -6,7 +6,6 @@
  * database size (0 in the other frames). Counting those frames of the current WAL
  * generation counts the transactions that wrote, without touching the store.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,7 @@ import { ErrorCode, isReprocessError } from '../../src/errors.js';
 import type { BeginResult } from '../../src/idempotency/store.js';
 import { type SqliteStore, createSqliteStore } from '../../src/stores/sqlite/index.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { runTsx } from '../helpers/run-tsx.js';
 
 const FP = 'f'.repeat(64);
 const LEASE = 30_000;
@@ -632,28 +632,8 @@ describe('sqlite store: group commit across processes', () => {
     await seed.createSchema();
     await seed.close();
     const runs = await Promise.all(
-      Array.from(
-        { length: 4 },
-        (_, worker) =>
-          new Promise<{ code: number | null; stdout: string; stderr: string }>(
-            (resolve, reject) => {
-              const child = spawn(
-                process.execPath,
-                ['--import', 'tsx', '--input-type=module', '-e', script(path, worker)],
-                { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] },
-              );
-              let stdout = '';
-              let stderr = '';
-              child.stdout.on('data', (chunk: Buffer) => {
-                stdout += chunk.toString();
-              });
-              child.stderr.on('data', (chunk: Buffer) => {
-                stderr += chunk.toString();
-              });
-              child.on('error', reject);
-              child.on('close', (code) => resolve({ code, stdout, stderr }));
-            },
-          ),
+      Array.from({ length: 4 }, (_, worker) =>
+        runTsx(['--input-type=module', '-e', script(path, worker)]),
       ),
     );
     const winners = new Map<string, Array<{ worker: number; token: number }>>();

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, isReprocessError } from '../../src/errors.js';
+import { runTsx } from '../helpers/run-tsx.js';
 import {
   BackgroundCheckpointer,
   type CheckpointLimits,
@@ -195,22 +195,7 @@ describe('SQLite store checkpoints', () => {
     );
   });
 
-  function runChild(path: string, mode: 'close' | 'leave') {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, path, mode], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const runChild = (path: string, mode: 'close' | 'leave') => runTsx([CHILD, path, mode]);
 
   it('neither keeps a process alive nor ends it while close() waits for the thread', async () => {
     const [closed, left] = await Promise.all([
