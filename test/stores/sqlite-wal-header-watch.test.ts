@@ -234,7 +234,8 @@ describe('SQLite store reading the WAL-index header', () => {
     // read above still holds its lock, so it reports busy.
     const busy = await inChild(
       path,
-      `const db = new Database(path);
+      // No busy timeout: the checkpoint reports busy at once instead of waiting 5 s for the reader.
+      `const db = new Database(path, { timeout: 0 });
        db.prepare('INSERT INTO ${TABLE} (key, fingerprint, status, token, attempts, lease_until, expires_at, created_at, updated_at) VALUES (?, ?, ?, 1, 1, 0, 0, 0, 0)').run('other', 'fp', 'completed');
        const [result] = db.pragma('wal_checkpoint(TRUNCATE)');
        db.close();
