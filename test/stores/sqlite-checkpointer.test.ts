@@ -49,6 +49,15 @@ function write(db: Database.Database, checkpointer: BackgroundCheckpointer, coun
   }
 }
 
+/** A database whose checkpointer has started its thread (after startAfterWrites writes). */
+async function running(name: string) {
+  const { db, path } = openDb(name);
+  const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
+  write(db, checkpointer, LIMITS.startAfterWrites);
+  await vi.waitFor(() => expect(checkpointer.phase).toBe('running'), WAIT);
+  return { db, path, checkpointer };
+}
+
 const autocheckpoint = (db: Database.Database) =>
   db.pragma('wal_autocheckpoint', { simple: true }) as number;
 
@@ -71,10 +80,7 @@ describe('BackgroundCheckpointer', () => {
   });
 
   it('copies the WAL into the database file while the connection no longer does', async () => {
-    const { db, path } = openDb('copy.sqlite');
-    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
-    write(db, checkpointer, LIMITS.startAfterWrites);
-    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    const { db, path, checkpointer } = await running('copy.sqlite');
     const before = statSync(path).size;
     // Well below the connection's raised bound of 10,000 pages: only the thread checkpoints.
     write(db, checkpointer, 2000);
@@ -85,10 +91,7 @@ describe('BackgroundCheckpointer', () => {
   });
 
   it('checkpoints a few writes after idleMs, without waiting for signalWrites', async () => {
-    const { db, path } = openDb('idle.sqlite');
-    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
-    write(db, checkpointer, LIMITS.startAfterWrites);
-    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    const { db, checkpointer } = await running('idle.sqlite');
     const made = checkpointer.checkpoints;
     write(db, checkpointer, 1);
     await vi.waitFor(() => expect(checkpointer.checkpoints).toBeGreaterThan(made), WAIT);
@@ -97,10 +100,7 @@ describe('BackgroundCheckpointer', () => {
   });
 
   it('gives checkpoints back to the connection when its thread dies', async () => {
-    const { db, path } = openDb('dies.sqlite');
-    const checkpointer = new BackgroundCheckpointer(db, path, LIMITS);
-    write(db, checkpointer, LIMITS.startAfterWrites);
-    await vi.waitFor(() => expect(checkpointer.running).toBe(true), WAIT);
+    const { db, checkpointer } = await running('dies.sqlite');
     const thread = (checkpointer as unknown as { worker: { terminate(): Promise<number> } }).worker;
     await thread.terminate();
     await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
