@@ -18,6 +18,7 @@ const LIMITS: CheckpointLimits = {
   signalWrites: 20,
   idleMs: 50,
   fallbackPages: 10_000,
+  maxThreads: 2,
 };
 /** How long a thread may take to start or to make a checkpoint (it runs in real time). */
 const WAIT = { timeout: 10_000, interval: 10 };
@@ -111,6 +112,30 @@ describe('BackgroundCheckpointer', () => {
     expect((checkpointer as unknown as { worker?: unknown }).worker).toBeUndefined();
     await checkpointer.close();
     db.close();
+  });
+
+  it('runs at most maxThreads threads in a process; a store turned away tries again later', async () => {
+    const one = { ...LIMITS, maxThreads: 1 };
+    const a = openDb('first.sqlite');
+    const first = new BackgroundCheckpointer(a.db, a.path, one);
+    write(a.db, first, one.startAfterWrites);
+    await vi.waitFor(() => expect(first.phase).toBe('running'), WAIT);
+
+    const b = openDb('second.sqlite');
+    const second = new BackgroundCheckpointer(b.db, b.path, one);
+    write(b.db, second, one.startAfterWrites);
+    expect(second.phase).toBe('counting');
+    expect(autocheckpoint(b.db)).toBe(1000);
+
+    await first.close();
+    // Its next round of writes finds the thread free.
+    write(b.db, second, one.startAfterWrites - 1);
+    expect(second.phase).toBe('counting');
+    write(b.db, second, 1);
+    await vi.waitFor(() => expect(second.phase).toBe('running'), WAIT);
+    await second.close();
+    a.db.close();
+    b.db.close();
   });
 
   it('stays inline when its thread cannot open the file', async () => {

@@ -30,7 +30,9 @@ import type BetterSqlite3 from 'better-sqlite3';
  *
  * Nothing depends on the thread: it starts only after {@link START_AFTER_WRITES} writes (a
  * short-lived store never pays for one), and if it cannot start or dies, the connection goes
- * back to SQLite's 1,000 pages.
+ * back to SQLite's 1,000 pages. A thread costs about 9 MiB of memory, so a process runs at
+ * most {@link MAX_THREADS} of them: the stores that reach their write count while that many
+ * run keep checkpointing inline, and try again after as many writes more.
  */
 export class BackgroundCheckpointer {
   private state: 'counting' | 'starting' | 'running' | 'off' = 'counting';
@@ -61,7 +63,9 @@ export class BackgroundCheckpointer {
       }
     } else if (this.state === 'counting') {
       this.counted += writes;
-      if (this.counted >= this.limits.startAfterWrites) this.start();
+      if (this.counted < this.limits.startAfterWrites) return;
+      this.counted = 0;
+      if (threads < this.limits.maxThreads) this.start();
     }
   }
 
@@ -108,6 +112,7 @@ export class BackgroundCheckpointer {
 
   private start(): void {
     this.state = 'starting';
+    threads += 1;
     let worker: Worker;
     try {
       worker = new Worker(WORKER_SOURCE, {
@@ -122,6 +127,7 @@ export class BackgroundCheckpointer {
       });
     } catch {
       this.state = 'off';
+      threads -= 1;
       return;
     }
     this.worker = worker;
@@ -129,6 +135,7 @@ export class BackgroundCheckpointer {
     worker.on('error', () => undefined);
     this.exited = new Promise((resolve) => {
       worker.once('exit', () => {
+        threads -= 1;
         if (this.state !== 'off') {
           this.state = 'off';
           this.inline(SQLITE_DEFAULT_PAGES);
@@ -161,6 +168,8 @@ export interface CheckpointLimits {
   idleMs: number;
   /** The inline checkpoint bound of the store's connection while the thread runs. */
   fallbackPages: number;
+  /** Most threads of the process (of every checkpointer) running at once. */
+  maxThreads: number;
 }
 
 /** SQLite's own `wal_autocheckpoint`. */
@@ -170,12 +179,17 @@ const START_AFTER_WRITES = 1000;
 const SIGNAL_WRITES = 500;
 const IDLE_MS = 1000;
 const FALLBACK_PAGES = 4 * SQLITE_DEFAULT_PAGES;
+const MAX_THREADS = 2;
+
+/** Checkpoint threads of this process, starting or running. */
+let threads = 0;
 
 export const DEFAULT_LIMITS: CheckpointLimits = Object.freeze({
   startAfterWrites: START_AFTER_WRITES,
   signalWrites: SIGNAL_WRITES,
   idleMs: IDLE_MS,
   fallbackPages: FALLBACK_PAGES,
+  maxThreads: MAX_THREADS,
 });
 
 const PENDING = 0;

@@ -75,7 +75,9 @@ export interface SqliteStoreOptions {
    * database file). `background` (default for a file the store opens): on a thread with its
    * own connection, started after the store's first 1,000 writes, so that most commits on the
    * event loop no longer wait for the copy and its fsyncs; the store's connection still
-   * checkpoints inline past 4,000 pages (under steady writes the WAL grows to that). `inline`:
+   * checkpoints inline past 4,000 pages (under steady writes the WAL grows to that). At most
+   * two such threads run in a process (about 9 MiB each); other stores checkpoint inline
+   * meanwhile. `inline`:
    * SQLite's default, inside the commit that crosses 1,000 pages. Ignored with `database` and
    * `:memory:`.
    */
