@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ErrorCode, isReprocessError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
+import { codeOf, errorOf } from '../helpers/errors.js';
 import { runTsx } from '../helpers/run-tsx.js';
 import {
   BackgroundCheckpointer,
@@ -202,18 +203,17 @@ describe('SQLite store checkpoints', () => {
     await memory.close();
   });
 
-  it('rejects an unknown checkpoint mode, in options and in a URL', () => {
-    const bad = () =>
+  it('rejects an unknown checkpoint mode, in options and in a URL', async () => {
+    const error = await errorOf(() =>
       createSqliteStore({
         path: join(dir, 'bad.sqlite'),
         checkpoint: 'sometimes' as unknown as 'inline',
-      });
-    expect(bad).toThrow(/checkpoint must be 'background' or 'inline'; got "sometimes"/);
-    try {
-      bad();
-    } catch (error) {
-      expect(isReprocessError(error, ErrorCode.INVALID_ARGUMENT)).toBe(true);
-    }
+      }),
+    );
+    expect(codeOf(error)).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect((error as Error).message).toMatch(
+      /checkpoint must be 'background' or 'inline'; got "sometimes"/,
+    );
     expect(parseSqliteUrl('sqlite:x.sqlite?checkpoint=inline').checkpoint).toBe('inline');
     expect(() => parseSqliteUrl('sqlite:x.sqlite?checkpoint=later')).toThrow(
       /checkpoint must be background or inline; got "later"/,

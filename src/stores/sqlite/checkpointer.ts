@@ -50,12 +50,7 @@ export class BackgroundCheckpointer {
 
   /** Counts `writes` committed write statements. */
   wrote(writes: number): void {
-    if (this.state === 'starting' && Atomics.load(this.shared, READY) === 1) {
-      // Read here rather than from a message: a caller that never yields to the event loop
-      // would not see the message.
-      this.state = 'running';
-      this.inline(this.limits.fallbackPages);
-    }
+    this.noticeReady();
     if (this.state === 'running' || this.state === 'starting') {
       const before = Atomics.add(this.shared, PENDING, writes);
       if (before < this.limits.signalWrites && before + writes >= this.limits.signalWrites) {
@@ -87,8 +82,20 @@ export class BackgroundCheckpointer {
    * connection, `running`, or `off` (closed, or the thread could not start or died).
    */
   get phase(): 'counting' | 'starting' | 'running' | 'off' {
-    if (this.state === 'starting' && Atomics.load(this.shared, READY) === 1) this.wrote(0);
+    this.noticeReady();
     return this.state;
+  }
+
+  /**
+   * A starting thread that has opened its connection is running: the connection's own
+   * checkpoints move to the fallback bound. Read from shared memory rather than a message,
+   * which a caller that never yields to the event loop would not see.
+   */
+  private noticeReady(): void {
+    if (this.state === 'starting' && Atomics.load(this.shared, READY) === 1) {
+      this.state = 'running';
+      this.inline(this.limits.fallbackPages);
+    }
   }
 
   /**

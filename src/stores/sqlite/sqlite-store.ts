@@ -193,7 +193,7 @@ class SqliteIdempotencyStore implements SqliteStore {
   /** Runs WAL checkpoints off the event loop (a file the store opened; see checkpointer.ts). */
   private readonly checkpointer: BackgroundCheckpointer | undefined;
   /** Reads the WAL-index header for the replay cache (a file the store opened). */
-  private walWatch: WalHeaderWatch | undefined;
+  private readonly walWatch: WalHeaderWatch | undefined;
 
   static open(options: SqliteStoreOptions): SqliteIdempotencyStore {
     if (typeof options !== 'object' || options === null) {
@@ -270,9 +270,15 @@ class SqliteIdempotencyStore implements SqliteStore {
       owned && path !== ':memory:' && settings.checkpoint === 'background'
         ? new BackgroundCheckpointer(db, path)
         : undefined;
+    const pragma = () => this.prepared().dataVersion.get() as number;
+    this.walWatch =
+      settings.replayCacheBytes > 0 && owned && path !== ':memory:'
+        ? walWatchOf(path, pragma)
+        : undefined;
+    const watch = this.walWatch;
     this.replays =
       settings.replayCacheBytes > 0
-        ? new ReplayCache(settings.replayCacheBytes, this.dataVersionOf(owned, path))
+        ? new ReplayCache(settings.replayCacheBytes, watch ? () => watch.version() : pragma)
         : undefined;
     // One connection, and a batch runs synchronously: one batch at a time. The calls made
     // while it runs (in the same tick) leave together as the next one. A batch waits for the
@@ -290,25 +296,6 @@ class SqliteIdempotencyStore implements SqliteStore {
             runMany: (calls) => this.runMany(calls),
           })
         : undefined;
-  }
-
-  /**
-   * How the replay cache asks for the data version: through the WAL-index header when the
-   * store opened the file (so it is in WAL mode), else with the pragma alone. SQLite puts the
-   * `-shm` file beside the database file a symbolic link points to, not beside the link.
-   */
-  private dataVersionOf(owned: boolean, path: string): () => number {
-    const pragma = () => this.prepared().dataVersion.get() as number;
-    if (!owned || path === ':memory:') return pragma;
-    let file: string;
-    try {
-      file = realpathSync(path);
-    } catch {
-      return pragma;
-    }
-    this.walWatch = new WalHeaderWatch(`${file}-shm`, pragma);
-    const watch = this.walWatch;
-    return () => watch.version();
   }
 
   async createSchema(): Promise<void> {
@@ -994,6 +981,19 @@ function prepare(
       .pluck(),
   };
   return statements;
+}
+
+/**
+ * How the replay cache of a file the store opened (so in WAL mode) asks for the data
+ * version: through the WAL-index header. SQLite puts the `-shm` file beside the database file
+ * a symbolic link points to, not beside the link; a path it cannot resolve gets no watch.
+ */
+function walWatchOf(path: string, pragma: () => number): WalHeaderWatch | undefined {
+  try {
+    return new WalHeaderWatch(`${realpathSync(path)}-shm`, pragma);
+  } catch {
+    return undefined;
+  }
 }
 
 // ------------------------------------------------------------------ rows and checks
