@@ -14,6 +14,13 @@
  * interleaved (each round runs every case once, in a shuffled order) so drift of a shared
  * machine hits every case alike; the table shows the median and the best round.
  *
+ * Beside the rates, the CPU of each side over the timed drain: this process (client CPU µs per
+ * message), the broker's server and, for the Redis cases, redis-server (read from /proc, when
+ * they run on this machine), and how many of the machine's cores were busy in all. The servers
+ * share the cores with the client, so a consumer case can reach a share of the raw rate only as
+ * far as its client CPU per message allows: a single-threaded client whose event loop is busy
+ * all the time runs at about 1 / (its µs per message) whatever the broker could take.
+ *
  * `npm run bench:consumer` (env: N messages per case, default 20000; ROUNDS, default 3;
  * PREFETCH, default 256; CONCURRENCY, default 64; N_DEFAULTS, default min(N, 3000);
  * BROKERS=amqp,nats; CASES=raw,adapter,memory,sqlite,sqlite-inline,redis,redis-unbatched;
@@ -44,6 +51,7 @@ import type { IdempotencyStore } from '../src/idempotency/store.js';
 import { createMemoryStore } from '../src/stores/memory-store.js';
 import { createRedisStore } from '../src/stores/redis/index.js';
 import { createSqliteStore } from '../src/stores/sqlite/index.js';
+import { CORES, type CpuMark, cpuSince, findServers, markCpu } from './support/server-cpu.js';
 
 const N = Number(process.env.N ?? 20_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -90,20 +98,34 @@ type StoreKind = 'memory' | 'sqlite' | 'sqlite-inline' | 'redis' | 'redis-unbatc
 // less than wall time (other processes steal wall time, not this process's CPU time).
 let cpuAtFirst: NodeJS.CpuUsage | undefined;
 let drainCpuUs = 0;
+// The servers' side of the same window, where they run on this machine (see server-cpu.ts):
+// the broker's CPU, Redis's, and how many of the machine's cores were busy in all.
+const SERVERS = findServers(['beam.smp', 'nats-server', 'redis-server']);
+let serversAtFirst: CpuMark | undefined;
+let drainServerUs = new Map<string, number>();
+let drainBusyCores = Number.NaN;
 
 function firstDelivery(): number {
   cpuAtFirst = process.cpuUsage();
+  serversAtFirst = markCpu(SERVERS);
   return performance.now();
 }
 
 function lastAck(started: number): number {
   const used = process.cpuUsage(cpuAtFirst);
   drainCpuUs = used.user + used.system;
+  if (serversAtFirst) {
+    const spent = cpuSince(serversAtFirst, SERVERS);
+    drainServerUs = spent.serversUs;
+    drainBusyCores = spent.busyCores;
+  }
   return performance.now() - started;
 }
 
 interface Broker {
   name: string;
+  /** The broker's server process on this machine (its command name). */
+  server: string;
   /** Publishes N messages to a fresh queue or stream; returns its name. */
   fill(round: number, label: string, messages: number): Promise<string>;
   /** Raw loop: consume and ack until N acks; resolves with the elapsed ms. */
@@ -122,6 +144,7 @@ async function amqpBroker(): Promise<Broker> {
   const topologyOf = (queue: string) => resolveAmqpTopology({ queue, delayTiers: ['1s'] });
   return {
     name: 'RabbitMQ 3.10 (quorum queue)',
+    server: 'beam.smp',
     async fill(round, label, messages) {
       const queue = `${RUN}.${label}.${round}`;
       await declareAmqpTopology(admin, topologyOf(queue));
@@ -170,6 +193,7 @@ async function natsBroker(): Promise<Broker> {
   const topologyOf = (stream: string) => resolveJetStreamTopology({ stream, durable: 'bench' });
   return {
     name: 'NATS 2.9 JetStream (durable pull consumer)',
+    server: 'nats-server',
     async fill(round, label, messages) {
       const stream = `${RUN}_${label}_${round}`;
       await declareJetStreamTopology(jsm, topologyOf(stream));
@@ -319,6 +343,13 @@ async function main(): Promise<void> {
   const st = stores();
   const rates = new Map<string, number[]>();
   const cpus = new Map<string, number[]>();
+  const brokerCpus = new Map<string, number[]>();
+  const redisCpus = new Map<string, number[]>();
+  const busy = new Map<string, number[]>();
+  const push = (into: Map<string, number[]>, key: string, value: number | undefined) => {
+    if (value === undefined || Number.isNaN(value)) return;
+    into.set(key, [...(into.get(key) ?? []), value]);
+  };
   console.log(
     `consumer throughput: N=${N} messages per case (${N_DEFAULTS} on the defaults), ${ROUNDS} rounds, prefetch ${PREFETCH}, concurrency ${CONCURRENCY} (tuned consumer cases)\n`,
   );
@@ -348,8 +379,15 @@ async function main(): Promise<void> {
             rates.set(key, [...(rates.get(key) ?? []), rate]);
             const cpuPerMessage = drainCpuUs / variant.messages;
             cpus.set(key, [...(cpus.get(key) ?? []), cpuPerMessage]);
+            const brokerUs = drainServerUs.get(broker.server);
+            const redisUs = drainServerUs.get('redis-server');
+            push(brokerCpus, key, brokerUs === undefined ? undefined : brokerUs / variant.messages);
+            if (kind.startsWith('redis')) {
+              push(redisCpus, key, redisUs === undefined ? undefined : redisUs / variant.messages);
+            }
+            push(busy, key, drainBusyCores);
             console.log(
-              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${cpuPerMessage.toFixed(1)} µs CPU/msg`,
+              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${cpuPerMessage.toFixed(1)} µs CPU/msg, broker ${brokerUs === undefined ? '-' : (brokerUs / variant.messages).toFixed(1)} µs/msg, ${drainBusyCores.toFixed(2)} of ${CORES} cores busy`,
             );
           } finally {
             await broker.drop(target);
@@ -372,8 +410,20 @@ async function main(): Promise<void> {
     'redis-unbatched': 'consumer, Redis store with batch: false',
   };
   const rows: string[][] = [
-    ['broker', 'case', 'median msg/s', 'best msg/s', 'median vs raw', 'CPU µs/msg (median)'],
+    [
+      'broker',
+      'case',
+      'median msg/s',
+      'best msg/s',
+      'median vs raw',
+      'CPU µs/msg (median)',
+      'broker CPU µs/msg',
+      'Redis CPU µs/msg',
+      `cores busy (of ${CORES})`,
+    ],
   ];
+  const medianOf = (values: number[] | undefined, digits: number) =>
+    values && values.length > 0 ? median(values).toFixed(digits) : '-';
   for (const broker of brokers) {
     const raw = median(rates.get(`${broker.name}|raw`) ?? [0]);
     for (const variant of variants()) {
@@ -390,6 +440,9 @@ async function main(): Promise<void> {
         String(Math.round(Math.max(...r))),
         kind === 'raw' ? '-' : `${Math.round((median(r) / raw) * 100)}%`,
         median(cpus.get(`${broker.name}|${variant.name}`) ?? [0]).toFixed(1),
+        medianOf(brokerCpus.get(`${broker.name}|${variant.name}`), 1),
+        medianOf(redisCpus.get(`${broker.name}|${variant.name}`), 1),
+        medianOf(busy.get(`${broker.name}|${variant.name}`), 2),
       ]);
     }
   }
