@@ -16,7 +16,8 @@
  *
  * Beside the rates, the CPU of each side over the timed drain: this process (client CPU µs per
  * message), the broker's server and, for the Redis cases, redis-server (read from /proc, when
- * they run on this machine), and how many of the machine's cores were busy in all. The servers
+ * they run on this machine), how much of the drain this process's event loop was running,
+ * and how many of the machine's cores were busy in all. The servers
  * share the cores with the client, so a consumer case can reach a share of the raw rate only as
  * far as its client CPU per message allows: a single-threaded client whose event loop is busy
  * all the time runs at about 1 / (its µs per message) whatever the broker could take.
@@ -28,6 +29,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { type EventLoopUtilization, performance as nodePerformance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection, connect as natsConnect, headers } from '@nats-io/transport-node';
@@ -104,10 +106,15 @@ const SERVERS = findServers(['beam.smp', 'nats-server', 'redis-server']);
 let serversAtFirst: CpuMark | undefined;
 let drainServerUs = new Map<string, number>();
 let drainBusyCores = Number.NaN;
+// How much of the drain the event loop was running (not waiting for I/O): near 100%, this
+// process is the bottleneck.
+let eluAtFirst: EventLoopUtilization | undefined;
+let drainLoopBusy = Number.NaN;
 
 function firstDelivery(): number {
   cpuAtFirst = process.cpuUsage();
   serversAtFirst = markCpu(SERVERS);
+  eluAtFirst = nodePerformance.eventLoopUtilization();
   return performance.now();
 }
 
@@ -119,6 +126,7 @@ function lastAck(started: number): number {
     drainServerUs = spent.serversUs;
     drainBusyCores = spent.busyCores;
   }
+  drainLoopBusy = nodePerformance.eventLoopUtilization(eluAtFirst).utilization;
   return performance.now() - started;
 }
 
@@ -346,6 +354,7 @@ async function main(): Promise<void> {
   const brokerCpus = new Map<string, number[]>();
   const redisCpus = new Map<string, number[]>();
   const busy = new Map<string, number[]>();
+  const loopBusy = new Map<string, number[]>();
   const push = (into: Map<string, number[]>, key: string, value: number | undefined) => {
     if (value === undefined || Number.isNaN(value)) return;
     into.set(key, [...(into.get(key) ?? []), value]);
@@ -386,8 +395,9 @@ async function main(): Promise<void> {
               push(redisCpus, key, redisUs === undefined ? undefined : redisUs / variant.messages);
             }
             push(busy, key, drainBusyCores);
+            push(loopBusy, key, drainLoopBusy * 100);
             console.log(
-              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${cpuPerMessage.toFixed(1)} µs CPU/msg, broker ${brokerUs === undefined ? '-' : (brokerUs / variant.messages).toFixed(1)} µs/msg, ${drainBusyCores.toFixed(2)} of ${CORES} cores busy`,
+              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${cpuPerMessage.toFixed(1)} µs CPU/msg, broker ${brokerUs === undefined ? '-' : (brokerUs / variant.messages).toFixed(1)} µs/msg, event loop ${Math.round(drainLoopBusy * 100)}% busy, ${drainBusyCores.toFixed(2)} of ${CORES} cores busy`,
             );
           } finally {
             await broker.drop(target);
@@ -417,6 +427,7 @@ async function main(): Promise<void> {
       'best msg/s',
       'median vs raw',
       'CPU µs/msg (median)',
+      'event loop busy %',
       'broker CPU µs/msg',
       'Redis CPU µs/msg',
       `cores busy (of ${CORES})`,
@@ -440,6 +451,7 @@ async function main(): Promise<void> {
         String(Math.round(Math.max(...r))),
         kind === 'raw' ? '-' : `${Math.round((median(r) / raw) * 100)}%`,
         median(cpus.get(`${broker.name}|${variant.name}`) ?? [0]).toFixed(1),
+        medianOf(loopBusy.get(`${broker.name}|${variant.name}`), 0),
         medianOf(brokerCpus.get(`${broker.name}|${variant.name}`), 1),
         medianOf(redisCpus.get(`${broker.name}|${variant.name}`), 1),
         medianOf(busy.get(`${broker.name}|${variant.name}`), 2),
