@@ -19,7 +19,6 @@ const LIMITS: CheckpointLimits = {
   signalWrites: 20,
   idleMs: 50,
   fallbackPages: 10_000,
-  maxThreads: 2,
 };
 /** How long a thread may take to start or to make a checkpoint (it runs in real time). */
 const WAIT = { timeout: 10_000, interval: 10 };
@@ -63,6 +62,13 @@ async function running(name: string) {
 const autocheckpoint = (db: Database.Database) =>
   db.pragma('wal_autocheckpoint', { simple: true }) as number;
 
+/** The worker of the process's checkpoint thread, as a checkpointer sees it (if it is served). */
+interface ThreadView {
+  worker: { terminate(): Promise<number>; once(event: 'exit', listener: () => void): unknown };
+}
+const threadOf = (checkpointer: BackgroundCheckpointer) =>
+  (checkpointer as unknown as { thread?: ThreadView }).thread;
+
 describe('BackgroundCheckpointer', () => {
   it('starts its thread only after startAfterWrites writes, then raises the inline bound', async () => {
     const { db, path } = openDb('start.sqlite');
@@ -74,10 +80,13 @@ describe('BackgroundCheckpointer', () => {
     expect(checkpointer.phase).not.toBe('counting');
     await vi.waitFor(() => expect(checkpointer.phase).toBe('running'), WAIT);
     expect(autocheckpoint(db)).toBe(10_000);
+    const thread = threadOf(checkpointer);
+    const exited = new Promise((resolve) => thread?.worker.once('exit', () => resolve(true)));
     await checkpointer.close();
     expect(checkpointer.phase).toBe('off');
-    // close() returned after the thread exited.
-    expect((checkpointer as unknown as { worker?: unknown }).worker).toBeUndefined();
+    // close() returned once the thread had let go of this store; the last store out stops it.
+    expect(threadOf(checkpointer)).toBeUndefined();
+    expect(await exited).toBe(true);
     db.close();
   });
 
@@ -101,62 +110,84 @@ describe('BackgroundCheckpointer', () => {
     db.close();
   });
 
-  it('gives checkpoints back to the connection when its thread dies', async () => {
-    const { db, checkpointer } = await running('dies.sqlite');
-    const thread = (checkpointer as unknown as { worker: { terminate(): Promise<number> } }).worker;
-    await thread.terminate();
-    await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
-    expect(autocheckpoint(db)).toBe(1000);
-    // Counting goes on harmlessly, and no second thread starts.
-    write(db, checkpointer, 200);
-    expect(checkpointer.phase).toBe('off');
-    expect((checkpointer as unknown as { worker?: unknown }).worker).toBeUndefined();
-    await checkpointer.close();
-    db.close();
+  it('gives checkpoints back to every connection it served when its thread dies', async () => {
+    const a = await running('dies-a.sqlite');
+    const b = await running('dies-b.sqlite');
+    const thread = threadOf(a.checkpointer);
+    expect(threadOf(b.checkpointer)).toBe(thread);
+    await thread?.worker.terminate();
+    for (const { db, checkpointer } of [a, b]) {
+      await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
+      expect(autocheckpoint(db)).toBe(1000);
+      // Counting goes on harmlessly, and this store joins no new thread.
+      write(db, checkpointer, 200);
+      expect(checkpointer.phase).toBe('off');
+      expect(threadOf(checkpointer)).toBeUndefined();
+      await checkpointer.close();
+      db.close();
+    }
+    // A store that reaches its write count later starts a new thread.
+    const c = await running('dies-c.sqlite');
+    expect(threadOf(c.checkpointer)).not.toBe(thread);
+    await c.checkpointer.close();
+    c.db.close();
   });
 
-  it('runs at most maxThreads threads in a process; a store turned away tries again later', async () => {
-    const one = { ...LIMITS, maxThreads: 1 };
-    const a = openDb('first.sqlite');
-    const first = new BackgroundCheckpointer(a.db, a.path, one);
-    write(a.db, first, one.startAfterWrites);
-    await vi.waitFor(() => expect(first.phase).toBe('running'), WAIT);
+  it('serves every store of the process from one thread, which stops when the last one leaves', async () => {
+    const stores = [await running('one.sqlite'), await running('two.sqlite')];
+    const [first, second] = stores as [(typeof stores)[0], (typeof stores)[0]];
+    const thread = threadOf(first.checkpointer);
+    expect(thread).toBeDefined();
+    expect(threadOf(second.checkpointer)).toBe(thread);
+    // Each file is checkpointed: both grow, though their connections no longer checkpoint.
+    const sizes = stores.map(({ path }) => statSync(path).size);
+    for (const { db, checkpointer } of stores) write(db, checkpointer, 2000);
+    await vi.waitFor(() => {
+      for (const [i, { path }] of stores.entries()) {
+        expect(statSync(path).size).toBeGreaterThan((sizes[i] as number) + 200_000);
+      }
+    }, WAIT);
 
-    const b = openDb('second.sqlite');
-    const second = new BackgroundCheckpointer(b.db, b.path, one);
-    write(b.db, second, one.startAfterWrites);
-    expect(second.phase).toBe('counting');
-    expect(autocheckpoint(b.db)).toBe(1000);
+    const exited = new Promise((resolve) => thread?.worker.once('exit', () => resolve(true)));
+    await first.checkpointer.close();
+    // The other store is still served, by the same thread.
+    expect(second.checkpointer.phase).toBe('running');
+    expect(threadOf(second.checkpointer)).toBe(thread);
+    const made = second.checkpointer.checkpoints;
+    write(second.db, second.checkpointer, LIMITS.signalWrites);
+    await vi.waitFor(() => expect(second.checkpointer.checkpoints).toBeGreaterThan(made), WAIT);
 
-    await first.close();
-    // Its next round of writes finds the thread free.
-    write(b.db, second, one.startAfterWrites - 1);
-    expect(second.phase).toBe('counting');
-    write(b.db, second, 1);
-    await vi.waitFor(() => expect(second.phase).toBe('running'), WAIT);
-    await second.close();
-    a.db.close();
-    b.db.close();
+    await second.checkpointer.close();
+    expect(await exited).toBe(true);
+    for (const { db } of stores) db.close();
   });
 
-  it('stays inline when its thread cannot open the file', async () => {
+  it('stays inline when the thread cannot open its file; the thread serves the others on', async () => {
+    const other = await running('fine.sqlite');
     const { db } = openDb('missing.sqlite');
     const checkpointer = new BackgroundCheckpointer(db, join(dir, 'nowhere', 'x.sqlite'), LIMITS);
     write(db, checkpointer, LIMITS.startAfterWrites);
     expect(checkpointer.phase).toBe('starting');
-    // The thread fails on its own, before any close().
+    // The thread gives up on this store on its own, before any close().
     await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
     expect(autocheckpoint(db)).toBe(1000);
     write(db, checkpointer, 200);
     expect(checkpointer.phase).toBe('off');
     await checkpointer.close();
     db.close();
+    // The store it could serve is still served.
+    expect(other.checkpointer.phase).toBe('running');
+    const made = other.checkpointer.checkpoints;
+    write(other.db, other.checkpointer, LIMITS.signalWrites);
+    await vi.waitFor(() => expect(other.checkpointer.checkpoints).toBeGreaterThan(made), WAIT);
+    await other.checkpointer.close();
+    other.db.close();
   });
 });
 
 describe('SQLite store checkpoints', () => {
   type Store = ReturnType<typeof createSqliteStore>;
-  const threadOf = (store: Store) =>
+  const checkpointerOf = (store: Store) =>
     (store as unknown as { checkpointer?: BackgroundCheckpointer }).checkpointer;
 
   async function operations(store: Store, count: number, from = 0): Promise<void> {
@@ -173,9 +204,9 @@ describe('SQLite store checkpoints', () => {
     const path = join(dir, 'store.sqlite');
     const store = createSqliteStore({ path });
     await operations(store, 499);
-    expect(threadOf(store)?.phase).toBe('counting');
+    expect(checkpointerOf(store)?.phase).toBe('counting');
     await operations(store, 1200, 499);
-    await vi.waitFor(() => expect(threadOf(store)?.phase).toBe('running'), WAIT);
+    await vi.waitFor(() => expect(checkpointerOf(store)?.phase).toBe('running'), WAIT);
     await store.close();
     // The thread's connection closed first, so the store's, the last, removed the WAL.
     expect(existsSync(`${path}-wal`)).toBe(false);
@@ -189,17 +220,17 @@ describe('SQLite store checkpoints', () => {
   it("checkpoint: 'inline', a connection passed in and :memory: start no thread", async () => {
     const inline = createSqliteStore({ path: join(dir, 'inline.sqlite'), checkpoint: 'inline' });
     await operations(inline, 600);
-    expect(threadOf(inline)).toBeUndefined();
+    expect(checkpointerOf(inline)).toBeUndefined();
     await inline.close();
 
     const db = new Database(join(dir, 'theirs.sqlite'));
     const theirs = createSqliteStore({ database: db });
-    expect(threadOf(theirs)).toBeUndefined();
+    expect(checkpointerOf(theirs)).toBeUndefined();
     await theirs.close();
     db.close();
 
     const memory = createSqliteStore({ path: ':memory:' });
-    expect(threadOf(memory)).toBeUndefined();
+    expect(checkpointerOf(memory)).toBeUndefined();
     await memory.close();
   });
 
