@@ -90,6 +90,17 @@ describe('BackgroundCheckpointer', () => {
     db.close();
   });
 
+  it('answers a second close() only once the thread has let go of the file', async () => {
+    const { db, checkpointer } = await running('twice.sqlite');
+    const first = checkpointer.close();
+    const second = checkpointer.close();
+    await second;
+    expect(threadOf(checkpointer)).toBeUndefined();
+    await first;
+    expect(await checkpointer.close()).toBeUndefined();
+    db.close();
+  });
+
   it('copies the WAL into the database file while the connection no longer does', async () => {
     const { db, path, checkpointer } = await running('copy.sqlite');
     const before = statSync(path).size;
@@ -215,6 +226,19 @@ describe('SQLite store checkpoints', () => {
     expect(page.records).toHaveLength(1000);
     expect(await reopened.get('op-1698')).toMatchObject({ status: 'completed', result: '1698' });
     await reopened.close();
+  });
+
+  it('closes once however often close() is called: every call returns that one closing', async () => {
+    const path = join(dir, 'twice.sqlite');
+    const store = createSqliteStore({ path });
+    await operations(store, 1100);
+    await vi.waitFor(() => expect(checkpointerOf(store)?.phase).toBe('running'), WAIT);
+    const closing = store.close();
+    expect(store.close()).toBe(closing);
+    await closing;
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    expect(store.close()).toBe(closing);
+    await expect(store.get('op-1')).rejects.toThrow(/the store is closed/);
   });
 
   it("checkpoint: 'inline', a connection passed in and :memory: start no thread", async () => {

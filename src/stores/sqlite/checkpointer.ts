@@ -108,7 +108,9 @@ export class BackgroundCheckpointer {
     const was = this.state;
     this.state = 'off';
     const thread = this.thread;
-    if (!thread || (was !== 'running' && was !== 'starting')) return;
+    // A second close(), or a store the thread let go of: wait until it has let go (settled at
+    // once if it never served this store, or already has).
+    if (!thread || (was !== 'running' && was !== 'starting')) return this.left;
     Atomics.store(this.shared, STOP, 1);
     // Unreferenced, the thread would let the process end while close() waits for it.
     thread.hold();
@@ -212,8 +214,11 @@ class CheckpointThread {
     }
     this.port = port1;
     this.port.on('message', (message: { left: number }) => this.leave(message.left));
-    // An error in the thread: every store it served goes back inline (on exit, below).
-    this.worker.on('error', () => undefined);
+    // An error in the thread: every store it served goes back inline (on exit, below), and a
+    // store that joins from now on starts a new thread rather than join this dying one.
+    this.worker.on('error', () => {
+      if (CheckpointThread.current === this) CheckpointThread.current = undefined;
+    });
     this.worker.once('exit', () => this.ended());
     // Stores the program forgot to close must not keep the process alive (after the
     // listeners: adding one references the port and the thread again).
@@ -347,7 +352,7 @@ function takeJoins() {
     const { id, path, shared, signalWrites, idleMs } = m.message;
     try {
       const db = new Database(path, { fileMustExist: true });
-      members.set(id, { db, shared, signalWrites, idleMs, checkedAt: Date.now() });
+      members.set(id, { db, shared, signalWrites, idleMs, checkedAt: performance.now() });
       Atomics.store(shared, READY, 1);
     } catch {
       port.postMessage({ left: id });
@@ -355,14 +360,20 @@ function takeJoins() {
   }
 }
 
-function serve(id, member, now) {
-  const { shared } = member;
-  if (Atomics.load(shared, STOP) === 1) {
+// Every store that asked to leave, first: its close() waits for this, and a checkpoint of
+// another file must not keep it waiting longer than the one already running.
+function takeLeaves() {
+  for (const [id, member] of members) {
+    if (Atomics.load(member.shared, STOP) !== 1) continue;
     members.delete(id);
     closeQuietly(member.db);
     port.postMessage({ left: id });
-    return;
   }
+}
+
+function serve(member, now) {
+  const { shared } = member;
+  if (Atomics.load(shared, STOP) === 1) return;
   const pending = Atomics.load(shared, PENDING);
   if (pending === 0) {
     member.checkedAt = now;
@@ -377,15 +388,17 @@ function serve(id, member, now) {
     // Busy or an I/O error: the next round tries again, and the store's connection
     // still checkpoints inline past its fallback bound.
   }
-  member.checkedAt = Date.now();
+  member.checkedAt = performance.now();
+  takeLeaves();
 }
 
 for (;;) {
   const rings = Atomics.load(bell, RINGS);
   takeJoins();
   if (Atomics.load(bell, STOP_ALL) === 1) break;
-  for (const [id, member] of members) serve(id, member, Date.now());
-  const now = Date.now();
+  takeLeaves();
+  for (const member of members.values()) serve(member, performance.now());
+  const now = performance.now();
   let sleepMs = 1000;
   for (const member of members.values()) {
     sleepMs = Math.min(sleepMs, Math.max(1, member.checkedAt + member.idleMs - now));

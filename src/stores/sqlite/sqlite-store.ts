@@ -176,6 +176,8 @@ class SqliteIdempotencyStore implements SqliteStore {
   private readonly batcher: KeyBatcher<WriteCall, Outcome | Failed> | undefined;
   private statements: Statements | undefined;
   private closed = false;
+  /** The one closing, once close() was called. */
+  private closing: Promise<void> | undefined;
   /** A write ran alone in this tick: the next ones of the tick go to a batch. */
   private tickTaken = false;
   private readonly endTick = () => {
@@ -730,8 +732,16 @@ class SqliteIdempotencyStore implements SqliteStore {
     return removed;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Answers the calls already made, then closes. Every call of close() returns the one
+   * closing: a second call resolves only once the connection is closed.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     // Calls already made are answered first.
     await this.batcher?.settled();
     this.closed = true;
