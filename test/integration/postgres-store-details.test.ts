@@ -176,4 +176,15 @@ await describeWithService('postgres', 'postgres store details', () => {
       });
     }
   });
+
+  it('closes a store opened from a URL once, however often close() is called', async () => {
+    const store = await openPostgresStore(`${SERVICES.postgres.url}?schema=${schema}`);
+    const closing = store.close?.();
+    expect(closing).toBeInstanceOf(Promise);
+    // pg's Pool.end() throws when called twice: every call shares the one closing.
+    expect(store.close?.()).toBe(closing);
+    await closing;
+    expect(store.close?.()).toBe(closing);
+    expect(codeOf(await errorOf(() => store.get('k')))).toBe('STORE_UNAVAILABLE');
+  });
 });

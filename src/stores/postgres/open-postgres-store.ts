@@ -80,10 +80,16 @@ export async function openPostgresStore(
   const { poolSize: _size, connectTimeoutMs: _c, queryTimeoutMs: _q, ...storeOptions } = merged;
   const store = createPostgresStore(pool, storeOptions);
   const closeBatches = store.close?.bind(store);
+  // One closing for every caller: pg's Pool.end() throws when called a second time.
+  let closing: Promise<void> | undefined;
+  const closeOnce = async () => {
+    await closeBatches?.();
+    await pool.end();
+  };
   return Object.assign(store, {
-    async close() {
-      await closeBatches?.();
-      await pool.end();
+    close(): Promise<void> {
+      closing ??= closeOnce();
+      return closing;
     },
   });
 }
