@@ -100,6 +100,23 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     expect(await readyCount(admin, queue)).toBe(0);
   });
 
+  it('closes once when close() is called twice at once, the source and the dead-letter queue', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    await s.start(createInbox().onDelivery, { prefetch: 5 });
+    // Two closings at once used to hang in amqplib (both closed the connection).
+    const closing = s.close();
+    expect(s.close()).toBe(closing);
+    await closing;
+
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    expect(await dlq.count()).toBe(0);
+    const first = dlq.close();
+    // The second waits for the first, instead of returning while the connection still closes.
+    expect(dlq.close()).toBe(first);
+    await first;
+  });
+
   it('retryLater waits in the delay tier (rounded up) and comes back to the source, counted', async () => {
     const queue = newQueue();
     const s = source(queue);

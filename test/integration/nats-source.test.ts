@@ -57,6 +57,22 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     return { stream, subject: `${stream}.orders` };
   }
 
+  it('closes once when close() is called twice at once, the source and the dead-letter queue', async () => {
+    const { stream } = newStream();
+    const s = source(stream);
+    await s.start(createInbox().onDelivery, { prefetch: 5 });
+    const closing = s.close();
+    expect(s.close()).toBe(closing);
+    await closing;
+
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    expect(await dlq.count()).toBe(0);
+    const first = dlq.close();
+    // The second waits for the first, instead of returning while the connection still closes.
+    expect(dlq.close()).toBe(first);
+    await first;
+  });
+
   function source(stream: string, extra: Record<string, unknown> = {}): JetStreamSource {
     const s = createJetStreamSource({ servers: NATS_URL, stream, durable: 'worker', ...extra });
     sources.push(s);

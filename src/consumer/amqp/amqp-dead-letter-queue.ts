@@ -61,10 +61,28 @@ export function createAmqpDeadLetterQueue(
   checkQueueName(deadLetterQueue, 'deadLetterQueue');
   const clock = options.clock ?? systemClock;
   let opened: Promise<{ connection: AmqpConnectionLike; owned: boolean }> | undefined;
+  /** The last closing: a close() while one runs waits for it. */
+  let closing: Promise<void> | undefined;
 
   function open() {
     opened ??= openAmqpConnection(options, `reprocess-dlq:${options.queue}`);
     return opened;
+  }
+
+  async function shut(
+    current: Promise<{ connection: AmqpConnectionLike; owned: boolean }>,
+  ): Promise<void> {
+    const { connection, owned } = await current.catch(() => ({
+      connection: undefined,
+      owned: false,
+    }));
+    if (owned && connection) {
+      try {
+        await connection.close();
+      } catch {
+        // Already closed.
+      }
+    }
   }
 
   function read(message: GetMessage): QuarantinedMessage {
@@ -205,21 +223,11 @@ export function createAmqpDeadLetterQueue(
       );
     },
 
-    async close() {
+    close() {
       const current = opened;
       opened = undefined;
-      if (!current) return;
-      const { connection, owned } = await current.catch(() => ({
-        connection: undefined,
-        owned: false,
-      }));
-      if (owned && connection) {
-        try {
-          await connection.close();
-        } catch {
-          // Already closed.
-        }
-      }
+      if (current) closing = shut(current);
+      return closing ?? Promise.resolve();
     },
   };
 }

@@ -83,6 +83,8 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let retryState: BackoffState = initialBackoffState(backoff);
   let cancelRetry: (() => void) | undefined;
   let cancelling: Promise<void> | undefined;
+  /** The one closing, once close() was called (two closing at once hung in amqplib). */
+  let closed: Promise<void> | undefined;
 
   async function subscribe(): Promise<void> {
     if (!connection) throw new InvalidArgumentError('the AMQP source is not started');
@@ -215,12 +217,14 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       }
     },
 
-    async close() {
-      if (state === 'closed') return;
-      if (state === 'running' || state === 'starting') await this.stop();
-      state = 'closed';
-      await cancelling;
-      await release();
+    close() {
+      closed ??= (async () => {
+        if (state === 'running' || state === 'starting') await this.stop();
+        state = 'closed';
+        await cancelling;
+        await release();
+      })();
+      return closed;
     },
   };
 

@@ -88,6 +88,13 @@ export function createJetStreamDeadLetterQueue(
     return opened;
   }
 
+  /** The last closing: a close() while one runs waits for it. */
+  let closing: Promise<void> | undefined;
+  async function shut(current: NonNullable<typeof opened>): Promise<void> {
+    const resolved = await current.catch(() => undefined);
+    if (resolved?.owned) await resolved.connection.close().catch(() => {});
+  }
+
   function read(message: JsMsg): QuarantinedMessage {
     return {
       id: String(message.seq),
@@ -181,12 +188,11 @@ export function createJetStreamDeadLetterQueue(
       }
     },
 
-    async close() {
+    close() {
       const current = opened;
       opened = undefined;
-      if (!current) return;
-      const resolved = await current.catch(() => undefined);
-      if (resolved?.owned) await resolved.connection.close().catch(() => {});
+      if (current) closing = shut(current);
+      return closing ?? Promise.resolve();
     },
   };
 }

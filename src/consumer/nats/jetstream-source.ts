@@ -79,6 +79,8 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
   let pump: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
+  /** The one closing of the source, once close() was called. */
+  let closed: Promise<void> | undefined;
 
   const context: DeliveryContext = {
     topology,
@@ -180,13 +182,15 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
       );
     },
 
-    async close() {
-      if (state === 'closed') return;
-      if (state === 'running' || state === 'starting') await this.stop();
-      state = 'closed';
-      await closing;
-      await pump;
-      await release();
+    close() {
+      closed ??= (async () => {
+        if (state === 'running' || state === 'starting') await this.stop();
+        state = 'closed';
+        await closing;
+        await pump;
+        await release();
+      })();
+      return closed;
     },
   };
 
