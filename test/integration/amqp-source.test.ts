@@ -10,6 +10,7 @@ import {
 } from '../../src/consumer/amqp/index.js';
 import type { QuarantineHistory } from '../../src/consumer/types.js';
 import { isReprocessError } from '../../src/errors.js';
+import { expectOneClosing } from '../helpers/closing.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import {
   AMQP_URL,
@@ -105,16 +106,12 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     const s = source(queue);
     await s.start(createInbox().onDelivery, { prefetch: 5 });
     // Two closings at once used to hang in amqplib (both closed the connection).
-    const closing = s.close();
-    expect(s.close()).toBe(closing);
-    await closing;
+    await expectOneClosing(() => s.close());
 
     const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
     expect(await dlq.count()).toBe(0);
-    const first = dlq.close();
     // The second waits for the first, instead of returning while the connection still closes.
-    expect(dlq.close()).toBe(first);
-    await first;
+    await expectOneClosing(() => dlq.close());
   });
 
   it('retryLater waits in the delay tier (rounded up) and comes back to the source, counted', async () => {

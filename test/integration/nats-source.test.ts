@@ -9,6 +9,7 @@ import {
   createJetStreamSource,
 } from '../../src/consumer/nats/index.js';
 import { isReprocessError } from '../../src/errors.js';
+import { expectOneClosing } from '../helpers/closing.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import { createInbox } from './fixtures/broker-inbox.js';
 import { NATS_URL, deleteStreams, publishJs, testNats } from './fixtures/broker-nats.js';
@@ -61,16 +62,12 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     const { stream } = newStream();
     const s = source(stream);
     await s.start(createInbox().onDelivery, { prefetch: 5 });
-    const closing = s.close();
-    expect(s.close()).toBe(closing);
-    await closing;
+    await expectOneClosing(() => s.close());
 
     const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
     expect(await dlq.count()).toBe(0);
-    const first = dlq.close();
     // The second waits for the first, instead of returning while the connection still closes.
-    expect(dlq.close()).toBe(first);
-    await first;
+    await expectOneClosing(() => dlq.close());
   });
 
   function source(stream: string, extra: Record<string, unknown> = {}): JetStreamSource {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
+import { expectOneClosing } from '../helpers/closing.js';
 import { codeOf, errorOf } from '../helpers/errors.js';
 import { runTsx } from '../helpers/run-tsx.js';
 import {
@@ -233,11 +234,8 @@ describe('SQLite store checkpoints', () => {
     const store = createSqliteStore({ path });
     await operations(store, 1100);
     await vi.waitFor(() => expect(checkpointerOf(store)?.phase).toBe('running'), WAIT);
-    const closing = store.close();
-    expect(store.close()).toBe(closing);
-    await closing;
+    await expectOneClosing(() => store.close());
     expect(existsSync(`${path}-wal`)).toBe(false);
-    expect(store.close()).toBe(closing);
     await expect(store.get('op-1')).rejects.toThrow(/the store is closed/);
   });
 
