@@ -29,7 +29,6 @@
  *   BENCH_ONLY=redis npx tsx bench/stores-kv.ts     # or dynamodb
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import {
   CreateTableCommand,
   DynamoDBClient,
@@ -59,6 +58,7 @@ import {
   TTL_MS,
   type Variant,
 } from './support/store-bench.js';
+import { processCpuSeconds } from './support/server-cpu.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -176,19 +176,6 @@ async function benchRedis(): Promise<Row[]> {
   }
 }
 
-/** CPU seconds of a process from /proc (Linux); undefined elsewhere. */
-async function processCpu(pid: number | undefined): Promise<number | undefined> {
-  if (pid === undefined) return undefined;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 a second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
 /** dynalite in its own process, on a free port of 127.0.0.1. */
 async function startDynaliteProcess(): Promise<{ endpoint: string; child: ChildProcess }> {
   const port = await freePort();
@@ -287,7 +274,9 @@ async function benchDynamoDb(): Promise<Row[]> {
       storeVariant('dynamodb store', compare, store),
       coreVariant('idempotent() on dynamodb', compare, coreStore),
     );
-    return await benchServer('dynamodb (dynalite)', variants, () => processCpu(child.pid));
+    return await benchServer('dynamodb (dynalite)', variants, async () =>
+      processCpuSeconds(child.pid),
+    );
   } finally {
     client.destroy();
     child.kill();

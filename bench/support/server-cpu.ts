@@ -15,7 +15,7 @@ import { cpus } from 'node:os';
 const TICKS_PER_SECOND = 100;
 
 export interface CpuMark {
-  /** CPU ticks of each watched server, by name. */
+  /** CPU seconds of each watched server, by name. */
   servers: Map<string, number>;
   /** Busy ticks of the whole machine (every core: all but idle and iowait). */
   machineBusy: number;
@@ -50,12 +50,14 @@ export function findServers(names: readonly string[]): Map<string, number> {
   return found;
 }
 
-function processTicks(pid: number): number | undefined {
+/** CPU seconds (user + system) a process has used, from /proc; undefined elsewhere. */
+export function processCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
   } catch {
     return undefined;
   }
@@ -77,8 +79,8 @@ function machineBusyTicks(): number {
 export function markCpu(servers: Map<string, number>): CpuMark {
   const marks = new Map<string, number>();
   for (const [name, pid] of servers) {
-    const ticks = processTicks(pid);
-    if (ticks !== undefined) marks.set(name, ticks);
+    const seconds = processCpuSeconds(pid);
+    if (seconds !== undefined) marks.set(name, seconds);
   }
   return { servers: marks, machineBusy: machineBusyTicks(), at: performance.now() };
 }
@@ -86,9 +88,9 @@ export function markCpu(servers: Map<string, number>): CpuMark {
 export function cpuSince(start: CpuMark, servers: Map<string, number>): CpuSpent {
   const end = markCpu(servers);
   const serversUs = new Map<string, number>();
-  for (const [name, ticks] of end.servers) {
+  for (const [name, seconds] of end.servers) {
     const before = start.servers.get(name);
-    if (before !== undefined) serversUs.set(name, ((ticks - before) * 1e6) / TICKS_PER_SECOND);
+    if (before !== undefined) serversUs.set(name, (seconds - before) * 1e6);
   }
   const seconds = (end.at - start.at) / 1000;
   const busyCores = (end.machineBusy - start.machineBusy) / TICKS_PER_SECOND / seconds;
