@@ -95,39 +95,71 @@ const RUN = `bench${process.pid.toString(36)}${Date.now().toString(36)}`;
 
 type StoreKind = 'memory' | 'sqlite' | 'sqlite-inline' | 'redis' | 'redis-unbatched';
 
-// CPU time of this process over the timed drain (user + system): the broker and Redis run
-// elsewhere, so it is the client side's cost per message, which a loaded machine distorts far
-// less than wall time (other processes steal wall time, not this process's CPU time).
-let cpuAtFirst: NodeJS.CpuUsage | undefined;
-let drainCpuUs = 0;
-// The servers' side of the same window, where they run on this machine (see server-cpu.ts):
-// the broker's CPU, Redis's, and how many of the machine's cores were busy in all.
+/**
+ * The CPU side of the last timed drain:
+ * - `clientUs`: this process (user + system). The broker and Redis run elsewhere, so it is the
+ *   client side's cost, which a loaded machine distorts far less than wall time (other
+ *   processes steal wall time, not this process's CPU time);
+ * - `serversUs`: the servers' CPU by command name, where they run on this machine
+ *   (see server-cpu.ts), and `busyCores`: how many of the machine's cores were busy in all;
+ * - `loopBusy`: the share of the drain the event loop was running (not waiting for I/O): near
+ *   1, this process is the bottleneck.
+ */
+interface DrainCpu {
+  clientUs: number;
+  serversUs: Map<string, number>;
+  busyCores: number;
+  loopBusy: number;
+}
+
 const SERVERS = findServers(['beam.smp', 'nats-server', 'redis-server']);
-let serversAtFirst: CpuMark | undefined;
-let drainServerUs = new Map<string, number>();
-let drainBusyCores = Number.NaN;
-// How much of the drain the event loop was running (not waiting for I/O): near 100%, this
-// process is the bottleneck.
-let eluAtFirst: EventLoopUtilization | undefined;
-let drainLoopBusy = Number.NaN;
+let drainStart: { cpu: NodeJS.CpuUsage; servers: CpuMark; loop: EventLoopUtilization } | undefined;
+let drained: DrainCpu | undefined;
 
 function firstDelivery(): number {
-  cpuAtFirst = process.cpuUsage();
-  serversAtFirst = markCpu(SERVERS);
-  eluAtFirst = nodePerformance.eventLoopUtilization();
+  drainStart = {
+    cpu: process.cpuUsage(),
+    servers: markCpu(SERVERS),
+    loop: nodePerformance.eventLoopUtilization(),
+  };
   return performance.now();
 }
 
 function lastAck(started: number): number {
-  const used = process.cpuUsage(cpuAtFirst);
-  drainCpuUs = used.user + used.system;
-  if (serversAtFirst) {
-    const spent = cpuSince(serversAtFirst, SERVERS);
-    drainServerUs = spent.serversUs;
-    drainBusyCores = spent.busyCores;
+  if (drainStart) {
+    const used = process.cpuUsage(drainStart.cpu);
+    const spent = cpuSince(drainStart.servers, SERVERS);
+    drained = {
+      clientUs: used.user + used.system,
+      serversUs: spent.serversUs,
+      busyCores: spent.busyCores,
+      loopBusy: nodePerformance.eventLoopUtilization(drainStart.loop).utilization,
+    };
   }
-  drainLoopBusy = nodePerformance.eventLoopUtilization(eluAtFirst).utilization;
   return performance.now() - started;
+}
+
+/** One case's round: msg/s, then CPU per message (µs) and shares (undefined: not measured). */
+interface Sample {
+  rate: number;
+  clientUs: number;
+  brokerUs: number | undefined;
+  redisUs: number | undefined;
+  busyCores: number;
+  loopBusyPercent: number;
+}
+
+function sampleOf(rate: number, messages: number, broker: string, redis: boolean): Sample {
+  if (!drained) throw new Error('no drain was timed');
+  const perMessage = (us: number | undefined) => (us === undefined ? undefined : us / messages);
+  return {
+    rate,
+    clientUs: drained.clientUs / messages,
+    brokerUs: perMessage(drained.serversUs.get(broker)),
+    redisUs: redis ? perMessage(drained.serversUs.get('redis-server')) : undefined,
+    busyCores: drained.busyCores,
+    loopBusyPercent: drained.loopBusy * 100,
+  };
 }
 
 interface Broker {
@@ -349,16 +381,8 @@ async function main(): Promise<void> {
   if (BROKERS.includes('amqp')) brokers.push(await amqpBroker());
   if (BROKERS.includes('nats')) brokers.push(await natsBroker());
   const st = stores();
-  const rates = new Map<string, number[]>();
-  const cpus = new Map<string, number[]>();
-  const brokerCpus = new Map<string, number[]>();
-  const redisCpus = new Map<string, number[]>();
-  const busy = new Map<string, number[]>();
-  const loopBusy = new Map<string, number[]>();
-  const push = (into: Map<string, number[]>, key: string, value: number | undefined) => {
-    if (value === undefined || Number.isNaN(value)) return;
-    into.set(key, [...(into.get(key) ?? []), value]);
-  };
+  /** The rounds of each case, by `broker|variant`. */
+  const samples = new Map<string, Sample[]>();
   console.log(
     `consumer throughput: N=${N} messages per case (${N_DEFAULTS} on the defaults), ${ROUNDS} rounds, prefetch ${PREFETCH}, concurrency ${CONCURRENCY} (tuned consumer cases)\n`,
   );
@@ -384,20 +408,11 @@ async function main(): Promise<void> {
               }
             }
             const rate = (variant.messages / ms) * 1000;
+            const s = sampleOf(rate, variant.messages, broker.server, kind.startsWith('redis'));
             const key = `${broker.name}|${variant.name}`;
-            rates.set(key, [...(rates.get(key) ?? []), rate]);
-            const cpuPerMessage = drainCpuUs / variant.messages;
-            cpus.set(key, [...(cpus.get(key) ?? []), cpuPerMessage]);
-            const brokerUs = drainServerUs.get(broker.server);
-            const redisUs = drainServerUs.get('redis-server');
-            push(brokerCpus, key, brokerUs === undefined ? undefined : brokerUs / variant.messages);
-            if (kind.startsWith('redis')) {
-              push(redisCpus, key, redisUs === undefined ? undefined : redisUs / variant.messages);
-            }
-            push(busy, key, drainBusyCores);
-            push(loopBusy, key, drainLoopBusy * 100);
+            samples.set(key, [...(samples.get(key) ?? []), s]);
             console.log(
-              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${cpuPerMessage.toFixed(1)} µs CPU/msg, broker ${brokerUs === undefined ? '-' : (brokerUs / variant.messages).toFixed(1)} µs/msg, event loop ${Math.round(drainLoopBusy * 100)}% busy, ${drainBusyCores.toFixed(2)} of ${CORES} cores busy`,
+              `  round ${round + 1} ${broker.name} ${variant.name}: ${Math.round(rate)} msg/s, ${s.clientUs.toFixed(1)} µs CPU/msg, broker ${s.brokerUs?.toFixed(1) ?? '-'} µs/msg, event loop ${Math.round(s.loopBusyPercent)}% busy, ${s.busyCores.toFixed(2)} of ${CORES} cores busy`,
             );
           } finally {
             await broker.drop(target);
@@ -433,13 +448,20 @@ async function main(): Promise<void> {
       `cores busy (of ${CORES})`,
     ],
   ];
-  const medianOf = (values: number[] | undefined, digits: number) =>
-    values && values.length > 0 ? median(values).toFixed(digits) : '-';
   for (const broker of brokers) {
-    const raw = median(rates.get(`${broker.name}|raw`) ?? [0]);
+    const rawRates = (samples.get(`${broker.name}|raw`) ?? []).map((s) => s.rate);
+    const raw = median(rawRates.length > 0 ? rawRates : [0]);
     for (const variant of variants()) {
       const { kind } = variant;
-      const r = rates.get(`${broker.name}|${variant.name}`) ?? [0];
+      const rounds = samples.get(`${broker.name}|${variant.name}`) ?? [];
+      /** The median of one measure over the rounds that have it, or '-'. */
+      const medianOf = (pick: (s: Sample) => number | undefined, digits: number) => {
+        const values = rounds
+          .map(pick)
+          .filter((v): v is number => v !== undefined && !Number.isNaN(v));
+        return values.length > 0 ? median(values).toFixed(digits) : '-';
+      };
+      const r = rounds.length > 0 ? rounds.map((s) => s.rate) : [0];
       rows.push([
         broker.name,
         kind === 'raw' || kind === 'adapter'
@@ -450,11 +472,11 @@ async function main(): Promise<void> {
         String(Math.round(median(r))),
         String(Math.round(Math.max(...r))),
         kind === 'raw' ? '-' : `${Math.round((median(r) / raw) * 100)}%`,
-        median(cpus.get(`${broker.name}|${variant.name}`) ?? [0]).toFixed(1),
-        medianOf(loopBusy.get(`${broker.name}|${variant.name}`), 0),
-        medianOf(brokerCpus.get(`${broker.name}|${variant.name}`), 1),
-        medianOf(redisCpus.get(`${broker.name}|${variant.name}`), 1),
-        medianOf(busy.get(`${broker.name}|${variant.name}`), 2),
+        medianOf((s) => s.clientUs, 1),
+        medianOf((s) => s.loopBusyPercent, 0),
+        medianOf((s) => s.brokerUs, 1),
+        medianOf((s) => s.redisUs, 1),
+        medianOf((s) => s.busyCores, 2),
       ]);
     }
   }
