@@ -276,13 +276,13 @@ class CheckpointThread {
   }
 }
 
-/** When the thread starts and how often it checkpoints. */
+/** When a store joins the thread and how often the thread checkpoints its file. */
 export interface CheckpointLimits {
-  /** Writes the store makes before the thread starts. */
+  /** Writes the store makes before it joins the thread. */
   startAfterWrites: number;
-  /** Writes after which the thread checkpoints. */
+  /** The store's writes after which the thread checkpoints its file. */
   signalWrites: number;
-  /** Longest the thread waits before checkpointing fewer writes. */
+  /** Longest the thread waits before checkpointing fewer of the store's writes. */
   idleMs: number;
   /** The inline checkpoint bound of the store's connection while the thread serves it. */
   fallbackPages: number;

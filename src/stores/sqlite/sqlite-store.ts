@@ -72,14 +72,12 @@ export interface SqliteStoreOptions {
   replayCache?: boolean | SqliteReplayCacheOptions;
   /**
    * Where WAL checkpoints run (copying committed pages from the -wal file back into the
-   * database file). `background` (default for a file the store opens): on a thread with its
-   * own connection, started after the store's first 1,000 writes, so that most commits on the
-   * event loop no longer wait for the copy and its fsyncs; the store's connection still
-   * checkpoints inline past 4,000 pages (under steady writes the WAL grows to that). At most
-   * two such threads run in a process (about 9 MiB each); other stores checkpoint inline
-   * meanwhile. `inline`:
-   * SQLite's default, inside the commit that crosses 1,000 pages. Ignored with `database` and
-   * `:memory:`.
+   * database file). `background` (default for a file the store opens): on the process's
+   * checkpoint thread (one for every store, about 9 MiB), with its own connection to the file,
+   * from the store's first 1,000 writes on, so that most commits on the event loop no longer
+   * wait for the copy and its fsyncs; the store's connection still checkpoints inline past
+   * 4,000 pages (under steady writes the WAL grows to that). `inline`: SQLite's default, inside
+   * the commit that crosses 1,000 pages. Ignored with `database` and `:memory:`.
    */
   checkpoint?: 'background' | 'inline';
 }
@@ -268,15 +266,14 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.clock = settings.clock;
     this.table = settings.table;
     this.busyRetries = settings.busyRetries;
+    // A file this store opened itself is in WAL mode, and only this store closes it.
+    const ownFile = owned && path !== ':memory:';
     this.checkpointer =
-      owned && path !== ':memory:' && settings.checkpoint === 'background'
+      ownFile && settings.checkpoint === 'background'
         ? new BackgroundCheckpointer(db, path)
         : undefined;
     const pragma = () => this.prepared().dataVersion.get() as number;
-    this.walWatch =
-      settings.replayCacheBytes > 0 && owned && path !== ':memory:'
-        ? walWatchOf(path, pragma)
-        : undefined;
+    this.walWatch = ownFile && settings.replayCacheBytes > 0 ? walWatchOf(path, pragma) : undefined;
     const watch = this.walWatch;
     this.replays =
       settings.replayCacheBytes > 0
