@@ -10,7 +10,9 @@ import { codeOf, errorOf } from '../helpers/errors.js';
 import { runTsx } from '../helpers/run-tsx.js';
 import {
   BackgroundCheckpointer,
+  CHECKPOINT_WARNING,
   type CheckpointLimits,
+  setCheckpointDriverForTests,
 } from '../../src/stores/sqlite/checkpointer.js';
 import { createSqliteStore, parseSqliteUrl } from '../../src/stores/sqlite/index.js';
 
@@ -66,9 +68,27 @@ const autocheckpoint = (db: Database.Database) =>
 /** The worker of the process's checkpoint thread, as a checkpointer sees it (if it is served). */
 interface ThreadView {
   worker: { terminate(): Promise<number>; once(event: 'exit', listener: () => void): unknown };
+  port: { postMessage(message: unknown): void };
 }
 const threadOf = (checkpointer: BackgroundCheckpointer) =>
   (checkpointer as unknown as { thread?: ThreadView }).thread;
+
+/** The checkpoint warnings the process emits while `body` runs (and a tick after). */
+async function checkpointWarnings(body: () => Promise<void>): Promise<Error[]> {
+  const warnings: Error[] = [];
+  const listener = (warning: Error) => {
+    if ((warning as { code?: string }).code === CHECKPOINT_WARNING) warnings.push(warning);
+  };
+  process.on('warning', listener);
+  try {
+    await body();
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', listener);
+  }
+  return warnings;
+}
 
 describe('BackgroundCheckpointer', () => {
   it('starts its thread only after startAfterWrites writes, then raises the inline bound', async () => {
@@ -174,6 +194,62 @@ describe('BackgroundCheckpointer', () => {
     await second.checkpointer.close();
     expect(await exited).toBe(true);
     for (const { db } of stores) db.close();
+  });
+
+  it('warns once and starts no thread again in the process when the thread cannot load its driver', async () => {
+    const missing = join(dir, 'no-such-driver.js');
+    const warnings = await checkpointWarnings(async () => {
+      setCheckpointDriverForTests(missing);
+      try {
+        const a = openDb('no-driver-a.sqlite');
+        const first = new BackgroundCheckpointer(a.db, a.path, LIMITS);
+        write(a.db, first, LIMITS.startAfterWrites);
+        expect(first.phase).toBe('starting');
+        await vi.waitFor(() => expect(first.phase).toBe('off'), WAIT);
+        expect(autocheckpoint(a.db)).toBe(1000);
+        // A second store stays inline at once: no thread is started for it.
+        const b = openDb('no-driver-b.sqlite');
+        const second = new BackgroundCheckpointer(b.db, b.path, LIMITS);
+        write(b.db, second, LIMITS.startAfterWrites);
+        expect(second.phase).toBe('off');
+        expect(threadOf(second)).toBeUndefined();
+        expect(autocheckpoint(b.db)).toBe(1000);
+        for (const [{ db }, checkpointer] of [
+          [a, first],
+          [b, second],
+        ] as const) {
+          await checkpointer.close();
+          db.close();
+        }
+      } finally {
+        setCheckpointDriverForTests(undefined);
+      }
+    });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.name).toBe('ReprocessWarning');
+    expect(warnings[0]?.message).toContain('checkpoint thread could not start');
+    expect(warnings[0]?.message).toContain(missing);
+    // With the driver back, a store gets its thread again.
+    const c = await running('driver-back.sqlite');
+    await c.checkpointer.close();
+    c.db.close();
+  });
+
+  it('warns once when a running thread fails, and its stores go back inline', async () => {
+    const warnings = await checkpointWarnings(async () => {
+      const a = await running('fails-a.sqlite');
+      const b = await running('fails-b.sqlite');
+      // A message the thread cannot read throws in it: an error nobody catches there.
+      threadOf(a.checkpointer)?.port.postMessage(null);
+      for (const { db, checkpointer } of [a, b]) {
+        await vi.waitFor(() => expect(checkpointer.phase).toBe('off'), WAIT);
+        expect(autocheckpoint(db)).toBe(1000);
+        await checkpointer.close();
+        db.close();
+      }
+    });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.message).toContain('checkpoint thread failed');
   });
 
   it('stays inline when the thread cannot open its file; the thread serves the others on', async () => {

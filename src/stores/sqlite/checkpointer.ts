@@ -31,7 +31,10 @@ import type BetterSqlite3 from 'better-sqlite3';
  *
  * Nothing depends on the thread: a store joins it only after {@link START_AFTER_WRITES} writes
  * (a short-lived store never pays for it), and if the thread cannot open the store's file, or
- * dies, that store's connection goes back to SQLite's 1,000 pages for good.
+ * dies, that store's connection goes back to SQLite's 1,000 pages for good. A thread that
+ * fails before it could load the driver (or that cannot be created at all) is not started
+ * again in this process: every store checkpoints inline, and the process gets one warning
+ * ({@link CHECKPOINT_WARNING}) saying why, rather than one failed thread per store.
  */
 export class BackgroundCheckpointer {
   private state: 'counting' | 'starting' | 'running' | 'off' = 'counting';
@@ -133,11 +136,9 @@ export class BackgroundCheckpointer {
   }
 
   private join(): void {
-    let thread: CheckpointThread;
-    try {
-      thread = CheckpointThread.get();
-    } catch {
-      // No thread could be started here: checkpoints stay inline.
+    const thread = CheckpointThread.get();
+    if (thread === undefined) {
+      // No thread can run in this process: checkpoints stay inline.
       this.state = 'off';
       return;
     }
@@ -184,17 +185,36 @@ interface MemberSetup {
  */
 class CheckpointThread {
   private static current: CheckpointThread | undefined;
+  /** Why no thread can run in this process, once one failed to start. */
+  static unavailable: unknown;
+  /** A running thread failed, and the process was told (once is enough). */
+  static warnedDeath = false;
 
-  /** The running thread, or a new one (throws when no thread can be started). */
-  static get(): CheckpointThread {
-    CheckpointThread.current ??= new CheckpointThread();
+  /** The running thread, or a new one; undefined when no thread can run in this process. */
+  static get(): CheckpointThread | undefined {
+    if (CheckpointThread.unavailable !== undefined) return undefined;
+    try {
+      CheckpointThread.current ??= new CheckpointThread();
+    } catch (error) {
+      CheckpointThread.cannotStart(error);
+      return undefined;
+    }
     return CheckpointThread.current;
+  }
+
+  /** No thread will be started again in this process; says so once. */
+  private static cannotStart(error: unknown): void {
+    CheckpointThread.unavailable = error;
+    process.emitWarning(
+      `reprocess sqlite store: the WAL checkpoint thread could not start (${firstLine(error)}); every SQLite store of this process checkpoints inline, as SQLite does by default`,
+      { type: 'ReprocessWarning', code: CHECKPOINT_WARNING },
+    );
   }
 
   private readonly worker: Worker;
   private readonly port: MessagePort;
-  /** [rings, stop]. */
-  private readonly bell = new Int32Array(new SharedArrayBuffer(2 * 4));
+  /** [rings, stop, started: the thread has loaded the driver]. */
+  private readonly bell = new Int32Array(new SharedArrayBuffer(3 * 4));
   private readonly members = new Map<number, BackgroundCheckpointer>();
   private nextId = 1;
   /** close() calls waiting for the thread: while any does, the thread keeps the process alive. */
@@ -215,9 +235,19 @@ class CheckpointThread {
     this.port = port1;
     this.port.on('message', (message: { left: number }) => this.leave(message.left));
     // An error in the thread: every store it served goes back inline (on exit, below), and a
-    // store that joins from now on starts a new thread rather than join this dying one.
-    this.worker.on('error', () => {
+    // store that joins from now on starts a new thread rather than join this dying one,
+    // unless this one failed before it loaded the driver: a new one would fail alike.
+    this.worker.on('error', (error) => {
       if (CheckpointThread.current === this) CheckpointThread.current = undefined;
+      if (Atomics.load(this.bell, STARTED) === 0) {
+        if (CheckpointThread.unavailable === undefined) CheckpointThread.cannotStart(error);
+      } else if (!CheckpointThread.warnedDeath) {
+        CheckpointThread.warnedDeath = true;
+        process.emitWarning(
+          `reprocess sqlite store: the WAL checkpoint thread failed (${firstLine(error)}); the stores it served checkpoint inline from now on`,
+          { type: 'ReprocessWarning', code: CHECKPOINT_WARNING },
+        );
+      }
     });
     this.worker.once('exit', () => this.ended());
     // Stores the program forgot to close must not keep the process alive (after the
@@ -276,6 +306,12 @@ class CheckpointThread {
   }
 }
 
+/** The first line of an error's message (a failed require lists its whole require stack). */
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split('\n', 1)[0] as string;
+}
+
 /** When a store joins the thread and how often the thread checkpoints its file. */
 export interface CheckpointLimits {
   /** Writes the store makes before it joins the thread. */
@@ -316,12 +352,26 @@ const READY = 3;
 // The thread's bell.
 const RINGS = 0;
 const STOP_ALL = 1;
+const STARTED = 2;
+
+/** The `code` of the process warning emitted when no checkpoint thread can run. */
+export const CHECKPOINT_WARNING = 'REPROCESS_SQLITE_CHECKPOINT_THREAD';
 
 let driver: string | undefined;
 /** better-sqlite3 as this module resolves it, so the thread loads the same build. */
 function driverPath(): string {
   driver ??= createRequire(import.meta.url).resolve('better-sqlite3');
   return driver;
+}
+
+/**
+ * For tests: the module the next checkpoint thread loads as its driver (undefined: the real
+ * one), and a fresh start for a process in which no thread could run. Not exported by the
+ * package.
+ */
+export function setCheckpointDriverForTests(path: string | undefined): void {
+  driver = path;
+  CheckpointThread.unavailable = undefined;
 }
 
 /**
@@ -333,10 +383,11 @@ function driverPath(): string {
  */
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const Database = require(workerData.driver);
 const { bell, port } = workerData;
 const PENDING = ${PENDING}, STOP = ${STOP}, MADE = ${MADE}, READY = ${READY};
-const RINGS = ${RINGS}, STOP_ALL = ${STOP_ALL};
+const RINGS = ${RINGS}, STOP_ALL = ${STOP_ALL}, STARTED = ${STARTED};
+const Database = require(workerData.driver);
+Atomics.store(bell, STARTED, 1);
 const members = new Map();
 
 function closeQuietly(db) {
@@ -385,8 +436,9 @@ function serve(member, now) {
     member.db.pragma('wal_checkpoint(PASSIVE)');
     Atomics.add(shared, MADE, 1);
   } catch {
-    // Busy or an I/O error: the next round tries again, and the store's connection
-    // still checkpoints inline past its fallback bound.
+    // An I/O error, say: the next round tries again, and the store's connection still
+    // checkpoints inline past its fallback bound. SQLite's own automatic checkpoints drop
+    // their errors alike; one that lasts shows in the store's writes, which do report.
   }
   member.checkedAt = performance.now();
   takeLeaves();
