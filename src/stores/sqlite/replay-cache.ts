@@ -1,5 +1,12 @@
 import type { IdempotencyRecord } from '../../idempotency/store.js';
 
+/**
+ * `settled.then(f)` runs `f` as a microtask, as `queueMicrotask(f)` does, in the same queue
+ * (so in the same order), for about a third of the cost: Node's `queueMicrotask` wraps each
+ * callback for async context and error reporting, which a flag reset needs neither of.
+ */
+export const settled = Promise.resolve();
+
 /** Bytes counted for an entry beside its stored text (the record object, the key, the map). */
 const ENTRY_OVERHEAD = 256;
 /** Bytes counted for each step beside its text (a property of the steps object). */
@@ -105,7 +112,7 @@ export class ReplayCache {
       });
     }
     this.checked = true;
-    queueMicrotask(this.endStretch);
+    void settled.then(this.endStretch);
     return this.check() ? record : undefined;
   }
 

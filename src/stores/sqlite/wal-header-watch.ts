@@ -1,10 +1,16 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
 
 /** Both copies of the WAL-index header at the start of the -shm file (sqlite.org/walformat.html). */
 const HEADER_BYTES = 96;
-const COPY_BYTES = 48;
-/** Offset of `isInit`, 1 once a connection has built the header. */
-const IS_INIT = 12;
+/** One copy, in 32-bit words: the header is read and compared a word at a time. */
+const COPY_WORDS = 12;
+/**
+ * `isInit`, 1 once a connection has built the header: the byte at offset 12, the lowest byte
+ * of word 3 on a little-endian machine and the highest on a big-endian one.
+ */
+const IS_INIT_WORD = 3;
+const IS_INIT_SHIFT = endianness() === 'LE' ? 0 : 24;
 /** About how many recent reads {@link WalHeaderWatch.score} averages over. */
 const WINDOW = 16;
 /** While reads mostly found the header changed, one check in this many still reads it. */
@@ -42,8 +48,10 @@ const RETRY_EVERY = 16;
 export class WalHeaderWatch {
   private fd: number | undefined;
   private failed = false;
-  private header = Buffer.alloc(HEADER_BYTES);
-  private snapshot = Buffer.alloc(HEADER_BYTES);
+  // Int32Array rather than Buffer: comparing 12 words in a loop costs a fifth of two Buffer
+  // compare calls, which weighs on a replay whose whole store side is 2 µs.
+  private header = new Int32Array(HEADER_BYTES / 4);
+  private snapshot = new Int32Array(HEADER_BYTES / 4);
   /** The version `data_version` gave right after {@link snapshot} was read. */
   private known: number | undefined;
   /** Share of recent header reads that found it unchanged (moving average). */
@@ -59,7 +67,9 @@ export class WalHeaderWatch {
   version(): number {
     if (this.score < 0.25 && ++this.bypassed % RETRY_EVERY !== 0) return this.dataVersion();
     const read = this.read();
-    if (read && this.known !== undefined && this.header.equals(this.snapshot)) {
+    // Both headers have matching copies (read() checked this one, and the snapshot was such a
+    // header when it was kept), so their first copies tell whether they are equal.
+    if (read && this.known !== undefined && sameWords(this.header, this.snapshot, 0)) {
       // A header found still is worth reading first again at once.
       this.score = Math.max(this.score + (1 - this.score) / WINDOW, 0.5);
       return this.known;
@@ -103,8 +113,16 @@ export class WalHeaderWatch {
       return false;
     }
     const h = this.header;
-    return h[IS_INIT] === 1 && h.compare(h, COPY_BYTES, HEADER_BYTES, 0, COPY_BYTES) === 0;
+    return (
+      ((h[IS_INIT_WORD] as number) >>> IS_INIT_SHIFT) % 256 === 1 && sameWords(h, h, COPY_WORDS)
+    );
   }
+}
+
+/** Whether the first copy of `a` equals the copy of `b` that starts at word `at`. */
+function sameWords(a: Int32Array, b: Int32Array, at: number): boolean {
+  for (let i = 0; i < COPY_WORDS; i++) if (a[i] !== b[at + i]) return false;
+  return true;
 }
 
 /** Descriptors of `-shm` files by path, shared by every watch of the process. */
