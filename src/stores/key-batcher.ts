@@ -1,3 +1,5 @@
+import { microtask } from './microtask.js';
+
 /**
  * `setImmediate` as it was when this module loaded: a test that fakes timers
  * (`vi.useFakeTimers()`) must not stall the store's batches until it advances its clock.
@@ -49,7 +51,7 @@ export class KeyBatcher<I, O> {
       this.queue.push({ item, key: this.options.keyOf(item), resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
-        const gather = this.options.gather === 'turn' ? nextTurn : queueMicrotask;
+        const gather = this.options.gather === 'turn' ? nextTurn : microtask;
         gather(() => {
           this.scheduled = false;
           this.drain();

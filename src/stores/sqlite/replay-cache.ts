@@ -1,11 +1,5 @@
 import type { IdempotencyRecord } from '../../idempotency/store.js';
-
-/**
- * `settled.then(f)` runs `f` as a microtask, as `queueMicrotask(f)` does, in the same queue
- * (so in the same order), for about a third of the cost: Node's `queueMicrotask` wraps each
- * callback for async context and error reporting, which a flag reset needs neither of.
- */
-export const settled = Promise.resolve();
+import { microtask } from '../microtask.js';
 
 /** Bytes counted for an entry beside its stored text (the record object, the key, the map). */
 const ENTRY_OVERHEAD = 256;
@@ -108,11 +102,11 @@ export class ReplayCache {
     }
     if (this.checked) {
       return new Promise((answer) => {
-        if (this.waiting.push({ key, record, answer }) === 1) queueMicrotask(this.checkWaiting);
+        if (this.waiting.push({ key, record, answer }) === 1) microtask(this.checkWaiting);
       });
     }
     this.checked = true;
-    void settled.then(this.endStretch);
+    microtask(this.endStretch);
     return this.check() ? record : undefined;
   }
 

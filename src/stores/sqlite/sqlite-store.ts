@@ -20,9 +20,10 @@ import type {
 } from '../../idempotency/store.js';
 import { BeginOrder, foundNew } from '../begin-order.js';
 import { KeyBatcher } from '../key-batcher.js';
+import { microtask } from '../microtask.js';
 import { showValue } from '../show-value.js';
 import { BackgroundCheckpointer } from './checkpointer.js';
-import { ReplayCache, settled } from './replay-cache.js';
+import { ReplayCache } from './replay-cache.js';
 import { WalHeaderWatch } from './wal-header-watch.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
@@ -426,7 +427,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     if (this.tickTaken || this.waiting > 0) return false;
     if (this.open.size > 1 && this.othersOpen()) return false;
     this.tickTaken = true;
-    void settled.then(this.endTick);
+    microtask(this.endTick);
     return true;
   }
 
