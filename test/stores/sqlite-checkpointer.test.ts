@@ -236,6 +236,7 @@ describe('BackgroundCheckpointer', () => {
   });
 
   it('warns once when a running thread fails, and its stores go back inline', async () => {
+    setCheckpointDriverForTests(undefined);
     const warnings = await checkpointWarnings(async () => {
       const a = await running('fails-a.sqlite');
       const b = await running('fails-b.sqlite');

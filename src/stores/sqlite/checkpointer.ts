@@ -366,12 +366,13 @@ function driverPath(): string {
 
 /**
  * For tests: the module the next checkpoint thread loads as its driver (undefined: the real
- * one), and a fresh start for a process in which no thread could run. Not exported by the
- * package.
+ * one), and a fresh start for a process in which no thread could run or one failed (as if
+ * nothing had been warned of). Not exported by the package.
  */
 export function setCheckpointDriverForTests(path: string | undefined): void {
   driver = path;
   CheckpointThread.unavailable = undefined;
+  CheckpointThread.warnedDeath = false;
 }
 
 /**
