@@ -185,14 +185,14 @@ interface MemberSetup {
  */
 class CheckpointThread {
   private static current: CheckpointThread | undefined;
-  /** Why no thread can run in this process, once one failed to start. */
-  static unavailable: unknown;
+  /** A thread failed to start: none is started again in this process. */
+  static startFailed = false;
   /** A running thread failed, and the process was told (once is enough). */
   static warnedDeath = false;
 
   /** The running thread, or a new one; undefined when no thread can run in this process. */
   static get(): CheckpointThread | undefined {
-    if (CheckpointThread.unavailable !== undefined) return undefined;
+    if (CheckpointThread.startFailed) return undefined;
     try {
       CheckpointThread.current ??= new CheckpointThread();
     } catch (error) {
@@ -204,10 +204,9 @@ class CheckpointThread {
 
   /** No thread will be started again in this process; says so once. */
   private static cannotStart(error: unknown): void {
-    CheckpointThread.unavailable = error;
-    process.emitWarning(
-      `reprocess sqlite store: the WAL checkpoint thread could not start (${firstLine(error)}); every SQLite store of this process checkpoints inline, as SQLite does by default`,
-      { type: 'ReprocessWarning', code: CHECKPOINT_WARNING },
+    CheckpointThread.startFailed = true;
+    warn(
+      `the WAL checkpoint thread could not start (${firstLine(error)}); every SQLite store of this process checkpoints inline, as SQLite does by default`,
     );
   }
 
@@ -240,12 +239,11 @@ class CheckpointThread {
     this.worker.on('error', (error) => {
       if (CheckpointThread.current === this) CheckpointThread.current = undefined;
       if (Atomics.load(this.bell, STARTED) === 0) {
-        if (CheckpointThread.unavailable === undefined) CheckpointThread.cannotStart(error);
+        if (!CheckpointThread.startFailed) CheckpointThread.cannotStart(error);
       } else if (!CheckpointThread.warnedDeath) {
         CheckpointThread.warnedDeath = true;
-        process.emitWarning(
-          `reprocess sqlite store: the WAL checkpoint thread failed (${firstLine(error)}); the stores it served checkpoint inline from now on`,
-          { type: 'ReprocessWarning', code: CHECKPOINT_WARNING },
+        warn(
+          `the WAL checkpoint thread failed (${firstLine(error)}); the stores it served checkpoint inline from now on`,
         );
       }
     });
@@ -304,6 +302,14 @@ class CheckpointThread {
     for (const member of members) member.leftThread();
     this.port.close();
   }
+}
+
+/** One process warning of the checkpoint thread ({@link CHECKPOINT_WARNING}). */
+function warn(what: string): void {
+  process.emitWarning(`reprocess sqlite store: ${what}`, {
+    type: 'ReprocessWarning',
+    code: CHECKPOINT_WARNING,
+  });
 }
 
 /** The first line of an error's message (a failed require lists its whole require stack). */
@@ -371,7 +377,7 @@ function driverPath(): string {
  */
 export function setCheckpointDriverForTests(path: string | undefined): void {
   driver = path;
-  CheckpointThread.unavailable = undefined;
+  CheckpointThread.startFailed = false;
   CheckpointThread.warnedDeath = false;
 }
 
