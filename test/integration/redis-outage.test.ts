@@ -162,6 +162,54 @@ describe.skipIf(!hasRedisServer)(
       expect(done.every((d) => d.kind === 'ok')).toBe(true);
     });
 
+    it('a server that stops answering fails the call closed, and the connection is reopened', async () => {
+      const stallName = `${RUN_ID}-stall`;
+      const watched = await openRedisStore(`redis://127.0.0.1:${port}`, {
+        connectionName: stallName,
+        commandTimeoutMs: 400,
+      });
+      try {
+        await watched.get('warm-up');
+        const before = (await clientList(admin)).find((c) => c.name === stallName)?.id;
+        expect(before).toBeDefined();
+        // Scripts wait while writes are paused: to the store, a server that stopped answering
+        // without closing the socket. Only the watch can end the wait (the pause outlasts the
+        // test's timeout).
+        await admin.client('PAUSE', 60_000, 'WRITE');
+        try {
+          const error = await watched
+            .begin('stalled', 'fp', 30_000, 60_000)
+            .catch((e: unknown) => e);
+          expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+          expect(String(error)).toMatch(/begin failed: the connection closed before a reply/);
+          // The socket was destroyed and the client connected again (a new connection id).
+          const after = await waitFor(async () => {
+            const line = (await clientList(admin)).find((c) => c.name === stallName);
+            return line !== undefined && line.id !== before ? line.id : undefined;
+          });
+          expect(after).not.toBe(before);
+        } finally {
+          await admin.client('UNPAUSE');
+        }
+        // The held script went with its connection: it never ran, and the next call works.
+        expect(await watched.get('stalled')).toBeUndefined();
+        expect(await watched.begin('stalled', 'fp', 30_000, 60_000)).toMatchObject({
+          kind: 'acquired',
+          attempts: 1,
+        });
+      } finally {
+        await watched.close?.();
+      }
+    });
+
+    it('rejects a commandTimeoutMs that is not a positive number', async () => {
+      for (const commandTimeoutMs of [0, -1, Number.NaN, '5000' as unknown as number]) {
+        await expect(
+          openRedisStore(`redis://127.0.0.1:${port}`, { commandTimeoutMs }),
+        ).rejects.toThrow(/commandTimeoutMs must be a number of ms/);
+      }
+    });
+
     it('falls back to EVAL when the server forgot the scripts (NOSCRIPT)', async () => {
       await admin.script('FLUSH');
       expect((await store.begin('noscript', 'fp', 30_000, 60_000)).kind).toBe('acquired');

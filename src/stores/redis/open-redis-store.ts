@@ -1,12 +1,17 @@
 import { InvalidArgumentError } from '../../errors.js';
 import type { RedisLike } from './redis-like.js';
 import { type RedisBatchOptions, createRedisStore, type RedisStore } from './redis-store.js';
+import { StallWatch, type WatchedConnection } from './stall-watch.js';
 
 /** Options of {@link openRedisStore}. */
 export interface OpenRedisStoreOptions {
   /** Key prefix (default `reprocess:`, or the URL's `?prefix=`). */
   prefix?: string;
-  /** A command not answered within this many ms fails with StoreUnavailableError (default 5000). */
+  /**
+   * A call fails with StoreUnavailableError once the server has answered nothing for this many
+   * ms (at most a quarter more) while it waited, and the connection is cut and reopened
+   * (default 5000). On a Cluster, each command is bounded alone (ioredis `commandTimeout`).
+   */
   commandTimeoutMs?: number;
   /** Bound on opening a TCP connection (default 5000). */
   connectTimeoutMs?: number;
@@ -32,8 +37,9 @@ export interface OpenRedisStoreOptions {
  *   behind the caller's back (it may have run; the caller sees the failure and decides).
  * - `enableOfflineQueue: true`: commands issued while connecting (at start, after a restart of
  *   the server) wait for that connection, so the first call after the server is back works.
- * - `commandTimeout`: a bound on any single call, for a server that stops answering without
- *   closing the socket.
+ * - a bound on how long a call waits for a server that stops answering without closing the
+ *   socket (`commandTimeoutMs`): on a standalone server a {@link StallWatch} (one timer for
+ *   the client, not one per command), on a Cluster ioredis' `commandTimeout`.
  * - reconnection retries forever, 50 ms doubling to at most 1 s apart.
  *
  * ioredis is loaded on first use, so `reprocess/redis` works with node-redis alone.
@@ -45,10 +51,18 @@ export async function openRedisStore(
   const { redisUrl, prefix, batch, readFirst, cluster } = parseRedisUrl(url);
   const ioredis = await loadIoredis();
   const connectTimeout = options.connectTimeoutMs ?? 5000;
+  const commandTimeout = options.commandTimeoutMs ?? 5000;
+  if (
+    typeof commandTimeout !== 'number' ||
+    !(commandTimeout > 0 && commandTimeout <= 2 ** 31 - 1)
+  ) {
+    throw new InvalidArgumentError(
+      `openRedisStore: commandTimeoutMs must be a number of ms from 1 to 2147483647, got ${String(commandTimeout)}`,
+    );
+  }
   const failClosed = {
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: options.commandTimeoutMs ?? 5000,
     connectTimeout,
     connectionName: options.connectionName ?? 'reprocess',
   };
@@ -76,6 +90,8 @@ export async function openRedisStore(
           slotsRefreshTimeout: connectTimeout,
           redisOptions: {
             ...failClosed,
+            // A Cluster has a connection per node: one node may stall while others answer.
+            commandTimeout,
             ...(cluster.username === undefined ? {} : { username: cluster.username }),
             ...(cluster.password === undefined ? {} : { password: cluster.password }),
             ...(cluster.tls ? { tls: {} } : {}),
@@ -85,6 +101,15 @@ export async function openRedisStore(
   // every reconnection error.
   client.on('error', () => {});
   if (cluster !== undefined) await ready(client, connectTimeout);
+  // A standalone client is watched for stalls, at no cost per call. A Cluster (a connection per
+  // node: one node may stall while others answer) bounds each command with ioredis' own
+  // commandTimeout (set above), and so does a client without the queue the watch reads.
+  let watch: StallWatch | undefined;
+  if (cluster === undefined) {
+    const standalone = client as unknown as WatchedConnection & { options: object };
+    if (StallWatch.canWatch(standalone)) watch = new StallWatch(standalone, commandTimeout);
+    else Object.assign(standalone.options, { commandTimeout });
+  }
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
     batch: options.batch ?? batch ?? true,
@@ -94,6 +119,7 @@ export async function openRedisStore(
     ...store,
     async close() {
       await store.close?.();
+      watch?.close();
       try {
         await client.quit();
       } catch {

@@ -49,6 +49,15 @@ export function toStoreError(error: unknown, operation: string): Error {
   if (message.startsWith('REPROCESS_CORRUPT') || message.startsWith('WRONGTYPE')) {
     return new RecordCorruptError(`redis store: ${operation}: ${message}`, error);
   }
+  // ioredis (with maxRetriesPerRequest 0) fails calls with this error when their connection
+  // closed before the reply (killed, the server gone, or cut by openRedisStore's stall watch)
+  // or when a connection could not be opened; its own message only names the option.
+  if (error instanceof Error && error.name === 'MaxRetriesPerRequestError') {
+    return new StoreUnavailableError(
+      `redis store: ${operation} failed: the connection closed before a reply, or could not be opened (${message})`,
+      error,
+    );
+  }
   return new StoreUnavailableError(`redis store: ${operation} failed: ${message}`, error);
 }
 
