@@ -2,10 +2,12 @@
  * `setInterval` as it was when this module loaded, unref'd: a test that fakes timers must not
  * freeze the watch of a store it did not mean to, and the watch must not keep a process alive.
  */
+const setIntervalAtLoad = globalThis.setInterval;
+const clearIntervalAtLoad = globalThis.clearInterval;
 const realEvery: Every = (tick, ms) => {
-  const timer = globalThis.setInterval(tick, ms);
+  const timer = setIntervalAtLoad(tick, ms);
   timer.unref?.();
-  return () => globalThis.clearInterval(timer);
+  return () => clearIntervalAtLoad(timer);
 };
 
 /** Calls `tick` every `ms` until the returned function is called. */
