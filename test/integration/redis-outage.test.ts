@@ -202,6 +202,49 @@ describe.skipIf(!hasRedisServer)(
       }
     });
 
+    it('a frozen server (SIGSTOP) fails calls closed; once it runs again the same store works', async () => {
+      const frozenName = `${RUN_ID}-frozen`;
+      const watched = await openRedisStore(`redis://127.0.0.1:${port}`, {
+        connectionName: frozenName,
+        commandTimeoutMs: 400,
+      });
+      const frozen = server;
+      try {
+        await watched.get('warm-up');
+        // The process stops; its kernel still holds the socket open and even accepts new
+        // connections, so nothing closes: only the watch ends the wait.
+        frozen?.kill('SIGSTOP');
+        try {
+          for (const call of [
+            () => watched.begin('frozen', 'fp', 30_000, 60_000),
+            () => watched.get('frozen'),
+          ]) {
+            const error = await call().catch((e: unknown) => e);
+            expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+          }
+        } finally {
+          frozen?.kill('SIGCONT');
+        }
+        // The next calls work, on a new connection. The begin that failed had reached the
+        // server's socket buffer: the server ran it when it resumed, after its caller had been
+        // told the store was unavailable (and so did not run the operation). Its claim stands,
+        // once: the operation is in progress until that lease ends, never acquired twice.
+        const next = await waitFor(() =>
+          watched.begin('frozen', 'fp', 30_000, 60_000).then(
+            (result) => result,
+            () => undefined,
+          ),
+        );
+        expect(next).toMatchObject({
+          kind: 'existing',
+          record: { status: 'in_progress', attempts: 1, fingerprint: 'fp' },
+        });
+      } finally {
+        frozen?.kill('SIGCONT');
+        await watched.close?.();
+      }
+    });
+
     it('rejects a commandTimeoutMs that is not a positive number', async () => {
       for (const commandTimeoutMs of [0, -1, Number.NaN, '5000' as unknown as number]) {
         await expect(
