@@ -9,7 +9,6 @@ import { type Clock, systemClock } from '../../clock.js';
 import {
   ErrorCode,
   InvalidArgumentError,
-  RecordCorruptError,
   ResultNotStorableError,
   StoreUnavailableError,
 } from '../../errors.js';
@@ -157,16 +156,6 @@ export function createDynamoDbStore(
     return item === undefined ? undefined : fromItem(table, item);
   }
 
-  /** An item as begin knows it; 'unknown' when it cannot be read (the claim then reports it). */
-  function storedOrUnknown(item: Item): Stored | 'unknown' {
-    try {
-      return fromItem(table, item);
-    } catch (error) {
-      if (error instanceof RecordCorruptError) return 'unknown';
-      throw error;
-    }
-  }
-
   const order = new BeginOrder();
 
   type Attempt = { ok: true; attributes?: Item } | { ok: false; old: Stored | undefined };
@@ -298,11 +287,12 @@ export function createDynamoDbStore(
       if (readFirst) {
         // Read-first: the read stands in for the claim's ALL_OLD, and the loop decides from it
         // exactly as from that: a live record is returned as it is, a dead record or an ended
-        // lease goes to its compare-and-swap. No item goes to the claim, and so does a malformed
-        // one, which the failed claim then reports as corrupt, exactly as insert-first.
+        // lease goes to its compare-and-swap, no item goes to the claim. A malformed item is
+        // RecordCorruptError at once, as the failed claim reports it insert-first (no write of
+        // this store changes such an item, so reading it again would find it the same).
         const item = await readItem('begin', key);
         order.saw(item === undefined);
-        known = item === undefined ? undefined : storedOrUnknown(item);
+        known = item === undefined ? undefined : fromItem(table, item);
       }
       for (let round = 0; round < MAX_BEGIN_ROUNDS; round++) {
         const at = now();
@@ -323,8 +313,7 @@ export function createDynamoDbStore(
               TableName: table,
               Item: newItem(key, fingerprint, floor, at, leaseUntil, expiresAt),
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-              ConditionExpression: 'attribute_not_exists(#pk)',
-              ExpressionAttributeNames: { '#pk': 'pk' },
+              ...expression({ condition: 'attribute_not_exists(#pk)' }),
             }),
           );
           // Insert-first, this first claim is what tells whether the key had an item.
