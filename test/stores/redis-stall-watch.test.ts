@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { StallWatch, type WatchedConnection } from '../../src/stores/redis/stall-watch.js';
+import {
+  boundStalls,
+  StallWatch,
+  type WatchedConnection,
+} from '../../src/stores/redis/stall-watch.js';
 
 /** A connection whose queue the test fills and empties, and a timer the test ticks by hand. */
 function setup(timeoutMs = 1000) {
@@ -90,5 +94,16 @@ describe('StallWatch', () => {
     const s = setup();
     s.watch.close();
     expect(s.stopped()).toBe(true);
+  });
+
+  it('bounds a client that shows its queue with a watch, any other with its own commandTimeout', () => {
+    const manual = () => () => {};
+    const watched = { commandQueue: { peekFront: () => undefined }, options: {} };
+    const watch = boundStalls(watched, 5000, manual);
+    expect(watch).toBeInstanceOf(StallWatch);
+    expect(watched.options).toEqual({});
+    const other = { options: { port: 6379 } };
+    expect(boundStalls(other, 5000, manual)).toBeUndefined();
+    expect(other.options).toEqual({ port: 6379, commandTimeout: 5000 });
   });
 });

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../../errors.js';
 import type { RedisLike } from './redis-like.js';
 import { type RedisBatchOptions, createRedisStore, type RedisStore } from './redis-store.js';
-import { StallWatch, type WatchedConnection } from './stall-watch.js';
+import { boundStalls } from './stall-watch.js';
 
 /** Options of {@link openRedisStore}. */
 export interface OpenRedisStoreOptions {
@@ -38,7 +38,7 @@ export interface OpenRedisStoreOptions {
  * - `enableOfflineQueue: true`: commands issued while connecting (at start, after a restart of
  *   the server) wait for that connection, so the first call after the server is back works.
  * - a bound on how long a call waits for a server that stops answering without closing the
- *   socket (`commandTimeoutMs`): on a standalone server a {@link StallWatch} (one timer for
+ *   socket (`commandTimeoutMs`): on a standalone server a stall watch (one timer for
  *   the client, not one per command), on a Cluster ioredis' `commandTimeout`.
  * - reconnection retries forever, 50 ms doubling to at most 1 s apart.
  *
@@ -104,12 +104,10 @@ export async function openRedisStore(
   // A standalone client is watched for stalls, at no cost per call. A Cluster (a connection per
   // node: one node may stall while others answer) bounds each command with ioredis' own
   // commandTimeout (set above), and so does a client without the queue the watch reads.
-  let watch: StallWatch | undefined;
-  if (cluster === undefined) {
-    const standalone = client as unknown as WatchedConnection & { options: object };
-    if (StallWatch.canWatch(standalone)) watch = new StallWatch(standalone, commandTimeout);
-    else Object.assign(standalone.options, { commandTimeout });
-  }
+  const watch =
+    cluster === undefined
+      ? boundStalls(client as unknown as Parameters<typeof boundStalls>[0], commandTimeout)
+      : undefined;
   const store = createRedisStore(client as unknown as RedisLike, {
     prefix: options.prefix ?? prefix ?? 'reprocess:',
     batch: options.batch ?? batch ?? true,

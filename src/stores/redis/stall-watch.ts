@@ -80,3 +80,19 @@ export class StallWatch {
     this.connection.stream?.destroy();
   }
 }
+
+/**
+ * Bounds how long calls on an ioredis `Redis` client wait for a server that stopped answering:
+ * with a {@link StallWatch} where the client shows its queue (returned, to be closed with the
+ * client), else with ioredis' own `commandTimeout`, set on the client's options (read at every
+ * command).
+ */
+export function boundStalls(
+  client: WatchedConnection & { options: object },
+  timeoutMs: number,
+  every?: Every,
+): StallWatch | undefined {
+  if (StallWatch.canWatch(client)) return new StallWatch(client, timeoutMs, every);
+  Object.assign(client.options, { commandTimeout: timeoutMs });
+  return undefined;
+}
