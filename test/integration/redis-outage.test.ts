@@ -240,7 +240,6 @@ describe.skipIf(!hasRedisServer)(
           record: { status: 'in_progress', attempts: 1, fingerprint: 'fp' },
         });
       } finally {
-        frozen?.kill('SIGCONT');
         await watched.close?.();
       }
     });

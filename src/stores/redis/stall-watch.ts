@@ -29,12 +29,13 @@ export interface WatchedConnection {
  * ioredis' own `commandTimeout` starts and clears a timer for every command, a cost paid on
  * every call (0.3-0.8 µs of CPU a command, measured on this project's machine), and it leaves
  * a half-open connection open for ever, each command timing out on it in turn. The watch costs
- * calls nothing: it looks at the connection four times per bound. A server answers the commands of one
- * connection in order, so the oldest unanswered one is the first of the queue, and the server
- * has stopped answering when that first command stays the same for the whole bound. The watch
- * then destroys the socket, exactly what a server that closed the connection would have done:
- * with `maxRetriesPerRequest: 0` ioredis fails every command in flight or queued at once, and
- * reconnects. As with any lost reply, the server may have run a command that failed this way.
+ * calls nothing: it looks at the connection four times per bound. A server answers the
+ * commands of one connection in order, so the oldest unanswered one is the first of the queue,
+ * and the server has stopped answering when that first command stays the same for the whole
+ * bound. The watch then destroys the socket, exactly what a server that closed the connection
+ * would have done: with `maxRetriesPerRequest: 0` ioredis fails every command in flight or
+ * queued at once, and reconnects. As with any lost reply, the server may have run a command
+ * that failed this way.
  *
  *   queue head:  A ─────────────────────────────────────────── (A unanswered) ──► socket destroyed
  *   ticks:        |  first seen  |   1   |   2   |   3   |   4
