@@ -17,9 +17,11 @@ export function toMs(value: Duration, what = 'duration'): number {
     return value;
   }
   if (typeof value === 'string') {
-    const match = PATTERN.exec(value.trim());
-    if (match?.[1] !== undefined && match[2] !== undefined) {
-      return Math.round(Number(match[1]) * (UNITS[match[2]] ?? 1));
+    const ms = stringMs(value);
+    if (ms !== undefined) {
+      // Hundreds of digits parse as Infinity: refused here, under the caller's name for it.
+      if (Number.isFinite(ms)) return ms;
+      throw new InvalidArgumentError(`${what} is too long a duration: ${JSON.stringify(value)}`);
     }
   }
   throw new InvalidArgumentError(
@@ -29,5 +31,13 @@ export function toMs(value: Duration, what = 'duration'): number {
 
 /** Whether `value` is a duration string `toMs` accepts. */
 export function isDurationString(value: string): boolean {
-  return PATTERN.test(value.trim());
+  const ms = stringMs(value);
+  return ms !== undefined && Number.isFinite(ms);
+}
+
+/** The milliseconds of a duration string (Infinity for a number too long), or undefined. */
+function stringMs(value: string): number | undefined {
+  const match = PATTERN.exec(value.trim());
+  if (match?.[1] === undefined || match[2] === undefined) return undefined;
+  return Math.round(Number(match[1]) * (UNITS[match[2]] ?? 1));
 }

@@ -45,7 +45,8 @@ export function parseConfigText(text: string, source?: string): ReprocessConfig 
   let raw: unknown;
   if (source !== undefined && extname(source).toLowerCase() === '.json') {
     try {
-      raw = JSON.parse(text);
+      // A byte order mark, as some Windows editors write it, is not part of the JSON.
+      raw = JSON.parse(text.startsWith('\uFEFF') ? text.slice(1) : text);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       throw new ConfigError([{ path: '', message: `JSON syntax error: ${message}` }], source);

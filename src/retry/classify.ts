@@ -244,15 +244,29 @@ function header(headers: object, name: string): string | undefined {
   return undefined;
 }
 
-/** A Retry-After header value (delay-seconds or HTTP-date) as ms from `now`. */
+/**
+ * A Retry-After header value (delay-seconds or HTTP-date) as ms from `now`; undefined for
+ * anything else, so that the backoff applies. A header sent twice reaches fetch's
+ * `Headers.get` joined with commas ("5, 5"): the first delay counts. Only text that starts
+ * like an HTTP-date (a day name, in all three of its forms) goes to `Date.parse`, which would
+ * otherwise read "-1" or "12 30" as dates long past: a retry at once, at a server that asked
+ * for a pause.
+ */
 export function parseRetryAfter(value: string, now: number): number | undefined {
   const text = value.trim();
-  if (text === '') return undefined;
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
+  const seconds = /^(\d+(?:\.\d+)?)(?:\s*,\s*\d+(?:\.\d+)?)*$/.exec(text);
+  if (seconds !== null) return Number(seconds[1]) * 1000;
+  if (!HTTP_DATE_START.test(text)) return undefined;
+  // asctime() carries no zone, and HTTP means GMT; Date.parse would take local time.
+  const at = Date.parse(ASCTIME.test(text) ? `${text} GMT` : text);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
 }
+
+/** How the three HTTP-date forms begin: "Sun, 06 Nov", "Sunday, 06-Nov", "Sun Nov". */
+const HTTP_DATE_START = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? /i;
+/** asctime(): "Sun Nov  6 08:49:37 1994". */
+const ASCTIME = /^[a-z]{3} [a-z]{3} +\d{1,2} \d\d:\d\d:\d\d \d{4}$/i;
 
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'ATTEMPT_TIMEOUT',

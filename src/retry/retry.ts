@@ -166,7 +166,11 @@ function runAttempt<T>(call: Call<T>, attempt: number): Promise<T> {
       call.signal,
     );
   }
-  const result = call.fn(new AttemptScope(attempt, call.deadlineAt));
+  return promised(call.fn(new AttemptScope(attempt, call.deadlineAt)));
+}
+
+/** `fn`'s answer as a promise: a plain value (the types forbid it, JavaScript does not) is wrapped. */
+function promised<T>(result: Promise<T>): Promise<T> {
   return typeof (result as { then?: unknown } | undefined)?.then === 'function'
     ? result
     : Promise.resolve(result);
@@ -244,6 +248,13 @@ async function retryLoop<T>(
       await sleep(clock, delay, signal);
     } catch (error) {
       throw giveUp(call, attempt, 'aborted', error);
+    }
+    // A sleep that ended late (a stalled event loop, a slow timer) may have run into the
+    // deadline: no attempt starts past it, not even one with no time left.
+    if (clock.now() >= call.deadlineAt) {
+      giveUp(call, attempt, 'deadline', failure);
+      if (failedWithResult) return failure as T;
+      throw new DeadlineExceededError(attempt, failure);
     }
 
     attempt++;
@@ -371,7 +382,7 @@ function guardedAttempt<T>(
   if (left < timeoutMs) timeoutMs = Math.max(0, left);
   const timed = timeoutMs <= MAX_TIMER_MS;
   const scope = new AttemptScope(attempt, deadlineAt, signal, timed);
-  if (!timed && signal === undefined) return fn(scope);
+  if (!timed && signal === undefined) return promised(fn(scope));
 
   return new Promise<T>((resolve, reject) => {
     let settled = false;

@@ -123,6 +123,19 @@ retry_policy:
     expect(error.issues[0]?.message).toMatch(/duration.*250ms, 30s, 5m, 24h; got "5 parsecs"/);
   });
 
+  it('a duration too long to be a number, naming the field', async () => {
+    const error = await configError(() =>
+      parseConfigText(`idempotency:\n  ttl: ${'9'.repeat(400)}h\n`),
+    );
+    expect(error.issues[0]?.path).toBe('idempotency.ttl');
+    expect(error.issues[0]?.message).toMatch(/must be a duration/);
+  });
+
+  it('reads a JSON file that starts with a byte order mark', async () => {
+    const path = await files.write('bom.json', '\uFEFF{"retry_policy": {"max_attempts": 3}}');
+    expect(await loadConfig(path)).toEqual({ retry_policy: { max_attempts: 3 } });
+  });
+
   it('a YAML syntax error, with its line', async () => {
     const path = await files.write('broken.yaml', 'retry_policy:\n  max_attempts: [1, 2\n');
     const error = await configError(() => loadConfig(path));

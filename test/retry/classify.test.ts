@@ -268,4 +268,30 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs(42, now)).toBeUndefined();
     expect(parseRetryAfter('', now)).toBeUndefined();
   });
+
+  it('reads only delay-seconds and HTTP-dates: other text is no hint, not a date long past', () => {
+    for (const text of ['-1', '1.', '12 30', 'soon', '2026-01-01', 'Mond', '5, x']) {
+      expect(parseRetryAfter(text, now), text).toBeUndefined();
+    }
+  });
+
+  it('takes the first delay of a header sent twice (fetch joins them with commas)', () => {
+    const headers = new Headers();
+    headers.append('retry-after', '5');
+    headers.append('retry-after', '5');
+    expect(headers.get('retry-after')).toBe('5, 5');
+    expect(retryAfterMs({ headers }, now)).toBe(5000);
+    expect(parseRetryAfter('7,3', now)).toBe(7000);
+  });
+
+  it('reads the three HTTP-date forms', () => {
+    const at = Date.UTC(1994, 10, 6, 8, 49, 37);
+    for (const text of [
+      'Sun, 06 Nov 1994 08:49:37 GMT',
+      'Sunday, 06-Nov-94 08:49:37 GMT',
+      'Sun Nov  6 08:49:37 1994',
+    ]) {
+      expect(parseRetryAfter(text, at - 3000), text).toBe(3000);
+    }
+  });
 });

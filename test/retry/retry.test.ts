@@ -165,6 +165,44 @@ describe('retry', () => {
       expect(clock.now() - START).toBe(300);
     });
 
+    it('starts no attempt when a sleep ended past the deadline (a stalled process)', async () => {
+      const clock = new FakeClock(START);
+      const first = codeError('ECONNRESET', 'first');
+      const { fn, starts } = flaky(clock, [first], 'late');
+      const gaveUp: GiveUpEvent[] = [];
+      const pending = retry(fn, {
+        clock,
+        deadline: 1000,
+        maxAttempts: 5,
+        onGiveUp: (event) => gaveUp.push(event),
+        ...noJitter,
+        base: 900,
+      }).then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+      // Attempt 1 fails at 0 and a sleep of 900 ms starts (it would end before 1000); the
+      // process then stalls, and the timer fires at 1200.
+      await clock.advance(0);
+      expect(starts).toEqual([0]);
+      clock.set(START + 1200);
+      await clock.runAll();
+      const error = errorOf(await pending);
+      expect(starts).toEqual([0]);
+      expect(error).toBeInstanceOf(DeadlineExceededError);
+      expect((error as DeadlineExceededError).cause).toBe(first);
+      expect((error as DeadlineExceededError).attempts).toBe(1);
+      expect(gaveUp.map((e) => e.reason)).toEqual(['deadline']);
+    });
+
+    it('takes a plain value from fn under a deadline too long for a timer', async () => {
+      const clock = new FakeClock(START);
+      const plain = (() => 42) as unknown as () => Promise<number>;
+      const pending = retry(plain, { clock, deadline: '30d' });
+      expect(pending).toBeInstanceOf(Promise);
+      expect(await pending).toBe(42);
+    });
+
     it('gives each attempt the absolute deadline', async () => {
       const clock = new FakeClock(START);
       const { fn, contexts } = flaky(clock, [], 1);
