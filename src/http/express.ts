@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { canonicalJson } from '../idempotency/canonical-json.js';
 import { TOO_LARGE, type TooLarge } from './body.js';
 import { createIdempotencyCore } from './idempotency-key.js';
 import { readNodeBody } from './node-body.js';
@@ -29,9 +30,9 @@ export type ExpressMiddleware<Req extends ExpressRequestLike = ExpressRequestLik
 /**
  * The Idempotency-Key middleware for Express 5. Mount it before or after your body parser:
  * after (the usual place), the parsed `req.body` is fingerprinted (a Buffer or string as is,
- * anything else as its JSON); before, the raw body is read (bounded) and put back for the
- * parser. What the rest of the chain writes, errors turned into responses by Express
- * included, is held, stored (or the key released on 5xx) and then sent.
+ * anything else as its canonical JSON, keys sorted); before, the raw body is read (bounded)
+ * and put back for the parser. What the rest of the chain writes, errors turned into
+ * responses by Express included, is held, stored (or the key released on 5xx) and then sent.
  *
  * @example
  * app.use(express.json());
@@ -78,5 +79,7 @@ function readExpressBody(req: ExpressRequestLike, limit: number): Promise<Uint8A
 function bodyBytes(body: unknown): Uint8Array {
   if (body instanceof Uint8Array) return body;
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  return Buffer.from(JSON.stringify(body) ?? '', 'utf8');
+  // Parsed already: its canonical JSON (keys sorted), so a client that sends the same data
+  // with its keys in another order is not told it reused the key with another body.
+  return Buffer.from(canonicalJson(body), 'utf8');
 }

@@ -197,7 +197,15 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     if (http.fingerprint === undefined) {
       identity.fingerprintOf = { method, route, query: url.search, body: sha256(body) };
     } else if (http.fingerprint !== false) {
-      identity.fingerprintOf = http.fingerprint({ method, route, url, body, source: input.source });
+      // Awaited like scope and route: an async selector's promise would fingerprint as {}
+      // and match every body.
+      identity.fingerprintOf = await http.fingerprint({
+        method,
+        route,
+        url,
+        body,
+        source: input.source,
+      });
     }
 
     let sent: Response | ResponseParts | undefined;
@@ -243,6 +251,8 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       const seconds = retryAfterSeconds(Math.min(error.retryAfterMs, http.inProgressRetryAfterMs));
       headers = { 'retry-after': String(seconds) };
       details.retryAfter = seconds;
+      // The error's own text names the lease's end; the client is told to ask sooner.
+      details.detail = `the operation is already in progress; retry after ${seconds} s`;
     } else if (error instanceof StoreUnavailableError) {
       const seconds = retryAfterSeconds(http.storeRetryAfterMs);
       headers = { 'retry-after': String(seconds) };

@@ -43,9 +43,10 @@ export interface IdempotencyKeyOptions<S = Request>
   route?: (source: S) => string | Promise<string>;
   /**
    * What must match on a repeat, beyond the key (default: method, route, query string and a
-   * SHA-256 of the raw body). Return any JSON-able value; `false` turns the check off.
+   * SHA-256 of the raw body). Return any JSON-able value, or a promise of one; `false` turns
+   * the check off.
    */
-  fingerprint?: false | ((input: FingerprintInput<S>) => unknown);
+  fingerprint?: false | ((input: FingerprintInput<S>) => unknown | Promise<unknown>);
   /** Largest request body buffered for the fingerprint (default 1 MiB); larger gets 413. */
   maxBodyBytes?: number;
   /**

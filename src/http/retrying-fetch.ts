@@ -8,6 +8,7 @@ import { retry } from '../retry/retry.js';
 import type { RetryOptions } from '../retry/types.js';
 import { bodyInit } from './body.js';
 import { IDEMPOTENCY_KEY_HEADER, MAX_HEADER_KEY_LENGTH } from './key-header.js';
+import { REPLAYED_HEADER } from './stored-response.js';
 
 /** A `fetch`: the global one, undici's, or a test double. */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -42,8 +43,9 @@ export interface RetryingFetchOptions {
    */
   keyMethods?: readonly string[];
   /**
-   * Which responses are retried (default: 408, 409, 429, 500, 502, 503 and 504). A 409 is
-   * "in progress": the server is still running the first attempt, so wait and ask again.
+   * Which responses are retried (default: 408, 409, 429, 500, 502, 503 and 504, but never a
+   * replay). A 409 is "in progress": the server is still running the first attempt, so wait
+   * and ask again.
    */
   retryOn?: (response: Response) => boolean;
 }
@@ -51,9 +53,16 @@ export interface RetryingFetchOptions {
 const RETRY_STATUS: ReadonlySet<number> = new Set([408, 409, 429, 500, 502, 503, 504]);
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
-/** The default rule: 408, 409, 429, 500, 502, 503, 504. */
+/**
+ * The default rule: 408, 409, 429, 500, 502, 503, 504, unless the response is a replay
+ * (`Idempotent-Replayed: true`): a stored outcome, such as the handler's own 409, comes back
+ * the same on every attempt.
+ */
 export function isRetryableResponse(response: Response): boolean {
-  return RETRY_STATUS.has(response.status);
+  return (
+    RETRY_STATUS.has(response.status) &&
+    response.headers.get(REPLAYED_HEADER)?.toLowerCase() !== 'true'
+  );
 }
 
 /**

@@ -10,7 +10,7 @@ import {
 import { deriveKey } from './hash.js';
 import type { LeaseKeeper } from './lease-keeper.js';
 import type { ResolvedOptions } from './options.js';
-import { callStore, checkFenced, describe } from './store-results.js';
+import { checkFenced, describe, isStoreRefusal, storeFailure } from './store-results.js';
 import type { Codec, IdempotencyContext } from './types.js';
 
 /** Longest step name, in UTF-16 units. */
@@ -183,11 +183,17 @@ class GuardedContext implements IdempotencyContext {
       run.unstorable ??= error as ResultNotStorableError;
       throw error;
     }
-    const saved = checkFenced(
-      store,
-      'saveStep',
-      await callStore(store, 'saveStep', () => store.saveStep(run.key, run.token, name, encoded)),
-    );
+    let answer: unknown;
+    try {
+      answer = await store.saveStep(run.key, run.token, name, encoded);
+    } catch (error) {
+      const failure = storeFailure(store, 'saveStep', error);
+      // Refused for its size by the store (DynamoDB's item limit): the work ran, so, as for a
+      // result the codec refused, the run must end recorded as failed.
+      if (isStoreRefusal(failure)) run.unstorable ??= failure;
+      throw failure;
+    }
+    const saved = checkFenced(store, 'saveStep', answer);
     if (saved.kind === 'lease_lost') {
       const error = new LeaseLostError(
         `the lease was lost before step "${name}" could be saved; another worker holds the operation`,

@@ -13,7 +13,13 @@ import { validateKey } from './key.js';
 import { LeaseKeeper, MAX_TIMER_MS } from './lease-keeper.js';
 import { type ResolvedOptions, resolveOptions, shouldRemember } from './options.js';
 import type { BeginResult } from './store.js';
-import { callStore, checkBegin, checkFenced, storeFailure } from './store-results.js';
+import {
+  callStore,
+  checkBegin,
+  checkFenced,
+  isStoreRefusal,
+  storeFailure,
+} from './store-results.js';
 import type { ExecuteOptions, IdempotencyContext, OperationIdentity, Outcome } from './types.js';
 
 /*
@@ -193,7 +199,13 @@ async function runAcquired<O>(
     value = await fn(ctx);
     if (options.shouldStore !== undefined && !options.shouldStore(value)) {
       lease.stop();
-      await release(key, token, options, lease);
+      if (run.unstorable !== undefined) {
+        // As below: a step's work ran and its result was not kept, so releasing would let a
+        // retry run that work again (an HTTP front answering 500 for the step's error).
+        await recordFailure(key, token, run.unstorable, options, lease);
+      } else {
+        await release(key, token, options, lease);
+      }
       return { value, replayed: false, key, token };
     }
   } catch (error) {
@@ -220,7 +232,11 @@ async function runAcquired<O>(
   try {
     answer = await store.complete(key, token, encoded, options.ttlMs);
   } catch (error) {
-    throw storeFailure(store, 'complete', error);
+    const failure = storeFailure(store, 'complete', error);
+    // The store refused the result for its size (DynamoDB's item limit, steps included): as
+    // above, the effect happened, so the failure is recorded rather than left to a takeover.
+    if (isStoreRefusal(failure)) throw await recordFailure(key, token, failure, options, lease);
+    throw failure;
   }
   const done = checkFenced(store, 'complete', answer);
   if (done.kind === 'lease_lost') {

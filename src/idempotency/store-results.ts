@@ -1,4 +1,10 @@
-import { RecordCorruptError, StoreUnavailableError, isReprocessError } from '../errors.js';
+import {
+  ErrorCode,
+  RecordCorruptError,
+  type ResultNotStorableError,
+  StoreUnavailableError,
+  isReprocessError,
+} from '../errors.js';
 import type {
   BeginResult,
   FencedResult,
@@ -37,6 +43,19 @@ export function storeFailure(store: IdempotencyStore, method: string, error: unk
   return new StoreUnavailableError(
     `idempotency store "${store.name}" failed in ${method}(): ${describe(error)}`,
     error,
+  );
+}
+
+/**
+ * Whether a store refused a value it was given to keep (a result or a step result) as too
+ * large or not storable, as DynamoDB's 400 KB item limit does: {@link ResultNotStorableError},
+ * recognised by its codes so that a store from another copy of the package counts too. The
+ * work behind that value already ran, so the caller must record the operation as failed.
+ */
+export function isStoreRefusal(error: unknown): error is ResultNotStorableError {
+  return (
+    isReprocessError(error, ErrorCode.RESULT_TOO_LARGE) ||
+    isReprocessError(error, ErrorCode.RESULT_NOT_STORABLE)
   );
 }
 

@@ -140,6 +140,68 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(changed.status).toBe(422);
   });
 
+  it('awaits an async fingerprint: a promise never matches every body', async () => {
+    const guard = idempotencyKey({
+      store: createMemoryStore(),
+      fingerprint: async ({ body }) => JSON.parse(new TextDecoder().decode(body)) as unknown,
+    });
+    const handler = echo();
+    await guard(request('{"amount":10}', { key: 'af' }), handler);
+    const same = await guard(request('{ "amount": 10 }', { key: 'af' }), handler);
+    expect(same.headers.get('idempotent-replayed')).toBe('true');
+    const other = await guard(request('{"amount":99999}', { key: 'af' }), handler);
+    await expectProblem(other, 422, 'idempotency-key-reuse', 'IDEMPOTENCY_KEY_REUSE');
+    expect(handler.runs).toBe(1);
+  });
+
+  it('records the failure when a step result was not storable, even if the handler answers 500', async () => {
+    const guard = idempotencyKey({ store: createMemoryStore() });
+    let charges = 0;
+    const handler: Next = async (req) => {
+      try {
+        await idempotencyContext(req)?.step('charge', () => {
+          charges++;
+          return () => 'a function cannot be stored';
+        });
+      } catch {
+        return new Response('oops', { status: 500 });
+      }
+      return new Response('charged', { status: 201 });
+    };
+    expect((await guard(request('x', { key: 'us' }), handler)).status).toBe(500);
+    // A repeat gets the recorded failure (thrown, for the framework to answer, as every
+    // remembered failure is); the charge never runs twice.
+    await expect(guard(request('x', { key: 'us' }), handler)).rejects.toMatchObject({
+      code: 'RESULT_NOT_STORABLE',
+    });
+    expect(charges).toBe(1);
+  });
+
+  it('says in the 409 detail the same wait as Retry-After', async () => {
+    const guard = idempotencyKey({ store: createMemoryStore(), lease: '30s' });
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = guard(request('x', { key: 'ip' }), async () => {
+      await held;
+      return new Response('done', { status: 201 });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const busy = await guard(request('x', { key: 'ip' }), echo());
+    const problem = await expectProblem(
+      busy,
+      409,
+      'idempotency-in-progress',
+      'IDEMPOTENCY_IN_PROGRESS',
+    );
+    const seconds = Number(busy.headers.get('retry-after'));
+    expect(problem.retryAfter).toBe(seconds);
+    expect(problem.detail).toBe(`the operation is already in progress; retry after ${seconds} s`);
+    release();
+    expect((await first).status).toBe(201);
+  });
+
   it('answers 413 for a declared or a streamed body over the limit, without running the handler', async () => {
     const guard = idempotencyKey({ store: createMemoryStore(), maxBodyBytes: 10 });
     const handler = echo();

@@ -55,6 +55,35 @@ describe('Express 5: mounting', () => {
   });
 });
 
+describe('Express 5: after express.json()', () => {
+  it('fingerprints the parsed body as canonical JSON: reordered keys match, other data does not', async () => {
+    const sqlite = tempSqliteStore();
+    const server = express();
+    let runs = 0;
+    server.use(express.json());
+    server.post('/orders', expressIdempotencyKey({ store: sqlite.store }), (req, res) => {
+      runs++;
+      res.status(201).json({ run: runs, body: req.body });
+    });
+    const http = createServer(server);
+    const url = await listen(http);
+    try {
+      const key = newKey('canonical');
+      const json = { key, headers: { 'content-type': 'application/json' } };
+      expect((await post(`${url}/orders`, '{"a":1,"b":{"c":2,"d":3}}', json)).status).toBe(201);
+      const reordered = await post(`${url}/orders`, '{"b":{"d":3,"c":2},"a":1}', json);
+      expect(reordered.status).toBe(201);
+      expect(reordered.headers.get('idempotent-replayed')).toBe('true');
+      const changed = await post(`${url}/orders`, '{"a":1,"b":{"c":2,"d":4}}', json);
+      expect(changed.status).toBe(422);
+      expect(runs).toBe(1);
+    } finally {
+      await close(http);
+      await sqlite.cleanup();
+    }
+  });
+});
+
 describe('Express 5: middleware that patched the response before', () => {
   it('keeps their patches: what the client gets still goes through them', async () => {
     const sqlite = tempSqliteStore();

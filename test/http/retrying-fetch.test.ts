@@ -180,6 +180,17 @@ describe('retryingFetch against a real local server', () => {
     }
   });
 
+  it("never retries a replay: the handler's own stored 409 comes back at once", async () => {
+    const url = server.route('/replayed-409', (_hit, _n, res) =>
+      answer(res, 409, { 'idempotent-replayed': 'true' }, 'seat taken'),
+    );
+    const { client } = fakeTimeClient();
+    const response = await client(url, { method: 'POST', body: 'x' });
+    expect(response.status).toBe(409);
+    expect(await response.text()).toBe('seat taken');
+    expect(server.hitsOf('/replayed-409')).toHaveLength(1);
+  });
+
   it('gives up after the attempts with the last 5xx response', async () => {
     const url = server.route('/down', (_hit, n, res) => answer(res, 502, {}, `attempt ${n}`));
     const { client } = fakeTimeClient();

@@ -9,6 +9,7 @@ import {
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
+import { idempotent } from '../../src/idempotency/idempotent.js';
 import type { BeginResult, IdempotencyStore } from '../../src/idempotency/store.js';
 import {
   createDynamoDbStore,
@@ -224,6 +225,62 @@ describe('dynamodb store beyond the suite', () => {
     const record = await store.get('grown');
     expect(Object.keys(record?.steps ?? {})).toEqual(['one']);
     expect(record?.status).toBe('in_progress');
+  });
+
+  it('through idempotent(): a result or step the item limit refuses is recorded as failed; a repeat runs nothing', async () => {
+    let bodies = 0;
+    let charges = 0;
+    let emails = 0;
+    const order = idempotent(
+      async (input: { id: string; emailTooBig: boolean }, ctx) => {
+        bodies++;
+        await ctx.step('charge', () => {
+          charges++;
+          return 'c'.repeat(200 * 1024);
+        });
+        if (input.emailTooBig) {
+          await ctx.step('email', () => {
+            emails++;
+            return 'e'.repeat(250 * 1024);
+          });
+        }
+        // Under maxResultBytes (256 KiB), but the item with its step passes 400 KB.
+        return 'r'.repeat(250 * 1024);
+      },
+      { store, key: 'id', scope: 'too-large', clock, lease: '1s', heartbeat: false },
+    );
+    // Releasing failures (rememberFailures: false) would let a retry run the step again: the
+    // refused step still ends the operation for good.
+    const releasing = idempotent(
+      async (input: { id: string }, ctx) => {
+        bodies++;
+        await ctx.step('charge', () => {
+          charges++;
+          return 'c'.repeat(200 * 1024);
+        });
+        await ctx.step('email', () => {
+          emails++;
+          return 'e'.repeat(250 * 1024);
+        });
+        return 'done';
+      },
+      { store, key: 'id', scope: 'too-large-released', clock, rememberFailures: false },
+    );
+    for (const [run, input] of [
+      [order, { id: 'result', emailTooBig: false }],
+      [order, { id: 'step', emailTooBig: true }],
+      [releasing, { id: 'released' }],
+    ] as const) {
+      bodies = 0;
+      charges = 0;
+      emails = 0;
+      const call = () => (run as (i: typeof input) => Promise<unknown>)(input);
+      await expectCode(call(), 'RESULT_TOO_LARGE');
+      await clock.advance(5_000); // past any lease: a record left in progress would be taken over
+      await expectCode(call(), 'RESULT_TOO_LARGE');
+      expect({ id: input.id, bodies, charges }).toEqual({ id: input.id, bodies: 1, charges: 1 });
+      expect(emails).toBeLessThanOrEqual(1);
+    }
   });
 
   /**
