@@ -252,7 +252,7 @@ describe('dynamodb store beyond the suite', () => {
     // Releasing failures (rememberFailures: false) would let a retry run the step again: the
     // refused step still ends the operation for good.
     const releasing = idempotent(
-      async (input: { id: string }, ctx) => {
+      async (_input: { id: string }, ctx) => {
         bodies++;
         await ctx.step('charge', () => {
           charges++;
