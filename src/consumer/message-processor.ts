@@ -553,12 +553,31 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
 
     // 4. The handler, through the idempotency state machine.
     const identity: OperationIdentity = { operation: operation ?? delivery.source, key };
-    if (principal) {
-      const who = principal(keyInput);
-      if (who !== undefined) identity.principal = who;
-    }
-    if (fingerprint !== false) {
-      identity.fingerprintOf = fingerprint ? fingerprint(keyInput) : bodyDigest(delivery.body);
+    let reading = 'principal';
+    try {
+      if (principal) {
+        const who = principal(keyInput);
+        if (who !== undefined) identity.principal = who;
+      }
+      reading = 'fingerprint';
+      if (fingerprint !== false) {
+        identity.fingerprintOf = fingerprint ? fingerprint(keyInput) : bodyDigest(delivery.body);
+      }
+    } catch (error) {
+      // The user's principal or fingerprint function cannot read this message (a field it
+      // expects is missing): poison, as a key it cannot read is. Given back instead, it would
+      // come straight back and fail the same way, forever.
+      const why = `the ${reading} function threw: ${describe(error)}`;
+      return sendToQuarantine(
+        delivery,
+        control,
+        'poison',
+        poisonError(delivery, why, error),
+        key,
+        deliveries,
+        receivedAt,
+        receivedAt,
+      );
     }
     return runHandler(delivery, control, key, identity, body as B);
   }

@@ -425,6 +425,50 @@ describe('createConsumer bad input', () => {
     expect(messages[1]).toMatch(/poison: the body is \d+ bytes, over maxBodyBytes \(100\)/);
   });
 
+  it('quarantines as poison a message its principal or fingerprint function throws on, and goes on', async () => {
+    const w = world();
+    const tenants: string[] = [];
+    const c = w.consumer(
+      async (m) => {
+        tenants.push((m.body as { tenant: string }).tenant);
+      },
+      {
+        idempotency: {
+          store: w.store,
+          lease: '10s',
+          principal: (m) => (m.body as { tenant: string }).tenant,
+          fingerprint: (m) => {
+            if ((m.body as { tenant: string }).tenant === 'unreadable') {
+              throw new TypeError('no amount to fingerprint');
+            }
+            return m.body;
+          },
+        },
+      },
+    );
+    await c.start();
+    w.publish('no-tenant', null, 'no-tenant');
+    w.publish('unreadable', { tenant: 'unreadable' }, 'unreadable');
+    w.publish('fine', { tenant: 't1' }, 'fine');
+    await w.clock.advance(0);
+    expect(tenants).toEqual(['t1']);
+    const histories = w.of('quarantined').map((e) => e.history);
+    expect(histories).toHaveLength(2);
+    expect(histories[0]).toMatchObject({
+      reason: 'poison',
+      idempotencyKey: 'no-tenant',
+      lastError: { code: 'POISON_MESSAGE' },
+    });
+    expect(histories[0]?.lastError.message).toMatch(
+      /^message no-tenant from orders is poison: the principal function threw: /,
+    );
+    expect(histories[1]?.lastError.message).toMatch(
+      /poison: the fingerprint function threw: .*no amount to fingerprint/,
+    );
+    expect(w.of('released')).toHaveLength(0);
+    await c.stop();
+  });
+
   it('reads the key from a body path, and quarantines a missing or invalid key', async () => {
     const w = world();
     const keys: string[] = [];
