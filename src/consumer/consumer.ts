@@ -150,6 +150,8 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
   let state: ConsumerState = 'idle';
   let cancelTouch: (() => void) | undefined;
   let stopping: Promise<StopResult> | undefined;
+  /** The source's start() while it runs (settled, never rejected), so that a stop waits for it. */
+  let sourceStarting: Promise<void> | undefined;
 
   function onDelivery(delivery: Delivery): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -266,6 +268,9 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     } catch (error) {
       stopError = error;
     }
+    // A stop while the source was still starting: the source sees it and gives up at its next
+    // step, and the consumer is stopped only once that start has ended (consuming nothing).
+    await sourceStarting;
     const queued = waiting.splice(0);
     await Promise.all(queued.map((slot) => giveBack(slot)));
 
@@ -313,10 +318,16 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       }
       state = 'running';
       stopping = undefined;
+      const started = source.start(onDelivery, { prefetch });
+      sourceStarting = started.then(
+        () => undefined,
+        () => undefined,
+      );
       try {
-        await source.start(onDelivery, { prefetch });
+        await started;
       } catch (error) {
-        state = 'idle';
+        // Unless a stop() came meanwhile, which owns the state from then on.
+        if (stopping === undefined) state = 'idle';
         throw error;
       }
     },

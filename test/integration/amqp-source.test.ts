@@ -1,5 +1,6 @@
 import type { ChannelModel } from 'amqplib';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { createConsumer } from '../../src/consumer/consumer.js';
 import {
   type AmqpSource,
   createAmqpDeadLetterQueue,
@@ -10,6 +11,7 @@ import {
 } from '../../src/consumer/amqp/index.js';
 import type { QuarantineHistory } from '../../src/consumer/types.js';
 import { isReprocessError } from '../../src/errors.js';
+import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import {
@@ -74,6 +76,35 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     sources.push(s);
     return s;
   }
+
+  it('a consumer stopped while its source still connects consumes nothing; the next one gets the message once', async () => {
+    const queue = newQueue();
+    const store = createMemoryStore();
+    const ran: string[] = [];
+    const handler = async (m: { id: string }) => {
+      ran.push(m.id);
+    };
+    const early = createConsumer({ source: source(queue), handler, idempotency: { store } });
+    const starting = early.start();
+    expect(await early.stop()).toEqual({ finished: 0, released: 0 });
+    await starting;
+    expect(early.state).toBe('stopped');
+    await publishTo(admin, queue, Buffer.from('{}'), { messageId: 'after-stop' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(ran).toEqual([]);
+    const channel = await admin.createChannel();
+    try {
+      // Nothing attached to the queue, and the message waits in it, never delivered.
+      expect(await channel.checkQueue(queue)).toMatchObject({ consumerCount: 0, messageCount: 1 });
+    } finally {
+      await channel.close();
+    }
+
+    const late = createConsumer({ source: source(queue), handler, idempotency: { store } });
+    await late.start();
+    await vi.waitFor(() => expect(ran).toEqual(['after-stop']), { timeout: 5_000 });
+    await late.stop();
+  });
 
   it('delivers payload, headers, id and count 1, and an ack removes it', async () => {
     const queue = newQueue();

@@ -1,6 +1,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { createConsumer } from '../../src/consumer/consumer.js';
 import type { QuarantineHistory } from '../../src/consumer/types.js';
 import {
   type JetStreamSource,
@@ -9,6 +10,7 @@ import {
   createJetStreamSource,
 } from '../../src/consumer/nats/index.js';
 import { isReprocessError } from '../../src/errors.js';
+import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import { createInbox } from './fixtures/broker-inbox.js';
@@ -75,6 +77,30 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     sources.push(s);
     return s;
   }
+
+  it('a consumer stopped while its source still starts consumes nothing; the next one gets the message once', async () => {
+    const { stream, subject } = newStream();
+    const store = createMemoryStore();
+    const ran: string[] = [];
+    const handler = async (m: { id: string }) => {
+      ran.push(m.id);
+    };
+    const early = createConsumer({ source: source(stream), handler, idempotency: { store } });
+    const starting = early.start();
+    expect(await early.stop()).toEqual({ finished: 0, released: 0 });
+    await starting;
+    expect(early.state).toBe('stopped');
+    await publishJs(nc, subject, '{}', { msgID: 'after-stop' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(ran).toEqual([]);
+    const info = await jsm.consumers.info(stream, 'worker');
+    expect(info.delivered.consumer_seq).toBe(0); // never delivered, so no attempt was spent
+
+    const late = createConsumer({ source: source(stream), handler, idempotency: { store } });
+    await late.start();
+    await vi.waitFor(() => expect(ran).toEqual(['after-stop']), { timeout: 5_000 });
+    await late.stop();
+  });
 
   it('delivers payload, headers, id, count 1 and the stream timestamp; an ack removes it', async () => {
     const { stream, subject } = newStream();

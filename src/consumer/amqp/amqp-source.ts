@@ -191,10 +191,15 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
         owned = opened.owned;
         publisher = new ConfirmPublisher(connection);
         if (declare) await declareAmqpTopology(connection, topology);
+        if (!starting()) {
+          // stop() or close() came while this connected: nothing is to be consumed.
+          await release();
+          return;
+        }
         state = 'running';
         await subscribe();
       } catch (error) {
-        state = 'idle';
+        if (starting()) state = 'idle';
         await release();
         throw error;
       }
@@ -227,6 +232,14 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       return closed;
     },
   };
+
+  /**
+   * Whether start() may go on: stop() and close() change the state while it awaits the
+   * broker. (A function, so that the compiler does not keep the state narrowed across awaits.)
+   */
+  function starting(): boolean {
+    return state === 'starting';
+  }
 
   async function release(): Promise<void> {
     const current = session;

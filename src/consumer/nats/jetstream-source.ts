@@ -148,7 +148,18 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         js = jetstream(connection);
         if (declare) await declareJetStreamTopology(await jetstreamManager(connection), topology);
         const consumer = await js.consumers.get(topology.stream, topology.durable);
-        messages = await consumer.consume({ max_messages: prefetch as number });
+        // stop() or close() may come while this awaits the server: then nothing is consumed.
+        if (!starting()) {
+          await release();
+          return;
+        }
+        const pulling = await consumer.consume({ max_messages: prefetch as number });
+        if (!starting()) {
+          await pulling.close().catch(() => {});
+          await release();
+          return;
+        }
+        messages = pulling;
         slots = new Slots(prefetch as number);
         state = 'running';
         const iterator = messages;
@@ -163,7 +174,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         })().catch(() => {});
         pump = run(iterator, slots, onDelivery).catch(report);
       } catch (error) {
-        state = 'idle';
+        if (starting()) state = 'idle';
         await release();
         throw error;
       }
@@ -193,6 +204,14 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
       return closed;
     },
   };
+
+  /**
+   * Whether start() may go on: stop() and close() change the state while it awaits the
+   * server. (A function, so that the compiler does not keep the state narrowed across awaits.)
+   */
+  function starting(): boolean {
+    return state === 'starting';
+  }
 
   async function release(): Promise<void> {
     messages = undefined;
