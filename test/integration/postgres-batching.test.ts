@@ -224,4 +224,25 @@ await describeWithService('postgres', 'postgres store batching on the server', (
       { numRuns: 25 },
     );
   });
+
+  it('one unreadable record in a batch fails its own begin only; the others learn they acquired', async () => {
+    const store = createPostgresStore(pool, { schema, table: 'records' });
+    const corrupt = `corrupt-${++round}`;
+    const first = await store.begin(corrupt, FP, 30_000, 60_000);
+    if (first.kind !== 'acquired') throw new Error('expected to acquire');
+    await store.complete(corrupt, first.token, '"r"', 60_000);
+    // Edited by hand into something no store writes: a step that is not text.
+    await pool.query(`UPDATE "${schema}".records SET steps = '{"s": 1}'::jsonb WHERE key = $1`, [
+      corrupt,
+    ]);
+    // The first call of the tick runs alone (idle batcher); the rest share one statement.
+    const keys = [`warmup-${round}`, corrupt, `innocent-${round}-1`, `innocent-${round}-2`];
+    const outcomes = await Promise.allSettled(keys.map((k) => store.begin(k, FP, 30_000, 60_000)));
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value.kind : o.reason.code))).toEqual([
+      'acquired',
+      'RECORD_CORRUPT',
+      'acquired',
+      'acquired',
+    ]);
+  });
 });

@@ -71,7 +71,8 @@ type BeginInput = { key: string; fingerprint: string; leaseMs: number; ttlMs: nu
 type CompleteInput = { key: string; token: number; result: string; ttlMs: number };
 /** The statement gave no answer row for the key: the record changed after its snapshot. */
 const AGAIN = Symbol('again');
-type BeginOutcome = BeginResult | typeof AGAIN;
+/** A begin's answer; an Error (an unreadable record) is its own call's, never its batch's. */
+type BeginOutcome = BeginResult | typeof AGAIN | Error;
 
 /**
  * An idempotency store on PostgreSQL (11 or later). Every transition is one statement;
@@ -173,7 +174,15 @@ export function createPostgresStore(
     ]);
     const byKey = new Map<string, unknown>();
     for (const row of result.rows) byKey.set((row as { key: string }).key, row);
-    return inputs.map((i) => beginOutcome(byKey.get(i.key)));
+    // One unreadable record fails its own begin only: the statement has already claimed the
+    // other keys of the batch, and their callers must learn that they hold them.
+    return inputs.map((i) => {
+      try {
+        return beginOutcome(byKey.get(i.key));
+      } catch (error) {
+        return error instanceof Error ? error : new Error(String(error));
+      }
+    });
   }
 
   async function completeOne(input: CompleteInput): Promise<FencedResult> {
@@ -219,6 +228,7 @@ export function createPostgresStore(
       };
       for (let round = 1; round <= MAX_BEGIN_ROUNDS; round++) {
         const outcome = await begins.run(input);
+        if (outcome instanceof Error) throw outcome;
         if (outcome !== AGAIN) return outcome;
       }
       throw new StoreUnavailableError(
