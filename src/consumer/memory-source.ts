@@ -143,6 +143,12 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
   const deadLetters = options.deadLetter ?? createMemoryDeadLetterQueue({ clock });
 
   const ready = new Fifo<Entry>();
+  /**
+   * Deliveries given back (released, or lost with their consumer): delivered again before
+   * anything in `ready`, in publish order whatever order they came back in, as a RabbitMQ
+   * queue puts a requeued message back at its place.
+   */
+  const returned: Entry[] = [];
   const delayed = new Map<Entry, () => void>();
   const held = new Set<Held>();
   const log: MemoryDeliveryRecord[] = [];
@@ -195,7 +201,7 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
 
   function pump(): void {
     while (running && onDelivery && held.size < prefetch) {
-      const entry = ready.shift();
+      const entry = returned.shift() ?? ready.shift();
       if (!entry) return;
       deliver(entry, onDelivery);
     }
@@ -208,12 +214,14 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
       counters.lost += 1;
       slot.end('lost');
     }
-    for (const slot of lost.reverse()) requeueFront(slot.entry);
+    for (const slot of lost) requeueFront(slot.entry);
     return lost.length;
   }
 
   function requeueFront(entry: Entry): void {
-    ready.unshift(entry);
+    let at = returned.length;
+    while (at > 0 && (returned[at - 1] as Entry).seq > entry.seq) at--;
+    returned.splice(at, 0, entry);
     schedulePump();
   }
 
@@ -389,7 +397,7 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
     stats() {
       return {
         ...counters,
-        ready: ready.length,
+        ready: ready.length + returned.length,
         delayed: delayed.size,
         unsettled: held.size,
       };
@@ -407,7 +415,7 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
     },
 
     isIdle() {
-      return ready.length === 0 && delayed.size === 0 && held.size === 0;
+      return ready.length === 0 && returned.length === 0 && delayed.size === 0 && held.size === 0;
     },
   };
 }

@@ -5,6 +5,47 @@ import type { MessageSource } from '../../src/consumer/types.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 
 describe('consumer stop', () => {
+  it('gives back the messages it had not started; the memory source delivers them again in publish order', async () => {
+    const source = createMemorySource({ name: 'stop-order' });
+    const store = createMemoryStore();
+    const first: number[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const consumer = createConsumer({
+      source,
+      concurrency: 1,
+      prefetch: 5,
+      idempotency: { store },
+      handler: async (m) => {
+        const n = (m.body as { n: number }).n;
+        first.push(n);
+        if (n === 1) await gate;
+      },
+    });
+    await consumer.start();
+    for (let n = 1; n <= 5; n++) source.publish({ id: `m${n}`, body: { n } });
+    await new Promise((resolve) => setImmediate(resolve));
+    const stopping = consumer.stop({ timeoutMs: 1_000 });
+    open();
+    expect(await stopping).toEqual({ finished: 1, released: 4 });
+    expect(first).toEqual([1]);
+
+    const again: number[] = [];
+    const next = createConsumer({
+      source,
+      idempotency: { store },
+      handler: async (m) => {
+        again.push((m.body as { n: number }).n);
+      },
+    });
+    await next.start();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(again).toEqual([2, 3, 4, 5]);
+    await next.stop();
+  });
+
   it('counts a handler that finishes while the source is stopping as finished', async () => {
     const memory = createMemorySource({ name: 'stop-count' });
     let releaseStop!: () => void;
@@ -41,7 +82,7 @@ describe('consumer stop', () => {
     await handlerStarted;
     const stopping = consumer.stop({ timeoutMs: 5000 });
     finishHandler();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setImmediate(resolve));
     releaseStop();
     const result = await stopping;
     expect(result).toEqual({ finished: 1, released: 0 });
