@@ -9,15 +9,28 @@ export interface Clock {
   now(): number;
   /** Calls `callback` after `ms` milliseconds; returns a function that cancels it. */
   setTimer(ms: number, callback: () => void): () => void;
+  /**
+   * Milliseconds on a clock that never jumps (any origin), for measuring how long something
+   * took: how long a lease is surely still ours, how long to wait. Without it, `now()` is
+   * used. The wall clock can be stepped (NTP, a VM resumed); counted on it, a step back would
+   * keep a lost lease alive, and a step forward end a live one.
+   */
+  elapsed?(): number;
+}
+
+/** `clock.elapsed()`, or `clock.now()` for a clock without it. */
+export function elapsedOn(clock: Clock): number {
+  return clock.elapsed === undefined ? clock.now() : clock.elapsed();
 }
 
 /**
- * The real clock: `Date.now()` and `setTimeout`. Its timers keep the process alive like any
+ * The real clock: `Date.now()`, `performance.now()` for durations, and `setTimeout`. Its timers keep the process alive like any
  * timer (a script awaiting a retry's backoff must not exit mid-sleep); every timer reprocess
  * starts is cancelled when the work it belongs to ends.
  */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  elapsed: () => performance.now(),
   setTimer(ms, callback) {
     const handle = setTimeout(callback, Math.max(0, ms));
     return () => clearTimeout(handle);

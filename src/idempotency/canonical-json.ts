@@ -19,6 +19,12 @@ import { quoteJson } from './json-text.js';
  * This text is for hashing, not for storing: it does not round-trip (see the codec for that).
  */
 export function canonicalJson(value: unknown): string {
+  if (typeof (value as { then?: unknown } | null)?.then === 'function') {
+    // An async selector: its promise would be written as {} and match every input.
+    throw new InvalidArgumentError(
+      'cannot fingerprint a promise: the fingerprint selector must return the value itself',
+    );
+  }
   try {
     return write(value, []) ?? 'null';
   } catch (error) {

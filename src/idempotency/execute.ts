@@ -1,4 +1,4 @@
-import { sleep } from '../clock.js';
+import { elapsedOn, sleep } from '../clock.js';
 import {
   DuplicateRequestError,
   IdempotencyInProgressError,
@@ -122,11 +122,13 @@ export async function executeHashed<O>(
   options: ResolvedOptions<O>,
 ): Promise<Outcome<O>> {
   const { store, clock, inProgress } = options;
-  const waitUntil = inProgress.kind === 'wait' ? clock.now() + inProgress.waitMs : 0;
+  // Counted on the monotonic clock, as the lease is: a step of the wall clock neither
+  // stretches the wait nor ends it early.
+  const waitUntil = inProgress.kind === 'wait' ? elapsedOn(clock) + inProgress.waitMs : 0;
 
   for (;;) {
     // The store's lease starts at some point after this: counting from here is safe.
-    const sentAt = clock.now();
+    const sentAt = elapsedOn(clock);
     let answer: unknown;
     try {
       answer = await store.begin(key, fingerprint, options.leaseMs, options.ttlMs);
@@ -154,12 +156,12 @@ export async function executeHashed<O>(
     if (record.status === 'failed') throw decodeFailure(record.error as string);
 
     // In progress under a live lease held by someone else.
-    const now = clock.now();
-    const retryAfterMs = Math.min(options.leaseMs, Math.max(1, record.leaseUntil - now));
-    if (inProgress.kind === 'reject' || now >= waitUntil) {
+    const retryAfterMs = Math.min(options.leaseMs, Math.max(1, record.leaseUntil - clock.now()));
+    const waited = elapsedOn(clock);
+    if (inProgress.kind === 'reject' || waited >= waitUntil) {
       throw new IdempotencyInProgressError(retryAfterMs);
     }
-    await sleep(clock, Math.min(inProgress.pollMs, waitUntil - now, MAX_TIMER_MS));
+    await sleep(clock, Math.min(inProgress.pollMs, waitUntil - waited, MAX_TIMER_MS));
   }
 }
 
@@ -257,9 +259,15 @@ async function settleFailure<O>(
   options: ResolvedOptions<O>,
   lease: LeaseKeeper,
 ): Promise<unknown> {
-  if (shouldRemember(options as ResolvedOptions<unknown>, error)) {
-    return recordFailure(key, token, error, options, lease);
+  let remember: boolean;
+  try {
+    remember = shouldRemember(options as ResolvedOptions<unknown>, error);
+  } catch {
+    // The caller's classify or rememberFailures threw: not remembered. Released rather than
+    // left in progress for the whole lease, and the caller still gets what `fn` threw.
+    remember = false;
   }
+  if (remember) return recordFailure(key, token, error, options, lease);
   await release(key, token, options, lease);
   return error;
 }

@@ -8,8 +8,11 @@ const MAX_NAME_LENGTH = 256;
 /** What a failed record keeps of the error: enough to rethrow it recognisably. */
 export interface StoredFailure {
   name: string;
-  /** The error's own `code` when it had a string one. */
-  code?: string;
+  /**
+   * The error's own `code` when it had one: a string, or a number (a gRPC status, a
+   * `DOMException` code).
+   */
+  code?: string | number;
   message: string;
   /** The error's HTTP status (`status` or `statusCode`, 100..599) when it had one. */
   status?: number;
@@ -23,11 +26,12 @@ export interface StoredFailure {
 export class ReplayedFailureError extends ReprocessError {
   /** Always true: this error was read back from the store, not thrown by this run. */
   readonly replayed = true;
-  /** The original error's `code`, if it had one. */
-  readonly originalCode: string | undefined;
+  /** The original error's `code`, if it had one (a number too: `code` is then REPLAYED_FAILURE). */
+  readonly originalCode: string | number | undefined;
 
   constructor(failure: StoredFailure) {
-    super(failure.code ?? ErrorCode.REPLAYED_FAILURE, failure.message, {
+    const code = typeof failure.code === 'string' ? failure.code : ErrorCode.REPLAYED_FAILURE;
+    super(code, failure.message, {
       retryable: false,
       ...(failure.status === undefined ? {} : { status: failure.status }),
     });
@@ -70,6 +74,7 @@ function describeValue(error: unknown): StoredFailure {
     message: clip(typeof e.message === 'string' ? e.message : String(error), MAX_MESSAGE_LENGTH),
   };
   if (typeof e.code === 'string' && e.code !== '') failure.code = clip(e.code, MAX_NAME_LENGTH);
+  else if (typeof e.code === 'number' && Number.isFinite(e.code)) failure.code = e.code;
   const status = httpStatus(e.status) ?? httpStatus(e.statusCode);
   if (status !== undefined) failure.status = status;
   return failure;
@@ -89,13 +94,13 @@ export function decodeFailure(text: string): ReplayedFailureError {
     typeof f !== 'object' ||
     typeof f.name !== 'string' ||
     typeof f.message !== 'string' ||
-    (f.code !== undefined && typeof f.code !== 'string') ||
+    (f.code !== undefined && typeof f.code !== 'string' && !Number.isFinite(f.code)) ||
     (f.status !== undefined && httpStatus(f.status) === undefined)
   ) {
     throw new RecordCorruptError('stored failure does not have a name and a message');
   }
   const failure: StoredFailure = { name: f.name, message: f.message };
-  if (typeof f.code === 'string') failure.code = f.code;
+  if (typeof f.code === 'string' || typeof f.code === 'number') failure.code = f.code;
   if (typeof f.status === 'number') failure.status = f.status;
   return new ReplayedFailureError(failure);
 }

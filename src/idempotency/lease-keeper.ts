@@ -1,4 +1,4 @@
-import { type Clock, systemClock } from '../clock.js';
+import { type Clock, elapsedOn, systemClock } from '../clock.js';
 import { LeaseLostError } from '../errors.js';
 import { FirstBeatWaiter, firstBeats } from './first-beat-ticker.js';
 import type { IdempotencyStore } from './store.js';
@@ -13,8 +13,8 @@ import { callStore, checkHeartbeat } from './store-results.js';
  *
  * One beat is in flight at a time: the next is scheduled only when the previous answered.
  * A beat the store fails to answer is retried at the next interval; when no beat has
- * succeeded for a whole lease (on this process's clock), the lease is presumed lost and the
- * signal aborts, since another worker may have taken over by now.
+ * succeeded for a whole lease (on this process's monotonic clock), the lease is presumed lost
+ * and the signal aborts, since another worker may have taken over by now.
  *
  * Between beats a single timer does both jobs: it fires at the next beat or at the end of
  * the lease, whichever is sooner, and a beat that finds the lease over presumes it lost
@@ -40,7 +40,10 @@ export class LeaseKeeper extends FirstBeatWaiter {
   private cancelTimer: (() => void) | undefined;
   private cancelDeadline: (() => void) | undefined;
   private stopped = false;
-  /** Local time before which the lease is surely still ours. */
+  /**
+   * Before this (on the clock's `elapsed()`, which a step of the wall clock does not move),
+   * the lease is surely still ours.
+   */
   private safeUntil: number;
 
   constructor(
@@ -114,7 +117,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
   /** Milliseconds to the next beat: the interval, or less when the lease ends sooner. */
   private nextBeatDelay(): number {
     // A beat earlier than the interval only renews the lease sooner.
-    return Math.min(this.intervalMs, this.safeUntil - this.clock.now(), MAX_TIMER_MS);
+    return Math.min(this.intervalMs, this.safeUntil - elapsedOn(this.clock), MAX_TIMER_MS);
   }
 
   private armBeat(delay: number): void {
@@ -126,11 +129,11 @@ export class LeaseKeeper extends FirstBeatWaiter {
 
   /** While a beat is in flight: presumes the lease lost at `safeUntil` if it has not answered. */
   private armDeadline(): void {
-    const delay = Math.min(this.safeUntil - this.clock.now(), MAX_TIMER_MS);
+    const delay = Math.min(this.safeUntil - elapsedOn(this.clock), MAX_TIMER_MS);
     this.cancelDeadline = this.clock.setTimer(delay, () => {
       this.cancelDeadline = undefined;
       if (this.stopped) return;
-      if (this.clock.now() < this.safeUntil) {
+      if (elapsedOn(this.clock) < this.safeUntil) {
         this.armDeadline();
         return;
       }
@@ -140,7 +143,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
 
   private async beat(): Promise<void> {
     if (this.stopped) return;
-    const sentAt = this.clock.now();
+    const sentAt = elapsedOn(this.clock);
     if (sentAt >= this.safeUntil) {
       this.lose(new LeaseLostError(NOT_RENEWED));
       return;
@@ -163,7 +166,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
       this.safeUntil = sentAt + this.leaseMs;
     } catch (error) {
       if (this.stopped) return;
-      if (this.clock.now() >= this.safeUntil) {
+      if (elapsedOn(this.clock) >= this.safeUntil) {
         this.lose(new LeaseLostError(NOT_RENEWED, error));
         return;
       }

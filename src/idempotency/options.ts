@@ -69,7 +69,8 @@ export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O
   let heartbeatMs: number;
   const heartbeat = options.heartbeat;
   if (heartbeat === undefined || heartbeat === true) {
-    heartbeatMs = Math.max(1, Math.floor(leaseMs / 3));
+    // A third of the lease; none for a lease too short to beat within (under 2 ms).
+    heartbeatMs = leaseMs < 2 ? 0 : Math.max(1, Math.floor(leaseMs / 3));
   } else if (heartbeat === false) {
     heartbeatMs = 0;
   } else {

@@ -407,6 +407,53 @@ describe('executeIdempotent', () => {
     expect(final).toHaveBeenCalledTimes(1);
   });
 
+  it('a rememberFailures or classify that throws counts as not remembered: released, fn error kept', async () => {
+    const { clock, store } = setup();
+    const declined = Object.assign(new Error('card declined'), { code: 'DECLINED' });
+    const fn = vi.fn(async () => {
+      throw declined;
+    });
+    for (const broken of [
+      {
+        rememberFailures: () => {
+          throw new TypeError('bad predicate');
+        },
+      },
+      {
+        classify: () => {
+          throw new TypeError('bad classifier');
+        },
+      },
+    ]) {
+      fn.mockClear();
+      const key = Object.keys(broken)[0] as string;
+      const options = { store, clock, ...broken };
+      await expect(executeIdempotent(id(key), fn, options)).rejects.toBe(declined);
+      // Released, not left in progress for the lease: the next call runs at once.
+      await expect(executeIdempotent(id(key), fn, options)).rejects.toBe(declined);
+      expect(fn).toHaveBeenCalledTimes(2);
+    }
+  });
+
+  it('refuses an async fingerprint: its promise would match every payload', async () => {
+    const { clock, store } = setup();
+    await expect(
+      executeIdempotent(id('p', Promise.resolve({ amount: 10 })), async () => 1, { store, clock }),
+    ).rejects.toThrow(/cannot fingerprint a promise/);
+  });
+
+  it('keeps a numeric error code on replay as originalCode', async () => {
+    const { clock, store } = setup();
+    const notFound = Object.assign(new Error('no such user'), { code: 5 });
+    const fn = async () => {
+      throw notFound;
+    };
+    await expect(executeIdempotent(id('grpc'), fn, { store, clock })).rejects.toBe(notFound);
+    const replayed = await executeIdempotent(id('grpc'), fn, { store, clock }).catch((e) => e);
+    expect(replayed).toBeInstanceOf(ReplayedFailureError);
+    expect(replayed).toMatchObject({ code: 'REPLAYED_FAILURE', originalCode: 5 });
+  });
+
   it('never remembers a retryable failure, even with rememberFailures: true', async () => {
     const { clock, store } = setup();
     const fn = vi.fn(async () => {

@@ -35,6 +35,36 @@ describe('idempotent()', () => {
     expect(inner).toHaveBeenCalledWith(input, expect.objectContaining({ attempt: 1 }));
   });
 
+  it('refuses an async fingerprint selector at the call: its promise would match every payload', async () => {
+    const { store } = setup();
+    const charge = idempotent(async (req: { id: string; amount: number }) => req.amount, {
+      store,
+      key: 'id',
+      scope: 'charge',
+      fingerprint: (async (req: { amount: number }) => req.amount) as never,
+    });
+    await expect(charge({ id: 'a', amount: 10 })).rejects.toThrow(/cannot fingerprint a promise/);
+  });
+
+  it('beats the default heartbeat only when the lease leaves room for one (a 1 ms lease has none)', async () => {
+    const { clock, store } = setup();
+    const beats = vi.spyOn(store, 'heartbeat');
+    let lost: boolean | undefined;
+    const tiny = idempotent(
+      async (_input: { id: string }, ctx) => {
+        await clock.advance(5);
+        lost = ctx.signal.aborted;
+        return 'done';
+      },
+      { store, clock, key: 'id', scope: 'tiny', lease: 1 },
+    );
+    // With a heartbeat as long as the lease, the first beat came after the lease and the run
+    // was presumed lost with no beat sent; now it runs unwatched, as with heartbeat: false.
+    await expect(tiny({ id: 'a' })).resolves.toBe('done');
+    expect(lost).toBe(false);
+    expect(beats).not.toHaveBeenCalled();
+  });
+
   it('accepts a synchronous function', async () => {
     const { clock, store } = setup();
     const double = idempotent((n: { id: string; v: number }) => n.v * 2, {

@@ -5,6 +5,7 @@ import { hashKey } from '../../src/idempotency/hash.js';
 import type { IdempotencyStore } from '../../src/idempotency/store.js';
 import type { IdempotencyContext, OperationIdentity } from '../../src/idempotency/types.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
 import { deferred, settle, setup } from './fixtures.js';
 
 const identity: OperationIdentity = { operation: 'report', key: 'k1' };
@@ -216,6 +217,51 @@ describe('leases, heartbeats and fencing', () => {
     gate.resolve();
     // Nobody took over, so the token still holds and the result is stored.
     await expect(run).resolves.toMatchObject({ replayed: false });
+  });
+
+  it('counts the lease on the monotonic clock: a step of the wall clock neither keeps nor ends it', async () => {
+    /** A wall clock that can be stepped while elapsed time (and the timers) go on evenly. */
+    class SteppedClock extends FakeClock {
+      step = 0;
+      override now(): number {
+        return super.now() + this.step;
+      }
+      elapsed(): number {
+        return super.now();
+      }
+    }
+    for (const step of [-8_000, +8_000]) {
+      const clock = new SteppedClock();
+      const store = createMemoryStore({ clock: new FakeClock() });
+      const broken: IdempotencyStore = {
+        ...store,
+        heartbeat: async () => {
+          throw new Error('connection refused');
+        },
+      };
+      const gate = deferred();
+      let signal: AbortSignal | undefined;
+      const run = executeIdempotent(
+        identity,
+        (ctx) => {
+          signal = ctx.signal;
+          return gate.promise;
+        },
+        { store: broken, clock, lease: '10s' },
+      );
+      await settle();
+      await clock.advance(1_000);
+      clock.step = step;
+      await clock.advance(8_000);
+      // 9 s into a 10 s lease, whichever way the wall clock jumped.
+      expect(signal?.aborted, `step ${step}`).toBe(false);
+      await clock.advance(1_000);
+      expect(signal?.aborted, `step ${step}`).toBe(true);
+      expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+      gate.resolve();
+      await run.catch(() => undefined);
+      expect(clock.pending).toBe(0);
+    }
   });
 
   it('counts the lease from when begin was sent, not from when its answer arrived', async () => {
