@@ -179,10 +179,11 @@ export function shouldRemember(resolved: ResolvedOptions<unknown>, error: unknow
   return !isRetryable(error, resolved.classify) && resolved.remember(error);
 }
 
+/** A duration in whole milliseconds, rounded up (stores keep times as integers). */
 function positiveDuration(value: unknown, fallback: number, what: string): number {
   if (value === undefined) return fallback;
   const ms = toMs(value as string | number, what);
   if (ms <= 0)
     throw new InvalidArgumentError(`${what} must be longer than 0, got ${String(value)}`);
-  return ms;
+  return Math.ceil(ms);
 }

@@ -186,6 +186,72 @@ describe('sqlite store: file and schema', () => {
   });
 });
 
+describe('sqlite store: durations', () => {
+  it('takes a lease or TTL with a fraction of a millisecond, rounded up, and reads it back', async () => {
+    const clock = new FakeClock(1_700_000_000_000);
+    const store = createSqliteStore({ path: join(dir, 'fractions.sqlite'), clock });
+    const begun = await store.begin('k', FP, 30_000.5, 86_400_000 / 7);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    expect(begun.leaseUntil).toBe(1_700_000_030_001);
+    // A live lease answers "in progress", not a record no reader accepts.
+    expect(await store.begin('k', FP, 30_000.5, 1_000)).toMatchObject({ kind: 'existing' });
+    expect(await store.heartbeat('k', begun.token, 10_000.25)).toEqual({
+      kind: 'ok',
+      leaseUntil: 1_700_000_010_001,
+    });
+    expect(await store.complete('k', begun.token, '"done"', 86_400_000 / 7)).toEqual({
+      kind: 'ok',
+    });
+    const record = await store.get('k');
+    expect(record?.expiresAt).toBe(1_700_000_000_000 + Math.ceil(86_400_000 / 7));
+    expect(record?.status).toBe('completed');
+    await store.close();
+  });
+});
+
+describe('sqlite store: a full disk', () => {
+  it('a takeover whose commit fails for lack of space is an error, never "acquired"', async (context) => {
+    const fs = join(dir, 'small-fs');
+    mkdirSync(fs);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', fs], { stdio: 'ignore' });
+    } catch {
+      context.skip('cannot mount a small tmpfs here (needs root)');
+      return;
+    }
+    const stores: Array<{ close(): Promise<void> }> = [];
+    try {
+      const path = join(fs, 'store.sqlite');
+      const clock = new FakeClock();
+      const options = { path, clock, batch: false, checkpoint: 'inline' } as const;
+      const first = createSqliteStore(options);
+      stores.push(first);
+      expect((await first.begin('k', FP, 1_000, 1_000)).kind).toBe('acquired');
+      await clock.advance(5_000); // the record has expired: the next begin takes it over
+      // Fill the file system to the last byte.
+      const filler = join(fs, 'filler');
+      const chunk = Buffer.alloc(4096, 1);
+      try {
+        for (;;) writeFileSync(filler, chunk, { flag: 'a' });
+      } catch {
+        // Full.
+      }
+      const error = await thrown(() => first.begin('k', FP, 60_000, 60_000));
+      expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE), String(error)).toBe(true);
+      // Nothing was acquired: with space again, another connection takes the record over
+      // with attempts 1 (a new operation), as the first would have.
+      rmSync(filler);
+      const second = createSqliteStore(options);
+      stores.push(second);
+      expect(await second.begin('k', FP, 60_000, 60_000)).toMatchObject({ kind: 'acquired' });
+    } finally {
+      for (const store of stores) await store.close().catch(() => undefined);
+      // Lazily: a file still open somewhere must not leave the mount behind.
+      execFileSync('umount', ['-l', fs]);
+    }
+  });
+});
+
 describe('sqlite store: purge in chunks', () => {
   it('purges more expired records than one chunk holds, honouring the limit', async () => {
     const clock = new FakeClock();

@@ -307,15 +307,15 @@ class SqliteIdempotencyStore implements SqliteStore {
   async begin(
     key: string,
     fingerprint: string,
-    leaseMs: number,
-    ttlMs: number,
+    leaseArg: number,
+    ttlArg: number,
   ): Promise<BeginResult> {
     checkKey(key);
     if (typeof fingerprint !== 'string') {
       throw new InvalidArgumentError('sqlite store begin: fingerprint must be a string');
     }
-    checkMs(leaseMs, 'leaseMs');
-    checkMs(ttlMs, 'ttlMs');
+    const leaseMs = wholeMs(leaseArg, 'leaseMs');
+    const ttlMs = wholeMs(ttlArg, 'ttlMs');
     if (this.replays !== undefined && !this.closed) {
       let record = this.replays.get(key, this.now());
       if (record instanceof Promise) record = await record;
@@ -349,14 +349,14 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkKey(key);
     checkToken(token);
     checkText(result, 'result');
-    checkMs(ttlMs, 'ttlMs');
+    const ttl = wholeMs(ttlMs, 'ttlMs');
     this.open.delete(key);
     return (await this.write({
       kind: 'complete',
       key,
       token,
       text: result,
-      ttlMs,
+      ttlMs: ttl,
     })) as FencedResult;
   }
 
@@ -364,9 +364,15 @@ class SqliteIdempotencyStore implements SqliteStore {
     checkKey(key);
     checkToken(token);
     checkText(error, 'error');
-    checkMs(ttlMs, 'ttlMs');
+    const ttl = wholeMs(ttlMs, 'ttlMs');
     this.open.delete(key);
-    return (await this.write({ kind: 'fail', key, token, text: error, ttlMs })) as FencedResult;
+    return (await this.write({
+      kind: 'fail',
+      key,
+      token,
+      text: error,
+      ttlMs: ttl,
+    })) as FencedResult;
   }
 
   async release(key: string, token: number): Promise<FencedResult> {
@@ -379,8 +385,13 @@ class SqliteIdempotencyStore implements SqliteStore {
   async heartbeat(key: string, token: number, leaseMs: number): Promise<HeartbeatResult> {
     checkKey(key);
     checkToken(token);
-    checkMs(leaseMs, 'leaseMs');
-    const beat = (await this.write({ kind: 'heartbeat', key, token, leaseMs })) as HeartbeatResult;
+    const lease = wholeMs(leaseMs, 'leaseMs');
+    const beat = (await this.write({
+      kind: 'heartbeat',
+      key,
+      token,
+      leaseMs: lease,
+    })) as HeartbeatResult;
     if (beat.kind === 'ok' && this.open.has(key)) this.open.set(key, beat.leaseUntil);
     return beat;
   }
@@ -653,7 +664,11 @@ class SqliteIdempotencyStore implements SqliteStore {
     const params = { key, fingerprint, now, nowToken: now * 1000, leaseUntil, expiresAt };
     // The upsert decides and writes in one statement: two callers that both read "free"
     // cannot both acquire, because the second one's WHERE sees the first one's lease.
-    const won = s.acquire.get(params) as AcquiredRow | undefined;
+    // all(), not get(): outside a transaction this statement commits on its own, and only a
+    // statement run to its end reports a commit that failed (a full disk, an I/O error);
+    // better-sqlite3's get() resets it after the first row and drops that error, so the
+    // caller would be told "acquired" for a write that was rolled back.
+    const won = s.acquire.all(params)[0] as AcquiredRow | undefined;
     if (won) return acquiredResult(won, leaseUntil, this.path, key);
     // Lost the race (or the record is not acquirable after all): decide again and read the
     // winner in one IMMEDIATE transaction, so the answer is one consistent moment.
@@ -929,7 +944,7 @@ function prepare(
        OR (status = 'in_progress' AND lease_until <= @now AND fingerprint = excluded.fingerprint)
     RETURNING token, attempts, steps`);
   const decide = (params: AcquireParams): BeginResult => {
-    const won = acquire.get(params) as AcquiredRow | undefined;
+    const won = acquire.all(params)[0] as AcquiredRow | undefined;
     if (won) return acquiredResult(won, params.leaseUntil, where, params.key);
     const row = select.get(params.key) as Row | undefined;
     if (!row) throw new Error(`record ${params.key} vanished inside a write transaction`);
@@ -1127,12 +1142,17 @@ function checkToken(token: unknown): asserts token is number {
   }
 }
 
-function checkMs(ms: unknown, what: string): asserts ms is number {
+/**
+ * A lease or TTL in whole milliseconds, rounded up: the table keeps times as integers (a
+ * fraction would make a record no reader accepts), and a bound is never shortened.
+ */
+function wholeMs(ms: unknown, what: string): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
     throw new InvalidArgumentError(
       `sqlite store: ${what} must be a finite number >= 0; got ${String(ms)}`,
     );
   }
+  return Math.ceil(ms);
 }
 
 function checkText(text: unknown, what: string): asserts text is string {
