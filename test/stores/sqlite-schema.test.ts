@@ -191,6 +191,19 @@ describe('sqlite store: schema migrations', () => {
     await emails.close();
   });
 
+  it('migrates a table whose name plus _v2 is another records table of the file', async () => {
+    const path = join(dir, 'neighbours.sqlite');
+    writeVersion1(path, 'orders').close();
+    const neighbour = createSqliteStore({ path, table: 'orders_v2' });
+    expect((await neighbour.begin('n', FP, 1000, 60_000)).kind).toBe('acquired');
+    const orders = createSqliteStore({ path, table: 'orders' });
+    expect((await orders.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    expect(version(path, 'orders')).toBe(SCHEMA_VERSION);
+    expect((await neighbour.get('n'))?.status).toBe('in_progress');
+    await orders.close();
+    await neighbour.close();
+  });
+
   it('creates a new file at the current version, as a rowid table', async () => {
     const path = join(dir, 'new.sqlite');
     const store = createSqliteStore({ path });

@@ -87,14 +87,18 @@ function createV2(table: string): string {
 const MIGRATIONS: Record<number, (table: string) => string> = {
   // 1 -> 2: the same columns and rows, moved from a WITHOUT ROWID table to a rowid table
   // (in key order). The high-water mark stays in the meta table; dropping the old table
-  // fires no DELETE trigger, and its trigger goes with it.
-  1: (table) => `
-    ${recordsTable(`${table}_v2`)}
-    INSERT INTO ${table}_v2 SELECT * FROM ${table} ORDER BY key;
+  // fires no DELETE trigger, and its trigger goes with it. The copy's name has a `$`, which
+  // no records table can have (TABLE_NAME), so it never meets another table of the file.
+  1: (table) => {
+    const copy = `"${table}$v2"`;
+    return `
+    ${recordsTable(copy)}
+    INSERT INTO ${copy} SELECT * FROM ${table} ORDER BY key;
     DROP TABLE ${table};
-    ALTER TABLE ${table}_v2 RENAME TO ${table};
+    ALTER TABLE ${copy} RENAME TO ${table};
     ${highWaterTrigger(table)}
-  `,
+  `;
+  },
 };
 
 function readVersion(db: BetterSqlite3.Database, table: string): number {
