@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { parseSqliteUrl } from '../stores/sqlite/sqlite-url.js';
 
 /**
  * Which store a config selects. `key-value` (the default) is the embedded SQLite file; a URL
@@ -6,7 +7,13 @@ import { InvalidArgumentError } from '../errors.js';
  * from its subpath (`reprocess/postgres`...), so nobody installs a driver they do not use.
  */
 export type StoreSpec =
-  | { kind: 'sqlite' /** Undefined for the embedded default file. */; path: string | undefined }
+  | {
+      kind: 'sqlite';
+      /** Undefined for the embedded default file. */
+      path: string | undefined;
+      /** The records table, from `?table=`. */
+      table?: string;
+    }
   | { kind: 'postgres'; url: string }
   | { kind: 'redis'; url: string }
   | { kind: 'mysql'; url: string }
@@ -47,11 +54,15 @@ export function tryParseStoreSpec(value: unknown): StoreSpec | undefined {
   if (text === 'key-value') return { kind: 'sqlite', path: undefined };
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(text)?.[1]?.toLowerCase();
   switch (scheme) {
-    case 'sqlite': {
-      let path = text.slice('sqlite:'.length);
-      if (path.startsWith('//')) path = path.slice(2);
-      return path === '' ? undefined : { kind: 'sqlite', path };
-    }
+    case 'sqlite':
+      // The store's own rules (percent-decoding, the query parameters it knows), so that
+      // a config passes its check only with a URL the store will open.
+      try {
+        const { path, table } = parseSqliteUrl(text);
+        return table === undefined ? { kind: 'sqlite', path } : { kind: 'sqlite', path, table };
+      } catch {
+        return undefined;
+      }
     case 'postgres':
     case 'postgresql':
       return hasHost(text) ? { kind: 'postgres', url: text } : undefined;

@@ -100,6 +100,10 @@ describe('parseStoreSpec', () => {
     ['sqlite:./data/reprocess.db', { kind: 'sqlite', path: './data/reprocess.db' }],
     ['sqlite:///var/lib/r.db', { kind: 'sqlite', path: '/var/lib/r.db' }],
     [
+      'sqlite:data/my%20orders.sqlite?table=payments',
+      { kind: 'sqlite', path: 'data/my orders.sqlite', table: 'payments' },
+    ],
+    [
       'postgres://u:p@127.0.0.1:5432/app',
       { kind: 'postgres', url: 'postgres://u:p@127.0.0.1:5432/app' },
     ],
@@ -122,7 +126,19 @@ describe('parseStoreSpec', () => {
     expect(parseStoreSpec(text)).toEqual(expected);
   });
 
-  it.each(['', 'memory', 'mongodb://x', 'postgres://', 'sqlite:', 'dynamodb://x', 'http://x'])(
+  it.each([
+    '',
+    'memory',
+    'mongodb://x',
+    'postgres://',
+    'sqlite:',
+    'sqlite:?table=t',
+    'sqlite:x.sqlite?foo=1',
+    'sqlite:x.sqlite?batch=maybe',
+    'sqlite:data/100%.sqlite',
+    'dynamodb://x',
+    'http://x',
+  ])(
     'rejects %j',
     (text) => {
       expect(tryParseStoreSpec(text)).toBeUndefined();

@@ -375,6 +375,7 @@ describe('sqlite store: URLs', () => {
       ['sqlite:x.db?busy_timeout_ms=soon', /busy_timeout_ms must be a whole number/],
       ['sqlite:x.db?synchronous=off', /synchronous must be normal or full/],
       ['sqlite:x.db?batch=yes', /batch must be true or false/],
+      ['sqlite:data/100%.sqlite', /has a % that does not start an escape/],
     ] as const) {
       expect(() => parseSqliteUrl(url)).toThrow(message);
       expect(() => parseSqliteUrl(url)).toThrow(

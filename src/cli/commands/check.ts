@@ -251,7 +251,7 @@ function idempotencySummary(config: ReprocessConfig): Record<string, string | nu
     s.store.kind === 'sqlite'
       ? s.store.path === undefined
         ? 'key-value (the embedded SQLite file)'
-        : `sqlite file ${s.store.path}`
+        : `sqlite file ${s.store.path}${s.store.table === undefined ? '' : `, table ${s.store.table}`}`
       : s.store.kind === 'dynamodb'
         ? `dynamodb table ${s.store.table}`
         : `${s.store.kind} ${redact(s.store.url)}`;
