@@ -1,10 +1,20 @@
 /** Text helpers shared by the CLI commands that print tables of stored things. */
 
-/** An error's message, with its cause's message when it has one (a driver's words). */
+/**
+ * An error's message, with its cause's message when it has one (a driver's words). Not a
+ * JSON parser's: it quotes the text it failed on, a stored result or step, which the CLI
+ * prints only when asked (`--show-result`).
+ */
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
-  return `${error.message || error.name}${cause}`;
+  const { cause } = error;
+  const said =
+    cause instanceof SyntaxError
+      ? ' (not valid JSON)'
+      : cause instanceof Error
+        ? ` (${cause.message})`
+        : '';
+  return `${error.message || error.name}${said}`;
 }
 
 /** A time as ISO 8601, or `-` for 0 (never set). */

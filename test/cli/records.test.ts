@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/commands/records.js';
 import { hashKey } from '../../src/idempotency/hash.js';
@@ -200,6 +201,21 @@ describe('reprocess records', () => {
     const help = bufferIo();
     expect(await run(['--help'], help)).toBe(0);
     expect(help.stdout()).toContain('Usage: reprocess records');
+  });
+
+  it('never prints a record edited into unreadable steps: the error says so without quoting them', async () => {
+    const path = url.slice('sqlite:'.length);
+    const raw = new Database(path);
+    raw
+      .prepare('UPDATE reprocess_idempotency SET steps = ? WHERE key = ?')
+      .run(`{"charge": ${SECRET} (hand-edited)}`, keys.done);
+    raw.close();
+    for (const args of [['list'], ['show', keys.done]]) {
+      const io = bufferIo();
+      expect(await run([...args, '--store', url], io)).toBe(1);
+      expect(io.stderr()).toMatch(/steps that are not valid JSON/);
+      expect(io.stdout() + io.stderr()).not.toContain(SECRET);
+    }
   });
 
   it('reports a store that cannot be opened with exit 1 and a clear message', async () => {
