@@ -214,7 +214,8 @@ describe('reprocess records', () => {
       const io = bufferIo();
       expect(await run([...args, '--store', url], io)).toBe(1);
       expect(io.stderr()).toMatch(/steps that are not valid JSON/);
-      expect(io.stdout() + io.stderr()).not.toContain(SECRET);
+      // A parser's message would quote the start of the text (it cuts long ones).
+      expect(io.stdout() + io.stderr()).not.toContain('card-4242');
     }
   });
 
