@@ -312,6 +312,15 @@ describe('sqlite store: corrupt records', () => {
     await store.close();
   });
 
+  it('acquires an expired record afresh even when its steps were edited into invalid JSON', async () => {
+    const { store, clock, token } = await storeWithEditedRecord(`steps = '{"charge": "ch_1"'`);
+    await clock.advance(61_000); // past the TTL: a new operation, which keeps no steps
+    const fresh = await store.begin('k', FP, 1000, 60_000);
+    expect(fresh).toMatchObject({ kind: 'acquired', attempts: 1, steps: {}, takeover: false });
+    expect(fresh.kind === 'acquired' && fresh.token > token).toBe(true);
+    await store.close();
+  });
+
   it('reads steps, token or status edited into bad values as RecordCorruptError', async () => {
     for (const edit of [
       `steps = '[1,2]'`,

@@ -657,8 +657,9 @@ class SqliteIdempotencyStore implements SqliteStore {
         return { kind: 'existing', record: this.toExisting(key, seen) };
       }
     }
-    if (seen && seen[8] !== '{}') {
-      // Refuse to take over a record whose steps cannot be read back, before writing.
+    if (seen && seen[8] !== '{}' && !((seen[5] as number) <= now)) {
+      // Refuse to take over a record whose steps cannot be read back, before writing. An
+      // expired record starts afresh without its steps, so what they hold does not matter.
       parseSteps(seen[8], this.path, key);
     }
     const params = { key, fingerprint, now, nowToken: now * 1000, leaseUntil, expiresAt };
