@@ -42,7 +42,9 @@ const TABLE = /^[A-Za-z0-9_.-]{3,255}$/;
 export function parseStoreSpec(value: string): StoreSpec {
   const spec = tryParseStoreSpec(value);
   if (spec === undefined) {
-    throw new InvalidArgumentError(`store must be ${STORE_FORMS}; got ${JSON.stringify(value)}`);
+    throw new InvalidArgumentError(
+      `store must be ${STORE_FORMS}; got ${JSON.stringify(redactUrl(value))}`,
+    );
   }
   return spec;
 }
@@ -101,4 +103,18 @@ function parseDynamo(text: string): StoreSpec | undefined {
     region: query.get('region') ?? undefined,
     endpoint: query.get('endpoint') ?? undefined,
   };
+}
+
+/** `url` with its passwords hidden: in the user info, and in a parameter named like one. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    for (const name of [...u.searchParams.keys()]) {
+      if (/pass|secret|token/i.test(name)) u.searchParams.set(name, '***');
+    }
+    return u.toString();
+  } catch {
+    return url;
+  }
 }

@@ -137,6 +137,16 @@ describe('reprocess check', () => {
     expect(await run([path], io)).toBe(0);
     expect(io.stdout()).not.toContain('s3cret');
     expect(io.stdout()).toContain('postgres postgres://app:***@127.0.0.1:5432/app');
+
+    const inQuery = await files.write(
+      'pg-query.yaml',
+      'idempotency:\n  store: postgres://app@127.0.0.1:5432/app?password=hunter2&sslmode=require\n',
+    );
+    const shown = bufferIo();
+    expect(await run([inQuery], shown)).toBe(0);
+    expect(shown.stdout()).not.toContain('hunter2');
+    expect(shown.stdout()).toContain('password=***');
+    expect(shown.stdout()).toContain('sslmode=require');
   });
 
   it('formatMs', () => {
@@ -147,6 +157,13 @@ describe('reprocess check', () => {
       '1m 30s',
       '1h',
       '24h',
+    ]);
+    // Rounded as a whole: never "1m 60s" or "1h 60m".
+    expect([119_600, 239_700, 7_199_000, 3_599_700].map(formatMs)).toEqual([
+      '2m',
+      '4m',
+      '2h',
+      '1h',
     ]);
   });
 });

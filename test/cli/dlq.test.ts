@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ChannelModel } from 'amqplib';
@@ -27,6 +29,7 @@ async function cli(...args: string[]) {
 }
 
 const HOUR = 3_600_000;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Three quarantined messages: two old CARD_DECLINED ones and a fresh TIMEOUT one. */
 function histories(
@@ -231,6 +234,53 @@ await describeWithService('rabbitmq', 'reprocess dlq on RabbitMQ', () => {
     expect(none.code).toBe(1);
     expect(none.err).toMatch(/no-such-queue/);
   });
+
+  it('as a process, exits with 1 when the queue is not there (its connection closed)', () => {
+    const started = Date.now();
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'dlq',
+        'list',
+        '--broker',
+        AMQP_URL,
+        '--queue',
+        `${RUN_ID}.missing`,
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(child.signal, `still running after ${Date.now() - started} ms`).toBeNull();
+    expect(child.status).toBe(1);
+    expect(child.stderr).toMatch(/missing/);
+  });
+
+  it('shows a body with terminal control bytes as base64, never raw', async () => {
+    const id = `ctl-${RUN_ID}`;
+    const body = '\u001b]0;pwned\u0007\u001b[2J\u0000hello';
+    const source = createAmqpSource({ url: AMQP_URL, queue, delayTiers: ['1s'] });
+    try {
+      const inbox = createInbox();
+      await source.start(inbox.onDelivery, { prefetch: 5 });
+      await publishTo(admin, queue, body, { messageId: id });
+      const { delivery } = await inbox.next();
+      const [first] = histories(queue);
+      if (!first) throw new Error('no history');
+      await delivery.quarantine({ ...first.history, idempotencyKey: id });
+      await source.stop();
+    } finally {
+      await source.close();
+    }
+    const shown = await cli('show', id, ...broker);
+    expect(shown.code).toBe(0);
+    expect(shown.out).not.toContain('\u001b');
+    expect(shown.out).toContain('not UTF-8 text: base64');
+    expect(shown.out).toContain(Buffer.from(body).toString('base64'));
+    // Out of the way of the other cases' counts.
+    expect((await cli('redrive', ...broker, '--key', id, '--json')).code).toBe(0);
+  });
 });
 
 await describeWithService('nats', 'reprocess dlq on NATS JetStream', () => {
@@ -288,5 +338,13 @@ await describeWithService('nats', 'reprocess dlq on NATS JetStream', () => {
   it('fails with exit 1 when no NATS server answers', async () => {
     const down = await cli('list', '--broker', 'nats://127.0.0.1:1', '--stream', stream);
     expect(down.code).toBe(1);
+  });
+
+  it('fails with exit 1 when the stream has no dead-letter stream (a wrong name)', async () => {
+    for (const command of ['list', 'redrive']) {
+      const none = await cli(command, '--broker', NATS_URL, '--stream', `${stream}_NOPE`);
+      expect(none.code, command).toBe(1);
+      expect(none.err).toMatch(/no dead-letter stream/);
+    }
   });
 });

@@ -138,11 +138,8 @@ describe('parseStoreSpec', () => {
     'sqlite:data/100%.sqlite',
     'dynamodb://x',
     'http://x',
-  ])(
-    'rejects %j',
-    (text) => {
-      expect(tryParseStoreSpec(text)).toBeUndefined();
-      expect(() => parseStoreSpec(text)).toThrow(InvalidArgumentError);
-    },
-  );
+  ])('rejects %j', (text) => {
+    expect(tryParseStoreSpec(text)).toBeUndefined();
+    expect(() => parseStoreSpec(text)).toThrow(InvalidArgumentError);
+  });
 });

@@ -184,6 +184,27 @@ describe('sqsHandler on a standard queue', () => {
     });
   });
 
+  it('a classify that throws fails its own record only, never the whole batch', async () => {
+    const t = setup({
+      retry: {
+        jitter: 'none',
+        base: '10s',
+        // A user's classifier that meets an error without the shape it expects.
+        classify: (error) => (error as { response: { status: number } }).response.status >= 500,
+      },
+    });
+    const result = await t.handler(fixture('sqs-standard.json'));
+    // The failed one alone (its classify threw); the success is not reported, so Lambda does
+    // not run it again.
+    expect(result).toEqual({
+      batchItemFailures: [{ itemIdentifier: '2e1424d4-f796-459a-8184-9c92662be6da' }],
+    });
+    expect(t.seen.map((m) => (m.body as { invoiceId: string }).invoiceId).sort()).toEqual([
+      'inv-1001',
+      'inv-1002',
+    ]);
+  });
+
   it('never sets a visibility past 12 hours', async () => {
     const t = setup({ retry: { jitter: 'none', base: '24h', cap: '24h' } });
     await t.handler(fixture('sqs-standard.json'));

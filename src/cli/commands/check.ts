@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { idempotencySettingsFromConfig, retryOptionsFromConfig } from '../../config/from-config.js';
 import { loadConfig } from '../../config/load-config.js';
 import type { BudgetConfig, ReprocessConfig } from '../../config/types.js';
+import { redactUrl } from '../../config/store-spec.js';
 import { toMs } from '../../duration.js';
 import { isReprocessError } from '../../errors.js';
 import { seededRandom } from '../../random.js';
@@ -187,9 +188,11 @@ function delayRows(policy: ResolvedRetryOptions, seed: number, samples: number):
   const rows: DelayRow[] = [];
   let medians: number[] | undefined;
   if (o.jitter === 'decorrelated' && retries > 0) {
+    // At most ten million draws, whatever max_attempts says.
+    const runs = Math.max(1, Math.min(samples, Math.floor(10_000_000 / retries)));
     const random = seededRandom(seed);
     const columns: number[][] = Array.from({ length: retries }, () => []);
-    for (let s = 0; s < samples; s++) {
+    for (let s = 0; s < runs; s++) {
       const sequence = delaySequence(o, retries, random);
       for (let i = 0; i < retries; i++) columns[i]?.push(sequence[i] ?? 0);
     }
@@ -254,7 +257,7 @@ function idempotencySummary(config: ReprocessConfig): Record<string, string | nu
         : `sqlite file ${s.store.path}${s.store.table === undefined ? '' : `, table ${s.store.table}`}`
       : s.store.kind === 'dynamodb'
         ? `dynamodb table ${s.store.table}`
-        : `${s.store.kind} ${redact(s.store.url)}`;
+        : `${s.store.kind} ${redactUrl(s.store.url)}`;
   const out: Record<string, string | number | boolean> = {
     store,
     ttl: formatMs(s.ttl),
@@ -277,29 +280,21 @@ function idempotencySummary(config: ReprocessConfig): Record<string, string | nu
   return out;
 }
 
-/** Hides a password in a store URL. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
-
 /** 250ms, 1.5s, 2m 30s, 24h. */
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return String(ms);
   if (ms < 1000) return `${round(ms)}ms`;
   if (ms < 60_000) return `${round(ms / 1000)}s`;
-  if (ms < 3_600_000) {
-    const m = Math.floor(ms / 60_000);
-    const s = Math.round((ms - m * 60_000) / 1000);
+  // Rounded as a whole first, so that 119.6 s is 2m, not 1m 60s.
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 3600) {
+    const m = Math.floor(seconds / 60);
+    const s = seconds % 60;
     return s === 0 ? `${m}m` : `${m}m ${s}s`;
   }
-  const h = Math.floor(ms / 3_600_000);
-  const m = Math.round((ms - h * 3_600_000) / 60_000);
+  const minutes = Math.round(ms / 60_000);
+  const h = Math.floor(minutes / 60);
+  const m = minutes % 60;
   return m === 0 ? `${h}h` : `${h}h ${m}m`;
 }
 

@@ -207,7 +207,7 @@ async function open(broker: Parsed['broker']): Promise<OpenedDlq> {
       ...(broker.deadLetterQueue === undefined ? {} : { deadLetterQueue: broker.deadLetterQueue }),
     });
     // Fail here, clearly, when the broker or the queue is not there.
-    await dlq.count();
+    await countOrClose(dlq);
     return Object.assign(dlq, { where: `RabbitMQ queue ${dlq.deadLetterQueue}` });
   }
   const { createJetStreamDeadLetterQueue } = await import('../../consumer/nats/index.js');
@@ -217,8 +217,21 @@ async function open(broker: Parsed['broker']): Promise<OpenedDlq> {
     connectionName: 'reprocess dlq',
     ...(broker.deadLetterStream === undefined ? {} : { deadLetterStream: broker.deadLetterStream }),
   });
-  await dlq.count();
+  await countOrClose(dlq);
   return Object.assign(dlq, { where: `JetStream stream ${dlq.deadLetterStream}` });
+}
+
+/**
+ * Counts once, to fail at open when the broker or the dead-letter destination is not there;
+ * closes the connection it opened before rethrowing, or the process would never exit.
+ */
+async function countOrClose(dlq: { count(): Promise<number>; close(): Promise<void> }) {
+  try {
+    await dlq.count();
+  } catch (error) {
+    await dlq.close().catch(() => {});
+    throw error;
+  }
 }
 
 async function execute(parsed: Parsed, dlq: OpenedDlq, io: CliIo): Promise<number> {
@@ -302,13 +315,28 @@ function table(messages: QuarantinedMessage[], now: number): string {
   return textTable(head, rows);
 }
 
-/** The body as text when it is UTF-8, else undefined. */
+/**
+ * The body as text when it is UTF-8 without control characters (but tab and line breaks),
+ * else undefined (shown as base64): escape sequences in a body must not drive the terminal.
+ * A byte order mark is kept, so the text has every byte.
+ */
 function utf8(body: Uint8Array): string | undefined {
+  let text: string;
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(body);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body);
   } catch {
     return undefined;
   }
+  return CONTROL.test(text) ? undefined : text;
+}
+
+/** C0 and C1 controls but tab, line feed and carriage return; DEL. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+
+/** A header value as printed: quoted with escapes when it holds a control character. */
+function printable(value: string): string {
+  return CONTROL.test(value) || /[\r\n]/.test(value) ? JSON.stringify(value) : value;
 }
 
 function details(m: QuarantinedMessage, now: number): string {
@@ -325,8 +353,8 @@ function details(m: QuarantinedMessage, now: number): string {
     `quarantined:     ${isoTime(h.quarantinedAt)} (${age(h.quarantinedAt, now)})`,
     `last error:      ${h.lastError.name}${h.lastError.code ? ` [${h.lastError.code}]` : ''}: ${h.lastError.message}`,
     'headers:',
-    ...Object.entries(m.headers).map(([k, v]) => `  ${k}: ${v}`),
-    `body (${m.body.byteLength} bytes${text === undefined ? ', not UTF-8: base64' : ''}):`,
+    ...Object.entries(m.headers).map(([k, v]) => `  ${k}: ${printable(v)}`),
+    `body (${m.body.byteLength} bytes${text === undefined ? ', not UTF-8 text: base64' : ''}):`,
     text === undefined
       ? clip(Buffer.from(m.body).toString('base64'), 4096)
       : text.length > 4096

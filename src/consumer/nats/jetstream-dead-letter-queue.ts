@@ -183,7 +183,13 @@ export function createJetStreamDeadLetterQueue(
       try {
         return (await jsm.streams.info(deadLetterStream)).state.messages;
       } catch (error) {
-        if (isNotFound(error)) return 0;
+        // As a missing RabbitMQ queue is: the stream is declared with its source, so a
+        // missing one is most likely a wrong name.
+        if (isNotFound(error)) {
+          throw new Error(`JetStream has no dead-letter stream "${deadLetterStream}"`, {
+            cause: error,
+          });
+        }
         throw error;
       }
     },

@@ -180,7 +180,16 @@ export function sqsHandler<B = unknown>(options: SqsHandlerOptions<B>): SqsHandl
           failed.add(record);
           continue;
         }
-        if (!(await processRecord(record, unit.queue))) {
+        let done: boolean;
+        try {
+          done = await processRecord(record, unit.queue);
+        } catch {
+          // Not an outcome the runtime knows (a classify that threw): this record alone is
+          // reported failed and comes back after its visibility timeout. Rejecting the batch
+          // would make Lambda run the records that succeeded again.
+          done = false;
+        }
+        if (!done) {
           failed.add(record);
           if (unit.queue.fifo) blocked = true;
         }
