@@ -4,6 +4,7 @@ import type {
   APIGatewayProxyResult,
   APIGatewayProxyStructuredResultV2,
 } from 'aws-lambda';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/idempotency/index.js';
@@ -292,6 +293,44 @@ describe('API Gateway HTTP API (v2) handler', () => {
     )) as APIGatewayProxyStructuredResultV2;
     expect(replay.isBase64Encoded).toBe(true);
     expect(Buffer.from(replay.body ?? '', 'base64')).toEqual(png);
+  });
+
+  it('replays gzip under a JSON type byte for byte, and text under any type as text', async () => {
+    const zipped = gzipSync(Buffer.from('{"order":"o-1","note":"caf\u00e9"}'));
+    const results: Record<string, APIGatewayProxyStructuredResultV2> = {
+      gzip: {
+        statusCode: 200,
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: zipped.toString('base64'),
+        isBase64Encoded: true,
+      },
+      yaml: { statusCode: 200, headers: { 'content-type': 'application/yaml' }, body: 'a: 1\n' },
+      untyped: { statusCode: 201, body: '{"created":true}' },
+    };
+    const handler = idempotentHttpApiHandler(
+      async (event: APIGatewayProxyEventV2WithJWTAuthorizer) =>
+        results[event.headers['idempotency-key'] as string] as APIGatewayProxyStructuredResultV2,
+      { store: createMemoryStore() },
+    );
+    const replay = async (key: string) => {
+      await handler(withV2Key(v2Post(), key), lambdaContext());
+      return (await handler(
+        withV2Key(v2Post(), key),
+        lambdaContext(),
+      )) as APIGatewayProxyStructuredResultV2;
+    };
+    const gzip = await replay('gzip');
+    expect(gzip.isBase64Encoded).toBe(true);
+    expect(gunzipSync(Buffer.from(gzip.body ?? '', 'base64')).toString()).toBe(
+      '{"order":"o-1","note":"caf\u00e9"}',
+    );
+    expect(gzip.headers?.['content-encoding']).toBe('gzip');
+    const yaml = await replay('yaml');
+    expect(yaml).toMatchObject({ body: 'a: 1\n', isBase64Encoded: false });
+    // No content-type of the replay's own: the first answer had none.
+    const untyped = await replay('untyped');
+    expect(untyped).toMatchObject({ statusCode: 201, body: '{"created":true}' });
+    expect(untyped.headers?.['content-type']).toBeUndefined();
   });
 
   it('answers a result too large to store with a 410 problem on a repeat', async () => {

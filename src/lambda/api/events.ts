@@ -232,9 +232,14 @@ export async function responseToV2Result(
   return result;
 }
 
-const TEXT_TYPE =
-  /^(text\/|application\/(?:[\w.+-]+\+)?(?:json|xml)\b|application\/(?:javascript|x-www-form-urlencoded)\b)/i;
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/**
+ * The body as API Gateway takes it: text when the bytes are UTF-8 and not content-encoded,
+ * else base64 (`isBase64Encoded`). Decided from the bytes, not the content type: gzip'd JSON
+ * or any non-UTF-8 bytes under a text type must come back byte for byte, and text under a
+ * type no list knows stays text.
+ */
 async function encodeBody(
   response: Response | ResponseParts,
 ): Promise<{ body: string; isBase64Encoded: boolean }> {
@@ -243,9 +248,13 @@ async function encodeBody(
     : response.body === null
       ? Buffer.alloc(0)
       : toBuffer(response.body);
-  const type = response.headers.get('content-type') ?? '';
-  if (bytes.byteLength === 0 || TEXT_TYPE.test(type)) {
-    return { body: bytes.toString('utf8'), isBase64Encoded: false };
+  if (bytes.byteLength === 0) return { body: '', isBase64Encoded: false };
+  if (!response.headers.has('content-encoding')) {
+    try {
+      return { body: UTF8.decode(bytes), isBase64Encoded: false };
+    } catch {
+      // Not UTF-8: base64 below.
+    }
   }
   return { body: bytes.toString('base64'), isBase64Encoded: true };
 }
@@ -256,7 +265,9 @@ function bodyOf(
   base64: boolean | undefined,
 ): BodyInit | null {
   if (isNullBodyStatus(status) || body === undefined || body === '') return null;
-  return base64 ? bodyInit(Buffer.from(body, 'base64')) : body;
+  // Bytes either way: a string body would make Response add a content-type of its own
+  // (text/plain), which the stored response, and so every replay, would then carry.
+  return bodyInit(Buffer.from(body, base64 ? 'base64' : 'utf8'));
 }
 
 function headerValue(
