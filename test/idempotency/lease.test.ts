@@ -11,6 +11,27 @@ import { deferred, settle, setup } from './fixtures.js';
 const identity: OperationIdentity = { operation: 'report', key: 'k1' };
 const storedKey = hashKey({ operation: 'report', key: 'k1' });
 
+/** The operation, on `store` with every heartbeat failing; `state.signal` is its signal. */
+function runWithFailingBeats(store: IdempotencyStore, clock: FakeClock, lease: string) {
+  const broken: IdempotencyStore = {
+    ...store,
+    heartbeat: async () => {
+      throw new Error('connection refused');
+    },
+  };
+  const gate = deferred();
+  const state: { signal?: AbortSignal } = {};
+  const run = executeIdempotent(
+    identity,
+    (ctx) => {
+      state.signal = ctx.signal;
+      return gate.promise;
+    },
+    { store: broken, clock, lease },
+  );
+  return { gate, state, run };
+}
+
 describe('leases, heartbeats and fencing', () => {
   it('heartbeats keep the lease of a long run (every lease/3 by default)', async () => {
     const { clock, store } = setup();
@@ -191,28 +212,13 @@ describe('leases, heartbeats and fencing', () => {
 
   it('presumes the lease lost when heartbeats fail for a whole lease', async () => {
     const { clock, store } = setup();
-    const broken: IdempotencyStore = {
-      ...store,
-      heartbeat: async () => {
-        throw new Error('connection refused');
-      },
-    };
-    const gate = deferred();
-    let signal: AbortSignal | undefined;
-    const run = executeIdempotent(
-      identity,
-      (ctx) => {
-        signal = ctx.signal;
-        return gate.promise;
-      },
-      { store: broken, clock, lease: '30s' },
-    );
+    const { gate, state, run } = runWithFailingBeats(store, clock, '30s');
     await settle();
     await clock.advance(20_000);
-    expect(signal?.aborted).toBe(false);
+    expect(state.signal?.aborted).toBe(false);
     await clock.advance(10_000);
-    expect(signal?.aborted).toBe(true);
-    expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+    expect(state.signal?.aborted).toBe(true);
+    expect(state.signal?.reason).toBeInstanceOf(LeaseLostError);
     expect(clock.pending).toBe(0);
     gate.resolve();
     // Nobody took over, so the token still holds and the result is stored.
@@ -233,31 +239,16 @@ describe('leases, heartbeats and fencing', () => {
     for (const step of [-8_000, +8_000]) {
       const clock = new SteppedClock();
       const store = createMemoryStore({ clock: new FakeClock() });
-      const broken: IdempotencyStore = {
-        ...store,
-        heartbeat: async () => {
-          throw new Error('connection refused');
-        },
-      };
-      const gate = deferred();
-      let signal: AbortSignal | undefined;
-      const run = executeIdempotent(
-        identity,
-        (ctx) => {
-          signal = ctx.signal;
-          return gate.promise;
-        },
-        { store: broken, clock, lease: '10s' },
-      );
+      const { gate, state, run } = runWithFailingBeats(store, clock, '10s');
       await settle();
       await clock.advance(1_000);
       clock.step = step;
       await clock.advance(8_000);
       // 9 s into a 10 s lease, whichever way the wall clock jumped.
-      expect(signal?.aborted, `step ${step}`).toBe(false);
+      expect(state.signal?.aborted, `step ${step}`).toBe(false);
       await clock.advance(1_000);
-      expect(signal?.aborted, `step ${step}`).toBe(true);
-      expect(signal?.reason).toBeInstanceOf(LeaseLostError);
+      expect(state.signal?.aborted, `step ${step}`).toBe(true);
+      expect(state.signal?.reason).toBeInstanceOf(LeaseLostError);
       gate.resolve();
       await run.catch(() => undefined);
       expect(clock.pending).toBe(0);
