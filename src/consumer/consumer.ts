@@ -318,7 +318,13 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       }
       state = 'running';
       stopping = undefined;
-      const started = source.start(onDelivery, { prefetch });
+      let started: Promise<void>;
+      try {
+        started = Promise.resolve(source.start(onDelivery, { prefetch }));
+      } catch (error) {
+        state = 'idle';
+        throw error;
+      }
       sourceStarting = started.then(
         () => undefined,
         () => undefined,

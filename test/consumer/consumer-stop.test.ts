@@ -5,6 +5,31 @@ import type { MessageSource } from '../../src/consumer/types.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 
 describe('consumer stop', () => {
+  it('a source whose start throws at once leaves the consumer idle, ready to start again', async () => {
+    const memory = createMemorySource({ name: 'sync-throw' });
+    let refuse = true;
+    const source: MessageSource = {
+      name: memory.name,
+      start: (onDelivery, options) => {
+        if (refuse) throw new Error('broker URL is malformed');
+        return memory.start(onDelivery, options);
+      },
+      stop: () => memory.stop(),
+      close: () => memory.close(),
+    };
+    const consumer = createConsumer({
+      source,
+      idempotency: { store: createMemoryStore() },
+      handler: async () => undefined,
+    });
+    await expect(consumer.start()).rejects.toThrow('broker URL is malformed');
+    expect(consumer.state).toBe('idle');
+    refuse = false;
+    await consumer.start();
+    expect(consumer.state).toBe('running');
+    await consumer.stop();
+  });
+
   it('gives back the messages it had not started; the memory source delivers them again in publish order', async () => {
     const source = createMemorySource({ name: 'stop-order' });
     const store = createMemoryStore();
