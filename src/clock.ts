@@ -24,9 +24,9 @@ export function elapsedOn(clock: Clock): number {
 }
 
 /**
- * The real clock: `Date.now()`, `performance.now()` for durations, and `setTimeout`. Its timers keep the process alive like any
- * timer (a script awaiting a retry's backoff must not exit mid-sleep); every timer reprocess
- * starts is cancelled when the work it belongs to ends.
+ * The real clock: `Date.now()`, `performance.now()` for durations, and `setTimeout`. Its
+ * timers keep the process alive like any timer (a script awaiting a retry's backoff must not
+ * exit mid-sleep); every timer reprocess starts is cancelled when the work it belongs to ends.
  */
 export const systemClock: Clock = {
   now: () => Date.now(),

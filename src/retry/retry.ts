@@ -169,7 +169,7 @@ function runAttempt<T>(call: Call<T>, attempt: number): Promise<T> {
   return promised(call.fn(new AttemptScope(attempt, call.deadlineAt)));
 }
 
-/** `fn`'s answer as a promise: a plain value (the types forbid it, JavaScript does not) is wrapped. */
+/** `fn`'s answer as a promise; a plain value (the types forbid it, JavaScript does not) wrapped. */
 function promised<T>(result: Promise<T>): Promise<T> {
   return typeof (result as { then?: unknown } | undefined)?.then === 'function'
     ? result
