@@ -23,6 +23,7 @@ const ROWS: Row[] = [
   { label: 'quarantined', pick: (m) => m.quarantined },
   { label: 'redriven', pick: (m) => m.redriven },
   { label: 'left in quarantine (bounced address)', pick: (m) => m.stillQuarantined },
+  { label: 'payments that failed (gave up)', pick: (m) => m.paymentsFailed, harm: true },
   { label: 'customers charged twice', pick: (m) => m.chargedTwice, harm: true },
   { label: 'duplicate orders', pick: (m) => m.duplicateOrders, harm: true },
   { label: 'emails sent twice', pick: (m) => m.emailsSentTwice, harm: true },

@@ -38,10 +38,14 @@ const SALT: Record<FaultKind, number> = {
   badEmail: 0xd3a2646c,
 };
 
-/** A uniform number in [0, 1) from the inputs (a 32-bit integer mix, murmur3's finalizer). */
+/**
+ * A uniform number in [0, 1) from the inputs (a 32-bit integer mix, murmur3's finalizer).
+ * The seed is mixed in as an input of its own: XORed into the start with the invoice
+ * number mixed in next, another seed only renumbered the invoices.
+ */
 export function mix(seed: number, salt: number, a: number, b: number): number {
-  let h = (seed ^ salt) >>> 0;
-  for (const v of [a, b]) {
+  let h = salt >>> 0;
+  for (const v of [seed, a, b]) {
     h = Math.imul(h ^ (v >>> 0), 0xcc9e2d51);
     h = (h << 15) | (h >>> 17);
     h = Math.imul(h, 0x1b873593);

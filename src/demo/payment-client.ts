@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createRetryingFetch } from '../http/retrying-fetch.js';
 import type { Random } from '../random.js';
 import { profiles } from '../retry/profiles.js';
@@ -79,9 +80,12 @@ export function protectedClient(
     deadline: '3s',
     random,
   });
+  // Per run: the seeded part repeats from run to run, and a store kept between runs
+  // (`--store`) would otherwise replay the last run's payments.
+  const run = randomUUID().slice(0, 8);
   return {
     async pay(request) {
-      const key = `pay-${request.invoice}-${Math.floor(random() * 1e12).toString(36)}`;
+      const key = `pay-${run}-${request.invoice}-${Math.floor(random() * 1e12).toString(36)}`;
       for (let round = 1; round <= ROUNDS; round++) {
         try {
           const res = await send(url, {

@@ -8,6 +8,7 @@ import type { IdempotencyStore } from '../idempotency/store.js';
 import { seededRandom } from '../random.js';
 import { createSqliteStore } from '../stores/sqlite/sqlite-store.js';
 import { openStore } from '../stores/open-store.js';
+import { redactUrl } from '../config/store-spec.js';
 import { DEFAULT_FAULT_RATES, FaultPlan, type FaultKind, type FaultRates } from './faults.js';
 import { type PayRequest, startInvoiceApi } from './invoice-api.js';
 import { ClientLog, naiveClient, protectedClient } from './payment-client.js';
@@ -219,13 +220,40 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const rates = { ...DEFAULT_FAULT_RATES, ...options.rates };
   const dir = await mkdtemp(join(tmpdir(), 'reprocess-demo-'));
   const workerSpeed = options.workerSpeed ?? 1000;
-  const apiStore = options.store
-    ? await openStore(options.store)
-    : createSqliteStore({ path: join(dir, 'api.sqlite') });
   // The worker path runs on a fast clock so the async profile's real delays (seconds to
   // minutes) pass in milliseconds; its store reads the same clock, so leases agree.
   const workerClock = createScaledClock(workerSpeed);
-  const workerStore = createSqliteStore({ path: join(dir, 'worker.sqlite'), clock: workerClock });
+  let apiStore: IdempotencyStore | undefined;
+  let workerStore: IdempotencyStore | undefined;
+  try {
+    apiStore = options.store
+      ? await openStore(options.store)
+      : createSqliteStore({ path: join(dir, 'api.sqlite') });
+    // A store that does not answer fails here, before both runs, not as every protected
+    // payment failing.
+    await apiStore.get('0'.repeat(64));
+    workerStore = createSqliteStore({ path: join(dir, 'worker.sqlite'), clock: workerClock });
+    return await runBoth(options, dir, workerClock, apiStore, workerStore);
+  } finally {
+    await apiStore?.close?.();
+    await workerStore?.close?.();
+    // The user's store stays; the temporary directory (the worker's file, and the API's
+    // without --store) goes.
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function runBoth(
+  options: DemoOptions,
+  dir: string,
+  workerClock: Clock,
+  apiStore: IdempotencyStore,
+  workerStore: IdempotencyStore,
+): Promise<DemoResult> {
+  const invoices = options.invoices ?? 200;
+  const seed = options.seed ?? 1;
+  const rates = { ...DEFAULT_FAULT_RATES, ...options.rates };
+  const workerSpeed = options.workerSpeed ?? 1000;
   const common = {
     invoices,
     seed,
@@ -235,23 +263,18 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     workerClock,
     onProgress: options.onProgress,
   };
-  try {
-    const unprotected = await runMode('unprotected', {
-      ...common,
-      apiStore: undefined,
-      workerStore: undefined,
-    });
-    const protectedRun = await runMode('protected', { ...common, apiStore, workerStore });
-    return {
-      invoices,
-      seed,
-      store: options.store ?? `sqlite:${join(dir, 'api.sqlite')}`,
-      unprotected,
-      protected: protectedRun,
-    };
-  } finally {
-    await apiStore.close?.();
-    await workerStore.close?.();
-    if (!options.store) await rm(dir, { recursive: true, force: true });
-  }
+  const unprotected = await runMode('unprotected', {
+    ...common,
+    apiStore: undefined,
+    workerStore: undefined,
+  });
+  const protectedRun = await runMode('protected', { ...common, apiStore, workerStore });
+  return {
+    invoices,
+    seed,
+    // Shown in the report and the JSON: never with a password.
+    store: options.store ? redactUrl(options.store) : `sqlite:${join(dir, 'api.sqlite')}`,
+    unprotected,
+    protected: protectedRun,
+  };
 }

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Clock } from '../clock.js';
+import { redactUrl } from '../config/store-spec.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../errors.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 
@@ -96,7 +97,7 @@ export async function openStore(
   const open = loaded[driver.open];
   if (typeof open !== 'function') {
     throw new StoreUnavailableError(
-      `store ${redact(text)}: the ${kind} store module does not export ${driver.open}; this build of reprocess is incomplete (reinstall reprocess and ${driver.packages})`,
+      `store ${redactUrl(text)}: the ${kind} store module does not export ${driver.open}; this build of reprocess is incomplete (reinstall reprocess and ${driver.packages})`,
     );
   }
   const url =
@@ -117,7 +118,7 @@ async function loadDriver(
     const code = (error as { code?: unknown } | null)?.code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
       throw new StoreUnavailableError(
-        `store ${redact(spec)} needs the ${kind} driver: install it with \`npm install ${driver.packages}\` (${(error as Error).message})`,
+        `store ${redactUrl(spec)} needs the ${kind} driver: install it with \`npm install ${driver.packages}\` (${(error as Error).message})`,
         error,
       );
     }
@@ -129,9 +130,4 @@ function unknownSpec(spec: unknown): InvalidArgumentError {
   return new InvalidArgumentError(
     `unknown store ${JSON.stringify(spec)}; accepted forms: ${STORE_URL_FORMS.join(', ')}`,
   );
-}
-
-/** The URL without a password, for messages. */
-function redact(spec: string): string {
-  return spec.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
 }

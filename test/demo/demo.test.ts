@@ -110,6 +110,53 @@ describe('reprocess demo command line', () => {
     }
   });
 
+  it('fails at once, with exit 1, on a store that does not answer; 2 for one no store accepts', async () => {
+    const out = join(await mkdtemp(join(tmpdir(), 'reprocess-demo-cli-')), 'r.html');
+    const down = buffers();
+    const password = 's3cret-demo';
+    expect(
+      await run(
+        ['--invoices', '5', '--store', `postgres://demo:${password}@127.0.0.1:1/x`, '--out', out],
+        down,
+      ),
+    ).toBe(1);
+    expect(down.stderr.join('')).toMatch(/reprocess demo: postgres store: get failed/);
+    expect(down.stderr.join('') + down.stdout.join('')).not.toContain(password);
+    const unknown = buffers();
+    expect(await run(['--invoices', '5', '--store', 'foo://bar', '--out', out], unknown)).toBe(2);
+  });
+
+  it('refuses an --out in a directory that does not exist before running, with exit 2', async () => {
+    const io = buffers();
+    const started = Date.now();
+    expect(await run(['--out', '/nonexistent-dir-of-reprocess/r.html'], io)).toBe(2);
+    expect(io.stderr.join('')).toMatch(/no such directory/);
+    expect(io.stdout).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(5_000); // it did not run the demo first
+  });
+
+  it('gives another seed other faults, not the same ones on renumbered invoices', async () => {
+    const small = { invoices: 40, concurrency: 4 };
+    const [a, b] = await Promise.all([
+      runDemo({ ...small, seed: 2 }),
+      runDemo({ ...small, seed: 3 }),
+    ]);
+    const counts = (r: DemoResult) => Object.values(r.unprotected.faults).join(',');
+    expect(counts(a)).not.toBe(counts(b));
+  }, 120_000);
+
+  it('on a store kept between runs, a second run makes its payments anew (no replay of the first)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reprocess-demo-kept-'));
+    const store = `sqlite:${join(dir, 'kept.sqlite')}`;
+    await runDemo({ invoices: 20, seed: 4, store });
+    const second = await runDemo({ invoices: 20, seed: 4, store });
+    // Every payment of the second run reached its handler in that run: none was answered
+    // from the first run's records (the same seed made the same keys before).
+    expect(second.protected.paymentsFailed).toBe(0);
+    expect(second.protected.handlerRuns).toBeGreaterThanOrEqual(second.protected.requests);
+    expect(second.store).toBe(store);
+  }, 120_000);
+
   it('prints JSON numbers for scripts and the report path', async () => {
     const io = buffers();
     const out = join(await mkdtemp(join(tmpdir(), 'reprocess-demo-cli-')), 'r.html');

@@ -1,9 +1,9 @@
-import { writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoReport, demoSummary, demoTable } from '../../demo/demo-report.js';
 import { DEFAULT_FAULT_RATES, type FaultRates } from '../../demo/faults.js';
-import { type DemoMode, runDemo } from '../../demo/run-demo.js';
+import { type DemoMode, type ModeResult, runDemo } from '../../demo/run-demo.js';
 import { isReprocessError } from '../../errors.js';
 import { renderReport } from '../../report/html-report.js';
 import type { CliIo } from '../io.js';
@@ -105,6 +105,12 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     io.err(`reprocess demo: ${(error as Error).message}\n\n${USAGE}`);
     return 2;
   }
+  const out = resolve((values.out as string | undefined) ?? 'reprocess-report.html');
+  // Before the run, not after it: a report that cannot be written is a usage error.
+  if (!(await isDirectory(dirname(out)))) {
+    io.err(`reprocess demo: --out ${out}: no such directory ${dirname(out)}\n\n${USAGE}`);
+    return 2;
+  }
   let result: Awaited<ReturnType<typeof runDemo>>;
   try {
     result = await runDemo({
@@ -118,12 +124,14 @@ export async function run(args: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (isReprocessError(error)) {
       io.err(`reprocess demo: ${error.message}`);
-      return 1;
+      // A store URL no store accepts is a usage error, as in every other command.
+      return isReprocessError(error, 'INVALID_ARGUMENT') ? 2 : 1;
     }
     throw error;
   }
-  const out = resolve((values.out as string | undefined) ?? 'reprocess-report.html');
   await writeFile(out, renderReport(demoReport(result)));
+  // The demo's claim is that protection leaves no harm: when it does not hold, say so and fail.
+  const harm = protectedHarm(result.protected);
   if (values.json) {
     const strip = ({ attemptTimes: _a, retryDelays: _d, ...rest }: typeof result.protected) => rest;
     io.out(
@@ -140,11 +148,37 @@ export async function run(args: string[], io: CliIo): Promise<number> {
         2,
       ),
     );
-    return 0;
+    if (harm.length > 0) io.err(`reprocess demo: with reprocess, ${harm.join(', ')}`);
+    return harm.length > 0 ? 1 : 0;
   }
   io.out(demoTable(result));
   io.out('');
   for (const line of demoSummary(result)) io.out(line);
   io.out(`\nreport: ${out}`);
+  if (harm.length > 0) {
+    io.err(`reprocess demo: with reprocess, ${harm.join(', ')}`);
+    return 1;
+  }
   return 0;
+}
+
+/** What went wrong with protection, as phrases; empty when nothing did. */
+function protectedHarm(p: ModeResult): string[] {
+  const harm: Array<[number, string]> = [
+    [p.paymentsFailed, 'payments failed'],
+    [p.chargedTwice, 'customers were charged twice'],
+    [p.duplicateOrders, 'orders were written twice'],
+    [p.emailsSentTwice, 'emails went out twice'],
+    [p.ordersLost, 'orders were lost'],
+    [p.receiptsNeverSent, 'receipts were never sent'],
+  ];
+  return harm.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
 }
