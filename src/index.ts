@@ -10,3 +10,4 @@ export type * from './idempotency/store.js';
 export type * from './idempotency/types.js';
 export * from './idempotency/index.js';
 export * from './config/index.js';
+export { type OpenStoreOptions, STORE_URL_FORMS, openStore } from './stores/open-store.js';

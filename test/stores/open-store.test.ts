@@ -17,6 +17,11 @@ afterEach(() => {
 });
 
 describe('openStore', () => {
+  it('is exported from the package root, as the README shows it', async () => {
+    const root = await import('../../src/index.js');
+    expect(root.openStore).toBe(openStore);
+  });
+
   it("opens the embedded default for 'key-value' under cwd, creating the directory", async () => {
     const store = await openStore('key-value', { cwd });
     expect(store.name).toBe('sqlite');
