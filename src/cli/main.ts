@@ -100,6 +100,11 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  // `reprocess simulate | head`: the reader went away, which is not the command's failure.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -4,7 +4,7 @@ export const COMMAND_SUMMARIES: Readonly<Record<string, string>> = {
   demo: 'run the payment story with and without protection and write an HTML report',
   simulate: 'compare backoff, jitter and budgets under a dependency outage',
   records: 'list, show and delete idempotency records',
-  store: 'operate on an idempotency store (purge expired records...)',
+  store: 'prepare an idempotency store (init: create its table or schema)',
   dlq: 'inspect and redrive quarantined messages',
 };
 

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.js';
 import { toMs } from '../duration.js';
 import type { DuplicatePolicy, FingerprintSource, InProgressPolicy } from '../idempotency/types.js';
 import { profiles } from '../retry/profiles.js';
@@ -38,9 +39,10 @@ export function retryOptionsFromConfig(policy: RetryPolicyConfig | undefined): R
 }
 
 /** Creates the budget a config describes (token bucket or ratio, defaults as the factories). */
-export function budgetFromConfig(budget: BudgetConfig): RetryBudget {
+export function budgetFromConfig(budget: BudgetConfig, clock?: Clock): RetryBudget {
   if (budget.type === 'ratio') {
     return createRatioBudget({
+      ...(clock === undefined ? {} : { clock }),
       ...(budget.ratio === undefined ? {} : { ratio: budget.ratio }),
       ...(budget.min_retries_per_second === undefined
         ? {}

@@ -3,7 +3,8 @@ import type { JitterKind } from '../retry/jitter.js';
 import { createRatioBudget } from '../retry/ratio-budget.js';
 import { createTokenBucketBudget } from '../retry/token-bucket-budget.js';
 import { profiles } from '../retry/profiles.js';
-import type { RetryOptions } from '../retry/types.js';
+import type { RetryBudget, RetryOptions } from '../retry/types.js';
+import type { Clock } from '../clock.js';
 import { type SimStrategy, defineStrategy, JITTERS } from './strategy.js';
 
 export interface CatalogueOptions {
@@ -19,9 +20,18 @@ const JITTER_LABEL: Record<JitterKind, string> = {
   decorrelated: 'decorrelated jitter',
 };
 
-/** Turns a retry policy (a profile, or one read from a config file) into a strategy. */
-export function strategyFromPolicy(name: string, policy: RetryOptions): SimStrategy {
+/**
+ * Turns a retry policy (a profile, or one read from a config file) into a strategy. Its
+ * `budget`, an object on the real clock, cannot be shared by a simulation: pass `budget`, which
+ * builds one on the simulation's clock for each run (for a config, from its budget section).
+ */
+export function strategyFromPolicy(
+  name: string,
+  policy: RetryOptions,
+  budget?: { build: (clock: Clock) => RetryBudget; label: string },
+): SimStrategy {
   return defineStrategy({
+    ...(budget === undefined ? {} : { budget: budget.build, budgetLabel: budget.label }),
     name,
     maxAttempts: policy.maxAttempts ?? 3,
     backoff: {

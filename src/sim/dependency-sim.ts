@@ -225,7 +225,9 @@ export function simulateDependency(
 
 /**
  * The first time after `faultEnd` from which every bucket within `windowMs` fails at most 5%
- * of its calls, minus `faultEnd`; null when that never happens before the run ends.
+ * of its calls, minus `faultEnd`; null when that never happens. A bucket without calls counts
+ * as healthy, and so does the time after the last call: a run whose calls end soon after the
+ * fault (or before it ends) recovered from the start of its last healthy stretch.
  */
 function recoveryTime(
   load: number[],
@@ -242,6 +244,11 @@ function recoveryTime(
     const healthy = l === 0 || (failures[b] as number) <= 0.05 * l;
     healthyRun = healthy ? healthyRun + 1 : 0;
     if (healthyRun >= span) return Math.max(0, (b - span + 1) * bucketMs - faultEnd);
+  }
+  // The calls ended inside a healthy stretch (or before `first`): nothing failed after it.
+  const end = Math.max(first, load.length);
+  if (healthyRun > 0 || first >= load.length) {
+    return Math.max(0, (end - healthyRun) * bucketMs - faultEnd);
   }
   return null;
 }

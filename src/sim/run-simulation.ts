@@ -8,13 +8,16 @@ import {
   simulateDependency,
 } from './dependency-sim.js';
 import type { SimStrategy } from './strategy.js';
-import type { RetryOptions } from '../retry/types.js';
+import type { RetryBudget, RetryOptions } from '../retry/types.js';
+import type { Clock } from '../clock.js';
 
 export interface SimulationPlan {
   scenario: DependencyScenario;
   strategies?: SimStrategy[];
   /** Extra policy to compare (e.g. from `--config`). */
   configPolicy?: RetryOptions;
+  /** The budget of the config's policy, built on the simulation's clock for each run. */
+  configBudget?: { build: (clock: Clock) => RetryBudget; label: string };
   contention?: { clients: readonly number[]; opMs: number };
 }
 
@@ -27,7 +30,9 @@ export interface SimulationResults {
 /** Runs every strategy through the dependency scenario and the contention study. */
 export function runSimulation(plan: SimulationPlan): SimulationResults {
   const strategies = [...(plan.strategies ?? standardStrategies())];
-  if (plan.configPolicy) strategies.push(strategyFromPolicy('your config', plan.configPolicy));
+  if (plan.configPolicy) {
+    strategies.push(strategyFromPolicy('your config', plan.configPolicy, plan.configBudget));
+  }
   const dependency = strategies.map((s) => simulateDependency(plan.scenario, s));
   const contention: ContentionResult[] = [];
   const study = plan.contention ?? { clients: [10, 50, 100], opMs: 5 };

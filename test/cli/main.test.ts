@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
@@ -78,5 +80,19 @@ describe('reprocess (main)', () => {
     });
     expect(version.status).toBe(0);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('as a process: a reader that goes away (| head) ends it quietly, not with an EPIPE stack', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'reprocess-epipe-')), 'sim.html');
+    // `head -c 1` reads one byte and exits; the CLI then writes into a closed pipe.
+    const piped = spawnSync(
+      'sh',
+      [
+        '-c',
+        `node --import tsx src/cli/main.ts simulate --requests 2000 --clients 10 --out ${out} | head -c 1 >/dev/null`,
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
+    expect(piped.stderr).not.toMatch(/EPIPE|Unhandled/);
   });
 });

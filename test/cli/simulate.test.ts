@@ -88,6 +88,54 @@ describe('reprocess simulate', () => {
     }
   });
 
+  it("simulates the config's budget with its policy", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reprocess-sim-'));
+    const policy = 'retry_policy:\n  max_attempts: 5\n  jitter: full\n  base: 100ms\n  cap: 10s\n';
+    const budgeted = join(dir, 'budgeted.yaml');
+    await writeFile(budgeted, `${policy}  budget:\n    type: token_bucket\n    capacity: 10\n`);
+    const plain = join(dir, 'plain.yaml');
+    await writeFile(plain, policy);
+    const calls = async (config: string) => {
+      const io = buffers();
+      const args = ['--requests', '3000', '--rate', '200', '--outage', '5s-10s', '--clients', '10'];
+      expect(
+        await run([...args, '--config', config, '--json', '--out', join(dir, 'x.html')], io),
+      ).toBe(0);
+      const parsed = JSON.parse(io.stdout.join('')) as {
+        dependency: Array<{ strategy: string; calls: number; budget?: string }>;
+      };
+      return parsed.dependency.find((d) => d.strategy === 'your config');
+    };
+    const withBudget = await calls(budgeted);
+    const without = await calls(plain);
+    // A 10-token bucket cuts the retries of the outage short.
+    expect(withBudget?.calls).toBeLessThan(without?.calls ?? 0);
+  });
+
+  it('takes --overload and --outage together, and refuses a fractional seed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reprocess-sim-'));
+    const io = buffers();
+    const args = ['--requests', '1000', '--clients', '10', '--json', '--out', join(dir, 'x.html')];
+    expect(await run([...args, '--overload', '1s-2s:2', '--outage', '3s-4s'], io)).toBe(0);
+    const { scenario } = JSON.parse(io.stdout.join('')) as {
+      scenario: { surge?: unknown; outage?: unknown };
+    };
+    expect(scenario.surge).toMatchObject({ startMs: 1000, endMs: 2000, factor: 2 });
+    expect(scenario.outage).toMatchObject({ startMs: 3000, endMs: 4000 });
+    const fractional = buffers();
+    expect(await run([...args, '--seed', '1.7'], fractional)).toBe(2);
+    expect(fractional.stderr.join('')).toMatch(/--seed must be a whole number/);
+  });
+
+  it('answers a scenario past its bounds, and an --out in no directory, as usage errors', async () => {
+    const huge = buffers();
+    expect(await run(['--requests', '60000000', '--out', join(tmpdir(), 'x.html')], huge)).toBe(2);
+    expect(huge.stderr.join('')).toMatch(/requests must be an integer <= 50,000,000/);
+    const nowhere = buffers();
+    expect(await run(['--out', '/nonexistent-dir-of-reprocess/x.html'], nowhere)).toBe(2);
+    expect(nowhere.stderr.join('')).toMatch(/no such directory/);
+  });
+
   it('reports an invalid config file with exit code 1 and the field path', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'reprocess-sim-'));
     const config = join(dir, 'bad.yaml');

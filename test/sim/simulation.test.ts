@@ -71,6 +71,20 @@ describe('dependency simulation', () => {
     expect(r.gaveUp.notRetried).toBe(scenario.requests - r.succeeded);
   });
 
+  it('recovers when the calls end soon after the fault, rather than "never"', () => {
+    // 1,000 requests at 1,000/s end about when the outage (0.5 s to 0.9 s) does.
+    const short: DependencyScenario = {
+      requests: 1000,
+      ratePerSecond: 1000,
+      capacityPerSecond: 1500,
+      latencyMs: 20,
+      outage: { startMs: 500, endMs: 900 },
+      seed: 3,
+    };
+    const r = simulateDependency(short, defineStrategy({ name: 'no retry', maxAttempts: 1 }));
+    expect(r.recoveryMs).not.toBeNull();
+  });
+
   it('rejects a scenario that makes no sense, naming the field', () => {
     expect(() => simulateDependency({ ...scenario, capacityPerSecond: 0 }, exp('full'))).toThrow(
       /capacityPerSecond/,

@@ -1,13 +1,18 @@
-import { writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../config/load-config.js';
-import { retryOptionsFromConfig } from '../../config/from-config.js';
+import { budgetFromConfig, retryOptionsFromConfig } from '../../config/from-config.js';
 import { toMs } from '../../duration.js';
 import { isReprocessError } from '../../errors.js';
 import { renderReport } from '../../report/html-report.js';
 import type { DependencyScenario } from '../../sim/dependency-sim.js';
-import { runSimulation, simulationReport, simulationTables } from '../../sim/run-simulation.js';
+import {
+  type SimulationPlan,
+  runSimulation,
+  simulationReport,
+  simulationTables,
+} from '../../sim/run-simulation.js';
 import type { RetryOptions } from '../../retry/types.js';
 import type { CliIo } from '../io.js';
 
@@ -49,6 +54,24 @@ function positive(text: string | undefined, flag: string, fallback: number): num
   if (!Number.isFinite(v) || v <= 0)
     throw new UsageError(`${flag} must be a number > 0, got ${text}`);
   return v;
+}
+
+/** `--seed`: a whole number >= 0 (default 1). */
+function wholeSeed(text: string | undefined): number {
+  if (text === undefined) return 1;
+  const v = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) {
+    throw new UsageError(`--seed must be a whole number >= 0, got ${text}`);
+  }
+  return v;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** `reprocess simulate`: see USAGE. */
@@ -100,7 +123,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
                 : (values.latency as string),
               '--latency',
             ),
-      seed: Math.floor(positive(values.seed as string | undefined, '--seed', 1)),
+      seed: wholeSeed(values.seed as string | undefined),
     };
     if (values.overload !== undefined) {
       const [span, factor] = (values.overload as string).split(':');
@@ -108,7 +131,9 @@ export async function run(args: string[], io: CliIo): Promise<number> {
         ...window(span ?? '', '--overload'),
         factor: positive(factor ?? '2', '--overload factor', 2),
       };
-    } else {
+    }
+    // Both when both are given; the default outage only when neither is.
+    if (values.outage !== undefined || values.overload === undefined) {
       scenario.outage = window((values.outage as string | undefined) ?? '20s-25s', '--outage');
     }
     clients = ((values.clients as string | undefined) ?? '10,50,100').split(',').map((c) => {
@@ -124,12 +149,26 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
+  const out = resolve((values.out as string | undefined) ?? 'reprocess-simulate.html');
+  if (!(await isDirectory(dirname(out)))) {
+    io.err(`reprocess simulate: --out ${out}: no such directory ${dirname(out)}\n\n${USAGE}`);
+    return 2;
+  }
   let configPolicy: RetryOptions | undefined;
+  let configBudget: SimulationPlan['configBudget'];
   if (values.config !== undefined) {
     try {
-      configPolicy = retryOptionsFromConfig(
-        (await loadConfig(values.config as string)).retry_policy,
-      );
+      const policy = (await loadConfig(values.config as string)).retry_policy;
+      configPolicy = retryOptionsFromConfig(policy);
+      const budget = policy?.budget;
+      // On the simulation's clock, anew for each run: the policy's own budget object
+      // lives on the real clock and would be shared by every strategy's run.
+      if (budget !== undefined) {
+        configBudget = {
+          build: (clock) => budgetFromConfig(budget, clock),
+          label: budget.type === 'ratio' ? 'ratio' : 'token bucket',
+        };
+      }
     } catch (error) {
       if (isReprocessError(error)) {
         io.err(error.message);
@@ -138,12 +177,22 @@ export async function run(args: string[], io: CliIo): Promise<number> {
       throw error;
     }
   }
-  const results = runSimulation({
-    scenario,
-    contention: { clients, opMs: 5 },
-    ...(configPolicy ? { configPolicy } : {}),
-  });
-  const out = resolve((values.out as string | undefined) ?? 'reprocess-simulate.html');
+  let results: ReturnType<typeof runSimulation>;
+  try {
+    results = runSimulation({
+      scenario,
+      contention: { clients, opMs: 5 },
+      ...(configPolicy ? { configPolicy } : {}),
+      ...(configBudget ? { configBudget } : {}),
+    });
+  } catch (error) {
+    // The scenario's own bounds (e.g. at most 50,000,000 requests): a usage error.
+    if (isReprocessError(error, 'INVALID_ARGUMENT')) {
+      io.err(`reprocess simulate: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
   await writeFile(out, renderReport(simulationReport(results)));
   if (values.json) {
     const slim = {
