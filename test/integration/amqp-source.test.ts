@@ -106,6 +106,97 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     await late.stop();
   });
 
+  it('a stop() while the consumer is being registered cancels it: no redelivery loop until close', async () => {
+    const queue = newQueue();
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
+    await declareAmqpTopology(admin, topology);
+    for (let i = 0; i < 3; i++)
+      await publishTo(admin, queue, Buffer.from('{}'), { messageId: `s${i}` });
+    // A connection whose consume takes 200 ms to register, as a slow network would.
+    const own = await testConnection();
+    const slow = {
+      createConfirmChannel: () => own.createConfirmChannel(),
+      close: () => own.close(),
+      async createChannel() {
+        const channel = await own.createChannel();
+        const consume = channel.consume.bind(channel);
+        channel.consume = (async (...args: Parameters<typeof consume>) => {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          return consume(...args);
+        }) as typeof channel.consume;
+        return channel;
+      },
+    };
+    const s = createAmqpSource({ connection: slow, queue, delayTiers: TIERS, declare: false });
+    sources.push(s);
+    let handled = 0;
+    const started = s.start(
+      async () => {
+        handled += 1;
+      },
+      { prefetch: 5 },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100)); // consume in flight
+    await s.stop();
+    await started;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await s.close();
+    await own.close().catch(() => undefined);
+    expect(handled).toBe(0);
+    // Each message went back at most once, not in a loop of thousands.
+    const channel = await admin.createChannel();
+    try {
+      const counts: number[] = [];
+      for (;;) {
+        const message = await channel.get(queue, { noAck: true });
+        if (message === false) break;
+        counts.push(Number(message.properties.headers?.['x-delivery-count'] ?? 0));
+      }
+      expect(counts).toHaveLength(3);
+      // Given back a time or two before the cancel reached the broker; before the fix, a
+      // loop of nack and redelivery ran until close (about 1,400 deliveries a second).
+      expect(Math.max(...counts)).toBeLessThan(10);
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it('close() right after a consumer stop sends the acks of handlers that finished meanwhile', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    let handled = 0;
+    let stopNow!: () => void;
+    const stopSignal = new Promise<void>((resolve) => {
+      stopNow = resolve;
+    });
+    const consumer = createConsumer({
+      source: s,
+      concurrency: 4,
+      prefetch: 8,
+      idempotency: { store: createMemoryStore() },
+      handler: async () => {
+        handled += 1;
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        if (handled === 20) stopNow();
+      },
+    });
+    await consumer.start();
+    for (let i = 0; i < 40; i++) {
+      await publishTo(admin, queue, Buffer.from('{}'), { messageId: `a${i}` });
+    }
+    await stopSignal;
+    await consumer.stop({ timeoutMs: 5_000 });
+    const { acked } = consumer.stats();
+    await s.close();
+    // Every ack the consumer reported reached the broker: exactly the rest is left (the
+    // unacked ones return to the queue as the channel closes, which may take a moment).
+    await vi.waitFor(async () => expect(await readyCount(admin, queue)).toBe(40 - acked), {
+      timeout: 5_000,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await readyCount(admin, queue)).toBe(40 - acked);
+  });
+
   it('delivers payload, headers, id and count 1, and an ack removes it', async () => {
     const queue = newQueue();
     const s = source(queue);

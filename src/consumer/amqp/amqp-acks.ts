@@ -89,6 +89,11 @@ export class AckTracker {
     this.#live -= 1;
   }
 
+  /** Sends the acks waiting for the next burst now (before the channel closes). */
+  flushNow(): void {
+    if (this.#scheduled) this.#flush();
+  }
+
   #flush(): void {
     this.#scheduled = false;
     const wanted = this.#wanted;

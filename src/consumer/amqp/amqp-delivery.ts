@@ -21,6 +21,8 @@ import { encodeHistory } from './history-headers.js';
 export interface AmqpSession {
   channel: Channel;
   consumerTag: string | undefined;
+  /** Set once its consumer was cancelled (stop), so that it is cancelled only once. */
+  cancelled?: boolean;
   alive: boolean;
   /** Its acks, coalesced. */
   acks: AckTracker;

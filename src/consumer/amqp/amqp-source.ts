@@ -102,6 +102,12 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     });
     try {
       await channel.prefetch(prefetch);
+      if (state !== 'running') {
+        // stop() came while the channel opened (a resubscribe after a cut, say).
+        current.alive = false;
+        await closeQuietly(channel);
+        return;
+      }
       session = current;
       const { consumerTag } = await channel.consume(
         topology.queue,
@@ -116,7 +122,9 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
             return;
           }
           if (state !== 'running') {
-            // Stopped while the broker was still sending: give it straight back.
+            // Stopped while the broker was still sending: give it straight back, and make
+            // sure the consumer is cancelled, or the broker hands it to us again at once.
+            cancelConsumer(current);
             const entry = current.acks.track(message, '');
             try {
               channel.nack(message, false, true);
@@ -133,11 +141,27 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
         { noAck: false },
       );
       current.consumerTag = consumerTag;
+      // stop() came while the consumer was being registered: it had no tag to cancel then.
+      if (state !== 'running') cancelConsumer(current);
     } catch (error) {
       current.alive = false;
       await closeQuietly(channel);
       throw error;
     }
+  }
+
+  /**
+   * Cancels the session's consumer, once; the channel stays open so that deliveries in flight
+   * can still be settled. Without a tag yet (consume still in flight) it waits: subscribe()
+   * cancels as soon as the tag arrives.
+   */
+  function cancelConsumer(current: AmqpSession): void {
+    if (current.cancelled || !current.alive || current.consumerTag === undefined) return;
+    current.cancelled = true;
+    cancelling = current.channel.cancel(current.consumerTag).then(
+      () => undefined,
+      (error: unknown) => report(error),
+    );
   }
 
   function scheduleResubscribe(): void {
@@ -213,13 +237,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       state = 'stopped';
       cancelRetry?.();
       cancelRetry = undefined;
-      const current = session;
-      if (current?.alive && current.consumerTag !== undefined) {
-        cancelling = current.channel.cancel(current.consumerTag).then(
-          () => undefined,
-          (error: unknown) => report(error),
-        );
-      }
+      if (session) cancelConsumer(session);
     },
 
     close() {
@@ -245,6 +263,10 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     const current = session;
     session = undefined;
     if (current) {
+      // The acks of handlers that finished during stop() still wait for the next turn of the
+      // event loop: sent now, or closing the channel would drop them (and the broker would
+      // redeliver messages whose outcome was already reported).
+      current.acks.flushNow();
       current.alive = false;
       await closeQuietly(current.channel);
     }
