@@ -231,6 +231,39 @@ if (!hasServer) {
       REDIS_REAL_TIME,
     );
 
+    it("answers replays with the script, never a GET judged on another node's clock", async () => {
+      const prefix = `${RUN_ID}:rf:`;
+      const client = clusterClient();
+      const sent: string[] = [];
+      const watched = new Proxy(client, {
+        get(target, name, receiver) {
+          const value = Reflect.get(target, name, receiver);
+          if (name === 'get' || name === 'time') {
+            return (...args: unknown[]) => {
+              sent.push(String(name));
+              return (value as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          }
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      try {
+        const store = createRedisStore(watched as unknown as RedisLike, { prefix });
+        for (let i = 0; i < 20; i++) {
+          const begun = await store.begin(`k${i}`, 'fp', 30_000, 60_000);
+          if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+          await store.complete(`k${i}`, begun.token, '"done"', 60_000);
+        }
+        // Twenty replays in a row: read-first would have switched to GET after a few.
+        for (let i = 0; i < 20; i++) {
+          expect((await store.begin(`k${i}`, 'fp', 30_000, 60_000)).kind).toBe('existing');
+        }
+        expect(sent).toEqual([]);
+      } finally {
+        await client.quit().catch(() => client.disconnect());
+      }
+    });
+
     it('lists and purges the records of every master, paging across nodes', async () => {
       const prefix = `${RUN_ID}:spread:`;
       const client = clusterClient();

@@ -68,7 +68,9 @@ export interface RedisStoreOptions {
    * `READ_FIRST_MARGIN_MS` past the server's time as last read with `TIME` (at most 1 s ago):
    * anything else, and any doubt, goes to the script, which decides on the server's clock.
    * The only trust placed in a sample is that the server's clock does not jump forward by
-   * more than the margin within a second. `false`: every begin is one script call.
+   * more than the margin within a second. `false`: every begin is one script call. Off on an
+   * ioredis `Cluster` (its `TIME` may come from another node than the record's), and to be
+   * turned off behind a sharding proxy for the same reason.
    */
   readFirst?: boolean;
 }
@@ -204,8 +206,13 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
   }
   const get = client.get;
   const time = client.time;
+  // Not on a Cluster: its TIME goes to any node and the GET to the key's, and the two clocks
+  // may differ by more than the margin (the same holds behind a sharding proxy: set false).
   const readFirst =
-    options.readFirst !== false && typeof get === 'function' && typeof time === 'function'
+    options.readFirst !== false &&
+    !isCluster(client) &&
+    typeof get === 'function' &&
+    typeof time === 'function'
       ? { order: new BeginOrder(), clock: new ServerClock(() => time.call(client)) }
       : undefined;
 
