@@ -179,4 +179,33 @@ await describeWithService('mariadb', 'mysql store details', () => {
       }
     });
   }
+
+  it('a result or step past max_allowed_packet is RESULT_TOO_LARGE: recorded as failed, never run again', async () => {
+    const table = tableName('packet');
+    const store = createMysqlStore(pool, { table });
+    await store.createSchema();
+    const [rows] = await pool.query('SELECT @@max_allowed_packet AS m');
+    const limit = Number((rows as Array<{ m: number }>)[0]?.m);
+    const tooBig = 'x'.repeat(limit + 1024);
+    let runs = 0;
+    const charge = idempotent(
+      async () => {
+        runs += 1;
+        return tooBig;
+      },
+      { store, key: 'id', scope: 'packet', lease: '200ms', maxResultBytes: 2 * limit },
+    );
+    expect(codeOf(await errorOf(() => charge({ id: 'big' })))).toBe('RESULT_TOO_LARGE');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // past the lease
+    // Recorded as failed: the repeat replays the failure without running the effect.
+    expect(codeOf(await errorOf(() => charge({ id: 'big' })))).toBe('RESULT_TOO_LARGE');
+    expect(runs).toBe(1);
+    // The pool is still fine (nothing was sent that would cut a connection).
+    const begun = await store.begin('after', FP, 30_000, 60_000);
+    expect(begun.kind).toBe('acquired');
+    if (begun.kind !== 'acquired') return;
+    expect(codeOf(await errorOf(() => store.saveStep('after', begun.token, 'step', tooBig)))).toBe(
+      'RESULT_TOO_LARGE',
+    );
+  });
 });

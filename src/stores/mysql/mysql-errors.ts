@@ -1,4 +1,9 @@
-import { StoreUnavailableError, isReprocessError } from '../../errors.js';
+import {
+  ErrorCode,
+  ResultNotStorableError,
+  StoreUnavailableError,
+  isReprocessError,
+} from '../../errors.js';
 
 /*
  * Driver errors become StoreUnavailableError: the store did not answer, so the core fails
@@ -19,11 +24,22 @@ export function isDuplicateKey(error: unknown): boolean {
   return (error as { errno?: unknown } | null)?.errno === 1062;
 }
 
+/** ER_NET_PACKET_TOO_LARGE, ER_WARN_ALLOWED_PACKET_OVERFLOWED: the server refused the size. */
+const TOO_LARGE = new Set([1153, 1301]);
+
 /** Wraps anything a query threw (reprocess errors pass through). */
 export function storeError(operation: string, error: unknown): Error {
   if (isReprocessError(error)) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const errno = (error as { errno?: unknown } | null)?.errno;
+  if (typeof errno === 'number' && TOO_LARGE.has(errno)) {
+    // Refused for its size, nothing written: the core records it as the operation's failure.
+    return new ResultNotStorableError(
+      `mysql store: ${operation} refused by the server for its size (max_allowed_packet)`,
+      error,
+      ErrorCode.RESULT_TOO_LARGE,
+    );
+  }
   const message = error instanceof Error ? error.message || error.name : String(error);
   const hint =
     errno === 1146

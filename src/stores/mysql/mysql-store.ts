@@ -1,4 +1,9 @@
-import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
+import {
+  ErrorCode,
+  InvalidArgumentError,
+  ResultNotStorableError,
+  StoreUnavailableError,
+} from '../../errors.js';
 import type {
   BeginResult,
   FencedResult,
@@ -76,6 +81,10 @@ const MAX_CONFLICT_RUNS = 5;
  * fail the others.
  */
 const MAX_BATCHED_VALUE = 4096;
+/** Values from this many UTF-16 units on are checked against max_allowed_packet first. */
+const LARGE_VALUE = 256 * 1024;
+/** Room for the statement around a value: its text, the other parameters, the protocol. */
+const STATEMENT_BYTES = 4096;
 
 const OK: FencedResult = { kind: 'ok' };
 const LOST: FencedResult & HeartbeatResult = { kind: 'lease_lost' };
@@ -428,8 +437,47 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
   const begins = batchedCalls(batching, beginOne, beginMany);
   const finishes = batchedCalls(batching, finishOne, finishMany);
 
+  /**
+   * The server's `max_allowed_packet`, read once, when a large value first comes. A statement
+   * past it is refused (or its connection cut mid-write), and nothing is written: told as
+   * RESULT_TOO_LARGE, which the core records as the operation's failure, rather than as the
+   * store being unavailable, which would leave the record for a takeover to run again.
+   */
+  let maxPacket: Promise<number> | undefined;
+  async function checkFits(
+    operation: string,
+    key: string,
+    value: string,
+    extra = '',
+  ): Promise<void> {
+    // max_allowed_packet is 4 MiB by default on MySQL and 16 MiB on MariaDB, and rarely set
+    // below 1 MiB: only a value that may come near it costs the check.
+    if (value.length < LARGE_VALUE) return;
+    maxPacket ??= rows(operation, 'SELECT @@max_allowed_packet AS m', []).then(
+      (result) => Number((result[0] as { m?: unknown } | undefined)?.m),
+      (error: unknown) => {
+        maxPacket = undefined;
+        throw error;
+      },
+    );
+    const limit = await maxPacket;
+    const bytes =
+      Buffer.byteLength(value) +
+      Buffer.byteLength(key) +
+      Buffer.byteLength(extra) +
+      STATEMENT_BYTES;
+    if (Number.isFinite(limit) && bytes > limit) {
+      throw new ResultNotStorableError(
+        `mysql store: ${operation} of a ${Buffer.byteLength(value)}-byte value would pass the server's max_allowed_packet (${limit} bytes); nothing was written`,
+        undefined,
+        ErrorCode.RESULT_TOO_LARGE,
+      );
+    }
+  }
+
   /** complete or fail, batched when batching is on and the value is small. */
   async function finish(input: FinishInput): Promise<FencedResult> {
+    await checkFits(input.done ? 'complete' : 'fail', input.key, input.value);
     const outcome =
       input.value.length <= MAX_BATCHED_VALUE ? await finishes.run(input) : await finishOne(input);
     if (outcome instanceof Error) throw outcome;
@@ -493,6 +541,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       checkToken(token);
       checkString('step name', name);
       checkString('step result', result);
+      await checkFits('saveStep', key, result, name);
       return fencedWrite('saveStep', sql.saveStep, [name, result, key, token]);
     },
 
