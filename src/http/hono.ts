@@ -58,7 +58,15 @@ export function honoIdempotencyKey<C extends HonoContextLike = HonoContextLike>(
         return c.res;
       },
     );
-    if (handled.origin !== 'handler') return handled.response;
+    if (handled.origin !== 'handler') {
+      // Through c.res, so that headers earlier middleware set with c.header() (a request id,
+      // an API version) go with a replay or a problem as they went with the first answer:
+      // reading c.res first makes Hono build its response from them, and setting it then
+      // merges them into ours.
+      void c.res;
+      c.res = handled.response;
+      return c.res;
+    }
     // The handler's body was read to store it; send the buffered copy. Clearing first keeps
     // Hono from merging the old response's headers into it (they are the same headers).
     c.res = undefined as unknown as Response;

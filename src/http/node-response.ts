@@ -124,14 +124,28 @@ function applyHeaders(
     }
     return;
   }
-  // [[name, value], ...] or the flat [name, value, name, value] of rawHeaders
+  // [[name, value], ...] or the flat [name, value, name, value] of rawHeaders. A name may come
+  // more than once (two Set-Cookie, two Link): its values are set together, as Node does.
+  const pairs: Array<[string, OutgoingHttpHeader]> = [];
   if (headers.length > 0 && Array.isArray(headers[0])) {
-    for (const pair of headers as unknown as [string, OutgoingHttpHeader][])
-      res.setHeader(pair[0], pair[1]);
-    return;
+    for (const pair of headers as unknown as [string, OutgoingHttpHeader][]) {
+      pairs.push([pair[0], pair[1]]);
+    }
+  } else {
+    for (let i = 0; i + 1 < headers.length; i += 2) {
+      pairs.push([String(headers[i]), headers[i + 1] as OutgoingHttpHeader]);
+    }
   }
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    res.setHeader(String(headers[i]), headers[i + 1] as OutgoingHttpHeader);
+  const byName = new Map<string, { name: string; values: Array<string | number> }>();
+  for (const [name, value] of pairs) {
+    const key = name.toLowerCase();
+    const entry = byName.get(key) ?? { name, values: [] };
+    byName.set(key, entry);
+    if (Array.isArray(value)) entry.values.push(...value);
+    else entry.values.push(value);
+  }
+  for (const { name, values } of byName.values()) {
+    res.setHeader(name, values.length === 1 ? (values[0] as string | number) : values.map(String));
   }
 }
 

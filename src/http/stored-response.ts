@@ -127,7 +127,11 @@ export async function captureResponse(
     const init = { status, statusText: response.statusText, headers: response.headers };
     if (!prefix.complete) return { stored: tooLarge, sent: new Response(prefix.stream, init) };
     bytes = prefix.bytes;
-    sent = new Response(isNullBodyStatus(status) ? null : bodyInit(bytes), init);
+    // Read whole, it now goes out with a known length: the framing headers of a stream
+    // (Hono's streamText sets transfer-encoding: chunked) would contradict it.
+    const headers = new Headers(response.headers);
+    for (const name of FRAMING_HEADERS) headers.delete(name);
+    sent = new Response(isNullBodyStatus(status) ? null : bodyInit(bytes), { ...init, headers });
   } else {
     bytes = response.body ?? EMPTY;
     if (bytes.byteLength > policy.maxStoredBodyBytes) return { stored: tooLarge, sent };
@@ -143,6 +147,9 @@ export async function captureResponse(
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Headers that describe how a body is framed on one connection, not the body itself. */
+const FRAMING_HEADERS = ['transfer-encoding', 'content-length', 'connection', 'keep-alive'];
 
 /**
  * The replay of a stored response, with `Idempotent-Replayed: true`. A `too_large` marker

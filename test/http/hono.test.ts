@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { streamText } from 'hono/streaming';
 import { describe, expect, it } from 'vitest';
 import { honoIdempotencyKey } from '../../src/http/hono.js';
 import { tempSqliteStore } from './support/app.js';
@@ -27,6 +28,59 @@ describe('Hono 4: the handler reads the body through Hono', () => {
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(await again.json()).toEqual({ bytes: 5, text: 'hello' });
       expect(runs).toBe(1);
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+});
+
+describe('Hono 4: streams and headers of earlier middleware', () => {
+  it('sends a streamText answer whole on the first run (no chunked framing beside a length)', async () => {
+    const sqlite = tempSqliteStore();
+    const hono = new Hono();
+    hono.post('/rows', honoIdempotencyKey({ store: sqlite.store }), (c) =>
+      streamText(c, async (stream) => {
+        await stream.write('row1\n');
+        await stream.write('row2\n');
+      }),
+    );
+    const server = await serveHono(hono);
+    try {
+      const key = newKey('stream');
+      const first = await post(`${server.url}/rows`, 'x', { key });
+      expect(first.status).toBe(200);
+      expect(await first.text()).toBe('row1\nrow2\n');
+      const again = await post(`${server.url}/rows`, 'x', { key });
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(await again.text()).toBe('row1\nrow2\n');
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+
+  it('keeps headers set with c.header() before it on replays and problems', async () => {
+    const sqlite = tempSqliteStore();
+    const hono = new Hono();
+    hono.use(async (c, next) => {
+      c.header('x-api-version', '2024-01');
+      await next();
+    });
+    hono.post('/orders', honoIdempotencyKey({ store: sqlite.store }), (c) =>
+      c.json({ ok: true }, 201),
+    );
+    const server = await serveHono(hono);
+    try {
+      const key = newKey('headers');
+      const first = await post(`${server.url}/orders`, '{}', { key });
+      expect(first.headers.get('x-api-version')).toBe('2024-01');
+      const again = await post(`${server.url}/orders`, '{}', { key });
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(again.headers.get('x-api-version')).toBe('2024-01');
+      const missing = await post(`${server.url}/orders`, '{}', {});
+      expect(missing.status).toBe(400);
+      expect(missing.headers.get('x-api-version')).toBe('2024-01');
     } finally {
       await server.close();
       await sqlite.cleanup();

@@ -49,3 +49,38 @@ describe('node:http: the body is put back for the listener', () => {
     }
   });
 });
+
+describe('node:http: writeHead with headers as an array', () => {
+  it('keeps a repeated name (two Set-Cookie, two Link) on the first answer, as Node does', async () => {
+    const sqlite = tempSqliteStore();
+    const server = createServer(
+      nodeIdempotencyKey(
+        (_req, res) => {
+          res
+            .writeHead(201, [
+              'Set-Cookie',
+              'a=1',
+              'Set-Cookie',
+              'b=2',
+              'Link',
+              '</a>',
+              'Link',
+              '</b>',
+            ])
+            .end('x');
+        },
+        { store: sqlite.store },
+      ),
+    );
+    const url = await listen(server);
+    try {
+      const first = await post(url, 'x', { key: newKey('raw-head') });
+      expect(first.status).toBe(201);
+      expect(first.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
+      expect(first.headers.get('link')).toBe('</a>, </b>');
+    } finally {
+      await close(server);
+      await sqlite.cleanup();
+    }
+  });
+});
