@@ -472,6 +472,63 @@ describe('dynamodb store when the endpoint is gone', () => {
     }
   });
 
+  it('an endpoint that takes requests in and never answers fails the call at its timeout', async () => {
+    // Accepts connections and reads forever: a dead load balancer, a frozen server.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as AddressInfo;
+    const store = await openDynamoDbStore(
+      `dynamodb://${nextTable()}?endpoint=http://127.0.0.1:${port}&region=us-east-1`,
+      { maxAttempts: 1, requestTimeoutMs: 300 },
+    );
+    try {
+      const started = Date.now();
+      await expectCode(store.begin('stalled', 'fp', 30_000, 60_000), 'STORE_UNAVAILABLE');
+      // Bounded: before the fix it was still waiting after 30 s.
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await store.close?.();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it("a write the SDK sends again after its answer was lost is still this write's success", async () => {
+    const table = nextTable();
+    const real = createDynamoDbStore(client, { table });
+    await real.createTable();
+    // Sends the chosen command twice, as the SDK does when the first answer is lost after
+    // the server applied it: the second one meets its own first write.
+    let resend: ((name: string) => boolean) | undefined;
+    const resending: DynamoDbClientLike = {
+      async send(command) {
+        const input = (command as { input?: { UpdateExpression?: string } }).input;
+        if (resend?.(input?.UpdateExpression ?? '')) {
+          await client.send(command as never).catch(() => undefined);
+        }
+        return client.send(command as never);
+      },
+    };
+    const store = createDynamoDbStore(resending, { table });
+    const begun = await store.begin('again', 'fp', 30_000, 60_000);
+    if (begun.kind !== 'acquired') throw new Error('expected to acquire');
+    resend = (update) => update.includes('#steps.');
+    expect(await store.saveStep('again', begun.token, 'charge', '"ch_1"')).toEqual({ kind: 'ok' });
+    resend = (update) => update.startsWith('SET #leaseUntil = :leaseUntil, #updatedAt');
+    expect(await store.heartbeat('again', begun.token, 30_000)).toMatchObject({ kind: 'ok' });
+    resend = (update) => update.includes('#status = :final');
+    expect(await store.complete('again', begun.token, '"done"', 60_000)).toEqual({ kind: 'ok' });
+    expect((await real.get('again'))?.status).toBe('completed');
+    // A stale token is still refused, resend or not.
+    expect(await store.complete('again', begun.token - 1, '"other"', 60_000)).toEqual({
+      kind: 'lease_lost',
+    });
+  });
+
   it('a connection cut while a request is in flight gives StoreUnavailableError; the next call works', async () => {
     const table = nextTable();
     await createDynamoDbStore(client, { table }).createTable();

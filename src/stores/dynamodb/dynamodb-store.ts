@@ -190,9 +190,18 @@ export function createDynamoDbStore(
     key: string,
     token: number,
     at: number,
-    parts: Omit<ExpressionParts, 'condition'> & { extraCondition?: string },
+    parts: Omit<ExpressionParts, 'condition'> & {
+      extraCondition?: string;
+      /**
+       * Whether a record already shows this write's effect under `token`. The SDK resends a
+       * request whose answer was lost (a reset, a 5xx after the write); the resend then fails
+       * its condition against the item the first one wrote. Such a failure is this write's
+       * success, not a lost lease: no other holder writes under our token.
+       */
+      applied: (record: IdempotencyRecord) => boolean;
+    },
   ): Promise<'ok' | 'lease_lost'> {
-    const { extraCondition, ...rest } = parts;
+    const { extraCondition, applied, ...rest } = parts;
     const fence = '#token = :token AND #status = :inProgress';
     const input = expression({
       ...rest,
@@ -206,12 +215,26 @@ export function createDynamoDbStore(
     });
     try {
       await client.send(
-        new UpdateItemCommand({ TableName: table, Key: { pk: { S: key } }, ...input }),
+        new UpdateItemCommand({
+          TableName: table,
+          Key: { pk: { S: key } },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          ...input,
+        }),
       );
       return 'ok';
     } catch (error) {
-      if (isConditionFailed(error)) return 'lease_lost';
-      throw toStoreError(error, operation, table);
+      if (!isConditionFailed(error)) throw toStoreError(error, operation, table);
+      let stored: Stored | undefined;
+      try {
+        stored = error.Item !== undefined ? fromItem(table, error.Item) : await getItem(key);
+      } catch {
+        return 'lease_lost'; // unreadable or unreachable: what the condition said stands
+      }
+      if (stored === undefined || stored.deleted || stored.record.token !== token) {
+        return 'lease_lost';
+      }
+      return applied(stored.record) ? 'ok' : 'lease_lost';
     }
   }
 
@@ -237,11 +260,13 @@ export function createDynamoDbStore(
     checkSize(operation, key, field.length + utf8Bytes(value));
     const at = now();
     const expiresAt = at + ttlMs;
+    const final = operation === 'complete' ? 'completed' : 'failed';
     const outcome = await fenced(operation, key, token, at, {
+      applied: (r) => r.status === final && r[field] === value,
       update: `SET #status = :final, #${field} = :value, #leaseUntil = :zero, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now`,
       values: {
         ':zero': n(0),
-        ':final': { S: operation === 'complete' ? 'completed' : 'failed' },
+        ':final': { S: final },
         ':value': { S: value },
         ':expiresAt': n(expiresAt),
         ':ttl': n(ttlSeconds(expiresAt)),
@@ -431,6 +456,7 @@ export function createDynamoDbStore(
       checkKey(key);
       checkToken(token);
       const outcome = await fenced('release', key, token, now(), {
+        applied: (r) => r.status === 'in_progress' && r.leaseUntil === 0,
         update: 'SET #leaseUntil = :zero, #updatedAt = :now',
         values: { ':zero': n(0) },
       });
@@ -446,13 +472,17 @@ export function createDynamoDbStore(
       // The lease must not outlive the record: expiresAt becomes max(expiresAt, leaseUntil).
       // An update expression has no max, so the usual case (the record lives longer) is one
       // write conditioned on it, and the other a second write with the expiry moved.
+      const beaten = (r: IdempotencyRecord) =>
+        r.status === 'in_progress' && r.leaseUntil === leaseUntil && r.expiresAt >= leaseUntil;
       const common = await fenced('heartbeat', key, token, at, {
+        applied: beaten,
         update: 'SET #leaseUntil = :leaseUntil, #updatedAt = :now',
         extraCondition: '#expiresAt >= :leaseUntil',
         values: { ':leaseUntil': n(leaseUntil) },
       });
       if (common !== 'lease_lost') return { kind: 'ok', leaseUntil };
       const stretched = await fenced('heartbeat', key, token, at, {
+        applied: beaten,
         update:
           'SET #leaseUntil = :leaseUntil, #expiresAt = :leaseUntil, #ttl = :ttl, #updatedAt = :now',
         extraCondition: '#expiresAt < :leaseUntil',
@@ -469,6 +499,8 @@ export function createDynamoDbStore(
       checkString('step result', result);
       checkSize('saveStep', key, STEP_PREFIX.length + utf8Bytes(name) + utf8Bytes(result));
       const outcome = await fenced('saveStep', key, token, now(), {
+        applied: (r) =>
+          r.status === 'in_progress' && Object.hasOwn(r.steps, name) && r.steps[name] === result,
         update: 'SET #steps.#step = :result, #updatedAt = :now',
         names: { '#step': `${STEP_PREFIX}${name}` },
         values: { ':result': { S: result } },

@@ -38,6 +38,9 @@ export async function openDynamoDbStore(
     maxAttempts: options.maxAttempts ?? 3,
     requestHandler: {
       requestTimeout: options.requestTimeoutMs ?? 5000,
+      // Without it, the handler only logs a warning when the timeout passes and the request
+      // goes on waiting: a stalled endpoint would hold begin (and its caller) for good.
+      throwOnRequestTimeout: true,
       connectionTimeout: options.connectionTimeoutMs ?? 2000,
     },
   };
