@@ -145,12 +145,17 @@ async function sendReply(reply: FastifyReplyLike, answer: HandledResponse): Prom
   }
   const cookies = headers.getSetCookie();
   if (cookies.length > 0) reply.header('set-cookie', cookies);
-  if (parts !== undefined) {
-    reply.send(parts.body === null ? undefined : toBuffer(parts.body));
-    return;
-  }
-  const response = answer.response;
-  reply.send(response.body === null ? undefined : Buffer.from(await response.arrayBuffer()));
+  const body =
+    parts !== undefined
+      ? parts.body === null
+        ? undefined
+        : toBuffer(parts.body)
+      : answer.response.body === null
+        ? undefined
+        : Buffer.from(await answer.response.arrayBuffer());
+  // An empty body goes as none: Fastify gives a Buffer without a content-type one of its own
+  // (application/octet-stream), which a first answer without a body (a redirect) never had.
+  reply.send(body === undefined || body.byteLength === 0 ? undefined : body);
 }
 
 function isReadable(payload: unknown): payload is AsyncIterable<unknown> {

@@ -1,3 +1,4 @@
+import { TOO_LARGE, type TooLarge } from './body.js';
 import { bindContext } from './context.js';
 import { createIdempotencyCore, readRequestBody, withBody } from './idempotency-key.js';
 import type { IdempotencyKeyOptions } from './options.js';
@@ -8,7 +9,8 @@ import type { IdempotencyKeyOptions } from './options.js';
  * to get your own context in `scope` and `route`.
  */
 export interface HonoContextLike {
-  req: { raw: Request };
+  /** `arrayBuffer` is Hono's, which answers from its cache when a validator read the body. */
+  req: { raw: Request; arrayBuffer?: () => Promise<ArrayBuffer> };
   res: Response;
 }
 
@@ -45,7 +47,7 @@ export function honoIdempotencyKey<C extends HonoContextLike = HonoContextLike>(
         url: request.url,
         keyHeader: request.headers.get('idempotency-key'),
         source: c,
-        readBody: (limit) => readRequestBody(request, limit),
+        readBody: (limit) => readHonoBody(c, request, limit),
         bind: [request, c],
       },
       async (ctx, body) => {
@@ -73,4 +75,18 @@ export function honoIdempotencyKey<C extends HonoContextLike = HonoContextLike>(
     c.res = handled.response;
     return undefined;
   };
+}
+
+/**
+ * The request body: read from the request (bounded), or, when middleware before this one
+ * (a validator) already read it, from Hono's cache of it; the stream itself is spent then.
+ */
+async function readHonoBody(
+  c: HonoContextLike,
+  request: Request,
+  limit: number,
+): Promise<Uint8Array | TooLarge> {
+  if (!request.bodyUsed || c.req.arrayBuffer === undefined) return readRequestBody(request, limit);
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  return bytes.byteLength > limit ? TOO_LARGE : bytes;
 }

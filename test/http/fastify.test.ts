@@ -44,3 +44,27 @@ describe('Fastify 5: encapsulation and payloads', () => {
     }
   });
 });
+
+describe('Fastify 5: replays add no header of their own', () => {
+  it('replays a redirect with no body without a content-type the first answer did not have', async () => {
+    const sqlite = tempSqliteStore();
+    const server = Fastify();
+    await server.register(fastifyIdempotencyKey({ store: sqlite.store }));
+    server.post('/pay', async (_request, reply) => reply.redirect('/receipts/1', 303));
+    const url = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const key = newKey('redirect');
+      const headers = { 'idempotency-key': key, 'content-type': 'application/json' };
+      const first = await nodeRequest(`${url}/pay`, { headers, body: '{}' });
+      expect(first.status).toBe(303);
+      const again = await nodeRequest(`${url}/pay`, { headers, body: '{}' });
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.status).toBe(303);
+      expect(again.headers.location).toBe('/receipts/1');
+      expect(again.headers['content-type']).toBe(first.headers['content-type']);
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+});

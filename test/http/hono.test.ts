@@ -87,3 +87,38 @@ describe('Hono 4: streams and headers of earlier middleware', () => {
     }
   });
 });
+
+describe('Hono 4: mounted after a validator that read the body', () => {
+  it("fingerprints the body from Hono's cache instead of failing on a spent stream", async () => {
+    const sqlite = tempSqliteStore();
+    const hono = new Hono();
+    let runs = 0;
+    hono.post(
+      '/orders',
+      async (c, next) => {
+        await c.req.json(); // a validator reads the body first
+        await next();
+      },
+      honoIdempotencyKey({ store: sqlite.store }),
+      async (c) => {
+        runs++;
+        return c.json(await c.req.json(), 201);
+      },
+    );
+    const server = await serveHono(hono);
+    try {
+      const key = newKey('validated');
+      const first = await post(`${server.url}/orders`, '{"amount":10}', { key });
+      expect(first.status).toBe(201);
+      expect(await first.json()).toEqual({ amount: 10 });
+      const again = await post(`${server.url}/orders`, '{"amount":10}', { key });
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      const other = await post(`${server.url}/orders`, '{"amount":99}', { key });
+      expect(other.status).toBe(422);
+      expect(runs).toBe(1);
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+});
