@@ -15,16 +15,6 @@ export class Fifo<T> {
     this.items.push(item);
   }
 
-  /** Puts `item` ahead of everything waiting. */
-  unshift(item: T): void {
-    if (this.head > 0) {
-      this.head -= 1;
-      this.items[this.head] = item;
-    } else {
-      this.items.unshift(item);
-    }
-  }
-
   shift(): T | undefined {
     if (this.head === this.items.length) return undefined;
     const item = this.items[this.head];

@@ -3,10 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { Fifo } from '../../src/consumer/fifo.js';
 
 describe('Fifo', () => {
-  it('behaves as an array used with push, unshift and shift', () => {
+  it('behaves as an array used with push and shift', () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant('push' as const), value: fc.integer() }),
-      fc.record({ kind: fc.constant('unshift' as const), value: fc.integer() }),
       fc.record({ kind: fc.constant('shift' as const), times: fc.integer({ min: 1, max: 3000 }) }),
       fc.record({
         kind: fc.constant('pushMany' as const),
@@ -22,9 +21,6 @@ describe('Fifo', () => {
           if (o.kind === 'push') {
             fifo.push(o.value);
             model.push(o.value);
-          } else if (o.kind === 'unshift') {
-            fifo.unshift(o.value);
-            model.unshift(o.value);
           } else if (o.kind === 'pushMany') {
             for (let i = 0; i < o.count; i++) {
               fifo.push(next);
