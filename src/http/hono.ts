@@ -61,13 +61,18 @@ export function honoIdempotencyKey<C extends HonoContextLike = HonoContextLike>(
       },
     );
     if (handled.origin !== 'handler') {
-      // Through c.res, so that headers earlier middleware set with c.header() (a request id,
-      // an API version) go with a replay or a problem as they went with the first answer:
-      // reading c.res first makes Hono build its response from them, and setting it then
-      // merges them into ours.
-      void c.res;
-      c.res = handled.response;
-      return c.res;
+      // Headers earlier middleware set with c.header() (a request id, an API version) go
+      // with a replay or a problem as they went with the first answer, but only where ours
+      // has none: a stored header (cache-control, location...) is the replay's. Reading c.res
+      // makes Hono build its response from them; clearing it keeps Hono's own merge, which
+      // would overwrite ours, from running.
+      const response = handled.response;
+      for (const [name, value] of c.res.headers) {
+        if (!response.headers.has(name)) response.headers.append(name, value);
+      }
+      c.res = undefined as unknown as Response;
+      c.res = response;
+      return response;
     }
     // The handler's body was read to store it; send the buffered copy. Clearing first keeps
     // Hono from merging the old response's headers into it (they are the same headers).

@@ -97,6 +97,17 @@ export function createRatioBudget(options: RatioBudgetOptions = {}): RatioBudget
       retries[slot] = (retries[slot] ?? 0) + 1;
       return true;
     },
+    refundRetry() {
+      // From the newest slice that counted one (the retry was paid for at most a sleep ago).
+      const current = Math.floor(clock.now() / sliceMs);
+      for (let back = 0; back < SLICES; back++) {
+        const slot = ((((current - back) % SLICES) + SLICES) % SLICES) as number;
+        if (sliceIds[slot] === current - back && (retries[slot] ?? 0) > 0) {
+          retries[slot] = (retries[slot] ?? 0) - 1;
+          return;
+        }
+      }
+    },
     onSuccess() {},
     remaining: () => Math.max(0, Math.floor(allowance())),
     stats: totals,

@@ -252,6 +252,8 @@ async function retryLoop<T>(
     // A sleep that ended late (a stalled event loop, a slow timer) may have run into the
     // deadline: no attempt starts past it, not even one with no time left.
     if (clock.now() >= call.deadlineAt) {
+      // The retry paid for is not sent: the budget gets it back.
+      budget?.refundRetry?.(failure);
       giveUp(call, attempt, 'deadline', failure);
       if (failedWithResult) return failure as T;
       throw new DeadlineExceededError(attempt, failure);

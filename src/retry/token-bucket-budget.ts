@@ -51,6 +51,10 @@ export function createTokenBucketBudget(options: TokenBucketBudgetOptions = {}):
       tokens -= cost;
       return true;
     },
+    refundRetry(cause) {
+      const cost = isTimeoutError(cause) ? timeoutRetryCost : retryCost;
+      tokens = Math.min(capacity, tokens + cost);
+    },
     onSuccess() {
       tokens = Math.min(capacity, tokens + successRefund);
     },

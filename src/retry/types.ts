@@ -23,6 +23,11 @@ export interface RetryBudget {
   onRequest(): void;
   /** Asks to pay for one retry; false means no retry (the error is returned at once). */
   tryAcquireRetry(cause: unknown): boolean;
+  /**
+   * Gives back a retry paid for and then not sent (the sleep before it woke past the
+   * deadline). Optional: a budget without it keeps the payment.
+   */
+  refundRetry?(cause: unknown): void;
   /** Called when a call succeeds. */
   onSuccess(): void;
   /** What is left, for telemetry (tokens, or retries allowed now). */

@@ -159,11 +159,13 @@ describe('reprocess check', () => {
       '24h',
     ]);
     // Rounded as a whole: never "1m 60s" or "1h 60m".
-    expect([119_600, 239_700, 7_199_000, 3_599_700].map(formatMs)).toEqual([
+    expect([119_600, 239_700, 7_199_000, 3_599_700, 59_999, 999.996].map(formatMs)).toEqual([
       '2m',
       '4m',
       '2h',
       '1h',
+      '1m',
+      '1s',
     ]);
   });
 });

@@ -258,7 +258,7 @@ await describeWithService('rabbitmq', 'reprocess dlq on RabbitMQ', () => {
   });
 
   it('shows a body with terminal control bytes as base64, never raw', async () => {
-    const id = `ctl-${RUN_ID}`;
+    const id = `ctl\u001b[31m-${RUN_ID}`;
     const body = '\u001b]0;pwned\u0007\u001b[2J\u0000hello';
     const source = createAmqpSource({ url: AMQP_URL, queue, delayTiers: ['1s'] });
     try {
@@ -276,6 +276,9 @@ await describeWithService('rabbitmq', 'reprocess dlq on RabbitMQ', () => {
     const shown = await cli('show', id, ...broker);
     expect(shown.code).toBe(0);
     expect(shown.out).not.toContain('\u001b');
+    expect(shown.out).toContain('\\u001b[31m'); // the id, escaped
+    const listed = await cli('list', ...broker);
+    expect(listed.out).not.toContain('\u001b');
     expect(shown.out).toContain('not UTF-8 text: base64');
     expect(shown.out).toContain(Buffer.from(body).toString('base64'));
     // Out of the way of the other cases' counts.

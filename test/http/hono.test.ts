@@ -65,11 +65,13 @@ describe('Hono 4: streams and headers of earlier middleware', () => {
     const hono = new Hono();
     hono.use(async (c, next) => {
       c.header('x-api-version', '2024-01');
+      c.header('cache-control', 'no-store');
       await next();
     });
-    hono.post('/orders', honoIdempotencyKey({ store: sqlite.store }), (c) =>
-      c.json({ ok: true }, 201),
-    );
+    hono.post('/orders', honoIdempotencyKey({ store: sqlite.store }), (c) => {
+      c.header('cache-control', 'max-age=60');
+      return c.json({ ok: true }, 201);
+    });
     const server = await serveHono(hono);
     try {
       const key = newKey('headers');
@@ -78,6 +80,9 @@ describe('Hono 4: streams and headers of earlier middleware', () => {
       const again = await post(`${server.url}/orders`, '{}', { key });
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(again.headers.get('x-api-version')).toBe('2024-01');
+      // A stored header is the replay's, not the earlier middleware's.
+      expect(first.headers.get('cache-control')).toBe('max-age=60');
+      expect(again.headers.get('cache-control')).toBe('max-age=60');
       const missing = await post(`${server.url}/orders`, '{}', {});
       expect(missing.status).toBe(400);
       expect(missing.headers.get('x-api-version')).toBe('2024-01');

@@ -66,6 +66,18 @@ describe('createRatioBudget', () => {
     expect(budget.remaining()).toBe(0);
   });
 
+  it('takes back a retry paid for and not sent, even a slice later', async () => {
+    const clock = new FakeClock(0);
+    const budget = createRatioBudget({ clock, minRetriesPerSecond: 2, windowMs: 5_000 });
+    expect(budget.tryAcquireRetry(undefined)).toBe(true);
+    expect(budget.remaining()).toBe(9);
+    await clock.advance(700); // the sleep before the retry, into the next slice
+    budget.refundRetry?.(undefined);
+    expect(budget.remaining()).toBe(10);
+    budget.refundRetry?.(undefined); // nothing left to give back: no credit beyond the reserve
+    expect(budget.remaining()).toBe(10);
+  });
+
   it('adds ratio * requests to the reserve', () => {
     const clock = new FakeClock(0);
     const budget = createRatioBudget({ clock, ratio: 0.2, minRetriesPerSecond: 0 });

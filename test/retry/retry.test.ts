@@ -170,10 +170,12 @@ describe('retry', () => {
       const first = codeError('ECONNRESET', 'first');
       const { fn, starts } = flaky(clock, [first], 'late');
       const gaveUp: GiveUpEvent[] = [];
+      const budget = createTokenBucketBudget({ capacity: 10, retryCost: 5 });
       const pending = retry(fn, {
         clock,
         deadline: 1000,
         maxAttempts: 5,
+        budget,
         onGiveUp: (event) => gaveUp.push(event),
         ...noJitter,
         base: 900,
@@ -193,6 +195,8 @@ describe('retry', () => {
       expect((error as DeadlineExceededError).cause).toBe(first);
       expect((error as DeadlineExceededError).attempts).toBe(1);
       expect(gaveUp.map((e) => e.reason)).toEqual(['deadline']);
+      // The retry it paid for before sleeping was never sent: paid back.
+      expect(budget.remaining()).toBe(10);
     });
 
     it('takes a plain value from fn under a deadline too long for a timer', async () => {

@@ -283,8 +283,9 @@ function idempotencySummary(config: ReprocessConfig): Record<string, string | nu
 /** 250ms, 1.5s, 2m 30s, 24h. */
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return String(ms);
-  if (ms < 1000) return `${round(ms)}ms`;
-  if (ms < 60_000) return `${round(ms / 1000)}s`;
+  // Each unit is chosen after rounding, so 999.996 ms is 1s and 59.999 s is 1m.
+  if (Math.round(ms * 100) / 100 < 1000) return `${round(ms)}ms`;
+  if (Math.round(ms / 10) / 100 < 60) return `${round(ms / 1000)}s`;
   // Rounded as a whole first, so that 119.6 s is 2m, not 1m 60s.
   const seconds = Math.round(ms / 1000);
   if (seconds < 3600) {

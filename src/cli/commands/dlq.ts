@@ -303,14 +303,15 @@ function age(ms: number, now: number): string {
 
 function table(messages: QuarantinedMessage[], now: number): string {
   const head = ['id', 'reason', 'attempts', 'error', 'quarantined', 'key', 'source'];
+  // Every field came from a broker or a handler's error: escaped before it reaches a terminal.
   const rows = messages.map((m) => [
-    m.id,
-    m.history.reason,
+    printable(m.id),
+    printable(m.history.reason),
     String(m.history.attempts),
-    m.history.lastError.code ?? m.history.lastError.name,
+    printable(m.history.lastError.code ?? m.history.lastError.name),
     age(m.history.quarantinedAt, now),
-    clip(m.history.idempotencyKey ?? '-', 40),
-    m.history.source,
+    clip(printable(m.history.idempotencyKey ?? '-'), 40),
+    printable(m.history.source),
   ]);
   return textTable(head, rows);
 }
@@ -334,7 +335,7 @@ function utf8(body: Uint8Array): string | undefined {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
 
-/** A header value as printed: quoted with escapes when it holds a control character. */
+/** A value as printed: quoted with escapes when it holds a control character or a line break. */
 function printable(value: string): string {
   return CONTROL.test(value) || /[\r\n]/.test(value) ? JSON.stringify(value) : value;
 }
@@ -343,17 +344,17 @@ function details(m: QuarantinedMessage, now: number): string {
   const h = m.history;
   const text = utf8(m.body);
   const lines = [
-    `id:              ${m.id}`,
-    `source:          ${h.source}`,
-    `reason:          ${h.reason}`,
+    `id:              ${printable(m.id)}`,
+    `source:          ${printable(h.source)}`,
+    `reason:          ${printable(h.reason)}`,
     `attempts:        ${h.attempts}`,
-    `idempotency key: ${h.idempotencyKey ?? '-'}`,
+    `idempotency key: ${printable(h.idempotencyKey ?? '-')}`,
     `first failure:   ${isoTime(h.firstFailureAt)}`,
     `last failure:    ${isoTime(h.lastFailureAt)}`,
     `quarantined:     ${isoTime(h.quarantinedAt)} (${age(h.quarantinedAt, now)})`,
-    `last error:      ${h.lastError.name}${h.lastError.code ? ` [${h.lastError.code}]` : ''}: ${h.lastError.message}`,
+    `last error:      ${printable(h.lastError.name)}${h.lastError.code ? ` [${printable(h.lastError.code)}]` : ''}: ${printable(h.lastError.message)}`,
     'headers:',
-    ...Object.entries(m.headers).map(([k, v]) => `  ${k}: ${printable(v)}`),
+    ...Object.entries(m.headers).map(([k, v]) => `  ${printable(k)}: ${printable(v)}`),
     `body (${m.body.byteLength} bytes${text === undefined ? ', not UTF-8 text: base64' : ''}):`,
     text === undefined
       ? clip(Buffer.from(m.body).toString('base64'), 4096)
