@@ -183,11 +183,16 @@ describe('idempotencyKey (Request/Response core)', () => {
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
+    let entered: () => void = () => {};
+    const running = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
     const first = guard(request('x', { key: 'ip' }), async () => {
+      entered();
       await held;
       return new Response('done', { status: 201 });
     });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await running; // the first holds the key
     const busy = await guard(request('x', { key: 'ip' }), echo());
     const problem = await expectProblem(
       busy,
