@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { redactUrl } from '../redact-url.js';
 import { ConfigError, type ConfigIssue } from '../errors.js';
 import { ALLOWED_FIELDS, BUDGET_FIELDS, configSchema } from './schema.js';
 import type { ReprocessConfig } from './types.js';
@@ -119,7 +120,8 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  // A bad value can be a store URL with its password: shown without it.
+  if (typeof value === 'string') return JSON.stringify(redactUrl(value));
   if (typeof value === 'object' && value !== null) {
     return Array.isArray(value) ? 'a list' : 'a mapping';
   }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { redactUrl } from '../redact-url.js';
 import { parseSqliteUrl } from '../stores/sqlite/sqlite-url.js';
 
 /**
@@ -103,18 +104,4 @@ function parseDynamo(text: string): StoreSpec | undefined {
     region: query.get('region') ?? undefined,
     endpoint: query.get('endpoint') ?? undefined,
   };
-}
-
-/** `url` with its passwords hidden: in the user info, and in a parameter named like one. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    for (const name of [...u.searchParams.keys()]) {
-      if (/pass|secret|token/i.test(name)) u.searchParams.set(name, '***');
-    }
-    return u.toString();
-  } catch {
-    return url;
-  }
 }

@@ -282,14 +282,16 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       code?: unknown;
       message?: unknown;
     };
-    const name = typeof e.name === 'string' && e.name !== '' ? e.name : 'Error';
-    let message = typeof e.message === 'string' ? e.message : String(error);
-    if (message.length > maxMessageLength) {
-      message = `${message.slice(0, maxMessageLength - 1)}…`;
-    }
+    // Name and code bounded too (an SDK may copy either from a server's answer): the history
+    // rides in broker headers, whose size is limited.
+    const name = clipText(typeof e.name === 'string' && e.name !== '' ? e.name : 'Error', 256);
+    const message = clipText(
+      typeof e.message === 'string' ? e.message : String(error),
+      maxMessageLength,
+    );
     const code =
       typeof e.code === 'string' && e.code !== ''
-        ? e.code
+        ? clipText(e.code, 256)
         : typeof e.code === 'number'
           ? String(e.code)
           : undefined;
@@ -695,6 +697,11 @@ function classifyChain(error: unknown, classify: Classifier | undefined): boolea
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** `text` cut to `max` characters, the last one an ellipsis. */
+function clipText(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 function poisonError(delivery: Delivery, why: string, cause?: unknown): NonRetryableError {

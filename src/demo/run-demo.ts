@@ -8,7 +8,7 @@ import type { IdempotencyStore } from '../idempotency/store.js';
 import { seededRandom } from '../random.js';
 import { createSqliteStore } from '../stores/sqlite/sqlite-store.js';
 import { openStore } from '../stores/open-store.js';
-import { redactUrl } from '../config/store-spec.js';
+import { redactUrl } from '../redact-url.js';
 import { DEFAULT_FAULT_RATES, FaultPlan, type FaultKind, type FaultRates } from './faults.js';
 import { type PayRequest, startInvoiceApi } from './invoice-api.js';
 import { ClientLog, naiveClient, protectedClient } from './payment-client.js';

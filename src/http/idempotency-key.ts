@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  ErrorCode,
   IdempotencyInProgressError,
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,
@@ -257,6 +258,15 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       const seconds = retryAfterSeconds(http.storeRetryAfterMs);
       headers = { 'retry-after': String(seconds) };
       details.retryAfter = seconds;
+    }
+    if (isReprocessError(error, ErrorCode.STORE_UNAVAILABLE)) {
+      // The driver's words (a role name, an internal host) are for the operator, not for
+      // whoever sent the request: onError gets them.
+      details.detail = 'the idempotency store did not answer; retry later';
+      http.onError?.(error);
+    } else if (isReprocessError(error, ErrorCode.RECORD_CORRUPT)) {
+      details.detail = 'the stored record of this request cannot be read back';
+      http.onError?.(error);
     }
     return handled('problem', problemParts(details, headers));
   }

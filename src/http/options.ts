@@ -75,7 +75,9 @@ export interface IdempotencyKeyOptions<S = Request>
   namespace?: string;
   /**
    * Told about a store failure that happened after the handler ran (its response is still
-   * sent, unchanged): the record may stay in progress until its lease ends.
+   * sent, unchanged): the record may stay in progress until its lease ends. Also told the
+   * full error behind a 503 (store unavailable) or a 500 (record corrupt) problem, whose
+   * `detail` says only what happened, not the driver's words.
    */
   onError?: (error: unknown) => void;
 }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Clock } from '../clock.js';
-import { redactUrl } from '../config/store-spec.js';
+import { redactUrl } from '../redact-url.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../errors.js';
 import type { IdempotencyStore } from '../idempotency/store.js';
 
@@ -128,6 +128,6 @@ async function loadDriver(
 
 function unknownSpec(spec: unknown): InvalidArgumentError {
   return new InvalidArgumentError(
-    `unknown store ${JSON.stringify(spec)}; accepted forms: ${STORE_URL_FORMS.join(', ')}`,
+    `unknown store ${JSON.stringify(typeof spec === 'string' ? redactUrl(spec) : spec)}; accepted forms: ${STORE_URL_FORMS.join(', ')}`,
   );
 }

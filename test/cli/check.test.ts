@@ -149,6 +149,16 @@ describe('reprocess check', () => {
     expect(shown.stdout()).toContain('sslmode=require');
   });
 
+  it('hides a password in the value of an invalid config too', async () => {
+    const path = await files.write(
+      'bad-store.yaml',
+      'idempotency:\n  store: postgres://app:hunter2@127.0.0.1:99999/db\n',
+    );
+    const io = bufferIo();
+    expect(await run([path], io)).toBe(1);
+    expect(io.stderr() + io.stdout()).not.toContain('hunter2');
+  });
+
   it('formatMs', () => {
     expect([250, 1500, 3150, 90_000, 3_600_000, 86_400_000].map(formatMs)).toEqual([
       '250ms',

@@ -38,6 +38,19 @@ describe('reprocess store: usage', () => {
     expect(io.stdout).toEqual([]);
   });
 
+  it('never repeats the password of a URL it cannot use', async () => {
+    for (const url of [
+      'postgres://app:hunter2@127.0.0.1:99999/db',
+      'postgress://app:hunter2@127.0.0.1/db',
+      'mysql://root:hunter2@127.0.0.1:70000/test',
+      'redis://:hunter2@127.0.0.1:99999',
+    ]) {
+      const io = capture();
+      expect(await run(['init', url], io), url).toBe(2);
+      expect(io.stderr.join('\n'), url).not.toContain('hunter2');
+    }
+  });
+
   it('says a store without a schema needs nothing', async () => {
     const io = capture();
     expect(await run(['init', 'memory:'], io)).toBe(0);

@@ -468,6 +468,27 @@ describe('createConsumer bad input', () => {
     await c.stop();
   });
 
+  it('bounds the name, code and message of the error in the history it quarantines with', async () => {
+    const w = world();
+    const c = w.consumer(
+      async () => {
+        throw Object.assign(new NonRetryableError('m'.repeat(5000)), {
+          name: 'N'.repeat(300_000),
+          code: 'C'.repeat(300_000),
+        });
+      },
+      { quarantine: { maxErrorMessageLength: 100 } },
+    );
+    await c.start();
+    w.publish('huge-error');
+    await w.clock.advance(0);
+    const [q] = w.of('quarantined');
+    expect(q?.history.lastError.name.length).toBe(256);
+    expect(q?.history.lastError.code?.length).toBe(256);
+    expect(q?.history.lastError.message.length).toBe(100);
+    await c.stop();
+  });
+
   it('reads the key from a body path, and quarantines a missing or invalid key', async () => {
     const w = world();
     const keys: string[] = [];

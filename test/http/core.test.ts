@@ -360,6 +360,23 @@ describe('idempotencyKey (Request/Response core)', () => {
 });
 
 describe('problem types', () => {
+  it("answers a store that fails with a 503 that tells the client nothing of the driver's words", async () => {
+    const reported: unknown[] = [];
+    const failing = {
+      ...createMemoryStore(),
+      name: 'failing',
+      begin: async () => {
+        throw new Error('role "app" does not exist at db-internal.example:5432');
+      },
+    } as IdempotencyStore;
+    const guard = idempotencyKey({ store: failing, onError: (e) => reported.push(e) });
+    const response = await guard(request('x', { key: 'sf' }), echo());
+    const problem = await expectProblem(response, 503, 'store-unavailable', 'STORE_UNAVAILABLE');
+    expect(problem.detail).toBe('the idempotency store did not answer; retry later');
+    expect(JSON.stringify(problem)).not.toContain('db-internal');
+    expect(String((reported[0] as Error)?.message)).toContain('db-internal');
+  });
+
   it('each has a stable type URI under the base, a title and an HTTP status', () => {
     expect(
       Object.fromEntries(

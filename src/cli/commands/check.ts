@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { idempotencySettingsFromConfig, retryOptionsFromConfig } from '../../config/from-config.js';
 import { loadConfig } from '../../config/load-config.js';
 import type { BudgetConfig, ReprocessConfig } from '../../config/types.js';
-import { redactUrl } from '../../config/store-spec.js';
+import { redactUrl } from '../../redact-url.js';
 import { toMs } from '../../duration.js';
 import { isReprocessError } from '../../errors.js';
 import { seededRandom } from '../../random.js';

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { parseArgs } from 'node:util';
 import type { QuarantineFilter, QuarantinedMessage } from '../../consumer/types.js';
 import { toMs } from '../../duration.js';
@@ -135,7 +136,7 @@ function parse(args: string[]): Parsed {
     }
   } else {
     throw new UsageError(
-      `--broker must start with amqp://, amqps://, nats:// or tls://; got "${url}"`,
+      `--broker must start with amqp://, amqps://, nats:// or tls://; got "${redactUrl(url)}"`,
     );
   }
 

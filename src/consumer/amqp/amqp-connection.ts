@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { randomUUID } from 'node:crypto';
 import { type Channel, type ConfirmChannel, type Message, type Options, connect } from 'amqplib';
 import { InvalidArgumentError } from '../../errors.js';
@@ -67,9 +68,9 @@ export function checkAmqpConnectionOptions(options: unknown, what: string): void
   if ((url === undefined) === (connection === undefined)) {
     throw new InvalidArgumentError(`${what}: pass exactly one of url and connection`);
   }
-  if (url !== undefined && (typeof url !== 'string' || !/^amqps?:\/\//.test(url))) {
+  if (url !== undefined && (typeof url !== 'string' || !/^amqps?:\/\//i.test(url))) {
     throw new InvalidArgumentError(
-      `${what}: url must start with amqp:// or amqps://, got ${JSON.stringify(url)}`,
+      `${what}: url must start with amqp:// or amqps://, got ${JSON.stringify(typeof url === 'string' ? redactUrl(url) : url)}`,
     );
   }
   if (

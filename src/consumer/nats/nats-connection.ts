@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../../errors.js';
 
@@ -62,7 +63,7 @@ export function checkNatsConnectionOptions(options: unknown, what: string): void
       )
     ) {
       throw new InvalidArgumentError(
-        `${what}: servers must be one or more nats://host:port addresses, got ${JSON.stringify(servers)}`,
+        `${what}: servers must be one or more nats://host:port addresses, got ${JSON.stringify(Array.isArray(servers) ? servers.map((s) => (typeof s === 'string' ? redactUrl(s) : s)) : typeof servers === 'string' ? redactUrl(servers) : servers)}`,
       );
     }
   }

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import type { Clock } from '../../clock.js';
 import { InvalidArgumentError } from '../../errors.js';
@@ -88,11 +89,13 @@ export function parseDynamoDbUrl(url: string): DynamoDbUrl {
   try {
     parsed = new URL(url);
   } catch {
-    throw new InvalidArgumentError(`openDynamoDbStore: not a URL: ${JSON.stringify(url)}`);
+    throw new InvalidArgumentError(
+      `openDynamoDbStore: not a URL: ${JSON.stringify(redactUrl(url))}`,
+    );
   }
   if (parsed.protocol !== 'dynamodb:') {
     throw new InvalidArgumentError(
-      `openDynamoDbStore: expected dynamodb://table?endpoint=...&region=..., got ${JSON.stringify(url)}`,
+      `openDynamoDbStore: expected dynamodb://table?endpoint=...&region=..., got ${JSON.stringify(redactUrl(url))}`,
     );
   }
   const table = decodeURIComponent(parsed.hostname || parsed.pathname.replace(/^\/+/, ''));

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
 import type { MysqlQueryable } from './mysql-queryable.js';
 import { type MysqlStore, type MysqlStoreOptions, createMysqlStore } from './mysql-store.js';
@@ -41,7 +42,9 @@ export async function openMysqlStore(
   try {
     parsed = new URL(url);
   } catch {
-    throw new InvalidArgumentError(`openMysqlStore: ${JSON.stringify(url)} is not a URL`);
+    throw new InvalidArgumentError(
+      `openMysqlStore: ${JSON.stringify(redactUrl(url))} is not a URL`,
+    );
   }
   if (parsed.protocol !== 'mysql:' && parsed.protocol !== 'mariadb:') {
     throw new InvalidArgumentError(

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
 import {
   type PostgresStore,
@@ -102,7 +103,9 @@ function parseUrl(url: unknown): URL {
   try {
     parsed = new URL(url);
   } catch {
-    throw new InvalidArgumentError(`openPostgresStore: ${JSON.stringify(url)} is not a URL`);
+    throw new InvalidArgumentError(
+      `openPostgresStore: ${JSON.stringify(redactUrl(url))} is not a URL`,
+    );
   }
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
     throw new InvalidArgumentError(

@@ -1,3 +1,4 @@
+import { redactUrl } from '../../redact-url.js';
 import { InvalidArgumentError } from '../../errors.js';
 import type { RedisLike } from './redis-like.js';
 import { type RedisBatchOptions, createRedisStore, type RedisStore } from './redis-store.js';
@@ -176,7 +177,7 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   try {
     parsed = new URL(url);
   } catch {
-    throw new InvalidArgumentError(`openRedisStore: not a URL: ${JSON.stringify(url)}`);
+    throw new InvalidArgumentError(`openRedisStore: not a URL: ${JSON.stringify(redactUrl(url))}`);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new InvalidArgumentError(
