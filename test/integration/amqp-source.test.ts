@@ -114,6 +114,16 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
       await publishTo(admin, queue, Buffer.from('{}'), { messageId: `s${i}` });
     // A connection whose consume takes 200 ms to register, as a slow network would.
     const own = await testConnection();
+    // consume() is held until the test has called stop(): the stop lands while the consumer
+    // is being registered, whatever the machine's speed.
+    let entered!: () => void;
+    const inConsume = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let letGo!: () => void;
+    const stopped = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
     const slow = {
       createConfirmChannel: () => own.createConfirmChannel(),
       close: () => own.close(),
@@ -121,7 +131,8 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
         const channel = await own.createChannel();
         const consume = channel.consume.bind(channel);
         channel.consume = (async (...args: Parameters<typeof consume>) => {
-          await new Promise((resolve) => setTimeout(resolve, 200));
+          entered();
+          await stopped;
           return consume(...args);
         }) as typeof channel.consume;
         return channel;
@@ -136,8 +147,9 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
       },
       { prefetch: 5 },
     );
-    await new Promise((resolve) => setTimeout(resolve, 100)); // consume in flight
+    await inConsume;
     await s.stop();
+    letGo();
     await started;
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await s.close();
