@@ -1,4 +1,4 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoReport, demoSummary, demoTable } from '../../demo/demo-report.js';
@@ -6,6 +6,7 @@ import { DEFAULT_FAULT_RATES, type FaultRates } from '../../demo/faults.js';
 import { type DemoMode, type ModeResult, runDemo } from '../../demo/run-demo.js';
 import { isReprocessError } from '../../errors.js';
 import { renderReport } from '../../report/html-report.js';
+import { isDirectory } from '../files.js';
 import type { CliIo } from '../io.js';
 
 const RATE_FLAGS: Record<string, keyof FaultRates> = {
@@ -173,12 +174,4 @@ function protectedHarm(p: ModeResult): string[] {
     [p.receiptsNeverSent, 'receipts were never sent'],
   ];
   return harm.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -1,4 +1,4 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../config/load-config.js';
@@ -14,6 +14,7 @@ import {
   simulationTables,
 } from '../../sim/run-simulation.js';
 import type { RetryOptions } from '../../retry/types.js';
+import { isDirectory } from '../files.js';
 import type { CliIo } from '../io.js';
 
 const USAGE = `usage: reprocess simulate [options]
@@ -64,14 +65,6 @@ function wholeSeed(text: string | undefined): number {
     throw new UsageError(`--seed must be a whole number >= 0, got ${text}`);
   }
   return v;
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 /** `reprocess simulate`: see USAGE. */
