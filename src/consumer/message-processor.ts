@@ -8,6 +8,7 @@ import {
   isReprocessError,
 } from '../errors.js';
 import { executeResolved } from '../idempotency/execute.js';
+import { MAX_NAME_LENGTH } from '../idempotency/failure.js';
 import { validateKey } from '../idempotency/key.js';
 import { type ResolvedOptions, resolveOptions } from '../idempotency/options.js';
 import type {
@@ -282,16 +283,19 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       code?: unknown;
       message?: unknown;
     };
-    // Name and code bounded too (an SDK may copy either from a server's answer): the history
-    // rides in broker headers, whose size is limited.
-    const name = clipText(typeof e.name === 'string' && e.name !== '' ? e.name : 'Error', 256);
+    // Name and code bounded as a stored failure bounds them (an SDK may copy either from a
+    // server's answer): the history rides in broker headers, whose size is limited.
+    const name = clipText(
+      typeof e.name === 'string' && e.name !== '' ? e.name : 'Error',
+      MAX_NAME_LENGTH,
+    );
     const message = clipText(
       typeof e.message === 'string' ? e.message : String(error),
       maxMessageLength,
     );
     const code =
       typeof e.code === 'string' && e.code !== ''
-        ? clipText(e.code, 256)
+        ? clipText(e.code, MAX_NAME_LENGTH)
         : typeof e.code === 'number'
           ? String(e.code)
           : undefined;

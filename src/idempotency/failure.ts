@@ -3,7 +3,7 @@ import { ErrorCode, RecordCorruptError, ReprocessError } from '../errors.js';
 /** Longest stored error message; the rest is cut (a failure record is not a log). */
 const MAX_MESSAGE_LENGTH = 4096;
 /** Longest stored error name or code (an SDK may copy either from a server's answer). */
-const MAX_NAME_LENGTH = 256;
+export const MAX_NAME_LENGTH = 256;
 
 /** What a failed record keeps of the error: enough to rethrow it recognisably. */
 export interface StoredFailure {

@@ -225,9 +225,10 @@ export function simulateDependency(
 
 /**
  * The first time after `faultEnd` from which every bucket within `windowMs` fails at most 5%
- * of its calls, minus `faultEnd`; null when that never happens. A bucket without calls counts
- * as healthy, and so does the time after the last call: a run whose calls end soon after the
- * fault (or before it ends) recovered from the start of its last healthy stretch.
+ * of its calls, minus `faultEnd`. A bucket without calls counts as healthy. Calls that end
+ * inside a healthy stretch shorter than the window (or end before the fault does) recovered
+ * from the start of that stretch: nothing failed after it. Null when the last calls still
+ * failed.
  */
 function recoveryTime(
   load: number[],

@@ -72,17 +72,14 @@ describe('dependency simulation', () => {
   });
 
   it('recovers when the calls end soon after the fault, rather than "never"', () => {
-    // 1,000 requests at 1,000/s end about when the outage (0.5 s to 0.9 s) does.
-    const short: DependencyScenario = {
-      requests: 1000,
-      ratePerSecond: 1000,
-      capacityPerSecond: 1500,
-      latencyMs: 20,
-      outage: { startMs: 500, endMs: 900 },
-      seed: 3,
-    };
-    const r = simulateDependency(short, defineStrategy({ name: 'no retry', maxAttempts: 1 }));
-    expect(r.recoveryMs).not.toBeNull();
+    // 1,000 requests at 1,000/s end about when the outage does (0.5 s to 0.9 s), or before
+    // it does (to 2 s): no call fails after it, so it recovered at once.
+    const noRetry = defineStrategy({ name: 'no retry', maxAttempts: 1 });
+    for (const endMs of [900, 2000]) {
+      const short = { ...scenario, requests: 1000, ratePerSecond: 1000, capacityPerSecond: 1500 };
+      const r = simulateDependency({ ...short, outage: { startMs: 500, endMs } }, noRetry);
+      expect(r.recoveryMs, `outage to ${endMs} ms`).toBe(0);
+    }
   });
 
   it('rejects a scenario that makes no sense, naming the field', () => {
