@@ -84,6 +84,8 @@ export interface IdempotencySettings {
   fingerprint: FingerprintSource<unknown> | undefined;
   rememberFailures: boolean | undefined;
   maxResultBytes: number | undefined;
+  maxSteps: number | undefined;
+  maxStepsBytes: number | undefined;
 }
 
 /** Defaults of the idempotency section. */
@@ -144,5 +146,7 @@ export function idempotencySettingsFromConfig(
     fingerprint,
     rememberFailures: c.remember_failures,
     maxResultBytes: c.max_result_bytes,
+    maxSteps: c.max_steps,
+    maxStepsBytes: c.max_steps_bytes,
   };
 }

@@ -97,6 +97,8 @@ export const idempotencySchema = z.strictObject(
     fingerprint: fingerprint,
     remember_failures: z.boolean({ error: 'must be true or false' }),
     max_result_bytes: integer(1),
+    max_steps: integer(1),
+    max_steps_bytes: integer(1),
   },
   mapping('idempotency settings'),
 );

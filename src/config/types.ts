@@ -34,6 +34,10 @@ export interface IdempotencyConfig {
   /** Store and replay non-retryable failures (default true). */
   remember_failures?: boolean;
   max_result_bytes?: number;
+  /** Stored steps one operation may have (default 1000). */
+  max_steps?: number;
+  /** UTF-8 bytes of all step results of one operation together (default 16 × max_result_bytes). */
+  max_steps_bytes?: number;
 }
 
 /** The `retry_policy` section. */

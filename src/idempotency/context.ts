@@ -134,6 +134,11 @@ class GuardedContext implements IdempotencyContext {
   readonly #options: ResolvedOptions<unknown>;
   // Created by the first step: most operations have none.
   #used: Set<string> | undefined;
+  // Counted by the first step that runs its work: the stored steps and those of this attempt
+  // whose work ran or runs (as their names, they stay counted once their work ran), and the
+  // UTF-8 bytes of the stored ones (maxSteps, maxStepsBytes).
+  #count = -1;
+  #bytes = 0;
 
   constructor(run: AcquiredRun, options: ResolvedOptions<unknown>) {
     this.key = run.key;
@@ -152,7 +157,7 @@ class GuardedContext implements IdempotencyContext {
 
   async #step<T>(name: string, work: () => T | Promise<T>): Promise<T> {
     const run = this.#run;
-    const { store, codec, maxResultBytes } = this.#options;
+    const { store, codec, maxResultBytes, maxSteps, maxStepsBytes } = this.#options;
     checkStepName(name);
     refuseProtoName(name);
     if (typeof work !== 'function') {
@@ -169,16 +174,37 @@ class GuardedContext implements IdempotencyContext {
       return decodeFromStore(codec, stored, `the stored result of step "${name}"`) as T;
     }
 
+    if (this.#count < 0) this.#measure();
+    if (this.#count >= maxSteps) {
+      used.delete(name);
+      // Before the work: nothing ran, so nothing needs recording.
+      throw new ResultNotStorableError(
+        `step "${name}" cannot run: the operation already has ${this.#count} steps, maxSteps is ${maxSteps}`,
+        undefined,
+        ErrorCode.RESULT_TOO_LARGE,
+      );
+    }
+    this.#count++;
     let value: T;
     try {
       value = await work();
     } catch (error) {
+      this.#count--;
       used.delete(name);
       throw error;
     }
     let encoded: string;
+    let bytes: number;
     try {
       encoded = encodeForStore(codec, value, maxResultBytes, `the result of step "${name}"`);
+      bytes = Buffer.byteLength(encoded, 'utf8');
+      if (this.#bytes + bytes > maxStepsBytes) {
+        throw new ResultNotStorableError(
+          `the result of step "${name}" is too large to store: ${bytes} bytes encoded, and the operation's steps already take ${this.#bytes}, over maxStepsBytes (${maxStepsBytes})`,
+          undefined,
+          ErrorCode.RESULT_TOO_LARGE,
+        );
+      }
     } catch (error) {
       run.unstorable ??= error as ResultNotStorableError;
       throw error;
@@ -202,7 +228,20 @@ class GuardedContext implements IdempotencyContext {
       throw error;
     }
     setStep(run.steps, name, encoded);
+    this.#bytes += bytes;
     return value;
+  }
+
+  /** Counts the steps stored by earlier attempts, and their bytes. */
+  #measure(): void {
+    let count = 0;
+    let bytes = 0;
+    for (const name in this.#run.steps) {
+      count++;
+      bytes += Buffer.byteLength(this.#run.steps[name] as string, 'utf8');
+    }
+    this.#count = count;
+    this.#bytes = bytes;
   }
 }
 

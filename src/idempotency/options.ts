@@ -13,6 +13,10 @@ export const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_LEASE_MS = 30_000;
 /** Default bound on an encoded result or step result: 256 KiB. */
 export const DEFAULT_MAX_RESULT_BYTES = 256 * 1024;
+/** Default bound on the number of stored steps of one operation. */
+export const DEFAULT_MAX_STEPS = 1000;
+/** Default bound on all step results of one operation together, as a multiple of maxResultBytes. */
+export const DEFAULT_STEPS_BYTES_FACTOR = 16;
 
 /** {@link ExecuteOptions} checked once and turned into numbers. */
 export interface ResolvedOptions<O> {
@@ -29,6 +33,10 @@ export interface ResolvedOptions<O> {
   classify: Classifier | undefined;
   codec: Codec;
   maxResultBytes: number;
+  /** Stored steps one operation may have. */
+  maxSteps: number;
+  /** UTF-8 bytes all stored step results of one operation may take together. */
+  maxStepsBytes: number;
   clock: Clock;
   shouldStore: ((value: O) => boolean) | undefined;
 }
@@ -144,6 +152,17 @@ export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O
     );
   }
 
+  const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
+  if (!Number.isInteger(maxSteps) || maxSteps < 1) {
+    throw new InvalidArgumentError(`maxSteps must be an integer >= 1, got ${String(maxSteps)}`);
+  }
+  const maxStepsBytes = options.maxStepsBytes ?? maxResultBytes * DEFAULT_STEPS_BYTES_FACTOR;
+  if (!Number.isInteger(maxStepsBytes) || maxStepsBytes < 1) {
+    throw new InvalidArgumentError(
+      `maxStepsBytes must be an integer >= 1, got ${String(maxStepsBytes)}`,
+    );
+  }
+
   const clock = options.clock ?? systemClock;
   if (typeof clock?.now !== 'function' || typeof clock.setTimer !== 'function') {
     throw new InvalidArgumentError('clock must have now() and setTimer(ms, callback)');
@@ -165,6 +184,8 @@ export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O
     classify,
     codec,
     maxResultBytes,
+    maxSteps,
+    maxStepsBytes,
     clock,
     shouldStore,
   };

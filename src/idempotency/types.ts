@@ -51,8 +51,19 @@ export interface IdempotencyBaseOptions {
    */
   classify?: Classifier;
   codec?: Codec;
-  /** Bound on an encoded result (default 256 KiB). */
+  /** Bound on an encoded result, and on each step's encoded result (default 256 KiB). */
   maxResultBytes?: number;
+  /**
+   * Bound on the stored steps of one operation, across its attempts (default 1000). A step
+   * past it throws `ResultNotStorableError` (code `RESULT_TOO_LARGE`) before its work runs.
+   */
+  maxSteps?: number;
+  /**
+   * Bound on the encoded results of all steps of one operation together, in UTF-8 bytes
+   * (default 16 × `maxResultBytes`: 4 MiB). A step whose result would pass it has run, so
+   * the operation is recorded as failed with `RESULT_TOO_LARGE`, as for a result too large.
+   */
+  maxStepsBytes?: number;
   clock?: Clock;
 }
 

@@ -72,6 +72,8 @@ describe('idempotencySettingsFromConfig', () => {
       fingerprint: undefined,
       rememberFailures: undefined,
       maxResultBytes: undefined,
+      maxSteps: undefined,
+      maxStepsBytes: undefined,
     });
   });
 

@@ -56,6 +56,8 @@ describe('loadConfig', () => {
   fingerprint: [body.amount, body.currency]
   remember_failures: false
   max_result_bytes: 65536
+  max_steps: 50
+  max_steps_bytes: 1048576
 retry_policy:
   profile: async
   max_attempts: 8

@@ -278,6 +278,129 @@ describe('steps', () => {
     ).rejects.toMatchObject({ code: ErrorCode.RESULT_TOO_LARGE });
   });
 
+  it('a step past maxSteps, counted across attempts, throws before its work runs', async () => {
+    const { clock, store } = setup();
+    const works: string[] = [];
+    let attempt = 0;
+    const fn = async (ctx: IdempotencyContext) => {
+      attempt++;
+      await ctx.step('a', async () => works.push('a'));
+      await ctx.step('b', async () => works.push('b'));
+      if (attempt === 1) throw transientError('after two steps');
+      // Resumed: a and b come back stored, c is the third step, over the bound.
+      await ctx.step('c', async () => works.push('c'));
+      return 'unreachable';
+    };
+    const options = { store, clock, maxSteps: 2 };
+    await expect(executeIdempotent(identity, fn, options)).rejects.toThrow('after two steps');
+    const error = await executeIdempotent(identity, fn, options).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: ErrorCode.RESULT_TOO_LARGE });
+    expect(String((error as Error).message)).toContain('maxSteps is 2');
+    expect(works).toEqual(['a', 'b']);
+    expect(Object.keys((await store.get(storedKey))?.steps ?? {})).toEqual(['a', 'b']);
+  });
+
+  it('steps running at once count against maxSteps before their work runs', async () => {
+    const { clock, store } = setup();
+    const works: string[] = [];
+    const fn = async (ctx: IdempotencyContext) =>
+      (
+        await Promise.allSettled(
+          ['a', 'b', 'c'].map((name) => ctx.step(name, async () => works.push(name))),
+        )
+      ).map((r) => (r.status === 'fulfilled' ? 'ran' : (r.reason as { code: string }).code));
+    const outcome = await executeIdempotent(identity, fn, { store, clock, maxSteps: 2 });
+    expect(works).toEqual(['a', 'b']);
+    expect(outcome.value).toEqual(['ran', 'ran', ErrorCode.RESULT_TOO_LARGE]);
+  });
+
+  it('a step whose work threw does not count against maxSteps', async () => {
+    const { clock, store } = setup();
+    let failures = 0;
+    const fn = async (ctx: IdempotencyContext) => {
+      for (let i = 0; i < 3; i++) {
+        await ctx
+          .step('flaky', async () => {
+            failures++;
+            throw new Error('not yet');
+          })
+          .catch(() => undefined);
+      }
+      return ctx.step('only', async () => 'done');
+    };
+    const outcome = await executeIdempotent(identity, fn, { store, clock, maxSteps: 1 });
+    expect(outcome.value).toBe('done');
+    expect(failures).toBe(3);
+  });
+
+  it('steps that together pass maxStepsBytes end the operation recorded as failed', async () => {
+    const { clock, store } = setup();
+    const effects: string[] = [];
+    let attempt = 0;
+    const fn = async (ctx: IdempotencyContext) => {
+      attempt++;
+      // 'é' is two UTF-8 bytes: 20 characters, 42 bytes encoded with the quotes.
+      await ctx.step('one', async () => effects.push('one') && 'é'.repeat(20));
+      if (attempt === 1) throw transientError('resume later');
+      await ctx.step('two', async () => effects.push('two') && 'é'.repeat(20));
+      return 'unreachable';
+    };
+    const options = { store, clock, maxStepsBytes: 83 };
+    await expect(executeIdempotent(identity, fn, options)).rejects.toThrow('resume later');
+    const error = await executeIdempotent(identity, fn, options).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: ErrorCode.RESULT_TOO_LARGE });
+    expect(String((error as Error).message)).toContain('already take 42, over maxStepsBytes (83)');
+    expect((await store.get(storedKey))?.status).toBe('failed');
+    // The second step's work ran once; the record replays its failure instead of running it again.
+    await expect(executeIdempotent(identity, fn, options)).rejects.toMatchObject({
+      code: ErrorCode.RESULT_TOO_LARGE,
+      replayed: true,
+    });
+    expect(effects).toEqual(['one', 'two']);
+  });
+
+  it('steps exactly at maxStepsBytes are stored', async () => {
+    const { clock, store } = setup();
+    const fn = async (ctx: IdempotencyContext) => {
+      await ctx.step('one', async () => 'é'.repeat(20));
+      return ctx.step('two', async () => 'é'.repeat(20));
+    };
+    const outcome = await executeIdempotent(identity, fn, { store, clock, maxStepsBytes: 84 });
+    expect(outcome.value).toBe('é'.repeat(20));
+  });
+
+  it('maxSteps and maxStepsBytes default to 1000 and 16 x maxResultBytes, and are checked', async () => {
+    const { clock, store } = setup();
+    const fn = async (ctx: IdempotencyContext) => {
+      for (let i = 0; i < 1000; i++) await ctx.step(`s${i}`, async () => i);
+      return ctx.step('s1000', async () => 'one too many');
+    };
+    await expect(executeIdempotent(identity, fn, { store, clock })).rejects.toMatchObject({
+      code: ErrorCode.RESULT_TOO_LARGE,
+      message: expect.stringContaining('maxSteps is 1000'),
+    });
+    const big = await executeIdempotent(
+      { ...identity, key: 'k-big' },
+      async (ctx) => {
+        for (let i = 0; i < 16; i++) await ctx.step(`s${i}`, async () => 'x'.repeat(98));
+        return ctx.step('s16', async () => 'x');
+      },
+      { store, clock, maxResultBytes: 100 },
+    ).catch((e: unknown) => e);
+    expect(big).toMatchObject({
+      code: ErrorCode.RESULT_TOO_LARGE,
+      message: expect.stringContaining('over maxStepsBytes (1600)'),
+    });
+    for (const bad of [0, -1, 1.5, Number.NaN, '10']) {
+      await expect(
+        executeIdempotent(identity, async () => 1, { store, clock, maxSteps: bad as number }),
+      ).rejects.toThrow(InvalidArgumentError);
+      await expect(
+        executeIdempotent(identity, async () => 1, { store, clock, maxStepsBytes: bad as number }),
+      ).rejects.toThrow(InvalidArgumentError);
+    }
+  });
+
   it('keyFor is stable across attempts and distinct per name and per operation', async () => {
     const { clock, store } = setup();
     const seen: string[] = [];
