@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import { idempotent } from '../../src/idempotency/idempotent.js';
 import type { BeginResult, IdempotencyStore } from '../../src/idempotency/store.js';
+import type { Item } from '../../src/stores/dynamodb/item.js';
 import {
   createDynamoDbStore,
   type DynamoDbClientLike,
@@ -527,6 +528,53 @@ describe('dynamodb store when the endpoint is gone', () => {
     expect(await store.complete('again', begun.token - 1, '"other"', 60_000)).toEqual({
       kind: 'lease_lost',
     });
+  });
+
+  it('a begin the SDK sends again after its answer was lost acquires: new, expired and taken-over records', async () => {
+    const table = nextTable();
+    const clock = new FakeClock();
+    const real = createDynamoDbStore(client, { table, clock });
+    await real.createTable();
+    // Sends every claim twice (a PutItem of a new in-progress item, or the takeover's UpdateItem), as
+    // the SDK does when the first answer is lost after the server applied it.
+    const resending: DynamoDbClientLike = {
+      async send(command) {
+        const input = (command as { input?: { Item?: Item; UpdateExpression?: string } }).input;
+        const claim = input?.Item?.status?.S === 'in_progress';
+        if (claim || input?.UpdateExpression?.startsWith('SET #token = :token, #attempts')) {
+          await client.send(command as never);
+        }
+        return client.send(command as never);
+      },
+    };
+    const store = createDynamoDbStore(resending, { table, clock });
+
+    // A new key.
+    const fresh = await store.begin('resent', 'fp', 1000, 5000);
+    expect(fresh).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false });
+    if (fresh.kind !== 'acquired') throw new Error('expected to acquire');
+    expect((await real.get('resent'))?.token).toBe(fresh.token);
+    // Another call's claim is still in progress to everybody else.
+    expect(await real.begin('resent', 'fp', 1000, 5000)).toMatchObject({ kind: 'existing' });
+
+    // The lease ended: the takeover, resent, keeps the steps.
+    expect(await real.saveStep('resent', fresh.token, 'charge', '"ch_1"')).toEqual({ kind: 'ok' });
+    await clock.advance(1001);
+    const taken = await store.begin('resent', 'fp', 1000, 5000);
+    expect(taken).toMatchObject({ kind: 'acquired', attempts: 2, takeover: true });
+    if (taken.kind !== 'acquired') throw new Error('expected to acquire');
+    expect(taken.token).toBeGreaterThan(fresh.token);
+    expect(taken.steps).toEqual({ charge: '"ch_1"' });
+    expect(await real.complete('resent', taken.token, '"done"', 5000)).toEqual({ kind: 'ok' });
+
+    // Expired: a new operation on the same key.
+    await clock.advance(5001);
+    const again = await store.begin('resent', 'fp2', 1000, 5000);
+    expect(again).toMatchObject({ kind: 'acquired', attempts: 1, takeover: false, steps: {} });
+    if (again.kind !== 'acquired') throw new Error('expected to acquire');
+    expect(again.token).toBeGreaterThan(taken.token);
+    expect(await real.complete('resent', again.token, '"new"', 5000)).toEqual({ kind: 'ok' });
+    expect((await real.get('resent'))?.result).toBe('"new"');
   });
 
   it('a connection cut while a request is in flight gives StoreUnavailableError; the next call works', async () => {

@@ -36,6 +36,7 @@ import {
   baseItemBytes,
   fromItem,
   n,
+  newClaim,
   newItem,
   ttlSeconds,
   utf8Bytes,
@@ -238,6 +239,27 @@ export function createDynamoDbStore(
     }
   }
 
+  /**
+   * The record a `begin` call wrote itself, met again when the SDK resent its claim (the first
+   * answer lost after the server applied it): in progress under this call's claim id, which
+   * no other call has. Anything done to the record since (a takeover, a delete) replaced the id.
+   */
+  function ownClaim(stored: Stored | undefined, claim: string): IdempotencyRecord | undefined {
+    if (stored === undefined || stored.deleted || stored.claim !== claim) return undefined;
+    return stored.record.status === 'in_progress' ? stored.record : undefined;
+  }
+
+  function acquiredAgain(record: IdempotencyRecord, takeover: boolean): BeginResult {
+    return {
+      kind: 'acquired',
+      token: record.token,
+      leaseUntil: record.leaseUntil,
+      attempts: record.attempts,
+      steps: record.steps,
+      takeover,
+    };
+  }
+
   function checkSize(operation: string, key: string, extraBytes: number): void {
     const bytes = baseItemBytes(key, '') + extraBytes;
     if (bytes > MAX_ITEM_BYTES) {
@@ -306,6 +328,10 @@ export function createDynamoDbStore(
       const lease = duration('leaseMs', leaseMs, 0);
       const ttl = duration('ttlMs', ttlMs, 1);
       checkSize('begin', key, utf8Bytes(fingerprint));
+      // Written with whichever claim succeeds: should the SDK resend a claim whose answer was
+      // lost after the server applied it, the resend fails its condition on the item the first
+      // send wrote, and this id tells that item apart from anybody else's claim.
+      const claim = newClaim();
       // What is known of the stored item: not read yet ('unknown'), absent, or as last seen.
       let known: Stored | undefined | 'unknown' = 'unknown';
       const readFirst = !order.insertFirst();
@@ -336,7 +362,7 @@ export function createDynamoDbStore(
             key,
             new PutItemCommand({
               TableName: table,
-              Item: newItem(key, fingerprint, floor, at, leaseUntil, expiresAt),
+              Item: newItem(key, fingerprint, floor, at, leaseUntil, expiresAt, claim),
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
               ...expression({ condition: 'attribute_not_exists(#pk)' }),
             }),
@@ -353,6 +379,8 @@ export function createDynamoDbStore(
               takeover: false,
             };
           }
+          const own = ownClaim(tried.old, claim);
+          if (own) return acquiredAgain(own, false);
           known = tried.old;
           continue;
         }
@@ -368,7 +396,7 @@ export function createDynamoDbStore(
             key,
             new PutItemCommand({
               TableName: table,
-              Item: newItem(key, fingerprint, token, at, leaseUntil, expiresAt),
+              Item: newItem(key, fingerprint, token, at, leaseUntil, expiresAt, claim),
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
               ...expression({
                 condition: '#token = :previous AND #expiresAt <= :now',
@@ -379,6 +407,8 @@ export function createDynamoDbStore(
           if (tried.ok) {
             return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
           }
+          const own = ownClaim(tried.old, claim);
+          if (own) return acquiredAgain(own, false);
           known = tried.old;
           continue;
         }
@@ -404,7 +434,7 @@ export function createDynamoDbStore(
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
               ...expression({
                 update:
-                  'SET #token = :token, #attempts = :attempts, #leaseUntil = :leaseUntil, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now',
+                  'SET #token = :token, #attempts = :attempts, #leaseUntil = :leaseUntil, #expiresAt = :expiresAt, #ttl = :ttl, #updatedAt = :now, #claim = :claim',
                 condition:
                   '#token = :previous AND #status = :inProgress AND #leaseUntil <= :now AND #expiresAt > :now AND #fingerprint = :fingerprint',
                 values: {
@@ -417,6 +447,7 @@ export function createDynamoDbStore(
                   ':previous': n(previous),
                   ':inProgress': { S: 'in_progress' },
                   ':fingerprint': { S: fingerprint },
+                  ':claim': { S: claim },
                 },
               }),
             }),
@@ -427,6 +458,8 @@ export function createDynamoDbStore(
             const steps = updated && !updated.deleted ? updated.record.steps : record.steps;
             return { kind: 'acquired', token, leaseUntil, attempts, steps, takeover: true };
           }
+          const own = ownClaim(tried.old, claim);
+          if (own) return acquiredAgain(own, true);
           known = tried.old;
           continue;
         }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { RecordCorruptError } from '../../errors.js';
 import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js';
@@ -15,6 +16,7 @@ import { setStep } from '../../idempotency/set-step.js';
  * | `token`, `attempts`, `leaseUntil`, `expiresAt`, `createdAt`, `updatedAt` | N | times in epoch ms (client clock) |
  * | `ttl` | N | `expiresAt` in epoch SECONDS, for DynamoDB's native TTL |
  * | `steps` | M | `s:<name>` to S (the prefix lets a step be named `''`) |
+ * | `claim` | S | a random id of the `begin` call that acquired the record (absent on older items) |
  *
  * A deleted record leaves a tombstone (`status = deleted`, only `pk`, `token`, `expiresAt = 0`,
  * `ttl`, `updatedAt`), so the next token stays above the deleted one even on a clock that has not
@@ -32,7 +34,7 @@ export const MAX_ITEM_BYTES = 400 * 1024;
 
 /** A stored item: a live record or the tombstone of a deleted one. */
 export type Stored =
-  | { deleted: false; record: IdempotencyRecord }
+  | { deleted: false; record: IdempotencyRecord; claim: string | undefined }
   | { deleted: true; token: number; expiresAt: 0 };
 
 const STATUSES: ReadonlySet<string> = new Set<RecordStatus>(['in_progress', 'completed', 'failed']);
@@ -73,7 +75,7 @@ export function fromItem(table: string, item: Item): Stored {
   };
   if (item.result !== undefined) record.result = text(table, key, item, 'result');
   if (item.error !== undefined) record.error = text(table, key, item, 'error');
-  return { deleted: false, record };
+  return { deleted: false, record, claim: item.claim?.S };
 }
 
 /** The item of a newly acquired record. */
@@ -84,6 +86,7 @@ export function newItem(
   now: number,
   leaseUntil: number,
   expiresAt: number,
+  claim: string,
 ): Item {
   return {
     pk: { S: key },
@@ -97,7 +100,16 @@ export function newItem(
     steps: { M: {} },
     createdAt: n(now),
     updatedAt: n(now),
+    claim: { S: claim },
   };
+}
+
+/** Bytes of a claim id: 16 random bytes, as 22 characters of base64url. */
+const CLAIM_BYTES = 16;
+
+/** A new claim id, one per `begin` call (see the `claim` attribute). */
+export function newClaim(): string {
+  return randomBytes(CLAIM_BYTES).toString('base64url');
 }
 
 /** A number attribute. */
@@ -120,8 +132,18 @@ export function utf8Bytes(text: string): number {
  * `fingerprint` (names plus values; numbers at their 21-byte worst case).
  */
 export function baseItemBytes(key: string, fingerprint: string): number {
-  const names = 'pkfingerprintstatustokenattemptsleaseUntilexpiresAtttlstepscreatedAtupdatedAt';
-  return names.length + utf8Bytes(key) + utf8Bytes(fingerprint) + 'in_progress'.length + 7 * 21 + 3;
+  const names =
+    'pkfingerprintstatustokenattemptsleaseUntilexpiresAtttlstepscreatedAtupdatedAtclaim';
+  const claim = Math.ceil((CLAIM_BYTES * 4) / 3);
+  return (
+    names.length +
+    utf8Bytes(key) +
+    utf8Bytes(fingerprint) +
+    'in_progress'.length +
+    7 * 21 +
+    3 +
+    claim
+  );
 }
 
 function number(table: string, key: string, item: Item, name: string): number {
