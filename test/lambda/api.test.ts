@@ -275,6 +275,76 @@ describe('API Gateway HTTP API (v2) handler', () => {
     expect(runs).toBe(3);
   });
 
+  it('runs once and replays headers past Latin-1 as the same text; a header no HTTP field can carry is not stored', async () => {
+    let charges = 0;
+    const disposition = 'attachment; filename="Zoë 北京.pdf"';
+    const handler = idempotentHttpApiHandler(
+      async () => {
+        charges++;
+        return {
+          statusCode: 201,
+          headers: {
+            'content-type': 'application/json',
+            'content-disposition': disposition,
+            'content-language': 'fr',
+            location: 'line\r\nbreak',
+          },
+          cookies: ['name=Zoë'],
+          body: '{"charged":true}',
+        };
+      },
+      {
+        store: createMemoryStore(),
+        replayHeaders: ['content-disposition', 'content-type', 'location', 'content-language'],
+      },
+    );
+    const first = (await handler(
+      withV2Key(v2Post(), 'utf8-headers'),
+      lambdaContext(),
+    )) as APIGatewayProxyStructuredResultV2;
+    // The handler's own result, untouched.
+    expect(first.headers?.['content-disposition']).toBe(disposition);
+    expect(first.headers?.location).toBe('line\r\nbreak');
+    const replay = (await handler(
+      withV2Key(v2Post(), 'utf8-headers'),
+      lambdaContext(),
+    )) as APIGatewayProxyStructuredResultV2;
+    expect(charges).toBe(1);
+    expect(replay.statusCode).toBe(201);
+    expect(replay.headers?.['idempotent-replayed']).toBe('true');
+    expect(replay.headers?.['content-disposition']).toBe(disposition);
+    expect(replay.headers?.['content-language']).toBe('fr');
+    expect(replay.headers).not.toHaveProperty('location');
+    expect(replay.cookies).toBeUndefined();
+  });
+
+  it('keeps Latin-1 header text as it was given on replay (v1)', async () => {
+    let runs = 0;
+    const handler = idempotentRestApiHandler(
+      async () => {
+        runs++;
+        return {
+          statusCode: 200,
+          headers: {
+            'content-type': 'text/plain',
+            'content-disposition': 'inline; filename="café"',
+          },
+          multiValueHeaders: { 'content-language': ['de', 'Zoë'] },
+          body: 'ok',
+        };
+      },
+      {
+        store: createMemoryStore(),
+        replayHeaders: ['content-disposition', 'content-type', 'content-language'],
+      },
+    );
+    await handler(withV1Key(v1Post(), 'latin1'), lambdaContext());
+    const replay = await handler(withV1Key(v1Post(), 'latin1'), lambdaContext());
+    expect(runs).toBe(1);
+    expect(replay.headers?.['content-disposition']).toBe('inline; filename="café"');
+    expect(replay.headers?.['content-language']).toBe('de, Zoë');
+  });
+
   it('returns binary results base64 on replay, byte for byte', async () => {
     const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0xff]);
     const handler = idempotentHttpApiHandler(

@@ -163,11 +163,13 @@ export function v1ResultToResponse(result: ApiGatewayV1Result): Response {
     );
   }
   const headers = new Headers();
-  for (const [name, value] of Object.entries(result.headers ?? {}))
-    headers.set(name, String(value));
+  for (const [name, value] of Object.entries(result.headers ?? {})) {
+    setResultHeader(headers, name, String(value));
+  }
   for (const [name, values] of Object.entries(result.multiValueHeaders ?? {})) {
-    headers.delete(name);
-    for (const value of values) headers.append(name, String(value));
+    if (!Array.isArray(values)) continue;
+    removeResultHeader(headers, name);
+    for (const value of values) appendResultHeader(headers, name, String(value));
   }
   return new Response(bodyOf(result.statusCode, result.body, result.isBase64Encoded), {
     status: result.statusCode,
@@ -197,9 +199,11 @@ export function v2ResultToResponse(result: ApiGatewayV2Result | string | unknown
   }
   const headers = new Headers();
   for (const [name, value] of Object.entries(structured.headers ?? {})) {
-    headers.set(name, String(value));
+    setResultHeader(headers, name, String(value));
   }
-  for (const cookie of structured.cookies ?? []) headers.append('set-cookie', cookie);
+  for (const cookie of structured.cookies ?? []) {
+    appendResultHeader(headers, 'set-cookie', String(cookie));
+  }
   return new Response(bodyOf(structured.statusCode, structured.body, structured.isBase64Encoded), {
     status: structured.statusCode,
     headers,
@@ -211,9 +215,11 @@ export async function responseToV1Result(
   response: Response | ResponseParts,
 ): Promise<ApiGatewayV1Result> {
   const headers: Record<string, string> = {};
-  for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
+  for (const [name, value] of response.headers) {
+    if (name !== 'set-cookie') headers[name] = fromByteString(value);
+  }
   const result: ApiGatewayV1Result = { statusCode: response.status, headers, body: '' };
-  const cookies = response.headers.getSetCookie();
+  const cookies = response.headers.getSetCookie().map(fromByteString);
   if (cookies.length > 0) result.multiValueHeaders = { 'set-cookie': cookies };
   Object.assign(result, await encodeBody(response));
   return result;
@@ -224,15 +230,68 @@ export async function responseToV2Result(
   response: Response | ResponseParts,
 ): Promise<ApiGatewayV2Result> {
   const headers: Record<string, string> = {};
-  for (const [name, value] of response.headers) if (name !== 'set-cookie') headers[name] = value;
+  for (const [name, value] of response.headers) {
+    if (name !== 'set-cookie') headers[name] = fromByteString(value);
+  }
   const result: ApiGatewayV2Result = { statusCode: response.status, headers };
-  const cookies = response.headers.getSetCookie();
+  const cookies = response.headers.getSetCookie().map(fromByteString);
   if (cookies.length > 0) result.cookies = cookies;
   Object.assign(result, await encodeBody(response));
   return result;
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/*
+ * A handler's header goes into a `Headers` (to be stored and replayed) as the bytes API Gateway
+ * sends for it: a value with characters past U+00FF, which `Headers` refuses, goes in as its
+ * UTF-8 bytes, one character each (a ByteString, as fetch itself gives such a header), and
+ * comes back out of a replay as UTF-8 text again ({@link fromByteString}). A name or value no
+ * HTTP field can carry (CR, LF, NUL, a space in the name) is left out of the stored copy: the
+ * handler's effect has happened by then, and failing here would free the key for a retry to
+ * run it again. The first answer is the handler's own result, untouched either way.
+ */
+function setResultHeader(headers: Headers, name: string, value: string): void {
+  removeResultHeader(headers, name);
+  appendResultHeader(headers, name, value);
+}
+
+function removeResultHeader(headers: Headers, name: string): void {
+  try {
+    headers.delete(name);
+  } catch {
+    // Not a header name: nothing of it was added either.
+  }
+}
+
+function appendResultHeader(headers: Headers, name: string, value: string): void {
+  try {
+    headers.append(name, value);
+    return;
+  } catch {
+    // Past U+00FF, or not a field value at all: try its bytes.
+  }
+  try {
+    headers.append(name, Buffer.from(value, 'utf8').toString('latin1'));
+  } catch {
+    // CR, LF or NUL in the value, or a bad name: not an HTTP field.
+  }
+}
+
+function isAscii(value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** A header value of a stored response as text: its bytes read as UTF-8 when they are that. */
+function fromByteString(value: string): string {
+  if (isAscii(value)) return value;
+  try {
+    return UTF8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return value; // Latin-1 text, as the handler gave it
+  }
+}
 
 /**
  * The body as API Gateway takes it: text when the bytes are UTF-8 and not content-encoded,
