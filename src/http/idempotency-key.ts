@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { elapsedOn } from '../clock.js';
 import {
   ErrorCode,
   IdempotencyInProgressError,
@@ -153,6 +154,8 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     const bounded: ResolvedOptions<StoredResponse> = {
       ...resolved,
       leaseMs,
+      // Heartbeats renew the lease up to the end of the invocation, never past it.
+      leaseDeadline: elapsedOn(resolved.clock) + remaining,
       heartbeatMs:
         resolved.heartbeatMs === 0
           ? 0

@@ -184,6 +184,7 @@ async function runAcquired<O>(
     options.heartbeatMs,
     clock,
     sentAt,
+    options.leaseDeadline,
   );
   const run: AcquiredRun = {
     key,

@@ -54,6 +54,8 @@ export class LeaseKeeper extends FirstBeatWaiter {
     private readonly intervalMs: number,
     private readonly clock: Clock,
     acquiredAt: number,
+    /** On the elapsed timeline: no heartbeat renews the lease past it (a Lambda's end). */
+    private readonly until?: number,
   ) {
     super();
     this.safeUntil = acquiredAt + leaseMs;
@@ -149,11 +151,17 @@ export class LeaseKeeper extends FirstBeatWaiter {
       return;
     }
     this.armDeadline();
+    // Never past the end of the run: the lease then ends when the runtime would kill it.
+    const leaseMs =
+      this.until === undefined
+        ? this.leaseMs
+        : Math.min(this.leaseMs, Math.floor(this.until - sentAt));
+    if (leaseMs < 1) return; // nothing to renew: the lease ends at safeUntil, as the run does
     try {
       const result = checkHeartbeat(
         this.store,
         await callStore(this.store, 'heartbeat', () =>
-          this.store.heartbeat(this.key, this.token, this.leaseMs),
+          this.store.heartbeat(this.key, this.token, leaseMs),
         ),
       );
       if (this.stopped) return;
@@ -163,7 +171,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
         );
         return;
       }
-      this.safeUntil = sentAt + this.leaseMs;
+      this.safeUntil = sentAt + leaseMs;
     } catch (error) {
       if (this.stopped) return;
       if (elapsedOn(this.clock) >= this.safeUntil) {

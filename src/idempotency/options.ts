@@ -39,6 +39,11 @@ export interface ResolvedOptions<O> {
   maxStepsBytes: number;
   clock: Clock;
   shouldStore: ((value: O) => boolean) | undefined;
+  /**
+   * Where the run must end, on the clock's elapsed timeline (`elapsedOn`), when a runtime
+   * says so (a Lambda invocation's remaining time): heartbeats never renew the lease past it.
+   */
+  leaseDeadline?: number;
 }
 
 const STORE_METHODS = [

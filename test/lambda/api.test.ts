@@ -7,6 +7,7 @@ import type {
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
 import { createMemoryStore } from '../../src/idempotency/index.js';
 import {
   idempotencyContext,
@@ -245,6 +246,36 @@ describe('API Gateway HTTP API (v2) handler', () => {
     expect(store.leases).toEqual([2_500, 30_000]);
   });
 
+  it('never renews the lease past the end of the invocation', async () => {
+    const clock = new FakeClock();
+    const memory = createMemoryStore({ clock });
+    const beats: Array<{ at: number; leaseMs: number }> = [];
+    const store = Object.create(memory) as typeof memory;
+    store.heartbeat = (key, token, leaseMs) => {
+      beats.push({ at: clock.now(), leaseMs });
+      return memory.heartbeat(key, token, leaseMs);
+    };
+    const gate = new Gate();
+    const handler = idempotentHttpApiHandler(
+      async () => {
+        await gate.opened;
+        return { statusCode: 201, body: 'done' };
+      },
+      { store, lease: '3s', clock },
+    );
+    const start = clock.now();
+    const first = handler(withV2Key(v2Post(), 'deadline'), lambdaContext(5_000));
+    for (let i = 0; i < 12; i++) await clock.advance(500);
+    // Beats every second, each lease cut at the invocation's end (5 s after it began).
+    expect(beats.length).toBeGreaterThanOrEqual(3);
+    for (const beat of beats) expect(beat.at + beat.leaseMs).toBeLessThanOrEqual(start + 5_000);
+    expect(beats.some((beat) => beat.leaseMs < 3_000)).toBe(true);
+    const record = (await memory.list({})).records[0];
+    expect(record?.leaseUntil).toBeLessThanOrEqual(start + 5_000);
+    gate.open();
+    await first;
+  });
+
   it('releases the key on a 5xx and on a thrown error, so a retry runs again', async () => {
     let runs = 0;
     const handler = idempotentApiGatewayHandler(
@@ -339,7 +370,10 @@ describe('API Gateway HTTP API (v2) handler', () => {
       },
     );
     await handler(withV1Key(v1Post(), 'latin1'), lambdaContext());
-    const replay = await handler(withV1Key(v1Post(), 'latin1'), lambdaContext());
+    const replay = (await handler(
+      withV1Key(v1Post(), 'latin1'),
+      lambdaContext(),
+    )) as APIGatewayProxyResult;
     expect(runs).toBe(1);
     expect(replay.headers?.['content-disposition']).toBe('inline; filename="café"');
     expect(replay.headers?.['content-language']).toBe('de, Zoë');
