@@ -159,6 +159,44 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     await store.close?.();
   });
 
+  it('an expired record that cannot be read starts afresh in a batch, as it does alone', async () => {
+    const batched = createMysqlStore(pool, { table, batch: { maxBatchSize: 16, maxInFlight: 1 } });
+    const single = createMysqlStore(pool, { table, batch: false });
+    const prefix = 'gone';
+    const kinds = ['steps', 'status', 'result'];
+    const keys = kinds.flatMap((kind) => [`${prefix}-${kind}-batched`, `${prefix}-${kind}-single`]);
+    await Promise.all(keys.map((k) => single.begin(k, FP, 60_000, 60_000)));
+    const like = (kind: string) => `${prefix}-${kind}-%`;
+    await pool.query(`UPDATE \`${table}\` SET steps = 'not json' WHERE \`key\` LIKE ?`, [
+      like('steps'),
+    ]);
+    await pool.query(`UPDATE \`${table}\` SET status = 'bogus' WHERE \`key\` LIKE ?`, [
+      like('status'),
+    ]);
+    await pool.query(
+      `UPDATE \`${table}\` SET status = 'completed', result = NULL WHERE \`key\` LIKE ?`,
+      [like('result')],
+    );
+    await pool.query(`UPDATE \`${table}\` SET expires_at = 0 WHERE LEFT(\`key\`, ?) = ?`, [
+      prefix.length,
+      prefix,
+    ]);
+    // An opener goes alone; the calls after it share one batched read.
+    const batchedKeys = [`${prefix}-opener`, ...keys.filter((k) => k.endsWith('-batched'))];
+    const fromBatch = await Promise.all(
+      batchedKeys.map((k) => batched.begin(k, FP, 60_000, 60_000).catch((e: unknown) => e)),
+    );
+    const alone: unknown[] = [];
+    for (const k of keys.filter((key) => key.endsWith('-single'))) {
+      alone.push(await single.begin(k, FP, 60_000, 60_000).catch((e: unknown) => e));
+    }
+    for (const result of [...fromBatch, ...alone]) {
+      expect(result, String(result)).toMatchObject({ kind: 'acquired', attempts: 1, steps: {} });
+    }
+    await batched.close?.();
+    await single.close?.();
+  });
+
   it('a key changed right after a batched complete: the batch fails closed, its writes stand', async () => {
     const prefix = 'doubt';
     const keys = Array.from({ length: 4 }, (_, i) => `${prefix}-${i}`);

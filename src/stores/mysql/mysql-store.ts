@@ -346,10 +346,11 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
         continue;
       }
       try {
-        const record = recordFromRow(row);
-        const now = integerColumn(input.key, 'now_ms', (row as { now_ms?: unknown }).now_ms);
-        if (isLive(record, input.fingerprint, now)) {
-          outcomes.set(input, { kind: 'existing', record });
+        // Decided on the columns the decision needs, as the single read decides in SQL: a
+        // record that is not live goes to its takeover without being read whole, so an expired
+        // record with unreadable steps or result starts afresh here as it does alone.
+        if (isLiveRow(row, input.key, input.fingerprint)) {
+          outcomes.set(input, { kind: 'existing', record: recordFromRow(row) });
         } else {
           takeovers.push(input);
         }
@@ -625,17 +626,18 @@ function fresh(key: string, header: MysqlResultHeader, leaseMs: number): BeginRe
 }
 
 /**
- * The `live` condition of the single read, on the server's clock reading `now`: the record
- * must not be acquired (unexpired, and not an ended lease of the same fingerprint).
+ * The `live` condition of the single read, on a row of the batched read and the server's
+ * clock reading it carries (`now_ms`): the record must not be acquired (unexpired, and not an
+ * ended lease of the same fingerprint). Only the columns of the condition are read.
  */
-function isLive(record: IdempotencyRecord, fingerprint: string, now: number): boolean {
-  return (
-    record.expiresAt > now &&
-    !(
-      record.status === 'in_progress' &&
-      record.leaseUntil <= now &&
-      record.fingerprint === fingerprint
-    )
+function isLiveRow(row: unknown, key: string, fingerprint: string): boolean {
+  const r = row as Record<string, unknown>;
+  const now = integerColumn(key, 'now_ms', r.now_ms);
+  if (integerColumn(key, 'expires_at', r.expires_at) <= now) return false;
+  return !(
+    textColumn('status', r.status) === 'in_progress' &&
+    integerColumn(key, 'lease_until', r.lease_until) <= now &&
+    textColumn('fingerprint', r.fingerprint) === fingerprint
   );
 }
 
