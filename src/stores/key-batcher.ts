@@ -83,16 +83,27 @@ export class KeyBatcher<I, O> {
     }
   };
 
-  /** Takes up to maxBatchSize jobs with distinct keys, first come first served. */
+  /**
+   * Takes up to maxBatchSize jobs with distinct keys, first come first served, and at most
+   * maxBatchWeight of weight (always at least one job).
+   */
   private take(): Array<Job<I, O>> {
     const batch: Array<Job<I, O>> = [];
     const keys = new Set<string>();
+    const { weightOf, maxBatchWeight = Number.POSITIVE_INFINITY } = this.options;
+    let weight = 0;
     let kept = 0;
     for (let i = 0; i < this.queue.length; i++) {
       const job = this.queue[i] as Job<I, O>;
-      if (batch.length < this.options.maxBatchSize && !keys.has(job.key)) {
+      const jobWeight = weightOf === undefined ? 0 : weightOf(job.item);
+      if (
+        batch.length < this.options.maxBatchSize &&
+        !keys.has(job.key) &&
+        (batch.length === 0 || weight + jobWeight <= maxBatchWeight)
+      ) {
         keys.add(job.key);
         batch.push(job);
+        weight += jobWeight;
       } else {
         this.queue[kept++] = job;
       }
@@ -140,6 +151,12 @@ export interface KeyBatcherOptions<I, O> {
    * batch is a local transaction (SQLite), where the wait costs no round trip.
    */
   gather?: 'microtask' | 'turn';
+  /**
+   * Most total weight of one batch (with {@link weightOf}): a batch whose statement must stay
+   * under a size the server accepts (MySQL's max_allowed_packet). One call always goes.
+   */
+  maxBatchWeight?: number;
+  weightOf?(item: I): number;
   keyOf(item: I): string;
   /** Runs one call alone (the cheaper single-row statement). */
   runOne(item: I): Promise<O>;
@@ -170,10 +187,12 @@ export function batchedCalls<I extends { key: string }, O>(
   settings: { maxBatchSize: number; maxInFlight: number } | undefined,
   runOne: (item: I) => Promise<O>,
   runMany: (items: I[]) => Promise<O[]>,
+  weight?: { maxBatchWeight: number; weightOf: (item: I) => number },
 ): BatchedCalls<I, O> {
   if (settings === undefined) return { run: runOne, settled: () => Promise.resolve() };
   const batcher = new KeyBatcher<I, O>({
     ...settings,
+    ...weight,
     keyOf: (item) => item.key,
     runOne,
     runMany,

@@ -18,6 +18,7 @@ interface Call {
   /** Microtasks the fake statement takes, so batches overlap in many ways. */
   delay: number;
   fails: boolean;
+  weight: number;
 }
 
 async function ticks(n: number): Promise<void> {
@@ -25,7 +26,7 @@ async function ticks(n: number): Promise<void> {
 }
 
 describe('KeyBatcher invariants', () => {
-  it('settles every call once, never puts a key twice in a batch, respects both bounds (idle calls alone or not, either gathering)', async () => {
+  it('settles every call once, never puts a key twice in a batch, respects the size, weight and in-flight bounds (idle calls alone or not, either gathering)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -33,6 +34,7 @@ describe('KeyBatcher invariants', () => {
             key: fc.constantFrom('a', 'b', 'c', 'd'),
             delay: fc.nat(5),
             fails: fc.boolean(),
+            weight: fc.nat(10),
           }),
           { minLength: 1, maxLength: 40 },
         ),
@@ -41,7 +43,8 @@ describe('KeyBatcher invariants', () => {
         fc.nat(3),
         fc.boolean(),
         fc.constantFrom('microtask' as const, 'turn' as const),
-        async (calls, maxBatchSize, maxInFlight, spread, idleRunsAlone, gather) => {
+        fc.option(fc.integer({ min: 1, max: 20 }), { nil: undefined }),
+        async (calls, maxBatchSize, maxInFlight, spread, idleRunsAlone, gather, maxBatchWeight) => {
           let inFlight = 0;
           let peak = 0;
           const batches: Call[][] = [];
@@ -66,6 +69,7 @@ describe('KeyBatcher invariants', () => {
             runMany: statement,
             idleRunsAlone,
             gather,
+            ...(maxBatchWeight === undefined ? {} : { maxBatchWeight, weightOf: (c) => c.weight }),
           });
           // Calls arrive over a few microtasks, not all in one tick.
           const settled = calls.map(async (call, i) => {
@@ -82,6 +86,11 @@ describe('KeyBatcher invariants', () => {
           for (const batch of batches) {
             expect(batch.length).toBeLessThanOrEqual(maxBatchSize);
             expect(new Set(batch.map((c) => c.key)).size).toBe(batch.length);
+            // Over the weight only when one call alone is: a call always goes.
+            const weight = batch.reduce((sum, c) => sum + c.weight, 0);
+            if (maxBatchWeight !== undefined && batch.length > 1) {
+              expect(weight).toBeLessThanOrEqual(maxBatchWeight);
+            }
           }
           expect(peak).toBeLessThanOrEqual(maxInFlight);
           expect(ones).toBe(batches.filter((b) => b.length === 1).length);

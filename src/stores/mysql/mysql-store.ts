@@ -76,11 +76,13 @@ const MAX_BEGIN_ROUNDS = 50;
 const MAX_CONFLICT_RUNS = 5;
 
 /**
- * A result or error longer than this (in characters) is completed alone, never in a batch: a
- * batch stays far below max_allowed_packet (4 MiB on old servers), and one huge value cannot
- * fail the others.
+ * A result or error longer than this (in characters) is completed alone, never in a batch, so
+ * one huge value cannot fail the others; the values of one batch together are bounded by
+ * {@link MAX_BATCH_VALUE_BYTES}, far below max_allowed_packet (1 MiB on the smallest servers).
  */
 const MAX_BATCHED_VALUE = 4096;
+/** Most bytes the values and keys of one batched statement may take (UTF-8, counted high). */
+const MAX_BATCH_VALUE_BYTES = 256 * 1024;
 /** Values from this many UTF-16 units on are checked against max_allowed_packet first. */
 const LARGE_VALUE = 256 * 1024;
 /** Room for the statement around a value: its text, the other parameters, the protocol. */
@@ -436,7 +438,13 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
   }
 
   const begins = batchedCalls(batching, beginOne, beginMany);
-  const finishes = batchedCalls(batching, finishOne, finishMany);
+  // A batch's values together stay far below max_allowed_packet (1 MiB on the smallest
+  // servers in use): many values just under MAX_BATCHED_VALUE, in three-byte characters,
+  // would otherwise make a statement the server cuts the connection over.
+  const finishes = batchedCalls(batching, finishOne, finishMany, {
+    maxBatchWeight: MAX_BATCH_VALUE_BYTES,
+    weightOf: (input) => input.key.length * 3 + input.value.length * 3,
+  });
 
   /**
    * The server's `max_allowed_packet`, read once, when a large value first comes. A statement
