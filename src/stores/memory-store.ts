@@ -11,6 +11,7 @@ import type {
 } from '../idempotency/store.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from './list-options.js';
 import { setStep } from '../idempotency/set-step.js';
+import { checkWellFormedKey } from './well-formed.js';
 
 /** Options of {@link createMemoryStore}. */
 export interface MemoryStoreOptions {
@@ -226,6 +227,8 @@ function checkKey(key: unknown): void {
   if (typeof key !== 'string' || key.length === 0) {
     throw new InvalidArgumentError(`store key must be a non-empty string, got ${typeof key}`);
   }
+  // Not needed to keep keys apart here, but every store refuses such a key alike.
+  checkWellFormedKey('memory store', key);
 }
 
 function checkString(value: unknown, what: string): void {

@@ -651,6 +651,18 @@ export function describeStoreConformance(
       expect((await store.list()).records).toEqual([]);
     });
 
+    it('refuses a key with a lone surrogate (two such keys would name one UTF-8 record)', async () => {
+      for (const key of ['k\uD800', 'k\uDBFF-x', '\uDC00']) {
+        await expect(store.begin(key, FP_A, lease(), ttl())).rejects.toMatchObject({
+          code: 'INVALID_ARGUMENT',
+          message: expect.stringContaining('lone UTF-16 surrogate'),
+        });
+      }
+      // A surrogate pair is well-formed text: kept as any other key.
+      const pair = acquired(await store.begin('k-\uD83D\uDE00', FP_A, lease(), ttl()));
+      expect((await store.get('k-\uD83D\uDE00'))?.token).toBe(pair.token);
+    });
+
     it('keeps steps named like Object members (__proto__, constructor, ...) as plain steps', async () => {
       const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
       // Built from entries: an object literal with a __proto__ key would set its prototype.

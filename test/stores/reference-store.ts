@@ -5,6 +5,7 @@
  * conformance suite runs against it too, so the suite itself is checked against a model.
  */
 import type { Clock } from '../../src/clock.js';
+import { checkWellFormedKey } from '../../src/stores/well-formed.js';
 import type {
   BeginResult,
   FencedResult,
@@ -31,6 +32,7 @@ export class ReferenceStore implements IdempotencyStore {
   constructor(private readonly clock: Clock) {}
 
   beginSync(key: string, fingerprint: string, leaseMs: number, ttlMs: number): BeginResult {
+    checkWellFormedKey('reference store', key);
     const now = this.clock.now();
     const old = this.records.get(key);
     const fresh = !old || old.expiresAt <= now;

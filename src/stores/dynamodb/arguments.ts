@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { utf8Bytes } from './item.js';
 import { showValue } from '../show-value.js';
+import { checkWellFormedKey } from '../well-formed.js';
 
 /** DynamoDB's bound on a partition key value. */
 const MAX_KEY_BYTES = 2048;
@@ -12,6 +13,7 @@ export function checkKey(key: unknown): asserts key is string {
       `dynamodb store: key must be a string of 1 to ${MAX_KEY_BYTES} UTF-8 bytes, got ${showValue(key)}`,
     );
   }
+  checkWellFormedKey('dynamodb store', key);
 }
 
 /** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { showValue } from '../show-value.js';
+import { checkWellFormedKey } from '../well-formed.js';
 
 /*
  * Argument checks of the MySQL store's methods: bad input becomes InvalidArgumentError naming
@@ -16,6 +17,7 @@ export function checkKey(key: unknown): asserts key is string {
       `mysql store: key must be a non-empty string of at most ${MAX_KEY_BYTES} UTF-8 bytes, got ${showValue(key)}`,
     );
   }
+  checkWellFormedKey('mysql store', key);
 }
 
 /** Throws unless `fingerprint` is a string of at most 255 UTF-8 bytes. */

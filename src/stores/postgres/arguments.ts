@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { showValue } from '../show-value.js';
+import { checkWellFormedKey } from '../well-formed.js';
 
 /*
  * Argument checks shared by the PostgreSQL store's methods. Every public entry point turns
@@ -17,6 +18,7 @@ export function checkKey(key: unknown): asserts key is string {
     );
   }
   checkNoNul('key', key);
+  checkWellFormedKey('postgres store', key);
 }
 
 /** Throws unless `value` is a string PostgreSQL `text` can hold (no NUL character). */

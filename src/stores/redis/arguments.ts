@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { showValue } from '../show-value.js';
+import { checkWellFormedKey } from '../well-formed.js';
 
 /** Throws {@link InvalidArgumentError} unless `key` is a non-empty string. */
 export function checkKey(key: unknown): asserts key is string {
@@ -8,6 +9,7 @@ export function checkKey(key: unknown): asserts key is string {
       `redis store: key must be a non-empty string, got ${showValue(key)}`,
     );
   }
+  checkWellFormedKey('redis store', key);
 }
 
 /** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */

@@ -28,6 +28,7 @@ import { WalHeaderWatch } from './wal-header-watch.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
+import { checkWellFormedKey } from '../well-formed.js';
 
 /** Options of {@link createSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -1134,6 +1135,7 @@ function checkKey(key: unknown): asserts key is string {
       `sqlite store: key must be a non-empty string; got ${JSON.stringify(key)}`,
     );
   }
+  checkWellFormedKey('sqlite store', key);
 }
 
 function checkToken(token: unknown): asserts token is number {
