@@ -32,10 +32,24 @@ export const systemClock: Clock = {
   now: () => Date.now(),
   elapsed: () => performance.now(),
   setTimer(ms, callback) {
-    const handle = setTimeout(callback, Math.max(0, ms));
+    // setTimeout fires at once for anything past 2^31 - 1 ms (about 24.8 days), and for NaN:
+    // a long wait is run as a chain of the longest timers, a NaN as no wait.
+    let handle: ReturnType<typeof setTimeout>;
+    const until = performance.now() + ms;
+    const arm = (left: number): void => {
+      if (left > MAX_TIMEOUT_MS) {
+        handle = setTimeout(() => arm(until - performance.now()), MAX_TIMEOUT_MS);
+      } else {
+        handle = setTimeout(callback, left > 0 ? left : 0);
+      }
+    };
+    arm(ms > 0 ? ms : 0);
     return () => clearTimeout(handle);
   },
 };
+
+/** The longest delay `setTimeout` honours. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /**
  * Waits `ms` on `clock`. An abort of `signal` ends the wait at once with an

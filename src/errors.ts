@@ -135,8 +135,13 @@ export class NonRetryableError extends ReprocessError {
       cause: options.cause,
       retryable: false,
     });
+    // Marked as such whatever its code and class name (a subclass with a code of its own).
+    Object.defineProperty(this, NON_RETRYABLE_BRAND, { value: true, enumerable: false });
   }
 }
+
+/** Marks a NonRetryableError, across copies of the package (a registered symbol). */
+export const NON_RETRYABLE_BRAND: unique symbol = Symbol.for('reprocess.NonRetryableError');
 
 // ---------------------------------------------------------------- idempotency
 

@@ -16,6 +16,11 @@ export function computeDelay(options: RetryOptions, retryIndex: number, random?:
   if (!Number.isInteger(retryIndex) || retryIndex < 0) {
     throw new InvalidArgumentError(`retryIndex must be an integer >= 0, got ${String(retryIndex)}`);
   }
+  if (random !== undefined && typeof random !== 'function') {
+    throw new InvalidArgumentError(
+      `random must be a function () => number in [0, 1), got ${typeof random}`,
+    );
+  }
   const policy = resolveRetryOptions(options);
   const draw = random ?? policy.random;
   const backoff = policy.backoff;

@@ -3,6 +3,7 @@ import {
   type AttemptTimeoutError,
   type DeadlineExceededError,
   ErrorCode,
+  NON_RETRYABLE_BRAND,
   type NonRetryableError,
   type RetryBudgetExhaustedError,
   type RetryExhaustedError,
@@ -39,10 +40,12 @@ export function isAbortedError(error: unknown): error is AbortedError {
   return isReprocessError(error, ErrorCode.ABORTED);
 }
 
-/** A failure marked as never retryable (whatever `code` it was given). */
+/** A failure marked as never retryable (whatever `code` it was given, and in a subclass). */
 export function isNonRetryableError(error: unknown): error is NonRetryableError {
   return (
     isReprocessError(error) &&
-    (error.code === ErrorCode.NON_RETRYABLE || error.name === 'NonRetryableError')
+    ((error as unknown as Record<symbol, unknown>)[NON_RETRYABLE_BRAND] === true ||
+      error.code === ErrorCode.NON_RETRYABLE ||
+      error.name === 'NonRetryableError')
   );
 }

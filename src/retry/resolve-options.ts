@@ -35,7 +35,7 @@ const JITTER_KINDS: readonly string[] = ['none', 'full', 'equal', 'decorrelated'
 /** {@link RetryOptions} validated, with defaults filled and every duration in ms. */
 export interface ResolvedRetryOptions<T = unknown> {
   readonly maxAttempts: number;
-  readonly backoff: Required<BackoffOptions>;
+  readonly backoff: Readonly<Required<BackoffOptions>>;
   /** Total time budget in ms, or undefined for none. */
   readonly deadline: number | undefined;
   /** Per-attempt timeout in ms, or undefined for none. */
@@ -84,7 +84,36 @@ export function defaultRetryOptions<T>(): ResolvedRetryOptions<T> {
   return defaultResolved as ResolvedRetryOptions<T>;
 }
 
+/** Every field of {@link RetryOptions}: anything else is a typo the caller must hear about. */
+const OPTION_NAMES: ReadonlySet<string> = new Set([
+  'maxAttempts',
+  'backoff',
+  'base',
+  'factor',
+  'cap',
+  'jitter',
+  'deadline',
+  'attemptTimeout',
+  'signal',
+  'classify',
+  'retryOnResult',
+  'budget',
+  'clock',
+  'random',
+  'name',
+  'onRetry',
+  'onGiveUp',
+  'onSuccess',
+]);
+
 function resolveFresh<T>(options: RetryOptions<T>): ResolvedRetryOptions<T> {
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name)) {
+      throw new InvalidArgumentError(
+        `unknown retry option ${JSON.stringify(name)}; the options are ${[...OPTION_NAMES].join(', ')}`,
+      );
+    }
+  }
   const maxAttempts = options.maxAttempts ?? RETRY_DEFAULTS.maxAttempts;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new InvalidArgumentError(
@@ -125,16 +154,16 @@ function resolveFresh<T>(options: RetryOptions<T>): ResolvedRetryOptions<T> {
     throw new InvalidArgumentError('clock must have now() and setTimer()');
   }
   const budget = options.budget;
-  if (budget !== undefined && typeof budget.tryAcquireRetry !== 'function') {
-    throw new InvalidArgumentError('budget must implement RetryBudget (tryAcquireRetry...)');
-  }
+  if (budget !== undefined) checkBudget(budget);
   const signal = options.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new InvalidArgumentError('signal must be an AbortSignal');
   }
-  return {
+  // Frozen: a resolution may be shared (the profiles, any frozen options), so nobody may
+  // change it for the others through a policy's `options`.
+  return Object.freeze({
     maxAttempts,
-    backoff: normalizeBackoff({ kind, base, factor, cap, jitter }),
+    backoff: Object.freeze(normalizeBackoff({ kind, base, factor, cap, jitter })),
     deadline,
     attemptTimeout,
     signal,
@@ -147,7 +176,7 @@ function resolveFresh<T>(options: RetryOptions<T>): ResolvedRetryOptions<T> {
     onRetry: options.onRetry,
     onGiveUp: options.onGiveUp,
     onSuccess: options.onSuccess,
-  };
+  });
 }
 
 function timerMs(value: Duration, field: string): number {
@@ -163,6 +192,24 @@ function positiveMs(value: Duration | undefined, field: string): number | undefi
   const ms = toMs(value, field);
   if (ms <= 0) throw new InvalidArgumentError(`${field} must be greater than 0, got ${ms}`);
   return ms;
+}
+
+/** A {@link RetryBudget}: its four methods (and `refundRetry`, when it has one) functions. */
+function checkBudget(budget: unknown): asserts budget is RetryBudget {
+  if (typeof budget !== 'object' || budget === null) {
+    throw new InvalidArgumentError(
+      `budget must be a RetryBudget (createTokenBucketBudget(), createRatioBudget()), got ${budget === null ? 'null' : typeof budget}`,
+    );
+  }
+  for (const method of ['onRequest', 'tryAcquireRetry', 'onSuccess', 'remaining']) {
+    if (typeof (budget as Record<string, unknown>)[method] !== 'function') {
+      throw new InvalidArgumentError(`budget must implement RetryBudget: it has no ${method}()`);
+    }
+  }
+  const refund = (budget as Record<string, unknown>).refundRetry;
+  if (refund !== undefined && typeof refund !== 'function') {
+    throw new InvalidArgumentError('budget.refundRetry must be a function when given');
+  }
 }
 
 function checkFunction(value: unknown, field: string): void {

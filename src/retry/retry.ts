@@ -11,15 +11,17 @@ import {
 import { type BackoffState, initialBackoffState, nextDelay } from './backoff.js';
 import { isRetryable, retryAfterMs } from './classify.js';
 import {
-  MAX_TIMER_MS,
   type ResolvedRetryOptions,
   defaultRetryOptions,
   resolveRetryOptions,
 } from './resolve-options.js';
+import type { RetryPolicy } from './retry-policy.js';
 import { type CallTelemetry, startCallTelemetry } from './telemetry.js';
 import type {
   AttemptContext,
+  Classifier,
   GiveUpEvent,
+  RetryBudget,
   RetryEvent,
   RetryOptions,
   SuccessEvent,
@@ -55,17 +57,37 @@ import type {
 export function retry<T>(
   fn: (ctx: AttemptContext) => Promise<T>,
   options?: RetryOptions<T>,
+): Promise<T>;
+/** Runs `fn` under a policy from {@link createRetryPolicy}, as `policy.execute(fn)` does. */
+export function retry<T>(
+  fn: (ctx: AttemptContext) => Promise<T>,
+  policy: RetryPolicy<T>,
+): Promise<T>;
+export function retry<T>(
+  fn: (ctx: AttemptContext) => Promise<T>,
+  options?: RetryOptions<T> | RetryPolicy<T>,
 ): Promise<T> {
   let policy: ResolvedRetryOptions<T>;
   try {
     if (typeof fn !== 'function') {
       throw new InvalidArgumentError(`retry: fn must be a function, got ${typeof fn}`);
     }
+    // A policy from createRetryPolicy runs the call itself: its options, budget and listeners.
+    if (isRetryPolicy<T>(options)) return options.execute(fn);
     policy = options === undefined ? defaultRetryOptions<T>() : resolveRetryOptions(options);
   } catch (error) {
     return Promise.reject(error);
   }
   return runRetry(policy, fn, policy.signal, undefined);
+}
+
+function isRetryPolicy<T>(options: unknown): options is RetryPolicy<T> {
+  return (
+    typeof options === 'object' &&
+    options !== null &&
+    typeof (options as { execute?: unknown }).execute === 'function' &&
+    typeof (options as { options?: unknown }).options === 'object'
+  );
 }
 
 /** Listeners registered on a policy (see createRetryPolicy). */
@@ -210,7 +232,9 @@ async function retryLoop<T>(
       const aborted = isAborted(failure) ? failure : new AbortedError(signal.reason);
       throw giveUp(call, attempt, 'aborted', aborted);
     }
-    if (!failedWithResult && !isRetryable(failure, policy.classify)) {
+    // A classifier that throws (a bug in it) decides "not retryable": the attempt's own
+    // failure is what the caller gets, after the give-up event, as for any final failure.
+    if (!failedWithResult && !retryableOrNot(failure, policy.classify)) {
       throw giveUp(call, attempt, 'not_retryable', failure);
     }
     if (attempt >= policy.maxAttempts) {
@@ -234,7 +258,7 @@ async function retryLoop<T>(
       if (failedWithResult) return failure as T;
       throw new DeadlineExceededError(attempt, failure);
     }
-    if (budget !== undefined && !budget.tryAcquireRetry(failure)) {
+    if (budget !== undefined && !acquired(budget, failure)) {
       giveUp(call, attempt, 'budget', failure);
       if (failedWithResult) return failure as T;
       throw new RetryBudgetExhaustedError(attempt, failure);
@@ -247,6 +271,8 @@ async function retryLoop<T>(
     try {
       await sleep(clock, delay, signal);
     } catch (error) {
+      // Aborted while waiting: the retry paid for is not sent, the budget gets it back.
+      budget?.refundRetry?.(failure);
       throw giveUp(call, attempt, 'aborted', error);
     }
     // A sleep that ended late (a stalled event loop, a slow timer) may have run into the
@@ -259,10 +285,11 @@ async function retryLoop<T>(
       throw new DeadlineExceededError(attempt, failure);
     }
 
-    attempt++;
     if (signal?.aborted) {
-      throw giveUp(call, attempt - 1, 'aborted', new AbortedError(signal.reason));
+      budget?.refundRetry?.(failure);
+      throw giveUp(call, attempt, 'aborted', new AbortedError(signal.reason));
     }
+    attempt++;
     telemetry?.attempt(attempt);
     let again: boolean;
     let value: T;
@@ -280,6 +307,24 @@ async function retryLoop<T>(
     }
     failure = value;
     failedWithResult = true;
+  }
+}
+
+/** `isRetryable`, false when the classifier throws. */
+function retryableOrNot(failure: unknown, classify: Classifier | undefined): boolean {
+  try {
+    return isRetryable(failure, classify);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the budget pays for a retry; a budget that throws (its store down) pays nothing. */
+function acquired(budget: RetryBudget, failure: unknown): boolean {
+  try {
+    return budget.tryAcquireRetry(failure);
+  } catch {
+    return false;
   }
 }
 
@@ -382,7 +427,8 @@ function guardedAttempt<T>(
   let timeoutMs = attemptTimeout ?? Number.POSITIVE_INFINITY;
   const left = deadlineAt - clock.now();
   if (left < timeoutMs) timeoutMs = Math.max(0, left);
-  const timed = timeoutMs <= MAX_TIMER_MS;
+  // Any finite timeout is timed: the system clock chains timers past setTimeout's limit.
+  const timed = timeoutMs !== Number.POSITIVE_INFINITY;
   const scope = new AttemptScope(attempt, deadlineAt, signal, timed);
   if (!timed && signal === undefined) return promised(fn(scope));
 
