@@ -124,12 +124,19 @@ export function createRetryingFetch(
     // Read once; every attempt sends the same bytes.
     const body = request.body === null ? undefined : new Uint8Array(await request.arrayBuffer());
 
+    // A response retried past is never read, and its body is cancelled to free the connection,
+    // but only once the next attempt starts: a retry that gives up after its sleep (the
+    // deadline reached meanwhile) returns this very response, which must still be readable.
+    let superseded: Response | undefined;
+    const discard = (): void => {
+      void superseded?.body?.cancel().catch(() => undefined);
+      superseded = undefined;
+    };
     const policy: RetryOptions<Response> = {
       ...base,
       retryOnResult: retryOn,
       onRetry(event) {
-        // A response we retry past is never read: free its connection.
-        if (event.error instanceof Response) void event.error.body?.cancel().catch(() => undefined);
+        if (event.error instanceof Response) superseded = event.error;
         userOnRetry?.(event);
       },
     };
@@ -140,7 +147,8 @@ export function createRetryingFetch(
     if (signal) policy.signal = signal;
 
     try {
-      return await retry(({ signal: attemptSignal }) => {
+      const response = await retry(({ signal: attemptSignal }) => {
+        discard();
         const attemptInit: RequestInit = {
           ...rest,
           method,
@@ -151,7 +159,10 @@ export function createRetryingFetch(
         if (body !== undefined) attemptInit.body = bodyInit(body);
         return fetchImpl(request.url, attemptInit);
       }, policy);
+      if (superseded !== response) discard();
+      return response;
     } catch (error) {
+      discard();
       if (signal?.aborted && error instanceof AbortedError) throw signal.reason;
       throw error;
     }

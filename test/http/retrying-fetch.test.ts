@@ -166,6 +166,30 @@ describe('retryingFetch against a real local server', () => {
     expect(delays).toEqual([]);
   });
 
+  it('returns a readable last response when the sleep before a retry wakes past the deadline', async () => {
+    const url = server.route('/stalled', (_hit, _n, res) =>
+      answer(res, 503, { 'retry-after': '1' }, '{"error":"overloaded, ticket T-123"}'),
+    );
+    const clock = new FakeClock();
+    const client = createRetryingFetch({
+      clock,
+      deadline: '2s',
+      retry: {
+        // The process stalls during the 1 s sleep: the clock is 2.5 s on when it wakes.
+        onRetry: () =>
+          setImmediate(() => {
+            clock.set(clock.now() + 2500);
+            void clock.advance(0);
+          }),
+      },
+    });
+    const response = await client(url, { method: 'POST', body: 'x' });
+    expect(server.hitsOf('/stalled')).toHaveLength(1);
+    expect(response.status).toBe(503);
+    expect(response.bodyUsed).toBe(false);
+    expect(await response.text()).toBe('{"error":"overloaded, ticket T-123"}');
+  });
+
   it('never retries a 422 or another 4xx: the response comes back at once', async () => {
     for (const status of [422, 400, 404, 401]) {
       const path = `/status-${status}`;
