@@ -317,6 +317,37 @@ describe('sqsHandler on a standard queue', () => {
     });
   });
 
+  it('runs two copies of one message in one batch one after the other: the second replays', async () => {
+    let effects = 0;
+    const t = setup({
+      async handler() {
+        effects += 1;
+        await new Promise((resolve) => setImmediate(resolve));
+      },
+      idempotency: { store: createMemoryStore(), lease: '30s' },
+    });
+    const event = fixture('sqs-standard.json');
+    const original = event.Records[0] as SqsRecordLike;
+    // Standard SQS may deliver one message twice in a batch: same id, other receipt handles.
+    event.Records = [original, { ...original, receiptHandle: 'AQEBsecond-receipt' }];
+    expect(await t.handler(event)).toEqual({ batchItemFailures: [] });
+    expect(effects).toBe(1);
+    expect(t.sqs.calls).toEqual([]);
+  });
+
+  it('lists a failed message once, however many copies of it the batch held, and runs it once', async () => {
+    const t = setup();
+    const event = fixture('sqs-standard.json');
+    const failing = event.Records.find(
+      (r) => (JSON.parse(r.body) as { amount?: number }).amount === 300,
+    ) as SqsRecordLike;
+    event.Records = [failing, { ...failing, receiptHandle: 'AQEBsecond-receipt' }];
+    expect(await t.handler(event)).toEqual({
+      batchItemFailures: [{ itemIdentifier: failing.messageId }],
+    });
+    expect(t.seen).toHaveLength(1);
+  });
+
   it('does not run a handler while the store is down, and backs the message off', async () => {
     let runs = 0;
     const store = createMemoryStore();

@@ -153,16 +153,17 @@ export function sqsHandler<B = unknown>(options: SqsHandlerOptions<B>): SqsHandl
 
   return async function reprocessSqsHandler(event: SqsEventLike): Promise<SqsBatchResponse> {
     const records = checkSqsEvent(event);
-    // Work units: one record each on a standard queue, one message group each on FIFO.
+    // Work units: one message each on a standard queue, one message group each on FIFO. A
+    // standard queue may hand over two copies of one message in one batch (same messageId,
+    // other receipt handles): they run one after the other, so the second replays the first
+    // instead of meeting it in progress and failing the message that succeeded.
     const units: Array<{ queue: SqsQueueRef; records: SqsRecordLike[] }> = [];
     const groups = new Map<string, { queue: SqsQueueRef; records: SqsRecordLike[] }>();
     for (const record of records) {
       const queue = queueOf(record.eventSourceARN);
-      if (!queue.fifo) {
-        units.push({ queue, records: [record] });
-        continue;
-      }
-      const groupKey = `${queue.arn}\u0000${record.attributes.MessageGroupId ?? ''}`;
+      const groupKey = queue.fifo
+        ? `${queue.arn}\u0000group\u0000${record.attributes.MessageGroupId ?? ''}`
+        : `${queue.arn}\u0000message\u0000${record.messageId}`;
       let unit = groups.get(groupKey);
       if (!unit) {
         unit = { queue, records: [] };
@@ -191,15 +192,15 @@ export function sqsHandler<B = unknown>(options: SqsHandlerOptions<B>): SqsHandl
         }
         if (!done) {
           failed.add(record);
-          if (unit.queue.fifo) blocked = true;
+          // The rest of a FIFO group waits behind it; a later copy of a failed message is
+          // reported with it rather than run again at once, past its backoff.
+          blocked = true;
         }
       }
     });
-    return {
-      batchItemFailures: records
-        .filter((record) => failed.has(record))
-        .map((record) => ({ itemIdentifier: record.messageId })),
-    };
+    // By message id, once each: copies of one message share their id.
+    const ids = new Set(records.filter((record) => failed.has(record)).map((r) => r.messageId));
+    return { batchItemFailures: [...ids].map((id) => ({ itemIdentifier: id })) };
   };
 }
 
