@@ -110,7 +110,8 @@ export function idempotencySettingsFromConfig(
   const ttl =
     c.ttl !== undefined
       ? toMs(c.ttl, 'idempotency.ttl')
-      : Math.round((c.ttl_hours ?? IDEMPOTENCY_CONFIG_DEFAULTS.ttlHours) * 3_600_000);
+      : // Rounded up, as idempotent() rounds: a tiny ttl_hours is 1 ms, never 0.
+        Math.ceil((c.ttl_hours ?? IDEMPOTENCY_CONFIG_DEFAULTS.ttlHours) * 3_600_000);
   const heartbeat =
     c.heartbeat === undefined
       ? true

@@ -3,7 +3,9 @@ import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { redactUrl } from '../redact-url.js';
+import { toMs } from '../duration.js';
 import { ConfigError, type ConfigIssue } from '../errors.js';
+import { DEFAULT_LEASE_MS } from '../idempotency/options.js';
 import { ALLOWED_FIELDS, BUDGET_FIELDS, configSchema } from './schema.js';
 import type { ReprocessConfig } from './types.js';
 
@@ -145,11 +147,34 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigIssue[] {
 }
 
 /** Rules across fields; read from the raw input so they apply even when zod failed. */
+/** A duration's ms, or undefined when it is not one (the schema reports that). */
+function durationOrUndefined(value: unknown): number | undefined {
+  if (typeof value !== 'number' && typeof value !== 'string') return undefined;
+  try {
+    return toMs(value);
+  } catch {
+    return undefined;
+  }
+}
+
 function crossFieldIssues(raw: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const idempotency = asRecord(valueAt(raw, ['idempotency']));
   if (idempotency && 'ttl_hours' in idempotency && 'ttl' in idempotency) {
     issues.push({ path: 'idempotency.ttl', message: 'give ttl_hours or ttl, not both' });
+  }
+  const beat = idempotency?.heartbeat;
+  if (idempotency && beat !== undefined && typeof beat !== 'boolean') {
+    // As idempotent() checks it: a beat as long as the lease lets the lease end between beats.
+    const beatMs = durationOrUndefined(beat);
+    const leaseMs =
+      idempotency.lease === undefined ? DEFAULT_LEASE_MS : durationOrUndefined(idempotency.lease);
+    if (beatMs !== undefined && leaseMs !== undefined && beatMs >= leaseMs) {
+      issues.push({
+        path: 'idempotency.heartbeat',
+        message: `must be shorter than the lease (${leaseMs} ms), or the lease ends between beats`,
+      });
+    }
   }
   if (idempotency && 'in_progress_wait' in idempotency && idempotency.on_in_progress !== 'wait') {
     issues.push({

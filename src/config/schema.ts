@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { type Duration, isDurationString, toMs } from '../duration.js';
+import { MAX_RECORD_DURATION_MS } from '../idempotency/options.js';
 import { MAX_TIMER_MS } from '../retry/resolve-options.js';
 import { STORE_FORMS, tryParseStoreSpec } from './store-spec.js';
 
@@ -30,6 +31,11 @@ function durationMs(value: Duration): number {
 const positiveDuration = z.custom<Duration>((v) => isDuration(v) && durationMs(v) > 0, {
   error: `must be a duration greater than 0: ${DURATION_FORMS}`,
 });
+/** How long a record is kept: more than 0, at most 100 years (what idempotent() accepts). */
+const recordDuration = z.custom<Duration>(
+  (v) => isDuration(v) && durationMs(v) > 0 && durationMs(v) <= MAX_RECORD_DURATION_MS,
+  { error: `must be a duration greater than 0 and at most 100 years: ${DURATION_FORMS}` },
+);
 /** A delay or timeout that a timer can wait for (setTimeout's limit, about 24.8 days). */
 const timerDuration = (positive: boolean) =>
   z.custom<Duration>(
@@ -87,8 +93,10 @@ export const idempotencySchema = z.strictObject(
       error: 'must be an operation name',
     }),
     store: store,
-    ttl_hours: number(0, true),
-    ttl: positiveDuration,
+    ttl_hours: number(0, true).max(MAX_RECORD_DURATION_MS / 3_600_000, {
+      error: 'must be a number > 0 and at most 876000 (100 years)',
+    }),
+    ttl: recordDuration,
     lease: timerDuration(true),
     heartbeat: heartbeat,
     on_duplicate: oneOf(ON_DUPLICATE_VALUES),

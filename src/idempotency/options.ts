@@ -13,6 +13,12 @@ export const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_LEASE_MS = 30_000;
 /** Default bound on an encoded result or step result: 256 KiB. */
 export const DEFAULT_MAX_RESULT_BYTES = 256 * 1024;
+/**
+ * The longest `ttl` or `lease`: 100 years. Records keep times as whole epoch milliseconds;
+ * far past this the expiry is no longer a safe integer and every store would refuse to read
+ * the record back.
+ */
+export const MAX_RECORD_DURATION_MS = 100 * 365 * 24 * 60 * 60 * 1000;
 /** Default bound on the number of stored steps of one operation. */
 export const DEFAULT_MAX_STEPS = 1000;
 /** Default bound on all step results of one operation together, as a multiple of maxResultBytes. */
@@ -211,5 +217,10 @@ function positiveDuration(value: unknown, fallback: number, what: string): numbe
   const ms = toMs(value as string | number, what);
   if (ms <= 0)
     throw new InvalidArgumentError(`${what} must be longer than 0, got ${String(value)}`);
+  if (ms > MAX_RECORD_DURATION_MS) {
+    throw new InvalidArgumentError(
+      `${what} must be at most 100 years (${MAX_RECORD_DURATION_MS} ms), got ${String(value)}`,
+    );
+  }
   return Math.ceil(ms);
 }

@@ -55,6 +55,56 @@ describe('reprocess check', () => {
     ]);
   });
 
+  it('a max_attempts in the millions or billions: 100 rows, the rest summed, exact worst case', async () => {
+    // Exponential from 100 ms, cap 30 s: 100 * (2^9 - 1) ms over the first nine retries, then
+    // 30 s for each of the rest.
+    const million = await report(
+      await files.write('million.yaml', 'retry_policy:\n  max_attempts: 1000000\n'),
+    );
+    expect(million.delays).toHaveLength(100);
+    expect(million.delays.at(-1)?.attempt).toBe(101);
+    expect(million.laterAttempts).toEqual({
+      from: 102,
+      to: 1_000_000,
+      lastMax: 30_000,
+      cumulativeMax: 51_100 + (999_999 - 9) * 30_000,
+    });
+    expect(million.worstCaseSleep).toBe(51_100 + (999_999 - 9) * 30_000);
+    const billion = await report(
+      await files.write(
+        'billion.yaml',
+        'retry_policy:\n  max_attempts: 1000000000\n  jitter: decorrelated\n',
+      ),
+    );
+    expect(billion.delays).toHaveLength(100);
+    expect(billion.laterAttempts?.to).toBe(1_000_000_000);
+    // Linear by 1 ms up to a 2,000 s cap: past a million rows the rest is summed in closed form.
+    const linear = await report(
+      await files.write(
+        'linear.yaml',
+        'retry_policy:\n  max_attempts: 3000000\n  backoff: linear\n  base: 1ms\n  cap: 2000s\n  jitter: none\n',
+      ),
+    );
+    // 1 + 2 + ... + 1,999,999 ms, then 2,000,000 ms for each of the last 1,000,000 retries.
+    expect(linear.worstCaseSleep).toBe((1_999_999 * 2_000_000) / 2 + 2_000_000 * 1_000_000);
+    const io = bufferIo();
+    const path = await files.write('text.yaml', 'retry_policy:\n  max_attempts: 1000000\n');
+    expect(await run([path], io)).toBe(0);
+    expect(io.stdout()).toContain('attempts 102 to 1000000: each at most 30s');
+  });
+
+  it('a max_attempts just past the rows shown sums like the rows would', async () => {
+    const small = await report(
+      await files.write('small.yaml', 'retry_policy:\n  max_attempts: 101\n  jitter: none\n'),
+    );
+    expect(small.laterAttempts).toBeUndefined();
+    expect(small.worstCaseSleep).toBe(small.delays.at(-1)?.cumulativeMax);
+    const more = await report(
+      await files.write('more.yaml', 'retry_policy:\n  max_attempts: 103\n  jitter: none\n'),
+    );
+    expect(more.worstCaseSleep).toBe((small.delays.at(-1)?.cumulativeMax ?? 0) + 2 * 30_000);
+  });
+
   it('worst-case total: attempts at their timeout plus delays, bounded by the deadline', async () => {
     const sync = await report(await files.write('sync.yaml', 'retry_policy:\n  profile: sync\n'));
     expect(sync.policy.maxAttempts).toBe(3);

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { idempotent } from '../../src/idempotency/idempotent.js';
+import { createMemoryStore } from '../../src/stores/memory-store.js';
 import {
   idempotencySettingsFromConfig,
   retryOptionsFromConfig,
@@ -93,6 +95,33 @@ describe('idempotencySettingsFromConfig', () => {
     expect(settings.onInProgress).toEqual({ wait: 4000 });
     expect(settings.fingerprint).toBe(false);
     expect(settings.store).toEqual({ kind: 'redis', url: 'redis://127.0.0.1:6379' });
+  });
+});
+
+describe('idempotencySettingsFromConfig builds what idempotent() accepts', () => {
+  it('a tiny ttl_hours is 1 ms, never 0', async () => {
+    const settings = idempotencySettingsFromConfig({ ttl_hours: 0.0000001 });
+    expect(settings.ttl).toBe(1);
+    const run = idempotent(async () => 'ok', {
+      store: createMemoryStore(),
+      key: 'id',
+      scope: 'op',
+      ttl: settings.ttl,
+    });
+    await expect(run({ id: 'a' })).resolves.toBe('ok');
+  });
+
+  it('idempotent() refuses a ttl or lease past 100 years', () => {
+    for (const options of [{ ttl: '1000000h' }, { lease: 4e12 }]) {
+      expect(() =>
+        idempotent(async () => 1, {
+          store: createMemoryStore(),
+          key: 'id',
+          scope: 'op',
+          ...options,
+        }),
+      ).toThrow(/at most 100 years/);
+    }
   });
 });
 

@@ -235,6 +235,23 @@ extra: true
     ]);
   });
 
+  it('what idempotent() refuses, check refuses: a heartbeat as long as the lease, a ttl past 100 years', async () => {
+    for (const idempotency of [
+      { heartbeat: '30s' },
+      { heartbeat: '10s', lease: '5s' },
+      { heartbeat: 2000, lease: 2000 },
+    ]) {
+      const error = await configError(() => parseConfig({ idempotency }));
+      expect(error.issues.map((i) => i.path)).toEqual(['idempotency.heartbeat']);
+      expect(error.message).toContain('shorter than the lease');
+    }
+    expect(parseConfig({ idempotency: { heartbeat: '29s' } }).idempotency?.heartbeat).toBe('29s');
+    for (const idempotency of [{ ttl_hours: 100_000_000_000 }, { ttl: '1000000h' }]) {
+      const error = await configError(() => parseConfig({ idempotency }));
+      expect(error.message).toContain('100 years');
+    }
+  });
+
   it('a budget without its type, and wrong types anywhere', async () => {
     const error = await configError(() =>
       parseConfig({

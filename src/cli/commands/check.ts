@@ -49,7 +49,10 @@ export interface CheckReport {
     attemptTimeout: number | undefined;
     budget: Record<string, string | number> | undefined;
   };
+  /** The first {@link SHOWN_ROWS} retries, one row each. */
   delays: DelayRow[];
+  /** The retries after those rows, summed up (a max_attempts in the thousands or more). */
+  laterAttempts: { from: number; to: number; lastMax: number; cumulativeMax: number } | undefined;
   /** Whether medians come from seeded sampling (decorrelated jitter) rather than a formula. */
   sampledMedians: boolean;
   /** Worst-case time asleep: the sum of max delays, bounded by the deadline. */
@@ -143,7 +146,18 @@ export function buildReport(
 ): CheckReport {
   const policy = resolveRetryOptions(retryOptionsFromConfig(config.retry_policy));
   const delays = delayRows(policy, seed, samples);
-  const sumMax = delays.reduce((sum, row) => sum + row.max, 0);
+  const retries = policy.maxAttempts - 1;
+  const totals = maxDelayTotals(policy.backoff, retries);
+  const sumMax = totals.sum;
+  const laterAttempts =
+    retries > delays.length
+      ? {
+          from: delays.length + 2,
+          to: policy.maxAttempts,
+          lastMax: totals.last,
+          cumulativeMax: totals.sum,
+        }
+      : undefined;
   const deadline = policy.deadline;
   const worstCaseSleep = deadline === undefined ? sumMax : Math.min(deadline, sumMax);
   let worstCaseTotal: number | undefined;
@@ -169,6 +183,7 @@ export function buildReport(
       budget: budgetSummary(config.retry_policy?.budget),
     },
     delays,
+    laterAttempts,
     sampledMedians: policy.backoff.jitter === 'decorrelated',
     worstCaseSleep,
     worstCaseTotal,
@@ -184,7 +199,7 @@ export function buildReport(
  */
 function delayRows(policy: ResolvedRetryOptions, seed: number, samples: number): DelayRow[] {
   const o = policy.backoff;
-  const retries = policy.maxAttempts - 1;
+  const retries = Math.min(policy.maxAttempts - 1, SHOWN_ROWS);
   const rows: DelayRow[] = [];
   let medians: number[] | undefined;
   if (o.jitter === 'decorrelated' && retries > 0) {
@@ -217,6 +232,44 @@ function delayRows(policy: ResolvedRetryOptions, seed: number, samples: number):
     rows.push({ attempt: n + 2, min, median: mid, max, cumulativeMax: cumulative });
   }
   return rows;
+}
+
+/** Rows shown (and sampled) at most: the delays reach their cap long before. */
+const SHOWN_ROWS = 100;
+
+/**
+ * The sum of the max delays of `retries` retries, and the last of them, without a row per
+ * retry: a max_attempts of a billion is a valid config. Each max only grows, up to the cap,
+ * and once one equals the one before it stays so (a delay that stops growing is capped, or
+ * zero), so the loop ends there and counts the rest at once. Linear growth can take up to
+ * cap/base steps to get there: past a million, the rest is summed in closed form.
+ */
+function maxDelayTotals(
+  o: ResolvedRetryOptions['backoff'],
+  retries: number,
+): { sum: number; last: number } {
+  let sum = 0;
+  let prev = o.base;
+  let last = Number.NaN;
+  for (let n = 0; n < retries; n++) {
+    if (n === 1_000_000 && o.kind === 'linear' && o.jitter !== 'decorrelated' && o.base > 0) {
+      // Rows n..retries-1: base * (n + 1) until that reaches the cap, then the cap.
+      const capped = Math.max(n, Math.ceil(o.cap / o.base) - 1);
+      const until = Math.min(retries, capped);
+      const triangle = (k: number) => (k * (k + 1)) / 2;
+      sum += o.base * (triangle(until) - triangle(n)) + o.cap * (retries - until);
+      return { sum, last: baseDelay(o, retries - 1) };
+    }
+    const { max } = jitterBounds(o.jitter, { d: baseDelay(o, n), base: o.base, cap: o.cap, prev });
+    if (max === last) {
+      sum += max * (retries - n);
+      return { sum, last };
+    }
+    sum += max;
+    prev = max;
+    last = max;
+  }
+  return { sum, last: Number.isNaN(last) ? 0 : last };
 }
 
 function median(values: number[]): number {
@@ -345,9 +398,15 @@ function render(report: CheckReport): string {
         ]),
       ]),
     );
+    const later = report.laterAttempts;
+    if (later !== undefined) {
+      lines.push(
+        `  attempts ${later.from} to ${later.to}: each at most ${formatMs(later.lastMax)}; cumulative max ${formatMs(later.cumulativeMax)}`,
+      );
+    }
   }
   lines.push('');
-  const sumMax = report.delays.at(-1)?.cumulativeMax ?? 0;
+  const sumMax = report.laterAttempts?.cumulativeMax ?? report.delays.at(-1)?.cumulativeMax ?? 0;
   const cut = (raw: number) =>
     p.deadline !== undefined && p.deadline < raw
       ? `; ${formatMs(raw)}, bounded by the ${formatMs(p.deadline)} deadline`
