@@ -134,6 +134,14 @@ describe('reprocess simulate', () => {
     const nowhere = buffers();
     expect(await run(['--out', '/nonexistent-dir-of-reprocess/x.html'], nowhere)).toBe(2);
     expect(nowhere.stderr.join('')).toMatch(/no such directory/);
+    const directory = buffers();
+    expect(await run(['--requests', '100', '--out', tmpdir()], directory)).toBe(2);
+    expect(directory.stderr.join('')).toMatch(/is a directory; give a file path/);
+    const full = buffers();
+    expect(await run(['--requests', '100', '--json', '--out', '/dev/full'], full)).toBe(1);
+    expect(full.stderr.join('')).toBe(
+      'reprocess simulate: cannot write the report /dev/full (ENOSPC)',
+    );
   });
 
   it('reports an invalid config file with exit code 1 and the field path', async () => {

@@ -137,6 +137,19 @@ describe('reprocess demo command line', () => {
     expect(io.stdout).toEqual([]);
     // It did not run the demo first: the store it would have opened was never created.
     expect(existsSync(store)).toBe(false);
+    // An --out that is a directory: the same, before the run.
+    const again = buffers();
+    expect(await run(['--store', `sqlite:${store}`, '--out', dir], again)).toBe(2);
+    expect(again.stderr.join('')).toMatch(/is a directory; give a file path/);
+    expect(existsSync(store)).toBe(false);
+  });
+
+  it('a report that cannot be written after the run is one line on stderr, exit 1', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reprocess-demo-full-'));
+    const io = buffers();
+    const args = ['--invoices', '5', '--store', `sqlite:${join(dir, 's.sqlite')}`, '--json'];
+    expect(await run([...args, '--out', '/dev/full'], io)).toBe(1);
+    expect(io.stderr.join('')).toBe('reprocess demo: cannot write the report /dev/full (ENOSPC)');
   });
 
   it('gives another seed other faults, not the same ones on renumbered invoices', async () => {

@@ -1,12 +1,11 @@
-import { writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoReport, demoSummary, demoTable } from '../../demo/demo-report.js';
 import { DEFAULT_FAULT_RATES, type FaultRates } from '../../demo/faults.js';
 import { type DemoMode, type ModeResult, runDemo } from '../../demo/run-demo.js';
 import { isReprocessError } from '../../errors.js';
 import { renderReport } from '../../report/html-report.js';
-import { isDirectory } from '../files.js';
+import { outPathProblem, writeReport } from '../files.js';
 import type { CliIo } from '../io.js';
 
 const RATE_FLAGS: Record<string, keyof FaultRates> = {
@@ -108,8 +107,9 @@ export async function run(args: string[], io: CliIo): Promise<number> {
   }
   const out = resolve((values.out as string | undefined) ?? 'reprocess-report.html');
   // Before the run, not after it: a report that cannot be written is a usage error.
-  if (!(await isDirectory(dirname(out)))) {
-    io.err(`reprocess demo: --out ${out}: no such directory ${dirname(out)}\n\n${USAGE}`);
+  const outProblem = await outPathProblem(out);
+  if (outProblem !== undefined) {
+    io.err(`reprocess demo: --out ${out}: ${outProblem}\n\n${USAGE}`);
     return 2;
   }
   let result: Awaited<ReturnType<typeof runDemo>>;
@@ -130,7 +130,11 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
-  await writeFile(out, renderReport(demoReport(result)));
+  const unwritten = await writeReport(out, renderReport(demoReport(result)));
+  if (unwritten !== undefined) {
+    io.err(`reprocess demo: ${unwritten}`);
+    return 1;
+  }
   // The demo's claim is that protection leaves no harm: when it does not hold, say so and fail.
   const harm = protectedHarm(result.protected);
   if (values.json) {

@@ -1,5 +1,4 @@
-import { writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../config/load-config.js';
 import { budgetFromConfig, retryOptionsFromConfig } from '../../config/from-config.js';
@@ -14,7 +13,7 @@ import {
   simulationTables,
 } from '../../sim/run-simulation.js';
 import type { RetryOptions } from '../../retry/types.js';
-import { isDirectory } from '../files.js';
+import { outPathProblem, writeReport } from '../files.js';
 import type { CliIo } from '../io.js';
 
 const USAGE = `usage: reprocess simulate [options]
@@ -143,8 +142,9 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     throw error;
   }
   const out = resolve((values.out as string | undefined) ?? 'reprocess-simulate.html');
-  if (!(await isDirectory(dirname(out)))) {
-    io.err(`reprocess simulate: --out ${out}: no such directory ${dirname(out)}\n\n${USAGE}`);
+  const outProblem = await outPathProblem(out);
+  if (outProblem !== undefined) {
+    io.err(`reprocess simulate: --out ${out}: ${outProblem}\n\n${USAGE}`);
     return 2;
   }
   let configPolicy: RetryOptions | undefined;
@@ -186,7 +186,11 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
-  await writeFile(out, renderReport(simulationReport(results)));
+  const unwritten = await writeReport(out, renderReport(simulationReport(results)));
+  if (unwritten !== undefined) {
+    io.err(`reprocess simulate: ${unwritten}`);
+    return 1;
+  }
   if (values.json) {
     const slim = {
       scenario: results.scenario,
