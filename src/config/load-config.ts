@@ -123,7 +123,11 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 
 function show(value: unknown): string {
   // A bad value can be a store URL with its password: shown without it.
-  if (typeof value === 'string') return JSON.stringify(redactUrl(value));
+  if (typeof value === 'string') {
+    // A file that is not YAML at all (a database, a binary) parses as one long string.
+    const text = JSON.stringify(redactUrl(value));
+    return text.length <= 80 ? text : `a string of ${value.length} characters`;
+  }
   if (typeof value === 'object' && value !== null) {
     return Array.isArray(value) ? 'a list' : 'a mapping';
   }

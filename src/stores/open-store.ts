@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock } from '../clock.js';
 import { redactUrl } from '../redact-url.js';
@@ -10,6 +11,11 @@ export interface OpenStoreOptions {
   clock?: Clock;
   /** Directory that relative SQLite paths and the `key-value` default resolve against (default `process.cwd()`). */
   cwd?: string;
+  /**
+   * Refuse to create a store file that is not there (SQLite): for tools that inspect a store,
+   * where a mistyped path must be an error rather than a new, empty database.
+   */
+  mustExist?: boolean;
 }
 
 /** What `openStore` accepts, for error messages and the CLI's usage text. */
@@ -86,6 +92,9 @@ export async function openStore(
     const parsed =
       text === 'key-value' ? { path: sqlite.DEFAULT_SQLITE_PATH } : sqlite.parseSqliteUrl(text);
     const path = parsed.path === ':memory:' ? parsed.path : resolve(cwd, parsed.path);
+    if (options.mustExist === true && path !== ':memory:' && !existsSync(path)) {
+      throw new StoreUnavailableError(`sqlite store: no store file at ${path}`);
+    }
     return sqlite.createSqliteStore({ ...parsed, path, ...clock });
   }
 

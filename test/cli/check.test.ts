@@ -105,6 +105,14 @@ describe('reprocess check', () => {
     expect(more.worstCaseSleep).toBe((small.delays.at(-1)?.cumulativeMax ?? 0) + 2 * 30_000);
   });
 
+  it('a file that is not YAML at all: a short message, not the file', async () => {
+    const path = await files.write('binary.yaml', `SQLite format 3\u0000${'x'.repeat(20_000)}`);
+    const io = bufferIo();
+    expect(await run([path], io)).toBe(1);
+    expect(io.stderr()).toMatch(/a string of 20016 characters/);
+    expect(io.stderr().length).toBeLessThan(500);
+  });
+
   it('worst-case total: attempts at their timeout plus delays, bounded by the deadline', async () => {
     const sync = await report(await files.write('sync.yaml', 'retry_policy:\n  profile: sync\n'));
     expect(sync.policy.maxAttempts).toBe(3);

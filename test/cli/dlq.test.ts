@@ -115,10 +115,14 @@ describe('reprocess dlq: usage', () => {
     [['show', 'x', '--broker', AMQP_URL, '--queue', 'q', '--key', 'k'], /not filters/],
     [['list', '--broker', AMQP_URL, '--queue', 'q', '--colour'], /colour/],
     [['list', 'extra', '--broker', AMQP_URL, '--queue', 'q'], /takes no argument/],
+    [['list', '--broker', 'amqp://guest:pw-9@127.0.0.1:99999', '--queue', 'q'], /not a valid URL/],
+    [['list', '--broker', 'amqp://guest:pw-9@[::1:5672', '--queue', 'q'], /not a valid URL/],
+    [['list', '--broker', 'nats://127.0.0.1:4222,nats://[x', '--stream', 'S'], /not a valid URL/],
   ])('%j is a usage error (exit 2, with the usage)', async (args, message) => {
     const r = await cli(...(args as string[]));
     expect(r.code).toBe(2);
     expect(r.err).toMatch(message);
+    expect(r.err).not.toContain('pw-9');
     expect(r.err).toMatch(/Usage: reprocess dlq/);
   });
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -222,6 +222,23 @@ describe('reprocess records', () => {
   it('reports a store that cannot be opened with exit 1 and a clear message', async () => {
     const io = bufferIo();
     expect(await run(['list', '--store', 'sqlite:/proc/self/nope.sqlite'], io)).toBe(1);
-    expect(io.stderr()).toMatch(/not writable/);
+    expect(io.stderr()).toMatch(/no store file at \/proc\/self\/nope\.sqlite/);
+  });
+
+  it('never creates a store it was asked to inspect: a mistyped path is exit 1', async () => {
+    for (const command of [['list'], ['purge'], ['delete', 'k']]) {
+      const io = bufferIo();
+      const typo = join(dir, 'data', 'idempotncy.sqlite');
+      expect(await run([...command, '--store', `sqlite:${typo}`], io), command[0]).toBe(1);
+      expect(io.stderr()).toMatch(/no store file at/);
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+    }
+  });
+
+  it('bounds --limit to what every store takes', async () => {
+    const io = bufferIo();
+    const path = join(dir, 'store.sqlite');
+    expect(await run(['purge', '--store', `sqlite:${path}`, '--limit', '3000000000'], io)).toBe(2);
+    expect(io.stderr()).toMatch(/--limit must be a whole number from 1 to 2147483647/);
   });
 });

@@ -54,7 +54,16 @@ describe('reprocess store: usage', () => {
   it('says a store without a schema needs nothing', async () => {
     const io = capture();
     expect(await run(['init', 'memory:'], io)).toBe(0);
-    expect(io.stdout.join('\n')).toBe('memory: this store needs no schema; nothing to do');
+    expect(io.stdout.join('\n')).toBe(
+      'memory: reachable; this store needs no schema; nothing to do',
+    );
+  });
+
+  it('fails (exit 1) when a store without a schema cannot be reached: init is a deploy step', async () => {
+    const io = capture();
+    expect(await run(['init', 'redis://127.0.0.1:1'], io)).toBe(1);
+    expect(io.stdout).toEqual([]);
+    expect(io.stderr.join('\n')).toMatch(/reprocess store: init failed: redis store/);
   });
 });
 

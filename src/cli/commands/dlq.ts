@@ -121,6 +121,7 @@ function parse(args: string[]): Parsed {
       );
     }
     if (!values.queue) throw new UsageError('an amqp:// broker needs --queue <source queue>');
+    checkBrokerUrl(url);
     broker = { kind: 'amqp', url, queue: values.queue };
     if (values['dead-letter-queue'] !== undefined) {
       broker.deadLetterQueue = values['dead-letter-queue'];
@@ -130,6 +131,8 @@ function parse(args: string[]): Parsed {
       throw new UsageError('--queue and --dead-letter-queue are for amqp:// brokers; use --stream');
     }
     if (!values.stream) throw new UsageError('a nats:// broker needs --stream <source stream>');
+    // A comma-separated list of servers is one URL each.
+    for (const server of url.split(',')) checkBrokerUrl(server.trim());
     broker = { kind: 'nats', servers: url, stream: values.stream };
     if (values['dead-letter-stream'] !== undefined) {
       broker.deadLetterStream = values['dead-letter-stream'];
@@ -379,4 +382,13 @@ function toJson(m: QuarantinedMessage, withBody: boolean): Record<string, unknow
     else out.bodyBase64 = Buffer.from(m.body).toString('base64');
   }
   return out;
+}
+
+/** A broker URL the drivers can take (a port out of range, a bracket left open): a usage error. */
+function checkBrokerUrl(url: string): void {
+  try {
+    new URL(url);
+  } catch {
+    throw new UsageError(`--broker is not a valid URL: "${redactUrl(url)}"`);
+  }
 }

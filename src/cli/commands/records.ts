@@ -117,13 +117,22 @@ function parse(args: string[]): Parsed {
     if (command !== 'list' && command !== 'purge') {
       throw new UsageError('--limit applies to list and purge');
     }
-    if (!/^\d+$/.test(values.limit) || Number(values.limit) < 1) {
-      throw new UsageError(`--limit must be a whole number >= 1; got "${values.limit}"`);
+    if (
+      !/^\d+$/.test(values.limit) ||
+      Number(values.limit) < 1 ||
+      Number(values.limit) > MAX_LIMIT
+    ) {
+      throw new UsageError(
+        `--limit must be a whole number from 1 to ${MAX_LIMIT}; got "${values.limit}"`,
+      );
     }
     parsed.limit = Number(values.limit);
   }
   return parsed;
 }
+
+/** The largest --limit: what every store's LIMIT takes (a 32-bit integer on PostgreSQL). */
+const MAX_LIMIT = 2_147_483_647;
 
 /** `reprocess records list|show|delete|purge --store <url>`. */
 export function run(args: string[], io: CliIo): Promise<number> {
@@ -132,7 +141,9 @@ export function run(args: string[], io: CliIo): Promise<number> {
       name: 'records',
       help: HELP,
       parse,
-      open: (parsed) => openStore(parsed.store),
+      // Inspecting a store must not create one: a mistyped SQLite path is an error, not an
+      // empty new database that "holds no records".
+      open: (parsed) => openStore(parsed.store, { mustExist: true }),
       execute,
       close: async (store) => store.close?.(),
     },

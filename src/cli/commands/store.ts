@@ -22,6 +22,9 @@ Exit codes: 0 ok, 1 failure (store unreachable, no permission...), 2 usage error
 
 class UsageError extends Error {}
 
+/** A key no operation has (not a SHA-256 of anything known), read to reach the server. */
+const PROBE_KEY = '0'.repeat(64);
+
 /** A store that may have a schema helper: createSchema (SQL stores) or createTable (DynamoDB). */
 type Preparable = IdempotencyStore & {
   createSchema?: () => Promise<unknown>;
@@ -96,7 +99,9 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     } else if (typeof store.createTable === 'function') {
       io.out(describeResult(store, await store.createTable()));
     } else {
-      io.out(`${store.name}: this store needs no schema; nothing to do`);
+      // Still one round trip: as a deploy step, init must fail when the store is unreachable.
+      await store.get(PROBE_KEY);
+      io.out(`${store.name}: reachable; this store needs no schema; nothing to do`);
     }
     return 0;
   } catch (error) {
