@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import {
   type PostgresStoreOptions,
   createPostgresStore,
@@ -96,6 +96,24 @@ await describeWithService('postgres', 'postgres store outages', () => {
       });
     });
   }
+
+  it('a statement past queryTimeoutMs is cancelled on the server too: no claim is left behind', async () => {
+    const store = await openPostgresStore(url, { schema, table, poolSize: 1, queryTimeoutMs: 300 });
+    try {
+      const blocker = await blockWrites();
+      const timedOut = await store.begin('pgo-timeout', 'f'.repeat(64), 60_000, 60_000).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(timedOut).toMatchObject({ code: 'STORE_UNAVAILABLE' });
+      await unblock(blocker);
+      // Abandoned by the client and cancelled by the server: the key is free for the next call.
+      const next = await store.begin('pgo-timeout', 'f'.repeat(64), 60_000, 60_000);
+      expect(next).toMatchObject({ kind: 'acquired', attempts: 1 });
+    } finally {
+      await store.close?.();
+    }
+  });
 
   serverOutageCases({
     serverPort: SERVICES.postgres.port,

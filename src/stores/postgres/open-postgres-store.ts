@@ -12,7 +12,10 @@ export interface OpenPostgresStoreOptions extends PostgresStoreOptions {
   poolSize?: number;
   /** Give up connecting after this many ms (default 5000): an unreachable server fails fast. */
   connectTimeoutMs?: number;
-  /** Give up waiting for one statement after this many ms (default 15000). */
+  /**
+   * Give up waiting for one statement after this many ms (default 15000), on both sides: the
+   * client stops waiting and the server cancels the statement (`statement_timeout`).
+   */
   queryTimeoutMs?: number;
 }
 
@@ -72,6 +75,10 @@ export async function openPostgresStore(
     max: poolSize,
     connectionTimeoutMillis: merged.connectTimeoutMs ?? 5000,
     query_timeout: merged.queryTimeoutMs ?? 15_000,
+    // The server gives up on a statement when the client does: otherwise a statement the
+    // client abandoned (waiting on a lock) still runs later and leaves a claim no caller
+    // holds, which keeps its key in progress for a whole lease.
+    statement_timeout: merged.queryTimeoutMs ?? 15_000,
     idleTimeoutMillis: 30_000,
   });
   // A connection that dies while idle is removed by the pool; without a listener the
