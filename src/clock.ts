@@ -52,6 +52,25 @@ export const systemClock: Clock = {
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /**
+ * `clock.setTimer(ms, callback)`, but never asking a clock for more than `setTimeout` can
+ * wait: a clock of the caller's own built on `setTimeout` would fire such a timer at once. A
+ * longer wait is a chain of shorter timers, each re-armed for what is left on `clock.now()`.
+ */
+export function setTimerOn(clock: Clock, ms: number, callback: () => void): () => void {
+  if (clock === systemClock || !(ms > MAX_TIMEOUT_MS)) return clock.setTimer(ms, callback);
+  const until = clock.now() + ms;
+  let cancel: () => void = () => undefined;
+  const arm = (left: number): void => {
+    cancel =
+      left > MAX_TIMEOUT_MS
+        ? clock.setTimer(MAX_TIMEOUT_MS, () => arm(until - clock.now()))
+        : clock.setTimer(Math.max(0, left), callback);
+  };
+  arm(ms);
+  return () => cancel();
+}
+
+/**
  * Waits `ms` on `clock`. An abort of `signal` ends the wait at once with an
  * {@link AbortedError} (whose cause is the signal's reason).
  */
@@ -63,7 +82,7 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
       cancel();
       reject(new AbortedError(signal?.reason));
     };
-    const cancel = clock.setTimer(ms, () => {
+    const cancel = setTimerOn(clock, ms, () => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     });

@@ -110,8 +110,9 @@ export function idempotencySettingsFromConfig(
   const ttl =
     c.ttl !== undefined
       ? toMs(c.ttl, 'idempotency.ttl')
-      : // Rounded up, as idempotent() rounds: a tiny ttl_hours is 1 ms, never 0.
-        Math.ceil((c.ttl_hours ?? IDEMPOTENCY_CONFIG_DEFAULTS.ttlHours) * 3_600_000);
+      : // Whole ms (1.1 h is 3,960,000, not one more for the float's noise); a tiny
+        // ttl_hours is 1 ms, never 0.
+        Math.max(1, Math.round((c.ttl_hours ?? IDEMPOTENCY_CONFIG_DEFAULTS.ttlHours) * 3_600_000));
   const heartbeat =
     c.heartbeat === undefined
       ? true

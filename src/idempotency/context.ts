@@ -136,7 +136,7 @@ class GuardedContext implements IdempotencyContext {
   #used: Set<string> | undefined;
   // Counted by the first step that runs its work: the stored steps and those of this attempt
   // whose work ran or runs (as their names, they stay counted once their work ran), and the
-  // UTF-8 bytes of the stored ones (maxSteps, maxStepsBytes).
+  // UTF-8 bytes of the stored ones and of those being saved (maxSteps, maxStepsBytes).
   #count = -1;
   #bytes = 0;
 
@@ -205,6 +205,8 @@ class GuardedContext implements IdempotencyContext {
           ErrorCode.RESULT_TOO_LARGE,
         );
       }
+      // Taken now, before the save: steps running at once each count the others' bytes.
+      this.#bytes += bytes;
     } catch (error) {
       run.unstorable ??= error as ResultNotStorableError;
       throw error;
@@ -213,6 +215,7 @@ class GuardedContext implements IdempotencyContext {
     try {
       answer = await store.saveStep(run.key, run.token, name, encoded);
     } catch (error) {
+      this.#bytes -= bytes;
       const failure = storeFailure(store, 'saveStep', error);
       // Refused for its size by the store (DynamoDB's item limit): the work ran, so, as for a
       // result the codec refused, the run must end recorded as failed.
@@ -221,6 +224,7 @@ class GuardedContext implements IdempotencyContext {
     }
     const saved = checkFenced(store, 'saveStep', answer);
     if (saved.kind === 'lease_lost') {
+      this.#bytes -= bytes;
       const error = new LeaseLostError(
         `the lease was lost before step "${name}" could be saved; another worker holds the operation`,
       );
@@ -228,7 +232,6 @@ class GuardedContext implements IdempotencyContext {
       throw error;
     }
     setStep(run.steps, name, encoded);
-    this.#bytes += bytes;
     return value;
   }
 

@@ -1,5 +1,5 @@
 import { context } from '@opentelemetry/api';
-import { type Clock, sleep } from '../clock.js';
+import { type Clock, setTimerOn, sleep } from '../clock.js';
 import {
   AbortedError,
   AttemptTimeoutError,
@@ -427,7 +427,7 @@ function guardedAttempt<T>(
   let timeoutMs = attemptTimeout ?? Number.POSITIVE_INFINITY;
   const left = deadlineAt - clock.now();
   if (left < timeoutMs) timeoutMs = Math.max(0, left);
-  // Any finite timeout is timed: the system clock chains timers past setTimeout's limit.
+  // Any finite timeout is timed: setTimerOn chains timers past setTimeout's limit.
   const timed = timeoutMs !== Number.POSITIVE_INFINITY;
   const scope = new AttemptScope(attempt, deadlineAt, signal, timed);
   if (!timed && signal === undefined) return promised(fn(scope));
@@ -448,7 +448,7 @@ function guardedAttempt<T>(
       reject(new AbortedError(signal?.reason));
     };
     if (timed) {
-      cancelTimer = clock.setTimer(timeoutMs, () => {
+      cancelTimer = setTimerOn(clock, timeoutMs, () => {
         if (!settle()) return;
         const error = new AttemptTimeoutError(timeoutMs);
         scope.abort(error);

@@ -99,7 +99,8 @@ describe('idempotencySettingsFromConfig', () => {
 });
 
 describe('idempotencySettingsFromConfig builds what idempotent() accepts', () => {
-  it('a tiny ttl_hours is 1 ms, never 0', async () => {
+  it('a tiny ttl_hours is 1 ms, never 0; a fraction of an hour is whole ms', async () => {
+    expect(idempotencySettingsFromConfig({ ttl_hours: 1.1 }).ttl).toBe(3_960_000);
     const settings = idempotencySettingsFromConfig({ ttl_hours: 0.0000001 });
     expect(settings.ttl).toBe(1);
     const run = idempotent(async () => 'ok', {

@@ -359,6 +359,22 @@ describe('steps', () => {
     expect(effects).toEqual(['one', 'two']);
   });
 
+  it('steps saved at once count each other against maxStepsBytes', async () => {
+    const { clock, store } = setup();
+    const fn = async (ctx: IdempotencyContext) =>
+      Promise.all([
+        ctx.step('a', async () => 'x'.repeat(600)),
+        ctx.step('b', async () => 'y'.repeat(600)),
+      ]);
+    const options = { store, clock, maxStepsBytes: 1000 };
+    await expect(executeIdempotent(identity, fn, options)).rejects.toMatchObject({
+      code: ErrorCode.RESULT_TOO_LARGE,
+    });
+    const record = await store.get(storedKey);
+    expect(record?.status).toBe('failed');
+    expect(Object.keys(record?.steps ?? {})).toHaveLength(1);
+  });
+
   it('steps exactly at maxStepsBytes are stored', async () => {
     const { clock, store } = setup();
     const fn = async (ctx: IdempotencyContext) => {

@@ -359,6 +359,8 @@ describe('API Gateway HTTP API (v2) handler', () => {
           headers: {
             'content-type': 'text/plain',
             'content-disposition': 'inline; filename="café"',
+            // Latin-1 text that reads as UTF-8 bytes too: replayed as given, not as "é".
+            'content-location': '/files/Ã©t.txt',
           },
           multiValueHeaders: { 'content-language': ['de', 'Zoë'] },
           body: 'ok',
@@ -366,7 +368,12 @@ describe('API Gateway HTTP API (v2) handler', () => {
       },
       {
         store: createMemoryStore(),
-        replayHeaders: ['content-disposition', 'content-type', 'content-language'],
+        replayHeaders: [
+          'content-disposition',
+          'content-type',
+          'content-language',
+          'content-location',
+        ],
       },
     );
     await handler(withV1Key(v1Post(), 'latin1'), lambdaContext());
@@ -377,6 +384,7 @@ describe('API Gateway HTTP API (v2) handler', () => {
     expect(runs).toBe(1);
     expect(replay.headers?.['content-disposition']).toBe('inline; filename="café"');
     expect(replay.headers?.['content-language']).toBe('de, Zoë');
+    expect(replay.headers?.['content-location']).toBe('/files/Ã©t.txt');
   });
 
   it('returns binary results base64 on replay, byte for byte', async () => {

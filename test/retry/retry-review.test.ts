@@ -200,6 +200,37 @@ describe('long waits', () => {
     expect(errorOf(await outcome)).toBeInstanceOf(DeadlineExceededError);
   });
 
+  it("a caller's own clock on setTimeout is never asked for a timer past its limit", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const asked: number[] = [];
+    const ownClock = {
+      now: () => Date.now(),
+      setTimer(ms: number, callback: () => void) {
+        asked.push(ms);
+        const handle = setTimeout(callback, Math.max(0, ms));
+        return () => clearTimeout(handle);
+      },
+    };
+    const outcome = capture(
+      retry(
+        () =>
+          new Promise<string>((resolve) => {
+            setTimeout(() => resolve('done'), 50);
+          }),
+        { clock: ownClock, deadline: '30d', maxAttempts: 1 },
+      ),
+    );
+    await vi.advanceTimersByTimeAsync(50);
+    expect(await outcome).toEqual({ ok: true, value: 'done' });
+    expect(Math.max(...asked)).toBeLessThanOrEqual(2 ** 31 - 1);
+    // And the chained timer still cuts an attempt at the deadline.
+    const hung = capture(
+      retry(() => new Promise<never>(() => {}), { clock: ownClock, deadline: '30d' }),
+    );
+    await vi.advanceTimersByTimeAsync(30 * DAY);
+    expect(errorOf(await hung)).toBeInstanceOf(DeadlineExceededError);
+  });
+
   it('the system clock waits past setTimeout limit instead of firing at once', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
     let woke = false;

@@ -244,9 +244,9 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /*
  * A handler's header goes into a `Headers` (to be stored and replayed) as the bytes API Gateway
- * sends for it: a value with characters past U+00FF, which `Headers` refuses, goes in as its
- * UTF-8 bytes, one character each (a ByteString, as fetch itself gives such a header), and
- * comes back out of a replay as UTF-8 text again ({@link fromByteString}). A name or value no
+ * sends for it: a value past ASCII goes in as its UTF-8 bytes, one character each (a
+ * ByteString, as fetch itself gives such a header; `Headers` refuses characters past U+00FF),
+ * and comes back out of a replay as the same UTF-8 text ({@link fromByteString}). A name or value no
  * HTTP field can carry (CR, LF, NUL, a space in the name) is left out of the stored copy: the
  * handler's effect has happened by then, and failing here would free the key for a retry to
  * run it again. The first answer is the handler's own result, untouched either way.
@@ -266,13 +266,9 @@ function removeResultHeader(headers: Headers, name: string): void {
 
 function appendResultHeader(headers: Headers, name: string, value: string): void {
   try {
-    headers.append(name, value);
-    return;
-  } catch {
-    // Past U+00FF, or not a field value at all: try its bytes.
-  }
-  try {
-    headers.append(name, Buffer.from(value, 'utf8').toString('latin1'));
+    // Any text past ASCII goes in as its UTF-8 bytes, so that fromByteString is its exact
+    // inverse (Latin-1 text such as "Ã©" must not come back as "é").
+    headers.append(name, isAscii(value) ? value : Buffer.from(value, 'utf8').toString('latin1'));
   } catch {
     // CR, LF or NUL in the value, or a bad name: not an HTTP field.
   }
