@@ -29,12 +29,14 @@ export class ResponseNotReplayableError extends ReprocessError {
   readonly originalStatus: number;
   /** The bound on stored response bodies, in bytes, when the response was made. */
   readonly limit: number;
-  constructor(originalStatus: number, limit: number) {
+  constructor(originalStatus: number, limit: number, unseen = false) {
     super(
       ErrorCode.RESULT_TOO_LARGE,
-      `this request was already processed (status ${originalStatus}), but its response body ` +
-        `(larger than ${limit} bytes) was too large to store, so it cannot be replayed; the ` +
-        'operation will not run again under this key. Use a new key for a new operation.',
+      `this request was already processed (status ${originalStatus}), but its response ` +
+        (unseen
+          ? 'was written straight to the connection, so it was not stored and cannot be replayed; '
+          : `body (larger than ${limit} bytes) was too large to store, so it cannot be replayed; `) +
+        'the operation will not run again under this key. Use a new key for a new operation.',
       { status: 410 },
     );
     this.originalStatus = originalStatus;

@@ -59,6 +59,8 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
 ): FastifyIdempotencyPlugin {
   const core = createIdempotencyCore<Req>(options);
   const bridges = new WeakMap<object, Bridge>();
+  /** The payload the first onSend of a guarded reply hands on, once stored. */
+  const sending = new WeakMap<object, Promise<unknown>>();
 
   async function preParsing(
     request: Req,
@@ -89,9 +91,26 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
     return undefined;
   }
 
-  async function onSend(request: Req, reply: FastifyReplyLike, payload: unknown): Promise<unknown> {
+  function onSend(request: Req, reply: FastifyReplyLike, payload: unknown): Promise<unknown> {
     const bridge = bridges.get(request);
-    if (bridge === undefined || !bridge.proceeded || bridge.settled) return payload;
+    if (bridge === undefined || !bridge.proceeded) return Promise.resolve(payload);
+    // A second send of the same reply: an async handler that called reply.send() without
+    // returning reply, whose promise resolved while the first send was being stored, makes
+    // Fastify send again (with undefined). That second send hands on what the first does, so
+    // whichever writes first, the client gets the response that was stored.
+    const first = sending.get(request);
+    if (first !== undefined) return first;
+    if (bridge.settled) return Promise.resolve(payload);
+    const stored = store(bridge, reply, payload);
+    sending.set(request, stored);
+    return stored;
+  }
+
+  async function store(
+    bridge: Bridge,
+    reply: FastifyReplyLike,
+    payload: unknown,
+  ): Promise<unknown> {
     let bytes: Uint8Array | null;
     try {
       bytes = await payloadBytes(payload);
@@ -108,11 +127,25 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
     return isReadable(payload) ? bytes : payload;
   }
 
-  async function onDone(request: Req): Promise<void> {
+  async function onDone(request: Req, reply?: FastifyReplyLike): Promise<void> {
     const bridge = bridges.get(request);
-    if (bridge?.proceeded && !bridge.settled) {
-      await bridge.fail(new Error('reprocess/http: the request ended without a reply'));
+    if (!bridge?.proceeded || bridge.settled) return;
+    const raw = reply?.raw;
+    if (raw?.headersSent === true) {
+      // Answered without onSend: the handler hijacked the reply and wrote to the connection.
+      // It ran, so the key must not be freed for a retry to run it again; its body was never
+      // seen, so a repeat gets the not-replayable problem (a 5xx still releases the key).
+      await bridge
+        .deliver({
+          status: raw.statusCode,
+          headers: toHeaders(raw.getHeaders() as Record<string, number | string | string[]>),
+          body: null,
+          bodyUnseen: true,
+        })
+        .catch(() => undefined);
+      return;
     }
+    await bridge.fail(new Error('reprocess/http: the request ended without a reply'));
   }
 
   const plugin = async function reprocessIdempotencyKey(instance: object): Promise<void> {
@@ -120,7 +153,9 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
     app.addHook('preParsing', preParsing as (...args: never[]) => unknown);
     app.addHook('onSend', onSend as (...args: never[]) => unknown);
     app.addHook('onResponse', onDone as (...args: never[]) => unknown);
-    app.addHook('onRequestAbort', onDone as (...args: never[]) => unknown);
+    // An async hook of one argument: Fastify refuses an async onRequestAbort taking two.
+    const onAbort = async (request: Req): Promise<void> => onDone(request);
+    app.addHook('onRequestAbort', onAbort as (...args: never[]) => unknown);
   } as FastifyIdempotencyPlugin;
   // What fastify-plugin sets: hooks apply to the registering context, and a readable name.
   plugin[Symbol.for('skip-override')] = true;

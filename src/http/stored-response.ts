@@ -21,6 +21,8 @@ export type StoredResponse =
       kind: 'too_large';
       status: number;
       limit: number;
+      /** Not over the bound but never seen: written straight to the connection. */
+      unseen?: boolean;
     }
   | {
       /** Not stored (a 5xx by default): the key is released so a retry runs again. */
@@ -71,6 +73,11 @@ export interface ResponseLike {
 export interface ResponseParts extends ResponseLike {
   readonly statusText?: string;
   readonly body: Uint8Array | null;
+  /**
+   * The body went to the client without passing through the adapter (a Fastify reply the
+   * handler hijacked): it is unknown, so the response is stored as not replayable.
+   */
+  readonly bodyUnseen?: boolean;
 }
 
 /** Whether `value` is a standard `Response` (not {@link ResponseParts}). */
@@ -120,6 +127,9 @@ export async function captureResponse(
     return { stored: { kind: 'unstored', status }, sent: response };
   }
   const tooLarge: StoredResponse = { kind: 'too_large', status, limit: policy.maxStoredBodyBytes };
+  if (!isResponse(response) && response.bodyUnseen === true) {
+    return { stored: { ...tooLarge, unseen: true }, sent: response };
+  }
   let bytes: Uint8Array;
   let sent: Response | ResponseParts = response;
   if (isResponse(response)) {
@@ -159,7 +169,7 @@ const FRAMING_HEADERS = ['transfer-encoding', 'content-length', 'connection', 'k
 export function replayParts(value: unknown): ResponseParts {
   const stored = asStoredResponse(value);
   if (stored.kind === 'too_large') {
-    throw new ResponseNotReplayableError(stored.status, stored.limit);
+    throw new ResponseNotReplayableError(stored.status, stored.limit, stored.unseen === true);
   }
   if (stored.kind === 'unstored') {
     throw new RecordCorruptError('the idempotency record holds a response that was never stored');
@@ -186,6 +196,7 @@ export function asStoredResponse(value: unknown): StoredResponse {
   }
   if (v.kind === 'too_large') {
     if (typeof v.limit !== 'number') throw corrupt();
+    if (v.unseen !== undefined && typeof v.unseen !== 'boolean') throw corrupt();
     return v as StoredResponse;
   }
   if (v.kind === 'unstored') return v as StoredResponse;

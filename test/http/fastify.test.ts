@@ -68,3 +68,102 @@ describe('Fastify 5: replays add no header of their own', () => {
     }
   });
 });
+
+describe('Fastify 5: replies sent in other ways', () => {
+  it('an async handler that calls reply.send() without returning reply: the first client gets the body', async () => {
+    const sqlite = tempSqliteStore();
+    const server = Fastify({ logger: false });
+    await server.register(fastifyIdempotencyKey({ store: sqlite.store }));
+    let runs = 0;
+    server.post('/object', async (_request, reply) => {
+      runs++;
+      reply.code(201).send({ id: 42 });
+    });
+    server.post('/text', async (_request, reply) => {
+      runs++;
+      reply.code(201).send('created');
+    });
+    server.post('/bytes', async (_request, reply) => {
+      runs++;
+      reply.code(201).send(Buffer.from([0, 1, 2, 255]));
+    });
+    const url = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      for (const [path, body, length] of [
+        ['/object', '{"id":42}', '9'],
+        ['/text', 'created', '7'],
+        ['/bytes', undefined, '4'],
+      ] as const) {
+        const headers = {
+          'idempotency-key': newKey(path.slice(1)),
+          'content-type': 'application/json',
+        };
+        const first = await nodeRequest(`${url}${path}`, { headers, body: '{}' });
+        expect(first.status, path).toBe(201);
+        expect(first.headers['content-length'], path).toBe(length);
+        if (body !== undefined) expect(first.body, path).toBe(body);
+        const again = await nodeRequest(`${url}${path}`, { headers, body: '{}' });
+        expect(again.headers['idempotent-replayed'], path).toBe('true');
+        expect(again.headers['content-length'], path).toBe(length);
+        expect(again.body, path).toBe(first.body);
+      }
+      expect(runs).toBe(3);
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+
+  it('a hijacked reply keeps its key: a repeat gets the not-replayable problem, never a second run', async () => {
+    const sqlite = tempSqliteStore();
+    const server = Fastify();
+    await server.register(fastifyIdempotencyKey({ store: sqlite.store }));
+    let charges = 0;
+    server.post('/export', async (_request, reply) => {
+      charges++;
+      reply.hijack();
+      reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+      reply.raw.end(`charge #${charges}`);
+    });
+    server.post('/broken', async (_request, reply) => {
+      charges++;
+      reply.hijack();
+      reply.raw.writeHead(503, { 'content-type': 'text/plain' });
+      reply.raw.end('down');
+    });
+    const url = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const headers = { 'idempotency-key': newKey('hijack'), 'content-type': 'application/json' };
+      const first = await nodeRequest(`${url}/export`, { headers, body: '{}' });
+      expect(first.status).toBe(201);
+      expect(first.body).toBe('charge #1');
+      // onResponse runs after the client has its answer: wait for the record to be written.
+      let again = await nodeRequest(`${url}/export`, { headers, body: '{}' });
+      for (let i = 0; i < 50 && again.status === 409; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        again = await nodeRequest(`${url}/export`, { headers, body: '{}' });
+      }
+      expect(again.status).toBe(410);
+      expect(again.body).toContain('written straight to the connection');
+      expect(charges).toBe(1);
+      // A hijacked 5xx still frees its key: the retry runs.
+      const broken = {
+        'idempotency-key': newKey('hijack-5xx'),
+        'content-type': 'application/json',
+      };
+      expect((await nodeRequest(`${url}/broken`, { headers: broken, body: '{}' })).status).toBe(
+        503,
+      );
+      let retried = await nodeRequest(`${url}/broken`, { headers: broken, body: '{}' });
+      for (let i = 0; i < 50 && retried.status === 409; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        retried = await nodeRequest(`${url}/broken`, { headers: broken, body: '{}' });
+      }
+      expect(retried.status).toBe(503);
+      expect(charges).toBe(3);
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+});
