@@ -1,4 +1,5 @@
 import { AbortedError, InvalidArgumentError } from '../errors.js';
+import { computeDelay } from '../retry/compute-delay.js';
 import {
   type DeliveryControl,
   type DeliveryResult,
@@ -32,6 +33,11 @@ export interface StopResult {
   finished: number;
   /** Deliveries given back unsettled: never started, or still running at the bound. */
   released: number;
+  /**
+   * Handlers that had finished but whose settling call (ack, redelivery, quarantine) the
+   * broker had not answered at the bound: neither finished nor given back; the broker decides.
+   */
+  settling: number;
 }
 
 /** Counters of a consumer. */
@@ -145,6 +151,8 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
 
   const waiting: Slot[] = [];
   const running = new Set<Slot>();
+  /** Slots a stop gave back while their handler still ran: they end on their own. */
+  const orphans = new Set<Slot>();
   const idleWaiters: Array<() => void> = [];
   const counts = { acked: 0, retried: 0, quarantined: 0, released: 0, settleFailures: 0 };
   let state: ConsumerState = 'idle';
@@ -168,7 +176,9 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
   }
 
   function pump(): void {
-    while (state === 'running' && running.size < concurrency) {
+    // Handlers a stop gave up waiting for still run: they count until they end, so a restart
+    // never runs more than `concurrency` at once.
+    while (state === 'running' && running.size + orphans.size < concurrency) {
       const slot = waiting.shift();
       if (!slot) return;
       run(slot);
@@ -186,10 +196,13 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     try {
       count(await processor.process(slot.delivery, slot));
     } catch {
-      // Not expected (process settles every outcome); never leave the slot held.
-      if (!slot.released && !slot.settling) await giveBack(slot);
+      // Not expected (process settles every outcome); never leave the slot held. Redelivered
+      // after a first backoff, not given straight back: what broke processing once would break
+      // it again at once, in a loop.
+      if (!slot.released && !slot.settling) await sendLater(slot);
     }
     running.delete(slot);
+    orphans.delete(slot);
     slot.done();
     pump();
     if (running.size === 0 && waiting.length === 0) {
@@ -206,6 +219,24 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     if (result.action === 'ack') counts.acked += 1;
     else if (result.action === 'retry') counts.retried += 1;
     else counts.quarantined += 1;
+  }
+
+  async function sendLater(slot: Slot): Promise<void> {
+    slot.settling = true;
+    const { delivery } = slot;
+    try {
+      await delivery.retryLater(computeDelay(processor.retry, 0));
+      counts.retried += 1;
+    } catch (error) {
+      counts.settleFailures += 1;
+      emit({
+        type: 'settle_failed',
+        id: delivery.id,
+        source: delivery.source,
+        action: 'retryLater',
+        error,
+      });
+    }
   }
 
   async function giveBack(slot: Slot): Promise<void> {
@@ -289,6 +320,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     await Promise.all(
       late.map(async (slot) => {
         running.delete(slot);
+        orphans.add(slot);
         await giveBack(slot);
         slot.abort(
           new AbortedError(new Error(`the consumer stopped and its ${timeoutMs} ms bound passed`)),
@@ -301,8 +333,14 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     if (stopError !== undefined) throw stopError;
     const lateSet = new Set(late);
     let finished = 0;
-    for (const slot of runningAtStop) if (!lateSet.has(slot)) finished++;
-    return { finished, released: queued.length + late.length };
+    let settling = 0;
+    for (const slot of runningAtStop) {
+      if (lateSet.has(slot)) continue;
+      // Still held: its settling call is in flight.
+      if (running.has(slot)) settling++;
+      else finished++;
+    }
+    return { finished, released: queued.length + late.length, settling };
   }
 
   return {
@@ -339,6 +377,13 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     },
 
     stop(stopOptions = {}) {
+      if (typeof stopOptions !== 'object' || stopOptions === null) {
+        return Promise.reject(
+          new InvalidArgumentError(
+            `stop options must be an object such as { timeoutMs: 5000 }, got ${String(stopOptions)}`,
+          ),
+        );
+      }
       const timeoutMs = stopOptions.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
       if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
         return Promise.reject(
@@ -350,7 +395,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       if (stopping !== undefined) return stopping;
       if (state !== 'running') {
         state = state === 'idle' ? 'idle' : 'stopped';
-        return Promise.resolve({ finished: 0, released: 0 });
+        return Promise.resolve({ finished: 0, released: 0, settling: 0 });
       }
       stopping = shutdown(timeoutMs);
       return stopping;

@@ -7,7 +7,9 @@ export type RetryReason =
   /** The same operation is running elsewhere: back after its lease hint. */
   | 'in_progress'
   /** The idempotency store did not answer: the handler was not run unguarded. */
-  | 'store_unavailable';
+  | 'store_unavailable'
+  /** The dead-letter destination refused it: back later, to be quarantined then. */
+  | 'quarantine_failed';
 
 /** A settling call the runtime makes on a delivery. */
 export type SettleAction = 'ack' | 'retryLater' | 'quarantine' | 'release' | 'touch';

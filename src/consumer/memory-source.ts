@@ -135,6 +135,9 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
     );
   }
   const clock = options.clock ?? systemClock;
+  if (typeof clock?.now !== 'function' || typeof clock.setTimer !== 'function') {
+    throw new InvalidArgumentError('memory source clock must have now() and setTimer()');
+  }
   const ackTimeoutMs =
     options.ackTimeout === undefined ? undefined : toMs(options.ackTimeout, 'ackTimeout');
   if (ackTimeoutMs !== undefined && ackTimeoutMs <= 0) {

@@ -17,7 +17,7 @@ import type {
   OperationIdentity,
 } from '../idempotency/types.js';
 import type { Random } from '../random.js';
-import { defaultClassifier, retryAfterMs } from '../retry/classify.js';
+import { classifyVerdict, retryAfterMs } from '../retry/classify.js';
 import { computeDelay } from '../retry/compute-delay.js';
 import { profiles } from '../retry/profiles.js';
 import { resolveRetryOptions } from '../retry/resolve-options.js';
@@ -206,6 +206,11 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
   const maxBodyBytes = optionalLimit(options.maxBodyBytes, 'maxBodyBytes');
 
   const quarantine = options.quarantine ?? {};
+  if (typeof quarantine !== 'object' || quarantine === null) {
+    throw new InvalidArgumentError(
+      `quarantine must be an object such as { unknownErrors: 'quarantine' }, got ${String(quarantine)}`,
+    );
+  }
   const unknownErrors = quarantine.unknownErrors ?? 'retry';
   if (unknownErrors !== 'retry' && unknownErrors !== 'quarantine') {
     throw new InvalidArgumentError(
@@ -219,6 +224,20 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     );
   }
 
+  if (options.retry !== undefined) {
+    if (typeof options.retry !== 'object' || options.retry === null) {
+      throw new InvalidArgumentError(
+        `retry must be an object of retry options, got ${String(options.retry)}`,
+      );
+    }
+    for (const name of NOT_FOR_CONSUMERS) {
+      if ((options.retry as Record<string, unknown>)[name] !== undefined) {
+        throw new InvalidArgumentError(
+          `retry.${name} does not apply to a consumer: the broker redelivers, one attempt per delivery (bound a message with maxAttempts and maxMessageAgeMs)`,
+        );
+      }
+    }
+  }
   // Frozen, so that computeDelay resolves it once (a cached resolution).
   const retry: Readonly<RetryOptions> = Object.freeze({ ...profiles.async, ...options.retry });
   const resolvedRetry = resolveRetryOptions(retry);
@@ -272,16 +291,18 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
   }
 
   function backoff(attempts: number, error: unknown, now: number): number {
-    const hint = error === undefined ? undefined : retryAfterMs(error, now);
+    const hint = error === undefined ? undefined : retryAfterSafely(error, now);
     if (hint !== undefined) return Math.min(capMs, hint);
     return computeDelay(retry, Math.max(0, attempts - 1), random);
   }
 
   function summarize(error: unknown): QuarantineHistory['lastError'] {
-    const e = (typeof error === 'object' && error !== null ? error : {}) as {
-      name?: unknown;
-      code?: unknown;
-      message?: unknown;
+    // Every read guarded: a thrown value of any shape must still become a history.
+    const holder = typeof error === 'object' && error !== null ? error : {};
+    const e = {
+      name: readSafely(holder, 'name'),
+      code: readSafely(holder, 'code'),
+      message: readSafely(holder, 'message'),
     };
     // Name and code bounded as a stored failure bounds them (an SDK may copy either from a
     // server's answer): the history rides in broker headers, whose size is limited.
@@ -290,7 +311,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       MAX_NAME_LENGTH,
     );
     const message = clipText(
-      typeof e.message === 'string' ? e.message : String(error),
+      typeof e.message === 'string' ? e.message : textOf(error),
       maxMessageLength,
     );
     const code =
@@ -349,7 +370,18 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     const delayMs = backoff(attempts, undefined, clock.now());
     if (!control.claimSettle()) return { action: 'abandoned' };
     settled = await settle(delivery, 'retryLater', () => delivery.retryLater(delayMs));
-    return { action: 'quarantine', history, error, settled: false };
+    if (!settled) return { action: 'quarantine', history, error, settled: false };
+    emit({
+      type: 'retry_scheduled',
+      id: delivery.id,
+      source: delivery.source,
+      key,
+      attempt: attempts,
+      delayMs,
+      reason: 'quarantine_failed',
+      error,
+    });
+    return { action: 'retry', key, delayMs, reason: 'quarantine_failed', error, settled: true };
   }
 
   async function sendBack(
@@ -595,7 +627,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     identity: OperationIdentity,
     body: B,
   ): Promise<DeliveryResult> {
-    const run = new HandlerRun<B>(delivery, control, body, handler, clock);
+    const run = new HandlerRun<B>(delivery, control, body, handler, clock, maxAgeMs);
     let replayed: boolean;
     try {
       // An anonymous arrow: under tsx (the benchmarks) a named one costs a name-setting call.
@@ -639,6 +671,18 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
     const firstFailureAt = run.firstFailureAt ?? at;
     const lastFailureAt = run.failedAt ?? at;
+    if (run.tooOld) {
+      return sendToQuarantine(
+        delivery,
+        control,
+        'max_age',
+        error,
+        key,
+        attempts,
+        firstFailureAt,
+        lastFailureAt,
+      );
+    }
     if (!retryVerdict(error)) {
       return sendToQuarantine(
         delivery,
@@ -686,21 +730,61 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
 }
 
 /**
- * The first verdict along the cause chain: the user's classifier, then the default rules;
- * undefined when no link is recognised (the caller's `unknownErrors` rule decides).
+ * The verdict along the cause chain and through aggregates, as `isRetryable` reaches it: the
+ * user's classifier, then the default rules; undefined when no link is recognised (the
+ * caller's `unknownErrors` rule decides). A classifier that throws on the error (a bug in
+ * it, or an error that cannot be looked at: a getter that throws) recognises nothing: the
+ * `unknownErrors` rule decides too, and the attempts bound it as any retry.
  */
 function classifyChain(error: unknown, classify: Classifier | undefined): boolean | undefined {
-  let current = error;
-  const seen = new Set<unknown>();
-  for (let depth = 0; depth < 8; depth++) {
-    if (current === undefined || current === null || seen.has(current)) return undefined;
-    seen.add(current);
-    const verdict = classify?.(current) ?? defaultClassifier(current);
-    if (verdict !== undefined) return verdict;
-    if (typeof current !== 'object') return undefined;
-    current = (current as { cause?: unknown }).cause;
+  try {
+    return classifyVerdict(error, classify);
+  } catch {
+    return undefined;
   }
-  return undefined;
+}
+
+/** Retry options of an in-process loop, which a consumer never runs. */
+const NOT_FOR_CONSUMERS = [
+  'deadline',
+  'attemptTimeout',
+  'budget',
+  'signal',
+  'retryOnResult',
+  'onRetry',
+  'onGiveUp',
+  'onSuccess',
+] as const;
+
+/** The error's Retry-After, or none when it cannot be read (a getter that throws). */
+function retryAfterSafely(error: unknown, now: number): number | undefined {
+  try {
+    return retryAfterMs(error, now);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `value[name]`, or undefined when reading it throws (a getter, a revoked proxy). */
+function readSafely(value: object, name: string): unknown {
+  try {
+    return (value as Record<string, unknown>)[name];
+  } catch {
+    return undefined;
+  }
+}
+
+/** `String(value)`, or a description of its type when that throws (no toString, a bad one). */
+function textOf(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      return '[a value that cannot be shown]';
+    }
+  }
 }
 
 /** `text` cut to `max` characters, the last one an ellipsis. */
@@ -761,6 +845,8 @@ class HandlerRun<B> {
   attempt: number | undefined;
   firstFailureAt: number | undefined;
   failedAt: number | undefined;
+  /** Not run: past maxMessageAgeMs counted from the first failure (no publication time). */
+  tooOld = false;
   readonly #delivery: Delivery;
   readonly #control: DeliveryControl;
   readonly #body: B;
@@ -773,17 +859,37 @@ class HandlerRun<B> {
     body: B,
     handler: MessageHandler<B>,
     clock: Clock,
+    maxAgeMs: number | undefined,
   ) {
     this.#delivery = delivery;
     this.#control = control;
     this.#body = body;
     this.#handler = handler;
     this.#clock = clock;
+    this.#maxAgeMs = maxAgeMs;
   }
+
+  readonly #maxAgeMs: number | undefined;
 
   /** What the idempotency core runs (at most once per key). */
   async call(ctx: IdempotencyContext): Promise<unknown> {
     this.attempt = ctx.attempt;
+    // Without a publication time a message's age counts from its first failure, which only
+    // the record knows: read it before running again (a step that is not stored yet throws
+    // and frees its name, so nothing is written here).
+    if (this.#maxAgeMs !== undefined && this.#delivery.publishedAt === undefined && ctx.resumed) {
+      const first = await ctx.step(FIRST_FAILURE_STEP, notStoredYet).catch(() => undefined);
+      const now = this.#clock.now();
+      if (typeof first === 'number' && now - first > this.#maxAgeMs) {
+        this.tooOld = true;
+        this.firstFailureAt = first;
+        this.failedAt = now;
+        throw new NonRetryableError(
+          `message ${this.#delivery.id} first failed ${now - first} ms ago, over maxMessageAgeMs (${this.#maxAgeMs}); not run again`,
+          { code: 'MESSAGE_TOO_OLD' },
+        );
+      }
+    }
     const message = new HandlerMessage(this.#delivery, this.#body, ctx.attempt, this.#control);
     try {
       return await this.#handler(message, ctx);
@@ -801,6 +907,10 @@ class HandlerRun<B> {
   }
 }
 
+function notStoredYet(): never {
+  throw new Error('not stored yet');
+}
+
 function bodyDigest(raw: Uint8Array): string {
   // One-shot hash: a third of createHash().update().digest()'s cost on a small body.
   return hash('sha256', raw, 'hex');
@@ -815,6 +925,11 @@ function optionalLimit(value: number | undefined, what: string): number | undefi
 }
 
 function describe(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
+  if (error instanceof Error) {
+    const message = readSafely(error, 'message');
+    if (typeof message === 'string' && message !== '') return message;
+    const name = readSafely(error, 'name');
+    if (typeof name === 'string') return name;
+  }
+  return textOf(error);
 }

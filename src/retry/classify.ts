@@ -93,6 +93,15 @@ export function isRetryable(error: unknown, extra?: Classifier): boolean {
   return walk(error, extra, 0, undefined) ?? false;
 }
 
+/**
+ * The verdict {@link isRetryable} reaches along the cause chain and through aggregates, or
+ * undefined when nothing recognises the error (for a caller with a rule of its own for
+ * unknown errors, such as a consumer's `unknownErrors`).
+ */
+export function classifyVerdict(error: unknown, extra?: Classifier): boolean | undefined {
+  return walk(error, extra, 0, undefined);
+}
+
 function walk(
   error: unknown,
   extra: Classifier | undefined,

@@ -54,7 +54,7 @@ describe('consumer stop', () => {
     await new Promise((resolve) => setImmediate(resolve));
     const stopping = consumer.stop({ timeoutMs: 1_000 });
     open();
-    expect(await stopping).toEqual({ finished: 1, released: 4 });
+    expect(await stopping).toEqual({ finished: 1, released: 4, settling: 0 });
     expect(first).toEqual([1]);
 
     const again: number[] = [];
@@ -110,7 +110,7 @@ describe('consumer stop', () => {
     await new Promise((resolve) => setImmediate(resolve));
     releaseStop();
     const result = await stopping;
-    expect(result).toEqual({ finished: 1, released: 0 });
+    expect(result).toEqual({ finished: 1, released: 0, settling: 0 });
     expect(memory.stats().acked).toBe(1);
   });
 });

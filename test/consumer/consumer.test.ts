@@ -681,7 +681,7 @@ describe('createConsumer shutdown', () => {
     await w.clock.advance(0);
     const stopping = c.stop({ timeoutMs: 5_000 });
     await w.clock.advance(1_000);
-    expect(await stopping).toEqual({ finished: 2, released: 2 });
+    expect(await stopping).toEqual({ finished: 2, released: 2, settling: 0 });
     expect(done).toEqual(['a', 'b']);
     expect(w.source.deliveries().map((r) => [r.id, r.settlement])).toEqual([
       ['a', 'ack'],
@@ -713,7 +713,7 @@ describe('createConsumer shutdown', () => {
     await w.clock.advance(0);
     const stopping = c.stop({ timeoutMs: 2_000 });
     await w.clock.advance(2_000);
-    expect(await stopping).toEqual({ finished: 0, released: 1 });
+    expect(await stopping).toEqual({ finished: 0, released: 1, settling: 0 });
     await w.clock.advance(0);
     expect(isReprocessError(aborted, 'ABORTED')).toBe(true);
     expect(w.source.deliveries('m1').map((r) => r.settlement)).toEqual(['release']);
@@ -736,7 +736,7 @@ describe('createConsumer shutdown', () => {
     await expect(c.start()).rejects.toThrow(/already running/);
     const first = c.stop();
     expect(c.stop()).toBe(first);
-    expect(await first).toEqual({ finished: 0, released: 0 });
+    expect(await first).toEqual({ finished: 0, released: 0, settling: 0 });
     await expect(c.stop({ timeoutMs: -1 })).rejects.toThrow(/timeoutMs/);
   });
 });

@@ -645,7 +645,7 @@ export function describeConsumerConformance(
       const stopping = c.stop({ timeoutMs: waitTimeoutMs });
       gate.resolve();
       const result = await stopping;
-      expect(result).toEqual({ finished: 1, released: 1 });
+      expect(result).toEqual({ finished: 1, released: 1, settling: 0 });
       expect(done).toEqual([`${key}-1-m`]);
       expect(t.settlesOf(`${key}-1-m`).map((s) => s.action)).toEqual(['ack']);
       expect(t.settlesOf(`${key}-2-m`).every((s) => s.action === 'release')).toBe(true);
@@ -681,7 +681,7 @@ export function describeConsumerConformance(
       await t.waitFor('the slow handler', () => startedSlow);
       const stopping = c.stop({ timeoutMs: base });
       await t.pause(base);
-      expect(await stopping).toEqual({ finished: 0, released: 1 });
+      expect(await stopping).toEqual({ finished: 0, released: 1, settling: 0 });
       expect(t.settlesOf(id).some((s) => s.action === 'ack')).toBe(false);
 
       await t.harness.source.close();

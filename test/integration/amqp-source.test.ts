@@ -86,7 +86,7 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     };
     const early = createConsumer({ source: source(queue), handler, idempotency: { store } });
     const starting = early.start();
-    expect(await early.stop()).toEqual({ finished: 0, released: 0 });
+    expect(await early.stop()).toEqual({ finished: 0, released: 0, settling: 0 });
     await starting;
     expect(early.state).toBe('stopped');
     await publishTo(admin, queue, Buffer.from('{}'), { messageId: 'after-stop' });

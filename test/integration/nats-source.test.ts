@@ -87,7 +87,7 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     };
     const early = createConsumer({ source: source(stream), handler, idempotency: { store } });
     const starting = early.start();
-    expect(await early.stop()).toEqual({ finished: 0, released: 0 });
+    expect(await early.stop()).toEqual({ finished: 0, released: 0, settling: 0 });
     await starting;
     expect(early.state).toBe('stopped');
     await publishJs(nc, subject, '{}', { msgID: 'after-stop' });
