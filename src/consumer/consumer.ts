@@ -228,15 +228,17 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       await delivery.retryLater(computeDelay(processor.retry, 0));
       counts.retried += 1;
     } catch (error) {
-      counts.settleFailures += 1;
-      emit({
-        type: 'settle_failed',
-        id: delivery.id,
-        source: delivery.source,
-        action: 'retryLater',
-        error,
-      });
+      settleFailed(delivery, 'retryLater', error);
     }
+  }
+
+  function settleFailed(
+    delivery: Delivery,
+    action: 'retryLater' | 'release',
+    error: unknown,
+  ): void {
+    counts.settleFailures += 1;
+    emit({ type: 'settle_failed', id: delivery.id, source: delivery.source, action, error });
   }
 
   async function giveBack(slot: Slot): Promise<void> {
@@ -247,14 +249,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       try {
         await delivery.release();
       } catch (error) {
-        counts.settleFailures += 1;
-        emit({
-          type: 'settle_failed',
-          id: delivery.id,
-          source: delivery.source,
-          action: 'release',
-          error,
-        });
+        settleFailed(delivery, 'release', error);
       }
     }
     emit({ type: 'released', id: delivery.id, source: delivery.source, started: slot.started });

@@ -671,57 +671,32 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
     const firstFailureAt = run.firstFailureAt ?? at;
     const lastFailureAt = run.failedAt ?? at;
-    if (run.tooOld) {
-      return sendToQuarantine(
-        delivery,
-        control,
-        'max_age',
-        error,
-        key,
-        attempts,
-        firstFailureAt,
-        lastFailureAt,
-      );
-    }
-    if (!retryVerdict(error)) {
-      return sendToQuarantine(
-        delivery,
-        control,
-        'non_retryable',
-        error,
-        key,
-        attempts,
-        firstFailureAt,
-        lastFailureAt,
-      );
-    }
-    if (attempts >= maxAttempts) {
-      return sendToQuarantine(
-        delivery,
-        control,
-        'attempts_exhausted',
-        error,
-        key,
-        attempts,
-        firstFailureAt,
-        lastFailureAt,
-      );
-    }
-    const delayMs = backoff(attempts, error, at);
-    if (maxAgeMs !== undefined) {
+    // Too old to run again (found before running), not retryable, or out of attempts; else
+    // the backoff, unless the retry would come past the maximum age.
+    let reason: QuarantineHistory['reason'] | undefined = run.tooOld
+      ? 'max_age'
+      : !retryVerdict(error)
+        ? 'non_retryable'
+        : attempts >= maxAttempts
+          ? 'attempts_exhausted'
+          : undefined;
+    let delayMs = 0;
+    if (reason === undefined) {
+      delayMs = backoff(attempts, error, at);
       const bornAt = delivery.publishedAt ?? firstFailureAt;
-      if (at + delayMs - bornAt > maxAgeMs) {
-        return sendToQuarantine(
-          delivery,
-          control,
-          'max_age',
-          error,
-          key,
-          attempts,
-          firstFailureAt,
-          lastFailureAt,
-        );
-      }
+      if (maxAgeMs !== undefined && at + delayMs - bornAt > maxAgeMs) reason = 'max_age';
+    }
+    if (reason !== undefined) {
+      return sendToQuarantine(
+        delivery,
+        control,
+        reason,
+        error,
+        key,
+        attempts,
+        firstFailureAt,
+        lastFailureAt,
+      );
     }
     return sendBack(delivery, control, 'failure', delayMs, error, key, attempts);
   }
