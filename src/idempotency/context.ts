@@ -19,6 +19,12 @@ export const MAX_STEP_NAME_LENGTH = 200;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
+function codePoints(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
+}
+
 /** Checks a step (or derived-key) name: a string of 1..200 characters without control characters. */
 export function checkStepName(name: unknown, what = 'step name'): string {
   if (typeof name !== 'string' || name.length === 0) {
@@ -26,13 +32,22 @@ export function checkStepName(name: unknown, what = 'step name'): string {
       `${what} must be a non-empty string, got ${JSON.stringify(name)}`,
     );
   }
-  if (name.length > MAX_STEP_NAME_LENGTH) {
+  // Characters as keys count them (code points): an emoji is one, not two UTF-16 units.
+  const length = name.length <= MAX_STEP_NAME_LENGTH ? name.length : codePoints(name);
+  if (length > MAX_STEP_NAME_LENGTH) {
     throw new InvalidArgumentError(
-      `${what} must be at most ${MAX_STEP_NAME_LENGTH} characters, got ${name.length}`,
+      `${what} must be at most ${MAX_STEP_NAME_LENGTH} characters, got ${length}`,
     );
   }
   if (CONTROL.test(name)) {
     throw new InvalidArgumentError(`${what} must not contain control characters`);
+  }
+  // A store keeps names as UTF-8, where a lone surrogate becomes U+FFFD: the step would be
+  // saved under another name, not found on the next attempt, and its work run again.
+  if (!(name as string & { isWellFormed(): boolean }).isWellFormed()) {
+    throw new InvalidArgumentError(
+      `${what} must be well-formed text; it has a lone UTF-16 surrogate`,
+    );
   }
   return name;
 }
@@ -166,7 +181,12 @@ class GuardedContext implements IdempotencyContext {
     this.#used ??= new Set();
     const used = this.#used;
     claim(used, name);
-    if (run.lease.lost) throw run.lease.signal.reason;
+    // Lost, or ended on this worker's own clock while the timer that would say so has not
+    // fired yet (a stalled event loop): another worker may hold the operation now.
+    if (run.lease.ended()) {
+      used.delete(name);
+      throw run.lease.signal.reason;
+    }
 
     // Own members only: "constructor" or "toString" must not find Object.prototype's.
     const stored = Object.hasOwn(run.steps, name) ? run.steps[name] : undefined;

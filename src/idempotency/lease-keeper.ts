@@ -75,6 +75,18 @@ export class LeaseKeeper extends FirstBeatWaiter {
     return this.lostWith !== undefined;
   }
 
+  /**
+   * Whether the lease is lost or has ended on the elapsed clock (marking it lost then): the
+   * check to make before starting work that must not run twice, since the timer that would
+   * notice the end may not have fired yet (a stalled event loop).
+   */
+  ended(): boolean {
+    if (this.lostWith === undefined && elapsedOn(this.clock) >= this.safeUntil) {
+      this.lose(new LeaseLostError(NOT_RENEWED));
+    }
+    return this.lostWith !== undefined;
+  }
+
   /** Starts heartbeats (none when the interval is 0). */
   start(): void {
     if (this.intervalMs <= 0 || this.stopped) return;

@@ -149,7 +149,8 @@ describe('steps', () => {
 
   it('rejects bad step names', async () => {
     const { clock, store } = setup();
-    const names: unknown[] = ['', 'x'.repeat(201), 'a\nb', 42];
+    // A lone surrogate would be stored as U+FFFD under another name, and run again.
+    const names: unknown[] = ['', 'x'.repeat(201), 'a\nb', 42, 'charge-\ud83d', '\udc00'];
     for (const name of names) {
       const run = executeIdempotent(
         { ...identity, key: `bad-${String(name).length}-${typeof name}` },
@@ -164,6 +165,20 @@ describe('steps', () => {
       { store, clock },
     );
     expect(ok.value).toBe(1);
+    // 200 characters counted as characters: 200 emoji (400 UTF-16 units) are a valid name.
+    const emoji = await executeIdempotent(
+      { ...identity, key: 'emoji-ok' },
+      async (ctx) => ctx.step('😀'.repeat(200), async () => 2),
+      { store, clock },
+    );
+    expect(emoji.value).toBe(2);
+    await expect(
+      executeIdempotent(
+        { ...identity, key: 'emoji-long' },
+        async (ctx) => ctx.step('😀'.repeat(201), async () => 3),
+        { store, clock, rememberFailures: false },
+      ),
+    ).rejects.toThrow('at most 200 characters, got 201');
   });
 
   it('runs and replays steps named like Object.prototype members (constructor, toString...)', async () => {
@@ -485,6 +500,26 @@ describe('steps', () => {
       options,
     );
     expect(takeover.value).toEqual({ key: crashed, resumed: true });
+  });
+
+  it('a step never starts its work once the lease ended on the worker clock, before any timer says so', async () => {
+    const { clock, store } = setup();
+    const work = vi.fn(async () => 'charged');
+    const gate = deferred();
+    const a = executeIdempotent(
+      identity,
+      async (ctx) => {
+        await gate.promise;
+        return ctx.step('charge', work);
+      },
+      { store, clock, lease: '10s' },
+    );
+    await settle();
+    // The event loop stalls past the lease: the clock moves, no timer has fired yet.
+    clock.set(clock.now() + 10_001);
+    gate.resolve();
+    await expect(a).rejects.toBeInstanceOf(LeaseLostError);
+    expect(work).not.toHaveBeenCalled();
   });
 
   it('a stale worker cannot save a step: LeaseLostError and its signal aborts', async () => {
