@@ -5,6 +5,7 @@ import {
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -406,6 +407,21 @@ describe('dynamodb store beyond the suite', () => {
       }),
     );
     await expectCode(store.get('corrupt-token'), 'RECORD_CORRUPT', /token/);
+    // A held record whose steps were removed by hand: saving a step says corrupt, not outage.
+    const held = await store.begin('corrupt-steps', 'fp', 60_000, 60_000);
+    if (held.kind !== 'acquired') throw new Error('expected to acquire');
+    await client.send(
+      new UpdateItemCommand({
+        TableName: table,
+        Key: { pk: { S: 'corrupt-steps' } },
+        UpdateExpression: 'REMOVE steps',
+      }),
+    );
+    await expectCode(
+      store.saveStep('corrupt-steps', held.token, 'n', '"r"'),
+      'RECORD_CORRUPT',
+      /steps/,
+    );
   });
 
   it('rejects bad arguments with InvalidArgumentError naming the problem', async () => {

@@ -33,6 +33,19 @@ export function toStoreError(error: unknown, operation: string, table: string): 
   );
 }
 
+/**
+ * True for an update DynamoDB refused because the item is not shaped as the expression
+ * expects (a `steps` attribute removed or of another type by hand): a corrupt record, not an
+ * outage, once a read confirms it.
+ */
+export function isDocumentPathInvalid(error: unknown): boolean {
+  return (
+    errorName(error) === 'ValidationException' &&
+    error instanceof Error &&
+    /document path/i.test(error.message)
+  );
+}
+
 function errorName(error: unknown): string | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
   const name = (error as { name?: unknown }).name;

@@ -24,7 +24,7 @@ import type {
 import { BeginOrder } from '../begin-order.js';
 import { checkKey, checkString, checkToken, duration } from './arguments.js';
 import { type CreateTableResult, checkTableName, createDynamoDbTable } from './create-table.js';
-import { isConditionFailed, toStoreError } from './dynamodb-errors.js';
+import { isConditionFailed, isDocumentPathInvalid, toStoreError } from './dynamodb-errors.js';
 import type { DynamoDbClientLike } from './dynamodb-like.js';
 import { type ExpressionParts, expression } from './expression.js';
 import {
@@ -225,7 +225,11 @@ export function createDynamoDbStore(
       );
       return 'ok';
     } catch (error) {
-      if (!isConditionFailed(error)) throw toStoreError(error, operation, table);
+      if (!isConditionFailed(error)) {
+        // An item damaged by hand: the read throws RecordCorruptError naming what is wrong.
+        if (isDocumentPathInvalid(error)) await getItem(key);
+        throw toStoreError(error, operation, table);
+      }
       let stored: Stored | undefined;
       try {
         stored = error.Item !== undefined ? fromItem(table, error.Item) : await getItem(key);
