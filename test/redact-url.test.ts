@@ -25,4 +25,15 @@ describe('redactUrl', () => {
       'postgres://app:***@127.0.0.1:99999/db',
     );
   });
+
+  it('hides a password pasted unencoded, with "/", "?", "#" or "@" in it', () => {
+    for (const [text, shown] of <Array<[string, string]>>[
+      ['postgres://app:hun/ter2@db:5432/app', 'postgres://app:***@db:5432/app'],
+      ['postgres://app:hun#ter2@db/app', 'postgres://app:***@db/app'],
+      ['mysql://root:hun?ter2@db/x', 'mysql://root:***@db/x'],
+      ['amqp://guest:hun@ter/2@127.0.0.1:5672', 'amqp://guest:***@127.0.0.1:5672'],
+    ]) {
+      expect(redactUrl(text), text).toBe(shown);
+    }
+  });
 });

@@ -99,6 +99,14 @@ export interface ResolvedHttpOptions<S> {
   onError: ((error: unknown) => void) | undefined;
 }
 
+/** Headers that carry credentials: never stored, never replayed. */
+const NEVER_REPLAYED: ReadonlySet<string> = new Set([
+  'set-cookie',
+  'set-cookie2',
+  'authorization',
+  'proxy-authorization',
+]);
+
 /** One mebibyte, the default bound on request and stored response bodies. */
 export const MIB = 1024 * 1024;
 
@@ -149,6 +157,12 @@ export function resolveHttpOptions<S>(options: IdempotencyKeyOptions<S>): Resolv
   ) {
     throw new InvalidArgumentError(
       `idempotencyKey: "replayHeaders" must be an array of header names, got ${JSON.stringify(replayHeaders)}`,
+    );
+  }
+  const secret = replayHeaders.find((h) => NEVER_REPLAYED.has(h.toLowerCase()));
+  if (secret !== undefined) {
+    throw new InvalidArgumentError(
+      `idempotencyKey: "replayHeaders" must not name ${JSON.stringify(secret)}: a credential stored at rest and replayed to whoever repeats the key is a leak`,
     );
   }
   const namespace = options.namespace ?? 'http';

@@ -272,13 +272,22 @@ describe('idempotencyKey (Request/Response core)', () => {
     ]);
     const custom = idempotencyKey({
       store: createMemoryStore(),
-      replayHeaders: ['X-Trace', 'set-cookie'],
+      replayHeaders: ['X-Trace', 'etag'],
     });
     await custom(request('x', { key: 'h' }), handler);
     const customReplay = await custom(request('x', { key: 'h' }), handler);
-    expect(customReplay.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
+    expect(customReplay.headers.getSetCookie()).toEqual([]);
     expect(customReplay.headers.get('x-trace')).toBe('t1');
+    expect(customReplay.headers.get('etag')).toBe('"v1"');
     expect(customReplay.headers.get('content-type')).toBeNull();
+  });
+
+  it('refuses to store and replay a credential header, even when asked', () => {
+    for (const name of ['set-cookie', 'Set-Cookie2', 'authorization', 'Proxy-Authorization']) {
+      expect(() =>
+        idempotencyKey({ store: createMemoryStore(), replayHeaders: ['content-type', name] }),
+      ).toThrow(/must not name/);
+    }
   });
 
   it('stores what shouldStore accepts; the rest releases the key', async () => {
