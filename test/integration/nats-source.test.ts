@@ -217,6 +217,29 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     }
   });
 
+  it('two sources sharing one dead-letter stream both quarantine into it', async () => {
+    const a = newStream();
+    const b = newStream();
+    const shared = `${RUN_ID}_SHARED${n}`;
+    streams.push(shared);
+    const inboxes = [createInbox(), createInbox()];
+    const [sa, sb] = [
+      source(a.stream, { deadLetterStream: shared }),
+      source(b.stream, { deadLetterStream: shared }),
+    ];
+    await sa.start(inboxes[0]!.onDelivery, { prefetch: 1 });
+    await sb.start(inboxes[1]!.onDelivery, { prefetch: 1 });
+    await publishJs(nc, a.subject, '{"from":"a"}', { msgID: 'a-1' });
+    await publishJs(nc, b.subject, '{"from":"b"}', { msgID: 'b-1' });
+    for (const [i, inbox] of inboxes.entries()) {
+      const { delivery } = await inbox.next();
+      await delivery.quarantine(history({ source: delivery.source, idempotencyKey: `k${i}` }));
+    }
+    const info = await jsm.streams.info(shared);
+    expect(info.state.messages).toBe(2);
+    expect(info.config.subjects).toHaveLength(2);
+  });
+
   it('a message without Nats-Msg-Id keeps <stream>:<seq> as its id through quarantine and redrive', async () => {
     const { stream, subject } = newStream();
     const s = source(stream);
@@ -352,6 +375,22 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     expect(bad({ stream: 'a.b' })).toThrow(/stream/);
     expect(bad({ durable: '' })).toThrow(/durable/);
     expect(bad({ servers: 'amqp://x' })).toThrow(/servers/);
+    // A server the client could not parse: a typed error, its password hidden.
+    for (const servers of [
+      'nats://u:s3cr3t@bad host:4222',
+      ['127.0.0.1:4222', 'nats://u:s3cr3t@[x'],
+    ]) {
+      const error = (() => {
+        try {
+          bad({ servers })();
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      })();
+      expect(isReprocessError(error, 'INVALID_ARGUMENT'), String(error)).toBe(true);
+      expect(error?.message).not.toContain('s3cr3t');
+    }
     expect(bad({ ackWait: 'soon' })).toThrow(/ackWait/);
     expect(bad({ maxAttempts: 0 })).toThrow(/maxAttempts/);
     expect(bad({ maxDeliver: 0 })).toThrow(/maxDeliver/);

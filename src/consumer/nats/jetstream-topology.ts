@@ -110,7 +110,8 @@ export function resolveJetStreamTopology(options: JetStreamTopologyOptions): Jet
  * Creates what is missing: the stream (work-queue retention, file storage), the dead-letter
  * stream (limits retention: it keeps messages until a redrive or an operator removes them),
  * and the durable pull consumer (explicit acks, AckWait, MaxDeliver). An existing stream is
- * left as it is; an existing consumer gets this AckWait and MaxDeliver.
+ * left as it is, but an existing dead-letter stream (shared by several sources) gets this
+ * source's dead-letter subject; an existing consumer gets this AckWait and MaxDeliver.
  */
 export async function declareJetStreamTopology(
   jsm: JetStreamManager,
@@ -125,12 +126,20 @@ export async function declareJetStreamTopology(
       storage: StorageType.File,
     });
   }
-  if (!(await streamExists(jsm, t.deadLetterStream))) {
+  const deadLetterSubjects = `${t.deadLetterSubject}.>`;
+  const deadLetters = await streamInfo(jsm, t.deadLetterStream);
+  if (deadLetters === undefined) {
     await jsm.streams.add({
       name: t.deadLetterStream,
-      subjects: [`${t.deadLetterSubject}.>`],
+      subjects: [deadLetterSubjects],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
+    });
+  } else if (!(deadLetters.config.subjects ?? []).includes(deadLetterSubjects)) {
+    // A dead-letter stream shared with other sources: this source's subject is added, or its
+    // quarantine publishes would find no stream and the message would come back forever.
+    await jsm.streams.update(t.deadLetterStream, {
+      subjects: [...(deadLetters.config.subjects ?? []), deadLetterSubjects],
     });
   }
   const wanted = { ack_wait: nanos(t.ackWaitMs), max_deliver: t.maxDeliver };
@@ -172,11 +181,17 @@ export async function deleteJetStreamTopology(
 }
 
 async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
+  return (await streamInfo(jsm, name)) !== undefined;
+}
+
+async function streamInfo(
+  jsm: JetStreamManager,
+  name: string,
+): Promise<Awaited<ReturnType<JetStreamManager['streams']['info']>> | undefined> {
   try {
-    await jsm.streams.info(name);
-    return true;
+    return await jsm.streams.info(name);
   } catch (error) {
-    if (isNotFound(error)) return false;
+    if (isNotFound(error)) return undefined;
     throw error;
   }
 }

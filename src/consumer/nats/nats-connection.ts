@@ -66,6 +66,18 @@ export function checkNatsConnectionOptions(options: unknown, what: string): void
         `${what}: servers must be one or more nats://host:port addresses, got ${JSON.stringify(Array.isArray(servers) ? servers.map((s) => (typeof s === 'string' ? redactUrl(s) : s)) : typeof servers === 'string' ? redactUrl(servers) : servers)}`,
       );
     }
+    // Parsed here, as the client would: its own "Invalid URL" error carries the text whole,
+    // password included.
+    for (const server of (list as string[]).flatMap((s) => s.split(','))) {
+      const text = server.trim();
+      try {
+        new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `nats://${text}`);
+      } catch {
+        throw new InvalidArgumentError(
+          `${what}: servers: ${JSON.stringify(redactUrl(text))} is not a nats://host:port address`,
+        );
+      }
+    }
   }
   if (
     connection !== undefined &&
