@@ -83,6 +83,8 @@ class Slot implements DeliveryControl {
   released = false;
   /** A settling call is under way: must not be given back. */
   settling = false;
+  /** Set while a refused settle waits to give the delivery back: ends that wait at once. */
+  wakeEarly: (() => void) | undefined;
   /** Made on first use: most handlers never look at their signal, and a controller is costly. */
   #controller: AbortController | undefined;
 
@@ -194,7 +196,15 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
   /** One async function instead of a then/then/finally chain: fewer promises per message. */
   async function runToEnd(slot: Slot): Promise<void> {
     try {
-      count(await processor.process(slot.delivery, slot));
+      const result = await processor.process(slot.delivery, slot);
+      count(result);
+      // The broker refused the settling call (a delay tier gone, a dead-letter destination
+      // that refuses): the delivery is still held, unacked, and RabbitMQ has no ack deadline to
+      // end that. It is given back after a first backoff (not at once: the same refusal would
+      // loop), so it comes back and frees its prefetch slot.
+      if (result.action !== 'abandoned' && !result.settled && !slot.released) {
+        await giveBackLater(slot);
+      }
     } catch {
       // Not expected (process settles every outcome); never leave the slot held. Redelivered
       // after a first backoff, not given straight back: what broke processing once would break
@@ -219,6 +229,18 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     if (result.action === 'ack') counts.acked += 1;
     else if (result.action === 'retry') counts.retried += 1;
     else counts.quarantined += 1;
+  }
+
+  async function giveBackLater(slot: Slot): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const cancel = clock.setTimer(computeDelay(processor.retry, 0), resolve);
+      slot.wakeEarly = () => {
+        cancel();
+        resolve();
+      };
+    });
+    slot.wakeEarly = undefined;
+    if (!slot.released) await giveBack(slot);
   }
 
   async function sendLater(slot: Slot): Promise<void> {
@@ -299,6 +321,8 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     await sourceStarting;
     const queued = waiting.splice(0);
     await Promise.all(queued.map((slot) => giveBack(slot)));
+    // Refused settles waiting to give their delivery back: now, before the source closes.
+    for (const slot of running) slot.wakeEarly?.();
 
     if (running.size > 0 && timeoutMs > 0) {
       let cancelTimer: (() => void) | undefined;
@@ -329,13 +353,15 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     const lateSet = new Set(late);
     let finished = 0;
     let settling = 0;
+    let givenBack = 0;
     for (const slot of runningAtStop) {
       if (lateSet.has(slot)) continue;
-      // Still held: its settling call is in flight.
-      if (running.has(slot)) settling++;
+      // A refused settle given back above; or still held, its settling call in flight.
+      if (slot.released) givenBack++;
+      else if (running.has(slot)) settling++;
       else finished++;
     }
-    return { finished, released: queued.length + late.length, settling };
+    return { finished, released: queued.length + late.length + givenBack, settling };
   }
 
   return {

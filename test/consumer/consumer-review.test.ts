@@ -303,3 +303,47 @@ describe('consumer: options of the wrong shape', () => {
     await c.stop({ timeoutMs: 0 });
   });
 });
+
+describe('consumer: a settling call the broker refuses', () => {
+  it('the delivery is given back after a first backoff, not held unacked for good', async () => {
+    const w = world(
+      changing((d) => ({
+        ...d,
+        retryLater: () => Promise.reject(new Error('no queue named "orders.delay.1s"')),
+      })),
+    );
+    let calls = 0;
+    const c = w.consumer(async () => {
+      calls++;
+      if (calls === 1) throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+      return 'done';
+    });
+    await c.start();
+    w.publish('k');
+    await w.clock.advance(0);
+    expect(calls).toBe(1);
+    expect(c.stats()).toMatchObject({ running: 1, settleFailures: 1 });
+    await w.clock.runAll();
+    // Given back (released), delivered again, and this time it succeeds.
+    expect(calls).toBe(2);
+    expect(c.stats()).toMatchObject({ acked: 1, released: 1, running: 0 });
+    await c.stop({ timeoutMs: 0 });
+  });
+
+  it('a stop gives such a delivery back at once, and counts it as released', async () => {
+    const w = world(
+      changing((d) => ({
+        ...d,
+        retryLater: () => Promise.reject(new Error('no queue named "orders.delay.1s"')),
+      })),
+    );
+    const c = w.consumer(async () => {
+      throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+    });
+    await c.start();
+    w.publish('k');
+    await w.clock.advance(0);
+    const stopped = await c.stop({ timeoutMs: 1000 });
+    expect(stopped).toEqual({ finished: 0, released: 1, settling: 0 });
+  });
+});

@@ -372,6 +372,41 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     }
   });
 
+  it('a retry the broker refuses (its delay tier gone) is given back, not held unacked: the queue keeps flowing', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
+    const runs: string[] = [];
+    const acked: string[] = [];
+    const consumer = createConsumer({
+      source: s,
+      idempotency: { store: createMemoryStore() },
+      key: (m) => m.id,
+      retry: { base: '100ms', cap: '100ms' },
+      touchIntervalMs: 0,
+      handler: async (m) => {
+        runs.push(m.id);
+        if (m.id === 'm1' && runs.filter((id) => id === 'm1').length === 1) {
+          throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+        }
+      },
+      onEvent: (e) => {
+        if (e.type === 'acked') acked.push(e.id);
+      },
+    });
+    await consumer.start();
+    for (const tier of topology.tiers) await deleteQueues(admin, [tier.queue]);
+    await publishTo(admin, queue, '{}', { messageId: 'm1' });
+    await publishTo(admin, queue, '{}', { messageId: 'm2' });
+    for (let i = 0; i < 100 && acked.length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await consumer.stop({ timeoutMs: 1000 });
+    // m1 failed, its delayed retry was refused, it came back and ran again; m2 was not blocked.
+    expect(acked.sort()).toEqual(['m1', 'm2']);
+    expect(runs.filter((id) => id === 'm1')).toHaveLength(2);
+  });
+
   it('redrive filters by age, key and limit, rate-limits, and leaves the rest in place', async () => {
     const queue = newQueue();
     const s = source(queue);
