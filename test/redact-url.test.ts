@@ -26,14 +26,35 @@ describe('redactUrl', () => {
     );
   });
 
-  it('hides a password pasted unencoded, with "/", "?", "#" or "@" in it', () => {
+  it('hides a password pasted unencoded, with "/", "?", "#" or ":" in it, parsed or not', () => {
     for (const [text, shown] of <Array<[string, string]>>[
       ['postgres://app:hun/ter2@db:5432/app', 'postgres://app:***@db:5432/app'],
       ['postgres://app:hun#ter2@db/app', 'postgres://app:***@db/app'],
       ['mysql://root:hun?ter2@db/x', 'mysql://root:***@db/x'],
-      ['amqp://guest:hun@ter/2@127.0.0.1:5672', 'amqp://guest:***@127.0.0.1:5672'],
+      // Parses as host "admin", port 2024, the rest of the password in the path.
+      ['https://admin:2024/hunter2@db.example.com/', 'https://admin:***@db.example.com/'],
     ]) {
       expect(redactUrl(text), text).toBe(shown);
+    }
+  });
+
+  it('hides everything past the scheme when several "@" leave the user info unclear', () => {
+    for (const text of [
+      'amqp://guest:hun@ter/2@127.0.0.1:5672',
+      'smtp://mailer:hunter2@mail.example.com:587/?from=noreply@example.com',
+    ]) {
+      expect(redactUrl(text), text).toBe(`${text.split(':')[0]}://***`);
+    }
+  });
+
+  it('leaves a URL without credentials as it is', () => {
+    for (const text of [
+      'postgres://127.0.0.1:5432/test?table=records',
+      'redis://127.0.0.1:6379',
+      'nats://127.0.0.1:4222',
+      'postgres://app@db/x',
+    ]) {
+      expect(redactUrl(text), text).toBe(text);
     }
   });
 });

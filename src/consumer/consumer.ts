@@ -232,6 +232,11 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
   }
 
   async function giveBackLater(slot: Slot): Promise<void> {
+    // Not waited for once the consumer stops: no timer may outlive stop().
+    if (state !== 'running') {
+      if (!slot.released) await giveBack(slot);
+      return;
+    }
     await new Promise<void>((resolve) => {
       const cancel = clock.setTimer(computeDelay(processor.retry, 0), resolve);
       slot.wakeEarly = () => {
@@ -332,6 +337,8 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       await Promise.race([whenIdle(), timedOut]);
       cancelTimer?.();
     }
+    // A settle refused while stopping started its wait before it could be woken above.
+    for (const slot of running) slot.wakeEarly?.();
     // Past the bound: give back whatever is not already settling; its handler may go on,
     // but its outcome is no longer acted on (the broker redelivers it, and the idempotency
     // record makes the redelivery replay or resume rather than repeat).

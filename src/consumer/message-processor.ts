@@ -627,7 +627,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     identity: OperationIdentity,
     body: B,
   ): Promise<DeliveryResult> {
-    const run = new HandlerRun<B>(delivery, control, body, handler, clock, maxAgeMs);
+    const run = new HandlerRun<B>(delivery, control, body, handler, clock);
     let replayed: boolean;
     try {
       // An anonymous arrow: under tsx (the benchmarks) a named one costs a name-setting call.
@@ -671,15 +671,13 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
     const firstFailureAt = run.firstFailureAt ?? at;
     const lastFailureAt = run.failedAt ?? at;
-    // Too old to run again (found before running), not retryable, or out of attempts; else
-    // the backoff, unless the retry would come past the maximum age.
-    let reason: QuarantineHistory['reason'] | undefined = run.tooOld
-      ? 'max_age'
-      : !retryVerdict(error)
-        ? 'non_retryable'
-        : attempts >= maxAttempts
-          ? 'attempts_exhausted'
-          : undefined;
+    // Not retryable, or out of attempts; else the backoff, unless the retry would come past
+    // the maximum age.
+    let reason: QuarantineHistory['reason'] | undefined = !retryVerdict(error)
+      ? 'non_retryable'
+      : attempts >= maxAttempts
+        ? 'attempts_exhausted'
+        : undefined;
     let delayMs = 0;
     if (reason === undefined) {
       delayMs = backoff(attempts, error, at);
@@ -820,8 +818,6 @@ class HandlerRun<B> {
   attempt: number | undefined;
   firstFailureAt: number | undefined;
   failedAt: number | undefined;
-  /** Not run: past maxMessageAgeMs counted from the first failure (no publication time). */
-  tooOld = false;
   readonly #delivery: Delivery;
   readonly #control: DeliveryControl;
   readonly #body: B;
@@ -834,37 +830,17 @@ class HandlerRun<B> {
     body: B,
     handler: MessageHandler<B>,
     clock: Clock,
-    maxAgeMs: number | undefined,
   ) {
     this.#delivery = delivery;
     this.#control = control;
     this.#body = body;
     this.#handler = handler;
     this.#clock = clock;
-    this.#maxAgeMs = maxAgeMs;
   }
-
-  readonly #maxAgeMs: number | undefined;
 
   /** What the idempotency core runs (at most once per key). */
   async call(ctx: IdempotencyContext): Promise<unknown> {
     this.attempt = ctx.attempt;
-    // Without a publication time a message's age counts from its first failure, which only
-    // the record knows: read it before running again (a step that is not stored yet throws
-    // and frees its name, so nothing is written here).
-    if (this.#maxAgeMs !== undefined && this.#delivery.publishedAt === undefined && ctx.resumed) {
-      const first = await ctx.step(FIRST_FAILURE_STEP, notStoredYet).catch(() => undefined);
-      const now = this.#clock.now();
-      if (typeof first === 'number' && now - first > this.#maxAgeMs) {
-        this.tooOld = true;
-        this.firstFailureAt = first;
-        this.failedAt = now;
-        throw new NonRetryableError(
-          `message ${this.#delivery.id} first failed ${now - first} ms ago, over maxMessageAgeMs (${this.#maxAgeMs}); not run again`,
-          { code: 'MESSAGE_TOO_OLD' },
-        );
-      }
-    }
     const message = new HandlerMessage(this.#delivery, this.#body, ctx.attempt, this.#control);
     try {
       return await this.#handler(message, ctx);
@@ -880,10 +856,6 @@ class HandlerRun<B> {
       throw error;
     }
   }
-}
-
-function notStoredYet(): never {
-  throw new Error('not stored yet');
 }
 
 function bodyDigest(raw: Uint8Array): string {

@@ -18,6 +18,11 @@ export interface InvoiceApi {
   orders: OrderBook;
   /** Handler runs (attempts that reached the business code). */
   executions: number;
+  /**
+   * Resolves once no request is being handled: a handler its client gave up on (a timeout)
+   * still writes its order and publishes its receipt, and must be counted.
+   */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -93,10 +98,14 @@ export async function startInvoiceApi(options: InvoiceApiOptions): Promise<Invoi
         onListenerError: () => undefined,
       })
     : pay;
+  const handling = new Set<Promise<void>>();
   const server: Server = createServer((req, res) => {
-    void Promise.resolve(listener(req, res)).catch(() => {
-      if (!res.headersSent) send(res, 500, { error: 'internal' });
-    });
+    const handled = Promise.resolve(listener(req, res))
+      .catch(() => {
+        if (!res.headersSent) send(res, 500, { error: 'internal' });
+      })
+      .finally(() => handling.delete(handled));
+    handling.add(handled);
   });
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -106,6 +115,9 @@ export async function startInvoiceApi(options: InvoiceApiOptions): Promise<Invoi
     orders,
     get executions() {
       return api.executions;
+    },
+    async settled() {
+      while (handling.size > 0) await Promise.all(handling);
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -135,6 +135,7 @@ export function startNaiveWorker(options: WorkerOptions): ReceiptWorker {
   const decoder = new TextDecoder();
   // Each restart is a new "process"; handlers of a dead one never act again.
   let generation = 0;
+  let stopped = false;
   const handle = async (delivery: Delivery): Promise<void> => {
     const born = generation;
     log.deliveries++;
@@ -154,7 +155,10 @@ export function startNaiveWorker(options: WorkerOptions): ReceiptWorker {
       generation++;
       log.crashes++;
       options.source.crash();
-      setImmediate(() => void options.source.start(handle, { prefetch: 4 }));
+      setImmediate(() => {
+        // Stopped meanwhile: no new "process" (it would crash and restart for good).
+        if (!stopped) void options.source.start(handle, { prefetch: 4 });
+      });
       return forever();
     }
     await delivery.ack();
@@ -162,6 +166,9 @@ export function startNaiveWorker(options: WorkerOptions): ReceiptWorker {
   void options.source.start(handle, { prefetch: 4 });
   return {
     log,
-    stop: () => options.source.stop(),
+    stop: () => {
+      stopped = true;
+      return options.source.stop();
+    },
   };
 }

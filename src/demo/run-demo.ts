@@ -155,6 +155,8 @@ async function runMode(
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, lane));
+  // Handlers whose clients gave up still run: their orders and receipts count too.
+  await api.settled();
 
   await until(() => source.isIdle(), 30_000);
   let redriven = 0;

@@ -99,7 +99,9 @@ export function fastifyIdempotencyKey<Req extends FastifyRequestLike = FastifyRe
     // Fastify send again (with undefined). That second send hands on what the first does, so
     // whichever writes first, the client gets the response that was stored.
     const first = sending.get(request);
-    if (first !== undefined) return first;
+    // Only that empty second send: anything else (an error Fastify sends because a later hook
+    // failed) goes out as it is.
+    if (first !== undefined && payload === undefined) return first;
     if (bridge.settled) return Promise.resolve(payload);
     const stored = store(bridge, reply, payload);
     sending.set(request, stored);

@@ -119,7 +119,8 @@ export function simulateDependency(
   const surge = scenario.surge;
 
   const start = new Float64Array(n);
-  const attempts = new Uint16Array(n);
+  // 32 bits: a max_attempts past 65,535 is a valid config, and 16 bits would wrap under it.
+  const attempts = new Uint32Array(n);
   const prev = new Float64Array(n).fill(backoff.base);
   const durations = new Float64Array(n);
   const load = new GrowableSeries(1024);

@@ -125,6 +125,10 @@ describe('reprocess simulate', () => {
     const fractional = buffers();
     expect(await run([...args, '--seed', '1.7'], fractional)).toBe(2);
     expect(fractional.stderr.join('')).toMatch(/--seed must be a whole number/);
+    // Past 32 bits a seed would repeat a smaller one's run.
+    const huge = buffers();
+    expect(await run([...args, '--seed', '4294967303'], huge)).toBe(2);
+    expect(huge.stderr.join('')).toMatch(/from 0 to 4294967295/);
   });
 
   it('answers a scenario past its bounds, and an --out in no directory, as usage errors', async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type ConsumerOptions, createConsumer } from '../../src/consumer/consumer.js';
 import type { ConsumerEvent } from '../../src/consumer/events.js';
 import { createMemorySource } from '../../src/consumer/memory-source.js';
+import { redrive } from '../../src/consumer/redrive.js';
 import type { Delivery, MessageSource } from '../../src/consumer/types.js';
 import { InvalidArgumentError, NonRetryableError } from '../../src/errors.js';
 import { seededRandom } from '../../src/random.js';
@@ -256,31 +257,33 @@ describe('consumer: age without a publication time', () => {
     await c.stop({ timeoutMs: 0 });
   });
 
-  it('a redelivery found past the age is not run again (the first failure read from the record)', async () => {
+  it('the age counts from the recorded first failure, and a redriven message runs again', async () => {
     const w = world(changing((d) => ({ ...d, publishedAt: undefined })));
     const runs: number[] = [];
-    const handler = async () => {
-      runs.push(w.clock.now());
-      throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
-    };
-    // First consumer: a short backoff, within the age.
-    const first = w.consumer(handler, {
-      maxMessageAgeMs: 10_000,
-      retry: { base: '1s', jitter: 'none' },
-    });
-    await first.start();
+    let fixed = false;
+    const c = w.consumer(
+      async () => {
+        runs.push(w.clock.now());
+        if (!fixed) throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+      },
+      { maxMessageAgeMs: 2500, retry: { base: '1s', jitter: 'none' } },
+    );
+    await c.start();
+    const started = w.clock.now();
     w.publish('k');
-    await w.clock.advance(0);
-    await first.stop({ timeoutMs: 0 });
-    expect(runs).toHaveLength(1);
-    // An hour later a second consumer meets the redelivery.
-    await w.clock.advance(3_600_000);
-    const second = w.consumer(handler, { maxMessageAgeMs: 10_000 });
-    await second.start();
     await w.clock.runAll();
-    expect(runs).toHaveLength(1);
-    expect(w.kinds().at(-1)).toBe('quarantined:max_age');
-    await second.stop({ timeoutMs: 0 });
+    // Fails at 0 and 1 s; the next retry (2 s later) would pass 2.5 s from the first failure.
+    expect(runs.map((t) => t - started)).toEqual([0, 1000]);
+    const quarantined = w.events.find((e) => e.type === 'quarantined');
+    expect(quarantined).toMatchObject({
+      history: { reason: 'max_age', firstFailureAt: started, lastFailureAt: started + 1000 },
+    });
+    fixed = true;
+    expect(await redrive(w.memory.deadLetters)).toBe(1);
+    await w.clock.runAll();
+    expect(runs).toHaveLength(3);
+    expect(w.kinds().at(-1)).toBe('acked:');
+    await c.stop({ timeoutMs: 0 });
   });
 });
 
@@ -328,6 +331,29 @@ describe('consumer: a settling call the broker refuses', () => {
     expect(calls).toBe(2);
     expect(c.stats()).toMatchObject({ acked: 1, released: 1, running: 0 });
     await c.stop({ timeoutMs: 0 });
+  });
+
+  it('a settle refused after stop began is given back at once: no timer outlives the stop', async () => {
+    let refuse: () => void = () => undefined;
+    const w = world(
+      changing((d) => ({
+        ...d,
+        ack: () =>
+          new Promise<void>((_resolve, reject) => {
+            refuse = () => reject(new Error('channel closed'));
+          }),
+      })),
+    );
+    const c = w.consumer(async () => 'done', { retry: { base: '5s', jitter: 'none' } });
+    await c.start();
+    w.publish('k');
+    await w.clock.advance(0);
+    const stopped = c.stop({ timeoutMs: 10_000 });
+    await w.clock.advance(0);
+    refuse();
+    await w.clock.advance(0);
+    expect(await stopped).toEqual({ finished: 0, released: 1, settling: 0 });
+    expect(w.clock.pending).toBe(0);
   });
 
   it('a stop gives such a delivery back at once, and counts it as released', async () => {

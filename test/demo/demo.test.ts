@@ -8,6 +8,12 @@ import type { CliIo } from '../../src/cli/io.js';
 import { demoReport } from '../../src/demo/demo-report.js';
 import { type DemoResult, type ModeResult, runDemo } from '../../src/demo/run-demo.js';
 import { renderReport } from '../../src/report/html-report.js';
+import { createMemorySource } from '../../src/consumer/memory-source.js';
+import { DEFAULT_FAULT_RATES, FaultPlan } from '../../src/demo/faults.js';
+import { startNaiveWorker } from '../../src/demo/receipt-worker.js';
+import { EmailService } from '../../src/demo/world.js';
+import { seededRandom } from '../../src/random.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
 import { chromiumAvailable, inspectReport, launchChromium } from '../helpers/browser.js';
 
 function buffers(): CliIo & { stdout: string[]; stderr: string[] } {
@@ -103,6 +109,8 @@ describe('reprocess demo command line', () => {
       ['--nope'],
       ['--invoices', '0'],
       ['--order-timeout', '2'],
+      // Empty is not 0: a fault must not be switched off unnoticed.
+      ['--order-timeout', ''],
       ['--seed', 'x'],
     ]) {
       const io = buffers();
@@ -184,4 +192,21 @@ describe('reprocess demo command line', () => {
     expect(parsed.protected.chargedTwice).toBe(0);
     expect(parsed.protected.requests).toBe(12);
   }, 60_000);
+});
+
+describe('demo workers and the API, stopped', () => {
+  it('the unprotected worker never starts again once stopped, even when every delivery crashes it', async () => {
+    const clock = new FakeClock();
+    const source = createMemorySource({ name: 'receipts', clock });
+    const faults = new FaultPlan(1, { ...DEFAULT_FAULT_RATES, workerCrash: 1, badEmail: 0 });
+    const email = new EmailService(faults, { from: 0, to: 0 });
+    const worker = startNaiveWorker({ source, email, faults, clock, random: seededRandom(1) });
+    source.publish({ body: { invoice: 1, amount: 5, customer: 'c' } });
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    await worker.stop();
+    const deliveries = worker.log.deliveries;
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(worker.log.deliveries).toBe(deliveries);
+    await source.close();
+  });
 });

@@ -114,6 +114,31 @@ describe('Fastify 5: replies sent in other ways', () => {
     }
   });
 
+  it('a later onSend hook that fails: the client gets the error Fastify sends, not the stored body', async () => {
+    const sqlite = tempSqliteStore();
+    const server = Fastify({ logger: false });
+    await server.register(fastifyIdempotencyKey({ store: sqlite.store }));
+    let fail = true;
+    server.addHook('onSend', async (_request, _reply, payload) => {
+      if (fail) {
+        fail = false;
+        throw new Error('later hook failed');
+      }
+      return payload;
+    });
+    server.post('/signed', async () => ({ id: 42 }));
+    const url = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const headers = { 'idempotency-key': newKey('signed'), 'content-type': 'application/json' };
+      const first = await nodeRequest(`${url}/signed`, { headers, body: '{}' });
+      expect(first.status).toBe(500);
+      expect(JSON.parse(first.body)).toMatchObject({ message: 'later hook failed' });
+    } finally {
+      await server.close();
+      await sqlite.cleanup();
+    }
+  });
+
   it('a hijacked reply keeps its key: a repeat gets the not-replayable problem, never a second run', async () => {
     const sqlite = tempSqliteStore();
     const server = Fastify();

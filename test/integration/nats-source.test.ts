@@ -240,6 +240,24 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     expect(info.config.subjects).toHaveLength(2);
   });
 
+  it('a dead-letter stream whose wildcard already takes the subject is used as it is', async () => {
+    const a = newStream();
+    const shared = `${RUN_ID}_WILD${n}`;
+    streams.push(shared);
+    // A wildcard of the operator's own (kept apart from the other tests' streams).
+    const wildcard = `reprocess.*.${a.stream}.>`;
+    await jsm.streams.add({ name: shared, subjects: [wildcard] });
+    const inbox = createInbox();
+    const s = source(a.stream, { deadLetterStream: shared });
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    await publishJs(nc, a.subject, '{}', { msgID: 'w-1' });
+    const { delivery } = await inbox.next();
+    await delivery.quarantine(history({ source: delivery.source }));
+    const info = await jsm.streams.info(shared);
+    expect(info.config.subjects).toEqual([wildcard]);
+    expect(info.state.messages).toBe(1);
+  });
+
   it('a message without Nats-Msg-Id keeps <stream>:<seq> as its id through quarantine and redrive', async () => {
     const { stream, subject } = newStream();
     const s = source(stream);

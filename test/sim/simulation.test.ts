@@ -64,6 +64,27 @@ describe('dependency simulation', () => {
     expect(r.delaySample).toEqual(delaySequence(s.backoff, 5, seededRandom(9)));
   });
 
+  it('counts attempts past 65,535 without wrapping: never more calls than max attempts', () => {
+    const r = simulateDependency(
+      {
+        requests: 1,
+        ratePerSecond: 1,
+        capacityPerSecond: 1000,
+        latencyMs: 1,
+        outage: { startMs: 0, endMs: 100_000 },
+        seed: 1,
+      },
+      defineStrategy({
+        name: 'many',
+        maxAttempts: 70_000,
+        backoff: { kind: 'constant', base: 0, cap: 0, jitter: 'none' },
+      }),
+    );
+    expect(r.calls).toBe(70_000);
+    expect(r.succeeded).toBe(0);
+    expect(r.gaveUp.attempts).toBe(1);
+  });
+
   it('without retries a request fails exactly when its one call fails', () => {
     const r = simulateDependency(scenario, defineStrategy({ name: 'no retry', maxAttempts: 1 }));
     expect(r.calls).toBe(scenario.requests);

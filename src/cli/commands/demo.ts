@@ -96,9 +96,10 @@ export async function run(args: string[], io: CliIo): Promise<number> {
     for (const [flag, key] of Object.entries(RATE_FLAGS)) {
       const text = values[flag] as string | undefined;
       if (text === undefined) continue;
-      const v = Number(text);
+      // Number('') is 0: an empty value must not switch a fault off unnoticed.
+      const v = text.trim() === '' ? Number.NaN : Number(text);
       if (!(v >= 0 && v <= 1))
-        throw new UsageError(`--${flag} must be a rate from 0 to 1, got ${text}`);
+        throw new UsageError(`--${flag} must be a rate from 0 to 1, got "${text}"`);
       rates[key] = v;
     }
   } catch (error) {

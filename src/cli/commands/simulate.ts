@@ -60,8 +60,9 @@ function positive(text: string | undefined, flag: string, fallback: number): num
 function wholeSeed(text: string | undefined): number {
   if (text === undefined) return 1;
   const v = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) {
-    throw new UsageError(`--seed must be a whole number >= 0, got ${text}`);
+  // The generator takes 32 bits: a larger seed would silently repeat a smaller one's run.
+  if (!/^\d+$/.test(text) || v > 0xffff_ffff) {
+    throw new UsageError(`--seed must be a whole number from 0 to 4294967295, got ${text}`);
   }
   return v;
 }

@@ -135,7 +135,7 @@ export async function declareJetStreamTopology(
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
     });
-  } else if (!(deadLetters.config.subjects ?? []).includes(deadLetterSubjects)) {
+  } else if (!(deadLetters.config.subjects ?? []).some((s) => covers(s, deadLetterSubjects))) {
     // A dead-letter stream shared with other sources: this source's subject is added, or its
     // quarantine publishes would find no stream and the message would come back forever.
     await jsm.streams.update(t.deadLetterStream, {
@@ -178,6 +178,22 @@ export async function deleteJetStreamTopology(
       if (!isNotFound(error)) throw error;
     }
   }
+}
+
+/** Whether NATS subject pattern `pattern` takes every subject `subject` names (`*`, `>`). */
+function covers(pattern: string, subject: string): boolean {
+  const p = pattern.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return i < s.length;
+    if (i >= s.length) return false;
+    if (p[i] === '*') {
+      if (s[i] === '>') return false;
+      continue;
+    }
+    if (p[i] !== s[i]) return false;
+  }
+  return p.length === s.length;
 }
 
 async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
