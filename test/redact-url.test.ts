@@ -33,6 +33,18 @@ describe('redactUrl', () => {
       ['mysql://root:hun?ter2@db/x', 'mysql://root:***@db/x'],
       // Parses as host "admin", port 2024, the rest of the password in the path.
       ['https://admin:2024/hunter2@db.example.com/', 'https://admin:***@db.example.com/'],
+      // Leading space or a newline, as a pasted value may have.
+      [' amqp://app:hunter2@mq.internal:5672', 'amqp://app:***@mq.internal:5672'],
+      ['\npostgres://u:hunter2@h:5432/db', 'postgres://u:***@h:5432/db'],
+      // No scheme (a NATS server), a list of servers, a URL nested in a query value.
+      ['app:hunter2@nats.internal:99999', 'app:***@nats.internal:99999'],
+      ['nats://h1:4222,nats://u:hunter2@h2:4222', 'nats://h1:4222,nats://u:***@h2:4222'],
+      [
+        'dynamodb://table?endpoint=http://u:hunter2@localhost:8000',
+        'dynamodb://table?endpoint=http://u:***@localhost:8000',
+      ],
+      // An "@" inside a secret query value.
+      ['postgres://db:5432/orders?password=x@hunter2', 'postgres://db:5432/orders?password=***'],
     ]) {
       expect(redactUrl(text), text).toBe(shown);
     }
@@ -41,20 +53,27 @@ describe('redactUrl', () => {
   it('hides everything past the scheme when several "@" leave the user info unclear', () => {
     for (const text of [
       'amqp://guest:hun@ter/2@127.0.0.1:5672',
-      'smtp://mailer:hunter2@mail.example.com:587/?from=noreply@example.com',
+      'https://user:hunter2@api.example.com/v1/users/bob@example.com',
     ]) {
       expect(redactUrl(text), text).toBe(`${text.split(':')[0]}://***`);
     }
   });
 
-  it('leaves a URL without credentials as it is', () => {
+  it('keeps host, port and an address in the query of a URL without credentials', () => {
     for (const text of [
       'postgres://127.0.0.1:5432/test?table=records',
       'redis://127.0.0.1:6379',
-      'nats://127.0.0.1:4222',
+      'nats://[::1]:4222',
       'postgres://app@db/x',
+      'postgres://h:5432/db?user=me@example.com',
+      'smtp://mail.example.com:587/?from=noreply@example.com',
+      'sqlite:data/x.sqlite',
+      'key-value',
     ]) {
       expect(redactUrl(text), text).toBe(text);
     }
+    expect(redactUrl('smtp://mailer:hunter2@mail.example.com:587/?from=noreply@example.com')).toBe(
+      'smtp://mailer:***@mail.example.com:587/?from=noreply@example.com',
+    );
   });
 });
