@@ -1,73 +1,66 @@
 /**
  * `url` with its secrets hidden, for messages, reports and output: the password of its user
- * info (also of a URL nested in a query value, such as a DynamoDB `endpoint`), and the value
- * of any query parameter named like a secret (`password`, `token`...). A comma-separated list
- * of URLs (NATS servers) is redacted one URL at a time.
+ * info (also of a URL given as a query value, such as a DynamoDB `endpoint`), and the value
+ * of any query parameter named like a secret (`password`, `token`...).
  *
- * Decided by the text's shape, since a password pasted unencoded (with `/`, `?`, `#`, `:` or
- * `@` in it) is often why the text is not a URL, or why a parser reads it as another host with
- * the password's tail in its path. The `@` that ends the user info is the one before the
- * query; with several there, which one ends it cannot be told, and everything after the
- * scheme is hidden. An `@` only past a `?` is an address in the query when the text parses as
- * a URL, and otherwise the end of a password holding a `?`.
+ * Decided by the text's shape, never leaking on doubt. A password pasted unencoded (with
+ * `/`, `?`, `#`, `:`, `,` or `@` in it), or a typo in the scheme, is often why the text is not
+ * a URL, or why a parser reads it as another host with the password's tail in its path. So:
+ * an `@` inside a query value (`?user=me@example.com`) is an address; any other `@` may end
+ * user info. With exactly one such `@` and a plain `user:password` before it, the user name
+ * stays and the password goes. Otherwise everything from the scheme to the last such `@` is
+ * hidden, whatever it held: no part of a password can be after that `@`.
  */
 export function redactUrl(url: string): string {
   const text = url.replace(LEADING_SPACE, '');
-  return text.split(NEXT_URL).map(redactOne).join(',');
-}
-
-function redactOne(text: string): string {
-  const scheme = SCHEME.exec(text)?.[1];
-  if (scheme === undefined) {
-    // No scheme (a NATS "user:pass@host:port"): the same rule without one.
-    const ats = count(text, '@');
-    if (ats > 1) return '***';
-    return hideParts(ats === 1 ? text.replace(BARE_USER_INFO, '$1:***@') : text);
+  // The embedded store's forms carry no credentials (and a file name may hold an "@").
+  if (NO_CREDENTIALS.test(text)) return text;
+  const hidden = hideQuery(text);
+  const ats = userInfoEnds(hidden);
+  if (ats.length === 0) return hidden;
+  const last = ats[ats.length - 1] as number;
+  const scheme = SCHEME.exec(hidden)?.[0] ?? '';
+  const userInfo = hidden.slice(scheme.length, last);
+  if (ats.length === 1 && PLAIN_USER_INFO.test(userInfo)) {
+    const colon = userInfo.indexOf(':');
+    return colon < 0 ? hidden : `${scheme}${userInfo.slice(0, colon)}:***${hidden.slice(last)}`;
   }
-  const rest = text.slice(scheme.length + 3);
-  const query = rest.indexOf('?');
-  const before = count(query < 0 ? rest : rest.slice(0, query), '@');
-  const all = count(rest, '@');
-  if (before > 1) return `${scheme}://***`;
-  if (before === 1) return hideParts(text.replace(USER_INFO, '$1:***@'));
-  if (all === 0 || parses(text)) return hideParts(text);
-  // Not a URL, with an "@" only past a "?": a password holding a "?".
-  return all === 1 ? hideParts(text.replace(USER_INFO, '$1:***@')) : `${scheme}://***`;
+  return `${scheme}***${hidden.slice(last)}`;
 }
 
-/** Secret-named query values, and the password of any URL nested in the text. */
-function hideParts(text: string): string {
-  return text.replace(SECRET_PARAMETER, '$1***').replace(NESTED_USER_INFO, '$1:***@');
+/** Secret-named query values hidden, and URLs given as query values redacted in turn. */
+function hideQuery(text: string): string {
+  return text
+    .replace(SECRET_PARAMETER, '$1***')
+    .replace(URL_PARAMETER, (_match, name: string, value: string) => `${name}${redactUrl(value)}`);
 }
 
-function parses(text: string): boolean {
-  try {
-    new URL(text);
-    return true;
-  } catch {
-    return false;
+/** Positions of the `@` that may end user info: all but those inside a query value. */
+function userInfoEnds(text: string): number[] {
+  const ends: number[] = [];
+  let inValue = false;
+  let inQuery = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '?' || c === '&') {
+      inQuery = true;
+      inValue = false;
+    } else if (c === '=' && inQuery) {
+      inValue = true;
+    } else if (c === '@' && !inValue) {
+      ends.push(i);
+    }
   }
-}
-
-function count(text: string, char: string): number {
-  let n = 0;
-  for (const c of text) if (c === char) n++;
-  return n;
+  return ends;
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: leading control characters are the point
-const LEADING_SPACE = /^[\u0000-\u0020]+/;
-/** A comma followed by another URL (a list of NATS servers). */
-const NEXT_URL = /,(?=\s*[a-z][a-z0-9+.-]*:\/\/)/i;
-const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
-/** `scheme://user:<password>@`, the password running to the first `@`. */
-const USER_INFO = /^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^@]*@/i;
-/** `user:<password>@` without a scheme. */
-const BARE_USER_INFO = /^([^:@/?#\s]*):[^@]*@/;
-/**
- * `scheme://user:<password>@` anywhere in the text (a URL in a query value), its password not
- * crossing a "/", "?" or "&": a port and path followed by an address in the query is not one.
- */
-const NESTED_USER_INFO = /([a-z][a-z0-9+.-]*:\/\/[^:@/?#\s&=]*):[^@\s&/?#]*@/gi;
-/** `?password=…`, `&api_token=…`: a query parameter named like a secret, and its value. */
-const SECRET_PARAMETER = /([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&#]*/gi;
+const LEADING_SPACE = /^[\u0000-\u0020\u00a0\ufeff]+/;
+const NO_CREDENTIALS = /^(?:sqlite:|memory:?$|key-value$)/i;
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+/** `user` or `user:password` with nothing a parser would end the user info at. */
+const PLAIN_USER_INFO = /^[^/?#@]*$/;
+/** `?password=…`, `&api_token=…`: a query parameter named like a secret, and its whole value. */
+const SECRET_PARAMETER = /([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&]*/gi;
+/** `?endpoint=http://…`: a query value that is itself a URL (to its end or the next `&`). */
+const URL_PARAMETER = /([?&][^=&#]*=)([a-z][a-z0-9+.-]*:\/\/[^&]*)/gi;

@@ -68,14 +68,17 @@ export function checkNatsConnectionOptions(options: unknown, what: string): void
     }
     // Parsed here, as the client would: its own "Invalid URL" error carries the text whole,
     // password included.
-    for (const server of (list as string[]).flatMap((s) => s.split(','))) {
-      const text = server.trim();
-      try {
-        new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `nats://${text}`);
-      } catch {
-        throw new InvalidArgumentError(
-          `${what}: servers: ${JSON.stringify(redactUrl(text))} is not a nats://host:port address`,
-        );
+    for (const [i, entry] of (list as string[]).entries()) {
+      for (const server of entry.split(',')) {
+        const text = server.trim();
+        try {
+          new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `nats://${text}`);
+        } catch {
+          // The whole entry redacted, not the piece: a password may hold a comma.
+          throw new InvalidArgumentError(
+            `${what}: servers[${i}] ${JSON.stringify(redactUrl(entry))} is not a list of nats://host:port addresses`,
+          );
+        }
       }
     }
   }
