@@ -74,12 +74,15 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
     if (cb) process.nextTick(cb);
     return true;
   };
+  // What the handler answered, as it stood at its `end`: sent as such by flush().
+  let answered: { status: number; message: string; headers: OutgoingHttpHeaders } | undefined;
   shadow.end = (chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse => {
     if (ended) return res;
     ended = true;
     push(chunk, encoding);
     const cb = callbackOf(chunk, encoding, callback);
     if (cb) res.once('finish', () => cb());
+    answered = { status: res.statusCode, message: res.statusMessage, headers: res.getHeaders() };
     try {
       resolveDone(captured(res, chunks, total));
     } catch (error) {
@@ -107,6 +110,23 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
     flush() {
       release();
       if (res.writableEnded) return;
+      if (answered !== undefined && !res.headersSent) {
+        // What was answered and stored, not what changed on `res` since: an error handler that
+        // ran after the answer (Express, on a throw after res.json()) sets a 500 and its own
+        // headers on a response whose body is already the answer's.
+        for (const name of res.getHeaderNames()) res.removeHeader(name);
+        res.statusCode = answered.status;
+        res.statusMessage = answered.message;
+        for (const [name, value] of Object.entries(answered.headers)) {
+          if (value !== undefined) res.setHeader(name, value);
+        }
+      }
+      // The body goes out whole, in one piece: its length is what was buffered, whatever a
+      // header set halfway said (a partial write followed by an error page).
+      const declared = res.getHeader('content-length');
+      if (declared !== undefined && Number(declared) !== total && res.req?.method !== 'HEAD') {
+        if (!res.headersSent) res.setHeader('content-length', total);
+      }
       res.end(
         total === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total),
       );

@@ -60,6 +60,8 @@ export function nodeIdempotencyKey<Req extends IncomingMessage = IncomingMessage
     }).catch((error: unknown) => {
       report(error, req);
       if (!res.headersSent) {
+        // A plain 500: none of the failed listener's headers (a length, a cookie) go with it.
+        for (const name of res.getHeaderNames()) res.removeHeader(name);
         res.statusCode = 500;
         res.setHeader('content-type', 'text/plain; charset=utf-8');
         res.end('Internal Server Error');

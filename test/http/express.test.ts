@@ -122,3 +122,73 @@ describe('Express 5: middleware that patched the response before', () => {
     }
   });
 });
+
+describe('Express 5: a handler that fails around its answer', () => {
+  async function app(extraRoutes: number) {
+    const sqlite = tempSqliteStore();
+    const server = express();
+    server.use(express.json());
+    server.use(expressIdempotencyKey({ store: sqlite.store }));
+    let runs = 0;
+    server.post('/answer-then-throw', async (_req, res) => {
+      runs++;
+      res.status(201).json({ ok: 1 });
+      throw new Error('after the answer');
+    });
+    server.post('/partial-then-throw', (_req, res) => {
+      runs++;
+      res.write('partial');
+      throw new Error('halfway');
+    });
+    // More layers after the route: Express's error handler then runs before the answer is sent.
+    for (let i = 0; i < extraRoutes; i++) server.post(`/other-${i}`, (_req, res) => res.end());
+    const http = createServer(server);
+    const url = await listen(http);
+    return {
+      url,
+      runs: () => runs,
+      async close() {
+        await close(http);
+        await sqlite.cleanup();
+      },
+    };
+  }
+
+  it('answers then throws: the first client gets the answer that was stored, not a 500 around it', async () => {
+    const a = await app(3);
+    try {
+      const headers = {
+        'idempotency-key': newKey('answer-throw'),
+        'content-type': 'application/json',
+      };
+      const first = await nodeRequest(`${a.url}/answer-then-throw`, { headers, body: '{}' });
+      expect(first.status).toBe(201);
+      expect(first.headers['content-type']).toMatch(/application\/json/);
+      expect(first.headers['content-length']).toBe('8');
+      expect(first.body).toBe('{"ok":1}');
+      const again = await nodeRequest(`${a.url}/answer-then-throw`, { headers, body: '{}' });
+      expect(again).toMatchObject({ status: 201, body: '{"ok":1}' });
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(a.runs()).toBe(1);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('writes part of a body then throws: a 500 whose length is the bytes sent, and the key freed', async () => {
+    const a = await app(3);
+    try {
+      const headers = {
+        'idempotency-key': newKey('partial-throw'),
+        'content-type': 'application/json',
+      };
+      const first = await nodeRequest(`${a.url}/partial-then-throw`, { headers, body: '{}' });
+      expect(first.status).toBe(500);
+      expect(Number(first.headers['content-length'])).toBe(Buffer.byteLength(first.body));
+      await nodeRequest(`${a.url}/partial-then-throw`, { headers, body: '{}' });
+      expect(a.runs()).toBe(2);
+    } finally {
+      await a.close();
+    }
+  });
+});

@@ -84,3 +84,36 @@ describe('node:http: writeHead with headers as an array', () => {
     }
   });
 });
+
+describe('node:http: a listener that throws after setting headers', () => {
+  it('gets a plain 500 with none of its headers: no stale length, no cookie', async () => {
+    const sqlite = tempSqliteStore();
+    const server = createServer(
+      nodeIdempotencyKey(
+        (_req, res) => {
+          res.setHeader('content-type', 'application/json');
+          res.setHeader('content-length', '100');
+          res.setHeader('set-cookie', 'session=abc');
+          res.write('{"partial":');
+          throw new Error('boom');
+        },
+        { store: sqlite.store, onListenerError: () => undefined },
+      ),
+    );
+    const url = await listen(server);
+    try {
+      const res = await nodeRequest(`${url}/x`, {
+        headers: { 'idempotency-key': newKey('throw-headers'), 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(res.status).toBe(500);
+      expect(res.body).toBe('Internal Server Error');
+      // Framed by Node for the plain body, not by the listener's stale "100".
+      expect(res.headers['content-length']).not.toBe('100');
+      expect(res.headers['set-cookie']).toBeUndefined();
+    } finally {
+      await close(server);
+      await sqlite.cleanup();
+    }
+  });
+});
