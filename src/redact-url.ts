@@ -3,29 +3,42 @@
  * info (also of a URL given as a query value, such as a DynamoDB `endpoint`), and the value
  * of any query parameter named like a secret (`password`, `token`...).
  *
- * Decided by the text's shape, never leaking on doubt. A password pasted unencoded (with
- * `/`, `?`, `#`, `:`, `,` or `@` in it), or a typo in the scheme, is often why the text is not
- * a URL, or why a parser reads it as another host with the password's tail in its path. So:
- * an `@` inside a query value (`?user=me@example.com`) is an address; any other `@` may end
- * user info. With exactly one such `@` and a plain `user:password` before it, the user name
- * stays and the password goes. Otherwise everything from the scheme to the last such `@` is
- * hidden, whatever it held: no part of a password can be after that `@`.
+ * Never leaking on doubt. A password pasted unencoded (with `/`, `?`, `#`, `&`, `=`, `,` or
+ * `@` in it), or a typo in the scheme, is often why the text is not a URL, or why a parser
+ * reads it as another host with the password's tail in its path or query. So the user info
+ * is trusted only where a URL parser finds it and nothing else is in doubt: the text parses,
+ * its path holds no `@`, and an `@` past the authority sits in a `name=value` of the query.
+ * Then the user name stays and the password goes. Otherwise everything from the scheme to
+ * the last `@` is hidden, whatever it held (`postgres://***@db:5432/app`): no part of a
+ * password can come after that `@`.
  */
 export function redactUrl(url: string): string {
-  const text = url.replace(LEADING_SPACE, '');
+  const text = hideQuery(url.replace(LEADING_SPACE, ''));
   // The embedded store's forms carry no credentials (and a file name may hold an "@").
-  if (NO_CREDENTIALS.test(text)) return text;
-  const hidden = hideQuery(text);
-  const ats = userInfoEnds(hidden);
-  if (ats.length === 0) return hidden;
-  const last = ats[ats.length - 1] as number;
-  const scheme = SCHEME.exec(hidden)?.[0] ?? '';
-  const userInfo = hidden.slice(scheme.length, last);
-  if (ats.length === 1 && PLAIN_USER_INFO.test(userInfo)) {
-    const colon = userInfo.indexOf(':');
-    return colon < 0 ? hidden : `${scheme}${userInfo.slice(0, colon)}:***${hidden.slice(last)}`;
+  if (NO_CREDENTIALS.test(text) || !text.includes('@')) return text;
+  const scheme = SCHEME.exec(text)?.[0] ?? '';
+  if (scheme !== '' && parses(text)) {
+    const rest = text.slice(scheme.length);
+    const authorityEnd = firstOf(rest, '/?#');
+    const authority = rest.slice(0, authorityEnd);
+    const pathEnd = authorityEnd + firstOf(rest.slice(authorityEnd), '?#');
+    const path = rest.slice(authorityEnd, pathEnd);
+    const after = rest.slice(pathEnd);
+    if (!path.includes('@') && onlyAddresses(after)) {
+      const at = authority.lastIndexOf('@');
+      if (at < 0) return text;
+      const colon = authority.indexOf(':');
+      if (colon < 0 || colon > at) return text;
+      return `${scheme}${authority.slice(0, colon)}:***${rest.slice(at)}`;
+    }
   }
-  return `${scheme}***${hidden.slice(last)}`;
+  const last = text.lastIndexOf('@');
+  const userInfo = text.slice(scheme.length, last);
+  // A plain "user:password" before the only "@": the user name stays.
+  if (text.indexOf('@') === last && PLAIN_USER_INFO.test(userInfo) && userInfo.includes(':')) {
+    return `${scheme}${userInfo.slice(0, userInfo.indexOf(':'))}:***${text.slice(last)}`;
+  }
+  return `${scheme}***${text.slice(last)}`;
 }
 
 /** Secret-named query values hidden, and URLs given as query values redacted in turn. */
@@ -35,23 +48,37 @@ function hideQuery(text: string): string {
     .replace(URL_PARAMETER, (_match, name: string, value: string) => `${name}${redactUrl(value)}`);
 }
 
-/** Positions of the `@` that may end user info: all but those inside a query value. */
-function userInfoEnds(text: string): number[] {
-  const ends: number[] = [];
-  let inValue = false;
-  let inQuery = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '?' || c === '&') {
-      inQuery = true;
-      inValue = false;
-    } else if (c === '=' && inQuery) {
-      inValue = true;
-    } else if (c === '@' && !inValue) {
-      ends.push(i);
-    }
+/**
+ * Whether every `@` of a query (and fragment) is inside a `name=value` of the query: an
+ * address. An `@` in a segment without `=`, or in the fragment, may end a password that held
+ * a `?` or a `#`.
+ */
+function onlyAddresses(queryAndFragment: string): boolean {
+  const hash = queryAndFragment.indexOf('#');
+  if (hash >= 0 && queryAndFragment.slice(hash).includes('@')) return false;
+  const query = hash >= 0 ? queryAndFragment.slice(0, hash) : queryAndFragment;
+  return query
+    .slice(1)
+    .split('&')
+    .every((segment) => {
+      const at = segment.indexOf('@');
+      const equals = segment.indexOf('=');
+      return at < 0 || (equals >= 0 && equals < at);
+    });
+}
+
+function firstOf(text: string, chars: string): number {
+  for (let i = 0; i < text.length; i++) if (chars.includes(text[i] as string)) return i;
+  return text.length;
+}
+
+function parses(text: string): boolean {
+  try {
+    new URL(text);
+    return true;
+  } catch {
+    return false;
   }
-  return ends;
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: leading control characters are the point

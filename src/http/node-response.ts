@@ -75,14 +75,22 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
     return true;
   };
   // What the handler answered, as it stood at its `end`: sent as such by flush().
-  let answered: { status: number; message: string; headers: OutgoingHttpHeaders } | undefined;
+  let answered:
+    | { status: number; message: string; headers: OutgoingHttpHeaders; names: string[] }
+    | undefined;
   shadow.end = (chunk?: unknown, encoding?: unknown, callback?: unknown): ServerResponse => {
     if (ended) return res;
     ended = true;
     push(chunk, encoding);
     const cb = callbackOf(chunk, encoding, callback);
     if (cb) res.once('finish', () => cb());
-    answered = { status: res.statusCode, message: res.statusMessage, headers: res.getHeaders() };
+    answered = {
+      status: res.statusCode,
+      message: res.statusMessage,
+      headers: res.getHeaders(),
+      // Node's own, untyped here: the names as the handler gave them.
+      names: (res as ServerResponse & { getRawHeaderNames(): string[] }).getRawHeaderNames(),
+    };
     try {
       resolveDone(captured(res, chunks, total));
     } catch (error) {
@@ -110,28 +118,48 @@ export function captureNodeResponse(res: ServerResponse): NodeResponseCapture {
     flush() {
       release();
       if (res.writableEnded) return;
-      if (answered !== undefined && !res.headersSent) {
+      if (answered !== undefined && !res.headersSent && changedSince(res, answered)) {
         // What was answered and stored, not what changed on `res` since: an error handler that
         // ran after the answer (Express, on a throw after res.json()) sets a 500 and its own
-        // headers on a response whose body is already the answer's.
+        // headers on a response whose body is already the answer's. Names as they were given.
         for (const name of res.getHeaderNames()) res.removeHeader(name);
         res.statusCode = answered.status;
         res.statusMessage = answered.message;
-        for (const [name, value] of Object.entries(answered.headers)) {
+        for (const name of answered.names) {
+          const value = answered.headers[name.toLowerCase()];
           if (value !== undefined) res.setHeader(name, value);
         }
       }
       // The body goes out whole, in one piece: its length is what was buffered, whatever a
-      // header set halfway said (a partial write followed by an error page).
+      // header set halfway said (a partial write followed by an error page). Not for a
+      // response without a body (a 304's length is the full representation's) or a HEAD.
       const declared = res.getHeader('content-length');
-      if (declared !== undefined && Number(declared) !== total && res.req?.method !== 'HEAD') {
-        if (!res.headersSent) res.setHeader('content-length', total);
+      if (
+        declared !== undefined &&
+        Number(declared) !== total &&
+        !isNullBodyStatus(res.statusCode) &&
+        res.req?.method !== 'HEAD' &&
+        !res.headersSent
+      ) {
+        res.setHeader('content-length', total);
       }
       res.end(
         total === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total),
       );
     },
   };
+}
+
+/** Whether the status or any header differs from the answer as it stood at its `end`. */
+function changedSince(
+  res: ServerResponse,
+  answered: { status: number; headers: OutgoingHttpHeaders },
+): boolean {
+  if (res.statusCode !== answered.status) return true;
+  const now = res.getHeaders();
+  const names = Object.keys(now);
+  if (names.length !== Object.keys(answered.headers).length) return true;
+  return names.some((name) => String(now[name]) !== String(answered.headers[name]));
 }
 
 function applyHeaders(

@@ -50,6 +50,8 @@ export function nodeIdempotencyKey<Req extends IncomingMessage = IncomingMessage
       await listener(req, res);
       return;
     }
+    // Headers set before the listener ran (an outer CORS wrapper): kept on a plain 500.
+    const earlier = res.getHeaders();
     await runNode(core, nodeInput(req, req.url ?? '/'), res, (capture) => {
       const ran = Promise.resolve().then(() => listener(req, res));
       ran.catch((error: unknown) => {
@@ -60,8 +62,12 @@ export function nodeIdempotencyKey<Req extends IncomingMessage = IncomingMessage
     }).catch((error: unknown) => {
       report(error, req);
       if (!res.headersSent) {
-        // A plain 500: none of the failed listener's headers (a length, a cookie) go with it.
+        // A plain 500: none of the failed listener's headers (a length, a cookie) go with it,
+        // those set before it ran do.
         for (const name of res.getHeaderNames()) res.removeHeader(name);
+        for (const [name, value] of Object.entries(earlier)) {
+          if (value !== undefined) res.setHeader(name, value);
+        }
         res.statusCode = 500;
         res.setHeader('content-type', 'text/plain; charset=utf-8');
         res.end('Internal Server Error');

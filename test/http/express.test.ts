@@ -191,4 +191,38 @@ describe('Express 5: a handler that fails around its answer', () => {
       await a.close();
     }
   });
+
+  it('a held answer keeps its header names as given, and a 304 keeps its length', async () => {
+    const sqlite = tempSqliteStore();
+    const server = express();
+    server.use(expressIdempotencyKey({ store: sqlite.store }));
+    server.post('/named', (_req, res) => {
+      res.setHeader('X-Custom-Thing', 'one');
+      res.status(201).json({ ok: 1 });
+    });
+    server.post('/not-modified', (_req, res) => {
+      res.statusCode = 304;
+      res.setHeader('ETag', '"v1"');
+      res.setHeader('Content-Length', 123);
+      res.end();
+    });
+    const http = createServer(server);
+    const url = await listen(http);
+    try {
+      const named = await nodeRequest(`${url}/named`, {
+        headers: { 'idempotency-key': newKey('named'), 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(named.rawHeaders).toContain('X-Custom-Thing');
+      const notModified = await nodeRequest(`${url}/not-modified`, {
+        headers: { 'idempotency-key': newKey('304'), 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(notModified.status).toBe(304);
+      expect(notModified.headers['content-length']).toBe('123');
+    } finally {
+      await close(http);
+      await sqlite.cleanup();
+    }
+  });
 });

@@ -88,18 +88,21 @@ describe('node:http: writeHead with headers as an array', () => {
 describe('node:http: a listener that throws after setting headers', () => {
   it('gets a plain 500 with none of its headers: no stale length, no cookie', async () => {
     const sqlite = tempSqliteStore();
-    const server = createServer(
-      nodeIdempotencyKey(
-        (_req, res) => {
-          res.setHeader('content-type', 'application/json');
-          res.setHeader('content-length', '100');
-          res.setHeader('set-cookie', 'session=abc');
-          res.write('{"partial":');
-          throw new Error('boom');
-        },
-        { store: sqlite.store, onListenerError: () => undefined },
-      ),
+    const guarded = nodeIdempotencyKey(
+      (_req, res) => {
+        res.setHeader('content-type', 'application/json');
+        res.setHeader('content-length', '100');
+        res.setHeader('set-cookie', 'session=abc');
+        res.write('{"partial":');
+        throw new Error('boom');
+      },
+      { store: sqlite.store, onListenerError: () => undefined },
     );
+    // An outer wrapper's header (CORS), set before the listener ran, stays on the 500.
+    const server = createServer((req, res) => {
+      res.setHeader('access-control-allow-origin', '*');
+      void guarded(req, res);
+    });
     const url = await listen(server);
     try {
       const res = await nodeRequest(`${url}/x`, {
@@ -111,6 +114,7 @@ describe('node:http: a listener that throws after setting headers', () => {
       // Framed by Node for the plain body, not by the listener's stale "100".
       expect(res.headers['content-length']).not.toBe('100');
       expect(res.headers['set-cookie']).toBeUndefined();
+      expect(res.headers['access-control-allow-origin']).toBe('*');
     } finally {
       await close(server);
       await sqlite.cleanup();

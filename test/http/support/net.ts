@@ -24,6 +24,8 @@ export function close(server: Server): Promise<void> {
 export interface NodeResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
+  /** Names and values as they came on the wire (names in their case). */
+  rawHeaders: string[];
   body: string;
 }
 
@@ -52,6 +54,7 @@ export function nodeRequest(
           resolve({
             status: res.statusCode ?? 0,
             headers: res.headers,
+            rawHeaders: res.rawHeaders,
             body: Buffer.concat(chunks).toString('utf8'),
           }),
         );
