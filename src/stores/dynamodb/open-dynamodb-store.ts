@@ -116,7 +116,7 @@ export function parseDynamoDbUrl(url: string): DynamoDbUrl {
       host = new URL(endpoint).hostname;
     } catch {
       throw new InvalidArgumentError(
-        `openDynamoDbStore: endpoint must be a URL such as http://127.0.0.1:8000, got ${JSON.stringify(endpoint)}`,
+        `openDynamoDbStore: endpoint must be a URL such as http://127.0.0.1:8000, got ${JSON.stringify(redactUrl(endpoint))}`,
       );
     }
     local = host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
