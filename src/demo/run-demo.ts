@@ -155,8 +155,16 @@ async function runMode(
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, lane));
-  // Handlers whose clients gave up still run: their orders and receipts count too.
-  await api.settled();
+  // Handlers whose clients gave up still run: their orders and receipts count too (bounded
+  // like the other waits of the run).
+  let bound: NodeJS.Timeout | undefined;
+  await Promise.race([
+    api.settled(),
+    new Promise<void>((resolve) => {
+      bound = setTimeout(resolve, 30_000);
+    }),
+  ]);
+  clearTimeout(bound);
 
   await until(() => source.isIdle(), 30_000);
   let redriven = 0;

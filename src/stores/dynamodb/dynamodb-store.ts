@@ -48,6 +48,7 @@ import {
   listLimit,
   listStatus,
 } from '../list-options.js';
+import { acquiredRecord } from '../acquired-record.js';
 
 /** Options of {@link createDynamoDbStore}. */
 export interface DynamoDbStoreOptions {
@@ -253,17 +254,6 @@ export function createDynamoDbStore(
     return stored.record.status === 'in_progress' ? stored.record : undefined;
   }
 
-  function acquiredAgain(record: IdempotencyRecord, takeover: boolean): BeginResult {
-    return {
-      kind: 'acquired',
-      token: record.token,
-      leaseUntil: record.leaseUntil,
-      attempts: record.attempts,
-      steps: record.steps,
-      takeover,
-    };
-  }
-
   function checkSize(operation: string, key: string, extraBytes: number): void {
     const bytes = baseItemBytes(key, '') + extraBytes;
     if (bytes > MAX_ITEM_BYTES) {
@@ -384,7 +374,7 @@ export function createDynamoDbStore(
             };
           }
           const own = ownClaim(tried.old, claim);
-          if (own) return acquiredAgain(own, false);
+          if (own) return acquiredRecord(own, false);
           known = tried.old;
           continue;
         }
@@ -412,7 +402,7 @@ export function createDynamoDbStore(
             return { kind: 'acquired', token, leaseUntil, attempts: 1, steps: {}, takeover: false };
           }
           const own = ownClaim(tried.old, claim);
-          if (own) return acquiredAgain(own, false);
+          if (own) return acquiredRecord(own, false);
           known = tried.old;
           continue;
         }
@@ -463,7 +453,7 @@ export function createDynamoDbStore(
             return { kind: 'acquired', token, leaseUntil, attempts, steps, takeover: true };
           }
           const own = ownClaim(tried.old, claim);
-          if (own) return acquiredAgain(own, true);
+          if (own) return acquiredRecord(own, true);
           known = tried.old;
           continue;
         }

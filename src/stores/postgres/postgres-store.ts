@@ -20,6 +20,7 @@ import { quoteIdentifier } from './sql-identifier.js';
 import { batchSettings } from '../batch-options.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 import { showValue } from '../show-value.js';
+import { acquiredRecord } from '../acquired-record.js';
 
 /** Options of {@link createPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -340,13 +341,6 @@ function beginOutcome(row: unknown): BeginOutcome {
   if (row === undefined) return AGAIN;
   const record = recordFromRow(row);
   if ((row as { acquired?: unknown }).acquired !== true) return { kind: 'existing', record };
-  return {
-    kind: 'acquired',
-    token: record.token,
-    leaseUntil: record.leaseUntil,
-    attempts: record.attempts,
-    steps: record.steps,
-    // A new or expired record starts at 1; only a takeover of a live record counts on.
-    takeover: record.attempts > 1,
-  };
+  // A new or expired record starts at 1; only a takeover of a live record counts on.
+  return acquiredRecord(record, record.attempts > 1);
 }
