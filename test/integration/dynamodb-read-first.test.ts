@@ -335,6 +335,7 @@ async function storedItem(key: string) {
   const item: Record<string, AttributeValue> = { ...out.Item, pk: { S: '<key>' } };
   // Each begin call's own random id: only whether there is one can be the same.
   if (item.claim !== undefined) item.claim = { S: '<claim>' };
+  if (item.write !== undefined) item.write = { S: '<write>' };
   return item;
 }
 

@@ -540,6 +540,11 @@ describe('dynamodb store when the endpoint is gone', () => {
     resend = (update) => update.includes('#status = :final');
     expect(await store.complete('again', begun.token, '"done"', 60_000)).toEqual({ kind: 'ok' });
     expect((await real.get('again'))?.status).toBe('completed');
+    // A second call with the same arguments is not a resend: the record is finished, and it
+    // is lease_lost as in every store.
+    expect(await real.complete('again', begun.token, '"done"', 60_000)).toEqual({
+      kind: 'lease_lost',
+    });
     // A stale token is still refused, resend or not.
     expect(await store.complete('again', begun.token - 1, '"other"', 60_000)).toEqual({
       kind: 'lease_lost',

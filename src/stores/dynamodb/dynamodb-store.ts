@@ -198,18 +198,23 @@ export function createDynamoDbStore(
        * Whether a record already shows this write's effect under `token`. The SDK resends a
        * request whose answer was lost (a reset, a 5xx after the write); the resend then fails
        * its condition against the item the first one wrote. Such a failure is this write's
-       * success, not a lost lease: no other holder writes under our token.
+       * success, not a lost lease, when the item also bears this write's id.
        */
       applied: (record: IdempotencyRecord) => boolean;
     },
   ): Promise<'ok' | 'lease_lost'> {
     const { extraCondition, applied, ...rest } = parts;
     const fence = '#token = :token AND #status = :inProgress';
+    // This write's own id: a resend of it meets the id it wrote, a second call with the same
+    // arguments (a caller completing twice) does not, and is lease_lost as the contract says.
+    const write = newClaim();
     const input = expression({
       ...rest,
+      update: rest.update === undefined ? 'SET #write = :write' : `${rest.update}, #write = :write`,
       condition: extraCondition === undefined ? fence : `${fence} AND ${extraCondition}`,
       values: {
         ...rest.values,
+        ':write': { S: write },
         ':token': n(token),
         ':inProgress': { S: 'in_progress' },
         ':now': n(at),
@@ -240,7 +245,7 @@ export function createDynamoDbStore(
       if (stored === undefined || stored.deleted || stored.record.token !== token) {
         return 'lease_lost';
       }
-      return applied(stored.record) ? 'ok' : 'lease_lost';
+      return stored.write === write && applied(stored.record) ? 'ok' : 'lease_lost';
     }
   }
 

@@ -17,6 +17,7 @@ import { setStep } from '../../idempotency/set-step.js';
  * | `ttl` | N | `expiresAt` in epoch SECONDS, for DynamoDB's native TTL |
  * | `steps` | M | `s:<name>` to S (the prefix lets a step be named `''`) |
  * | `claim` | S | a random id of the `begin` call that acquired the record (absent on older items) |
+ * | `write` | S | a random id of the last fenced write (complete, fail, release, heartbeat, step) |
  *
  * A deleted record leaves a tombstone (`status = deleted`, only `pk`, `token`, `expiresAt = 0`,
  * `ttl`, `updatedAt`), so the next token stays above the deleted one even on a clock that has not
@@ -34,7 +35,12 @@ export const MAX_ITEM_BYTES = 400 * 1024;
 
 /** A stored item: a live record or the tombstone of a deleted one. */
 export type Stored =
-  | { deleted: false; record: IdempotencyRecord; claim: string | undefined }
+  | {
+      deleted: false;
+      record: IdempotencyRecord;
+      claim: string | undefined;
+      write: string | undefined;
+    }
   | { deleted: true; token: number; expiresAt: 0 };
 
 const STATUSES: ReadonlySet<string> = new Set<RecordStatus>(['in_progress', 'completed', 'failed']);
@@ -75,7 +81,7 @@ export function fromItem(table: string, item: Item): Stored {
   };
   if (item.result !== undefined) record.result = text(table, key, item, 'result');
   if (item.error !== undefined) record.error = text(table, key, item, 'error');
-  return { deleted: false, record, claim: item.claim?.S };
+  return { deleted: false, record, claim: item.claim?.S, write: item.write?.S };
 }
 
 /** The item of a newly acquired record. */
@@ -133,8 +139,9 @@ export function utf8Bytes(text: string): number {
  */
 export function baseItemBytes(key: string, fingerprint: string): number {
   const names =
-    'pkfingerprintstatustokenattemptsleaseUntilexpiresAtttlstepscreatedAtupdatedAtclaim';
-  const claim = Math.ceil((CLAIM_BYTES * 4) / 3);
+    'pkfingerprintstatustokenattemptsleaseUntilexpiresAtttlstepscreatedAtupdatedAtclaimwrite';
+  // The claim id and the last write's id.
+  const claim = 2 * Math.ceil((CLAIM_BYTES * 4) / 3);
   return (
     names.length +
     utf8Bytes(key) +
