@@ -28,7 +28,9 @@ export interface RetryingFetchOptions {
   /**
    * Retry policy, over `profiles.sync` (3 attempts, 50ms..500ms full jitter, 1s per attempt,
    * 2s deadline). Unless you set `cap`, it is raised to the deadline, so a server's
-   * Retry-After is honoured whenever it fits the latency budget.
+   * Retry-After is honoured whenever it fits the latency budget. Unless you set
+   * `attemptTimeout`, an attempt may take half the deadline (at least the profile's 1s), so a
+   * larger budget also lets a slow answer arrive instead of cutting every attempt at 1s.
    */
   retry?: RetryOptions<Response>;
   /** The latency budget (default: the policy's deadline, 2s for `profiles.sync`). */
@@ -102,6 +104,7 @@ export function createRetryingFetch(
   if (options.clock !== undefined) base.clock = options.clock;
   if (options.random !== undefined) base.random = options.random;
   const userCap = options.retry?.cap;
+  const userAttemptTimeout = options.retry?.attemptTimeout;
   const userOnRetry = base.onRetry;
 
   return async function retryingFetch(input, init = {}) {
@@ -141,8 +144,18 @@ export function createRetryingFetch(
       },
     };
     if (deadline !== undefined) policy.deadline = deadline;
-    if (userCap === undefined && policy.deadline !== undefined) {
-      policy.cap = Math.max(toMs(policy.cap ?? 0, 'retry.cap'), toMs(policy.deadline, 'deadline'));
+    if (policy.deadline !== undefined) {
+      const budget = toMs(policy.deadline, 'deadline');
+      if (userCap === undefined) policy.cap = Math.max(toMs(policy.cap ?? 0, 'retry.cap'), budget);
+      // The profile's 1s per attempt fits its own 2s budget; a caller who allows more time
+      // wants a slow answer to arrive, not three attempts cut at 1s (each one more load on
+      // the slow server, and a POST then meets its own first attempt, still running, as 409).
+      if (userAttemptTimeout === undefined && policy.attemptTimeout !== undefined) {
+        policy.attemptTimeout = Math.max(
+          toMs(policy.attemptTimeout, 'retry.attemptTimeout'),
+          budget / 2,
+        );
+      }
     }
     if (signal) policy.signal = signal;
 

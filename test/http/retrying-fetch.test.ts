@@ -190,6 +190,67 @@ describe('retryingFetch against a real local server', () => {
     expect(await response.text()).toBe('{"error":"overloaded, ticket T-123"}');
   });
 
+  /**
+   * A route whose requests stay unanswered until the test answers them; resolves `reached`
+   * with the count each time one arrives.
+   */
+  function heldRoute(path: string) {
+    const held: ServerResponse[] = [];
+    const waiters: Array<{ count: number; done: () => void }> = [];
+    const url = server.route(path, (_hit, _n, res) => {
+      held.push(res);
+      for (const w of waiters.filter((w) => held.length >= w.count)) w.done();
+    });
+    return {
+      url,
+      held,
+      reached: (count: number) =>
+        new Promise<void>((done) => {
+          if (held.length >= count) done();
+          else waiters.push({ count, done });
+        }),
+    };
+  }
+
+  it("lets an attempt take half of a larger latency budget, not the profile's 1s", async () => {
+    const route = heldRoute('/slow-answer');
+    const clock = new FakeClock();
+    const client = createRetryingFetch({ clock, deadline: '10s' });
+    const pending = client(route.url);
+    await route.reached(1);
+    // Past the profile's 1s per attempt, still inside half of the 10s budget.
+    await clock.advance(4_900);
+    answer(route.held[0] as ServerResponse, 200, {}, 'slow but fine');
+    const response = await pending;
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('slow but fine');
+    expect(server.hitsOf('/slow-answer')).toHaveLength(1);
+  });
+
+  it('cuts an attempt at half the budget, or at the attemptTimeout the caller set', async () => {
+    for (const [path, retry, cutAt] of [
+      ['/cut-at-half', {}, 5_000],
+      ['/cut-at-own', { attemptTimeout: '1500ms' }, 1_500],
+    ] as const) {
+      const route = heldRoute(path);
+      const clock = new FakeClock();
+      const client = createRetryingFetch({ clock, deadline: '10s', retry });
+      const pending = client(route.url);
+      await route.reached(1);
+      await clock.advance(cutAt - 1);
+      expect(route.held[0]?.destroyed).toBe(false);
+      await clock.advance(1);
+      // The first attempt is cut: its connection closes, and after the backoff (at most the
+      // 500ms cap of the profile) the second attempt arrives with the same key.
+      await clock.advance(500);
+      await route.reached(2);
+      const [first, second] = server.hitsOf(path);
+      expect(second?.key).toBe(first?.key);
+      for (const res of route.held) answer(res, 200);
+      expect((await pending).status).toBe(200);
+    }
+  });
+
   it('never retries a 422 or another 4xx: the response comes back at once', async () => {
     for (const status of [422, 400, 404, 401]) {
       const path = `/status-${status}`;
