@@ -190,7 +190,11 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     const body = await input.readBody(http.maxBodyBytes);
     if (body === TOO_LARGE) return problem(new RequestBodyTooLargeError(http.maxBodyBytes));
 
-    const url = new URL(input.url, 'http://localhost');
+    // A path of the request line is appended, never resolved: resolving `//refunds/orders`
+    // reads `refunds` as a host and gives the route `/orders`, another endpoint's operation.
+    const url = input.url.startsWith('/')
+      ? new URL(`http://localhost${input.url}`)
+      : new URL(input.url, 'http://localhost');
     const route = http.route ? await http.route(input.source) : url.pathname;
     const principal = http.scope ? await http.scope(input.source) : undefined;
     const identity: OperationIdentity = {

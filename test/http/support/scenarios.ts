@@ -228,6 +228,17 @@ export function describeAdapterScenarios(
       expect(app.count('t1', key)).toBe(1);
     });
 
+    it('keeps a path that starts with // its own route: the same key there is not a replay', async () => {
+      const key = newKey('double-slash');
+      const first = await post(url, { item: 'book' }, { key, tenant: 't1' });
+      expect(first.status).toBe(201);
+      // Resolved as a URL reference, `//refunds/orders` would name the host `refunds` and the
+      // route `/orders`: the first request's operation, replayed to another endpoint.
+      const other = await post(`${base}//refunds/orders`, { item: 'book' }, { key, tenant: 't1' });
+      expect(other.headers.get('idempotent-replayed')).toBeNull();
+      await other.arrayBuffer();
+    });
+
     it('answers a body over the limit with a 413 problem, declared or streamed', async () => {
       const before = app.total();
       const big = JSON.stringify({ item: 'x'.repeat(LIMITS.maxBodyBytes) });
