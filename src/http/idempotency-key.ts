@@ -5,6 +5,7 @@ import {
   IdempotencyInProgressError,
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,
+  InvalidArgumentError,
   StoreUnavailableError,
   isReprocessError,
 } from '../errors.js';
@@ -197,6 +198,13 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       : new URL(input.url, 'http://localhost');
     const route = http.route ? await http.route(input.source) : url.pathname;
     const principal = http.scope ? await http.scope(input.source) : undefined;
+    if (principal !== undefined && (typeof principal !== 'string' || principal === '')) {
+      // Thrown before the handler: a request whose tenant cannot be told never runs. An
+      // empty header read as the principal lands here; `|| undefined` makes it "no tenant".
+      throw new InvalidArgumentError(
+        `idempotency middleware: scope(req) must return a non-empty string or undefined; got ${JSON.stringify(principal)}`,
+      );
+    }
     const identity: OperationIdentity = {
       operation: `${http.namespace}:${method} ${route}`,
       key: parsed.key,
@@ -306,7 +314,7 @@ export type IdempotencyKeyHandler = (
  * handler its steps. See {@link IdempotencyKeyOptions} for the semantics.
  *
  * @example
- * const guard = idempotencyKey({ store, scope: (req) => req.headers.get('x-tenant') ?? undefined });
+ * const guard = idempotencyKey({ store, scope: (req) => req.headers.get('x-tenant') || undefined });
  * export default { fetch: (req: Request) => guard(req, handle) };
  */
 export function idempotencyKey(options: IdempotencyKeyOptions<Request>): IdempotencyKeyHandler {

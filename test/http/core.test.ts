@@ -48,6 +48,29 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(() => idempotencyKey({ store, lease: '0s' })).toThrow(/lease/);
   });
 
+  it('refuses a principal scope(req) gives as an empty string, before the handler runs', async () => {
+    const guard = idempotencyKey({
+      store: createMemoryStore(),
+      // The docs' first draft: an empty x-tenant header became the principal ''.
+      scope: (req) => req.headers.get('x-tenant') ?? undefined,
+    });
+    const handler = echo();
+    const sent = guard(request('{}', { key: 'k-empty', headers: { 'x-tenant': '' } }), handler);
+    await expect(sent).rejects.toThrow(InvalidArgumentError);
+    await expect(sent).rejects.toThrow(/scope\(req\) must return a non-empty string or undefined/);
+    expect(handler.runs).toBe(0);
+    const optional = idempotencyKey({
+      store: createMemoryStore(),
+      scope: (req) => req.headers.get('x-tenant') || undefined,
+    });
+    const answered = await optional(
+      request('{}', { key: 'k-empty', headers: { 'x-tenant': '' } }),
+      handler,
+    );
+    expect(answered.status).toBe(201);
+    expect(handler.runs).toBe(1);
+  });
+
   it('hands the handler a fresh request carrying the body, and the idempotency context', async () => {
     const guard = idempotencyKey({ store: createMemoryStore() });
     const original = request('{"a":1}', { key: 'k1' });
