@@ -219,6 +219,18 @@ async function runAcquired<O>(
       const settled = await recordFailure(key, token, run.unstorable, options, lease);
       throw settled === run.unstorable ? error : settled;
     }
+    if (lease.lost) {
+      // The lease was given up on while fn ran (its heartbeats went unanswered for a whole
+      // lease, or another worker took it): what fn threw is most likely the abort of
+      // ctx.signal (an AbortError, which classifies as final). Recording it would replay
+      // "aborted" for the whole ttl, for an operation that never failed on its own: release
+      // (steps kept, fenced: nothing is written if another worker holds it) and report the
+      // lost lease, retryable, with fn's error as its cause.
+      await release(key, token, options, lease);
+      throw error instanceof LeaseLostError
+        ? error
+        : new LeaseLostError('the lease was lost while the operation ran', error);
+    }
     throw await settleFailure(key, token, error, options, lease);
   }
   lease.stop();

@@ -1,3 +1,4 @@
+import { EventEmitter, once } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { IdempotencyInProgressError, LeaseLostError } from '../../src/errors.js';
 import { executeIdempotent } from '../../src/idempotency/execute.js';
@@ -223,6 +224,43 @@ describe('leases, heartbeats and fencing', () => {
     gate.resolve();
     // Nobody took over, so the token still holds and the result is stored.
     await expect(run).resolves.toMatchObject({ replayed: false });
+  });
+
+  it("does not record fn's abort on the lost lease as the outcome: released, retried later", async () => {
+    const { clock, store } = setup();
+    let down = false;
+    const blipping: IdempotencyStore = {
+      ...store,
+      heartbeat: (...args) =>
+        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
+    };
+    let runs = 0;
+    const options = { store: blipping, clock, lease: '3s' };
+    // fn waits on a call that honours ctx.signal, as the docs ask: the abort rejects it with
+    // an AbortError (a final error to the classifier), the LeaseLostError as its cause.
+    const first = executeIdempotent(
+      identity,
+      async (ctx) => {
+        runs++;
+        await once(new EventEmitter(), 'reply', { signal: ctx.signal });
+        return 'charged';
+      },
+      options,
+    ).catch((e: unknown) => e);
+    await settle();
+    down = true;
+    await clock.advance(3_500);
+    down = false;
+    const error = await first;
+    expect(error).toBeInstanceOf(LeaseLostError);
+    expect((error as LeaseLostError).cause).toMatchObject({ name: 'AbortError' });
+    // Nobody took over: the record was released (not failed), so the next call runs.
+    const record = await store.get(storedKey);
+    expect(record?.status).toBe('in_progress');
+    expect(record?.leaseUntil).toBeLessThanOrEqual(clock.now());
+    const again = await executeIdempotent(identity, async () => 'charged', options);
+    expect(again).toMatchObject({ value: 'charged', replayed: false });
+    expect(runs).toBe(1);
   });
 
   it('counts the lease on the monotonic clock: a step of the wall clock neither keeps nor ends it', async () => {
