@@ -66,7 +66,7 @@ export function guardStore(store: IdempotencyStore): GuardedStore {
     },
     complete: (key, token, result, ttlMs) => store.complete(key, token, result, ttlMs),
     fail: (key, token, error, ttlMs) => store.fail(key, token, error, ttlMs),
-    release: (key, token) => store.release(key, token),
+    release: (key, token, ttlMs) => store.release(key, token, ttlMs),
     async heartbeat(key, token, leaseMs) {
       const hold = held.get(key);
       if (hold !== undefined) await hold;

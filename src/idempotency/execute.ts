@@ -336,7 +336,7 @@ async function release<O>(
     const released = checkFenced(
       store,
       'release',
-      await callStore(store, 'release', () => store.release(key, token)),
+      await callStore(store, 'release', () => store.release(key, token, options.ttlMs)),
     );
     if (released.kind === 'lease_lost') {
       lease.lose(new LeaseLostError('the lease was already taken over when it was released'));

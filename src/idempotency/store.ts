@@ -98,8 +98,14 @@ export interface IdempotencyStore {
   /** Stores a remembered (non-retryable) failure, only if the token is still current. */
   fail(key: string, token: number, error: string, ttlMs: number): Promise<FencedResult>;
 
-  /** Ends the lease at once and keeps `steps`, only if the token is still current. */
-  release(key: string, token: number): Promise<FencedResult>;
+  /**
+   * Ends the lease at once and keeps `steps`, only if the token is still current. With
+   * `ttlMs`, the record is also kept at least `ttlMs` from now (expiresAt = max(expiresAt,
+   * now + ttlMs)), so an operation waiting for its retry keeps its steps for a whole TTL after
+   * its latest attempt, not only after its first (a late retry would otherwise start afresh
+   * and run a completed step's effect again). The core always passes it.
+   */
+  release(key: string, token: number, ttlMs?: number): Promise<FencedResult>;
 
   /** Extends the lease to now + leaseMs, only if the token is still current and in progress. */
   heartbeat(key: string, token: number, leaseMs: number): Promise<HeartbeatResult>;

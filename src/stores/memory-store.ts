@@ -135,11 +135,14 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
       return { kind: 'ok' };
     },
 
-    async release(key, token): Promise<FencedResult> {
+    async release(key, token, ttlMs): Promise<FencedResult> {
+      if (ttlMs !== undefined) checkPositive(ttlMs, 'ttlMs');
       const record = held(key, token);
       if (record === undefined) return { kind: 'lease_lost' };
+      const now = clock.now();
       record.leaseUntil = 0;
-      record.updatedAt = clock.now();
+      if (ttlMs !== undefined) record.expiresAt = Math.max(record.expiresAt, now + ttlMs);
+      record.updatedAt = now;
       return { kind: 'ok' };
     },
 

@@ -422,6 +422,34 @@ export function describeStoreConformance(
       expect(third.token).toBeGreaterThan(next.token);
     });
 
+    it('release with a ttl keeps the record that long from now: a late retry resumes its steps', async () => {
+      // Created with a short TTL, released two thirds of it later with the same TTL, retried
+      // after the first TTL has ended: the retry must take over with the steps, not start a
+      // new operation (that would run the charge again).
+      const shortTtl = fake() ? 60_000 : realLease * 5;
+      // Shorter than the TTL, so that the expiry at creation is the TTL's.
+      const leaseMs = fake() ? lease() : realLease;
+      const first = acquired(await store.begin('k-late', FP_A, leaseMs, shortTtl));
+      expect(await store.saveStep('k-late', first.token, 'charge', '"ch_1"')).toEqual({
+        kind: 'ok',
+      });
+      const before = await store.get('k-late');
+      await pass((shortTtl * 2) / 3);
+      expect(await store.release('k-late', first.token, shortTtl)).toEqual({ kind: 'ok' });
+      const after = await store.get('k-late');
+      expect(after?.leaseUntil).toBe(0);
+      expect(after?.expiresAt).toBeGreaterThan(before?.expiresAt ?? Number.POSITIVE_INFINITY);
+      const clock = fake();
+      if (clock) expect(after?.expiresAt).toBe(clock.now() + shortTtl);
+
+      await pass(shortTtl / 2);
+      const retry = acquired(await store.begin('k-late', FP_A, leaseMs, shortTtl));
+      expect(retry.takeover).toBe(true);
+      expect(retry.attempts).toBe(2);
+      expect(retry.steps).toEqual({ charge: '"ch_1"' });
+      expect(retry.token).toBeGreaterThan(first.token);
+    });
+
     it('heartbeat extends the lease so no one else acquires', async () => {
       const clock = fake();
       const base = short();

@@ -101,11 +101,13 @@ export class ReferenceStore implements IdempotencyStore {
     return { kind: 'ok' };
   }
 
-  releaseSync(key: string, token: number): FencedResult {
+  releaseSync(key: string, token: number, ttlMs?: number): FencedResult {
     const record = this.held(key, token);
     if (!record) return { kind: 'lease_lost' };
+    const now = this.clock.now();
     record.leaseUntil = 0;
-    record.updatedAt = this.clock.now();
+    if (ttlMs !== undefined) record.expiresAt = Math.max(record.expiresAt, now + ttlMs);
+    record.updatedAt = now;
     return { kind: 'ok' };
   }
 
@@ -145,8 +147,8 @@ export class ReferenceStore implements IdempotencyStore {
   async fail(key: string, token: number, error: string, ttlMs: number) {
     return this.failSync(key, token, error, ttlMs);
   }
-  async release(key: string, token: number) {
-    return this.releaseSync(key, token);
+  async release(key: string, token: number, ttlMs?: number) {
+    return this.releaseSync(key, token, ttlMs);
   }
   async heartbeat(key: string, token: number, leaseMs: number) {
     return this.heartbeatSync(key, token, leaseMs);

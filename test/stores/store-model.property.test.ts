@@ -40,7 +40,7 @@ type Command =
       value: string;
       ttl: number;
     }
-  | { op: 'release'; worker: number; key: number; which: Which }
+  | { op: 'release'; worker: number; key: number; which: Which; ttl: number | undefined }
   | { op: 'heartbeat'; worker: number; key: number; which: Which; lease: number }
   | { op: 'saveStep'; worker: number; key: number; which: Which; name: string; value: string }
   | { op: 'advance'; ms: number }
@@ -82,7 +82,16 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       ttl: fc.constantFrom(...TTLS),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('release' as const), worker, key, which }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('release' as const),
+      worker,
+      key,
+      which,
+      ttl: fc.constantFrom(undefined, ...TTLS),
+    }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -208,7 +217,11 @@ async function apply(
         cmd.ttl,
       );
     case 'release':
-      return store.release(KEYS[cmd.key] as string, side.token(cmd.worker, cmd.key, cmd.which));
+      return store.release(
+        KEYS[cmd.key] as string,
+        side.token(cmd.worker, cmd.key, cmd.which),
+        cmd.ttl,
+      );
     case 'heartbeat':
       return store.heartbeat(
         KEYS[cmd.key] as string,

@@ -484,10 +484,32 @@ export function createDynamoDbStore(
       return finish('fail', key, token, error, duration('ttlMs', ttlMs, 1));
     },
 
-    async release(key, token): Promise<FencedResult> {
+    async release(key, token, ttlMs): Promise<FencedResult> {
       checkKey(key);
       checkToken(token);
-      const outcome = await fenced('release', key, token, now(), {
+      const keepMs = ttlMs === undefined ? undefined : duration('ttlMs', ttlMs, 1);
+      const at = now();
+      if (keepMs !== undefined) {
+        // Kept at least ttl from now: expiresAt becomes max(expiresAt, now + ttl). As for a
+        // heartbeat, an update expression has no max: the usual case here (the record was
+        // created a while ago with the same ttl) moves the expiry, the other leaves it.
+        const keep = at + keepMs;
+        const moved = await fenced('release', key, token, at, {
+          applied: (r) => r.status === 'in_progress' && r.leaseUntil === 0 && r.expiresAt === keep,
+          update: 'SET #leaseUntil = :zero, #expiresAt = :keep, #ttl = :ttl, #updatedAt = :now',
+          extraCondition: '#expiresAt < :keep',
+          values: { ':zero': n(0), ':keep': n(keep), ':ttl': n(ttlSeconds(keep)) },
+        });
+        if (moved === 'ok') return { kind: 'ok' };
+        const kept = await fenced('release', key, token, at, {
+          applied: (r) => r.status === 'in_progress' && r.leaseUntil === 0 && r.expiresAt >= keep,
+          update: 'SET #leaseUntil = :zero, #updatedAt = :now',
+          extraCondition: '#expiresAt >= :keep',
+          values: { ':zero': n(0), ':keep': n(keep) },
+        });
+        return kept === 'lease_lost' ? { kind: 'lease_lost' } : { kind: 'ok' };
+      }
+      const outcome = await fenced('release', key, token, at, {
         applied: (r) => r.status === 'in_progress' && r.leaseUntil === 0,
         update: 'SET #leaseUntil = :zero, #updatedAt = :now',
         values: { ':zero': n(0) },

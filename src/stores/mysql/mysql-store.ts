@@ -530,10 +530,11 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       return finish({ key, token, done: false, value: error, ttlMs: durationArg('ttlMs', ttlMs) });
     },
 
-    async release(key, token) {
+    async release(key, token, ttlMs) {
       checkKey(key);
       checkToken(token);
-      return fencedWrite('release', sql.release, [key, token]);
+      const keep = ttlMs === undefined ? 0 : durationArg('ttlMs', ttlMs);
+      return fencedWrite('release', sql.release, [keep, key, token]);
     },
 
     async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {

@@ -252,10 +252,11 @@ export function createPostgresStore(
       return fencedWrite('fail', sql.fail, [key, token, error, durationArg('ttlMs', ttlMs)]);
     },
 
-    async release(key, token) {
+    async release(key, token, ttlMs) {
       checkKey(key);
       checkToken(token);
-      return fencedWrite('release', sql.release, [key, token]);
+      const keep = ttlMs === undefined ? 0 : durationArg('ttlMs', ttlMs);
+      return fencedWrite('release', sql.release, [key, token, keep]);
     },
 
     async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {

@@ -409,10 +409,11 @@ export function createRedisStore(client: RedisLike, options: RedisStoreOptions =
       return fenced('fail', key, [String(token), error, durationArg('ttlMs', ttlMs, 1), grace]);
     },
 
-    async release(key, token) {
+    async release(key, token, ttlMs) {
       checkKey(key);
       checkToken(token);
-      return fenced('release', key, [String(token)]);
+      const keep = ttlMs === undefined ? '0' : durationArg('ttlMs', ttlMs, 1);
+      return fenced('release', key, [String(token), keep, grace]);
     },
 
     async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {

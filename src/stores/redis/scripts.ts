@@ -247,9 +247,12 @@ return out
 `;
 
 const RELEASE = `
--- release: ends the lease at once (a retryable failure); steps stay for the next attempt.
+-- release: ends the lease at once (a retryable failure); steps stay for the next attempt,
+-- and the record (with its steps) is kept at least ttl from now, so that a late retry resumes.
 -- KEYS[1]  record (string)           KEYS[2]  its steps (hash)
 -- ARGV[1]  token
+-- ARGV[2]  ttl (ms) from now, 0 to leave the expiry as it is
+-- ARGV[3]  grace (ms): both keys are evicted natively at expiresAt + grace
 -- Result   'ok' | 'lease_lost' (nothing written)
 ${PRELUDE}${FENCE}
 local now = server_time()
@@ -257,7 +260,15 @@ local r = held(ARGV[1])
 if r == false then return redis.error_reply(CORRUPT) end
 if not r then return 'lease_lost' end
 r.lu, r.ua = 0, num(now)
-redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
+local keep = now + tonumber(ARGV[2])
+if keep > r.exp then
+  r.exp = keep
+  local evict = num(r.exp + tonumber(ARGV[3]))
+  redis.call('SET', KEYS[1], header(r), 'PXAT', evict)
+  if r.hs == '1' then redis.call('PEXPIREAT', KEYS[2], evict) end
+else
+  redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
+end
 return 'ok'
 `;
 

@@ -376,11 +376,12 @@ class SqliteIdempotencyStore implements SqliteStore {
     })) as FencedResult;
   }
 
-  async release(key: string, token: number): Promise<FencedResult> {
+  async release(key: string, token: number, ttlMs?: number): Promise<FencedResult> {
     checkKey(key);
     checkToken(token);
+    const keep = ttlMs === undefined ? 0 : wholeMs(ttlMs, 'ttlMs');
     this.open.delete(key);
-    return (await this.write({ kind: 'release', key, token })) as FencedResult;
+    return (await this.write({ kind: 'release', key, token, keepMs: keep })) as FencedResult;
   }
 
   async heartbeat(key: string, token: number, leaseMs: number): Promise<HeartbeatResult> {
@@ -606,7 +607,9 @@ class SqliteIdempotencyStore implements SqliteStore {
           ? OK
           : LOST;
       case 'release':
-        return s.release.run(now, call.key, call.token).changes === 1 ? OK : LOST;
+        return s.release.run(now + call.keepMs, now, call.key, call.token).changes === 1
+          ? OK
+          : LOST;
       case 'heartbeat': {
         const leaseUntil = now + call.leaseMs;
         const { changes } = s.heartbeat.run(leaseUntil, leaseUntil, now, call.key, call.token);
@@ -863,7 +866,7 @@ interface BeginCall {
 type WriteCall =
   | BeginCall
   | { kind: 'complete' | 'fail'; key: string; token: number; text: string; ttlMs: number }
-  | { kind: 'release'; key: string; token: number }
+  | { kind: 'release'; key: string; token: number; keepMs: number }
   | { kind: 'heartbeat'; key: string; token: number; leaseMs: number }
   | { kind: 'saveStep'; key: string; token: number; name: string; text: string };
 
@@ -980,7 +983,10 @@ function prepare(
     fail: db.prepare(
       `UPDATE ${t} SET status = 'failed', error = ?, lease_until = 0, expires_at = ?, updated_at = ? ${fenced}`,
     ),
-    release: db.prepare(`UPDATE ${t} SET lease_until = 0, updated_at = ? ${fenced}`),
+    // Kept at least until the first parameter (now + ttl; now when no ttl was given).
+    release: db.prepare(
+      `UPDATE ${t} SET lease_until = 0, expires_at = max(expires_at, ?), updated_at = ? ${fenced}`,
+    ),
     heartbeat: db.prepare(
       `UPDATE ${t} SET lease_until = ?, expires_at = max(expires_at, ?), updated_at = ? ${fenced}`,
     ),
