@@ -1,5 +1,5 @@
 import { redactUrl } from '../../redact-url.js';
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
 import type { RedisLike } from './redis-like.js';
 import { type RedisBatchOptions, createRedisStore, type RedisStore } from './redis-store.js';
 import { boundStalls } from './stall-watch.js';
@@ -277,8 +277,11 @@ async function loadIoredis(): Promise<{
     const { Redis, Cluster } = await import('ioredis');
     return { Redis, Cluster };
   } catch (error) {
-    throw new InvalidArgumentError(
-      `openRedisStore needs the ioredis package (npm install ioredis): ${String(error)}`,
+    // A missing driver is the store's absence, as for the other stores: StoreUnavailableError
+    // (exit 1 in the CLI), not an argument error (exit 2, "usage").
+    throw new StoreUnavailableError(
+      'openRedisStore: the "ioredis" package is not installed (npm install ioredis)',
+      error,
     );
   }
 }
