@@ -2,8 +2,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { demoReport, demoSummary, demoTable } from '../../demo/demo-report.js';
 import { DEFAULT_FAULT_RATES, type FaultRates } from '../../demo/faults.js';
-import { type DemoMode, type ModeResult, runDemo } from '../../demo/run-demo.js';
-import { isReprocessError } from '../../errors.js';
+import type { DemoMode, ModeResult, runDemo } from '../../demo/run-demo.js';
+import { StoreUnavailableError, isReprocessError } from '../../errors.js';
 import { renderReport } from '../../report/html-report.js';
 import { outPathProblem, writeReport } from '../files.js';
 import type { CliIo } from '../io.js';
@@ -34,12 +34,40 @@ options:
 ${Object.entries(RATE_FLAGS)
   .map(
     ([flag, key]) =>
-      `  --${flag} RATE`.padEnd(26) + `fault rate 0..1 (default ${DEFAULT_FAULT_RATES[key]})`,
+      // The column of the other options, or two spaces after a longer flag.
+      `  --${flag} RATE`.padEnd(Math.max(26, flag.length + 11)) +
+      `fault rate 0..1 (default ${DEFAULT_FAULT_RATES[key]})`,
   )
   .join('\n')}
 `;
 
 class UsageError extends Error {}
+
+/**
+ * The demo, loaded when it runs: it keeps its records in the embedded SQLite store (the
+ * worker's always, the API's unless --store), so a missing better-sqlite3 is told as such,
+ * not as a stack trace from the module loader.
+ */
+async function loadDemo(): Promise<typeof import('../../demo/run-demo.js')> {
+  /** Whether the error, or one it wraps (a loader or bundler adds its own), names `what`. */
+  const mentions = (error: unknown, what: string): boolean => {
+    for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+      if (e.message.includes(what)) return true;
+    }
+    return false;
+  };
+  try {
+    return await import('../../demo/run-demo.js');
+  } catch (error) {
+    if (mentions(error, 'better-sqlite3')) {
+      throw new StoreUnavailableError(
+        'the demo runs on the embedded SQLite store: the "better-sqlite3" package is not installed (npm install better-sqlite3@12)',
+        error,
+      );
+    }
+    throw error;
+  }
+}
 
 function whole(text: string | undefined, flag: string, fallback: number, max: number): number {
   if (text === undefined) return fallback;
@@ -115,6 +143,7 @@ export async function run(args: string[], io: CliIo): Promise<number> {
   }
   let result: Awaited<ReturnType<typeof runDemo>>;
   try {
+    const { runDemo } = await loadDemo();
     result = await runDemo({
       invoices,
       seed,
