@@ -1,8 +1,9 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
 
-/** The schema version this build writes. A later change adds a step to {@link MIGRATIONS}. */
-export const SCHEMA_VERSION = 2;
+import { SCHEMA_VERSION } from './schema-version.js';
+
+export { SCHEMA_VERSION };
 
 /** The table of schema versions and token high-water marks, shared by every records table. */
 export const META_TABLE = 'reprocess_meta';

@@ -30,6 +30,22 @@ import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 import { checkWellFormedKey } from '../well-formed.js';
 
+/**
+ * A better-sqlite3 (12.x) `Database`, by the members the store uses. Structural, so that
+ * compiling against `reprocess/sqlite` needs no `@types/better-sqlite3` (the driver ships no
+ * types of its own); pass the `Database` you opened.
+ */
+export interface SqliteDatabase {
+  readonly name: string;
+  readonly open: boolean;
+  readonly inTransaction: boolean;
+  prepare(source: string): unknown;
+  exec(source: string): unknown;
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  transaction(fn: (...args: never[]) => unknown): unknown;
+  close(): unknown;
+}
+
 /** Options of {@link createSqliteStore}. */
 export interface SqliteStoreOptions {
   /**
@@ -41,7 +57,7 @@ export interface SqliteStoreOptions {
    * A connection you opened. The store leaves its pragmas and journal mode alone (except
    * `busyTimeoutMs` when given) and does not close it.
    */
-  database?: BetterSqlite3.Database;
+  database?: SqliteDatabase;
   /** The store's clock for leases, expiry and tokens (default: the system clock). */
   clock?: Clock;
   /** Records table (default `reprocess_idempotency`); several tables can share one file. */
@@ -229,7 +245,8 @@ class SqliteIdempotencyStore implements SqliteStore {
     };
 
     if (options.database) {
-      const db = options.database;
+      // The structural type names what is used; the object is the driver's own.
+      const db = options.database as unknown as BetterSqlite3.Database;
       if (busyTimeoutMs !== undefined) db.pragma(`busy_timeout = ${busyTimeoutMs}`);
       return new SqliteIdempotencyStore(db, false, db.name, settings);
     }
