@@ -107,12 +107,15 @@ export function idempotencySettingsFromConfig(
   config: IdempotencyConfig | undefined,
 ): IdempotencySettings {
   const c = config ?? {};
+  const hours = c.ttl_hours ?? IDEMPOTENCY_CONFIG_DEFAULTS.ttlHours;
   const ttl =
     c.ttl !== undefined
       ? toMs(c.ttl, 'idempotency.ttl')
-      : // Whole ms (1.1 h is 3,960,000, not one more for the float's noise); a tiny
-        // ttl_hours is 1 ms, never 0.
-        Math.max(1, Math.round((c.ttl_hours ?? IDEMPOTENCY_CONFIG_DEFAULTS.ttlHours) * 3_600_000));
+      : typeof hours === 'string'
+        ? toMs(hours, 'idempotency.ttl_hours')
+        : // Whole ms (1.1 h is 3,960,000, not one more for the float's noise); a tiny
+          // ttl_hours is 1 ms, never 0.
+          Math.max(1, Math.round(hours * 3_600_000));
   const heartbeat =
     c.heartbeat === undefined
       ? true

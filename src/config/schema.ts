@@ -36,6 +36,16 @@ const recordDuration = z.custom<Duration>(
   (v) => isDuration(v) && durationMs(v) > 0 && durationMs(v) <= MAX_RECORD_DURATION_MS,
   { error: `must be a duration greater than 0 and at most 100 years: ${DURATION_FORMS}` },
 );
+const HOURS =
+  'must be a number of hours > 0 and at most 876000 (100 years), or a duration such as 30m or 24h';
+/** {@link recordDuration} written as text (`24h`). */
+const recordDurationText = z.custom<Duration>(
+  (v) =>
+    typeof v === 'string' &&
+    isDuration(v) &&
+    durationMs(v) > 0 &&
+    durationMs(v) <= MAX_RECORD_DURATION_MS,
+);
 /** A delay or timeout that a timer can wait for (setTimeout's limit, about 24.8 days). */
 const timerDuration = (positive: boolean) =>
   z.custom<Duration>(
@@ -64,11 +74,20 @@ function number(min: number, exclusive = false) {
 
 const mapping = (what: string) => ({ error: `must be a mapping of ${what}` });
 
+/** A field path as `idempotent()` reads one: names joined by dots, none empty (`body.id`). */
+function isFieldPath(v: unknown): v is string {
+  return typeof v === 'string' && v.trim() !== '' && v.split('.').every((s) => s.length > 0);
+}
+
+const fieldPath = z.custom<string>(isFieldPath, {
+  error: 'must be a field path such as requestId or body.id',
+});
+
 const fingerprint = z.custom<boolean | string | string[]>(
   (v) =>
     typeof v === 'boolean' ||
-    (typeof v === 'string' && v.trim() !== '') ||
-    (Array.isArray(v) && v.length > 0 && v.every((p) => typeof p === 'string' && p.trim() !== '')),
+    isFieldPath(v) ||
+    (Array.isArray(v) && v.length > 0 && v.every(isFieldPath)),
   {
     error:
       'must be false (no check), true (the whole input), a field path such as body, or a list of field paths',
@@ -86,16 +105,24 @@ const store = z.custom<string>((v) => tryParseStoreSpec(v) !== undefined, {
 
 export const idempotencySchema = z.strictObject(
   {
-    key_source: z.string({ error: 'must be a field path such as requestId or body.id' }).min(1, {
-      error: 'must be a field path such as requestId or body.id',
-    }),
+    key_source: fieldPath,
     scope: z.string({ error: 'must be an operation name' }).min(1, {
       error: 'must be an operation name',
     }),
     store: store,
-    ttl_hours: number(0, true).max(MAX_RECORD_DURATION_MS / 3_600_000, {
-      error: 'must be a number > 0 and at most 876000 (100 years)',
-    }),
+    // Hours as a number; a duration as well (`24h`), since the design's sample writes the
+    // TTL here and says durations are accepted.
+    // (A number is hours, never the milliseconds a duration number would be.)
+    ttl_hours: z.union(
+      [
+        z
+          .number({ error: HOURS })
+          .gt(0, { error: HOURS })
+          .max(MAX_RECORD_DURATION_MS / 3_600_000, { error: HOURS }),
+        recordDurationText,
+      ],
+      { error: HOURS },
+    ),
     ttl: recordDuration,
     lease: timerDuration(true),
     heartbeat: heartbeat,

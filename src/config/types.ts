@@ -17,8 +17,8 @@ export interface IdempotencyConfig {
   scope?: string;
   /** `key-value` (embedded SQLite, the default) or a store URL. */
   store?: string;
-  /** How long a finished record is kept, in hours (default 24). Not with `ttl`. */
-  ttl_hours?: number;
+  /** How long a finished record is kept, in hours (default 24), or a duration (`24h`). Not with `ttl`. */
+  ttl_hours?: number | Duration;
   /** The same as a duration (`24h`). Not with `ttl_hours`. */
   ttl?: Duration;
   /** How long an in-progress claim lives without heartbeat (default 30s). */

@@ -58,6 +58,11 @@ describe('retryOptionsFromConfig', () => {
 });
 
 describe('idempotencySettingsFromConfig', () => {
+  it('reads ttl_hours written as a duration', () => {
+    expect(idempotencySettingsFromConfig({ ttl_hours: '24h' }).ttl).toBe(86_400_000);
+    expect(idempotencySettingsFromConfig({ ttl_hours: 2 }).ttl).toBe(7_200_000);
+  });
+
   it('fills the defaults for the DESIGN.md example', () => {
     const config = parseConfigText(
       'idempotency:\n  key_source: requestId\n  store: key-value\n  ttl_hours: 24\n  on_duplicate: return_previous_result\n',

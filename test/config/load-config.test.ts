@@ -252,6 +252,32 @@ extra: true
     }
   });
 
+  it('refuses, naming the field, a key_source or fingerprint path that idempotent() refuses', async () => {
+    for (const [idempotency, path] of [
+      [{ key_source: 'body..id' }, 'idempotency.key_source'],
+      [{ key_source: '.id' }, 'idempotency.key_source'],
+      [{ fingerprint: 'a..b' }, 'idempotency.fingerprint'],
+      [{ fingerprint: ['amount', 'customer.'] }, 'idempotency.fingerprint'],
+    ] as const) {
+      const error = await configError(() => parseConfig({ idempotency }));
+      expect(error.issues.map((i) => i.path)).toEqual([path]);
+      expect(error.message).toContain('field path');
+    }
+    expect(parseConfig({ idempotency: { key_source: 'body.id' } }).idempotency?.key_source).toBe(
+      'body.id',
+    );
+  });
+
+  it('takes ttl_hours as hours or as a duration (24h), and names the field otherwise', async () => {
+    expect(parseConfig({ idempotency: { ttl_hours: '24h' } }).idempotency?.ttl_hours).toBe('24h');
+    expect(parseConfig({ idempotency: { ttl_hours: 1.5 } }).idempotency?.ttl_hours).toBe(1.5);
+    for (const ttl_hours of ['soon', 0, '0s', -1]) {
+      const error = await configError(() => parseConfig({ idempotency: { ttl_hours } }));
+      expect(error.issues.map((i) => i.path)).toEqual(['idempotency.ttl_hours']);
+      expect(error.message).toContain('or a duration such as 30m or 24h');
+    }
+  });
+
   it('a budget without its type, and wrong types anywhere', async () => {
     const error = await configError(() =>
       parseConfig({
