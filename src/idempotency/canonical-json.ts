@@ -15,6 +15,10 @@ import { quoteJson } from './json-text.js';
  *   `{"$bytes": "<base64>"}`.
  * - A circular reference throws {@link InvalidArgumentError} naming the path; the same
  *   object reached twice without a cycle is fine.
+ * - So does an instance of a class with no own enumerable property and no `toJSON` (a
+ *   `Request`, `Headers`, `URLSearchParams`, a `RegExp`, a class whose fields are `#private`):
+ *   its data lives where JSON does not look, so every one would be written `{}` and match
+ *   every other. A plain `{}` is fine.
  *
  * This text is for hashing, not for storing: it does not round-trip (see the codec for that).
  */
@@ -33,8 +37,19 @@ export function canonicalJson(value: unknown): string {
         `cannot fingerprint a circular structure (at ${formatPath(error.path)})`,
       );
     }
+    if (error instanceof OpaqueAt) {
+      throw new InvalidArgumentError(
+        `cannot fingerprint ${error.what} (at ${formatPath(error.path)}): its data is not in its own enumerable properties, so every one would look alike; pass a fingerprint selector that picks the data, or fingerprint: false`,
+      );
+    }
     throw error;
   }
+}
+
+/** Thrown at an object whose data JSON cannot see (see {@link canonicalJson}); as CircularAt. */
+class OpaqueAt {
+  readonly path: Array<string | number> = [];
+  constructor(readonly what: string) {}
 }
 
 /**
@@ -77,7 +92,7 @@ function child(value: unknown, segment: string | number, ancestors: object[]): s
   try {
     return write(value, ancestors);
   } catch (error) {
-    if (error instanceof CircularAt) error.path.unshift(segment);
+    if (error instanceof CircularAt || error instanceof OpaqueAt) error.path.unshift(segment);
     throw error;
   }
 }
@@ -117,8 +132,13 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
       for (const item of value) items.push(child(item, `<set item ${i++}>`, ancestors) ?? 'null');
       return `[${items.sort().join(',')}]`;
     }
+    const keys = Object.keys(value);
+    if (keys.length === 0) {
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) throw new OpaqueAt(describeOpaque(proto));
+    }
     let text = '{';
-    for (const key of sortKeys(Object.keys(value))) {
+    for (const key of sortKeys(keys)) {
       const member = child((value as Record<string, unknown>)[key], key, ancestors);
       if (member === undefined) continue;
       if (text.length > 1) text += ',';
@@ -128,6 +148,12 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
   } finally {
     ancestors.pop();
   }
+}
+
+/** `a Request`, from the prototype of an object that cannot be fingerprinted. */
+function describeOpaque(proto: unknown): string {
+  const name = (proto as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+  return typeof name === 'string' && name !== '' ? `a ${name}` : 'an object of a class';
 }
 
 /** `$.a[0].<map entry 1>` from raw path segments. */

@@ -78,6 +78,41 @@ describe('canonicalJson', () => {
     expect(() => canonicalJson(other)).toThrow('(at $.z[1].w)');
   });
 
+  it('refuses an instance whose data JSON cannot see, naming what and where', () => {
+    class Card {
+      #number: string;
+      constructor(number: string) {
+        this.#number = number;
+      }
+      get last4(): string {
+        return this.#number.slice(-4);
+      }
+    }
+    const opaque: Array<[unknown, RegExp]> = [
+      [
+        new Request('https://api.example/pay', { method: 'POST', body: '{"amount":1}' }),
+        /a Request \(at \$\)/,
+      ],
+      [{ query: new URLSearchParams('amount=1') }, /a URLSearchParams \(at \$\.query\)/],
+      [[new Card('4242424242424242')], /a Card \(at \$\[0\]\)/],
+      [{ pattern: /x/ }, /a RegExp/],
+    ];
+    for (const [value, message] of opaque) {
+      expect(() => canonicalJson(value)).toThrow(InvalidArgumentError);
+      expect(() => canonicalJson(value)).toThrow(message);
+      expect(() => canonicalJson(value)).toThrow(/fingerprint selector/);
+    }
+    // What JSON sees is still written: a plain {}, a null-prototype object, a class with
+    // public fields, and one with toJSON (a URL).
+    class Order {
+      constructor(readonly id: string) {}
+    }
+    expect(canonicalJson({})).toBe('{}');
+    expect(canonicalJson(Object.create(null))).toBe('{}');
+    expect(canonicalJson(new Order('o-1'))).toBe('{"id":"o-1"}');
+    expect(canonicalJson(new URL('https://a.example/x'))).toBe('"https://a.example/x"');
+  });
+
   it('accepts the same object twice without a cycle', () => {
     const shared = { v: 1 };
     expect(canonicalJson({ a: shared, b: [shared] })).toBe('{"a":{"v":1},"b":[{"v":1}]}');
