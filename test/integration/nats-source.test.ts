@@ -238,6 +238,27 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     const info = await jsm.streams.info(shared);
     expect(info.state.messages).toBe(2);
     expect(info.config.subjects).toHaveLength(2);
+
+    // Each source's dead-letter queue lists, counts and redrives its own messages only.
+    const dlqA = createJetStreamDeadLetterQueue({
+      servers: NATS_URL,
+      stream: a.stream,
+      deadLetterStream: shared,
+    });
+    try {
+      expect((await dlqA.list()).map((m) => m.history.source)).toEqual([a.stream]);
+      expect(await dlqA.count()).toBe(1);
+      expect(await dlqA.redrive()).toBe(1);
+      expect(await dlqA.count()).toBe(0);
+      expect(await dlqA.list()).toEqual([]);
+      const left = await jsm.streams.info(shared);
+      expect(left.state.messages).toBe(1); // b's, untouched
+      const { delivery } = await inboxes[0]!.next();
+      expect(delivery.id).toBe('a-1');
+      await delivery.ack();
+    } finally {
+      await dlqA.close();
+    }
   });
 
   it('a dead-letter stream whose wildcard already takes the subject is used as it is', async () => {
@@ -256,6 +277,26 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     const info = await jsm.streams.info(shared);
     expect(info.config.subjects).toEqual([wildcard]);
     expect(info.state.messages).toBe(1);
+  });
+
+  it('redrives a message put in the dead-letter stream by hand, as its list shows it', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 1 }); // declares the streams
+    // No reprocess headers: only the subject it sits under names where it came from.
+    await publishJs(nc, `reprocess.dlq.${stream}.${subject}`, '{"by":"hand"}', { msgID: 'h-1' });
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      expect(await dlq.list()).toHaveLength(1);
+      expect(await dlq.redrive()).toBe(1);
+      expect(await dlq.count()).toBe(0);
+      const { delivery } = await inbox.next();
+      expect(new TextDecoder().decode(delivery.body)).toBe('{"by":"hand"}');
+      await delivery.ack();
+    } finally {
+      await dlq.close();
+    }
   });
 
   it('a message without Nats-Msg-Id keeps <stream>:<seq> as its id through quarantine and redrive', async () => {

@@ -19,7 +19,7 @@ import {
   ourHeaders,
   publisherHeaders,
 } from './jetstream-headers.js';
-import { isNotFound } from './jetstream-topology.js';
+import { deadLetterSubjectOf, isNotFound } from './jetstream-topology.js';
 import {
   type NatsConnectionOptions,
   checkJetStreamName,
@@ -67,6 +67,10 @@ export function createJetStreamDeadLetterQueue(
   const deadLetterStream = options.deadLetterStream ?? `${options.stream}_DLQ`;
   checkJetStreamName(deadLetterStream, 'deadLetterStream');
   const clock = options.clock ?? systemClock;
+  // This source's messages only: a dead-letter stream may be shared by several sources, and
+  // one source's list or redrive must not take another's.
+  const ownPrefix = `${deadLetterSubjectOf(options.stream)}.`;
+  const ownSubjects = `${ownPrefix}>`;
   let opened:
     | Promise<{
         connection: NatsConnection;
@@ -104,19 +108,31 @@ export function createJetStreamDeadLetterQueue(
     };
   }
 
-  /** Visits every message present when the scan starts, oldest first, until `visit` says stop. */
+  /** How many of this source's messages the dead-letter stream holds, and its last sequence. */
+  async function held(jsm: JetStreamManager): Promise<{ count: number; last: number }> {
+    const info = await jsm.streams.info(deadLetterStream, { subjects_filter: ownSubjects });
+    let count = 0;
+    for (const n of Object.values(info.state.subjects ?? {})) count += n;
+    return { count, last: info.state.last_seq };
+  }
+
+  /**
+   * Visits every message of this source present when the scan starts, oldest first, until
+   * `visit` says stop.
+   */
   async function scan(visit: (message: JsMsg) => Promise<boolean>): Promise<void> {
     const { js, jsm } = await open();
     let last: number;
     try {
-      const info = await jsm.streams.info(deadLetterStream);
-      if (info.state.messages === 0) return;
-      last = info.state.last_seq;
+      const mine = await held(jsm);
+      if (mine.count === 0) return;
+      last = mine.last;
     } catch (error) {
       if (isNotFound(error)) return;
       throw error;
     }
-    const reader = await js.consumers.get(deadLetterStream);
+    // One filter subject (a string): NATS 2.9 knows no filter_subjects list.
+    const reader = await js.consumers.get(deadLetterStream, { filter_subjects: ownSubjects });
     const messages = await reader.consume({ max_messages: 256 });
     try {
       for await (const message of messages) {
@@ -156,8 +172,10 @@ export function createJetStreamDeadLetterQueue(
       await scan(async (message) => {
         const item = read(message);
         if (!matchesFilter(item.history, filter, now)) return true;
-        const subject = message.headers?.get(SUBJECT);
-        if (!subject) return true; // not quarantined by reprocess: no way back
+        // Kept at quarantine; for a message put here some other way, the subject it sits
+        // under names it too (`reprocess.dlq.<stream>.<original subject>`), so a redrive
+        // moves every message a list shows.
+        const subject = message.headers?.get(SUBJECT) || message.subject.slice(ownPrefix.length);
         if (moved > 0 && spacing > 0) await sleep(clock, spacing);
         const id = message.headers?.get(MESSAGE_ID) || `${deadLetterStream}:${message.seq}`;
         try {
@@ -181,7 +199,7 @@ export function createJetStreamDeadLetterQueue(
     async count() {
       const { jsm } = await open();
       try {
-        return (await jsm.streams.info(deadLetterStream)).state.messages;
+        return (await held(jsm)).count;
       } catch (error) {
         // As a missing RabbitMQ queue is: the stream is declared with its source, so a
         // missing one is most likely a wrong name.

@@ -100,10 +100,19 @@ export function resolveJetStreamTopology(options: JetStreamTopologyOptions): Jet
     subjects,
     filterSubject: options.filterSubject,
     deadLetterStream,
-    deadLetterSubject: `reprocess.dlq.${options.stream}`,
+    deadLetterSubject: deadLetterSubjectOf(options.stream),
     ackWaitMs,
     maxDeliver,
   };
+}
+
+/**
+ * The subject under which a source stream's messages are quarantined:
+ * `reprocess.dlq.<stream>`, then the original subject. A dead-letter stream shared by several
+ * sources holds each under its own.
+ */
+export function deadLetterSubjectOf(stream: string): string {
+  return `reprocess.dlq.${stream}`;
 }
 
 /**
