@@ -217,13 +217,28 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     const body = Buffer.from([0xff, 0x00, 0x7b, 0xfe]); // not UTF-8, not JSON: bytes untouched
     await publishTo(admin, queue, body, {
       messageId: 'm-1',
-      headers: { tenant: 'acme', n: 7, raw: Buffer.from('bytes') },
+      headers: {
+        tenant: 'acme',
+        n: 7,
+        raw: Buffer.from('bytes'),
+        // AMQP's own timestamp and decimal types: shown as the values, not amqplib's envelope.
+        sentAt: { '!': 'timestamp', value: 1_700_000_123 },
+        price: { '!': 'decimal', value: { places: 2, digits: 1250 } },
+        rate: { '!': 'decimal', value: { places: 4, digits: 5 } },
+      },
       timestamp: 1_700_000_000,
     });
     const { delivery } = await inbox.next();
     expect(Buffer.from(delivery.body)).toEqual(body);
     expect(delivery.id).toBe('m-1');
-    expect(delivery.headers).toEqual({ tenant: 'acme', n: '7', raw: 'bytes' });
+    expect(delivery.headers).toEqual({
+      tenant: 'acme',
+      n: '7',
+      raw: 'bytes',
+      sentAt: '1700000123',
+      price: '12.50',
+      rate: '0.0005',
+    });
     expect(delivery.deliveryCount).toBe(1);
     expect(delivery.publishedAt).toBe(1_700_000_000_000); // AMQP timestamps are seconds
     expect(delivery.source).toBe(queue);

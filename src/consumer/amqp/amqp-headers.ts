@@ -90,7 +90,37 @@ function headerText(value: unknown): string | undefined {
     return String(value);
   }
   if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
+  const typed = typedValueText(value);
+  if (typed !== undefined) return typed;
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+}
+
+/**
+ * amqplib decodes an AMQP timestamp as `{'!': 'timestamp', value: seconds}` and a decimal as
+ * `{'!': 'decimal', value: {places, digits}}`: their text is the number the publisher sent
+ * (`1700000000`, `12.50`), not that envelope. Undefined for anything else.
+ */
+function typedValueText(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, '!')) return undefined;
+  const { '!': type, value: inner } = value as { '!': unknown; value: unknown };
+  if (type === 'timestamp' && typeof inner === 'number') return String(inner);
+  if (type === 'decimal' && typeof inner === 'object' && inner !== null) {
+    const { places, digits } = inner as { places?: unknown; digits?: unknown };
+    if (
+      typeof places === 'number' &&
+      typeof digits === 'number' &&
+      Number.isInteger(places) &&
+      places >= 0 &&
+      places <= 255 &&
+      Number.isInteger(digits)
+    ) {
+      if (places === 0) return String(digits);
+      const text = String(Math.abs(digits)).padStart(places + 1, '0');
+      const sign = digits < 0 ? '-' : '';
+      return `${sign}${text.slice(0, -places)}.${text.slice(-places)}`;
+    }
+  }
+  return undefined;
 }
 
 /** A header value as a whole number, or undefined. */
