@@ -7,6 +7,7 @@ import {
   NonRetryableError,
   isReprocessError,
 } from '../errors.js';
+import { encodeForStore, storedStepOf } from '../idempotency/context.js';
 import { executeResolved } from '../idempotency/execute.js';
 import { MAX_NAME_LENGTH } from '../idempotency/failure.js';
 import { validateKey } from '../idempotency/key.js';
@@ -177,6 +178,40 @@ export interface MessageProcessor {
 /** Step that keeps the first failure time of an operation in its record (survives crashes). */
 export const FIRST_FAILURE_STEP = 'reprocess:first-failure-at';
 
+/**
+ * Step that keeps a quarantine decided but refused by the dead-letter destination: the next
+ * delivery, on any consumer, quarantines from it without running the handler again. Written
+ * `done` once the quarantine went through, so that a redrive runs the handler.
+ */
+export const QUARANTINE_STEP = 'reprocess:quarantine';
+
+/** What {@link QUARANTINE_STEP} holds. */
+interface QuarantineMark {
+  state: 'pending' | 'done';
+  reason?: QuarantineHistory['reason'];
+  attempts?: number;
+  firstFailureAt?: number;
+  lastFailureAt?: number;
+  lastError?: QuarantineHistory['lastError'];
+}
+
+/** Thrown in place of the handler when the record holds a pending quarantine. */
+class QuarantinePending extends Error {
+  constructor(readonly mark: QuarantineMark) {
+    super('a quarantine decided earlier was refused by the dead-letter destination');
+    this.name = 'QuarantinePending';
+  }
+}
+
+function isPendingMark(value: unknown): value is QuarantineMark & { state: 'pending' } {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as QuarantineMark).state === 'pending' &&
+    typeof (value as QuarantineMark).reason === 'string'
+  );
+}
+
 const DEFAULT_MAX_ERROR_MESSAGE = 1024;
 
 /** Validates the options once and returns the per-delivery processor. */
@@ -272,6 +307,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     // Remember only what this consumer quarantines at once: a failure it retries must run
     // again on the next delivery, not replay.
     rememberFailures: (error: unknown) =>
+      !(error instanceof QuarantinePending) &&
       retryVerdict(error) === false &&
       (typeof userRemember === 'function' ? userRemember(error) : userRemember),
   });
@@ -340,6 +376,26 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     }
   }
 
+  /**
+   * Writes {@link QUARANTINE_STEP} under the acquisition of `run` (fenced: nothing is written
+   * if another worker took the operation since). Best effort: when it cannot be written, the
+   * next delivery runs the handler as it would have without it.
+   */
+  async function mark(run: HandlerRun<B>, value: QuarantineMark): Promise<void> {
+    if (run.key === undefined || run.token === undefined) return;
+    try {
+      const text = encodeForStore(
+        execute.codec,
+        value,
+        execute.maxResultBytes,
+        'the quarantine mark',
+      );
+      await execute.store.saveStep(run.key, run.token, QUARANTINE_STEP, text);
+    } catch {
+      // The store did not answer: as above.
+    }
+  }
+
   async function sendToQuarantine(
     delivery: Delivery,
     control: DeliveryControl,
@@ -349,6 +405,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     attempts: number,
     firstFailureAt: number,
     lastFailureAt: number,
+    run?: HandlerRun<B>,
   ): Promise<DeliveryResult> {
     const history: QuarantineHistory = {
       attempts,
@@ -363,10 +420,24 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     if (!control.claimSettle()) return { action: 'abandoned' };
     let settled = await settle(delivery, 'quarantine', () => delivery.quarantine(history));
     if (settled) {
+      // Quarantined after a refusal: a redrive must run the handler again.
+      if (run?.fromMark) await mark(run, { state: 'done' });
       emit({ type: 'quarantined', id: delivery.id, source: delivery.source, history, error });
       return { action: 'quarantine', history, error, settled };
     }
-    // The dead-letter destination refused: bring it back later and quarantine then.
+    // The dead-letter destination refused: bring it back later and quarantine then, without
+    // running the handler again (the decision is kept in the record, for whichever consumer
+    // gets the message next).
+    if (run !== undefined && !run.fromMark) {
+      await mark(run, {
+        state: 'pending',
+        reason,
+        attempts,
+        firstFailureAt,
+        lastFailureAt,
+        lastError: history.lastError,
+      });
+    }
     const delayMs = backoff(attempts, undefined, clock.now());
     if (!control.claimSettle()) return { action: 'abandoned' };
     settled = await settle(delivery, 'retryLater', () => delivery.retryLater(delayMs));
@@ -668,6 +739,24 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       );
     }
 
+    if (error instanceof QuarantinePending) {
+      const { mark: pending } = error;
+      const last = pending.lastError ?? { name: 'Error', message: 'unknown' };
+      const earlier = Object.assign(new Error(last.message), { name: last.name });
+      if (last.code !== undefined) Object.assign(earlier, { code: last.code });
+      return sendToQuarantine(
+        delivery,
+        control,
+        pending.reason ?? 'attempts_exhausted',
+        earlier,
+        key,
+        Math.max(pending.attempts ?? 1, deliveries),
+        pending.firstFailureAt ?? at,
+        pending.lastFailureAt ?? at,
+        run,
+      );
+    }
+
     const attempts = delivery.deliveryCount ?? run.attempt ?? 1;
     const firstFailureAt = run.firstFailureAt ?? at;
     const lastFailureAt = run.failedAt ?? at;
@@ -694,6 +783,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
         attempts,
         firstFailureAt,
         lastFailureAt,
+        run,
       );
     }
     return sendBack(delivery, control, 'failure', delayMs, error, key, attempts);
@@ -816,6 +906,11 @@ class HandlerMessage<B> implements ConsumerMessage<B> {
 /** One run of the handler under the idempotency core, and what it saw of a failure. */
 class HandlerRun<B> {
   attempt: number | undefined;
+  /** The stored key and token of the acquisition that ran (or would have run) the handler. */
+  key: string | undefined;
+  token: number | undefined;
+  /** The record held a pending quarantine: the handler did not run. */
+  fromMark = false;
   firstFailureAt: number | undefined;
   failedAt: number | undefined;
   readonly #delivery: Delivery;
@@ -841,6 +936,22 @@ class HandlerRun<B> {
   /** What the idempotency core runs (at most once per key). */
   async call(ctx: IdempotencyContext): Promise<unknown> {
     this.attempt = ctx.attempt;
+    this.key = ctx.key;
+    this.token = ctx.token;
+    if (ctx.resumed) {
+      // A quarantine decided by an earlier delivery and refused by the dead-letter
+      // destination: quarantine again, do not run the handler again.
+      let pending: unknown;
+      try {
+        pending = storedStepOf(ctx, QUARANTINE_STEP);
+      } catch {
+        pending = undefined; // unreadable: as if absent
+      }
+      if (isPendingMark(pending)) {
+        this.fromMark = true;
+        throw new QuarantinePending(pending);
+      }
+    }
     const message = new HandlerMessage(this.#delivery, this.#body, ctx.attempt, this.#control);
     try {
       return await this.#handler(message, ctx);
