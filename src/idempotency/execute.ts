@@ -219,13 +219,14 @@ async function runAcquired<O>(
       const settled = await recordFailure(key, token, run.unstorable, options, lease);
       throw settled === run.unstorable ? error : settled;
     }
-    if (lease.lost) {
-      // The lease was given up on while fn ran (its heartbeats went unanswered for a whole
-      // lease, or another worker took it): what fn threw is most likely the abort of
-      // ctx.signal (an AbortError, which classifies as final). Recording it would replay
-      // "aborted" for the whole ttl, for an operation that never failed on its own: release
-      // (steps kept, fenced: nothing is written if another worker holds it) and report the
-      // lost lease, retryable, with fn's error as its cause.
+    if (abortedByLease(error, lease.lostReason)) {
+      // fn stopped because the lease was given up on (its heartbeats went unanswered for a
+      // whole lease, or another worker took it): what it threw is the abort of ctx.signal
+      // (an AbortError, final to the classifier, its cause the lease's error). Recording it
+      // would replay "aborted" for the whole ttl, for an operation that never failed on its
+      // own: release (steps kept, fenced: nothing is written if another worker holds it) and
+      // report the lost lease, retryable, with fn's error as its cause. Any other failure is
+      // fn's own and settles as usual (the fenced write refuses it if the lease was taken).
       await release(key, token, options, lease);
       throw error instanceof LeaseLostError
         ? error
@@ -262,6 +263,21 @@ async function runAcquired<O>(
     throw error;
   }
   return { value, replayed: false, key, token };
+}
+
+/**
+ * Whether `error` is the lease's own abort: the lease's error itself, or an error whose cause
+ * chain holds it (`events.once`, `timers/promises` and other AbortSignal-aware APIs reject
+ * with an AbortError whose cause is the signal's reason).
+ */
+function abortedByLease(error: unknown, reason: LeaseLostError | undefined): boolean {
+  if (reason === undefined) return false;
+  let e: unknown = error;
+  for (let depth = 0; depth < 8 && e !== undefined && e !== null; depth++) {
+    if (e === reason) return true;
+    e = typeof e === 'object' ? (e as { cause?: unknown }).cause : undefined;
+  }
+  return false;
 }
 
 /** What to throw after `fn` failed: releases or records the failure first. */

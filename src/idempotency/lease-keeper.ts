@@ -70,6 +70,11 @@ export class LeaseKeeper extends FirstBeatWaiter {
     return this.controller.signal;
   }
 
+  /** The error the lease was lost with (the signal's reason), once it is. */
+  get lostReason(): LeaseLostError | undefined {
+    return this.lostWith;
+  }
+
   /** True once the lease is known to be lost. */
   get lost(): boolean {
     return this.lostWith !== undefined;

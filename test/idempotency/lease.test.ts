@@ -263,6 +263,41 @@ describe('leases, heartbeats and fencing', () => {
     expect(runs).toBe(1);
   });
 
+  it("records fn's own final failure after the lease was presumed lost (nobody took it)", async () => {
+    const { clock, store } = setup();
+    let down = false;
+    const blipping: IdempotencyStore = {
+      ...store,
+      heartbeat: (...args) =>
+        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
+    };
+    const options = { store: blipping, clock, lease: '3s' };
+    const provider = deferred();
+    const declined = Object.assign(new Error('card declined'), { retryable: false });
+    // fn does not listen to ctx.signal: its provider answers with a decline after the store
+    // was away for a whole lease. The decline is fn's own outcome, not the lease's abort.
+    const first = executeIdempotent(
+      identity,
+      async () => {
+        await provider.promise;
+        throw declined;
+      },
+      options,
+    ).catch((e: unknown) => e);
+    await settle();
+    down = true;
+    await clock.advance(3_500);
+    down = false;
+    provider.resolve();
+    expect(await first).toBe(declined);
+    // The fenced fail() went through (the token still held): a repeat replays the decline.
+    expect((await store.get(storedKey))?.status).toBe('failed');
+    const again = await executeIdempotent(identity, async () => 'ran again', options).catch(
+      (e: unknown) => e,
+    );
+    expect(again).toMatchObject({ message: 'card declined' });
+  });
+
   it('counts the lease on the monotonic clock: a step of the wall clock neither keeps nor ends it', async () => {
     /** A wall clock that can be stepped while elapsed time (and the timers) go on evenly. */
     class SteppedClock extends FakeClock {
