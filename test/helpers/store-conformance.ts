@@ -450,6 +450,21 @@ export function describeStoreConformance(
       expect(retry.token).toBeGreaterThan(first.token);
     });
 
+    it('release without a ttl leaves the expiry as it is, even one already passed', async () => {
+      const shortTtl = fake() ? 60_000 : realLease;
+      const leaseMs = fake() ? 30_000 : realLease;
+      const first = acquired(await store.begin('k-keep', FP_A, leaseMs, shortTtl));
+      const before = await store.get('k-keep');
+      await pass(shortTtl);
+      expect(await store.release('k-keep', first.token)).toEqual({ kind: 'ok' });
+      const after = await store.get('k-keep');
+      // A store may already have removed a record past its expiry; one it keeps is unchanged.
+      if (after) {
+        expect(after.leaseUntil).toBe(0);
+        expect(after.expiresAt).toBe(before?.expiresAt);
+      }
+    });
+
     it('heartbeat extends the lease so no one else acquires', async () => {
       const clock = fake();
       const base = short();

@@ -155,6 +155,12 @@ describe('sqlite store: file and schema', () => {
       () => store.fail('k', 1, undefined as never, 1000),
       () => store.saveStep('k', 1, 7 as never, 'r'),
       () => store.heartbeat('k', 1, Number.POSITIVE_INFINITY),
+      // Durations the other stores refuse too: none, and one whose end SQLite could not keep
+      // as an INTEGER (the record would no longer read back, nor would the whole list).
+      () => store.begin('k', FP, 0, 1000),
+      () => store.complete('k', 1, 'r', 0),
+      () => store.release('k', 1, 1e20),
+      () => store.fail('k', 1, 'e', 1e20),
       () => store.list({ limit: 0 }),
       () => store.list({ status: 'done' as never }),
       () => store.list({ cursor: '%%%' }),

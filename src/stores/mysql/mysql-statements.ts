@@ -140,8 +140,10 @@ export function mysqlStatements(table: string): MysqlStatements {
     fail: `UPDATE ${table} SET status = 'failed', result = NULL, error = ?, lease_until = 0,
     expires_at = ${NOW_MS} + ?, updated_at = ${NOW_MS}
   WHERE ${fenced}`,
-    // The first parameter keeps the record at least this long from now (0: as it is).
-    release: `UPDATE ${table} SET lease_until = 0, expires_at = GREATEST(expires_at, ${NOW_MS} + ?),
+    // The first two parameters (the same number) keep the record at least this long from
+    // now; 0 leaves the expiry as it is, even one already passed.
+    release: `UPDATE ${table} SET lease_until = 0,
+    expires_at = IF(? > 0, GREATEST(expires_at, ${NOW_MS} + ?), expires_at),
     updated_at = ${NOW_MS} WHERE ${fenced}`,
     heartbeat: `UPDATE ${table} SET expires_at = GREATEST(expires_at, ${NOW_MS} + ?),
     lease_until = LAST_INSERT_ID(${NOW_MS} + ?), updated_at = ${NOW_MS}

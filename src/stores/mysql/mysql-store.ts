@@ -534,7 +534,7 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
       checkKey(key);
       checkToken(token);
       const keep = ttlMs === undefined ? 0 : durationArg('ttlMs', ttlMs);
-      return fencedWrite('release', sql.release, [keep, key, token]);
+      return fencedWrite('release', sql.release, [keep, keep, key, token]);
     },
 
     async heartbeat(key, token, leaseMs): Promise<HeartbeatResult> {

@@ -181,10 +181,13 @@ export function postgresStatements(table: string): PostgresStatements {
   UPDATE ${table} AS r SET status = 'failed', result = NULL, error = $3::text, lease_until = 0,
     expires_at = clock.ms + $4::bigint, updated_at = clock.ms
   FROM clock WHERE ${fenced}`,
-    // $3: keep the record at least this long from now (0: leave the expiry as it is).
+    // $3: keep the record at least this long from now (0: leave the expiry as it is, even
+    // one already passed).
     release: `WITH ${CLOCK}
   UPDATE ${table} AS r SET lease_until = 0,
-    expires_at = GREATEST(r.expires_at, clock.ms + $3::bigint), updated_at = clock.ms
+    expires_at = CASE WHEN $3::bigint > 0
+      THEN GREATEST(r.expires_at, clock.ms + $3::bigint) ELSE r.expires_at END,
+    updated_at = clock.ms
   FROM clock WHERE ${fenced}`,
     heartbeat: `WITH ${CLOCK}
   UPDATE ${table} AS r SET lease_until = clock.ms + $3::bigint,

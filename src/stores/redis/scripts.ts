@@ -260,8 +260,9 @@ local r = held(ARGV[1])
 if r == false then return redis.error_reply(CORRUPT) end
 if not r then return 'lease_lost' end
 r.lu, r.ua = 0, num(now)
-local keep = now + tonumber(ARGV[2])
-if keep > r.exp then
+local ttl = tonumber(ARGV[2])
+local keep = now + ttl
+if ttl > 0 and keep > r.exp then
   r.exp = keep
   local evict = num(r.exp + tonumber(ARGV[3]))
   redis.call('SET', KEYS[1], header(r), 'PXAT', evict)

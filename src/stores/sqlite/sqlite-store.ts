@@ -624,7 +624,9 @@ class SqliteIdempotencyStore implements SqliteStore {
           ? OK
           : LOST;
       case 'release':
-        return s.release.run(now + call.keepMs, now, call.key, call.token).changes === 1
+        // keepMs 0 (no ttl given): max(expires_at, 0) leaves the expiry as it is.
+        return s.release.run(call.keepMs > 0 ? now + call.keepMs : 0, now, call.key, call.token)
+          .changes === 1
           ? OK
           : LOST;
       case 'heartbeat': {
@@ -1174,13 +1176,17 @@ function checkToken(token: unknown): asserts token is number {
  * fraction would make a record no reader accepts), and a bound is never shortened.
  */
 function wholeMs(ms: unknown, what: string): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+  // The bound of the other stores (about 317 years): past it, now + ms is no longer a whole
+  // number SQLite keeps as an INTEGER, and the record could not be read back.
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > MAX_DURATION_MS) {
     throw new InvalidArgumentError(
-      `sqlite store: ${what} must be a finite number >= 0; got ${String(ms)}`,
+      `sqlite store: ${what} must be a finite number of milliseconds > 0 and at most ${MAX_DURATION_MS}; got ${String(ms)}`,
     );
   }
   return Math.ceil(ms);
 }
+
+const MAX_DURATION_MS = 1e13;
 
 function checkText(text: unknown, what: string): asserts text is string {
   if (typeof text !== 'string') {
