@@ -188,6 +188,8 @@ export const QUARANTINE_STEP = 'reprocess:quarantine';
 /** What {@link QUARANTINE_STEP} holds. */
 interface QuarantineMark {
   state: 'pending' | 'done';
+  /** When the refusal was seen (consumer clock): a pending mark older than the window is void. */
+  markedAt?: number;
   reason?: QuarantineHistory['reason'];
   attempts?: number;
   firstFailureAt?: number;
@@ -203,12 +205,23 @@ class QuarantinePending extends Error {
   }
 }
 
-function isPendingMark(value: unknown): value is QuarantineMark & { state: 'pending' } {
+/**
+ * A pending mark still in force at `now`: written by a refusal at most `windowMs` ago. The
+ * message it sent back comes again within a backoff; a redrive, normally much later, must run
+ * the handler even when the `done` write after the quarantine did not get through.
+ */
+function isPendingMark(
+  value: unknown,
+  now: number,
+  windowMs: number,
+): value is QuarantineMark & { state: 'pending' } {
+  if (typeof value !== 'object' || value === null) return false;
+  const mark = value as QuarantineMark;
   return (
-    typeof value === 'object' &&
-    value !== null &&
-    (value as QuarantineMark).state === 'pending' &&
-    typeof (value as QuarantineMark).reason === 'string'
+    mark.state === 'pending' &&
+    typeof mark.reason === 'string' &&
+    typeof mark.markedAt === 'number' &&
+    now - mark.markedAt <= windowMs
   );
 }
 
@@ -278,6 +291,8 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
   const resolvedRetry = resolveRetryOptions(retry);
   const { maxAttempts } = resolvedRetry;
   const capMs = resolvedRetry.backoff.cap;
+  /** How long a pending quarantine mark holds: the redelivery comes within a backoff. */
+  const markWindowMs = Math.max(2 * capMs, 60_000);
   const classify: Classifier | undefined = resolvedRetry.classify;
 
   const idem = options.idempotency;
@@ -311,6 +326,8 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       retryVerdict(error) === false &&
       (typeof userRemember === 'function' ? userRemember(error) : userRemember),
   });
+  // The runtime's own steps take none of the user's maxSteps or maxStepsBytes.
+  execute.uncountedSteps = new Set([FIRST_FAILURE_STEP, QUARANTINE_STEP]);
 
   /** true: retry; false: never; by the unknownErrors rule when no classifier knows it. */
   function retryVerdict(error: unknown): boolean {
@@ -383,16 +400,21 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
    */
   async function mark(run: HandlerRun<B>, value: QuarantineMark): Promise<void> {
     if (run.key === undefined || run.token === undefined) return;
+    let text: string;
     try {
-      const text = encodeForStore(
-        execute.codec,
-        value,
-        execute.maxResultBytes,
-        'the quarantine mark',
-      );
-      await execute.store.saveStep(run.key, run.token, QUARANTINE_STEP, text);
+      text = encodeForStore(execute.codec, value, execute.maxResultBytes, 'the quarantine mark');
     } catch {
-      // The store did not answer: as above.
+      return; // a codec that cannot write it: as if the store had not answered
+    }
+    // A few tries: one dropped connection must not leave a stale mark (a `done` that did not
+    // get through would send a prompt redrive back to quarantine until the mark's window ends).
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const answer = await execute.store.saveStep(run.key, run.token, QUARANTINE_STEP, text);
+        if ((answer as { kind?: unknown } | undefined)?.kind !== undefined) return; // ok, or fenced
+      } catch {
+        // The store did not answer: try again, then give up as above.
+      }
     }
   }
 
@@ -428,9 +450,11 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     // The dead-letter destination refused: bring it back later and quarantine then, without
     // running the handler again (the decision is kept in the record, for whichever consumer
     // gets the message next).
-    if (run !== undefined && !run.fromMark) {
+    if (run !== undefined) {
+      // Written again at each refusal: the mark holds while the destination keeps refusing.
       await mark(run, {
         state: 'pending',
+        markedAt: clock.now(),
         reason,
         attempts,
         firstFailureAt,
@@ -698,7 +722,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     identity: OperationIdentity,
     body: B,
   ): Promise<DeliveryResult> {
-    const run = new HandlerRun<B>(delivery, control, body, handler, clock);
+    const run = new HandlerRun<B>(delivery, control, body, handler, clock, markWindowMs);
     let replayed: boolean;
     try {
       // An anonymous arrow: under tsx (the benchmarks) a named one costs a name-setting call.
@@ -918,6 +942,7 @@ class HandlerRun<B> {
   readonly #body: B;
   readonly #handler: MessageHandler<B>;
   readonly #clock: Clock;
+  readonly #markWindowMs: number;
 
   constructor(
     delivery: Delivery,
@@ -925,7 +950,9 @@ class HandlerRun<B> {
     body: B,
     handler: MessageHandler<B>,
     clock: Clock,
+    markWindowMs: number,
   ) {
+    this.#markWindowMs = markWindowMs;
     this.#delivery = delivery;
     this.#control = control;
     this.#body = body;
@@ -947,7 +974,7 @@ class HandlerRun<B> {
       } catch {
         pending = undefined; // unreadable: as if absent
       }
-      if (isPendingMark(pending)) {
+      if (isPendingMark(pending, this.#clock.now(), this.#markWindowMs)) {
         this.fromMark = true;
         throw new QuarantinePending(pending);
       }

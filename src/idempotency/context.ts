@@ -203,22 +203,26 @@ class GuardedContext implements IdempotencyContext {
       return decodeFromStore(codec, stored, `the stored result of step "${name}"`) as T;
     }
 
-    if (this.#count < 0) this.#measure();
-    if (this.#count >= maxSteps) {
-      used.delete(name);
-      // Before the work: nothing ran, so nothing needs recording.
-      throw new ResultNotStorableError(
-        `step "${name}" cannot run: the operation already has ${this.#count} steps, maxSteps is ${maxSteps}`,
-        undefined,
-        ErrorCode.RESULT_TOO_LARGE,
-      );
+    // A runtime's own bookkeeping step takes none of the user's maxSteps or maxStepsBytes.
+    const counted = this.#options.uncountedSteps?.has(name) !== true;
+    if (counted) {
+      if (this.#count < 0) this.#measure();
+      if (this.#count >= maxSteps) {
+        used.delete(name);
+        // Before the work: nothing ran, so nothing needs recording.
+        throw new ResultNotStorableError(
+          `step "${name}" cannot run: the operation already has ${this.#count} steps, maxSteps is ${maxSteps}`,
+          undefined,
+          ErrorCode.RESULT_TOO_LARGE,
+        );
+      }
+      this.#count++;
     }
-    this.#count++;
     let value: T;
     try {
       value = await work();
     } catch (error) {
-      this.#count--;
+      if (counted) this.#count--;
       used.delete(name);
       throw error;
     }
@@ -226,7 +230,7 @@ class GuardedContext implements IdempotencyContext {
     let bytes: number;
     try {
       encoded = encodeForStore(codec, value, maxResultBytes, `the result of step "${name}"`);
-      bytes = Buffer.byteLength(encoded, 'utf8');
+      bytes = counted ? Buffer.byteLength(encoded, 'utf8') : 0;
       if (this.#bytes + bytes > maxStepsBytes) {
         throw new ResultNotStorableError(
           `the result of step "${name}" is too large to store: ${bytes} bytes encoded, and the operation's steps already take ${this.#bytes}, over maxStepsBytes (${maxStepsBytes})`,
@@ -276,7 +280,9 @@ class GuardedContext implements IdempotencyContext {
   #measure(): void {
     let count = 0;
     let bytes = 0;
+    const uncounted = this.#options.uncountedSteps;
     for (const name in this.#run.steps) {
+      if (uncounted?.has(name)) continue;
       count++;
       bytes += Buffer.byteLength(this.#run.steps[name] as string, 'utf8');
     }

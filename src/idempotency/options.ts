@@ -50,6 +50,12 @@ export interface ResolvedOptions<O> {
    * says so (a Lambda invocation's remaining time): heartbeats never renew the lease past it.
    */
   leaseDeadline?: number;
+  /**
+   * Steps a runtime keeps for its own bookkeeping (the consumer's first failure time and
+   * pending quarantine): small and bounded by the runtime, they count against neither
+   * maxSteps nor maxStepsBytes, which are the user's steps.
+   */
+  uncountedSteps?: ReadonlySet<string>;
 }
 
 const STORE_METHODS = [

@@ -3,6 +3,8 @@ import { createConsumer } from '../../src/consumer/consumer.js';
 import { createMemorySource } from '../../src/consumer/memory-source.js';
 import type { Delivery, MessageSource } from '../../src/consumer/types.js';
 import { NonRetryableError } from '../../src/errors.js';
+import type { IdempotencyStore } from '../../src/idempotency/store.js';
+import type { IdempotencyContext } from '../../src/idempotency/types.js';
 import { seededRandom } from '../../src/random.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
@@ -33,28 +35,44 @@ function refusing(source: MessageSource, times: number): MessageSource {
   };
 }
 
+interface Scenario {
+  failure?: () => Error;
+  maxAttempts?: number;
+  refusals?: number;
+  maxSteps?: number;
+  /** The store the consumers use, over the memory store on the fake clock. */
+  store?: (inner: IdempotencyStore) => IdempotencyStore;
+  handler?: (fail: boolean, ctx: IdempotencyContext) => Promise<void>;
+  /** Seconds between the quarantine and the redrive. */
+  redriveAfter?: number;
+}
+
 /**
- * One message whose handler fails with `failure`, on a dead-letter destination that refuses
- * three quarantines. Each second of fake time runs a new consumer on the same queue and store
- * (as another process would take the redelivery): what the first one decided must reach the
- * next through the store.
+ * One message whose handler fails, on a dead-letter destination that refuses the first
+ * `refusals` (default 3) quarantines. Each second of fake time runs a new consumer on the
+ * same queue and store (as another process would take the redelivery): what the first one
+ * decided must reach the next through the store. Then the cause is fixed and the message
+ * redriven.
  */
-async function scenario(failure: () => Error, maxAttempts: number) {
+async function scenario(options: Scenario) {
   const clock = new FakeClock();
-  const store = createMemoryStore({ clock });
+  const inner = createMemoryStore({ clock });
+  const store = options.store ? options.store(inner) : inner;
   const queue = createMemorySource({ name: 'orders', clock });
-  const source = refusing(queue, 3);
+  const source = refusing(queue, options.refusals ?? 3);
+  const failure = options.failure ?? (() => new NonRetryableError('declined', { code: 'NO' }));
   let runs = 0;
   let fail = true;
   const consumer = () =>
     createConsumer({
       source,
-      idempotency: { store },
+      idempotency: { store, ...(options.maxSteps ? { maxSteps: options.maxSteps } : {}) },
       clock,
       random: seededRandom(1),
-      retry: { maxAttempts, base: '1s', cap: '1s', jitter: 'none' },
-      handler: async () => {
+      retry: { maxAttempts: options.maxAttempts ?? 10, base: '1s', cap: '1s', jitter: 'none' },
+      handler: async (_message, ctx) => {
         runs++;
+        if (options.handler) return options.handler(fail, ctx);
         if (fail) throw failure();
       },
     });
@@ -70,17 +88,26 @@ async function scenario(failure: () => Error, maxAttempts: number) {
   await during(20);
   const quarantined = await queue.deadLetters.list();
   const before = runs;
-  // The cause is fixed; a redrive runs the handler once more, and it succeeds.
+  await clock.advance((options.redriveAfter ?? 0) * 1000);
   fail = false;
   const moved = await queue.deadLetters.redrive();
   await during(3);
-  return { runs: before, quarantined, moved, afterRedrive: runs - before };
+  return {
+    runs: before,
+    quarantined,
+    moved,
+    afterRedrive: runs - before,
+    left: await queue.deadLetters.list(),
+  };
 }
 
 describe('a quarantine the dead-letter destination refuses', () => {
   it('attempts used up: quarantined later without running the handler past maxAttempts', async () => {
     const reset = () => Object.assign(new Error('reset'), { code: 'ECONNRESET' });
-    const { runs, quarantined, moved, afterRedrive } = await scenario(reset, 2);
+    const { runs, quarantined, moved, afterRedrive } = await scenario({
+      failure: reset,
+      maxAttempts: 2,
+    });
     expect(runs).toBe(2);
     expect(quarantined).toHaveLength(1);
     expect(quarantined[0]?.history).toMatchObject({
@@ -94,7 +121,7 @@ describe('a quarantine the dead-letter destination refuses', () => {
 
   it('non-retryable: quarantined later without running the handler again', async () => {
     const declined = () => new NonRetryableError('card declined', { code: 'CARD_DECLINED' });
-    const { runs, quarantined, moved, afterRedrive } = await scenario(declined, 10);
+    const { runs, quarantined, moved, afterRedrive } = await scenario({ failure: declined });
     expect(runs).toBe(1);
     expect(quarantined).toHaveLength(1);
     expect(quarantined[0]?.history).toMatchObject({
@@ -105,5 +132,47 @@ describe('a quarantine the dead-letter destination refuses', () => {
     });
     expect(moved).toBe(1);
     expect(afterRedrive).toBe(1);
+  });
+
+  /** The memory store, whose saves of the `done` mark fail `times` times. */
+  const doneFails =
+    (times: number) =>
+    (inner: IdempotencyStore): IdempotencyStore => {
+      let left = times;
+      return {
+        ...inner,
+        async saveStep(key, token, name, result) {
+          if (name === 'reprocess:quarantine' && result.includes('done') && left > 0) {
+            left--;
+            throw new Error('connection reset');
+          }
+          return inner.saveStep(key, token, name, result);
+        },
+      };
+    };
+
+  it('a done mark that fails once is written on the next try: a prompt redrive runs', async () => {
+    const { runs, moved, afterRedrive, left } = await scenario({ store: doneFails(1) });
+    expect([runs, moved, afterRedrive, left.length]).toEqual([1, 1, 1, 0]);
+  });
+
+  it('a done mark that cannot be written holds only for its window: a later redrive runs', async () => {
+    // The mark's window is 2 x the backoff cap, at least a minute.
+    const prompt = await scenario({ store: doneFails(1_000) });
+    expect([prompt.moved, prompt.afterRedrive, prompt.left.length]).toEqual([1, 0, 1]);
+    const later = await scenario({ store: doneFails(1_000), redriveAfter: 90 });
+    expect([later.moved, later.afterRedrive, later.left.length]).toEqual([1, 1, 0]);
+  });
+
+  it("the runtime's own steps take none of the user's maxSteps", async () => {
+    const { runs, afterRedrive, left } = await scenario({
+      maxSteps: 2,
+      handler: async (fail, ctx) => {
+        await ctx.step('reserve', () => 'r1');
+        if (fail) throw new NonRetryableError('declined', { code: 'NO' });
+        await ctx.step('charge', () => 'c1');
+      },
+    });
+    expect([runs, afterRedrive, left.length]).toEqual([1, 1, 0]);
   });
 });
