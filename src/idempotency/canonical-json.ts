@@ -132,10 +132,13 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
       for (const item of value) items.push(child(item, `<set item ${i++}>`, ancestors) ?? 'null');
       return `[${items.sort().join(',')}]`;
     }
+    // A boxed number or boolean is its value, as in JSON (it has no keys to write).
+    if (value instanceof Number || value instanceof Boolean) {
+      return write(value.valueOf(), ancestors);
+    }
     const keys = Object.keys(value);
-    if (keys.length === 0) {
-      const proto: unknown = Object.getPrototypeOf(value);
-      if (proto !== Object.prototype && proto !== null) throw new OpaqueAt(describeOpaque(proto));
+    if (keys.length === 0 && !ArrayBuffer.isView(value) && !isPlain(value)) {
+      throw new OpaqueAt(describeOpaque(Object.getPrototypeOf(value)));
     }
     let text = '{';
     for (const key of sortKeys(keys)) {
@@ -148,6 +151,19 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
   } finally {
     ancestors.pop();
   }
+}
+
+/**
+ * A plain object: of no class, or of `Object` in this realm or another (an object made by
+ * `vm.runInNewContext` or in a worker has another realm's `Object.prototype`).
+ */
+function isPlain(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === null || proto === Object.prototype) return true;
+  return (
+    Object.getPrototypeOf(proto) === null &&
+    (proto as { constructor?: { name?: unknown } }).constructor?.name === 'Object'
+  );
 }
 
 /** `a Request`, from the prototype of an object that cannot be fingerprinted. */

@@ -1,3 +1,4 @@
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { canonicalJson } from '../../src/idempotency/canonical-json.js';
@@ -111,6 +112,11 @@ describe('canonicalJson', () => {
     expect(canonicalJson(Object.create(null))).toBe('{}');
     expect(canonicalJson(new Order('o-1'))).toBe('{"id":"o-1"}');
     expect(canonicalJson(new URL('https://a.example/x'))).toBe('"https://a.example/x"');
+    // An empty plain object of another realm, an empty typed array (as before: {}), and boxed
+    // numbers and booleans (their values, as in JSON) are not refused either.
+    expect(canonicalJson({ body: runInNewContext('({})') })).toBe('{"body":{}}');
+    expect(canonicalJson({ samples: new Float32Array(0) })).toBe('{"samples":{}}');
+    expect(canonicalJson([new Number(5), new Boolean(false)])).toBe('[5,false]');
   });
 
   it('accepts the same object twice without a cycle', () => {
