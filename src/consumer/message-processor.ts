@@ -7,7 +7,7 @@ import {
   NonRetryableError,
   isReprocessError,
 } from '../errors.js';
-import { encodeForStore, storedStepOf } from '../idempotency/context.js';
+import { encodeForStore, runtimeStep, storedStepOf } from '../idempotency/context.js';
 import { executeResolved } from '../idempotency/execute.js';
 import { MAX_NAME_LENGTH } from '../idempotency/failure.js';
 import { validateKey } from '../idempotency/key.js';
@@ -987,7 +987,7 @@ class HandlerRun<B> {
       this.failedAt = at;
       try {
         // Stored once per operation, fenced like any step: later failures read it back.
-        this.firstFailureAt = await ctx.step(FIRST_FAILURE_STEP, () => at);
+        this.firstFailureAt = await runtimeStep(ctx, FIRST_FAILURE_STEP, () => at);
       } catch {
         this.firstFailureAt = at;
       }

@@ -137,7 +137,7 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
       return write(value.valueOf(), ancestors);
     }
     const keys = Object.keys(value);
-    if (keys.length === 0 && !ArrayBuffer.isView(value) && !isPlain(value)) {
+    if (keys.length === 0 && !isEmptyTypedArray(value) && !isPlain(value)) {
       throw new OpaqueAt(describeOpaque(Object.getPrototypeOf(value)));
     }
     let text = '{';
@@ -151,6 +151,15 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
   } finally {
     ancestors.pop();
   }
+}
+
+/** An empty typed array (written {} as always); a DataView, keyless whatever it holds, is not. */
+function isEmptyTypedArray(value: object): boolean {
+  return (
+    ArrayBuffer.isView(value) &&
+    !(value instanceof DataView) &&
+    (value as unknown as { length: number }).length === 0
+  );
 }
 
 /**

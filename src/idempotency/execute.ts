@@ -266,16 +266,27 @@ async function runAcquired<O>(
 }
 
 /**
- * Whether `error` is the lease's own abort: the lease's error itself, or an error whose cause
- * chain holds it (`events.once`, `timers/promises` and other AbortSignal-aware APIs reject
- * with an AbortError whose cause is the signal's reason).
+ * Whether `error` is the lease's own abort, once the lease was lost: the lease's error itself,
+ * an error whose cause chain holds it (`events.once`, `timers/promises` and other
+ * AbortSignal-aware APIs reject with an AbortError whose cause is the signal's reason), or an
+ * abort or timeout error.
  */
 function abortedByLease(error: unknown, reason: LeaseLostError | undefined): boolean {
   if (reason === undefined) return false;
-  let e: unknown = error;
-  for (let depth = 0; depth < 8 && e !== undefined && e !== null; depth++) {
-    if (e === reason) return true;
-    e = typeof e === 'object' ? (e as { cause?: unknown }).cause : undefined;
+  try {
+    let e: unknown = error;
+    for (let depth = 0; depth < 8 && e !== undefined && e !== null; depth++) {
+      if (e === reason) return true;
+      // A controller linked to ctx.signal without its reason (`addEventListener('abort', () =>
+      // other.abort())`) aborts with a bare AbortError: after the lease was lost, an abort or
+      // timeout is taken as its doing. Releasing costs at most one more run; recording would
+      // replay "aborted" for the whole ttl.
+      const name = typeof e === 'object' ? (e as { name?: unknown }).name : undefined;
+      if (name === 'AbortError' || name === 'TimeoutError') return true;
+      e = typeof e === 'object' ? (e as { cause?: unknown }).cause : undefined;
+    }
+  } catch {
+    // A getter that throws (a cause, a name): not readable, so not the lease's abort.
   }
   return false;
 }

@@ -175,4 +175,26 @@ describe('a quarantine the dead-letter destination refuses', () => {
     });
     expect([runs, afterRedrive, left.length]).toEqual([1, 1, 0]);
   });
+
+  it("refuses a handler's step named like the runtime's own, which would escape the limits", async () => {
+    const clock = new FakeClock();
+    const queue = createMemorySource({ name: 'orders', clock });
+    const errors: unknown[] = [];
+    const consumer = createConsumer({
+      source: queue,
+      idempotency: { store: createMemoryStore({ clock }), maxSteps: 1 },
+      clock,
+      onEvent: (event) => {
+        if (event.type === 'quarantined') errors.push(event.error);
+      },
+      handler: async (_message, ctx) => {
+        await ctx.step('reprocess:quarantine', () => 'x'.repeat(50_000));
+      },
+    });
+    await consumer.start();
+    queue.publish({ body: {}, headers: { 'idempotency-key': 'k-reserved' }, id: 'm-reserved' });
+    await clock.advance(1000);
+    await consumer.stop({ timeoutMs: 0 });
+    expect(String(errors[0])).toMatch(/reserved by the runtime/);
+  });
 });

@@ -97,6 +97,8 @@ describe('canonicalJson', () => {
       [{ query: new URLSearchParams('amount=1') }, /a URLSearchParams \(at \$\.query\)/],
       [[new Card('4242424242424242')], /a Card \(at \$\[0\]\)/],
       [{ pattern: /x/ }, /a RegExp/],
+      // Keyless whatever bytes it views: every DataView would be {}.
+      [{ body: new DataView(new Uint8Array([1, 2]).buffer) }, /a DataView/],
     ];
     for (const [value, message] of opaque) {
       expect(() => canonicalJson(value)).toThrow(InvalidArgumentError);

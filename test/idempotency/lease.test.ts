@@ -263,6 +263,73 @@ describe('leases, heartbeats and fencing', () => {
     expect(runs).toBe(1);
   });
 
+  it('takes an abort through a controller linked without the reason as the lost lease too', async () => {
+    const { clock, store } = setup();
+    let down = false;
+    const blipping: IdempotencyStore = {
+      ...store,
+      heartbeat: (...args) =>
+        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
+    };
+    const options = { store: blipping, clock, lease: '3s' };
+    const first = executeIdempotent(
+      identity,
+      async (ctx) => {
+        // The older way to link signals: the reason is not passed on, so the AbortError
+        // carries no trace of the lease's error.
+        const linked = new AbortController();
+        ctx.signal.addEventListener('abort', () => linked.abort());
+        await once(new EventEmitter(), 'reply', { signal: linked.signal });
+      },
+      options,
+    ).catch((e: unknown) => e);
+    await settle();
+    down = true;
+    await clock.advance(3_500);
+    down = false;
+    expect(await first).toBeInstanceOf(LeaseLostError);
+    expect((await store.get(storedKey))?.status).toBe('in_progress');
+    expect(await executeIdempotent(identity, async () => 'ran', options)).toMatchObject({
+      value: 'ran',
+      replayed: false,
+    });
+  });
+
+  it('settles an error whose cause cannot be read after the lease was presumed lost', async () => {
+    const { clock, store } = setup();
+    let down = false;
+    const blipping: IdempotencyStore = {
+      ...store,
+      heartbeat: (...args) =>
+        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
+    };
+    const options = { store: blipping, clock, lease: '3s' };
+    const provider = deferred();
+    const odd = new Error('odd failure');
+    Object.defineProperty(odd, 'cause', {
+      get() {
+        throw new TypeError('cause getter exploded');
+      },
+    });
+    const first = executeIdempotent(
+      identity,
+      async () => {
+        await provider.promise;
+        throw odd;
+      },
+      options,
+    ).catch((e: unknown) => e);
+    await settle();
+    down = true;
+    await clock.advance(3_500);
+    down = false;
+    provider.resolve();
+    // fn's own error, settled: not an internal TypeError, not a record left with a live lease.
+    expect(await first).toBe(odd);
+    const record = await store.get(storedKey);
+    expect(record?.status === 'failed' || record?.leaseUntil === 0).toBe(true);
+  });
+
   it("records fn's own final failure after the lease was presumed lost (nobody took it)", async () => {
     const { clock, store } = setup();
     let down = false;
