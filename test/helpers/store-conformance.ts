@@ -390,9 +390,15 @@ export function describeStoreConformance(
         status: 'in_progress',
         token: fresh.token,
         attempts: 1,
-        steps: {},
       });
+      // toEqual: toMatchObject takes {} as a subset of any steps.
+      expect(record?.steps).toEqual({});
       expect(record?.result).toBeUndefined();
+      // The new operation is released and taken over: the old one's steps do not come back.
+      expect(await store.release('k-ttl', fresh.token)).toEqual({ kind: 'ok' });
+      const resumed = acquired(await store.begin('k-ttl', FP_B, lease(), ttl()));
+      expect(resumed.takeover).toBe(true);
+      expect(resumed.steps).toEqual({});
     });
 
     it('release ends the lease at once, keeps steps, and the next begin resumes', async () => {

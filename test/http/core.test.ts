@@ -71,6 +71,29 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(handler.runs).toBe(1);
   });
 
+  it('keeps the method in the operation: POST then PATCH with one key are two operations', async () => {
+    for (const fingerprint of [undefined, false as const]) {
+      const guard = idempotencyKey(
+        fingerprint === undefined
+          ? { store: createMemoryStore() }
+          : { store: createMemoryStore(), fingerprint },
+      );
+      const handler = echo(200);
+      const post = await guard(
+        request('{"qty":1}', { key: 'k-method', path: '/orders/1' }),
+        handler,
+      );
+      expect(post.status).toBe(200);
+      const patch = await guard(
+        request('{"qty":1}', { key: 'k-method', path: '/orders/1', method: 'PATCH' }),
+        handler,
+      );
+      expect(patch.status).toBe(200);
+      expect(patch.headers.get('idempotent-replayed')).toBeNull();
+      expect(handler.runs).toBe(2);
+    }
+  });
+
   it('hands the handler a fresh request carrying the body, and the idempotency context', async () => {
     const guard = idempotencyKey({ store: createMemoryStore() });
     const original = request('{"a":1}', { key: 'k1' });

@@ -189,6 +189,50 @@ describe('leases, heartbeats and fencing', () => {
     });
   });
 
+  it('a step whose save finds the lease lost stops the worker: no later step runs, the signal aborts', async () => {
+    const { clock, store } = setup();
+    const options = { store, clock, lease: '30s' };
+    let emails = 0;
+    const gate = deferred();
+    let staleSignal: AbortSignal | undefined;
+    const stale = executeIdempotent(
+      identity,
+      async (ctx) => {
+        staleSignal = ctx.signal;
+        await ctx.step('charge', async () => {
+          await gate.promise;
+          return 'ch_A';
+        });
+        await ctx.step('email', async () => {
+          emails++;
+          return 'em_A';
+        });
+        return 'A';
+      },
+      options,
+    ).catch((e: unknown) => e);
+    await settle();
+    // An operator removes the stuck record and a redelivery runs the operation to the end.
+    expect(await store.delete(storedKey)).toBe(true);
+    const fresh = await executeIdempotent(
+      identity,
+      async (ctx) => {
+        await ctx.step('charge', async () => 'ch_B');
+        await ctx.step('email', async () => {
+          emails++;
+          return 'em_B';
+        });
+        return 'B';
+      },
+      options,
+    );
+    expect(fresh.value).toBe('B');
+    gate.resolve();
+    expect(await stale).toBeInstanceOf(LeaseLostError);
+    expect(staleSignal?.aborted).toBe(true);
+    expect(emails).toBe(1);
+  });
+
   it('a stale worker cannot record its failure either', async () => {
     const { clock, store } = setup();
     const options = { store, clock, lease: '10s', heartbeat: false };

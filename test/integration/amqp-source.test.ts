@@ -364,6 +364,24 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     }
   });
 
+  it('a refused quarantine leaves the original on the source queue: a worker that dies then loses nothing', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
+    await deleteQueues(admin, [topology.deadLetterQueue]);
+    await publishTo(admin, queue, 'keep me', { messageId: 'm-kept' });
+    const { delivery } = await inbox.next();
+    await expect(delivery.quarantine(history({ source: queue }))).rejects.toSatisfy((e) =>
+      isReprocessError(e, 'AMQP_PUBLISH_FAILED'),
+    );
+    // The worker dies before anything else: an ack before the confirm would have lost it.
+    await s.close();
+    await declareAmqpTopology(admin, topology);
+    expect(await readyCount(admin, queue)).toBe(1);
+  });
+
   it('quarantine is refused (publisher confirm / mandatory) when the dead-letter queue is gone; the message stays', async () => {
     const queue = newQueue();
     const s = source(queue);
