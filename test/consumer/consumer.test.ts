@@ -13,6 +13,7 @@ import { computeDelay } from '../../src/retry/compute-delay.js';
 import { profiles } from '../../src/retry/profiles.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { refusingQuarantine } from './fixtures/refusing-quarantine.js';
 
 type Handler = ConsumerOptions['handler'];
 
@@ -775,32 +776,6 @@ function withoutDeliveryCount(source: MessageSource): MessageSource {
       source.start(
         (d) =>
           onDelivery(Object.assign(Object.create(d) as Delivery, { deliveryCount: undefined })),
-        options,
-      ),
-    stop: () => source.stop(),
-    close: () => source.close(),
-  };
-}
-
-/** The source whose dead-letter publish fails `times` times. */
-function refusingQuarantine(source: MessageSource, times: number): MessageSource {
-  let left = times;
-  return {
-    name: source.name,
-    start: (onDelivery, options) =>
-      source.start(
-        (d) =>
-          onDelivery(
-            Object.assign(Object.create(d) as Delivery, {
-              quarantine: (h: Parameters<Delivery['quarantine']>[0]) => {
-                if (left > 0) {
-                  left -= 1;
-                  return Promise.reject(new Error('dead-letter publish not confirmed'));
-                }
-                return d.quarantine(h);
-              },
-            }),
-          ),
         options,
       ),
     stop: () => source.stop(),

@@ -8,32 +8,7 @@ import type { IdempotencyContext } from '../../src/idempotency/types.js';
 import { seededRandom } from '../../src/random.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
-
-/** `source`, whose dead-letter destination refuses the first `times` quarantines. */
-function refusing(source: MessageSource, times: number): MessageSource {
-  let left = times;
-  return {
-    name: source.name,
-    start: (onDelivery, options) =>
-      source.start(
-        (d) =>
-          onDelivery(
-            Object.assign(Object.create(d) as Delivery, {
-              quarantine: (history: Parameters<Delivery['quarantine']>[0]) => {
-                if (left > 0) {
-                  left -= 1;
-                  return Promise.reject(new Error('dead-letter publish not confirmed'));
-                }
-                return d.quarantine(history);
-              },
-            }),
-          ),
-        options,
-      ),
-    stop: () => source.stop(),
-    close: () => source.close(),
-  };
-}
+import { refusingQuarantine } from './fixtures/refusing-quarantine.js';
 
 interface Scenario {
   failure?: () => Error;
@@ -59,7 +34,7 @@ async function scenario(options: Scenario) {
   const inner = createMemoryStore({ clock });
   const store = options.store ? options.store(inner) : inner;
   const queue = createMemorySource({ name: 'orders', clock });
-  const source = refusing(queue, options.refusals ?? 3);
+  const source = refusingQuarantine(queue, options.refusals ?? 3);
   const failure = options.failure ?? (() => new NonRetryableError('declined', { code: 'NO' }));
   let runs = 0;
   let fail = true;

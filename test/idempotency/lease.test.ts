@@ -33,6 +33,40 @@ function runWithFailingBeats(store: IdempotencyStore, clock: FakeClock, lease: s
   return { gate, state, run };
 }
 
+/** `store`, whose heartbeats fail while `down` is set (the store's other calls still work). */
+function blippingBeats(store: IdempotencyStore): { store: IdempotencyStore; down: boolean } {
+  const blip: { store: IdempotencyStore; down: boolean } = { store, down: false };
+  blip.store = {
+    ...store,
+    heartbeat: (...args) =>
+      blip.down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
+  };
+  return blip;
+}
+
+/**
+ * Runs `fn` on a store whose heartbeats fail for a whole 3 s lease, nobody taking over; `fn`
+ * is handed a promise that settles once that is over. What `fn` settled with, and what a
+ * test needs next.
+ */
+async function presumedLost(
+  fn: (ctx: IdempotencyContext, over: Promise<void>) => Promise<unknown>,
+) {
+  const { clock, store } = setup();
+  const blip = blippingBeats(store);
+  const options = { store: blip.store, clock, lease: '3s' };
+  const over = deferred();
+  const first = executeIdempotent(identity, (ctx) => fn(ctx, over.promise), options).catch(
+    (e: unknown) => e,
+  );
+  await settle();
+  blip.down = true;
+  await clock.advance(3_500);
+  blip.down = false;
+  over.resolve();
+  return { outcome: await first, store, options };
+}
+
 describe('leases, heartbeats and fencing', () => {
   it('heartbeats keep the lease of a long run (every lease/3 by default)', async () => {
     const { clock, store } = setup();
@@ -271,67 +305,31 @@ describe('leases, heartbeats and fencing', () => {
   });
 
   it("does not record fn's abort on the lost lease as the outcome: released, retried later", async () => {
-    const { clock, store } = setup();
-    let down = false;
-    const blipping: IdempotencyStore = {
-      ...store,
-      heartbeat: (...args) =>
-        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
-    };
     let runs = 0;
-    const options = { store: blipping, clock, lease: '3s' };
     // fn waits on a call that honours ctx.signal, as the docs ask: the abort rejects it with
     // an AbortError (a final error to the classifier), the LeaseLostError as its cause.
-    const first = executeIdempotent(
-      identity,
-      async (ctx) => {
-        runs++;
-        await once(new EventEmitter(), 'reply', { signal: ctx.signal });
-        return 'charged';
-      },
-      options,
-    ).catch((e: unknown) => e);
-    await settle();
-    down = true;
-    await clock.advance(3_500);
-    down = false;
-    const error = await first;
-    expect(error).toBeInstanceOf(LeaseLostError);
-    expect((error as LeaseLostError).cause).toMatchObject({ name: 'AbortError' });
+    const { outcome, store, options } = await presumedLost(async (ctx) => {
+      runs++;
+      await once(new EventEmitter(), 'reply', { signal: ctx.signal });
+    });
+    expect(outcome).toBeInstanceOf(LeaseLostError);
+    expect((outcome as LeaseLostError).cause).toMatchObject({ name: 'AbortError' });
     // Nobody took over: the record was released (not failed), so the next call runs.
-    const record = await store.get(storedKey);
-    expect(record?.status).toBe('in_progress');
-    expect(record?.leaseUntil).toBeLessThanOrEqual(clock.now());
+    expect(await store.get(storedKey)).toMatchObject({ status: 'in_progress', leaseUntil: 0 });
     const again = await executeIdempotent(identity, async () => 'charged', options);
     expect(again).toMatchObject({ value: 'charged', replayed: false });
     expect(runs).toBe(1);
   });
 
   it('takes an abort through a controller linked without the reason as the lost lease too', async () => {
-    const { clock, store } = setup();
-    let down = false;
-    const blipping: IdempotencyStore = {
-      ...store,
-      heartbeat: (...args) =>
-        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
-    };
-    const options = { store: blipping, clock, lease: '3s' };
-    const first = executeIdempotent(
-      identity,
-      async (ctx) => {
-        // The older way to link signals: the reason is not passed on, so the AbortError
-        // carries no trace of the lease's error.
-        const linked = new AbortController();
-        ctx.signal.addEventListener('abort', () => linked.abort());
-        await once(new EventEmitter(), 'reply', { signal: linked.signal });
-      },
-      options,
-    ).catch((e: unknown) => e);
-    await settle();
-    down = true;
-    await clock.advance(3_500);
-    down = false;
-    expect(await first).toBeInstanceOf(LeaseLostError);
+    const { outcome, store, options } = await presumedLost(async (ctx) => {
+      // The older way to link signals: the reason is not passed on, so the AbortError
+      // carries no trace of the lease's error.
+      const linked = new AbortController();
+      ctx.signal.addEventListener('abort', () => linked.abort());
+      await once(new EventEmitter(), 'reply', { signal: linked.signal });
+    });
+    expect(outcome).toBeInstanceOf(LeaseLostError);
     expect((await store.get(storedKey))?.status).toBe('in_progress');
     expect(await executeIdempotent(identity, async () => 'ran', options)).toMatchObject({
       value: 'ran',
@@ -340,67 +338,31 @@ describe('leases, heartbeats and fencing', () => {
   });
 
   it('settles an error whose cause cannot be read after the lease was presumed lost', async () => {
-    const { clock, store } = setup();
-    let down = false;
-    const blipping: IdempotencyStore = {
-      ...store,
-      heartbeat: (...args) =>
-        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
-    };
-    const options = { store: blipping, clock, lease: '3s' };
-    const provider = deferred();
     const odd = new Error('odd failure');
     Object.defineProperty(odd, 'cause', {
       get() {
         throw new TypeError('cause getter exploded');
       },
     });
-    const first = executeIdempotent(
-      identity,
-      async () => {
-        await provider.promise;
-        throw odd;
-      },
-      options,
-    ).catch((e: unknown) => e);
-    await settle();
-    down = true;
-    await clock.advance(3_500);
-    down = false;
-    provider.resolve();
+    const { outcome, store } = await presumedLost(async (_ctx, over) => {
+      await over;
+      throw odd;
+    });
     // fn's own error, settled: not an internal TypeError, not a record left with a live lease.
-    expect(await first).toBe(odd);
+    expect(outcome).toBe(odd);
     const record = await store.get(storedKey);
     expect(record?.status === 'failed' || record?.leaseUntil === 0).toBe(true);
   });
 
   it("records fn's own final failure after the lease was presumed lost (nobody took it)", async () => {
-    const { clock, store } = setup();
-    let down = false;
-    const blipping: IdempotencyStore = {
-      ...store,
-      heartbeat: (...args) =>
-        down ? Promise.reject(new Error('connection reset')) : store.heartbeat(...args),
-    };
-    const options = { store: blipping, clock, lease: '3s' };
-    const provider = deferred();
     const declined = Object.assign(new Error('card declined'), { retryable: false });
     // fn does not listen to ctx.signal: its provider answers with a decline after the store
     // was away for a whole lease. The decline is fn's own outcome, not the lease's abort.
-    const first = executeIdempotent(
-      identity,
-      async () => {
-        await provider.promise;
-        throw declined;
-      },
-      options,
-    ).catch((e: unknown) => e);
-    await settle();
-    down = true;
-    await clock.advance(3_500);
-    down = false;
-    provider.resolve();
-    expect(await first).toBe(declined);
+    const { outcome, store, options } = await presumedLost(async (_ctx, over) => {
+      await over;
+      throw declined;
+    });
+    expect(outcome).toBe(declined);
     // The fenced fail() went through (the token still held): a repeat replays the decline.
     expect((await store.get(storedKey))?.status).toBe('failed');
     const again = await executeIdempotent(identity, async () => 'ran again', options).catch(

@@ -364,18 +364,24 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     }
   });
 
-  it('a refused quarantine leaves the original on the source queue: a worker that dies then loses nothing', async () => {
+  /** A delivery of `id` on a new queue whose dead-letter queue is gone, its quarantine refused. */
+  async function refusedQuarantine(id: string) {
     const queue = newQueue();
     const s = source(queue);
     const inbox = createInbox();
     await s.start(inbox.onDelivery, { prefetch: 5 });
     const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
     await deleteQueues(admin, [topology.deadLetterQueue]);
-    await publishTo(admin, queue, 'keep me', { messageId: 'm-kept' });
+    await publishTo(admin, queue, 'keep me', { messageId: id });
     const { delivery } = await inbox.next();
     await expect(delivery.quarantine(history({ source: queue }))).rejects.toSatisfy((e) =>
       isReprocessError(e, 'AMQP_PUBLISH_FAILED'),
     );
+    return { queue, s, topology, delivery };
+  }
+
+  it('a refused quarantine leaves the original on the source queue: a worker that dies then loses nothing', async () => {
+    const { queue, s, topology } = await refusedQuarantine('m-kept');
     // The worker dies before anything else: an ack before the confirm would have lost it.
     await s.close();
     await declareAmqpTopology(admin, topology);
@@ -383,17 +389,7 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
   });
 
   it('quarantine is refused (publisher confirm / mandatory) when the dead-letter queue is gone; the message stays', async () => {
-    const queue = newQueue();
-    const s = source(queue);
-    const inbox = createInbox();
-    await s.start(inbox.onDelivery, { prefetch: 5 });
-    const topology = resolveAmqpTopology({ queue, delayTiers: TIERS });
-    await deleteQueues(admin, [topology.deadLetterQueue]);
-    await publishTo(admin, queue, 'keep me', { messageId: 'm-5' });
-    const { delivery } = await inbox.next();
-    await expect(delivery.quarantine(history({ source: queue }))).rejects.toSatisfy((e) =>
-      isReprocessError(e, 'AMQP_PUBLISH_FAILED'),
-    );
+    const { queue, topology, delivery } = await refusedQuarantine('m-5');
     // Not acked and not settled: it can still be retried or quarantined once the queue is back.
     await declareAmqpTopology(admin, topology);
     await delivery.quarantine(history({ source: queue }));

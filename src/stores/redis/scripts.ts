@@ -76,6 +76,18 @@ local function held(token)
   if r.tok ~= tonumber(token) or r.st ~= 'in_progress' then return nil end
   return r
 end
+-- Writes the record's header back; when exp is later than its expiry, the expiry moves there
+-- and both keys are evicted natively grace ms after it, else their eviction stays as it is.
+local function rewrite(r, exp, grace)
+  if exp > r.exp then
+    r.exp = exp
+    local evict = num(r.exp + grace)
+    redis.call('SET', KEYS[1], header(r), 'PXAT', evict)
+    if r.hs == '1' then redis.call('PEXPIREAT', KEYS[2], evict) end
+  else
+    redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
+  end
+end
 `;
 
 /**
@@ -261,15 +273,7 @@ if r == false then return redis.error_reply(CORRUPT) end
 if not r then return 'lease_lost' end
 r.lu, r.ua = 0, num(now)
 local ttl = tonumber(ARGV[2])
-local keep = now + ttl
-if ttl > 0 and keep > r.exp then
-  r.exp = keep
-  local evict = num(r.exp + tonumber(ARGV[3]))
-  redis.call('SET', KEYS[1], header(r), 'PXAT', evict)
-  if r.hs == '1' then redis.call('PEXPIREAT', KEYS[2], evict) end
-else
-  redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
-end
+rewrite(r, ttl > 0 and now + ttl or 0, tonumber(ARGV[3]))
 return 'ok'
 `;
 
@@ -287,14 +291,7 @@ local r = held(ARGV[1])
 if r == false then return redis.error_reply(CORRUPT) end
 if not r then return 'lease_lost' end
 r.lu, r.ua = now + tonumber(ARGV[2]), num(now)
-if r.lu > r.exp then
-  r.exp = r.lu
-  local evict = num(r.exp + tonumber(ARGV[3]))
-  redis.call('SET', KEYS[1], header(r), 'PXAT', evict)
-  if r.hs == '1' then redis.call('PEXPIREAT', KEYS[2], evict) end
-else
-  redis.call('SET', KEYS[1], header(r), 'KEEPTTL')
-end
+rewrite(r, r.lu, tonumber(ARGV[3]))
 return 'ok ' .. num(r.lu)
 `;
 
