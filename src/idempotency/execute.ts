@@ -1,3 +1,4 @@
+import { causeChain } from '../cause-chain.js';
 import { elapsedOn, sleep } from '../clock.js';
 import {
   DuplicateRequestError,
@@ -273,22 +274,21 @@ async function runAcquired<O>(
  */
 function abortedByLease(error: unknown, reason: LeaseLostError | undefined): boolean {
   if (reason === undefined) return false;
+  // A controller linked to ctx.signal without its reason (`addEventListener('abort', () =>
+  // other.abort())`) aborts with a bare AbortError: after the lease was lost, an abort or
+  // timeout is taken as its doing. Releasing costs at most one more run; recording would
+  // replay "aborted" for the whole ttl.
+  return causeChain(error).some((link) => link === reason || isAbortOrTimeout(link));
+}
+
+/** An AbortError or TimeoutError; false when its name cannot be read (a getter that throws). */
+function isAbortOrTimeout(link: object): boolean {
   try {
-    let e: unknown = error;
-    for (let depth = 0; depth < 8 && e !== undefined && e !== null; depth++) {
-      if (e === reason) return true;
-      // A controller linked to ctx.signal without its reason (`addEventListener('abort', () =>
-      // other.abort())`) aborts with a bare AbortError: after the lease was lost, an abort or
-      // timeout is taken as its doing. Releasing costs at most one more run; recording would
-      // replay "aborted" for the whole ttl.
-      const name = typeof e === 'object' ? (e as { name?: unknown }).name : undefined;
-      if (name === 'AbortError' || name === 'TimeoutError') return true;
-      e = typeof e === 'object' ? (e as { cause?: unknown }).cause : undefined;
-    }
+    const { name } = link as { name?: unknown };
+    return name === 'AbortError' || name === 'TimeoutError';
   } catch {
-    // A getter that throws (a cause, a name): not readable, so not the lease's abort.
+    return false;
   }
-  return false;
 }
 
 /** What to throw after `fn` failed: releases or records the failure first. */

@@ -1,3 +1,4 @@
+import { causeChain } from '../cause-chain.js';
 import type { Classifier } from './types.js';
 
 /*
@@ -197,14 +198,9 @@ function statusOf(e: Record<string, unknown>): number | undefined {
  * `cause` chain. A header value is seconds or an HTTP date; a date in the past gives 0.
  */
 export function retryAfterMs(errorOrValue: unknown, now: number): number | undefined {
-  let current = errorOrValue;
-  for (let d = 0; d < MAX_DEPTH; d++) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    const found = hintOf(current as Record<string, unknown>, now);
+  for (const link of causeChain(errorOrValue)) {
+    const found = hintOf(link as Record<string, unknown>, now);
     if (found !== undefined) return found;
-    const next = (current as { cause?: unknown }).cause;
-    if (next === current) return undefined;
-    current = next;
   }
   return undefined;
 }
@@ -294,15 +290,10 @@ const TIMEOUT_CODES: ReadonlySet<string> = new Set([
  * dependency.
  */
 export function isTimeoutError(error: unknown): boolean {
-  let current = error;
-  for (let d = 0; d < MAX_DEPTH; d++) {
-    if (typeof current !== 'object' || current === null) return false;
-    const e = current as { name?: unknown; code?: unknown; cause?: unknown };
+  return causeChain(error).some((link) => {
+    const e = link as { name?: unknown; code?: unknown };
     if (e.name === 'TimeoutError') return true;
     if (typeof e.name === 'string' && TIMEOUT_CODES.has(e.name)) return true;
-    if (typeof e.code === 'string' && TIMEOUT_CODES.has(e.code)) return true;
-    if (e.cause === current) return false;
-    current = e.cause;
-  }
-  return false;
+    return typeof e.code === 'string' && TIMEOUT_CODES.has(e.code);
+  });
 }

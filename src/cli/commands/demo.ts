@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { causeChain } from '../../cause-chain.js';
 import { demoReport, demoSummary, demoTable } from '../../demo/demo-report.js';
 import { DEFAULT_FAULT_RATES, type FaultRates } from '../../demo/faults.js';
 import type { DemoMode, ModeResult, runDemo } from '../../demo/run-demo.js';
@@ -49,17 +50,11 @@ class UsageError extends Error {}
  * not as a stack trace from the module loader.
  */
 async function loadDemo(): Promise<typeof import('../../demo/run-demo.js')> {
-  /** Whether the error, or one it wraps (a loader or bundler adds its own), names `what`. */
-  const mentions = (error: unknown, what: string): boolean => {
-    for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-      if (e.message.includes(what)) return true;
-    }
-    return false;
-  };
   try {
     return await import('../../demo/run-demo.js');
   } catch (error) {
-    if (mentions(error, 'better-sqlite3')) {
+    // The loader's error, or one wrapping it (a bundler or test runner adds its own).
+    if (causeChain(error).some((e) => e instanceof Error && e.message.includes('better-sqlite3'))) {
       throw new StoreUnavailableError(
         'the demo runs on the embedded SQLite store: the "better-sqlite3" package is not installed (npm install better-sqlite3@12)',
         error,
