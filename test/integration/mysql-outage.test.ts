@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { afterAll, beforeAll, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createMysqlStore, openMysqlStore } from '../../src/stores/mysql/index.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import { tableLock } from './fixtures/mysql-table-lock.js';
@@ -41,6 +41,30 @@ await describeWithService('mariadb', 'mysql store outages', () => {
       // MariaDB closes a killed connection (the lock still holds).
       killedCode: 'PROTOCOL_CONNECTION_LOST',
     });
+  });
+
+  it('a statement past queryTimeoutMs is cancelled on the server too: no claim is left behind', async () => {
+    const store = await openMysqlStore(url, { table, poolSize: 1, queryTimeoutMs: 500 });
+    // Row locks, not a table lock: MariaDB drops a statement waiting on a table lock when its
+    // client goes, but one waiting on a row lock runs on once the lock is freed.
+    const blocker = await mysql.createConnection({ uri: url });
+    try {
+      await blocker.query('BEGIN');
+      // Next-key locks over the whole key index: every insert into the table waits.
+      await blocker.query(`SELECT \`key\` FROM \`${table}\` FOR UPDATE`);
+      const timedOut = await store.begin('myo-timeout', 'f'.repeat(64), 60_000, 60_000).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(timedOut).toMatchObject({ code: 'STORE_UNAVAILABLE' });
+      await blocker.query('ROLLBACK');
+      // Cancelled by the server, not only abandoned by the client: the key is free.
+      const next = await store.begin('myo-timeout', 'f'.repeat(64), 60_000, 60_000);
+      expect(next).toMatchObject({ kind: 'acquired', attempts: 1 });
+    } finally {
+      await blocker.end();
+      await store.close?.();
+    }
   });
 
   serverOutageCases({

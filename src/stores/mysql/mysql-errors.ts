@@ -10,8 +10,12 @@ import {
  * closed and never runs the operation unguarded. The driver's error stays as `cause`.
  */
 
-/** Deadlock and lock wait timeout: InnoDB rolled the statement back, it may run again. */
-const TRANSIENT = new Set([1213, 1205]);
+/**
+ * Deadlock: InnoDB chose this statement as the victim and rolled it back; it may run again.
+ * A lock wait timeout (1205) is not one: the statement waited the whole time it was allowed
+ * (openMysqlStore sets it to its query timeout), so the store did not answer in time.
+ */
+const TRANSIENT = new Set([1213]);
 
 /** True for an error after which the same statement may simply run again. */
 export function isTransientConflict(error: unknown): boolean {

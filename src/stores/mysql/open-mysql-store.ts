@@ -1,5 +1,6 @@
 import { redactUrl } from '../../redact-url.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
+import { poolTimeouts } from '../pool-timeouts.js';
 import type { MysqlQueryable } from './mysql-queryable.js';
 import { type MysqlStore, type MysqlStoreOptions, createMysqlStore } from './mysql-store.js';
 
@@ -9,7 +10,12 @@ export interface OpenMysqlStoreOptions extends MysqlStoreOptions {
   poolSize?: number;
   /** Give up connecting after this many ms (default 5000): an unreachable server fails fast. */
   connectTimeoutMs?: number;
-  /** Give up waiting for one statement after this many ms (default 15000). */
+  /**
+   * Give up on one statement after this many ms (default 15000). The server gives up first:
+   * MariaDB cancels the statement (`max_statement_time`); MySQL bounds its lock waits
+   * (`innodb_lock_wait_timeout` and `lock_wait_timeout`, in whole seconds, rounded up). The
+   * client stops waiting a second later, should the server not answer at all.
+   */
   queryTimeoutMs?: number;
 }
 
@@ -64,6 +70,7 @@ export async function openMysqlStore(
     }
   }
   const merged = { ...fromUrl, ...options };
+  const timeouts = poolTimeouts('openMysqlStore', merged);
   const poolSize = merged.poolSize ?? 10;
   if (!Number.isInteger(poolSize) || poolSize < 1) {
     throw new InvalidArgumentError(
@@ -87,11 +94,12 @@ export async function openMysqlStore(
   const pool = createPool({
     uri: parsed.toString(),
     connectionLimit: poolSize,
-    connectTimeout: merged.connectTimeoutMs ?? 5000,
+    connectTimeout: timeouts.connectMs,
     enableKeepAlive: true,
     charset: 'utf8mb4_bin',
   });
-  const timeout = merged.queryTimeoutMs ?? 15_000;
+  limitStatementsOnServer(pool, timeouts.statementMs);
+  const timeout = timeouts.clientMs;
   // A timed-out statement destroys its connection (mysql2), so the pool replaces it.
   const db: MysqlQueryable = {
     query: (sql, values) => pool.query({ sql, timeout }, values) as Promise<[unknown, unknown]>,
@@ -108,6 +116,35 @@ export async function openMysqlStore(
       await pool.end();
     },
   });
+}
+
+/** The callback-style connection mysql2 passes to a pool's `connection` listeners. */
+interface RawConnection {
+  query(sql: string, callback: (error: Error | null) => void): unknown;
+  destroy(): void;
+}
+
+/**
+ * Makes the server give up on a statement of each new connection after `ms`, before anything
+ * else runs on it. A client timeout alone only closes the socket: MariaDB and MySQL do not
+ * cancel a statement waiting on a row lock when its client goes, so an abandoned begin would
+ * still take the key once the lock is freed, for a caller that was told the store failed.
+ * MariaDB cancels the whole statement (`max_statement_time`, set in a comment only MariaDB
+ * runs); MySQL bounds each lock wait (whole seconds). A connection whose limits could not be
+ * set is destroyed, so its first statement fails instead of running without them.
+ */
+function limitStatementsOnServer(
+  pool: { on(event: 'connection', listener: never): unknown },
+  ms: number,
+): void {
+  const lockWaitSeconds = Math.ceil(ms / 1000);
+  const sql = `SET SESSION innodb_lock_wait_timeout = ${lockWaitSeconds}, lock_wait_timeout = ${lockWaitSeconds} /*M!100101 , max_statement_time = ${ms / 1000} */`;
+  const onConnection = (connection: RawConnection) => {
+    connection.query(sql, (error) => {
+      if (error) connection.destroy();
+    });
+  };
+  pool.on('connection', onConnection as never);
 }
 
 function parseBoolean(name: string, value: string): boolean {

@@ -1,5 +1,6 @@
 import { redactUrl } from '../../redact-url.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
+import { poolTimeouts } from '../pool-timeouts.js';
 import {
   type PostgresStore,
   type PostgresStoreOptions,
@@ -13,8 +14,9 @@ export interface OpenPostgresStoreOptions extends PostgresStoreOptions {
   /** Give up connecting after this many ms (default 5000): an unreachable server fails fast. */
   connectTimeoutMs?: number;
   /**
-   * Give up waiting for one statement after this many ms (default 15000), on both sides: the
-   * client stops waiting and the server cancels the statement (`statement_timeout`).
+   * Give up on one statement after this many ms (default 15000). The server gives up first: it
+   * cancels the statement (`statement_timeout`). The client stops waiting a second later,
+   * should the server not answer at all.
    */
   queryTimeoutMs?: number;
 }
@@ -53,6 +55,7 @@ export async function openPostgresStore(
     else fromUrl.poolSize = parseInteger(name, value);
   }
   const merged = { ...fromUrl, ...options };
+  const timeouts = poolTimeouts('openPostgresStore', merged);
   const poolSize = merged.poolSize ?? 10;
   if (!Number.isInteger(poolSize) || poolSize < 1) {
     throw new InvalidArgumentError(
@@ -73,12 +76,12 @@ export async function openPostgresStore(
   const pool = new Pool({
     connectionString: parsed.toString(),
     max: poolSize,
-    connectionTimeoutMillis: merged.connectTimeoutMs ?? 5000,
-    query_timeout: merged.queryTimeoutMs ?? 15_000,
-    // The server gives up on a statement when the client does: otherwise a statement the
-    // client abandoned (waiting on a lock) still runs later and leaves a claim no caller
-    // holds, which keeps its key in progress for a whole lease.
-    statement_timeout: merged.queryTimeoutMs ?? 15_000,
+    connectionTimeoutMillis: timeouts.connectMs,
+    // The server gives up on a statement before the client does (see CLIENT_WAIT_MARGIN_MS):
+    // otherwise a statement the client abandoned (waiting on a lock) could still run and
+    // leave a claim no caller holds, which keeps its key in progress for a whole lease.
+    query_timeout: timeouts.clientMs,
+    statement_timeout: timeouts.statementMs,
     idleTimeoutMillis: 30_000,
   });
   // A connection that dies while idle is removed by the pool; without a listener the
