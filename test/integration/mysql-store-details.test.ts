@@ -45,6 +45,8 @@ await describeWithService('mariadb', 'mysql store details', () => {
       const store = createMysqlStore(pool, { table });
       const results = await Promise.all([store.createSchema(), store.createSchema()]);
       for (const result of results) expect(result.version).toBe(MYSQL_SCHEMA_VERSION);
+      // Exactly one caller applied the migration; the other found it done.
+      expect(results.map((r) => r.applied).sort()).toEqual([[], [1]]);
       const [versions] = await pool.query(`SELECT version FROM \`${table}_schema_version\``);
       expect(versions).toEqual([{ version: 1 }]);
       const [index] = await pool.query(`SHOW INDEX FROM \`${table}\` WHERE Key_name = ?`, [

@@ -56,6 +56,29 @@ await describeWithService('postgres', 'postgres store details', () => {
       });
     });
 
+    it('concurrent callers on one pool create it again after it was dropped', async () => {
+      // The pool's connections used the schema before it went: a caller that waits on the
+      // advisory lock must still see what the first one created, not collide with it.
+      const again = `${schema}_again`;
+      const create = () =>
+        Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            createPostgresStore(pool, { schema: again, table: `t${i % 2}` }).createSchema(),
+          ),
+        );
+      try {
+        await create();
+        for (let round = 0; round < 3; round++) {
+          await pool.query(`DROP SCHEMA "${again}" CASCADE`);
+          const results = await create();
+          for (const result of results) expect(result.version).toBe(SCHEMA_VERSION);
+          expect(results.filter((r) => r.applied.length > 0)).toHaveLength(2);
+        }
+      } finally {
+        await pool.query(`DROP SCHEMA IF EXISTS "${again}" CASCADE`);
+      }
+    });
+
     it('refuses a schema newer than this code', async () => {
       const store = createPostgresStore(pool, { schema, table: 'future' });
       await store.createSchema();

@@ -82,10 +82,15 @@ export async function createMysqlSchema(
     const applied: number[] = [];
     for (const migration of MIGRATIONS.filter((m) => m.version > current)) {
       for (const statement of migration.statements(names)) await db.query(statement);
-      await db.query(`INSERT IGNORE INTO ${names.versionTable} (version) VALUES (?)`, [
-        migration.version,
-      ]);
-      applied.push(migration.version);
+      const [inserted] = await db.query(
+        `INSERT IGNORE INTO ${names.versionTable} (version) VALUES (?)`,
+        [migration.version],
+      );
+      // Concurrent callers all run the (idempotent) statements; the one whose row went in
+      // applied the migration.
+      if ((inserted as { affectedRows?: unknown } | null)?.affectedRows === 1) {
+        applied.push(migration.version);
+      }
     }
     return { table: names.table, version: await currentVersion(db, names), applied };
   } catch (error) {

@@ -102,22 +102,36 @@ END
 $reprocess$`);
   }
   statements.push(`SELECT current_setting('reprocess.applied') AS applied`);
-  let applied: number[];
-  try {
-    const results = (await db.query(statements.filter((s) => s.length > 0).join(';\n'))) as
-      | PgQueryResult
-      | PgQueryResult[];
-    const last = Array.isArray(results) ? results[results.length - 1] : results;
-    const text = (last?.rows[0] as { applied?: unknown } | undefined)?.applied;
-    applied = String(text ?? '')
-      .split(' ')
-      .filter((v) => v.length > 0)
-      .map(Number);
-  } catch (error) {
-    throw storeError('createSchema', error);
+  const script = statements.filter((s) => s.length > 0).join(';\n');
+  let applied: number[] | undefined;
+  for (let attempt = 1; applied === undefined; attempt++) {
+    try {
+      const results = (await db.query(script)) as PgQueryResult | PgQueryResult[];
+      const last = Array.isArray(results) ? results[results.length - 1] : results;
+      const text = (last?.rows[0] as { applied?: unknown } | undefined)?.applied;
+      applied = String(text ?? '')
+        .split(' ')
+        .filter((v) => v.length > 0)
+        .map(Number);
+    } catch (error) {
+      // A backend that waited on the advisory lock while another created the objects can
+      // still miss them (its catalog cache is only refreshed by a new transaction, seen when a
+      // pooled connection had used a schema that was since dropped): its IF NOT EXISTS then
+      // collides with them. Once more, in a new transaction, it sees them.
+      if (attempt < 3 && isDuplicateObject(error)) continue;
+      throw storeError('createSchema', error);
+    }
   }
   const version = await currentVersion(db, names);
   return { table: names.table, version, applied };
+}
+
+/** unique_violation (on a catalog), duplicate_schema, duplicate_table, duplicate_object. */
+const DUPLICATE_OBJECT = new Set(['23505', '42P06', '42P07', '42710']);
+
+function isDuplicateObject(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && DUPLICATE_OBJECT.has(code);
 }
 
 /** The highest applied version; 0 when the version table does not exist. */
