@@ -274,6 +274,62 @@ describe.skipIf(!hasRedisServer)(
       }
     });
 
+    describe('a database the server does not have', () => {
+      // A server of 4 databases: /9 is out of range. ioredis reports the refused SELECT as an
+      // event and would go on in database 0.
+      let small: ChildProcess | undefined;
+      let smallPort: number;
+      let smallAdmin: Redis | undefined;
+      beforeAll(async () => {
+        smallPort = await freePort();
+      });
+      afterAll(async () => {
+        smallAdmin?.disconnect();
+        await stopServer(small);
+      });
+      const inDatabaseZero = async () => (await smallAdmin?.keys('*'))?.length ?? 0;
+
+      it('opening on it fails, naming the database; nothing reaches database 0', async () => {
+        small = await startServer(smallPort, '--databases', '4');
+        smallAdmin = new Redis({ port: smallPort, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+        smallAdmin.on('error', () => {});
+        const error = await openRedisStore(`redis://127.0.0.1:${smallPort}/9`).catch(
+          (e: unknown) => e,
+        );
+        expect(isReprocessError(error, 'INVALID_ARGUMENT'), String(error)).toBe(true);
+        expect(String(error)).toContain('refused database 9');
+        // A database it has works, and keeps its records there.
+        const three = await openRedisStore(`redis://127.0.0.1:${smallPort}/3`);
+        try {
+          expect((await three.begin('in-three', 'fp', 30_000, 60_000)).kind).toBe('acquired');
+        } finally {
+          await three.close?.();
+        }
+        expect(await inDatabaseZero()).toBe(0);
+      });
+
+      it('met on a later connection, it closes the store: calls fail closed, none in database 0', async () => {
+        await stopServer(small);
+        small = undefined;
+        // Opened while the server is away: the open cannot check the database yet.
+        const store9 = await openRedisStore(`redis://127.0.0.1:${smallPort}/9`, {
+          commandTimeoutMs: 600_000,
+        });
+        try {
+          small = await startServer(smallPort, '--databases', '4');
+          await smallAdmin?.flushall();
+          for (let i = 0; i < 3; i++) {
+            const error = await store9.begin(`k${i}`, 'fp', 1000, 60_000).catch((e: unknown) => e);
+            expect(isReprocessError(error, 'STORE_UNAVAILABLE'), String(error)).toBe(true);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          expect(await inDatabaseZero()).toBe(0);
+        } finally {
+          await store9.close?.();
+        }
+      });
+    });
+
     it('a server that dies fails calls closed; after it is back the same store works', async () => {
       expect((await store.begin('outage-before', 'fp', 30_000, 60_000)).kind).toBe('acquired');
       const dead = server;
@@ -312,10 +368,10 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, attempts = 200): 
   throw new Error('condition not reached');
 }
 
-async function startServer(port: number): Promise<ChildProcess> {
+async function startServer(port: number, ...extra: string[]): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra],
     { stdio: 'ignore' },
   );
   await waitFor(() => accepting(port).then((ok) => (ok ? true : undefined)), 500);

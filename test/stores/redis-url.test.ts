@@ -46,3 +46,35 @@ describe('redis store URL: cluster=true', () => {
     );
   });
 });
+
+describe('redis store URL: the database', () => {
+  it('takes /n or ?db=n, the same number when both are given', () => {
+    for (const url of [
+      'redis://h/3',
+      'redis://h?db=3',
+      'redis://h/3?db=3',
+      'redis://h/',
+      'redis://h',
+    ]) {
+      expect(() => parseRedisUrl(url), url).not.toThrow();
+    }
+  });
+
+  it.each([
+    ['redis://h/abc', /from 0 to 2147483647, got the path \/abc/],
+    ['redis://h/-1', /got the path \/-1/],
+    ['redis://h/1.5', /got the path \/1\.5/],
+    ['redis://h/2147483648', /from 0 to 2147483647/],
+    ['redis://h/3/4', /got the path \/3\/4/],
+    ['redis://h?db=x', /got \?db=x/],
+    ['redis://h/1?db=2', /two databases, \/1 and \?db=2/],
+    ['redis://h?db=2&cluster=true', /only database 0/],
+  ])('refuses %s with InvalidArgumentError naming it', (url, message) => {
+    expect(() => parseRedisUrl(url)).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(message),
+      }),
+    );
+  });
+});

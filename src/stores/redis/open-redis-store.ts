@@ -50,6 +50,7 @@ export async function openRedisStore(
   options: OpenRedisStoreOptions = {},
 ): Promise<RedisStore> {
   const { redisUrl, prefix, batch, readFirst, cluster } = parseRedisUrl(url);
+  const database = databaseOf(new URL(redisUrl));
   const ioredis = await loadIoredis();
   const connectTimeout = options.connectTimeoutMs ?? 5000;
   const commandTimeout = options.commandTimeoutMs ?? 5000;
@@ -99,9 +100,25 @@ export async function openRedisStore(
           },
         });
   // Failures reach callers as rejected commands; without a listener ioredis would also print
-  // every reconnection error.
-  client.on('error', () => {});
+  // every reconnection error. One failure is the store's own: ioredis reports a SELECT the
+  // server refused (a database past its `databases`) as an event, and then goes on in database
+  // 0, where another application's records may be. The client is closed instead: every call
+  // fails closed, and an open that meets it throws.
+  let unselected: Error | undefined;
+  client.on('error', (error: unknown) => {
+    if ((error as { command?: { name?: unknown } } | null)?.command?.name !== 'select') return;
+    unselected = error as Error;
+    client.disconnect();
+  });
   if (cluster !== undefined) await ready(client, connectTimeout);
+  else if (database !== 0) {
+    await firstAnswer(client, connectTimeout);
+    if (unselected !== undefined) {
+      throw new InvalidArgumentError(
+        `openRedisStore: the server refused database ${database} (${unselected.message}); check the URL's /db`,
+      );
+    }
+  }
   // A standalone client is watched for stalls, at no cost per call. A Cluster (a connection per
   // node: one node may stall while others answer) bounds each command with ioredis' own
   // commandTimeout (set above), and so does a client without the queue the watch reads.
@@ -153,6 +170,66 @@ function ready(
   });
 }
 
+/**
+ * Waits until a standalone client is ready or has reported an error (an unreachable server, a
+ * refused SELECT), at most `ms`. Not being ready is no error here: calls fail closed until it is.
+ */
+function firstAnswer(
+  client: {
+    status: string;
+    once(event: 'ready' | 'error', listener: () => void): unknown;
+    off(event: 'ready' | 'error', listener: () => void): unknown;
+  },
+  ms: number,
+): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      client.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    timer.unref?.();
+    client.once('ready', done);
+    client.once('error', done);
+  });
+}
+
+/** Largest database number accepted in a URL (Redis' own bound on `databases`). */
+const MAX_DATABASE = 2 ** 31 - 1;
+
+/**
+ * The database of a redis:// URL: its path (`/3`) or its `?db=` (which ioredis also reads),
+ * 0 when neither is given. Anything that is not a database number is refused here: ioredis
+ * would send it to SELECT, and go on in database 0 when the server refuses it.
+ */
+function databaseOf(url: URL): number {
+  const fromPath = url.pathname.replace(/^\//, '');
+  const fromQuery = url.searchParams.get('db');
+  let database = 0;
+  for (const [text, where] of [
+    [fromPath, `the path /${fromPath}`],
+    [fromQuery, `?db=${fromQuery}`],
+  ] as const) {
+    if (text === null || text === '') continue;
+    const value = /^\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+    if (!(value <= MAX_DATABASE)) {
+      throw new InvalidArgumentError(
+        `openRedisStore: the database must be a number from 0 to ${MAX_DATABASE}, got ${where}`,
+      );
+    }
+    if (fromPath !== '' && fromQuery !== null && Number(fromPath) !== value) {
+      throw new InvalidArgumentError(
+        `openRedisStore: the URL names two databases, /${fromPath} and ?db=${fromQuery}`,
+      );
+    }
+    database = value;
+  }
+  return database;
+}
+
 /** The store's own parameters of a URL, and the URL ioredis gets. */
 interface ParsedRedisUrl {
   redisUrl: string;
@@ -191,12 +268,19 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   const extraNodes = parsed.searchParams.getAll('node');
   parsed.searchParams.delete('prefix');
   parsed.searchParams.delete('node');
+  const database = databaseOf(parsed);
   const result: ParsedRedisUrl = { redisUrl: parsed.toString() };
   if (prefix !== null) result.prefix = prefix;
   if (batch !== undefined) result.batch = batch;
   if (readFirst !== undefined) result.readFirst = readFirst;
-  if (cluster === true) result.cluster = clusterSeeds(parsed, extraNodes);
-  else if (extraNodes.length > 0) {
+  if (cluster === true) {
+    if (database !== 0) {
+      throw new InvalidArgumentError(
+        `openRedisStore: a Redis Cluster has only database 0, got database ${database} in a cluster=true URL`,
+      );
+    }
+    result.cluster = clusterSeeds(parsed, extraNodes);
+  } else if (extraNodes.length > 0) {
     throw new InvalidArgumentError(
       'openRedisStore: node= adds a seed node of a Redis Cluster; add cluster=true to the URL',
     );
