@@ -685,7 +685,10 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     }
 
     // 4. The handler, through the idempotency state machine.
-    const identity: OperationIdentity = { operation: operation ?? delivery.source, key };
+    const identity: OperationIdentity = {
+      operation: operation ?? delivery.scope ?? delivery.source,
+      key,
+    };
     let reading = 'principal';
     try {
       if (principal) {

@@ -42,6 +42,12 @@ export interface Delivery {
   readonly headers: Headers;
   /** The queue, subject or stream it came from. */
   readonly source: string;
+  /**
+   * What scopes the message's idempotency key when the consumer names no `operation`: a name
+   * that tells this source apart from every other that may share the store (SQS: the queue's
+   * ARN, since queues of one name live in many accounts and regions). Default `source`.
+   */
+  readonly scope?: string;
   /** The broker's own count, 1 on the first delivery; undefined when the broker has none. */
   readonly deliveryCount: number | undefined;
   /** Epoch ms the message was first published, when known (for a maximum message age). */

@@ -291,6 +291,60 @@ describe('sqsHandler on a standard queue', () => {
     ).toEqual([false, true]);
   });
 
+  it('scopes keys by the whole queue ARN: a queue of the same name in another account or region is another source', async () => {
+    const ran: string[] = [];
+    const t = setup({
+      async handler(message) {
+        ran.push(message.id);
+      },
+      concurrency: 1,
+    });
+    const event = fixture('sqs-standard.json');
+    const original = event.Records[0] as SqsRecordLike;
+    // The same key and body from "payments" of two other accounts, and of another region.
+    const from = (id: string, arn: string): SqsRecordLike => ({
+      ...original,
+      messageId: id,
+      receiptHandle: `AQEB${id}`,
+      eventSourceARN: arn,
+    });
+    event.Records = [
+      original,
+      from('other-account', 'arn:aws:sqs:us-east-2:210987654321:payments'),
+      from('other-region', 'arn:aws:sqs:eu-west-1:123456789012:payments'),
+      from('same-queue', original.eventSourceARN),
+    ];
+    expect(await t.handler(event)).toEqual({ batchItemFailures: [] });
+    // Each queue ran its own message; only the copy from the first queue replayed.
+    expect(ran).toEqual([original.messageId, 'other-account', 'other-region']);
+    expect(
+      t.events.filter((e) => e.type === 'acked').map((e) => e.type === 'acked' && e.replayed),
+    ).toEqual([false, false, false, true]);
+  });
+
+  it('with an operation of its own, every queue shares that one scope', async () => {
+    const ran: string[] = [];
+    const t = setup({
+      async handler(message) {
+        ran.push(message.id);
+      },
+      idempotency: { store: createMemoryStore(), operation: 'charge' },
+      concurrency: 1,
+    });
+    const event = fixture('sqs-standard.json');
+    const original = event.Records[0] as SqsRecordLike;
+    event.Records = [
+      original,
+      {
+        ...original,
+        messageId: 'other',
+        eventSourceARN: 'arn:aws:sqs:us-east-2:210987654321:payments',
+      },
+    ];
+    expect(await t.handler(event)).toEqual({ batchItemFailures: [] });
+    expect(ran).toEqual([original.messageId]);
+  });
+
   it('sends a concurrent duplicate back after the lease hint instead of running it', async () => {
     let effects = 0;
     let release: () => void = () => undefined;

@@ -124,6 +124,9 @@ export function sqsHandler<B = unknown>(options: SqsHandlerOptions<B>): SqsHandl
       body: encoder.encode(record.body),
       headers: headersOf(record),
       source: queue.name,
+      // Without an operation of the caller's, keys are scoped by the whole ARN: a queue of the
+      // same name in another account or region is another source.
+      scope: record.eventSourceARN,
       deliveryCount: positiveInt(record.attributes.ApproximateReceiveCount),
       publishedAt: positiveInt(record.attributes.SentTimestamp),
       async ack() {
