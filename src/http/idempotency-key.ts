@@ -196,7 +196,7 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     const url = input.url.startsWith('/')
       ? new URL(`http://localhost${input.url}`)
       : new URL(input.url, 'http://localhost');
-    const route = http.route ? await http.route(input.source) : url.pathname;
+    const route = http.route ? await http.route(input.source) : routeOf(input.url, url);
     const principal = http.scope ? await http.scope(input.source) : undefined;
     if (principal !== undefined && (typeof principal !== 'string' || principal === '')) {
       // Thrown before the handler: a request whose tenant cannot be told never runs. An
@@ -355,4 +355,18 @@ export function withBody(request: Request, body: Uint8Array): Request {
   };
   if (body.byteLength > 0) init.body = bodyInit(body);
   return new Request(request.url, init);
+}
+
+/**
+ * The default route of a request: the path as the framework routed it. A request line's path
+ * (`/orders/%2e%2e/cancel`) is taken as it came, up to `?` or `#`: node:http, Express and
+ * Fastify route on that text, while URL parsing would resolve its dot segments into another
+ * endpoint's path (`/cancel`) and replay one endpoint's response on the other. An absolute
+ * URL (what a fetch-style Request carries, Hono's) was already parsed, dot segments resolved,
+ * before anything routed it: its pathname is what the router saw.
+ */
+function routeOf(target: string, parsed: URL): string {
+  if (!target.startsWith('/')) return parsed.pathname;
+  const end = target.search(/[?#]/);
+  return end === -1 ? target : target.slice(0, end);
 }

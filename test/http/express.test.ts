@@ -55,6 +55,49 @@ describe('Express 5: mounting', () => {
   });
 });
 
+describe('Express 5: the route is the path Express routed', () => {
+  it('a dot segment in the path is not resolved into another endpoint: the same key there runs, not replays', async () => {
+    const sqlite = tempSqliteStore();
+    const server = express();
+    server.use(expressIdempotencyKey({ store: sqlite.store, scope: () => 'tenant-1' }));
+    const ran: string[] = [];
+    server.post('/orders/:id/cancel', (req, res) => {
+      ran.push(`cancel order ${req.params.id}`);
+      res.status(200).send(`cancelled order ${req.params.id}`);
+    });
+    server.post('/cancel', (_req, res) => {
+      ran.push('cancel everything');
+      res.status(200).send('cancelled everything');
+    });
+    const http = createServer(server);
+    const url = await listen(http);
+    try {
+      const key = newKey('dot-segments');
+      const headers = { 'idempotency-key': key, 'content-type': 'text/plain' };
+      for (const path of ['/orders/%2e%2e/cancel', '/orders/../cancel', '/orders/%2E./cancel']) {
+        const order = await nodeRequest(url, { path, headers, body: 'x' });
+        expect(order.body).toBe('cancelled order ..');
+      }
+      const everything = await nodeRequest(url, { path: '/cancel', headers, body: 'x' });
+      expect(everything).toMatchObject({ status: 200, body: 'cancelled everything' });
+      expect(everything.headers['idempotent-replayed']).toBeUndefined();
+      // Each spelling of the path is its own route; only a repeat of one spelling replays.
+      expect(ran).toEqual([
+        'cancel order ..',
+        'cancel order ..',
+        'cancel order ..',
+        'cancel everything',
+      ]);
+      const repeat = await nodeRequest(url, { path: '/orders/%2e%2e/cancel', headers, body: 'x' });
+      expect(repeat.headers['idempotent-replayed']).toBe('true');
+      expect(ran).toHaveLength(4);
+    } finally {
+      await close(http);
+      await sqlite.cleanup();
+    }
+  });
+});
+
 describe('Express 5: after express.json()', () => {
   it('fingerprints the parsed body as canonical JSON: reordered keys match, other data does not', async () => {
     const sqlite = tempSqliteStore();

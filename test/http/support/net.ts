@@ -41,12 +41,23 @@ export function nodeRequest(
     body?: string | Buffer;
     /** Send the body in two writes without a length (chunked transfer encoding). */
     chunked?: boolean;
+    /**
+     * The request line's path, sent as it is (a URL string would be normalized first: its
+     * dot segments resolved); the host and port are `url`'s.
+     */
+    path?: string;
   },
 ): Promise<NodeResponse> {
   return new Promise((resolve, reject) => {
+    const { hostname, port, pathname, search } = new URL(url);
     const req = httpRequest(
-      url,
-      { method: options.method ?? 'POST', headers: options.headers },
+      {
+        hostname,
+        port,
+        path: options.path ?? `${pathname}${search}`,
+        method: options.method ?? 'POST',
+        headers: options.headers,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
