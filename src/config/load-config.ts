@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -23,7 +23,7 @@ export async function loadConfig(pathOrObject: string | object): Promise<Reproce
   if (typeof pathOrObject === 'string') {
     let text: string;
     try {
-      text = await readFile(pathOrObject, 'utf8');
+      text = await readBounded(pathOrObject);
     } catch (error) {
       throw new ConfigError([{ path: '', message: readProblem(error) }], pathOrObject);
     }
@@ -65,7 +65,14 @@ export function parseConfigText(text: string, source?: string): ReprocessConfig 
       });
       throw new ConfigError(issues, source);
     }
-    raw = doc.toJS();
+    try {
+      // Aliases are resolved here: one that names no anchor, or so many that they would
+      // expand into an enormous tree (a "billion laughs" file), throws.
+      raw = doc.toJS({ maxAliasCount: 100 });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new ConfigError([{ path: '', message: `YAML error: ${firstLine(message)}` }], source);
+    }
   }
   if (raw === null || raw === undefined) {
     throw new ConfigError([{ path: '', message: emptyMessage() }], source);
@@ -91,8 +98,40 @@ function emptyMessage(): string {
   return 'the config is empty: expected a mapping with idempotency and/or retry_policy';
 }
 
+/** Largest config file read: a config is a page of YAML or JSON, not megabytes. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * The text of the file at `path`, read a chunk at a time up to {@link MAX_CONFIG_BYTES}: a
+ * bigger file (or a device that never ends, such as /dev/zero) is refused before it fills
+ * the memory. A pipe or /dev/stdin is read like a file.
+ */
+async function readBounded(path: string): Promise<string> {
+  const file = await open(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(64 * 1024);
+      const { bytesRead } = await file.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > MAX_CONFIG_BYTES) {
+        throw Object.assign(new Error('the file is too large'), { code: 'EFBIG' });
+      }
+      chunks.push(chunk.subarray(0, bytesRead));
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
 function readProblem(error: unknown): string {
   const code = (error as { code?: unknown }).code;
+  if (code === 'EFBIG') {
+    return `larger than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB: a config file is a page of YAML or JSON`;
+  }
   if (code === 'ENOENT') return 'file not found';
   if (code === 'EISDIR') return 'is a directory, not a file';
   if (code === 'EACCES') return 'permission denied';

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseConfig, parseConfigText } from '../../src/config/load-config.js';
+import {
+  MAX_CONFIG_BYTES,
+  loadConfig,
+  parseConfig,
+  parseConfigText,
+} from '../../src/config/load-config.js';
 import { ConfigError, isReprocessError } from '../../src/errors.js';
 import { configFiles, DESIGN_EXAMPLE } from '../helpers/config-files.js';
 
@@ -174,6 +179,42 @@ retry_policy:
     const error = await configError(() => loadConfig(files.path('nope.yaml')));
     expect(error.issues).toEqual([{ path: '', message: 'file not found' }]);
     expect(error.message).toContain('nope.yaml');
+  });
+
+  it('a file over 1 MiB, or a device that never ends, is refused before it is read whole', async () => {
+    const big = await files.write('big.yaml', `# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`);
+    for (const path of [big, '/dev/zero']) {
+      const error = await configError(() => loadConfig(path));
+      expect(error.issues).toEqual([
+        { path: '', message: expect.stringMatching(/^larger than 1 MiB/) },
+      ]);
+    }
+    // Up to the limit is read.
+    const fits = `idempotency:\n  store: key-value\n# ${'x'.repeat(MAX_CONFIG_BYTES - 40)}\n`;
+    expect(Buffer.byteLength(fits)).toBeLessThanOrEqual(MAX_CONFIG_BYTES);
+    const config = await loadConfig(await files.write('fits.yaml', fits));
+    expect(config.idempotency?.store).toBe('key-value');
+  });
+
+  it('an alias without its anchor, and an alias bomb, are ConfigError', async () => {
+    const unresolved = await configError(async () =>
+      loadConfig(
+        await files.write('alias.yaml', 'idempotency:\n  store: memory\n  scope: *nope\n'),
+      ),
+    );
+    expect(unresolved.issues).toEqual([
+      { path: '', message: expect.stringMatching(/^YAML error: .*alias/i) },
+    ]);
+    const levels = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 8; i++) {
+      const prev = String.fromCharCode(96 + i);
+      const name = String.fromCharCode(97 + i);
+      levels.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(',')}]`);
+    }
+    const bomb = await configError(async () =>
+      loadConfig(await files.write('bomb.yaml', `${levels.join('\n')}\n`)),
+    );
+    expect(bomb.issues).toEqual([{ path: '', message: expect.stringMatching(/^YAML error: /) }]);
   });
 
   it('a directory instead of a file', async () => {

@@ -434,6 +434,15 @@ describe('dynamodb store beyond the suite', () => {
     expect(() => createDynamoDbStore(client, { table: 'x' })).toThrow(/table/);
     expect(() => parseDynamoDbUrl('dynamodb://tbl?endpont=x')).toThrow(/endpont/);
     expect(() => parseDynamoDbUrl('redis://tbl')).toThrow(/dynamodb:\/\//);
+    // A stray % in the table: InvalidArgumentError naming it, not a URIError.
+    for (const url of ['dynamodb://%E0%A4%A', 'dynamodb://%zz', 'dynamodb:///t%']) {
+      expect(() => parseDynamoDbUrl(url), url).toThrow(
+        expect.objectContaining({
+          code: 'INVALID_ARGUMENT',
+          message: expect.stringContaining('not valid percent-encoding'),
+        }),
+      );
+    }
   });
 
   it('parses the URL forms', () => {

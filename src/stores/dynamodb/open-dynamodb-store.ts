@@ -98,7 +98,14 @@ export function parseDynamoDbUrl(url: string): DynamoDbUrl {
       `openDynamoDbStore: expected dynamodb://table?endpoint=...&region=..., got ${JSON.stringify(redactUrl(url))}`,
     );
   }
-  const table = decodeURIComponent(parsed.hostname || parsed.pathname.replace(/^\/+/, ''));
+  let table: string;
+  try {
+    table = decodeURIComponent(parsed.hostname || parsed.pathname.replace(/^\/+/, ''));
+  } catch {
+    throw new InvalidArgumentError(
+      `openDynamoDbStore: the table in ${JSON.stringify(redactUrl(url))} is not valid percent-encoding (write % as %25)`,
+    );
+  }
   checkTableName(table);
   const known = new Set(['endpoint', 'region', 'createTable']);
   for (const name of parsed.searchParams.keys()) {
