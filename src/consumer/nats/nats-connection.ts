@@ -34,14 +34,81 @@ export async function openNatsConnection(
   defaultName: string,
 ): Promise<OpenedNatsConnection> {
   if (options.connection !== undefined) return { connection: options.connection, owned: false };
-  const servers = typeof options.servers === 'string' ? [options.servers] : [...options.servers];
   const connection = await connect({
-    servers,
+    ...natsConnectOptions(options.servers),
     name: options.connectionName ?? defaultName,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   });
   return { connection, owned: true };
+}
+
+/** What `connect()` needs from server URLs: the servers, the credentials and TLS. */
+export interface NatsServerOptions {
+  /** The servers without their credentials. */
+  servers: string[];
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** Set (`{}`: TLS required) when a server is given as `tls://`. */
+  tls?: Record<string, never>;
+}
+
+/**
+ * Reads server URLs as a user writes them, which the NATS client does not: it neither takes
+ * `user:password@` (or a lone `token@`) from a URL nor requires TLS for `tls://`, so a
+ * password would be dropped (the server answers "Authorization Violation") and a `tls://`
+ * server that offers no TLS would be spoken to in plain text, credentials included. Here the
+ * credentials become `user`/`pass` (or `token`) and leave the URLs, and any `tls://` server
+ * makes TLS required for the connection. Servers that carry different credentials are refused:
+ * one connection authenticates one way.
+ */
+export function natsConnectOptions(servers: string | readonly string[]): NatsServerOptions {
+  const entries = typeof servers === 'string' ? [servers] : [...servers];
+  const result: NatsServerOptions = { servers: [] };
+  let credentials: string | undefined;
+  for (const [i, entry] of entries.entries()) {
+    for (const piece of entry.split(',')) {
+      const text = piece.trim();
+      if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+        result.servers.push(text);
+        continue;
+      }
+      const url = new URL(text);
+      if (url.protocol === 'tls:') result.tls = {};
+      if (url.username === '' && url.password === '') {
+        result.servers.push(text);
+        continue;
+      }
+      const found = `${url.username}:${url.password}`;
+      if (credentials !== undefined && credentials !== found) {
+        throw new InvalidArgumentError(
+          `servers[${i}] ${JSON.stringify(redactUrl(entry))}: all servers must carry the same credentials (one connection authenticates one way)`,
+        );
+      }
+      credentials = found;
+      const user = decodePart(url.username, entry, i);
+      if (url.password === '') result.token = user;
+      else {
+        result.user = user;
+        result.pass = decodePart(url.password, entry, i);
+      }
+      url.username = '';
+      url.password = '';
+      result.servers.push(url.toString());
+    }
+  }
+  return result;
+}
+
+function decodePart(text: string, entry: string, i: number): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new InvalidArgumentError(
+      `servers[${i}] ${JSON.stringify(redactUrl(entry))}: the user or password is not valid percent-encoding (write % as %25)`,
+    );
+  }
 }
 
 /** Throws {@link InvalidArgumentError} unless exactly one of `servers` and `connection` is usable. */
