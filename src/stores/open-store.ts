@@ -12,8 +12,9 @@ export interface OpenStoreOptions {
   /** Directory that relative SQLite paths and the `key-value` default resolve against (default `process.cwd()`). */
   cwd?: string;
   /**
-   * Refuse to create a store file that is not there (SQLite): for tools that inspect a store,
-   * where a mistyped path must be an error rather than a new, empty database.
+   * Refuse to create a store file, or a table in it, that is not there (SQLite): for tools
+   * that inspect a store, where a mistyped path or table must be an error rather than a new,
+   * empty database.
    */
   mustExist?: boolean;
 }
@@ -95,7 +96,13 @@ export async function openStore(
     if (options.mustExist === true && path !== ':memory:' && !existsSync(path)) {
       throw new StoreUnavailableError(`sqlite store: no store file at ${path}`);
     }
-    return sqlite.createSqliteStore({ ...parsed, path, ...clock });
+    return sqlite.createSqliteStore({
+      ...parsed,
+      path,
+      ...clock,
+      // An inspecting tool does not write a new table into a file because of a typo either.
+      ...(options.mustExist === true ? { createTable: false } : {}),
+    });
   }
 
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/commands/records.js';
 import { hashKey } from '../../src/idempotency/hash.js';
 import { createSqliteStore } from '../../src/stores/sqlite/index.js';
+import { FakeClock } from '../../src/testing/fake-clock.js';
 import { bufferIo } from '../helpers/cli-io.js';
 
 const FP = 'f'.repeat(64);
@@ -37,12 +38,14 @@ beforeEach(async () => {
   const failed = await store.begin(keys.failed, FP, 30_000, HOUR);
   if (failed.kind !== 'acquired') throw new Error('setup');
   await store.fail(keys.failed, failed.token, `{"code":"DECLINED","detail":"${SECRET}"}`, HOUR);
-  const expired = await store.begin(keys.expired, FP, 1, 1);
-  if (expired.kind !== 'acquired') throw new Error('setup');
-  await store.complete(keys.expired, expired.token, '"old"', 1);
   await store.close();
-  // Both 1 ms TTLs have passed by the time the CLI runs.
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  // Written an hour ago with a 1 ms ttl (a store on a clock an hour behind): expired for the
+  // CLI, which reads the wall clock, without waiting for it.
+  const past = createSqliteStore({ path, clock: new FakeClock(Date.now() - HOUR) });
+  const expired = await past.begin(keys.expired, FP, 1, 1);
+  if (expired.kind !== 'acquired') throw new Error('setup');
+  await past.complete(keys.expired, expired.token, '"old"', 1);
+  await past.close();
 });
 
 afterEach(() => {
@@ -232,6 +235,32 @@ describe('reprocess records', () => {
       expect(await run([...command, '--store', `sqlite:${typo}`], io), command[0]).toBe(1);
       expect(io.stderr()).toMatch(/no store file at/);
       expect(existsSync(join(dir, 'data'))).toBe(false);
+    }
+  });
+
+  it('never creates a table it was asked to inspect: a mistyped table is exit 1 and the file is left as it was', async () => {
+    const path = join(dir, 'store.sqlite');
+    const tables = () => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return (
+          db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .all() as Array<{
+            name: string;
+          }>
+        ).map((row) => row.name);
+      } finally {
+        db.close();
+      }
+    };
+    const before = tables();
+    for (const command of [['list'], ['purge'], ['delete', 'k'], ['show', 'k']]) {
+      const io = bufferIo();
+      const typo = `sqlite:${path}?table=idempotncy`;
+      expect(await run([...command, '--store', typo], io), command[0]).toBe(1);
+      expect(io.stderr()).toMatch(/no table "idempotncy" in this file/);
+      expect(tables()).toEqual(before);
     }
   });
 

@@ -51,6 +51,33 @@ describe('sqlite store: file and schema', () => {
     raw.close();
   });
 
+  it('with createTable: false, a missing table is StoreUnavailableError and nothing is written; createSchema() still creates it', async () => {
+    const path = join(dir, 'inspect.sqlite');
+    const store = createSqliteStore({ path, table: 'payments', createTable: false });
+    for (const call of [
+      () => store.get('k'),
+      () => store.list(),
+      () => store.begin('k', FP, 1000, 60_000),
+    ]) {
+      const error = await thrown(call);
+      expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE), String(error)).toBe(true);
+      expect(error.message).toContain('no table "payments" in this file');
+    }
+    const raw = new Database(path, { readonly: true });
+    expect(
+      raw.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get(),
+    ).toEqual({
+      n: 0,
+    });
+    raw.close();
+    await store.createSchema();
+    expect((await store.begin('k', FP, 1000, 60_000)).kind).toBe('acquired');
+    await store.close();
+    expect(() => createSqliteStore({ path, createTable: 'no' as never })).toThrow(
+      /createTable must be a boolean/,
+    );
+  });
+
   it('keeps several tables in one file, each with its own records', async () => {
     const path = join(dir, 'shared.sqlite');
     const payments = createSqliteStore({ path, table: 'payments' });

@@ -102,6 +102,11 @@ const MIGRATIONS: Record<number, (table: string) => string> = {
   },
 };
 
+/** The schema version of `table` in the file: 0 when it was never created. */
+export function schemaVersion(db: BetterSqlite3.Database, table: string): number {
+  return readVersion(db, table);
+}
+
 function readVersion(db: BetterSqlite3.Database, table: string): number {
   const meta = db
     .prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`)

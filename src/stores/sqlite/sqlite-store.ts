@@ -25,7 +25,7 @@ import { showValue } from '../show-value.js';
 import { BackgroundCheckpointer } from './checkpointer.js';
 import { ReplayCache } from './replay-cache.js';
 import { WalHeaderWatch } from './wal-header-watch.js';
-import { META_TABLE, checkTableName, ensureSchema, metaNames } from './schema.js';
+import { META_TABLE, checkTableName, ensureSchema, metaNames, schemaVersion } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
 import { checkWellFormedKey } from '../well-formed.js';
@@ -62,6 +62,13 @@ export interface SqliteStoreOptions {
   clock?: Clock;
   /** Records table (default `reprocess_idempotency`); several tables can share one file. */
   table?: string;
+  /**
+   * Create the table on first use (default true). `false`: the table must be there already
+   * (made by `createSchema()` or `reprocess store init`), and a missing one is
+   * StoreUnavailableError on first use: for tools that inspect a file and must not write a
+   * new, empty table into it because its name was mistyped. `createSchema()` still creates it.
+   */
+  createTable?: boolean;
   /** How long SQLite waits for another connection's write lock before giving up (default 5000). */
   busyTimeoutMs?: number;
   /** Extra attempts, with a short pause, after a wait past busy_timeout (default 3). */
@@ -176,6 +183,7 @@ interface StoreSettings {
   maxBatch: number;
   replayCacheBytes: number;
   checkpoint: 'background' | 'inline';
+  createTable: boolean;
 }
 
 /** How often the operations counted as open are swept of those whose lease ended. */
@@ -189,6 +197,7 @@ class SqliteIdempotencyStore implements SqliteStore {
   private readonly clock: Clock;
   private readonly table: string;
   private readonly busyRetries: number;
+  private readonly createTable: boolean;
   private readonly batcher: KeyBatcher<WriteCall, Outcome | Failed> | undefined;
   private statements: Statements | undefined;
   private closed = false;
@@ -229,6 +238,12 @@ class SqliteIdempotencyStore implements SqliteStore {
     const clock = options.clock ?? systemClock;
     const maxBatch = batchSize(options.batch);
     const replayCacheBytes = replayCacheSize(options.replayCache, options.database !== undefined);
+    const createTable = options.createTable ?? true;
+    if (typeof createTable !== 'boolean') {
+      throw new InvalidArgumentError(
+        `sqlite store createTable must be a boolean; got ${showValue(createTable)}`,
+      );
+    }
     const checkpoint = options.checkpoint ?? 'background';
     if (checkpoint !== 'background' && checkpoint !== 'inline') {
       throw new InvalidArgumentError(
@@ -242,6 +257,7 @@ class SqliteIdempotencyStore implements SqliteStore {
       maxBatch,
       replayCacheBytes,
       checkpoint,
+      createTable,
     };
 
     if (options.database) {
@@ -285,6 +301,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     this.clock = settings.clock;
     this.table = settings.table;
     this.busyRetries = settings.busyRetries;
+    this.createTable = settings.createTable;
     // A file this store opened itself is in WAL mode, and only this store closes it.
     const ownFile = owned && path !== ':memory:';
     this.checkpointer =
@@ -317,7 +334,7 @@ class SqliteIdempotencyStore implements SqliteStore {
   }
 
   async createSchema(): Promise<void> {
-    await this.guard('creating the schema', () => this.prepared());
+    await this.guard('creating the schema', () => this.prepared(true));
   }
 
   // ------------------------------------------------------------------ transitions
@@ -797,11 +814,19 @@ class SqliteIdempotencyStore implements SqliteStore {
     return Math.floor(this.clock.now());
   }
 
-  /** The cached statements, preparing them (and creating the schema) on first use. */
-  private prepared(): Statements {
+  /**
+   * The cached statements, preparing them (and creating the schema, unless the table must be
+   * there already and `create` is not set) on first use.
+   */
+  private prepared(create = this.createTable): Statements {
     if (this.closed)
       throw new StoreUnavailableError(`sqlite store ${this.path}: the store is closed`);
     if (!this.statements) {
+      if (!create && schemaVersion(this.db, this.table) === 0) {
+        throw new StoreUnavailableError(
+          `sqlite store ${this.path}: there is no table "${this.table}" in this file; create it with createSchema() or \`reprocess store init\`, or check the table name`,
+        );
+      }
       ensureSchema(this.db, this.table, this.path);
       this.statements = prepare(this.db, this.table, this.path, (s, call, now) =>
         this.run(s, call, now, true),
