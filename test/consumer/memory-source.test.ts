@@ -307,6 +307,18 @@ describe('memory dead-letter queue and redrive', () => {
     expect(dlq.size).toBe(0);
   });
 
+  it('a message discarded while a rate-limited redrive waits is not republished', async () => {
+    const clock = new FakeClock();
+    const { dlq, orders } = await quarantined(clock);
+    const moving = redrive(dlq, { ratePerSecond: 2 });
+    await clock.advance(0);
+    const [, b] = await dlq.list();
+    expect(dlq.remove((b as { id: string }).id)).toBe(true); // the operator discards b
+    await clock.advance(1_000);
+    expect(await moving).toBe(2);
+    expect(orders.stats().ready).toBe(2);
+  });
+
   it('refuses a redrive to a source it does not know, moving nothing', async () => {
     const clock = new FakeClock();
     const dlq = createMemoryDeadLetterQueue({ clock });

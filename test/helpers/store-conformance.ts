@@ -470,6 +470,19 @@ export function describeStoreConformance(
       expect(after?.expiresAt).toBe(before?.expiresAt);
     });
 
+    it('release with a ttl never shortens the expiry: it is the later of the two', async () => {
+      // A lease longer than the ttl makes the expiry at creation the lease's: a release with
+      // the shorter ttl must leave it there (expiresAt = max(expiresAt, now + ttl)).
+      const hour = 3_600_000;
+      const first = acquired(await store.begin('k-longer', FP_A, 2 * hour, hour));
+      const before = await store.get('k-longer');
+      expect(await store.release('k-longer', first.token, hour)).toEqual({ kind: 'ok' });
+      const after = await store.get('k-longer');
+      expect(after?.leaseUntil).toBe(0);
+      expect(after?.expiresAt).toBeDefined();
+      expect(after?.expiresAt).toBe(before?.expiresAt);
+    });
+
     it('heartbeat extends the lease so no one else acquires', async () => {
       const clock = fake();
       const base = short();

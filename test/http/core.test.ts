@@ -272,6 +272,41 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect((await guard(request('0123456789', { key: 'fits' }), handler)).status).toBe(201);
   });
 
+  it('stores and replays a response body of exactly maxStoredBodyBytes, whole or in chunks', async () => {
+    const guard = idempotencyKey({ store: createMemoryStore(), maxStoredBodyBytes: 100 });
+    let runs = 0;
+    const whole: Next = async () => {
+      runs++;
+      return new Response('x'.repeat(100), {
+        status: 201,
+        headers: { 'content-type': 'text/plain' },
+      });
+    };
+    const chunked: Next = async () => {
+      runs++;
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent >= 4) return controller.close();
+          sent++;
+          controller.enqueue(new TextEncoder().encode('x'.repeat(25)));
+        },
+      });
+      return new Response(body, { status: 201, headers: { 'content-type': 'text/plain' } });
+    };
+    for (const [key, handler] of [
+      ['exact-whole', whole],
+      ['exact-chunked', chunked],
+    ] as const) {
+      expect((await guard(request('x', { key }), handler)).status).toBe(201);
+      const again = await guard(request('x', { key }), handler);
+      expect(again.status).toBe(201);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(await again.text()).toBe('x'.repeat(100));
+    }
+    expect(runs).toBe(2);
+  });
+
   it('streams a response larger than the stored bound, and marks the key so a repeat gets a 410', async () => {
     const guard = idempotencyKey({ store: createMemoryStore(), maxStoredBodyBytes: 100 });
     let runs = 0;

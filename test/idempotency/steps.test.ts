@@ -41,6 +41,35 @@ describe('steps', () => {
     expect(ship).toHaveBeenCalledTimes(1);
   });
 
+  it('a retry later than the ttl after the first attempt, but within a ttl of its failure, resumes its steps', async () => {
+    // The release of the failed attempt keeps the record a whole ttl from then: without it,
+    // the record would have expired at 60 s and the retry at 63 s would charge again.
+    const { clock, store } = setup();
+    const identity = { operation: 'order', key: 'late-retry', fingerprintOf: { sku: 'a' } };
+    const charge = vi.fn(async () => 'ch_1');
+    const options = { store, clock, ttl: '1m', lease: '10s' } as const;
+    const first = executeIdempotent(
+      identity,
+      async (ctx) => {
+        await ctx.step('charge', charge);
+        await new Promise<void>((resolve) => clock.setTimer(5_000, resolve));
+        throw transientError('order write timed out');
+      },
+      options,
+    );
+    const firstFailed = expect(first).rejects.toThrow('timed out');
+    await clock.advance(5_000);
+    await firstFailed;
+    await clock.advance(58_000);
+    const second = await executeIdempotent(
+      identity,
+      (ctx: IdempotencyContext) => ctx.step('charge', charge),
+      options,
+    );
+    expect(second.value).toBe('ch_1');
+    expect(charge).toHaveBeenCalledTimes(1);
+  });
+
   it('steps named like Object members (constructor, toString) run once and resume like any other', async () => {
     const { clock, store } = setup();
     const ctor = vi.fn(async () => 'c');

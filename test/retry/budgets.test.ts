@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AttemptTimeoutError, InvalidArgumentError } from '../../src/errors.js';
 import { createRatioBudget } from '../../src/retry/ratio-budget.js';
+import { retry } from '../../src/retry/retry.js';
 import { createTokenBucketBudget } from '../../src/retry/token-bucket-budget.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
 import { codeError } from './helpers.js';
@@ -34,6 +35,42 @@ describe('createTokenBucketBudget', () => {
     expect(budget.tokens).toBe(7);
     expect(budget.tryAcquireRetry(codeError('ECONNRESET'))).toBe(true);
     expect(budget.tokens).toBe(2);
+  });
+
+  it('gives back what a retry cost when it is not sent: 10 for a timeout, 5 otherwise', () => {
+    const budget = createTokenBucketBudget();
+    const timeout = new AttemptTimeoutError(10);
+    expect(budget.tryAcquireRetry(timeout)).toBe(true);
+    expect(budget.tryAcquireRetry(codeError('ECONNRESET'))).toBe(true);
+    expect(budget.tokens).toBe(485);
+    budget.refundRetry?.(timeout);
+    expect(budget.tokens).toBe(495);
+    budget.refundRetry?.(codeError('ECONNRESET'));
+    expect(budget.tokens).toBe(500);
+    budget.refundRetry?.(timeout);
+    expect(budget.tokens).toBe(500);
+  });
+
+  it('a timeout retry paid for and then aborted during its backoff gives back all 10 tokens', async () => {
+    const clock = new FakeClock(0);
+    const budget = createTokenBucketBudget();
+    const controller = new AbortController();
+    const outcome = retry(() => Promise.reject(new AttemptTimeoutError(10)), {
+      clock,
+      budget,
+      signal: controller.signal,
+      maxAttempts: 3,
+      backoff: 'constant',
+      base: 1000,
+      cap: 1000,
+      jitter: 'none',
+    }).catch((e: unknown) => e);
+    // The first attempt failed, the retry was paid for, its backoff started.
+    for (let i = 0; i < 50 && clock.pending === 0; i++) await Promise.resolve();
+    expect(budget.tokens).toBe(490);
+    controller.abort();
+    await outcome;
+    expect(budget.tokens).toBe(500);
   });
 
   it('refunds successes up to capacity only', () => {

@@ -15,10 +15,18 @@ export interface AppResult {
 /** The body clients send to the test endpoint; `mode` picks a behaviour. */
 export interface OrderBody {
   item: string;
-  mode?: 'ok' | 'fail-once' | 'throw-once' | 'big' | 'gate' | 'status' | 'step-then-fail-once';
+  mode?:
+    | 'ok'
+    | 'fail-once'
+    | 'throw-once'
+    | 'big'
+    | 'exact'
+    | 'gate'
+    | 'status'
+    | 'step-then-fail-once';
   /** For `status`: the status to answer with. */
   status?: number;
-  /** For `big`: the response body size in bytes. */
+  /** For `big`: the padding's size in bytes; for `exact`: the whole response body's. */
   size?: number;
   /** For `gate`: the name of the gate to wait on. */
   gate?: string;
@@ -120,6 +128,12 @@ export class TestApp {
         return json(201, order);
       case 'big':
         return json(201, { ...order, padding: 'x'.repeat(body.size ?? 0) });
+      case 'exact':
+        return {
+          status: 201,
+          headers: { 'content-type': 'text/plain; charset=utf-8' },
+          body: 'x'.repeat(body.size ?? 0),
+        };
       case 'status':
         return json(body.status ?? 200, order);
       case 'step-then-fail-once': {

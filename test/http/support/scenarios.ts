@@ -360,6 +360,19 @@ export function describeAdapterScenarios(
       expect(app.count('t1', key)).toBe(1);
     });
 
+    it('stores and replays a response body of exactly maxStoredBodyBytes', async () => {
+      const key = newKey('exact');
+      const body: OrderBody = { item: 'book', mode: 'exact', size: LIMITS.maxStoredBodyBytes };
+      const first = await post(url, body, { key, tenant: 't1' });
+      expect(first.status).toBe(201);
+      expect(await first.text()).toHaveLength(LIMITS.maxStoredBodyBytes);
+      const again = await post(url, body, { key, tenant: 't1' });
+      expect(again.status).toBe(201);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(await again.text()).toBe('x'.repeat(LIMITS.maxStoredBodyBytes));
+      expect(app.count('t1', key)).toBe(1);
+    });
+
     it("never replays one tenant's response to another", async () => {
       const key = newKey('shared');
       const body = { item: 'book' };
