@@ -119,6 +119,42 @@ await describeWithService('redis', 'redis store', () => {
       await expectCode(store.get('bad-steps'), 'RECORD_CORRUPT');
     });
 
+    it('reads a number past 2^53 in a header as corrupt on the server too, and writes nothing', async () => {
+      // An in-progress record whose lease ended, with a token Lua can only hold inexactly: a
+      // takeover would have written it back as a negative number.
+      const batched = createRedisStore(admin, { prefix: `${prefix}big:`, readFirst: false });
+      const alone = createRedisStore(admin, {
+        prefix: `${prefix}big:`,
+        readFirst: false,
+        batch: false,
+      });
+      const headers = [
+        'in_progress 99999999999999999999 1 0 99999999999999 1 1 0\nfp\n',
+        'in_progress 7 1 0 99999999999999999999 1 1 0\nfp\n',
+        'in_progress 7 1 99999999999999999999 99999999999999 1 1 0\nfp\n',
+      ];
+      for (const [i, text] of headers.entries()) {
+        for (const [name, store] of [
+          ['batched', batched],
+          ['alone', alone],
+        ] as const) {
+          const key = `big-${i}-${name}`;
+          await admin.set(store.recordKey(key), text);
+          const calls = await Promise.all([
+            store.begin(key, 'fp', 10_000, 60_000).catch((e: unknown) => e),
+            // A second call in the same tick, so that the batched store sends a batch.
+            store.begin(`${key}-other`, 'fp', 10_000, 60_000),
+          ]);
+          expect(isReprocessError(calls[0], 'RECORD_CORRUPT'), `${key}: ${String(calls[0])}`).toBe(
+            true,
+          );
+          await expectCode(store.heartbeat(key, 7, 10_000), 'RECORD_CORRUPT');
+          await expectCode(store.release(key, 7, 60_000), 'RECORD_CORRUPT');
+          expect(await admin.get(store.recordKey(key))).toBe(text);
+        }
+      }
+    });
+
     it('rejects bad arguments with InvalidArgumentError naming the problem', async () => {
       await expectCode(store.begin('', 'fp', 1000, 1000), 'INVALID_ARGUMENT', /key/);
       await expectCode(store.begin('k', 'fp', -1, 1000), 'INVALID_ARGUMENT', /leaseMs/);

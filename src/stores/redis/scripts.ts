@@ -33,10 +33,19 @@ local function num(n)
   return string.format('%d', n)
 end
 local CORRUPT = 'REPROCESS_CORRUPT the record is not a reprocess record (unreadable header)'
+-- Numbers past 2^53 - 1 are corrupt, as the client reads them: Lua holds them as doubles,
+-- inexactly, and %d would write them back as a wrong (even negative) integer.
+local MAX_SAFE = 9007199254740991
+local function safe(...)
+  for i = 1, select('#', ...) do
+    if tonumber((select(i, ...))) > MAX_SAFE then return false end
+  end
+  return true
+end
 local function parse(v)
   local st, tok, att, lu, exp, ca, ua, hs, fp = string.match(v,
     '^([%a_]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) ([01])\\n([^\\n]*)\\n')
-  if not st then return nil end
+  if not st or not safe(tok, att, lu, exp, ca, ua) then return nil end
   return { st = st, tok = tonumber(tok), att = tonumber(att), lu = tonumber(lu),
     exp = tonumber(exp), ca = ca, ua = ua, hs = hs, fp = fp }
 end
@@ -121,7 +130,7 @@ local function begin_one(rk, sk, fp, lease, ttl, grace, now, floor)
   -- A replay reads five header fields only; the whole header is parsed when it is rewritten.
   local st, tok, lu, exp, hs = string.match(v,
     '^([%a_]+) (%d+) %d+ (%d+) (%d+) %d+ %d+ ([01])\\n')
-  if not st then return redis.error_reply(CORRUPT) end
+  if not st or not safe(tok, lu, exp) then return redis.error_reply(CORRUPT) end
   exp = tonumber(exp)
   if exp <= now then
     -- Expired, in its grace period: a new operation; only the token sequence carries on.
