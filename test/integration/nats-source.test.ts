@@ -9,7 +9,7 @@ import {
   createJetStreamDeadLetterQueue,
   createJetStreamSource,
 } from '../../src/consumer/nats/index.js';
-import { isReprocessError } from '../../src/errors.js';
+import { NonRetryableError, isReprocessError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
@@ -419,13 +419,64 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     }
   });
 
-  it('sets MaxDeliver from the policy (maxAttempts + margin) and AckWait on the durable consumer', async () => {
+  it('leaves MaxDeliver unlimited (the runtime ends a message) and sets AckWait on the durable consumer', async () => {
     const { stream } = newStream();
     const s = source(stream, { maxAttempts: 4, ackWait: '5s' });
     await s.start(async () => {}, { prefetch: 1 });
     const info = await jsm.consumers.info(stream, 'worker');
-    expect(info.config.max_deliver).toBe(4 + MAX_DELIVER_MARGIN);
+    expect(info.config.max_deliver).toBe(-1);
     expect(info.config.ack_wait).toBe(5_000_000_000);
+    // An explicit MaxDeliver is set, when it leaves the runtime room to quarantine.
+    await s.close();
+    const bounded = source(stream, { maxAttempts: 4, maxDeliver: 4 + MAX_DELIVER_MARGIN });
+    await bounded.start(async () => {}, { prefetch: 1 });
+    expect((await jsm.consumers.info(stream, 'worker')).config.max_deliver).toBe(
+      4 + MAX_DELIVER_MARGIN,
+    );
+  });
+
+  it('keeps a message whose quarantine the dead-letter stream refuses, however many times, until it goes through', async () => {
+    // Each refused quarantine brings the message back once more (a nak with a delay): with a
+    // MaxDeliver, JetStream would stop delivering it after a few, in neither the consumer's
+    // hands nor the dead-letter stream.
+    const { stream, subject } = newStream();
+    const reasons: string[] = [];
+    let runs = 0;
+    const consumer = createConsumer({
+      source: source(stream, { maxAttempts: 2 }),
+      idempotency: { store: createMemoryStore(), operation: 'declined' },
+      retry: { maxAttempts: 2, base: 10, cap: 20, jitter: 'none' },
+      async handler() {
+        runs++;
+        throw new NonRetryableError('card declined', { code: 'DECLINED' });
+      },
+      onEvent: (e) => {
+        if (e.type === 'retry_scheduled') reasons.push(e.reason);
+      },
+    });
+    await consumer.start();
+    try {
+      await jsm.streams.delete(`${stream}_DLQ`);
+      await publishJs(nc, subject, JSON.stringify({ n: 1 }), {
+        headers: { 'idempotency-key': 'refused-1' },
+        msgID: `${stream}-refused`,
+      });
+      const refusals = 2 + MAX_DELIVER_MARGIN + 3;
+      await vi.waitFor(
+        () =>
+          expect(reasons.filter((r) => r === 'quarantine_failed').length).toBeGreaterThan(refusals),
+        { timeout: 20_000, interval: 50 },
+      );
+      // The dead-letter stream is back: the next delivery quarantines the message.
+      await jsm.streams.add({ name: `${stream}_DLQ`, subjects: [`reprocess.dlq.${stream}.>`] });
+      await vi.waitFor(
+        async () => expect((await jsm.streams.info(`${stream}_DLQ`)).state.messages).toBe(1),
+        { timeout: 20_000, interval: 100 },
+      );
+      expect(runs).toBe(1);
+    } finally {
+      await consumer.stop({ timeoutMs: 1000 });
+    }
   });
 
   it('rejects bad options with typed errors naming the problem', async () => {
@@ -453,6 +504,9 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     expect(bad({ ackWait: 'soon' })).toThrow(/ackWait/);
     expect(bad({ maxAttempts: 0 })).toThrow(/maxAttempts/);
     expect(bad({ maxDeliver: 0 })).toThrow(/maxDeliver/);
+    expect(bad({ maxAttempts: 4, maxDeliver: 4 + MAX_DELIVER_MARGIN - 1 })).toThrow(
+      /too few deliveries past maxAttempts 4/,
+    );
     expect(bad({ subjects: ['a.>.b'] })).toThrow(/subjects\[0\]/);
     const { stream } = newStream();
     const s = source(stream);

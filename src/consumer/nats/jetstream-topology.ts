@@ -12,11 +12,16 @@ import { InvalidArgumentError } from '../../errors.js';
 import { checkJetStreamName, checkSubject } from './nats-connection.js';
 
 /**
- * Deliveries JetStream allows beyond the policy's `maxAttempts`. The runtime quarantines at
- * `maxAttempts`; MaxDeliver is only a backstop. The margin leaves room for a crash during
- * the last attempt and for "in progress elsewhere" bounces, so the message still reaches the
- * runtime's quarantine instead of JetStream silently giving up on it (past MaxDeliver it is
- * never delivered again, and only an advisory says so).
+ * The least an explicit MaxDeliver must leave beyond the policy's `maxAttempts`: room for a
+ * crash during the last attempt and for "in progress elsewhere" bounces, so the message still
+ * reaches the runtime's quarantine instead of JetStream giving up on it.
+ *
+ * By default there is no MaxDeliver at all (-1). The runtime quarantines at `maxAttempts`,
+ * counting JetStream's own delivery count (so across crashes too), and it alone should end a
+ * message: past MaxDeliver JetStream never delivers it again and only an advisory says so.
+ * While the dead-letter stream refuses (deleted, full, a message too large for it), each try
+ * at the quarantine is one more delivery, so any finite MaxDeliver would strand the message,
+ * in neither the consumer's hands nor the dead-letter stream.
  */
 export const MAX_DELIVER_MARGIN = 5;
 
@@ -34,9 +39,15 @@ export interface JetStreamTopologyOptions {
   deadLetterStream?: string;
   /** How long a delivery may stay unacked before JetStream redelivers it (default 30s). */
   ackWait?: Duration;
-  /** The retry policy's `maxAttempts`; sets MaxDeliver to maxAttempts + {@link MAX_DELIVER_MARGIN}. */
+  /**
+   * The retry policy's `maxAttempts`: an explicit `maxDeliver` must be at least
+   * maxAttempts + {@link MAX_DELIVER_MARGIN}.
+   */
   maxAttempts?: number;
-  /** MaxDeliver itself (overrides maxAttempts; -1 for no limit, the default without maxAttempts). */
+  /**
+   * MaxDeliver (default -1: no limit, the runtime's quarantine ends a message; see
+   * {@link MAX_DELIVER_MARGIN} for why a limit can strand one).
+   */
   maxDeliver?: number;
 }
 
@@ -91,9 +102,16 @@ export function resolveJetStreamTopology(options: JetStreamTopologyOptions): Jet
       `maxDeliver must be an integer >= 1, or -1 for no limit, got ${String(options.maxDeliver)}`,
     );
   }
-  const maxDeliver =
-    options.maxDeliver ??
-    (options.maxAttempts === undefined ? -1 : options.maxAttempts + MAX_DELIVER_MARGIN);
+  const maxDeliver = options.maxDeliver ?? -1;
+  if (
+    maxDeliver !== -1 &&
+    options.maxAttempts !== undefined &&
+    maxDeliver < options.maxAttempts + MAX_DELIVER_MARGIN
+  ) {
+    throw new InvalidArgumentError(
+      `maxDeliver ${maxDeliver} leaves JetStream too few deliveries past maxAttempts ${options.maxAttempts}: it would stop delivering before the runtime quarantines; use at least ${options.maxAttempts + MAX_DELIVER_MARGIN}, or -1 (the default)`,
+    );
+  }
   return {
     stream: options.stream,
     durable: options.durable,
