@@ -419,6 +419,43 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     }
   });
 
+  it("quarantines a body near the server's max_payload with its error message cut to fit; one that cannot fit stays, saying why", async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 2 });
+    const max = nc.info?.max_payload ?? 1024 * 1024;
+    const long = history({ lastError: { name: 'Error', message: 'é'.repeat(1900) } });
+    const dlq = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      // Room for the history, not for its whole error message.
+      const near = new Uint8Array(max - 1500).fill(120);
+      await publishJs(nc, subject, near, { headers: { tenant: 'acme' }, msgID: `${stream}-near` });
+      const first = await inbox.next();
+      await first.delivery.quarantine({ ...long, source: first.delivery.source });
+      const [stored] = await dlq.list();
+      expect(stored?.body).toEqual(near);
+      expect(stored?.headers).toEqual({ tenant: 'acme' });
+      const message = stored?.history.lastError.message ?? '';
+      expect(message.endsWith('…')).toBe(true);
+      expect(message.length).toBeLessThan(1900);
+      expect('é'.repeat(1900).startsWith(message.slice(0, -1))).toBe(true);
+
+      // No room even for the history: refused, the message stays where it is, unsettled.
+      const full = new Uint8Array(max - 100).fill(121);
+      await publishJs(nc, subject, full, { msgID: `${stream}-full` });
+      const second = await inbox.next();
+      const refused = await second.delivery
+        .quarantine({ ...long, source: second.delivery.source })
+        .catch((e: unknown) => e);
+      expect(String(refused)).toMatch(/cannot be quarantined: .* max_payload \(\d+ bytes\)/);
+      expect(await dlq.count()).toBe(1);
+      await second.delivery.ack();
+    } finally {
+      await dlq.close();
+    }
+  });
+
   it('leaves MaxDeliver unlimited (the runtime ends a message) and sets AckWait on the durable consumer', async () => {
     const { stream } = newStream();
     const s = source(stream, { maxAttempts: 4, ackWait: '5s' });

@@ -1,4 +1,5 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { MsgHdrs } from '@nats-io/transport-node';
 import type { Clock } from '../../clock.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { encodeHistory } from '../amqp/history-headers.js';
@@ -22,6 +23,8 @@ export interface DeliveryContext {
   clock: Clock;
   /** The JetStream client, or undefined once the source is closed. */
   client(): JetStreamClient | undefined;
+  /** The server's `max_payload` (headers and body of one message), when connected. */
+  maxPayload(): number | undefined;
   acks: SendBatch;
 }
 
@@ -90,15 +93,12 @@ export class JetStreamDelivery implements Delivery {
       const client = this.#context.client();
       if (!client) throw new JetStreamSettleError(`the source of ${topology.stream} is closed`);
       const message = this.#message;
-      const headers = carryHeaders(message.headers, {
-        ...encodeHistory(history, NATS_HISTORY_CODEC),
-        [MESSAGE_ID]: this.id,
-        [SUBJECT]: message.subject,
-      });
+      const msgID = `rp-q:${topology.stream}:${message.seq}`;
+      const headers = this.#fitted(history, msgID);
       try {
         await client.publish(`${topology.deadLetterSubject}.${message.subject}`, message.data, {
           headers,
-          msgID: `rp-q:${topology.stream}:${message.seq}`,
+          msgID,
         });
       } catch (error) {
         throw new JetStreamSettleError(
@@ -108,6 +108,42 @@ export class JetStreamDelivery implements Delivery {
       }
       this.#send('term', () => message.term());
     });
+  }
+
+  /**
+   * The copy's headers: the publisher's, untouched, and the history. A body that fit the
+   * server's `max_payload` when it was published may not fit with the history added (its
+   * error message alone may be 2,000 characters): the error message is then cut to what
+   * fits. When even that is too much, nothing can make the copy fit, and the message stays
+   * where it is, reported with a {@link JetStreamSettleError} that says so at each try.
+   */
+  #fitted(history: QuarantineHistory, msgID: string): MsgHdrs {
+    const message = this.#message;
+    const ours: Headers = {
+      ...encodeHistory(history, NATS_HISTORY_CODEC),
+      [MESSAGE_ID]: this.id,
+      [SUBJECT]: message.subject,
+    };
+    const headers = carryHeaders(message.headers, ours);
+    const limit = this.#context.maxPayload();
+    if (limit === undefined) return headers;
+    const over = headerBytes(headers, msgID) + message.data.byteLength - limit;
+    if (over <= 0) return headers;
+    // The error message is the one part of the history that may be cut: it is escaped as it
+    // goes in a header, so it is cut before escaping, a character at a time.
+    const messageName = `${NATS_HISTORY_CODEC.prefix}error-message`;
+    const escape = NATS_HISTORY_CODEC.escape ?? ((text: string) => text);
+    const allowed = (ours[messageName] ?? '').length - over - escape(ELLIPSIS).length;
+    if (allowed >= 0) {
+      ours[messageName] = escape(
+        `${clipEscaped(history.lastError.message, allowed, escape)}${ELLIPSIS}`,
+      );
+      const clipped = carryHeaders(message.headers, ours);
+      if (headerBytes(clipped, msgID) + message.data.byteLength <= limit) return clipped;
+    }
+    throw new JetStreamSettleError(
+      `${this.id} cannot be quarantined: its body (${message.data.byteLength} bytes) with its headers and the quarantine history does not fit the server's max_payload (${limit} bytes); it stays in ${this.#context.topology.stream}, unacked`,
+    );
   }
 
   async touch(): Promise<void> {
@@ -158,4 +194,34 @@ export class JetStreamDelivery implements Delivery {
       error,
     );
   }
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * Bytes of a message's header block as NATS sends it: `NATS/1.0\r\n`, a `name: value\r\n`
+ * line per value (and one for the `Nats-Msg-Id` the publish adds), then `\r\n`.
+ */
+function headerBytes(headers: MsgHdrs, msgID: string): number {
+  let bytes = 'NATS/1.0\r\n\r\n'.length + utf8.encode(`${NATS_MSG_ID}: ${msgID}\r\n`).byteLength;
+  for (const name of headers.keys()) {
+    for (const value of headers.values(name)) {
+      bytes += utf8.encode(`${name}: ${value}\r\n`).byteLength;
+    }
+  }
+  return bytes;
+}
+
+const ELLIPSIS = '…';
+
+/** The longest start of `text` whose escaped form takes at most `length` characters. */
+function clipEscaped(text: string, length: number, escape: (text: string) => string): string {
+  let used = 0;
+  let end = 0;
+  for (const char of text) {
+    used += escape(char).length;
+    if (used > length) break;
+    end += char.length;
+  }
+  return text.slice(0, end);
 }

@@ -86,6 +86,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
     topology,
     clock,
     client: () => js,
+    maxPayload: () => connection?.info?.max_payload,
     acks: new SendBatch(report),
   };
 
