@@ -663,6 +663,36 @@ export function describeConsumerConformance(
       expect(done).toEqual([`${key}-1-m`, `${key}-2-m`]);
     });
 
+    it('starts again after a stop, on the same source: what waited and what comes later each run once', async () => {
+      const t = await setup('restart');
+      const key = t.key('restart');
+      const gate = deferred();
+      const done: string[] = [];
+      const c = t.consumer(
+        async (m) => {
+          if (m.id === `${key}-1-m`) await gate.promise;
+          done.push(m.id);
+        },
+        { concurrency: 1, prefetch: 2 },
+      );
+      await t.harness.publish(message(`${key}-1`, { i: 1 }));
+      await t.harness.publish(message(`${key}-2`, { i: 2 }));
+      await c.start();
+      await t.waitFor('both delivered', () => t.trace.deliveries.length === 2);
+      const stopping = c.stop({ timeoutMs: waitTimeoutMs });
+      gate.resolve();
+      expect(await stopping).toEqual({ finished: 1, released: 1, settling: 0 });
+
+      await c.start();
+      await t.harness.publish(message(`${key}-3`, { i: 3 }));
+      await t.waitFor('the released and the new message', () => done.length === 3);
+      await t.pause(base * 3);
+      expect(done.sort()).toEqual([`${key}-1-m`, `${key}-2-m`, `${key}-3-m`]);
+      for (const i of [1, 2, 3]) {
+        expect(t.settlesOf(`${key}-${i}-m`).filter((s) => s.action === 'ack')).toHaveLength(1);
+      }
+    });
+
     it('gives back a handler that outlives the stop bound, unacked, and it runs once later', async () => {
       const t = await setup('stop-timeout');
       const key = t.key('slow');

@@ -77,6 +77,8 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let owned = false;
   let publisher: ConfirmPublisher | undefined;
   let session: AmqpSession | undefined;
+  /** Sessions of earlier runs (before a stop and a new start): closed with the source. */
+  const retired: AmqpSession[] = [];
   let onDelivery: ((delivery: Delivery) => Promise<void>) | undefined;
   let prefetch = 1;
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
@@ -203,8 +205,29 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
           `prefetch must be an integer from 1 to 65535, got ${String(wanted)}`,
         );
       }
+      if (state === 'stopped' && connection !== undefined) {
+        // Started again after stop(): the same connection, a new channel and consumer. The
+        // stopped channel stays open until close(), for deliveries still being settled on it.
+        state = 'starting';
+        prefetch = wanted as number;
+        onDelivery = handler;
+        try {
+          await cancelling;
+          if (session) retired.push(session);
+          session = undefined;
+          if (!starting()) return;
+          state = 'running';
+          await subscribe();
+        } catch (error) {
+          if (state === 'starting' || state === 'running') state = 'stopped';
+          throw error;
+        }
+        return;
+      }
       if (state !== 'idle') {
-        throw new InvalidArgumentError(`the AMQP source of ${topology.queue} was already started`);
+        throw new InvalidArgumentError(
+          `the AMQP source of ${topology.queue} is ${state === 'closed' ? 'closed' : 'already started'}`,
+        );
       }
       state = 'starting';
       prefetch = wanted as number;
@@ -223,7 +246,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
         state = 'running';
         await subscribe();
       } catch (error) {
-        if (starting()) state = 'idle';
+        if (state === 'starting' || state === 'running') state = 'idle';
         await release();
         throw error;
       }
@@ -260,6 +283,11 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   }
 
   async function release(): Promise<void> {
+    for (const old of retired.splice(0)) {
+      old.acks.flushNow();
+      old.alive = false;
+      await closeQuietly(old.channel);
+    }
     const current = session;
     session = undefined;
     if (current) {

@@ -136,28 +136,44 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
           `prefetch must be an integer from 1 to 10000, got ${String(prefetch)}`,
         );
       }
-      if (state !== 'idle') {
+      // Started again after stop(): the same connection, once the stopped pull subscription
+      // has ended and its unstarted messages were given back.
+      const again = state === 'stopped' && connection !== undefined && js !== undefined;
+      if (state !== 'idle' && !again) {
         throw new InvalidArgumentError(
-          `the JetStream source of ${topology.stream} was already started`,
+          `the JetStream source of ${topology.stream} is ${state === 'closed' ? 'closed' : 'already started'}`,
         );
       }
       state = 'starting';
       try {
-        const opened = await openNatsConnection(options, `reprocess:${topology.stream}`);
-        connection = opened.connection;
-        owned = opened.owned;
-        js = jetstream(connection);
-        if (declare) await declareJetStreamTopology(await jetstreamManager(connection), topology);
+        if (again) {
+          await closing;
+          await pump;
+        } else {
+          const opened = await openNatsConnection(options, `reprocess:${topology.stream}`);
+          connection = opened.connection;
+          owned = opened.owned;
+          js = jetstream(connection);
+          if (declare) {
+            await declareJetStreamTopology(await jetstreamManager(connection), topology);
+          }
+        }
+        if (!starting() || js === undefined) {
+          if (!again) await release();
+          return;
+        }
         const consumer = await js.consumers.get(topology.stream, topology.durable);
         // stop() or close() may come while this awaits the server: then nothing is consumed.
+        // (A first start lets go of the connection it opened; a restart keeps it for the
+        // next one, and close() lets go of it.)
         if (!starting()) {
-          await release();
+          if (!again) await release();
           return;
         }
         const pulling = await consumer.consume({ max_messages: prefetch as number });
         if (!starting()) {
           await pulling.close().catch(() => {});
-          await release();
+          if (!again) await release();
           return;
         }
         messages = pulling;
@@ -175,8 +191,12 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         })().catch(() => {});
         pump = run(iterator, slots, onDelivery).catch(report);
       } catch (error) {
-        if (starting()) state = 'idle';
-        await release();
+        if (again) {
+          if (starting()) state = 'stopped';
+        } else {
+          if (starting()) state = 'idle';
+          await release();
+        }
         throw error;
       }
     },
