@@ -499,6 +499,53 @@ describe('sqlite store: group commit', () => {
     await store.close();
   });
 
+  it('under a lock held past busy_timeout, fails only the calls that needed it: a replay and a live lease in the batch keep their answers', async () => {
+    const path = join(dir, 'busy-reads.sqlite');
+    for (const batch of [true, false]) {
+      const table = batch ? 'batched' : 'alone';
+      const store = createSqliteStore({
+        path,
+        table,
+        batch,
+        busyTimeoutMs: 20,
+        busyRetries: 1,
+        replayCache: false,
+      });
+      const done = await acquire(store, 'done');
+      await store.complete('done', done, '"R"', TTL);
+      await acquire(store, 'live');
+      const other = new Database(path);
+      other.exec('BEGIN IMMEDIATE');
+      let results: Array<PromiseSettledResult<unknown>>;
+      try {
+        // One tick: two writes (new keys) beside two begins that a read answers.
+        results = await settle(
+          ['new-1', 'done', 'new-2', 'live'].map((key) => () => store.begin(key, FP, LEASE, TTL)),
+        );
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+      const [first, replay, second, live] = results;
+      for (const write of [first, second]) {
+        expect(write?.status, table).toBe('rejected');
+        const error = (write as PromiseRejectedResult).reason as Error;
+        expect(isReprocessError(error, ErrorCode.STORE_UNAVAILABLE), table).toBe(true);
+      }
+      expect(replay, table).toMatchObject({
+        status: 'fulfilled',
+        value: { kind: 'existing', record: { status: 'completed', result: '"R"' } },
+      });
+      expect(live, table).toMatchObject({
+        status: 'fulfilled',
+        value: { kind: 'existing', record: { status: 'in_progress' } },
+      });
+      // The writes that failed wrote nothing: the keys are still free.
+      expect((await store.begin('new-1', FP, LEASE, TTL)).kind).toBe('acquired');
+      await store.close();
+    }
+  });
+
   it('commits once per call with batch: false, and for a sequential caller', async () => {
     const off = join(dir, 'off.sqlite');
     const unbatched = opened(off, new FakeClock(), false);

@@ -132,11 +132,11 @@ export class JetStreamDelivery implements Delivery {
     // The error message is the one part of the history that may be cut: it is escaped as it
     // goes in a header, so it is cut before escaping, a character at a time.
     const messageName = `${NATS_HISTORY_CODEC.prefix}error-message`;
-    const escape = NATS_HISTORY_CODEC.escape ?? ((text: string) => text);
-    const allowed = (ours[messageName] ?? '').length - over - escape(ELLIPSIS).length;
+    const escapeText = NATS_HISTORY_CODEC.escape ?? ((text: string) => text);
+    const allowed = (ours[messageName] ?? '').length - over - escapeText(ELLIPSIS).length;
     if (allowed >= 0) {
-      ours[messageName] = escape(
-        `${clipEscaped(history.lastError.message, allowed, escape)}${ELLIPSIS}`,
+      ours[messageName] = escapeText(
+        `${clipEscaped(history.lastError.message, allowed, escapeText)}${ELLIPSIS}`,
       );
       const clipped = carryHeaders(message.headers, ours);
       if (headerBytes(clipped, msgID) + message.data.byteLength <= limit) return clipped;
@@ -215,11 +215,11 @@ function headerBytes(headers: MsgHdrs, msgID: string): number {
 const ELLIPSIS = '…';
 
 /** The longest start of `text` whose escaped form takes at most `length` characters. */
-function clipEscaped(text: string, length: number, escape: (text: string) => string): string {
+function clipEscaped(text: string, length: number, escapeText: (text: string) => string): string {
   let used = 0;
   let end = 0;
   for (const char of text) {
-    used += escape(char).length;
+    used += escapeText(char).length;
     if (used > length) break;
     end += char.length;
   }

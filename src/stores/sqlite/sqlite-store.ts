@@ -545,29 +545,39 @@ class SqliteIdempotencyStore implements SqliteStore {
    * ran alone (distinct keys cannot see each other's rows), and none is answered before the
    * commit. A call that fails on its own (a corrupt record) fails alone; a SQLite error rolls
    * the whole transaction back, and then every call runs alone, so that it too is the failure
-   * of one call only. A lock held past busy_timeout fails the batch as it would each call:
-   * the whole batch is retried.
+   * of one call only. A write lock held past busy_timeout fails the batch's writes as it would
+   * each of them alone: the batch is tried again a few times, then the calls that needed the
+   * lock fail, and those the reads answered (which need no lock in WAL mode) keep their answer.
    */
   private async runMany(calls: WriteCall[]): Promise<Array<Outcome | Failed>> {
-    const outcomes = await this.guard(
-      () => `${calls.length} batched calls`,
-      () => {
-        try {
-          const outcomes = this.runBatch(this.prepared(), calls);
-          this.checkpointer?.wrote(calls.length);
-          return outcomes;
-        } catch (error) {
-          if (isBusy(error) || isReprocessError(error)) throw error;
-          return undefined;
-        }
-      },
-    );
-    if (outcomes) return outcomes;
+    let error: unknown;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const outcomes = this.runBatch(this.prepared(), calls);
+        this.checkpointer?.wrote(calls.length);
+        return outcomes;
+      } catch (thrown) {
+        error = thrown;
+      }
+      const cause = error instanceof WritesBusy ? error.cause : error;
+      if (!isBusy(cause) || attempt >= this.busyRetries || this.closed) break;
+      await pause(10 * 2 ** attempt + Math.random() * 10);
+    }
+    if (error instanceof WritesBusy) {
+      const { cause, outcomes } = error;
+      return calls.map(
+        (call, i) =>
+          outcomes[i] ?? new Failed(translateSqliteError(cause, this.path, doingOf(call))),
+      );
+    }
+    if (isBusy(error) || isReprocessError(error)) {
+      throw translateSqliteError(error, this.path, `${calls.length} batched calls`);
+    }
     return Promise.all(
       calls.map((call) =>
         this.runAlone(call).then(
           (outcome) => outcome,
-          (error: unknown) => new Failed(error),
+          (failure: unknown) => new Failed(failure),
         ),
       ),
     );
@@ -609,7 +619,14 @@ class SqliteIdempotencyStore implements SqliteStore {
     }
     const pending = writes.filter((_, i) => outcomes[i] === undefined);
     if (pending.length > 0) {
-      const written = s.batch.immediate(pending, now);
+      let written: Array<Outcome | Failed>;
+      try {
+        written = s.batch.immediate(pending, now);
+      } catch (error) {
+        // The answers of the reads stand whatever the writes meet; a busy lock reports them.
+        if (isBusy(error)) throw new WritesBusy(error, outcomes);
+        throw error;
+      }
       let next = 0;
       for (let i = 0; i < calls.length; i++) {
         if (outcomes[i] !== undefined) continue;
@@ -919,6 +936,14 @@ type Outcome = BeginResult | FencedResult | HeartbeatResult;
 /** The error of one call of a batch, handed to that call only. */
 class Failed {
   constructor(readonly error: unknown) {}
+}
+
+/** The write transaction of a batch met a busy lock; `outcomes` holds what its reads decided. */
+class WritesBusy {
+  constructor(
+    readonly cause: unknown,
+    readonly outcomes: ReadonlyArray<Outcome | Failed | undefined>,
+  ) {}
 }
 
 function doingOf(call: WriteCall): string {
