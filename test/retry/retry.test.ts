@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import {
   AbortedError,
@@ -538,6 +539,52 @@ describe('retry', () => {
         ),
       );
       expect(error).toBeInstanceOf(AbortedError);
+    });
+
+    it("aborts a call on the policy's signal or the call's, and leaves nothing on the policy's signal once calls end", async () => {
+      const clock = new FakeClock(START);
+      const shutdown = new AbortController();
+      const policy = createRetryPolicy({
+        clock,
+        maxAttempts: 3,
+        signal: shutdown.signal,
+        ...noJitter,
+      });
+      // A long-lived signal (a process-wide shutdown) under many calls, each with its own.
+      for (let i = 0; i < 200; i++) {
+        const call = new AbortController();
+        expect(await policy.execute(async () => i, call.signal)).toBe(i);
+        expect(getEventListeners(call.signal, 'abort')).toHaveLength(0);
+      }
+      expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(0);
+      // Nor does Node keep each call's combined signal with it (AbortSignal.any would).
+      const dependants = Object.getOwnPropertySymbols(shutdown.signal).find(
+        (symbol) => symbol.description === 'kDependantSignals',
+      );
+      const held =
+        dependants && (shutdown.signal as unknown as Record<symbol, Set<unknown>>)[dependants];
+      expect(held?.size ?? 0).toBe(0);
+
+      const byCall = new AbortController();
+      const callAborted = policy
+        .execute(() => new Promise<never>(() => {}), byCall.signal)
+        .catch((e: unknown) => e);
+      byCall.abort(new Error('client went away'));
+      expect(await callAborted).toBeInstanceOf(AbortedError);
+      const byPolicy = policy
+        .execute(() => new Promise<never>(() => {}), new AbortController().signal)
+        .catch((e: unknown) => e);
+      shutdown.abort(new Error('shutting down'));
+      expect(await byPolicy).toBeInstanceOf(AbortedError);
+      // Already aborted: the call does not start.
+      let started = false;
+      const late = await policy
+        .execute(async () => {
+          started = true;
+        }, new AbortController().signal)
+        .catch((e: unknown) => e);
+      expect(late).toBeInstanceOf(AbortedError);
+      expect(started).toBe(false);
     });
   });
 
