@@ -29,19 +29,19 @@ const STORE = 'memory store';
  * Records are copied on the way in and out: a caller that mutates a record it was given
  * cannot change stored state.
  *
- * Fencing tokens are `max(previous + 1, clock.now() * 1000)`. The previous token of a key is
- * remembered for the life of the store, even after the record was deleted, purged or expired,
- * so a token is never issued twice for one key.
+ * Fencing tokens are `max(last + 1, clock.now() * 1000)`, `last` being the last token the store
+ * issued for any key: they grow across the whole store, so a token is never issued twice for
+ * one key, even after its record was deleted, purged or expired, and the store keeps nothing
+ * per key once its record is gone.
  */
 export function createMemoryStore(options: MemoryStoreOptions = {}): IdempotencyStore {
   const clock = options.clock ?? systemClock;
   const records = new Map<string, IdempotencyRecord>();
-  const lastTokens = new Map<string, number>();
+  let lastToken = 0;
 
-  function nextToken(key: string): number {
-    const token = Math.max((lastTokens.get(key) ?? 0) + 1, Math.floor(clock.now()) * 1000);
-    lastTokens.set(key, token);
-    return token;
+  function nextToken(): number {
+    lastToken = Math.max(lastToken + 1, Math.floor(clock.now()) * 1000);
+    return lastToken;
   }
 
   /** The record when `token` still holds it and it is in progress; otherwise undefined. */
@@ -66,7 +66,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
 
       if (existing === undefined || existing.expiresAt <= now) {
         // No record, or a dead one: a new operation with no steps.
-        const token = nextToken(key);
+        const token = nextToken();
         const leaseUntil = now + leaseMs;
         records.set(key, {
           key,
@@ -89,7 +89,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
         existing.fingerprint === fingerprint
       ) {
         // The holder's lease ended (crash, timeout or release): the same operation resumes.
-        existing.token = nextToken(key);
+        existing.token = nextToken();
         existing.attempts += 1;
         existing.leaseUntil = now + leaseMs;
         existing.expiresAt = Math.max(existing.expiresAt, existing.leaseUntil);

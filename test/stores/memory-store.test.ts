@@ -173,6 +173,22 @@ describe('memory store', () => {
     expect(second.token).toBe(first.token + 1);
   });
 
+  it('issues tokens that grow across the whole store, so it keeps nothing per key once a record is gone', async () => {
+    // One high-water mark for every key, not one per key: a long-lived store that sees
+    // millions of keys and purges them holds no memory for the keys it forgot.
+    const { clock, store } = setup();
+    const a = await acquire(store, 'a');
+    const b = await acquire(store, 'b');
+    expect(a.token).toBe(clock.now() * 1000);
+    expect(b.token).toBe(a.token + 1);
+    await clock.advance(2 * TTL);
+    expect(await store.purgeExpired()).toBe(2);
+    clock.set(clock.now() - 3 * TTL);
+    // Purged, and the clock set back before both: still a token never issued before.
+    const again = await acquire(store, 'a');
+    expect(again.token).toBe(b.token + 1);
+  });
+
   it('hands out copies: mutating a returned record or steps changes nothing stored', async () => {
     const { store } = setup();
     const begun = await acquire(store);
