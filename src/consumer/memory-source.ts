@@ -152,7 +152,23 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
    * queue puts a requeued message back at its place.
    */
   const returned: Entry[] = [];
-  const delayed = new Map<Entry, () => void>();
+  /** Deliveries waiting out a retryLater delay: their timer, and when it is due. */
+  const delayed = new Map<Entry, { cancel: () => void; dueAt: number }>();
+  /**
+   * Delayed deliveries of a closed source: their timers are stopped (a closed source keeps no
+   * timer that would hold the process), and armed again, for what is left of the delay, at
+   * the next start.
+   */
+  const parked = new Map<Entry, number>();
+
+  function arm(entry: Entry, dueAt: number): void {
+    const cancel = clock.setTimer(Math.max(0, dueAt - clock.now()), () => {
+      delayed.delete(entry);
+      ready.push(entry);
+      schedulePump();
+    });
+    delayed.set(entry, { cancel, dueAt });
+  }
   const held = new Set<Held>();
   const log: MemoryDeliveryRecord[] = [];
   const copies = new Map<string, number>();
@@ -302,12 +318,7 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
         counters.retried += 1;
         record.delayMs = delayMs;
         slot.end('retry');
-        const cancel = clock.setTimer(delayMs, () => {
-          delayed.delete(entry);
-          ready.push(entry);
-          schedulePump();
-        });
-        delayed.set(entry, cancel);
+        arm(entry, clock.now() + delayMs);
       },
       async quarantine(history: QuarantineHistory) {
         if (typeof history !== 'object' || history === null) {
@@ -374,6 +385,8 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
       onDelivery = target;
       prefetch = wanted;
       running = true;
+      for (const [entry, dueAt] of parked) arm(entry, dueAt);
+      parked.clear();
       schedulePump();
     },
 
@@ -384,6 +397,11 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
     async close() {
       running = false;
       onDelivery = undefined;
+      for (const [entry, timer] of delayed) {
+        timer.cancel();
+        parked.set(entry, timer.dueAt);
+      }
+      delayed.clear();
       // A closed connection gives its unsettled deliveries back, as a broker does.
       for (const slot of [...held]) {
         counters.lost += 1;
@@ -401,7 +419,7 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
       return {
         ...counters,
         ready: ready.length + returned.length,
-        delayed: delayed.size,
+        delayed: delayed.size + parked.size,
         unsettled: held.size,
       };
     },
@@ -418,7 +436,13 @@ export function createMemorySource(options: MemorySourceOptions): MemorySource {
     },
 
     isIdle() {
-      return ready.length === 0 && returned.length === 0 && delayed.size === 0 && held.size === 0;
+      return (
+        ready.length === 0 &&
+        returned.length === 0 &&
+        delayed.size === 0 &&
+        parked.size === 0 &&
+        held.size === 0
+      );
     },
   };
 }

@@ -101,6 +101,30 @@ describe('createMemorySource', () => {
     expect(log[0]).toMatchObject({ settlement: 'retry', delayMs: 250 });
   });
 
+  it('close() keeps no timer for a delayed delivery; the next start waits out what is left of its delay', async () => {
+    const clock = new FakeClock();
+    const source = createMemorySource({ name: 'q', clock });
+    const { got, onDelivery } = collector();
+    source.publish({ body: 'x', id: 'm1' });
+    await source.start(onDelivery, { prefetch: 1 });
+    await clock.advance(0);
+    const start = clock.now();
+    await (got[0] as Delivery).retryLater(20_000);
+    await clock.advance(5_000);
+    await source.close();
+    // Nothing holds a process that stopped its consumer and closed the source.
+    expect(clock.pending).toBe(0);
+    expect(source.stats().delayed).toBe(1);
+    expect(source.isIdle()).toBe(false);
+    await clock.advance(5_000);
+    await source.start(onDelivery, { prefetch: 1 });
+    await clock.advance(9_999);
+    expect(got).toHaveLength(1);
+    await clock.advance(1);
+    expect(got).toHaveLength(2);
+    expect(source.deliveries('m1').map((r) => r.deliveredAt - start)).toEqual([0, 20_000]);
+  });
+
   it('refuses to settle a delivery twice and rejects a bad delay', async () => {
     const clock = new FakeClock();
     const source = createMemorySource({ name: 'q', clock });
