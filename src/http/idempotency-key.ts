@@ -358,15 +358,25 @@ export function withBody(request: Request, body: Uint8Array): Request {
 }
 
 /**
- * The default route of a request: the path as the framework routed it. A request line's path
- * (`/orders/%2e%2e/cancel`) is taken as it came, up to `?` or `#`: node:http, Express and
- * Fastify route on that text, while URL parsing would resolve its dot segments into another
- * endpoint's path (`/cancel`) and replay one endpoint's response on the other. An absolute
- * URL (what a fetch-style Request carries, Hono's) was already parsed, dot segments resolved,
- * before anything routed it: its pathname is what the router saw.
+ * The default route of a request: the path as the framework routed it, taken from the request
+ * target as text, up to `?` or `#`. node:http, Express and Fastify route on that text, in
+ * origin form (`/orders/%2e%2e/cancel`) or absolute form (`http://host/orders/%2e%2e/cancel`),
+ * while URL parsing would resolve its dot segments into another endpoint's path (`/cancel`)
+ * and replay one endpoint's response on the other. A fetch-style Request (Hono's, Lambda's)
+ * was parsed before anything routed it, so its text is already what the router saw. Any
+ * other target (`*`) is the parsed pathname.
  */
 function routeOf(target: string, parsed: URL): string {
-  if (!target.startsWith('/')) return parsed.pathname;
-  const end = target.search(/[?#]/);
-  return end === -1 ? target : target.slice(0, end);
+  let path = target;
+  if (!target.startsWith('/')) {
+    const origin = SCHEME_AND_AUTHORITY.exec(target);
+    if (origin === null) return parsed.pathname;
+    path = target.slice(origin[0].length);
+  }
+  const end = path.search(/[?#]/);
+  const route = end === -1 ? path : path.slice(0, end);
+  return route === '' ? '/' : route;
 }
+
+/** `scheme://authority` at the start of an absolute-form request target. */
+const SCHEME_AND_AUTHORITY = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;

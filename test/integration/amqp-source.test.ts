@@ -77,6 +77,51 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     return s;
   }
 
+  it('starts again after stop as often as asked, without keeping a channel per run; a start and stop racing settle, one consumer left', async () => {
+    const queue = newQueue();
+    const connection = await testConnection();
+    try {
+      const s = createAmqpSource({ connection, queue, delayTiers: TIERS });
+      sources.push(s);
+      const channels = () =>
+        (
+          connection as unknown as { connection: { channels: unknown[] } }
+        ).connection.channels.filter(Boolean).length;
+      const inbox = createInbox();
+      for (let i = 0; i < 10; i++) {
+        await s.start(inbox.onDelivery, { prefetch: 1 });
+        await s.stop();
+      }
+      // Runs whose deliveries were all settled leave no channel behind (the publisher's and
+      // the last run's stay).
+      await s.start(inbox.onDelivery, { prefetch: 1 });
+      expect(channels()).toBeLessThanOrEqual(3);
+      await s.stop();
+      // A stop and starts racing: every call settles, and one consumer is left.
+      const second = s.start(inbox.onDelivery, { prefetch: 1 });
+      await s.stop();
+      const third = s.start(inbox.onDelivery, { prefetch: 1 });
+      const settled = await Promise.race([
+        Promise.allSettled([second, third]).then(() => 'settled'),
+        new Promise((resolve) => setTimeout(() => resolve('pending'), 5000)),
+      ]);
+      expect(settled).toBe('settled');
+      await publishTo(admin, queue, 'once');
+      const { delivery } = await inbox.next();
+      await delivery.ack();
+      expect(await inbox.arrivesWithin(300)).toBe(false);
+      const consumers = await admin.createChannel();
+      try {
+        expect((await consumers.checkQueue(queue)).consumerCount).toBe(1);
+      } finally {
+        await consumers.close();
+      }
+    } finally {
+      await sources.pop()?.close();
+      await connection.close();
+    }
+  });
+
   it('a consumer stopped while its source still connects consumes nothing; the next one gets the message once', async () => {
     const queue = newQueue();
     const store = createMemoryStore();

@@ -24,6 +24,12 @@ describe('natsConnectOptions', () => {
     expect(natsConnectOptions('nats://127.0.0.1:4222')).toEqual({
       servers: ['nats://127.0.0.1:4222'],
     });
+    // host:port without a scheme, as the client takes it.
+    expect(natsConnectOptions(['app:pw@10.0.0.1:4222', '[::1]:4222'])).toEqual({
+      servers: ['10.0.0.1:4222', '[::1]:4222'],
+      user: 'app',
+      pass: 'pw',
+    });
   });
 
   it('makes TLS required when a server is tls://', () => {
@@ -107,6 +113,7 @@ describe.skipIf(!hasNatsServer)(
 
     it('user and password from the URL authenticate; a wrong one is refused', async () => {
       expect(await attempt(`nats://app:p%40ss%2Cw@127.0.0.1:${withPassword}`)).toBe('connected');
+      expect(await attempt(`app:p%40ss%2Cw@127.0.0.1:${withPassword}`)).toBe('connected');
       expect(await attempt(`nats://app:wrong@127.0.0.1:${withPassword}`)).toMatch(/authorization/i);
       expect(await attempt(`nats://127.0.0.1:${withPassword}`)).toMatch(/authorization/i);
     });

@@ -60,6 +60,26 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     return { stream, subject: `${stream}.orders` };
   }
 
+  it('a stop and starts racing on a restart: every call settles, and one pull subscription is left', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    await s.stop();
+    const second = s.start(inbox.onDelivery, { prefetch: 1 });
+    await s.stop();
+    const third = s.start(inbox.onDelivery, { prefetch: 1 });
+    const settled = await Promise.race([
+      Promise.allSettled([second, third]).then(() => 'settled'),
+      new Promise((resolve) => setTimeout(() => resolve('pending'), 5000)),
+    ]);
+    expect(settled).toBe('settled');
+    await publishJs(nc, subject, 'once', { msgID: `${stream}-once` });
+    const { delivery } = await inbox.next();
+    await delivery.ack();
+    expect(await inbox.arrivesWithin(300)).toBe(false);
+  });
+
   it('closes once when close() is called twice at once, the source and the dead-letter queue', async () => {
     const { stream } = newStream();
     const s = source(stream);

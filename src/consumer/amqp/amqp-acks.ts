@@ -89,6 +89,11 @@ export class AckTracker {
     this.#live -= 1;
   }
 
+  /** Deliveries of the channel not settled yet (an ack waiting for its burst counts). */
+  get unsettled(): number {
+    return this.#live;
+  }
+
   /** Sends the acks waiting for the next burst now (before the channel closes). */
   flushNow(): void {
     if (this.#scheduled) this.#flush();

@@ -77,8 +77,24 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let owned = false;
   let publisher: ConfirmPublisher | undefined;
   let session: AmqpSession | undefined;
-  /** Sessions of earlier runs (before a stop and a new start): closed with the source. */
+  /**
+   * Sessions of earlier runs (before a stop and a new start) with deliveries still to settle:
+   * each is closed once they are (checked at the next start), or with the source.
+   */
   const retired: AmqpSession[] = [];
+  /** Counts starts and stops: a restart goes on only while no other start or stop came. */
+  let generation = 0;
+
+  /** Closes the channels of earlier runs that have nothing left to settle. */
+  async function closeSettled(): Promise<void> {
+    for (const old of [...retired]) {
+      if (old.alive && old.acks.unsettled > 0) continue;
+      retired.splice(retired.indexOf(old), 1);
+      old.acks.flushNow();
+      old.alive = false;
+      await closeQuietly(old.channel);
+    }
+  }
   let onDelivery: ((delivery: Delivery) => Promise<void>) | undefined;
   let prefetch = 1;
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
@@ -207,19 +223,24 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       }
       if (state === 'stopped' && connection !== undefined) {
         // Started again after stop(): the same connection, a new channel and consumer. The
-        // stopped channel stays open until close(), for deliveries still being settled on it.
+        // stopped channel stays open while deliveries are still being settled on it.
         state = 'starting';
+        const mine = ++generation;
         prefetch = wanted as number;
         onDelivery = handler;
         try {
           await cancelling;
           if (session) retired.push(session);
           session = undefined;
-          if (!starting()) return;
+          await closeSettled();
+          // A stop() or another start() since: that one decides.
+          if (!starting() || generation !== mine) return;
           state = 'running';
           await subscribe();
         } catch (error) {
-          if (state === 'starting' || state === 'running') state = 'stopped';
+          if (generation === mine && (state === 'starting' || state === 'running')) {
+            state = 'stopped';
+          }
           throw error;
         }
         return;
@@ -254,6 +275,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
 
     async stop() {
       if (state !== 'running' && state !== 'starting') return;
+      generation++;
       // From here on, whatever the broker still sends goes straight back (see the consume
       // callback), so stop takes effect now; the consumer is cancelled in the background and
       // the channel stays open so that in-flight deliveries can still be settled.

@@ -79,6 +79,8 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   let state: 'idle' | 'starting' | 'running' | 'stopped' | 'closed' = 'idle';
   let pump: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
+  /** Counts starts and stops: a start goes on only while no other start or stop came. */
+  let generation = 0;
   /** The one closing of the source, once close() was called. */
   let closed: Promise<void> | undefined;
 
@@ -145,6 +147,9 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         );
       }
       state = 'starting';
+      const mine = ++generation;
+      // This start goes on only while no stop() or other start() came meanwhile.
+      const going = () => starting() && generation === mine;
       try {
         if (again) {
           await closing;
@@ -158,7 +163,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
             await declareJetStreamTopology(await jetstreamManager(connection), topology);
           }
         }
-        if (!starting() || js === undefined) {
+        if (!going() || js === undefined) {
           if (!again) await release();
           return;
         }
@@ -166,13 +171,14 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         // stop() or close() may come while this awaits the server: then nothing is consumed.
         // (A first start lets go of the connection it opened; a restart keeps it for the
         // next one, and close() lets go of it.)
-        if (!starting()) {
+        if (!going()) {
           if (!again) await release();
           return;
         }
         const pulling = await consumer.consume({ max_messages: prefetch as number });
-        if (!starting()) {
-          await pulling.close().catch(() => {});
+        if (!going()) {
+          // Not awaited: closing a subscription that was never read from does not settle.
+          void pulling.close().catch(() => {});
           if (!again) await release();
           return;
         }
@@ -192,9 +198,9 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         pump = run(iterator, slots, onDelivery).catch(report);
       } catch (error) {
         if (again) {
-          if (starting()) state = 'stopped';
+          if (going()) state = 'stopped';
         } else {
-          if (starting()) state = 'idle';
+          if (going()) state = 'idle';
           await release();
         }
         throw error;
@@ -203,6 +209,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
 
     async stop() {
       if (state !== 'running' && state !== 'starting') return;
+      generation++;
       // From here on the pump hands every message straight back (nak), so stop takes effect
       // now; the pull subscription is closed in the background. The iterator only ends once
       // the pump reads on, so a pump waiting for a slot is woken first.

@@ -70,11 +70,9 @@ export function natsConnectOptions(servers: string | readonly string[]): NatsSer
   for (const [i, entry] of entries.entries()) {
     for (const piece of entry.split(',')) {
       const text = piece.trim();
-      if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
-        result.servers.push(text);
-        continue;
-      }
-      const url = new URL(text);
+      // `host:port` without a scheme is read as nats://, as the client and the checks read it.
+      const schemed = /^[a-z][a-z0-9+.-]*:\/\//i.test(text);
+      const url = new URL(schemed ? text : `nats://${text}`);
       if (url.protocol === 'tls:') result.tls = {};
       if (url.username === '' && url.password === '') {
         result.servers.push(text);
@@ -95,7 +93,7 @@ export function natsConnectOptions(servers: string | readonly string[]): NatsSer
       }
       url.username = '';
       url.password = '';
-      result.servers.push(url.toString());
+      result.servers.push(schemed ? url.toString() : url.host);
     }
   }
   return result;

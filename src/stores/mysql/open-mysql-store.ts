@@ -1,6 +1,6 @@
 import { redactUrl } from '../../redact-url.js';
 import { InvalidArgumentError, StoreUnavailableError } from '../../errors.js';
-import { poolTimeouts } from '../pool-timeouts.js';
+import { CLIENT_WAIT_MARGIN_MS, poolTimeouts } from '../pool-timeouts.js';
 import type { MysqlQueryable } from './mysql-queryable.js';
 import { type MysqlStore, type MysqlStoreOptions, createMysqlStore } from './mysql-store.js';
 
@@ -98,8 +98,10 @@ export async function openMysqlStore(
     enableKeepAlive: true,
     charset: 'utf8mb4_bin',
   });
-  limitStatementsOnServer(pool, timeouts.statementMs);
-  const timeout = timeouts.clientMs;
+  const serverMs = limitStatementsOnServer(pool, timeouts.statementMs);
+  // MySQL's lock waits are whole seconds, rounded up: the client still waits the margin
+  // longer than the server may.
+  const timeout = Math.max(timeouts.clientMs, serverMs + CLIENT_WAIT_MARGIN_MS);
   // A timed-out statement destroys its connection (mysql2), so the pool replaces it.
   const db: MysqlQueryable = {
     query: (sql, values) => pool.query({ sql, timeout }, values) as Promise<[unknown, unknown]>,
@@ -131,12 +133,13 @@ interface RawConnection {
  * still take the key once the lock is freed, for a caller that was told the store failed.
  * MariaDB cancels the whole statement (`max_statement_time`, set in a comment only MariaDB
  * runs); MySQL bounds each lock wait (whole seconds). A connection whose limits could not be
- * set is destroyed, so its first statement fails instead of running without them.
+ * set is destroyed, so its first statement fails instead of running without them. Returns
+ * the longest the server may take: MySQL's lock waits, rounded up to whole seconds.
  */
 function limitStatementsOnServer(
   pool: { on(event: 'connection', listener: never): unknown },
   ms: number,
-): void {
+): number {
   const lockWaitSeconds = Math.ceil(ms / 1000);
   const sql = `SET SESSION innodb_lock_wait_timeout = ${lockWaitSeconds}, lock_wait_timeout = ${lockWaitSeconds} /*M!100101 , max_statement_time = ${ms / 1000} */`;
   const onConnection = (connection: RawConnection) => {
@@ -145,6 +148,7 @@ function limitStatementsOnServer(
     });
   };
   pool.on('connection', onConnection as never);
+  return Math.max(ms, lockWaitSeconds * 1000);
 }
 
 function parseBoolean(name: string, value: string): boolean {
