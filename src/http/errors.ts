@@ -35,7 +35,7 @@ export class ResponseNotReplayableError extends ReprocessError {
       `this request was already processed (status ${originalStatus}), but its response ` +
         (unseen
           ? 'was written straight to the connection, so it was not stored and cannot be replayed; '
-          : `body (larger than ${limit} bytes) was too large to store, so it cannot be replayed; `) +
+          : `was too large to store (a body over ${limit} bytes, or its replayed headers over 48 KiB), so it cannot be replayed; `) +
         'the operation will not run again under this key. Use a new key for a new operation.',
       { status: 410 },
     );

@@ -147,9 +147,16 @@ export async function captureResponse(
     if (bytes.byteLength > policy.maxStoredBodyBytes) return { stored: tooLarge, sent };
   }
   const headers: [string, string][] = [];
+  let headerBytes = 0;
   for (const [name, value] of response.headers) {
-    if (policy.replayHeaders.has(name)) headers.push([name, value]);
+    if (!policy.replayHeaders.has(name)) continue;
+    headers.push([name, value]);
+    headerBytes += name.length + Buffer.byteLength(value) + 4;
   }
+  // The stored result has room for the base64 body and this much of headers: more (a huge
+  // allow-listed header) would be refused by the store's bound, as a failure without the
+  // status. Marked too large instead, its repeats get the 410 that carries the status.
+  if (headerBytes > MAX_STORED_HEADER_BYTES) return { stored: tooLarge, sent };
   return {
     stored: { kind: 'response', status, headers, body: Buffer.from(bytes).toString('base64') },
     sent,
@@ -157,6 +164,12 @@ export async function captureResponse(
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Most bytes of allow-listed headers kept with a stored response. The core's bound on a stored
+ * result leaves 64 KiB beside the base64 body; this leaves room in it for the rest.
+ */
+export const MAX_STORED_HEADER_BYTES = 48 * 1024;
 
 /** Headers that describe how a body is framed on one connection, not the body itself. */
 const FRAMING_HEADERS = ['transfer-encoding', 'content-length', 'connection', 'keep-alive'];

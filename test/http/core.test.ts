@@ -307,6 +307,22 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(runs).toBe(2);
   });
 
+  it('marks a response whose replayed headers are too large to keep: a repeat gets the 410 with the original status', async () => {
+    const guard = idempotencyKey({ store: createMemoryStore(), maxStoredBodyBytes: 10 });
+    let runs = 0;
+    const handler: Next = async () => {
+      runs++;
+      return new Response('ok', { status: 201, headers: { link: `<${'x'.repeat(70_000)}>` } });
+    };
+    const first = await guard(request('x', { key: 'huge-headers' }), handler);
+    expect(first.status).toBe(201);
+    expect(first.headers.get('link')).toHaveLength(70_002);
+    const again = await guard(request('x', { key: 'huge-headers' }), handler);
+    const problem = await expectProblem(again, 410, 'response-not-stored', 'RESULT_TOO_LARGE');
+    expect(problem).toMatchObject({ originalStatus: 201 });
+    expect(runs).toBe(1);
+  });
+
   it('streams a response larger than the stored bound, and marks the key so a repeat gets a 410', async () => {
     const guard = idempotencyKey({ store: createMemoryStore(), maxStoredBodyBytes: 100 });
     let runs = 0;

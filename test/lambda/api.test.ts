@@ -202,6 +202,36 @@ describe('API Gateway HTTP API (v2) handler', () => {
     });
   });
 
+  it('keeps a decoded # or ? or \\ of an HTTP API path in the route: another path runs, another query is a 422', async () => {
+    // An HTTP API hands Lambda the path decoded: `/orders/a%23one` arrives as `/orders/a#one`.
+    const seen: string[] = [];
+    const handler = idempotentHttpApiHandler(
+      async (event: APIGatewayProxyEventV2WithJWTAuthorizer) => {
+        seen.push(`${event.rawPath}?${event.rawQueryString}`);
+        return { statusCode: 201, body: `made for ${event.rawPath}` };
+      },
+      { store: createMemoryStore() },
+    );
+    const call = (rawPath: string, rawQueryString: string) => {
+      const event = withV2Key(v2Post(), 'decoded-path');
+      event.rawPath = rawPath;
+      event.rawQueryString = rawQueryString;
+      return handler(event, lambdaContext()) as Promise<APIGatewayProxyStructuredResultV2>;
+    };
+    expect((await call('/orders/a#one', 'amount=5')).body).toBe('made for /orders/a#one');
+    const other = await call('/orders/a#two', 'amount=500');
+    expect(other.body).toBe('made for /orders/a#two');
+    expect(other.headers?.['idempotent-replayed']).toBeUndefined();
+    expect((await call('/orders/a#one', 'amount=500')).statusCode).toBe(422);
+    expect((await call('/orders/a?b', '')).body).toBe('made for /orders/a?b');
+    expect((await call('/orders/a\\b', '')).body).toBe('made for /orders/a\\b');
+    expect((await call('/orders/a/b', '')).body).toBe('made for /orders/a/b');
+    expect((await call('/orders/%zz/../refunds', '')).body).toBe('made for /orders/%zz/../refunds');
+    expect((await call('/refunds', '')).body).toBe('made for /refunds');
+    expect((await call('/orders/a#one', 'amount=5')).headers?.['idempotent-replayed']).toBe('true');
+    expect(seen).toHaveLength(7);
+  });
+
   it('answers 409 with Retry-After while the first invocation runs: at most the time its lease has left', async () => {
     const gate = new Gate();
     let started!: () => void;

@@ -94,7 +94,7 @@ export function eventUrl(event: ApiGatewayEventLike): string {
     event.requestContext?.domainName ?? headerValue(headers, 'host') ?? 'lambda.localhost';
   if (isV2Event(event)) {
     const query = event.rawQueryString ? `?${event.rawQueryString}` : '';
-    return `https://${host}${event.rawPath}${query}`;
+    return `https://${host}${encodedPath(event.rawPath)}${query}`;
   }
   if (!isV1Event(event)) throw notAnEvent(event);
   const params = new URLSearchParams();
@@ -109,7 +109,26 @@ export function eventUrl(event: ApiGatewayEventLike): string {
     }
   }
   const query = params.size > 0 ? `?${params}` : '';
-  return `https://${host}${event.path}${query}`;
+  return `https://${host}${encodedPath(event.path)}${query}`;
+}
+
+/**
+ * A path as it goes in a URL. An HTTP API hands Lambda the path decoded (`/orders/a#one` for
+ * `/orders/a%23one`), and pasted into a URL as it is, `#` would end it (the rest, query
+ * included, read as a fragment), `?` would start the query, and `\` would read as `/`: another
+ * route, and another request's stored response. Every character a path cannot hold as it is
+ * is escaped again, and a `%` that starts no escape becomes `%25`; a path that came encoded
+ * (a REST API's, a Function URL's) is left byte for byte as it was.
+ */
+function encodedPath(path: string): string {
+  return path.replace(/%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/gu, (char) => {
+    try {
+      return encodeURIComponent(char);
+    } catch {
+      // A lone surrogate: the replacement character, as a UTF-8 escape.
+      return '%EF%BF%BD';
+    }
+  });
 }
 
 /** The raw `Idempotency-Key` field of an event: each value when the event keeps them apart. */
