@@ -88,7 +88,11 @@ export function validateScenario(s: DependencyScenario): void {
       );
     }
   }
-  if (!(s.latencyMs >= 0)) throw new InvalidArgumentError('scenario.latencyMs must be >= 0');
+  if (!(s.latencyMs >= 0 && s.latencyMs <= MAX_LATENCY_MS)) {
+    throw new InvalidArgumentError(
+      `scenario.latencyMs must be from 0 to ${MAX_LATENCY_MS} (an hour), got ${String(s.latencyMs)}`,
+    );
+  }
   if (!Number.isInteger(s.requests) || s.requests > 50_000_000) {
     throw new InvalidArgumentError('scenario.requests must be an integer <= 50,000,000');
   }
@@ -97,7 +101,20 @@ export function validateScenario(s: DependencyScenario): void {
       throw new InvalidArgumentError('a fault window needs 0 <= startMs < endMs');
     }
   }
+  // The run keeps a series per 100 ms bucket of simulated time: a scenario spread over years
+  // (a rate of one request a month) would need more memory than any machine has.
+  const arrivalsMs = (s.requests / s.ratePerSecond) * 1000;
+  if (!(arrivalsMs <= MAX_SPAN_MS)) {
+    throw new InvalidArgumentError(
+      `the requests arrive over about ${Math.round(arrivalsMs / 1000)} s of simulated time (requests / rate); at most ${MAX_SPAN_MS / 1000} s: raise the rate or lower the requests`,
+    );
+  }
 }
+
+/** Longest time the arrivals may span (a day): the series stay under a million buckets. */
+const MAX_SPAN_MS = 86_400_000;
+/** Longest latency of one call. */
+const MAX_LATENCY_MS = 3_600_000;
 
 /** Runs one strategy through the scenario. Deterministic for `scenario.seed`. */
 export function simulateDependency(
@@ -109,6 +126,11 @@ export function simulateDependency(
   const arrivalRandom = seededRandom(scenario.seed ^ 0x5bd1e995);
   const bucketMs = scenario.bucketMs ?? 100;
   const capPerBucket = (scenario.capacityPerSecond * bucketMs) / 1000;
+  // Calls one bucket serves: the capacity spread over buckets, so that a fraction per bucket
+  // (9 calls/s is 0.9 a bucket) adds up to whole calls (9 buckets in 10 serve one), instead of
+  // every bucket serving none.
+  const capacityOf = (bucket: number) =>
+    Math.floor((bucket + 1) * capPerBucket) - Math.floor(bucket * capPerBucket);
   const perSecond = 1000 / bucketMs;
   const n = scenario.requests;
   const clock = new SimClock();
@@ -162,7 +184,7 @@ export function simulateDependency(
     attempts[id] = attempt;
     const bucket = Math.floor(t / bucketMs);
     load.add(bucket, 1);
-    const failed = (t >= outageStart && t < outageEnd) || load.get(bucket) > capPerBucket;
+    const failed = (t >= outageStart && t < outageEnd) || load.get(bucket) > capacityOf(bucket);
     if (!failed) {
       succeeded++;
       durations[id] = t + scenario.latencyMs - (start[id] as number);

@@ -80,7 +80,11 @@ describe('reprocess simulate', () => {
       ['--requests', '-5'],
       ['--outage', '40s-20s'],
       ['--clients', 'ten'],
+      // About n^2 / 2 calls without jitter: 100,000 clients would not finish in an hour.
+      ['--clients', '100000'],
       ['--latency', 'soon'],
+      // One request in 116 days of simulated time: more buckets than memory holds.
+      ['--rate', '0.0000001', '--requests', '3'],
     ]) {
       const io = buffers();
       expect(await run(args, io)).toBe(2);

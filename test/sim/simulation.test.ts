@@ -103,6 +103,29 @@ describe('dependency simulation', () => {
     }
   });
 
+  it('serves a capacity under one call a bucket: 9 calls/s serve 9 of 10 buckets, not none', () => {
+    const noRetry = defineStrategy({ name: 'no retry', maxAttempts: 1 });
+    const light = { requests: 200, ratePerSecond: 1, latencyMs: 0, seed: 7 };
+    const nine = simulateDependency({ ...light, capacityPerSecond: 9 }, noRetry);
+    const ten = simulateDependency({ ...light, capacityPerSecond: 10 }, noRetry);
+    // At 1 request/s, a call fails only when it lands in a bucket that already had one, or
+    // (at 9/s) in the one bucket in ten that serves none.
+    expect(nine.successRate).toBeGreaterThan(0.75);
+    expect(nine.successRate).toBeLessThanOrEqual(ten.successRate);
+    // Whole capacities per bucket are served exactly as before.
+    const whole = simulateDependency({ ...scenario, capacityPerSecond: 300 }, noRetry);
+    expect(whole).toEqual(simulateDependency(scenario, noRetry));
+  });
+
+  it('refuses arrivals spread over more than a day of simulated time, and a latency over an hour', () => {
+    expect(() =>
+      simulateDependency({ ...scenario, requests: 3, ratePerSecond: 1e-7 }, exp('full')),
+    ).toThrow(/arrive over about .* s of simulated time/);
+    expect(() => simulateDependency({ ...scenario, latencyMs: 4e6 }, exp('full'))).toThrow(
+      /latencyMs/,
+    );
+  });
+
   it('rejects a scenario that makes no sense, naming the field', () => {
     expect(() => simulateDependency({ ...scenario, capacityPerSecond: 0 }, exp('full'))).toThrow(
       /capacityPerSecond/,
