@@ -70,7 +70,7 @@ export interface WorkerOptions {
  * kills the "process" (its store calls stop) and a fresh one starts, as a supervisor would.
  */
 export function startProtectedWorker(
-  options: WorkerOptions & { store: IdempotencyStore },
+  options: WorkerOptions & { store: IdempotencyStore; leaseMs: number },
 ): ReceiptWorker {
   const log: WorkerLog = { deliveries: 0, crashes: 0, dropped: 0 };
   let current: Consumer | undefined;
@@ -89,7 +89,7 @@ export function startProtectedWorker(
       idempotency: {
         store: frozen.store,
         clock: options.clock,
-        lease: '30s',
+        lease: options.leaseMs,
         operation: 'send-receipt',
       },
       retry: profiles.async,

@@ -123,6 +123,10 @@ async function runMode(
           clock: workerClock,
           random,
           store: options.workerStore,
+          // At least 300 ms of real time: the worker's clock runs workerSpeed times faster,
+          // and a lease of a few real milliseconds would be lost to any pause of the event
+          // loop on a busy machine (the message then quarantined, its receipt never sent).
+          leaseMs: Math.max(30_000, 300 * options.workerSpeed),
         })
       : startNaiveWorker({ source, email, faults, clock: workerClock, random });
   const api = await startInvoiceApi({
@@ -170,9 +174,16 @@ async function runMode(
   let redriven = 0;
   const quarantined = source.stats().quarantined;
   if (mode === 'protected') {
-    // The email provider is fixed: bring back what waited out its outage in quarantine.
+    // The email provider is fixed: bring back what waited out its outage in quarantine, and
+    // whatever else failed on the way, all but the bounced addresses (a redrive would only
+    // bounce them again).
     email.recover();
-    redriven = await redrive(source.deadLetters, { errorCode: 'EMAIL_UNAVAILABLE' });
+    const codes = new Set<string>();
+    for (const message of await source.deadLetters.list()) {
+      const code = message.history.lastError.code;
+      if (code !== undefined && code !== 'EMAIL_BOUNCED') codes.add(code);
+    }
+    for (const errorCode of codes) redriven += await redrive(source.deadLetters, { errorCode });
     await until(() => source.isIdle(), 30_000);
   }
   const durationMs = performance.now() - started;
