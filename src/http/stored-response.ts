@@ -151,7 +151,8 @@ export async function captureResponse(
   for (const [name, value] of response.headers) {
     if (!policy.replayHeaders.has(name)) continue;
     headers.push([name, value]);
-    headerBytes += name.length + Buffer.byteLength(value) + 4;
+    // As stored: in JSON, where a quote or a backslash takes two bytes and a control six.
+    headerBytes += Buffer.byteLength(JSON.stringify([name, value]));
   }
   // The stored result has room for the base64 body and this much of headers: more (a huge
   // allow-listed header) would be refused by the store's bound, as a failure without the

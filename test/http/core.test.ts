@@ -321,6 +321,17 @@ describe('idempotencyKey (Request/Response core)', () => {
     const problem = await expectProblem(again, 410, 'response-not-stored', 'RESULT_TOO_LARGE');
     expect(problem).toMatchObject({ originalStatus: 201 });
     expect(runs).toBe(1);
+    // Counted as stored: 40,000 quotes are 40 KB sent but 80 KB in the stored JSON.
+    const quoted: Next = async () => {
+      runs++;
+      return new Response('ok', { status: 201, headers: { link: `<${'"'.repeat(40_000)}>` } });
+    };
+    expect((await guard(request('x', { key: 'quoted-headers' }), quoted)).status).toBe(201);
+    const repeat = await guard(request('x', { key: 'quoted-headers' }), quoted);
+    expect(
+      await expectProblem(repeat, 410, 'response-not-stored', 'RESULT_TOO_LARGE'),
+    ).toMatchObject({ originalStatus: 201 });
+    expect(runs).toBe(2);
   });
 
   it('streams a response larger than the stored bound, and marks the key so a repeat gets a 410', async () => {

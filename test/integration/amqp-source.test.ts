@@ -9,7 +9,7 @@ import {
   deleteAmqpTopology,
   resolveAmqpTopology,
 } from '../../src/consumer/amqp/index.js';
-import type { QuarantineHistory } from '../../src/consumer/types.js';
+import type { Delivery, QuarantineHistory } from '../../src/consumer/types.js';
 import { isReprocessError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
@@ -120,6 +120,69 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
       await sources.pop()?.close();
       await connection.close();
     }
+  });
+
+  it('a stop and a start while a restart opens its channel on a slow broker: one consumer, prefetch kept, none left after close', async () => {
+    const queue = newQueue();
+    const connection = await testConnection();
+    const s = createAmqpSource({ connection, queue, delayTiers: TIERS });
+    try {
+      const inFlight = { now: 0, most: 0 };
+      const handler = async (delivery: Delivery) => {
+        inFlight.now++;
+        inFlight.most = Math.max(inFlight.most, inFlight.now);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        inFlight.now--;
+        await delivery.ack();
+      };
+      await s.start(handler, { prefetch: 1 });
+      await s.stop();
+      // A slow broker: opening a channel takes 50 ms.
+      const create = connection.createChannel.bind(connection);
+      (connection as unknown as { createChannel: () => Promise<unknown> }).createChannel =
+        async () => {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          return create();
+        };
+      const second = s.start(handler, { prefetch: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await s.stop();
+      const third = s.start(handler, { prefetch: 1 });
+      await Promise.all([second, third]);
+      const consumers = async () => {
+        const channel = await admin.createChannel();
+        try {
+          return (await channel.checkQueue(queue)).consumerCount;
+        } finally {
+          await channel.close();
+        }
+      };
+      await vi.waitFor(async () => expect(await consumers()).toBe(1), { timeout: 3000 });
+      for (let i = 0; i < 4; i++) await publishTo(admin, queue, `m${i}`);
+      await vi.waitFor(async () => expect(await readyCount(admin, queue)).toBe(0), {
+        timeout: 5000,
+      });
+      await vi.waitFor(() => expect(inFlight.now).toBe(0), { timeout: 5000 });
+      expect(inFlight.most).toBe(1);
+      await s.close();
+      await vi.waitFor(async () => expect(await consumers()).toBe(0), { timeout: 3000 });
+    } finally {
+      await s.close();
+      await connection.close().catch(() => {});
+    }
+  });
+
+  it('starts again after a stop that came while its first start still connected', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    const first = s.start(inbox.onDelivery, { prefetch: 1 });
+    await s.stop();
+    await first;
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    await publishTo(admin, queue, 'after');
+    const { delivery } = await inbox.next();
+    await delivery.ack();
   });
 
   it('a consumer stopped while its source still connects consumes nothing; the next one gets the message once', async () => {

@@ -101,10 +101,36 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let retryState: BackoffState = initialBackoffState(backoff);
   let cancelRetry: (() => void) | undefined;
   let cancelling: Promise<void> | undefined;
+  /** The connection being opened, or opened (see connect()). */
+  let connecting: Promise<void> | undefined;
   /** The one closing, once close() was called (two closing at once hung in amqplib). */
   let closed: Promise<void> | undefined;
 
-  async function subscribe(): Promise<void> {
+  /** Whether the run of generation `mine` is the one running (no stop or newer start since). */
+  function runs(mine: number): boolean {
+    return state === 'running' && generation === mine;
+  }
+
+  /**
+   * Opens the connection and declares the topology, once: every start after the first
+   * reuses them. A failure lets go of what was opened, and the next start tries again.
+   */
+  function connect(): Promise<void> {
+    connecting ??= (async () => {
+      const opened = await openAmqpConnection(options, `reprocess:${topology.queue}`);
+      connection = opened.connection;
+      owned = opened.owned;
+      publisher = new ConfirmPublisher(connection);
+      if (declare) await declareAmqpTopology(connection, topology);
+    })().catch(async (error: unknown) => {
+      connecting = undefined;
+      await release();
+      throw error;
+    });
+    return connecting;
+  }
+
+  async function subscribe(mine: number): Promise<void> {
     if (!connection) throw new InvalidArgumentError('the AMQP source is not started');
     const channel = await connection.createChannel();
     const current: AmqpSession = {
@@ -120,7 +146,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     });
     try {
       await channel.prefetch(prefetch);
-      if (state !== 'running') {
+      if (!runs(mine)) {
         // stop() came while the channel opened (a resubscribe after a cut, say).
         current.alive = false;
         await closeQuietly(channel);
@@ -139,7 +165,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
             void closeQuietly(channel);
             return;
           }
-          if (state !== 'running') {
+          if (!runs(mine)) {
             // Stopped while the broker was still sending: give it straight back, and make
             // sure the consumer is cancelled, or the broker hands it to us again at once.
             cancelConsumer(current);
@@ -160,7 +186,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       );
       current.consumerTag = consumerTag;
       // stop() came while the consumer was being registered: it had no tag to cancel then.
-      if (state !== 'running') cancelConsumer(current);
+      if (!runs(mine)) cancelConsumer(current);
     } catch (error) {
       current.alive = false;
       await closeQuietly(channel);
@@ -189,7 +215,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
     cancelRetry = clock.setTimer(delay, () => {
       cancelRetry = undefined;
       if (state !== 'running') return;
-      subscribe().then(
+      subscribe(generation).then(
         () => {
           retryState = initialBackoffState(backoff);
         },
@@ -221,54 +247,33 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
           `prefetch must be an integer from 1 to 65535, got ${String(wanted)}`,
         );
       }
-      if (state === 'stopped' && connection !== undefined) {
-        // Started again after stop(): the same connection, a new channel and consumer. The
-        // stopped channel stays open while deliveries are still being settled on it.
-        state = 'starting';
-        const mine = ++generation;
-        prefetch = wanted as number;
-        onDelivery = handler;
-        try {
-          await cancelling;
-          if (session) retired.push(session);
-          session = undefined;
-          await closeSettled();
-          // A stop() or another start() since: that one decides.
-          if (!starting() || generation !== mine) return;
-          state = 'running';
-          await subscribe();
-        } catch (error) {
-          if (generation === mine && (state === 'starting' || state === 'running')) {
-            state = 'stopped';
-          }
-          throw error;
-        }
-        return;
-      }
-      if (state !== 'idle') {
+      if (state !== 'idle' && state !== 'stopped') {
         throw new InvalidArgumentError(
           `the AMQP source of ${topology.queue} is ${state === 'closed' ? 'closed' : 'already started'}`,
         );
       }
+      // A first start, or a start again after stop(): the connection is opened once and kept
+      // until close(); each run has a channel and a consumer of its own. A stopped run's
+      // channel stays open while deliveries are still being settled on it.
       state = 'starting';
+      const mine = ++generation;
       prefetch = wanted as number;
       onDelivery = handler;
       try {
-        const opened = await openAmqpConnection(options, `reprocess:${topology.queue}`);
-        connection = opened.connection;
-        owned = opened.owned;
-        publisher = new ConfirmPublisher(connection);
-        if (declare) await declareAmqpTopology(connection, topology);
-        if (!starting()) {
-          // stop() or close() came while this connected: nothing is to be consumed.
-          await release();
-          return;
-        }
+        await connect();
+        await cancelling;
+        // A stop() or another start() since this one began: that one decides.
+        if (!starting() || generation !== mine) return;
+        if (session) retired.push(session);
+        session = undefined;
+        await closeSettled();
+        if (!starting() || generation !== mine) return;
         state = 'running';
-        await subscribe();
+        await subscribe(mine);
       } catch (error) {
-        if (state === 'starting' || state === 'running') state = 'idle';
-        await release();
+        if (generation === mine && (state === 'starting' || state === 'running')) {
+          state = connection === undefined ? 'idle' : 'stopped';
+        }
         throw error;
       }
     },
@@ -289,6 +294,9 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
       closed ??= (async () => {
         if (state === 'running' || state === 'starting') await this.stop();
         state = 'closed';
+        generation++;
+        // A start still connecting: its connection is released here, with the rest.
+        await connecting?.catch(() => {});
         await cancelling;
         await release();
       })();

@@ -81,6 +81,8 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   let closing: Promise<void> | undefined;
   /** Counts starts and stops: a start goes on only while no other start or stop came. */
   let generation = 0;
+  /** The connection being opened, or opened (see connect()). */
+  let connecting: Promise<void> | undefined;
   /** The one closing of the source, once close() was called. */
   let closed: Promise<void> | undefined;
 
@@ -138,48 +140,31 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
           `prefetch must be an integer from 1 to 10000, got ${String(prefetch)}`,
         );
       }
-      // Started again after stop(): the same connection, once the stopped pull subscription
-      // has ended and its unstarted messages were given back.
-      const again = state === 'stopped' && connection !== undefined && js !== undefined;
-      if (state !== 'idle' && !again) {
+      if (state !== 'idle' && state !== 'stopped') {
         throw new InvalidArgumentError(
           `the JetStream source of ${topology.stream} is ${state === 'closed' ? 'closed' : 'already started'}`,
         );
       }
+      // A first start, or a start again after stop(): the connection is opened once and kept
+      // until close(); each run has a pull subscription of its own, once the stopped one has
+      // ended and its unstarted messages were given back.
       state = 'starting';
       const mine = ++generation;
       // This start goes on only while no stop() or other start() came meanwhile.
       const going = () => starting() && generation === mine;
       try {
-        if (again) {
-          await closing;
-          await pump;
-        } else {
-          const opened = await openNatsConnection(options, `reprocess:${topology.stream}`);
-          connection = opened.connection;
-          owned = opened.owned;
-          js = jetstream(connection);
-          if (declare) {
-            await declareJetStreamTopology(await jetstreamManager(connection), topology);
-          }
-        }
-        if (!going() || js === undefined) {
-          if (!again) await release();
-          return;
-        }
+        await connect();
+        await closing;
+        await pump;
+        if (!going() || js === undefined) return;
         const consumer = await js.consumers.get(topology.stream, topology.durable);
-        // stop() or close() may come while this awaits the server: then nothing is consumed.
-        // (A first start lets go of the connection it opened; a restart keeps it for the
-        // next one, and close() lets go of it.)
-        if (!going()) {
-          if (!again) await release();
-          return;
-        }
+        // stop() or close() may come while this awaits the server: then nothing is consumed
+        // (the connection stays for the next start; close() lets go of it).
+        if (!going()) return;
         const pulling = await consumer.consume({ max_messages: prefetch as number });
         if (!going()) {
           // Not awaited: closing a subscription that was never read from does not settle.
           void pulling.close().catch(() => {});
-          if (!again) await release();
           return;
         }
         messages = pulling;
@@ -197,12 +182,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         })().catch(() => {});
         pump = run(iterator, slots, onDelivery).catch(report);
       } catch (error) {
-        if (again) {
-          if (going()) state = 'stopped';
-        } else {
-          if (going()) state = 'idle';
-          await release();
-        }
+        if (going()) state = connection === undefined ? 'idle' : 'stopped';
         throw error;
       }
     },
@@ -225,6 +205,9 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
       closed ??= (async () => {
         if (state === 'running' || state === 'starting') await this.stop();
         state = 'closed';
+        generation++;
+        // A start still connecting: its connection is released here, with the rest.
+        await connecting?.catch(() => {});
         await closing;
         await pump;
         await release();
@@ -239,6 +222,25 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
    */
   function starting(): boolean {
     return state === 'starting';
+  }
+
+  /**
+   * Opens the connection and declares the topology, once: every start after the first
+   * reuses them. A failure lets go of what was opened, and the next start tries again.
+   */
+  function connect(): Promise<void> {
+    connecting ??= (async () => {
+      const opened = await openNatsConnection(options, `reprocess:${topology.stream}`);
+      connection = opened.connection;
+      owned = opened.owned;
+      js = jetstream(connection);
+      if (declare) await declareJetStreamTopology(await jetstreamManager(connection), topology);
+    })().catch(async (error: unknown) => {
+      connecting = undefined;
+      await release();
+      throw error;
+    });
+    return connecting;
   }
 
   async function release(): Promise<void> {
