@@ -693,6 +693,23 @@ export function describeConsumerConformance(
       }
     });
 
+    it('starts again after a stop that came while its first start still connected', async () => {
+      const t = await setup('early-stop');
+      const key = t.key('early');
+      const done: string[] = [];
+      const c = t.consumer(async (m) => {
+        done.push(m.id);
+      });
+      // A SIGTERM at boot: stopped before the source had connected.
+      const first = c.start();
+      await c.stop({ timeoutMs: waitTimeoutMs });
+      await first;
+      await c.start();
+      await t.harness.publish(message(key, { i: 1 }));
+      await t.waitFor('the message', () => done.length === 1);
+      expect(done).toEqual([`${key}-m`]);
+    });
+
     it('gives back a handler that outlives the stop bound, unacked, and it runs once later', async () => {
       const t = await setup('stop-timeout');
       const key = t.key('slow');

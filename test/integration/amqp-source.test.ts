@@ -172,19 +172,6 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     }
   });
 
-  it('starts again after a stop that came while its first start still connected', async () => {
-    const queue = newQueue();
-    const s = source(queue);
-    const inbox = createInbox();
-    const first = s.start(inbox.onDelivery, { prefetch: 1 });
-    await s.stop();
-    await first;
-    await s.start(inbox.onDelivery, { prefetch: 1 });
-    await publishTo(admin, queue, 'after');
-    const { delivery } = await inbox.next();
-    await delivery.ack();
-  });
-
   it('a consumer stopped while its source still connects consumes nothing; the next one gets the message once', async () => {
     const queue = newQueue();
     const store = createMemoryStore();

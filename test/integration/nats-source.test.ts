@@ -60,19 +60,6 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     return { stream, subject: `${stream}.orders` };
   }
 
-  it('starts again after a stop that came while its first start still connected', async () => {
-    const { stream, subject } = newStream();
-    const s = source(stream);
-    const inbox = createInbox();
-    const first = s.start(inbox.onDelivery, { prefetch: 1 });
-    await s.stop();
-    await first;
-    await s.start(inbox.onDelivery, { prefetch: 1 });
-    await publishJs(nc, subject, 'after', { msgID: `${stream}-after` });
-    const { delivery } = await inbox.next();
-    await delivery.ack();
-  });
-
   it('a stop and starts racing on a restart: every call settles, and one pull subscription is left', async () => {
     const { stream, subject } = newStream();
     const s = source(stream);

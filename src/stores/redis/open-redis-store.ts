@@ -110,9 +110,9 @@ export async function openRedisStore(
     unselected = error as Error;
     client.disconnect();
   });
-  if (cluster !== undefined) await ready(client, connectTimeout);
+  if (cluster !== undefined) await firstOf(client, ['ready'], connectTimeout);
   else if (database !== 0) {
-    await firstAnswer(client, connectTimeout);
+    await firstOf(client, ['ready', 'error'], connectTimeout);
     if (unselected !== undefined) {
       throw new InvalidArgumentError(
         `openRedisStore: the server refused database ${database} (${unselected.message}); check the URL's /db`,
@@ -146,54 +146,29 @@ export async function openRedisStore(
 }
 
 /**
- * Waits until a Cluster client is ready, at most `ms`. It is not an error to stop waiting: the
- * client keeps trying, and calls fail closed until it is ready.
+ * Waits until the client emits one of `events` (`ready`; for a standalone client also `error`:
+ * an unreachable server, a refused SELECT), at most `ms`. It is not an error to stop waiting:
+ * the client keeps trying, and calls fail closed until it is ready.
  */
-function ready(
+function firstOf(
   client: {
     status: string;
-    once(event: 'ready', listener: () => void): unknown;
-    off(event: 'ready', listener: () => void): unknown;
+    once(event: string, listener: () => void): unknown;
+    off(event: string, listener: () => void): unknown;
   },
+  events: readonly string[],
   ms: number,
 ): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      client.off('ready', done);
+      for (const event of events) client.off(event, done);
       resolve();
     };
     const timer = setTimeout(done, ms);
     timer.unref?.();
-    client.once('ready', done);
-  });
-}
-
-/**
- * Waits until a standalone client is ready or has reported an error (an unreachable server, a
- * refused SELECT), at most `ms`. Not being ready is no error here: calls fail closed until it is.
- */
-function firstAnswer(
-  client: {
-    status: string;
-    once(event: 'ready' | 'error', listener: () => void): unknown;
-    off(event: 'ready' | 'error', listener: () => void): unknown;
-  },
-  ms: number,
-): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      client.off('ready', done);
-      client.off('error', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    timer.unref?.();
-    client.once('ready', done);
-    client.once('error', done);
+    for (const event of events) client.once(event, done);
   });
 }
 
