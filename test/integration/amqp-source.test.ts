@@ -22,7 +22,7 @@ import {
   readyCount,
   testConnection,
 } from './fixtures/broker-amqp.js';
-import { createInbox } from './fixtures/broker-inbox.js';
+import { createInbox, racingRestarts } from './fixtures/broker-inbox.js';
 
 const TIERS = ['150ms', '400ms'];
 
@@ -98,14 +98,7 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
       expect(channels()).toBeLessThanOrEqual(3);
       await s.stop();
       // A stop and starts racing: every call settles, and one consumer is left.
-      const second = s.start(inbox.onDelivery, { prefetch: 1 });
-      await s.stop();
-      const third = s.start(inbox.onDelivery, { prefetch: 1 });
-      const settled = await Promise.race([
-        Promise.allSettled([second, third]).then(() => 'settled'),
-        new Promise((resolve) => setTimeout(() => resolve('pending'), 5000)),
-      ]);
-      expect(settled).toBe('settled');
+      expect(await racingRestarts(s, inbox)).toBe('settled');
       await publishTo(admin, queue, 'once');
       const { delivery } = await inbox.next();
       await delivery.ack();

@@ -13,7 +13,7 @@ import { NonRetryableError, isReprocessError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
-import { createInbox } from './fixtures/broker-inbox.js';
+import { createInbox, racingRestarts } from './fixtures/broker-inbox.js';
 import { NATS_URL, deleteStreams, publishJs, testNats } from './fixtures/broker-nats.js';
 import { startTcpProxy } from './fixtures/broker-proxy.js';
 
@@ -66,14 +66,7 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     const inbox = createInbox();
     await s.start(inbox.onDelivery, { prefetch: 1 });
     await s.stop();
-    const second = s.start(inbox.onDelivery, { prefetch: 1 });
-    await s.stop();
-    const third = s.start(inbox.onDelivery, { prefetch: 1 });
-    const settled = await Promise.race([
-      Promise.allSettled([second, third]).then(() => 'settled'),
-      new Promise((resolve) => setTimeout(() => resolve('pending'), 5000)),
-    ]);
-    expect(settled).toBe('settled');
+    expect(await racingRestarts(s, inbox)).toBe('settled');
     await publishJs(nc, subject, 'once', { msgID: `${stream}-once` });
     const { delivery } = await inbox.next();
     await delivery.ack();
