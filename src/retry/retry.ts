@@ -149,7 +149,7 @@ function firstAttempt<T>(
     guarded:
       policy.attemptTimeout !== undefined || policy.deadline !== undefined || signal !== undefined,
   };
-  policy.budget?.onRequest();
+  quietly(policy.budget, 'onRequest');
   if (signal?.aborted) {
     return Promise.reject(giveUp(call, 0, 'aborted', new AbortedError(signal.reason)));
   }
@@ -200,7 +200,7 @@ function promised<T>(result: Promise<T>): Promise<T> {
 
 function succeed<T>(call: Call<T>, attempts: number): void {
   const { policy, listeners } = call;
-  policy.budget?.onSuccess();
+  quietly(policy.budget, 'onSuccess');
   call.telemetry?.success(attempts);
   if (policy.onSuccess !== undefined || (listeners && listeners.success.size > 0)) {
     emit(policy.onSuccess, listeners?.success, {
@@ -272,21 +272,21 @@ async function retryLoop<T>(
       await sleep(clock, delay, signal);
     } catch (error) {
       // Aborted while waiting: the retry paid for is not sent, the budget gets it back.
-      budget?.refundRetry?.(failure);
+      quietly(budget, 'refundRetry', failure);
       throw giveUp(call, attempt, 'aborted', error);
     }
     // A sleep that ended late (a stalled event loop, a slow timer) may have run into the
     // deadline: no attempt starts past it, not even one with no time left.
     if (clock.now() >= call.deadlineAt) {
       // The retry paid for is not sent: the budget gets it back.
-      budget?.refundRetry?.(failure);
+      quietly(budget, 'refundRetry', failure);
       giveUp(call, attempt, 'deadline', failure);
       if (failedWithResult) return failure as T;
       throw new DeadlineExceededError(attempt, failure);
     }
 
     if (signal?.aborted) {
-      budget?.refundRetry?.(failure);
+      quietly(budget, 'refundRetry', failure);
       throw giveUp(call, attempt, 'aborted', new AbortedError(signal.reason));
     }
     attempt++;
@@ -316,6 +316,24 @@ function retryableOrNot(failure: unknown, classify: Classifier | undefined): boo
     return isRetryable(failure, classify);
   } catch {
     return false;
+  }
+}
+
+/**
+ * Tells the budget of a request, a success or a refund. A budget that throws (one kept in a
+ * store that is down) changes nothing for the call: its outcome is the operation's own.
+ */
+function quietly(
+  budget: RetryBudget | undefined,
+  method: 'onRequest' | 'onSuccess' | 'refundRetry',
+  failure?: unknown,
+): void {
+  if (budget === undefined) return;
+  try {
+    if (method === 'refundRetry') budget.refundRetry?.(failure);
+    else budget[method]();
+  } catch {
+    // Observing a call never changes its outcome.
   }
 }
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { AttemptTimeoutError, InvalidArgumentError } from '../../src/errors.js';
+import { AbortedError, AttemptTimeoutError, InvalidArgumentError } from '../../src/errors.js';
 import { createRatioBudget } from '../../src/retry/ratio-budget.js';
 import { retry } from '../../src/retry/retry.js';
+import type { RetryBudget } from '../../src/retry/types.js';
 import { createTokenBucketBudget } from '../../src/retry/token-bucket-budget.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
 import { codeError } from './helpers.js';
@@ -71,6 +72,49 @@ describe('createTokenBucketBudget', () => {
     controller.abort();
     await outcome;
     expect(budget.tokens).toBe(500);
+  });
+
+  it('a budget that throws (its store down) changes nothing for the call, on any of its methods', async () => {
+    const down = () => {
+      throw new Error('budget store down');
+    };
+    const budgetWith = (broken: string): RetryBudget =>
+      ({
+        onRequest: () => {},
+        tryAcquireRetry: () => true,
+        onSuccess: () => {},
+        refundRetry: () => {},
+        remaining: () => 1,
+        [broken]: down,
+      }) as RetryBudget;
+    for (const broken of ['onRequest', 'onSuccess', 'refundRetry']) {
+      // A success stays a success: the charge went through, a rejection would invite another.
+      let charges = 0;
+      const outcome = retry(
+        async () => {
+          charges++;
+          return 'receipt';
+        },
+        { budget: budgetWith(broken), maxAttempts: 2, jitter: 'none', base: 1 },
+      );
+      expect(await outcome, broken).toBe('receipt');
+      expect(charges).toBe(1);
+    }
+    // A refund that throws while the caller aborts during the backoff: still the abort.
+    const clock = new FakeClock(0);
+    const controller = new AbortController();
+    const aborted = retry(() => Promise.reject(codeError('ECONNRESET')), {
+      clock,
+      budget: budgetWith('refundRetry'),
+      signal: controller.signal,
+      maxAttempts: 3,
+      backoff: 'constant',
+      base: 1000,
+      jitter: 'none',
+    }).catch((e: unknown) => e);
+    for (let i = 0; i < 50 && clock.pending === 0; i++) await Promise.resolve();
+    controller.abort(new Error('caller gave up'));
+    expect(await aborted).toBeInstanceOf(AbortedError);
   });
 
   it('refunds successes up to capacity only', () => {
