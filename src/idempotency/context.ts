@@ -217,7 +217,7 @@ class GuardedContext implements IdempotencyContext {
     // fired yet (a stalled event loop): another worker may hold the operation now.
     if (run.lease.ended()) {
       used.delete(name);
-      throw run.lease.signal.reason;
+      throw run.lease.endReason;
     }
 
     // Own members only: "constructor" or "toString" must not find Object.prototype's.

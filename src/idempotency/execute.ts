@@ -202,7 +202,8 @@ async function runAcquired<O>(
   try {
     value = await fn(ctx);
     if (options.shouldStore !== undefined && !options.shouldStore(value)) {
-      lease.stop();
+      // Not kept (an HTTP 5xx): released like a failure, so code still running beside it stops.
+      lease.finish(true);
       if (run.unstorable !== undefined) {
         // As below: a step's work ran and its result was not kept, so releasing would let a
         // retry run that work again (an HTTP front answering 500 for the step's error).
@@ -213,7 +214,7 @@ async function runAcquired<O>(
       return { value, replayed: false, key, token };
     }
   } catch (error) {
-    lease.stop();
+    lease.finish(true);
     if (run.unstorable !== undefined) {
       // A step's work ran but its result could not be kept: whatever the classification,
       // releasing would let a retry run that work again, so the operation fails for good.
@@ -235,7 +236,7 @@ async function runAcquired<O>(
     }
     throw await settleFailure(key, token, error, options, lease);
   }
-  lease.stop();
+  lease.finish(false);
 
   let encoded: string;
   try {

@@ -33,6 +33,12 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 const NOT_RENEWED =
   'the lease could not be renewed before it ended; another worker may hold it now';
 
+/** The reason a step started after its run settled does not run (see LeaseKeeper.finish). */
+const RUN_SETTLED = () =>
+  new LeaseLostError(
+    'the run has already settled (completed, failed or released): a step started after it does not run its work',
+  );
+
 export class LeaseKeeper extends FirstBeatWaiter {
   // Created on first use: most runs never look at the signal, and the hot path shows it.
   private controller: AbortController | undefined;
@@ -40,6 +46,10 @@ export class LeaseKeeper extends FirstBeatWaiter {
   private cancelTimer: (() => void) | undefined;
   private cancelDeadline: (() => void) | undefined;
   private stopped = false;
+  /** The run has settled: see {@link finish}. */
+  private finished = false;
+  /** It settled with a failure: the signal aborts. */
+  private failed = false;
   /**
    * Before this (on the clock's `elapsed()`, which a step of the wall clock does not move),
    * the lease is surely still ours.
@@ -66,6 +76,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
     if (this.controller === undefined) {
       this.controller = new AbortController();
       if (this.lostWith !== undefined) this.controller.abort(this.lostWith);
+      else if (this.failed) this.controller.abort(RUN_SETTLED());
     }
     return this.controller.signal;
   }
@@ -73,6 +84,11 @@ export class LeaseKeeper extends FirstBeatWaiter {
   /** The error the lease was lost with (the signal's reason), once it is. */
   get lostReason(): LeaseLostError | undefined {
     return this.lostWith;
+  }
+
+  /** Why {@link ended} is true: the loss, or the run having settled. */
+  get endReason(): LeaseLostError {
+    return this.lostWith ?? RUN_SETTLED();
   }
 
   /** True once the lease is known to be lost. */
@@ -86,6 +102,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
    * notice the end may not have fired yet (a stalled event loop).
    */
   ended(): boolean {
+    if (this.finished) return true;
     if (this.lostWith === undefined && elapsedOn(this.clock) >= this.safeUntil) {
       this.lose(new LeaseLostError(NOT_RENEWED));
     }
@@ -118,6 +135,21 @@ export class LeaseKeeper extends FirstBeatWaiter {
     this.cancelTimer = undefined;
     this.cancelDeadline?.();
     this.cancelDeadline = undefined;
+  }
+
+  /**
+   * The run has settled (its function returned or threw): heartbeats stop, and from now on
+   * {@link ended} is true, so that a step the run's code still starts (a sibling of a failed
+   * branch of `Promise.all`, say) does not run its work: the lease is released or the outcome
+   * written next, and a retry may already hold the operation. After a failure (`failed`) the
+   * signal aborts too, so that such code can stop early. Not a loss: {@link lostReason} stays
+   * unset.
+   */
+  finish(failed: boolean): void {
+    this.stop();
+    this.finished = true;
+    this.failed = failed;
+    if (failed && this.lostWith === undefined) this.controller?.abort(RUN_SETTLED());
   }
 
   /** Marks the lease lost: aborts the signal (once) and stops heartbeats. */

@@ -70,6 +70,70 @@ describe('steps', () => {
     expect(charge).toHaveBeenCalledTimes(1);
   });
 
+  it('a step started after its run settled does not run its work: a sibling of a failed Promise.all branch', async () => {
+    const { clock, store } = setup();
+    const id = { operation: 'pay', key: 'straggler' };
+    let charges = 0;
+    const charge = async () => `ch_${++charges}`;
+    const gate = deferred();
+    let siblingSignal: AbortSignal | undefined;
+    let siblingError: unknown;
+    const first = executeIdempotent(
+      id,
+      async (ctx) => {
+        await Promise.all([
+          ctx.step('validate', async () => {
+            throw transientError('upstream timeout');
+          }),
+          (async () => {
+            await gate.promise;
+            siblingSignal = ctx.signal;
+            return ctx.step('charge', charge).catch((error: unknown) => {
+              siblingError = error;
+            });
+          })(),
+        ]);
+        return 'done';
+      },
+      { store, clock },
+    );
+    await expect(first).rejects.toThrow('upstream timeout');
+    // The retry holds the operation and charges.
+    const retry = await executeIdempotent(id, (ctx) => ctx.step('charge', charge), {
+      store,
+      clock,
+    });
+    expect(retry.value).toBe('ch_1');
+    // The first attempt's sibling reaches its step only now: it must not charge again.
+    gate.resolve();
+    await settle();
+    expect(charges).toBe(1);
+    expect(siblingSignal?.aborted).toBe(true);
+    expect(siblingError).toBeInstanceOf(LeaseLostError);
+  });
+
+  it('a step started after its run completed does not run either; the signal of a completed run stays as it was', async () => {
+    const { clock, store } = setup();
+    let late: (() => Promise<unknown>) | undefined;
+    let signal: AbortSignal | undefined;
+    let ran = false;
+    await executeIdempotent(
+      { operation: 'pay', key: 'after-done' },
+      async (ctx) => {
+        signal = ctx.signal;
+        late = () =>
+          ctx.step('late', async () => {
+            ran = true;
+          });
+        return 'done';
+      },
+      { store, clock },
+    );
+    await expect(late?.()).rejects.toBeInstanceOf(LeaseLostError);
+    expect(ran).toBe(false);
+    expect(signal?.aborted).toBe(false);
+  });
+
   it('steps named like Object members (constructor, toString) run once and resume like any other', async () => {
     const { clock, store } = setup();
     const ctor = vi.fn(async () => 'c');
