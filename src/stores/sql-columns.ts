@@ -21,6 +21,20 @@ export function integerColumn(store: string, key: string, column: string, value:
   return n;
 }
 
+/**
+ * A stored attempts count: a safe integer below the INT column's maximum (a store's own
+ * writes never reach it; a takeover could not count past it).
+ */
+export function attemptsColumn(store: string, key: string, value: unknown): number {
+  const n = integerColumn(store, key, 'attempts', value);
+  if (n >= 2_147_483_647) {
+    throw new RecordCorruptError(
+      `${store} store: record ${JSON.stringify(key)} has attempts at the column's maximum`,
+    );
+  }
+  return n;
+}
+
 /** Steps stored as a JSON object of strings (text, or already parsed by the driver). */
 export function stepsFromJson(store: string, key: string, value: unknown): Record<string, string> {
   let parsed: unknown;

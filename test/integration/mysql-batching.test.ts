@@ -159,6 +159,30 @@ await describeWithService('mariadb', 'mysql store batching on the server', () =>
     await store.close?.();
   });
 
+  it("another key's unreadable record does not fail a batched complete: each call gets its own answer", async () => {
+    const store = createMysqlStore(pool, { table, batch: true });
+    const r = ++round;
+    const good = await store.begin(`fin-good-${r}`, FP, 60_000, 60_000);
+    await store.begin(`fin-bad-${r}`, FP, 60_000, 60_000);
+    if (good.kind !== 'acquired') throw new Error('expected to acquire');
+    await pool.query(`UPDATE \`${table}\` SET token = 9007199254740993 WHERE \`key\` = ?`, [
+      `fin-bad-${r}`,
+    ]);
+    const outcomes = await Promise.allSettled([
+      store.complete(`fin-first-${r}`, 9, '"x"', 60_000),
+      store.complete(`fin-bad-${r}`, 123, '"x"', 60_000),
+      store.complete(`fin-good-${r}`, good.token, '"y"', 60_000),
+      store.complete(`fin-none-${r}`, 5, '"z"', 60_000),
+    ]);
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value.kind : o.reason.code))).toEqual([
+      'lease_lost',
+      'lease_lost',
+      'ok',
+      'lease_lost',
+    ]);
+    expect((await store.get(`fin-good-${r}`))?.status).toBe('completed');
+  });
+
   it('an expired record that cannot be read starts afresh in a batch, as it does alone', async () => {
     const batched = createMysqlStore(pool, { table, batch: { maxBatchSize: 16, maxInFlight: 1 } });
     const single = createMysqlStore(pool, { table, batch: false });

@@ -254,4 +254,37 @@ await describeWithService('postgres', 'postgres store batching on the server', (
       'acquired',
     ]);
   });
+
+  it('a takeover of a record whose token or attempts no store writes fails its own begin only, writing nothing', async () => {
+    // Its + 1 would overflow the column and fail the whole statement, every key with it.
+    const store = createPostgresStore(pool, { schema, table: 'records' });
+    for (const [column, value] of [
+      ['token', '9223372036854775807'],
+      ['attempts', '2147483647'],
+    ] as const) {
+      const corrupt = `overflow-${column}-${++round}`;
+      await store.begin(corrupt, FP, 1, 60_000);
+      await pool.query(`UPDATE "${schema}".records SET ${column} = ${value} WHERE key = $1`, [
+        corrupt,
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const keys = [`warmup-${round}`, corrupt, `innocent-${round}-1`, `innocent-${round}-2`];
+      const outcomes = await Promise.allSettled(
+        keys.map((k) => store.begin(k, FP, 30_000, 60_000)),
+      );
+      expect(
+        outcomes.map((o) => (o.status === 'fulfilled' ? o.value.kind : o.reason.code)),
+        column,
+      ).toEqual(['acquired', 'RECORD_CORRUPT', 'acquired', 'acquired']);
+      // Alone too, and the row is as it was.
+      await expect(store.begin(corrupt, FP, 30_000, 60_000)).rejects.toMatchObject({
+        code: 'RECORD_CORRUPT',
+      });
+      const { rows } = await pool.query(
+        `SELECT ${column}::text AS v FROM "${schema}".records WHERE key = $1`,
+        [corrupt],
+      );
+      expect(rows[0]?.v).toBe(value);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { RecordCorruptError } from '../../errors.js';
-import { integerColumn as sharedInteger, stepsFromJson } from '../sql-columns.js';
+import { attemptsColumn, integerColumn as sharedInteger, stepsFromJson } from '../sql-columns.js';
 import type { IdempotencyRecord, RecordStatus } from '../../idempotency/store.js';
 
 /*
@@ -57,7 +57,7 @@ export function recordFromRow(row: unknown): IdempotencyRecord {
     fingerprint: textColumn('fingerprint', r.fingerprint),
     status: status as RecordStatus,
     token: integerColumn(key, 'token', r.token),
-    attempts: integerColumn(key, 'attempts', r.attempts),
+    attempts: attemptsColumn('mysql', key, r.attempts),
     leaseUntil: integerColumn(key, 'lease_until', r.lease_until),
     expiresAt: integerColumn(key, 'expires_at', r.expires_at),
     steps: stepsColumn(key, r.steps),

@@ -408,18 +408,8 @@ export function createMysqlStore(db: MysqlQueryable, options: MysqlStoreOptions 
     const byKey = new Map(inputs.map((i) => [i.key, i]));
     const written = new Set<string>();
     for (const row of Array.isArray(found) ? found : []) {
-      const r = row as Record<string, unknown>;
-      const key = textColumn('key', r.key);
-      const input = byKey.get(key);
-      if (
-        input !== undefined &&
-        integerColumn(key, 'token', r.token) === input.token &&
-        integerColumn(key, 'updated_at', r.updated_at) === at &&
-        textColumn('status', r.status) === (input.done ? 'completed' : 'failed') &&
-        (input.done ? r.result : r.error) !== null &&
-        textColumn('value', input.done ? r.result : r.error) === input.value
-      ) {
-        written.add(key);
+      if (holdsWrite(row as Record<string, unknown>, byKey, at)) {
+        written.add(textColumn('key', (row as Record<string, unknown>).key));
       }
     }
     if (written.size === matched) {
@@ -667,4 +657,30 @@ function matchedRows(header: MysqlResultHeader): number {
   const matched = /Rows matched: (\d+)/.exec(header.info ?? '');
   if (matched?.[1] !== undefined) return Number(matched[1]);
   return header.affectedRows ?? 0;
+}
+
+/**
+ * Whether a row read back after a batched complete/fail holds this statement's write for its
+ * key. A row that cannot be read (another key's corrupt token, say) does not: it never stops
+ * the others from being told their answer (the count of matched rows still decides).
+ */
+function holdsWrite(
+  r: Record<string, unknown>,
+  byKey: Map<string, { token: number; done: boolean; value: string }>,
+  at: number,
+): boolean {
+  try {
+    const key = textColumn('key', r.key);
+    const input = byKey.get(key);
+    return (
+      input !== undefined &&
+      integerColumn(key, 'token', r.token) === input.token &&
+      integerColumn(key, 'updated_at', r.updated_at) === at &&
+      textColumn('status', r.status) === (input.done ? 'completed' : 'failed') &&
+      (input.done ? r.result : r.error) !== null &&
+      textColumn('value', input.done ? r.result : r.error) === input.value
+    );
+  } catch {
+    return false;
+  }
 }

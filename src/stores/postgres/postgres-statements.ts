@@ -24,6 +24,14 @@ const CLOCK = `clock AS (
   )`;
 
 /**
+ * A row no store writes: a token past 2^53, attempts at the column's maximum. Its + 1 would
+ * fail the whole statement (every key of a batch with it), so begin never writes it: it is
+ * answered as it stands (the `live` row), and reading it is RecordCorruptError for its own
+ * call only.
+ */
+const UNWRITABLE = 'r.token >= 9007199254740991 OR r.attempts >= 2147483647';
+
+/**
  * The ON CONFLICT branch shared by the single and batched begin. `r` is the stored row,
  * `excluded` the row begin proposed (its `created_at` is the statement's clock reading).
  * An expired record is replaced by a new operation (steps dropped, attempts 1); a live one
@@ -44,9 +52,10 @@ const ACQUIRE_ON_CONFLICT = `ON CONFLICT (key) DO UPDATE SET
     created_at = CASE WHEN r.expires_at <= excluded.created_at THEN excluded.created_at
                       ELSE r.created_at END,
     updated_at = excluded.updated_at
-  WHERE r.expires_at <= excluded.created_at
+  WHERE (r.expires_at <= excluded.created_at
      OR (r.status = 'in_progress' AND r.lease_until <= excluded.created_at
-         AND r.fingerprint = excluded.fingerprint)`;
+         AND r.fingerprint = excluded.fingerprint))
+    AND NOT (${UNWRITABLE})`;
 
 const RETURNING = `RETURNING r.key, r.fingerprint, r.status, r.token, r.attempts, r.lease_until,
     r.expires_at, r.result, r.error, r.steps::text AS steps, r.created_at, r.updated_at`;
@@ -105,8 +114,8 @@ export function postgresStatements(table: string): PostgresStatements {
   const begin = `WITH ${CLOCK},
   live AS (
     SELECT r.* FROM ${table} r, clock
-    WHERE r.key = $1::text AND r.expires_at > clock.ms
-      AND NOT (r.status = 'in_progress' AND r.lease_until <= clock.ms AND r.fingerprint = $2::text)
+    WHERE r.key = $1::text AND (${UNWRITABLE} OR (r.expires_at > clock.ms
+      AND NOT (r.status = 'in_progress' AND r.lease_until <= clock.ms AND r.fingerprint = $2::text)))
   ),
   acq AS (
     INSERT INTO ${table} AS r (key, fingerprint, status, token, attempts, lease_until, expires_at,
@@ -136,8 +145,8 @@ export function postgresStatements(table: string): PostgresStatements {
   ),
   live AS (
     SELECT r.* FROM input i JOIN ${table} r ON r.key = i.key CROSS JOIN clock
-    WHERE r.expires_at > clock.ms
-      AND NOT (r.status = 'in_progress' AND r.lease_until <= clock.ms AND r.fingerprint = i.fingerprint)
+    WHERE ${UNWRITABLE} OR (r.expires_at > clock.ms
+      AND NOT (r.status = 'in_progress' AND r.lease_until <= clock.ms AND r.fingerprint = i.fingerprint))
   ),
   acq AS (
     INSERT INTO ${table} AS r (key, fingerprint, status, token, attempts, lease_until, expires_at,
