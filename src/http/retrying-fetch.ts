@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import { type Clock, systemClock } from '../clock.js';
 import { type Duration, toMs } from '../duration.js';
-import { AbortedError, InvalidArgumentError } from '../errors.js';
+import { AbortedError, DeadlineExceededError, InvalidArgumentError } from '../errors.js';
 import type { Random } from '../random.js';
 import { profiles } from '../retry/profiles.js';
 import { retry } from '../retry/retry.js';
+import { combineSignals } from '../retry/retry-policy.js';
 import type { RetryOptions } from '../retry/types.js';
 import { bodyInit } from './body.js';
 import { IDEMPOTENCY_KEY_HEADER, MAX_HEADER_KEY_LENGTH } from './key-header.js';
@@ -124,8 +125,25 @@ export function createRetryingFetch(
       }
       headers.set(IDEMPOTENCY_KEY_HEADER, key);
     }
-    // Read once; every attempt sends the same bytes.
-    const body = request.body === null ? undefined : new Uint8Array(await request.arrayBuffer());
+    // The policy's own signal (a shutdown) and the call's both stop it.
+    const both = combineSignals(base.signal, signal);
+    const clock = base.clock ?? systemClock;
+    const startedAt = clock.now();
+    const budgetMs =
+      (deadline ?? base.deadline) === undefined
+        ? undefined
+        : toMs((deadline ?? base.deadline) as Duration, 'deadline');
+    let body: Uint8Array | undefined;
+    try {
+      // Read once, inside the budget and the signals; every attempt sends the same bytes.
+      body =
+        request.body === null
+          ? undefined
+          : await readWhole(request.body, both.signal, budgetMs, clock);
+    } catch (error) {
+      both.release?.();
+      throw error;
+    }
 
     // A response retried past is never read, and its body is cancelled to free the connection,
     // but only once the next attempt starts: a retry that gives up after its sleep (the
@@ -143,9 +161,10 @@ export function createRetryingFetch(
         userOnRetry?.(event);
       },
     };
-    if (deadline !== undefined) policy.deadline = deadline;
-    if (policy.deadline !== undefined) {
-      const budget = toMs(policy.deadline, 'deadline');
+    if (budgetMs !== undefined) {
+      // What the body's reading took comes out of the budget.
+      const budget = Math.max(1, budgetMs - (clock.now() - startedAt));
+      policy.deadline = budget;
       if (userCap === undefined) policy.cap = Math.max(toMs(policy.cap ?? 0, 'retry.cap'), budget);
       // The profile's 1s per attempt fits its own 2s budget; a caller who allows more time
       // wants a slow answer to arrive, not three attempts cut at 1s (each one more load on
@@ -157,7 +176,7 @@ export function createRetryingFetch(
         );
       }
     }
-    if (signal) policy.signal = signal;
+    if (both.signal) policy.signal = both.signal;
 
     try {
       const response = await retry(({ signal: attemptSignal }) => {
@@ -176,10 +195,73 @@ export function createRetryingFetch(
       return response;
     } catch (error) {
       discard();
-      if (signal?.aborted && error instanceof AbortedError) throw signal.reason;
+      if (error instanceof AbortedError) {
+        // Stopped by a signal: its own reason, as fetch gives it.
+        if (signal?.aborted) throw signal.reason;
+        if (base.signal?.aborted) throw base.signal.reason;
+      }
       throw error;
+    } finally {
+      both.release?.();
     }
   };
+}
+
+/**
+ * The whole of a request body, read within the caller's signal and the deadline (a stream
+ * that stalls must not hold the call past either, as it would not hold fetch): when either
+ * ends first, the stream is cancelled and the read rejects with the signal's reason or a
+ * DeadlineExceededError.
+ */
+async function readWhole(
+  stream: ReadableStream<Uint8Array>,
+  signal: AbortSignal | undefined,
+  budgetMs: number | undefined,
+  clock: Clock,
+): Promise<Uint8Array> {
+  if (signal?.aborted) throw signal.reason;
+  const reader = stream.getReader();
+  let stop: (reason: unknown) => void = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    stop = reject;
+  });
+  const onAbort = () => stop(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const cancelTimer =
+    budgetMs === undefined
+      ? undefined
+      : clock.setTimer(budgetMs, () =>
+          stop(
+            new DeadlineExceededError(
+              0,
+              undefined,
+              `deadline exceeded while reading the request body (${budgetMs} ms)`,
+            ),
+          ),
+        );
+  try {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), stopped]);
+      if (done) break;
+      chunks.push(value);
+      total += value.byteLength;
+    }
+    const whole = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      whole.set(chunk, at);
+      at += chunk.byteLength;
+    }
+    return whole;
+  } catch (error) {
+    void reader.cancel(error).catch(() => {});
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    cancelTimer?.();
+  }
 }
 
 /** {@link createRetryingFetch} with the defaults: the global `fetch` and `profiles.sync`. */

@@ -55,7 +55,7 @@ export function createRetryPolicy<T = unknown>(options: RetryOptions<T> = {}): R
       if (signal !== undefined && !(signal instanceof AbortSignal)) {
         return Promise.reject(new InvalidArgumentError('execute: signal must be an AbortSignal'));
       }
-      const both = combine(resolved.signal, signal);
+      const both = combineSignals(resolved.signal, signal);
       // R extends T, so a policy over T runs fn: ... => Promise<R> unchanged.
       const run = runRetry(resolved as ResolvedRetryOptions<R>, fn, both.signal, listeners);
       if (both.release === undefined) return run;
@@ -85,7 +85,7 @@ function subscribe<E>(set: Set<(event: E) => void>, listener: (event: E) => void
  * sources for their whole life, so a policy's long-lived signal (a process-wide shutdown)
  * would grow by one entry per call. Here the listeners go when the call ends.
  */
-function combine(
+export function combineSignals(
   a: AbortSignal | undefined,
   b: AbortSignal | undefined,
 ): { signal: AbortSignal | undefined; release?: () => void } {

@@ -325,6 +325,71 @@ describe('retryingFetch against a real local server', () => {
     expect(server.hitsOf('/abort')).toHaveLength(1);
   });
 
+  it('bounds the reading of a stalled request body by the deadline and the signal, as fetch does', async () => {
+    let fetched = 0;
+    const stalled = () =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"amount":'));
+        },
+        pull: () => new Promise<void>(() => {}),
+      });
+    const clock = new FakeClock(0);
+    const client = createRetryingFetch({
+      clock,
+      deadline: '500ms',
+      fetch: async () => {
+        fetched++;
+        return new Response('ok');
+      },
+    });
+    const byDeadline = client('http://127.0.0.1:1/pay', {
+      method: 'POST',
+      body: stalled(),
+      duplex: 'half',
+    } as RequestInit).catch((e: unknown) => e);
+    await clock.advance(500);
+    expect(await byDeadline).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
+    const controller = new AbortController();
+    const reason = new Error('the user left');
+    const bySignal = client('http://127.0.0.1:1/pay', {
+      method: 'POST',
+      body: stalled(),
+      duplex: 'half',
+      signal: controller.signal,
+    } as RequestInit).catch((e: unknown) => e);
+    controller.abort(reason);
+    expect(await bySignal).toBe(reason);
+    expect(fetched).toBe(0);
+  });
+
+  it("stops on the policy's own signal (a shutdown) even when the call brings a signal of its own", async () => {
+    const url = server.route('/shutdown', (_hit, _n, res) => answer(res, 503));
+    const shutdown = new AbortController();
+    const reason = new Error('shutting down');
+    const clock = new FakeClock(0);
+    let retries = 0;
+    const client = createRetryingFetch({
+      clock,
+      random: seededRandom(1),
+      retry: {
+        signal: shutdown.signal,
+        onRetry: () => {
+          retries++;
+          shutdown.abort(reason);
+        },
+      },
+    });
+    const call = client(url, {
+      method: 'POST',
+      body: 'x',
+      signal: new AbortController().signal,
+    }).catch((e: unknown) => e);
+    expect(await call).toBe(reason);
+    expect(retries).toBe(1);
+    expect(server.hitsOf('/shutdown')).toHaveLength(1);
+  });
+
   it('refuses bad input with typed errors', async () => {
     expect(() => createRetryingFetch(null as never)).toThrow(InvalidArgumentError);
     const { client } = fakeTimeClient();
