@@ -31,6 +31,10 @@ function durationMs(value: Duration): number {
 const positiveDuration = z.custom<Duration>((v) => isDuration(v) && durationMs(v) > 0, {
   error: `must be a duration greater than 0: ${DURATION_FORMS}`,
 });
+/** A ratio budget's window: at least 10 ms, what createRatioBudget accepts. */
+const ratioWindow = z.custom<Duration>((v) => isDuration(v) && durationMs(v) >= 10, {
+  error: `must be a duration of at least 10ms: ${DURATION_FORMS}`,
+});
 /** How long a record is kept: more than 0, at most 100 years (what idempotent() accepts). */
 const recordDuration = z.custom<Duration>(
   (v) => isDuration(v) && durationMs(v) > 0 && durationMs(v) <= MAX_RECORD_DURATION_MS,
@@ -147,7 +151,7 @@ const budgetSchema = z.strictObject(
     success_refund: number(0),
     ratio: number(0),
     min_retries_per_second: number(0),
-    window: positiveDuration,
+    window: ratioWindow,
   },
   mapping('budget settings'),
 );

@@ -276,6 +276,18 @@ extra: true
     ]);
   });
 
+  it('what createRatioBudget refuses, check refuses: a window under 10 ms, naming the field', async () => {
+    const error = await configError(() =>
+      parseConfig({ retry_policy: { budget: { type: 'ratio', window: '5ms' } } }),
+    );
+    expect(error.issues).toEqual([
+      { path: 'retry_policy.budget.window', message: expect.stringMatching(/at least 10ms/) },
+    ]);
+    expect(() =>
+      parseConfig({ retry_policy: { budget: { type: 'ratio', window: '10ms' } } }),
+    ).not.toThrow();
+  });
+
   it('what idempotent() refuses, check refuses: a heartbeat as long as the lease, a ttl past 100 years', async () => {
     for (const idempotency of [
       { heartbeat: '30s' },
