@@ -37,6 +37,11 @@ export function canonicalJson(value: unknown): string {
         `cannot fingerprint a circular structure (at ${formatPath(error.path)})`,
       );
     }
+    if (error instanceof TooDeep) {
+      throw new InvalidArgumentError(
+        `cannot fingerprint a value nested deeper than ${MAX_DEPTH} levels; pass a fingerprint selector that picks the data, or fingerprint: false`,
+      );
+    }
     if (error instanceof OpaqueAt) {
       throw new InvalidArgumentError(
         `cannot fingerprint ${error.what} (at ${formatPath(error.path)}): its data is not in its own enumerable properties, so every one would look alike; pass a fingerprint selector that picks the data, or fingerprint: false`,
@@ -45,6 +50,12 @@ export function canonicalJson(value: unknown): string {
     throw error;
   }
 }
+
+/** Deepest nesting fingerprinted (objects, arrays, maps and sets within each other). */
+export const MAX_DEPTH = 1000;
+
+/** Thrown past {@link MAX_DEPTH}. */
+class TooDeep {}
 
 /** Thrown at an object whose data JSON cannot see (see {@link canonicalJson}); as CircularAt. */
 class OpaqueAt {
@@ -66,7 +77,7 @@ class CircularAt {
  * The canonical text of one value, or undefined where JSON leaves an object member out.
  * `ancestors`: the objects above it.
  */
-function write(value: unknown, ancestors: object[]): string | undefined {
+function write(value: unknown, ancestors: object[], key = ''): string | undefined {
   switch (typeof value) {
     case 'string':
       return quoteJson(value);
@@ -83,22 +94,26 @@ function write(value: unknown, ancestors: object[]): string | undefined {
     case 'symbol':
       return undefined;
     default:
-      return value === null ? 'null' : writeObject(value as object, ancestors);
+      return value === null ? 'null' : writeObject(value as object, ancestors, key);
   }
 }
 
 /** Writes `value` one level down, at `segment`. */
 function child(value: unknown, segment: string | number, ancestors: object[]): string | undefined {
   try {
-    return write(value, ancestors);
+    // toJSON gets the member's name, or the index as text, as JSON.stringify gives it.
+    return write(value, ancestors, String(segment));
   } catch (error) {
     if (error instanceof CircularAt || error instanceof OpaqueAt) error.path.unshift(segment);
     throw error;
   }
 }
 
-function writeObject(value: object, ancestors: object[]): string | undefined {
+function writeObject(value: object, ancestors: object[], key: string): string | undefined {
   if (ancestors.includes(value)) throw new CircularAt();
+  // Bounded before the stack is: a body nested thousands deep is refused by name, not with
+  // a RangeError from deep inside.
+  if (ancestors.length >= MAX_DEPTH) throw new TooDeep();
   // Before toJSON: a Buffer and a Uint8Array of the same bytes fingerprint alike.
   if (value instanceof Uint8Array) {
     const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -108,7 +123,11 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
   ancestors.push(value);
   try {
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return write(toJSON.call(value), ancestors);
+    if (typeof toJSON === 'function') {
+      const json: unknown = toJSON.call(value, key);
+      // A toJSON that returns its own object: its members, as JSON.stringify writes them.
+      if (json !== value) return write(json, ancestors, key);
+    }
     if (Array.isArray(value)) {
       let text = '[';
       for (let i = 0; i < value.length; i++) {
@@ -132,8 +151,8 @@ function writeObject(value: object, ancestors: object[]): string | undefined {
       for (const item of value) items.push(child(item, `<set item ${i++}>`, ancestors) ?? 'null');
       return `[${items.sort().join(',')}]`;
     }
-    // A boxed number or boolean is its value, as in JSON (it has no keys to write).
-    if (value instanceof Number || value instanceof Boolean) {
+    // A boxed number, boolean or string is its value, as in JSON.
+    if (value instanceof Number || value instanceof Boolean || value instanceof String) {
       return write(value.valueOf(), ancestors);
     }
     const keys = Object.keys(value);

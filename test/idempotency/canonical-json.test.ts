@@ -1,7 +1,7 @@
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.js';
-import { canonicalJson } from '../../src/idempotency/canonical-json.js';
+import { MAX_DEPTH, canonicalJson } from '../../src/idempotency/canonical-json.js';
 
 describe('canonicalJson', () => {
   it('sorts keys at every depth and keeps array order', () => {
@@ -28,6 +28,38 @@ describe('canonicalJson', () => {
   it('honours toJSON (a Date is its ISO string)', () => {
     expect(canonicalJson({ at: new Date(0) })).toBe('{"at":"1970-01-01T00:00:00.000Z"}');
     expect(canonicalJson({ x: { toJSON: () => ({ z: 1, y: 2 }) } })).toBe('{"x":{"y":2,"z":1}}');
+  });
+
+  it('follows JSON for a toJSON that returns its own object, for the key toJSON gets, and for boxed strings', () => {
+    const self = {
+      a: 1,
+      toJSON() {
+        return this;
+      },
+    };
+    expect(canonicalJson({ self })).toBe(JSON.stringify({ self }));
+    const keyed = { toJSON: (key: string) => `key=${key}` };
+    const input = { d: keyed, list: [keyed] };
+    expect(canonicalJson(input)).toBe(JSON.stringify({ d: keyed, list: [keyed] }));
+    expect(canonicalJson(keyed)).toBe(JSON.stringify(keyed));
+    for (const boxed of [new String('ab'), new String('')]) {
+      expect(canonicalJson({ s: boxed })).toBe(JSON.stringify({ s: boxed }));
+    }
+    // A boxed string is its value, not the object of its characters.
+    expect(canonicalJson(new String('ab'))).not.toBe(canonicalJson({ 0: 'a', 1: 'b' }));
+  });
+
+  it('refuses a value nested deeper than MAX_DEPTH by name, where JSON.parse accepts it (no RangeError)', () => {
+    const nested = (depth: number) => JSON.parse(`${'['.repeat(depth)}1${']'.repeat(depth)}`);
+    expect(canonicalJson(nested(MAX_DEPTH))).toBe(JSON.stringify(nested(MAX_DEPTH)));
+    for (const depth of [MAX_DEPTH + 1, 5000, 50_000]) {
+      expect(() => canonicalJson(nested(depth))).toThrow(
+        expect.objectContaining({
+          code: 'INVALID_ARGUMENT',
+          message: expect.stringContaining(`nested deeper than ${MAX_DEPTH} levels`),
+        }),
+      );
+    }
   });
 
   it('keeps what a fingerprint must see: bigint, Map, Set and bytes', () => {
