@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { setStep } from './set-step.js';
 import {
@@ -173,6 +174,8 @@ class GuardedContext implements IdempotencyContext {
   readonly #options: ResolvedOptions<unknown>;
   // Created by the first step: most operations have none.
   #used: Set<string> | undefined;
+  // The names claimed inside the running step's work (created by the first step that runs).
+  #within: AsyncLocalStorage<string[]> | undefined;
   // Counted by the first step that runs its work: the stored steps and those of this attempt
   // whose work ran or runs (as their names, they stay counted once their work ran), and the
   // UTF-8 bytes of the stored ones and of those being saved (maxSteps, maxStepsBytes).
@@ -213,6 +216,9 @@ class GuardedContext implements IdempotencyContext {
     this.#used ??= new Set();
     const used = this.#used;
     claim(used, name);
+    // Claimed inside the work of an enclosing step: given back with it should that work throw.
+    const enclosing = this.#within?.getStore();
+    enclosing?.push(name);
     // Lost, or ended on this worker's own clock while the timer that would say so has not
     // fired yet (a stalled event loop): another worker may hold the operation now.
     if (run.lease.ended()) {
@@ -242,13 +248,19 @@ class GuardedContext implements IdempotencyContext {
       this.#count++;
     }
     let value: T;
+    // The names the work's own steps claim: a work that throws frees them with its own name,
+    // so that the run may try the step again, its nested steps replaying what they saved.
+    const inner: string[] = [];
+    this.#within ??= new AsyncLocalStorage();
     try {
-      value = await work();
+      value = await this.#within.run(inner, work);
     } catch (error) {
       if (counted) this.#count--;
       used.delete(name);
+      for (const nested of inner) used.delete(nested);
       throw error;
     }
+    enclosing?.push(...inner);
     let encoded: string;
     let bytes: number;
     try {

@@ -70,6 +70,34 @@ describe('steps', () => {
     expect(charge).toHaveBeenCalledTimes(1);
   });
 
+  it('a step tried again in the same run replays the nested steps its first try saved', async () => {
+    const { clock, store } = setup();
+    let charges = 0;
+    let orderTries = 0;
+    const outcome = await executeIdempotent(
+      { operation: 'order', key: 'in-run-retry' },
+      async (ctx) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await ctx.step('order', async () => {
+              orderTries++;
+              const charge = await ctx.step('charge', async () => `ch_${++charges}`);
+              if (orderTries === 1) throw transientError('order write timed out');
+              return { charge };
+            });
+          } catch (error) {
+            if (attempt >= 3) throw error;
+          }
+        }
+      },
+      { store, clock },
+    );
+    expect(outcome.value).toEqual({ charge: 'ch_1' });
+    expect(orderTries).toBe(2);
+    expect(charges).toBe(1);
+    expect((await store.get(outcome.key))?.status).toBe('completed');
+  });
+
   it('a step started after its run settled does not run its work: a sibling of a failed Promise.all branch', async () => {
     const { clock, store } = setup();
     const id = { operation: 'pay', key: 'straggler' };
