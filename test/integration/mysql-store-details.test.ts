@@ -112,6 +112,18 @@ await describeWithService('mariadb', 'mysql store details', () => {
       ['a zero lease', () => store().begin('k', FP, 0, 1000), 'leaseMs'],
       ['a fractional token', () => store().complete('k', 2.5, 'r', 1000), 'token'],
       ['a non-string result', () => store().complete('k', 1, 5 as never, 1000), 'result'],
+      // mysql2 would store a lone surrogate as U+FFFD: a batch could not tell its write again.
+      [
+        'a result with a lone surrogate',
+        () => store().complete('k', 1, 'half \ud800', 1),
+        'surrogate',
+      ],
+      [
+        'a fingerprint with a lone surrogate',
+        () => store().begin('k', 'fp\ud800', 1, 1),
+        'surrogate',
+      ],
+      ['a step with a lone surrogate', () => store().saveStep('k', 1, 's', '\udc00'), 'surrogate'],
       ['an unknown status', () => store().list({ status: 'done' as never }), 'status'],
       ['a forged cursor', () => store().list({ cursor: '%%' }), 'cursor'],
       ['a negative purge limit', () => store().purgeExpired({ limit: -1 }), 'limit'],

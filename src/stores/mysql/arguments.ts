@@ -20,20 +20,35 @@ export function checkKey(key: unknown): asserts key is string {
   checkWellFormedKey('mysql store', key);
 }
 
-/** Throws unless `fingerprint` is a string of at most 255 UTF-8 bytes. */
+/** Throws unless `fingerprint` is a well-formed string of at most 255 UTF-8 bytes. */
 export function checkFingerprint(fingerprint: unknown): asserts fingerprint is string {
   if (typeof fingerprint !== 'string' || Buffer.byteLength(fingerprint) > 255) {
     throw new InvalidArgumentError(
       `mysql store: fingerprint must be a string of at most 255 UTF-8 bytes, got ${showValue(fingerprint)}`,
     );
   }
+  checkWellFormed('fingerprint', fingerprint);
 }
 
-/** Throws unless `value` is a string (results, errors and step names are opaque). */
+/**
+ * Throws unless `value` is a well-formed string (results, errors and step names are opaque).
+ * mysql2 writes a lone surrogate as U+FFFD: a batch, which compares what it sent with what it
+ * reads back, would then answer otherwise than the same call alone. The default codec never
+ * writes one; a codec of the caller's might.
+ */
 export function checkString(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(
       `mysql store: ${what} must be a string, got ${showValue(value)}`,
+    );
+  }
+  checkWellFormed(what, value);
+}
+
+function checkWellFormed(what: string, value: string): void {
+  if (!(value as string & { isWellFormed(): boolean }).isWellFormed()) {
+    throw new InvalidArgumentError(
+      `mysql store: ${what} must be well-formed text; it has a lone UTF-16 surrogate`,
     );
   }
 }
