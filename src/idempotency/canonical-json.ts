@@ -99,10 +99,16 @@ function write(value: unknown, ancestors: object[], key = ''): string | undefine
 }
 
 /** Writes `value` one level down, at `segment`. */
-function child(value: unknown, segment: string | number, ancestors: object[]): string | undefined {
+function child(
+  value: unknown,
+  segment: string | number,
+  ancestors: object[],
+  key = String(segment),
+): string | undefined {
   try {
-    // toJSON gets the member's name, or the index as text, as JSON.stringify gives it.
-    return write(value, ancestors, String(segment));
+    // toJSON gets the member's name, or the index as text, as JSON.stringify gives it; an
+    // entry of a Map or Set gets '' (its position must not reach the text: entries are sorted).
+    return write(value, ancestors, key);
   } catch (error) {
     if (error instanceof CircularAt || error instanceof OpaqueAt) error.path.unshift(segment);
     throw error;
@@ -141,14 +147,18 @@ function writeObject(value: object, ancestors: object[], key: string): string | 
       let i = 0;
       for (const [k, v] of value) {
         const at = `<map entry ${i++}>`;
-        pairs.push(`[${child(k, at, ancestors) ?? 'null'},${child(v, at, ancestors) ?? 'null'}]`);
+        pairs.push(
+          `[${child(k, at, ancestors, '') ?? 'null'},${child(v, at, ancestors, '') ?? 'null'}]`,
+        );
       }
       return `[${pairs.sort().join(',')}]`;
     }
     if (value instanceof Set) {
       const items: string[] = [];
       let i = 0;
-      for (const item of value) items.push(child(item, `<set item ${i++}>`, ancestors) ?? 'null');
+      for (const item of value) {
+        items.push(child(item, `<set item ${i++}>`, ancestors, '') ?? 'null');
+      }
       return `[${items.sort().join(',')}]`;
     }
     // A boxed number, boolean or string is its value, as in JSON.

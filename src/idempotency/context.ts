@@ -257,7 +257,9 @@ class GuardedContext implements IdempotencyContext {
     } catch (error) {
       if (counted) this.#count--;
       used.delete(name);
-      for (const nested of inner) used.delete(nested);
+      // Only those that settled and were saved (they replay): one still running keeps its
+      // name, or a retry of this step would run its work a second time beside it.
+      for (const nested of inner) if (Object.hasOwn(run.steps, nested)) used.delete(nested);
       throw error;
     }
     enclosing?.push(...inner);

@@ -45,6 +45,31 @@ describe('canonicalJson', () => {
     for (const boxed of [new String('ab'), new String('')]) {
       expect(canonicalJson({ s: boxed })).toBe(JSON.stringify({ s: boxed }));
     }
+    // Entries of a Map or Set are sorted: their toJSON gets '', never their position.
+    class Tag {
+      constructor(readonly v: number) {}
+      toJSON(k: string) {
+        return `${k}:${this.v}`;
+      }
+    }
+    expect(
+      canonicalJson(
+        new Map([
+          ['x', new Tag(1)],
+          ['y', new Tag(2)],
+        ]),
+      ),
+    ).toBe(
+      canonicalJson(
+        new Map([
+          ['y', new Tag(2)],
+          ['x', new Tag(1)],
+        ]),
+      ),
+    );
+    expect(canonicalJson(new Set([new Tag(1), new Tag(2)]))).toBe(
+      canonicalJson(new Set([new Tag(2), new Tag(1)])),
+    );
     // A boxed string is its value, not the object of its characters.
     expect(canonicalJson(new String('ab'))).not.toBe(canonicalJson({ 0: 'a', 1: 'b' }));
   });

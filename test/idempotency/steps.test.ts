@@ -98,6 +98,45 @@ describe('steps', () => {
     expect((await store.get(outcome.key))?.status).toBe('completed');
   });
 
+  it('a nested step still running keeps its name when its enclosing step fails: a retry of that step does not run it twice', async () => {
+    const { clock, store } = setup();
+    let charges = 0;
+    const gate = deferred();
+    const outcome = executeIdempotent(
+      { operation: 'order', key: 'nested-running' },
+      async (ctx) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await ctx.step('order', async () => {
+              const [charge] = await Promise.all([
+                ctx.step('charge', async () => {
+                  charges++;
+                  await gate.promise;
+                  return `ch_${charges}`;
+                }),
+                attempt === 1
+                  ? ctx.step('validate', async () => {
+                      throw transientError('validate timed out');
+                    })
+                  : Promise.resolve('ok'),
+              ]);
+              return { charge };
+            });
+          } catch (error) {
+            if (attempt >= 3) throw error;
+          }
+        }
+      },
+      { store, clock },
+    ).catch((e: unknown) => e);
+    await settle();
+    // The first charge still runs while the order step is tried again: not a second one.
+    expect(charges).toBe(1);
+    gate.resolve();
+    await outcome;
+    expect(charges).toBe(1);
+  });
+
   it('a step started after its run settled does not run its work: a sibling of a failed Promise.all branch', async () => {
     const { clock, store } = setup();
     const id = { operation: 'pay', key: 'straggler' };

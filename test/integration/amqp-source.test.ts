@@ -13,6 +13,7 @@ import type { Delivery, QuarantineHistory } from '../../src/consumer/types.js';
 import { isReprocessError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
+import { runTsx } from '../helpers/run-tsx.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import {
   AMQP_URL,
@@ -114,6 +115,18 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
       await connection.close();
     }
   });
+
+  it('a first start that fails lets go of its connection: the process exits on its own', async () => {
+    const run = await runTsx([
+      'test/integration/fixtures/failed-start-exits.ts',
+      'amqp',
+      AMQP_URL,
+      `${RUN_ID}.missing`,
+    ]);
+    expect(run.stdout).toContain('start failed');
+    expect(run.stdout).not.toContain('still alive');
+    expect(run.code).toBe(0);
+  }, 20_000);
 
   it('a stop and a start while a restart opens its channel on a slow broker: one consumer, prefetch kept, none left after close', async () => {
     const queue = newQueue();

@@ -12,6 +12,7 @@ import {
 import { NonRetryableError, isReprocessError } from '../../src/errors.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { expectOneClosing } from '../helpers/closing.js';
+import { runTsx } from '../helpers/run-tsx.js';
 import { RUN_ID, describeWithService } from '../helpers/services.js';
 import { createInbox, racingRestarts } from './fixtures/broker-inbox.js';
 import { NATS_URL, deleteStreams, publishJs, testNats } from './fixtures/broker-nats.js';
@@ -59,6 +60,18 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     streams.push(stream, `${stream}_DLQ`);
     return { stream, subject: `${stream}.orders` };
   }
+
+  it('a first start that fails lets go of its connection: the process exits on its own', async () => {
+    const run = await runTsx([
+      'test/integration/fixtures/failed-start-exits.ts',
+      'nats',
+      NATS_URL,
+      `${RUN_ID}_missing`,
+    ]);
+    expect(run.stdout).toContain('start failed');
+    expect(run.stdout).not.toContain('still alive');
+    expect(run.code).toBe(0);
+  }, 20_000);
 
   it('a stop and starts racing on a restart: every call settles, and one pull subscription is left', async () => {
     const { stream, subject } = newStream();

@@ -103,6 +103,8 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   let cancelling: Promise<void> | undefined;
   /** The connection being opened, or opened (see connect()). */
   let connecting: Promise<void> | undefined;
+  /** A run has started: a later start that fails keeps the connection for the next one. */
+  let ran = false;
   /** The one closing, once close() was called (two closing at once hung in amqplib). */
   let closed: Promise<void> | undefined;
 
@@ -270,9 +272,18 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
         if (!starting() || generation !== mine) return;
         state = 'running';
         await subscribe(mine);
+        ran = true;
       } catch (error) {
         if (generation === mine && (state === 'starting' || state === 'running')) {
-          state = connection === undefined ? 'idle' : 'stopped';
+          if (ran) {
+            state = 'stopped';
+          } else {
+            // No run ever started (a queue that is not there, say): the connection goes too,
+            // as if start had never been called, or it would keep the process alive.
+            state = 'idle';
+            connecting = undefined;
+            await release();
+          }
         }
         throw error;
       }

@@ -83,6 +83,8 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   let generation = 0;
   /** The connection being opened, or opened (see connect()). */
   let connecting: Promise<void> | undefined;
+  /** A run has started: a later start that fails keeps the connection for the next one. */
+  let ran = false;
   /** The one closing of the source, once close() was called. */
   let closed: Promise<void> | undefined;
 
@@ -170,6 +172,7 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         messages = pulling;
         slots = new Slots(prefetch as number);
         state = 'running';
+        ran = true;
         const iterator = messages;
         void (async () => {
           for await (const status of iterator.status()) {
@@ -182,7 +185,17 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
         })().catch(() => {});
         pump = run(iterator, slots, onDelivery).catch(report);
       } catch (error) {
-        if (going()) state = connection === undefined ? 'idle' : 'stopped';
+        if (going()) {
+          if (ran) {
+            state = 'stopped';
+          } else {
+            // No run ever started (a stream that is not there, say): the connection goes too,
+            // as if start had never been called, or it would keep the process alive.
+            state = 'idle';
+            connecting = undefined;
+            await release();
+          }
+        }
         throw error;
       }
     },
