@@ -7,7 +7,7 @@ import { profiles } from '../retry/profiles.js';
 import { retry } from '../retry/retry.js';
 import { combineSignals } from '../retry/retry-policy.js';
 import type { RetryOptions } from '../retry/types.js';
-import { bodyInit } from './body.js';
+import { bodyInit, concat } from './body.js';
 import { IDEMPOTENCY_KEY_HEADER, MAX_HEADER_KEY_LENGTH } from './key-header.js';
 import { REPLAYED_HEADER } from './stored-response.js';
 
@@ -248,13 +248,7 @@ async function readWhole(
       chunks.push(value);
       total += value.byteLength;
     }
-    const whole = new Uint8Array(total);
-    let at = 0;
-    for (const chunk of chunks) {
-      whole.set(chunk, at);
-      at += chunk.byteLength;
-    }
-    return whole;
+    return concat(chunks, total);
   } catch (error) {
     void reader.cancel(error).catch(() => {});
     throw error;
