@@ -1,8 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsConnectOptions, openNatsConnection } from '../../src/consumer/nats/nats-connection.js';
-import { freePort } from '../helpers/ports.js';
+import { accepting, freePort } from '../helpers/ports.js';
 import { SERVICES, describeWithService } from '../helpers/services.js';
 
 /*
@@ -135,15 +134,4 @@ async function startNats(port: number, extra: string[]): Promise<ChildProcess> {
   }
   child.kill('SIGKILL');
   throw new Error(`nats-server did not start on port ${port}`);
-}
-
-function accepting(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }

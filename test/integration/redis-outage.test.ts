@@ -5,14 +5,13 @@
  * killing and restarting it never disturbs anyone else's tests on the shared server.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isReprocessError } from '../../src/errors.js';
 import { createHash } from 'node:crypto';
 import { openRedisStore, type RedisStore } from '../../src/stores/redis/index.js';
 import { SCRIPTS } from '../../src/stores/redis/scripts.js';
-import { freePort } from '../helpers/ports.js';
+import { accepting, freePort } from '../helpers/ports.js';
 import { RUN_ID } from '../helpers/services.js';
 import { clientList } from './fixtures/redis-admin.js';
 
@@ -383,15 +382,4 @@ async function stopServer(child: ChildProcess | undefined): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGKILL');
   await exited;
-}
-
-function accepting(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
