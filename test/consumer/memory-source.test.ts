@@ -16,6 +16,19 @@ function collector() {
   return { got, onDelivery };
 }
 
+/** One message `m1` delivered on a fake clock, then given back with retryLater(`delayMs`). */
+async function deliveredThenDelayed(delayMs: number) {
+  const clock = new FakeClock();
+  const source = createMemorySource({ name: 'q', clock });
+  const { got, onDelivery } = collector();
+  source.publish({ body: 'x', id: 'm1' });
+  await source.start(onDelivery, { prefetch: 1 });
+  await clock.advance(0);
+  const start = clock.now();
+  await (got[0] as Delivery).retryLater(delayMs);
+  return { clock, source, got, onDelivery, start };
+}
+
 function history(overrides: Partial<QuarantineHistory> = {}): QuarantineHistory {
   return {
     attempts: 3,
@@ -82,14 +95,7 @@ describe('createMemorySource', () => {
   });
 
   it('redelivers after the retryLater delay on the injected clock, counting deliveries', async () => {
-    const clock = new FakeClock();
-    const source = createMemorySource({ name: 'q', clock });
-    const { got, onDelivery } = collector();
-    source.publish({ body: 'x', id: 'm1' });
-    await source.start(onDelivery, { prefetch: 1 });
-    await clock.advance(0);
-    const start = clock.now();
-    await (got[0] as Delivery).retryLater(250);
+    const { clock, source, got, start } = await deliveredThenDelayed(250);
     await clock.advance(249);
     expect(got).toHaveLength(1);
     expect(source.stats().delayed).toBe(1);
@@ -102,14 +108,7 @@ describe('createMemorySource', () => {
   });
 
   it('close() keeps no timer for a delayed delivery; the next start waits out what is left of its delay', async () => {
-    const clock = new FakeClock();
-    const source = createMemorySource({ name: 'q', clock });
-    const { got, onDelivery } = collector();
-    source.publish({ body: 'x', id: 'm1' });
-    await source.start(onDelivery, { prefetch: 1 });
-    await clock.advance(0);
-    const start = clock.now();
-    await (got[0] as Delivery).retryLater(20_000);
+    const { clock, source, got, onDelivery, start } = await deliveredThenDelayed(20_000);
     await clock.advance(5_000);
     await source.close();
     // Nothing holds a process that stopped its consumer and closed the source.

@@ -24,6 +24,19 @@ function request(
 }
 
 /** A handler that counts its runs and echoes the body it was handed. */
+/** A text response whose body is streamed: `chunks` chunks of `size` x's, one per pull. */
+function streamed(status: number, chunks: number, size: number): Response {
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= chunks) return controller.close();
+      sent++;
+      controller.enqueue(new TextEncoder().encode('x'.repeat(size)));
+    },
+  });
+  return new Response(body, { status, headers: { 'content-type': 'text/plain' } });
+}
+
 function echo(status = 201): Next & { runs: number } {
   const handler = async (req: Request) => {
     handler.runs++;
@@ -284,15 +297,7 @@ describe('idempotencyKey (Request/Response core)', () => {
     };
     const chunked: Next = async () => {
       runs++;
-      let sent = 0;
-      const body = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (sent >= 4) return controller.close();
-          sent++;
-          controller.enqueue(new TextEncoder().encode('x'.repeat(25)));
-        },
-      });
-      return new Response(body, { status: 201, headers: { 'content-type': 'text/plain' } });
+      return streamed(201, 4, 25);
     };
     for (const [key, handler] of [
       ['exact-whole', whole],
@@ -339,15 +344,7 @@ describe('idempotencyKey (Request/Response core)', () => {
     let runs = 0;
     const handler: Next = async () => {
       runs++;
-      let sent = 0;
-      const body = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (sent >= 10) return controller.close();
-          sent++;
-          controller.enqueue(new TextEncoder().encode('x'.repeat(50)));
-        },
-      });
-      return new Response(body, { status: 200, headers: { 'content-type': 'text/plain' } });
+      return streamed(200, 10, 50);
     };
     const first = await guard(request('x', { key: 'huge' }), handler);
     expect(first.status).toBe(200);
