@@ -218,6 +218,33 @@ export function describeConsumerConformance(
       };
     }
 
+    /**
+     * Two messages delivered to a consumer of concurrency 1, then a stop while the first runs:
+     * the first finishes and is acked, the second goes back unstarted. Every message the
+     * consumer runs later is recorded in `done` too.
+     */
+    async function stoppedWithOneWaiting(title: string) {
+      const t = await setup(title);
+      const key = t.key(title);
+      const gate = deferred();
+      const done: string[] = [];
+      const consumer = t.consumer(
+        async (m) => {
+          if (m.id === `${key}-1-m`) await gate.promise;
+          done.push(m.id);
+        },
+        { concurrency: 1, prefetch: 2 },
+      );
+      await t.harness.publish(message(`${key}-1`, { i: 1 }));
+      await t.harness.publish(message(`${key}-2`, { i: 2 }));
+      await consumer.start();
+      await t.waitFor('both delivered', () => t.trace.deliveries.length === 2);
+      const stopping = consumer.stop({ timeoutMs: waitTimeoutMs });
+      gate.resolve();
+      expect(await stopping).toEqual({ finished: 1, released: 1, settling: 0 });
+      return { t, key, done, consumer };
+    }
+
     function message(key: string, body: unknown, id?: string): OutgoingMessage {
       return {
         id: id ?? `${key}-m`,
@@ -627,25 +654,7 @@ export function describeConsumerConformance(
     });
 
     it('stops gracefully: in-flight finishes and acks, waiting ones go back unacked', async () => {
-      const t = await setup('stop');
-      const key = t.key('stop');
-      const gate = deferred();
-      const done: string[] = [];
-      const c = t.consumer(
-        async (m) => {
-          await gate.promise;
-          done.push(m.id);
-        },
-        { concurrency: 1, prefetch: 2 },
-      );
-      await t.harness.publish(message(`${key}-1`, { i: 1 }));
-      await t.harness.publish(message(`${key}-2`, { i: 2 }));
-      await c.start();
-      await t.waitFor('both delivered', () => t.trace.deliveries.length === 2);
-      const stopping = c.stop({ timeoutMs: waitTimeoutMs });
-      gate.resolve();
-      const result = await stopping;
-      expect(result).toEqual({ finished: 1, released: 1, settling: 0 });
+      const { t, key, done } = await stoppedWithOneWaiting('stop');
       expect(done).toEqual([`${key}-1-m`]);
       expect(t.settlesOf(`${key}-1-m`).map((s) => s.action)).toEqual(['ack']);
       expect(t.settlesOf(`${key}-2-m`).every((s) => s.action === 'release')).toBe(true);
@@ -664,25 +673,7 @@ export function describeConsumerConformance(
     });
 
     it('starts again after a stop, on the same source: what waited and what comes later each run once', async () => {
-      const t = await setup('restart');
-      const key = t.key('restart');
-      const gate = deferred();
-      const done: string[] = [];
-      const c = t.consumer(
-        async (m) => {
-          if (m.id === `${key}-1-m`) await gate.promise;
-          done.push(m.id);
-        },
-        { concurrency: 1, prefetch: 2 },
-      );
-      await t.harness.publish(message(`${key}-1`, { i: 1 }));
-      await t.harness.publish(message(`${key}-2`, { i: 2 }));
-      await c.start();
-      await t.waitFor('both delivered', () => t.trace.deliveries.length === 2);
-      const stopping = c.stop({ timeoutMs: waitTimeoutMs });
-      gate.resolve();
-      expect(await stopping).toEqual({ finished: 1, released: 1, settling: 0 });
-
+      const { t, key, done, consumer: c } = await stoppedWithOneWaiting('restart');
       await c.start();
       await t.harness.publish(message(`${key}-3`, { i: 3 }));
       await t.waitFor('the released and the new message', () => done.length === 3);
