@@ -3,6 +3,7 @@ import { ErrorCode, ReprocessError } from '../errors.js';
 /** Codes of the errors only the HTTP front raises (the shared ones live in `ErrorCode`). */
 export const HttpErrorCode = {
   REQUEST_BODY_TOO_LARGE: 'REQUEST_BODY_TOO_LARGE',
+  REQUEST_NESTED_TOO_DEEP: 'REQUEST_NESTED_TOO_DEEP',
 } as const;
 
 /** A request body is larger than the middleware buffers for fingerprinting. [413] */
@@ -17,6 +18,22 @@ export class RequestBodyTooLargeError extends ReprocessError {
       { status: 413 },
     );
     this.limit = limit;
+  }
+}
+
+/**
+ * What the request is fingerprinted by (a body parsed before the middleware, or what the
+ * `fingerprint` option returned) is nested deeper than the fingerprint goes. [400]
+ */
+export class RequestNestedTooDeepError extends ReprocessError {
+  readonly maxDepth: number;
+  constructor(maxDepth: number) {
+    super(
+      HttpErrorCode.REQUEST_NESTED_TOO_DEEP,
+      `the request is nested deeper than ${maxDepth} levels, too deep to fingerprint`,
+      { status: 400 },
+    );
+    this.maxDepth = maxDepth;
   }
 }
 

@@ -9,7 +9,7 @@ import {
   StoreUnavailableError,
   isReprocessError,
 } from '../errors.js';
-import { executeResolved, resolveOptions } from '../idempotency/index.js';
+import { NestedTooDeepError, executeResolved, resolveOptions } from '../idempotency/index.js';
 import type { ResolvedOptions } from '../idempotency/options.js';
 import type {
   ExecuteOptions,
@@ -18,7 +18,7 @@ import type {
 } from '../idempotency/types.js';
 import { TOO_LARGE, type TooLarge, bodyInit, readBounded } from './body.js';
 import { bindContext } from './context.js';
-import { RequestBodyTooLargeError } from './errors.js';
+import { RequestBodyTooLargeError, RequestNestedTooDeepError } from './errors.js';
 import { parseIdempotencyKeyHeader } from './key-header.js';
 import {
   type IdempotencyKeyOptions,
@@ -188,7 +188,14 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
         ),
       );
     }
-    const body = await input.readBody(http.maxBodyBytes);
+    let body: Uint8Array | TooLarge;
+    try {
+      body = await input.readBody(http.maxBodyBytes);
+    } catch (error) {
+      // A body parsed before the middleware (Express) is fingerprinted as it is read.
+      if (error instanceof NestedTooDeepError) return problem(tooDeep(error));
+      throw error;
+    }
     if (body === TOO_LARGE) return problem(new RequestBodyTooLargeError(http.maxBodyBytes));
 
     // A path of the request line is appended, never resolved: resolving `//refunds/orders`
@@ -254,6 +261,9 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       // The handler's own error (the key was released): the framework's to answer, even
       // when it happens to be a reprocess error from the handler's own dependencies.
       if (handlerFailed) throw error;
+      // The fingerprint selector's value comes from the request: a client nesting it too
+      // deep is told so (400), as for a body over the size bound.
+      if (error instanceof NestedTooDeepError) return problem(tooDeep(error));
       if (isReprocessError(error) && problemFor(error) !== undefined) return problem(error);
       throw error;
     }
@@ -291,6 +301,10 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
     guards: (method) => http.methods.has(method.toUpperCase()),
     run,
   };
+}
+
+function tooDeep(error: NestedTooDeepError): RequestNestedTooDeepError {
+  return new RequestNestedTooDeepError(error.maxDepth);
 }
 
 function sha256(bytes: Uint8Array): string {

@@ -39,7 +39,12 @@ export {
   type ProblemDetails,
   type ProblemType,
 } from './problem.js';
-export { RequestBodyTooLargeError, ResponseNotReplayableError, HttpErrorCode } from './errors.js';
+export {
+  RequestBodyTooLargeError,
+  RequestNestedTooDeepError,
+  ResponseNotReplayableError,
+  HttpErrorCode,
+} from './errors.js';
 export {
   DEFAULT_REPLAY_HEADERS,
   REPLAYED_HEADER,

@@ -40,6 +40,12 @@ const PROBLEMS: ReadonlyArray<
   ],
   [HttpErrorCode.REQUEST_BODY_TOO_LARGE, 'request-body-too-large', 'Request body too large', 413],
   [
+    HttpErrorCode.REQUEST_NESTED_TOO_DEEP,
+    'request-nested-too-deep',
+    'Request nested too deeply to fingerprint',
+    400,
+  ],
+  [
     ErrorCode.IDEMPOTENCY_KEY_REUSE,
     'idempotency-key-reuse',
     'Idempotency-Key reused with a different request',

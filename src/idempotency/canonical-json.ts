@@ -37,11 +37,7 @@ export function canonicalJson(value: unknown): string {
         `cannot fingerprint a circular structure (at ${formatPath(error.path)})`,
       );
     }
-    if (error instanceof TooDeep) {
-      throw new InvalidArgumentError(
-        `cannot fingerprint a value nested deeper than ${MAX_DEPTH} levels; pass a fingerprint selector that picks the data, or fingerprint: false`,
-      );
-    }
+    if (error instanceof TooDeep) throw new NestedTooDeepError();
     if (error instanceof OpaqueAt) {
       throw new InvalidArgumentError(
         `cannot fingerprint ${error.what} (at ${formatPath(error.path)}): its data is not in its own enumerable properties, so every one would look alike; pass a fingerprint selector that picks the data, or fingerprint: false`,
@@ -56,6 +52,20 @@ export const MAX_DEPTH = 1000;
 
 /** Thrown past {@link MAX_DEPTH}. */
 class TooDeep {}
+
+/**
+ * The value to fingerprint is nested deeper than {@link MAX_DEPTH} levels. Its own class
+ * (still an {@link InvalidArgumentError}) because such a value usually comes from outside: a
+ * parsed request body, which the HTTP front then refuses with 400 rather than 500.
+ */
+export class NestedTooDeepError extends InvalidArgumentError {
+  readonly maxDepth = MAX_DEPTH;
+  constructor() {
+    super(
+      `cannot fingerprint a value nested deeper than ${MAX_DEPTH} levels; pass a fingerprint selector that picks the data, or fingerprint: false`,
+    );
+  }
+}
 
 /** Thrown at an object whose data JSON cannot see (see {@link canonicalJson}); as CircularAt. */
 class OpaqueAt {

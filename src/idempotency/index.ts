@@ -13,7 +13,7 @@ export {
   DEFAULT_MAX_RESULT_BYTES,
 } from './options.js';
 export { createDefaultCodec, defaultCodec } from './codec.js';
-export { canonicalJson } from './canonical-json.js';
+export { canonicalJson, NestedTooDeepError } from './canonical-json.js';
 export { hashKey, fingerprintOf, deriveKey, sha256Hex, type KeyParts } from './hash.js';
 export { validateKey, MAX_KEY_LENGTH } from './key.js';
 export {

@@ -213,6 +213,33 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(handler.runs).toBe(1);
   });
 
+  it("a fingerprint nested too deep is the client's 400, never run; a circular one is still the programmer's error", async () => {
+    const deep = (levels: number) => '['.repeat(levels) + ']'.repeat(levels);
+    const handler = echo();
+    const guard = idempotencyKey({
+      store: createMemoryStore(),
+      fingerprint: ({ body }) => JSON.parse(new TextDecoder().decode(body)) as unknown,
+    });
+    const refused = await guard(request(deep(2000), { key: 'deep' }), handler);
+    await expectProblem(refused, 400, 'request-nested-too-deep', 'REQUEST_NESTED_TOO_DEEP');
+    // Within the bound it is fingerprinted as usual.
+    expect((await guard(request(deep(900), { key: 'deep' }), handler)).status).toBe(201);
+    expect(handler.runs).toBe(1);
+
+    const circular = idempotencyKey({
+      store: createMemoryStore(),
+      fingerprint: () => {
+        const loop: { self?: unknown } = {};
+        loop.self = loop;
+        return loop;
+      },
+    });
+    await expect(circular(request('x', { key: 'loop' }), handler)).rejects.toThrow(
+      InvalidArgumentError,
+    );
+    expect(handler.runs).toBe(1);
+  });
+
   it('records the failure when a step result was not storable, even if the handler answers 500', async () => {
     const guard = idempotencyKey({ store: createMemoryStore() });
     let charges = 0;
@@ -503,6 +530,7 @@ describe('problem types', () => {
       IDEMPOTENCY_KEY_MISSING: ['idempotency-key-missing', 400],
       IDEMPOTENCY_KEY_INVALID: ['idempotency-key-invalid', 400],
       REQUEST_BODY_TOO_LARGE: ['request-body-too-large', 413],
+      REQUEST_NESTED_TOO_DEEP: ['request-nested-too-deep', 400],
       IDEMPOTENCY_KEY_REUSE: ['idempotency-key-reuse', 422],
       IDEMPOTENCY_IN_PROGRESS: ['idempotency-in-progress', 409],
       RESULT_TOO_LARGE: ['response-not-stored', 410],

@@ -135,6 +135,35 @@ describe('Express 5: after express.json()', () => {
   });
 });
 
+describe('Express 5: a parsed body nested too deep to fingerprint', () => {
+  it('is answered 400 as a problem, and the handler never runs', async () => {
+    const sqlite = tempSqliteStore();
+    const server = express();
+    let runs = 0;
+    server.use(express.json());
+    server.post('/orders', expressIdempotencyKey({ store: sqlite.store }), (_req, res) => {
+      runs++;
+      res.status(201).end();
+    });
+    const http = createServer(server);
+    const url = await listen(http);
+    try {
+      const json = { key: newKey('deep'), headers: { 'content-type': 'application/json' } };
+      const deep = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+      const refused = await post(`${url}/orders`, deep(1500), json);
+      expect(refused.status).toBe(400);
+      expect(refused.headers.get('content-type')).toBe('application/problem+json');
+      expect(await refused.json()).toMatchObject({ code: 'REQUEST_NESTED_TOO_DEEP' });
+      expect(runs).toBe(0);
+      expect((await post(`${url}/orders`, deep(500), json)).status).toBe(201);
+      expect(runs).toBe(1);
+    } finally {
+      await close(http);
+      await sqlite.cleanup();
+    }
+  });
+});
+
 describe('Express 5: middleware that patched the response before', () => {
   it('keeps their patches: what the client gets still goes through them', async () => {
     const sqlite = tempSqliteStore();
