@@ -12,6 +12,7 @@ import { executeResolved } from '../idempotency/execute.js';
 import { MAX_NAME_LENGTH } from '../idempotency/failure.js';
 import { validateKey } from '../idempotency/key.js';
 import { type ResolvedOptions, resolveOptions } from '../idempotency/options.js';
+import { observe } from '../observe.js';
 import type {
   IdempotencyBaseOptions,
   IdempotencyContext,
@@ -116,8 +117,8 @@ export interface MessageProcessingOptions<B = unknown> {
   key?: MessageKeySource<B>;
   idempotency: ConsumerIdempotencyOptions<B>;
   /**
-   * Backoff and attempts, over `profiles.async` (10 attempts, exponential from 1s,
-   * decorrelated jitter, cap 5m). `maxAttempts`, `backoff`, `base`, `factor`, `cap`,
+   * Backoff and attempts, over `profiles.async` (10 attempts, exponential from 2s, full
+   * jitter, cap 5m). `maxAttempts`, `backoff`, `base`, `factor`, `cap`,
    * `jitter` and `classify` apply; the broker does the waiting, so `deadline`,
    * `attemptTimeout`, `budget` and the hooks do not.
    */
@@ -335,12 +336,8 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
   }
 
   function emit(event: ConsumerEvent): void {
-    if (!emitTo) return;
-    try {
-      emitTo(event);
-    } catch {
-      // A listener's bug must not change what happens to a message.
-    }
+    // A listener's bug (a throw, a rejected promise) must not change what happens to a message.
+    observe(emitTo, event);
   }
 
   function backoff(attempts: number, error: unknown, now: number): number {

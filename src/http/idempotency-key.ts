@@ -11,6 +11,7 @@ import {
 } from '../errors.js';
 import { NestedTooDeepError, executeResolved, resolveOptions } from '../idempotency/index.js';
 import type { ResolvedOptions } from '../idempotency/options.js';
+import { observe } from '../observe.js';
 import type {
   ExecuteOptions,
   IdempotencyContext,
@@ -255,7 +256,7 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       // The handler ran and answered; only the bookkeeping after it failed. Its response is
       // the truth for this client; a 503 would invite a retry and a second effect.
       if (sent !== undefined) {
-        http.onError?.(error);
+        observe(http.onError, error);
         return handled('handler', sent);
       }
       // The handler's own error (the key was released): the framework's to answer, even
@@ -288,10 +289,10 @@ export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): Ide
       // The driver's words (a role name, an internal host) are for the operator, not for
       // whoever sent the request: onError gets them.
       details.detail = 'the idempotency store did not answer; retry later';
-      http.onError?.(error);
+      observe(http.onError, error);
     } else if (isReprocessError(error, ErrorCode.RECORD_CORRUPT)) {
       details.detail = 'the stored record of this request cannot be read back';
-      http.onError?.(error);
+      observe(http.onError, error);
     }
     return handled('problem', problemParts(details, headers));
   }

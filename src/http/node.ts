@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { observe } from '../observe.js';
 import { type CoreInput, type IdempotencyCore, createIdempotencyCore } from './idempotency-key.js';
 import { readNodeBody } from './node-body.js';
 import {
@@ -56,11 +57,11 @@ export function nodeIdempotencyKey<Req extends IncomingMessage = IncomingMessage
       const ran = Promise.resolve().then(() => listener(req, res));
       ran.catch((error: unknown) => {
         // A listener that fails after it answered: its answer stands; say so.
-        if (capture.ended) report(error, req);
+        if (capture.ended) observe(report, error, req);
       });
       return Promise.race([capture.done, ran.then(() => capture.done)]);
     }).catch((error: unknown) => {
-      report(error, req);
+      observe(report, error, req);
       if (!res.headersSent) {
         // A plain 500: none of the failed listener's headers (a length, a cookie) go with it,
         // those set before it ran do.

@@ -3,6 +3,7 @@ import { type Clock, systemClock } from '../clock.js';
 import { type Duration, toMs } from '../duration.js';
 import { AbortedError, DeadlineExceededError, InvalidArgumentError } from '../errors.js';
 import type { Random } from '../random.js';
+import { observe } from '../observe.js';
 import { profiles } from '../retry/profiles.js';
 import { retry } from '../retry/retry.js';
 import { combineSignals } from '../retry/retry-policy.js';
@@ -158,7 +159,7 @@ export function createRetryingFetch(
       retryOnResult: retryOn,
       onRetry(event) {
         if (event.error instanceof Response) superseded = event.error;
-        userOnRetry?.(event);
+        observe(userOnRetry, event);
       },
     };
     if (budgetMs !== undefined) {

@@ -72,7 +72,8 @@ export function baseDelay(options: Required<BackoffOptions>, n: number): number 
       d = options.base * (n + 1);
       break;
     case 'exponential':
-      d = options.base * options.factor ** n;
+      // A zero base stays zero however far n goes (0 × Infinity would be NaN).
+      d = options.base === 0 ? 0 : options.base * options.factor ** n;
       break;
   }
   return Math.min(options.cap, d);

@@ -8,6 +8,7 @@ import {
   RetryBudgetExhaustedError,
   RetryExhaustedError,
 } from '../errors.js';
+import { observe } from '../observe.js';
 import { type BackoffState, initialBackoffState, nextDelay } from './backoff.js';
 import { isRetryable, retryAfterMs } from './classify.js';
 import {
@@ -264,7 +265,7 @@ async function retryLoop<T>(
       throw new RetryBudgetExhaustedError(attempt, failure);
     }
 
-    telemetry?.failed(attempt, failure, delay, budget?.remaining());
+    telemetry?.failed(attempt, failure, delay, remainingOf(budget));
     if (policy.onRetry !== undefined || (call.listeners && call.listeners.retry.size > 0)) {
       emit(policy.onRetry, call.listeners?.retry, { attempt, error: failure, delay });
     }
@@ -337,6 +338,16 @@ function quietly(
   }
 }
 
+/** The budget's tokens left, for telemetry; undefined when it has none or cannot say. */
+function remainingOf(budget: RetryBudget | undefined): number | undefined {
+  if (budget === undefined) return undefined;
+  try {
+    return budget.remaining();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether the budget pays for a retry; a budget that throws (its store down) pays nothing. */
 function acquired(budget: RetryBudget, failure: unknown): boolean {
   try {
@@ -362,8 +373,8 @@ function giveUp<T>(
 }
 
 /**
- * Calls the hook and the listeners. A listener that throws is ignored: observing a call
- * must never change its outcome (an onSuccess that throws after a charge went through
+ * Calls the hook and the listeners. A listener that throws, or returns a promise that
+ * rejects, is ignored: observing a call must never change its outcome (an onSuccess that throws after a charge went through
  * would otherwise invite a second charge).
  */
 function emit<E>(
@@ -371,21 +382,9 @@ function emit<E>(
   listeners: ReadonlySet<(event: E) => void> | undefined,
   event: E,
 ): void {
-  if (hook !== undefined) {
-    try {
-      hook(event);
-    } catch {
-      // see above
-    }
-  }
+  observe(hook, event);
   if (listeners === undefined) return;
-  for (const listener of listeners) {
-    try {
-      listener(event);
-    } catch {
-      // see above
-    }
-  }
+  for (const listener of listeners) observe(listener, event);
 }
 
 function isAborted(error: unknown): error is AbortedError {

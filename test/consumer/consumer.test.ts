@@ -1,3 +1,4 @@
+import { unhandledDuring } from '../helpers/unhandled.js';
 import { describe, expect, it } from 'vitest';
 import { type ConsumerOptions, createConsumer } from '../../src/consumer/consumer.js';
 import type { ConsumerEvent } from '../../src/consumer/events.js';
@@ -371,6 +372,22 @@ describe('createConsumer outcomes', () => {
     w.publish('k1');
     await w.clock.advance(0);
     expect(w.source.stats().acked).toBe(1);
+  });
+
+  it('keeps working when an async onEvent listener rejects, with no unhandled rejection', async () => {
+    const w = world();
+    const c = w.consumer(async () => undefined, {
+      onEvent: async () => {
+        throw new Error('exporter down');
+      },
+    });
+    const unhandled = await unhandledDuring(async () => {
+      await c.start();
+      w.publish('k1');
+      await w.clock.advance(0);
+    });
+    expect(w.source.stats().acked).toBe(1);
+    expect(unhandled).toEqual([]);
   });
 });
 

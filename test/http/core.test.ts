@@ -1,3 +1,4 @@
+import { unhandledDuring } from '../helpers/unhandled.js';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, StoreUnavailableError } from '../../src/errors.js';
 import { idempotencyContext } from '../../src/http/context.js';
@@ -469,6 +470,37 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(await response.json()).toEqual({ run: 1, body: 'x' });
     expect(reported).toHaveLength(1);
     expect((reported[0] as { code?: string }).code).toBe('STORE_UNAVAILABLE');
+  });
+
+  it("an onError that throws or rejects changes nothing: the handler's response still goes out, once", async () => {
+    for (const onError of [
+      () => {
+        throw new Error('logger down');
+      },
+      async () => {
+        throw new Error('logger down');
+      },
+    ]) {
+      const inner = createMemoryStore();
+      const flaky: IdempotencyStore = Object.create(inner);
+      flaky.begin = inner.begin.bind(inner);
+      flaky.complete = () => Promise.reject(new Error('connection reset'));
+      const guard = idempotencyKey({ store: flaky, onError });
+      const handler = echo();
+      let status: number | undefined;
+      const unhandled = await unhandledDuring(async () => {
+        status = (await guard(request('x', { key: 'late' }), handler)).status;
+      });
+      expect(status).toBe(201);
+      expect(handler.runs).toBe(1);
+      expect(unhandled).toEqual([]);
+      // A problem answer (the store down at begin) reports too, and still answers 503.
+      const down: IdempotencyStore = Object.create(inner);
+      down.begin = () => Promise.reject(new Error('connection refused'));
+      const guardDown = idempotencyKey({ store: down, onError });
+      const refused = await guardDown(request('x', { key: 'down' }), handler);
+      expect(refused.status).toBe(503);
+    }
   });
 
   it('answers a record it cannot read as a response with a 500 problem', async () => {

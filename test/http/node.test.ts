@@ -1,3 +1,4 @@
+import { unhandledDuring } from '../helpers/unhandled.js';
 import { createServer } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { nodeIdempotencyKey } from '../../src/http/node.js';
@@ -78,6 +79,40 @@ describe('node:http: writeHead with headers as an array', () => {
       expect(first.status).toBe(201);
       expect(first.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
       expect(first.headers.get('link')).toBe('</a>, </b>');
+    } finally {
+      await close(server);
+      await sqlite.cleanup();
+    }
+  });
+});
+
+describe('node:http: an onListenerError that fails itself', () => {
+  it('still answers the plain 500, and leaves no unhandled rejection', async () => {
+    const sqlite = tempSqliteStore();
+    const guarded = nodeIdempotencyKey(
+      async () => {
+        throw new Error('listener bug');
+      },
+      {
+        store: sqlite.store,
+        onListenerError: () => {
+          throw new Error('reporter bug');
+        },
+      },
+    );
+    const server = createServer((req, res) => void guarded(req, res));
+    const url = await listen(server);
+    try {
+      let status: number | undefined;
+      const unhandled = await unhandledDuring(async () => {
+        const res = await nodeRequest(`${url}/x`, {
+          headers: { 'idempotency-key': newKey('reporter'), 'content-type': 'application/json' },
+          body: '{}',
+        });
+        status = res.status;
+      });
+      expect(status).toBe(500);
+      expect(unhandled).toEqual([]);
     } finally {
       await close(server);
       await sqlite.cleanup();

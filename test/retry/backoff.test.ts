@@ -33,6 +33,12 @@ describe('backoff formulas (DESIGN.md: d = min(cap, base * factor^n))', () => {
     ]);
   });
 
+  it('exponential from a zero base stays 0 however far it goes (never NaN), and so does its sequence', () => {
+    const o = opts({ base: 0, cap: 1000 });
+    expect([0, 1, 1023, 1024, 5000].map((n) => baseDelay(o, n))).toEqual([0, 0, 0, 0, 0]);
+    expect(delaySequence(o, 1100, () => 0.5).every((d) => d === 0)).toBe(true);
+  });
+
   it('exponential honours another factor', () => {
     const o = opts({ base: 10, factor: 3, cap: 1e9 });
     expect([0, 1, 2, 3].map((n) => baseDelay(o, n))).toEqual([10, 30, 90, 270]);

@@ -1,3 +1,4 @@
+import { unhandledDuring } from '../helpers/unhandled.js';
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import {
@@ -527,6 +528,32 @@ describe('retry', () => {
       const third = flaky(clock, [e, e, e], 'c');
       await drive(clock, policy.execute(third.fn));
       expect(seen).toHaveLength(3);
+    });
+
+    it('an async hook or listener that rejects changes nothing and leaves no unhandled rejection', async () => {
+      const clock = new FakeClock(START);
+      // An async listener, as users write them (typed as the void listener it is passed as).
+      const failing = (() => Promise.reject(new Error('exporter down'))) as () => void;
+      const policy = createRetryPolicy({
+        clock,
+        ...noJitter,
+        maxAttempts: 2,
+        onRetry: failing,
+        onSuccess: failing,
+        onGiveUp: failing,
+      });
+      policy.onRetry(failing);
+      policy.onSuccess(failing);
+      policy.onGiveUp(failing);
+      const results: unknown[] = [];
+      const unhandled = await unhandledDuring(async () => {
+        const e = codeError('ECONNRESET');
+        results.push(await drive(clock, policy.execute(flaky(clock, [e], 'a').fn)));
+        results.push(errorOf(await drive(clock, policy.execute(flaky(clock, [e, e], 'b').fn))));
+      });
+      expect(results[0]).toEqual({ ok: true, value: 'a' });
+      expect(results[1]).toMatchObject({ code: 'RETRY_EXHAUSTED' });
+      expect(unhandled).toEqual([]);
     });
 
     it('execute takes a per-call signal', async () => {

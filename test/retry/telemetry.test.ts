@@ -176,6 +176,27 @@ describe('OpenTelemetry', () => {
     expect(by('reprocess.retry.budget.remaining')).toEqual([15, 10]);
   });
 
+  it('a budget whose remaining() throws (kept in a store that is down) changes nothing: retried, span ended', async () => {
+    spans.length = 0;
+    points.length = 0;
+    const clock = new FakeClock(0);
+    const budget = createTokenBucketBudget({ capacity: 20 });
+    budget.remaining = () => {
+      throw new Error('budget store unreachable');
+    };
+    let n = 0;
+    const fn = async () => {
+      if (++n < 2) throw codeError('ECONNRESET');
+      return 'ok';
+    };
+    const settled = await drive(clock, retry(fn, { clock, budget, jitter: 'none', base: 100 }));
+    expect(settled).toEqual({ ok: true, value: 'ok' });
+    expect(n).toBe(2);
+    expect(spans).toHaveLength(1);
+    expect(spans[0]?.ended).toBe(true);
+    expect(points.filter((p) => p.instrument === 'reprocess.retry.budget.remaining')).toEqual([]);
+  });
+
   it('a give-up marks the span as an error with the reason', async () => {
     spans.length = 0;
     points.length = 0;
