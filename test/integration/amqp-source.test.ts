@@ -626,6 +626,35 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     expect(await readyCount(admin, queue)).toBe(0);
   });
 
+  it('its queue deleted while it consumes: it reports it, even to an onError that throws, and resumes once the queue is back', async () => {
+    const queue = newQueue();
+    const errors: unknown[] = [];
+    // A reporter that fails itself changes nothing: it is called inside amqplib's handlers.
+    const s = source(queue, {
+      onError: (e: unknown) => {
+        errors.push(e);
+        throw new Error('reporter bug');
+      },
+    });
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 5 });
+    await deleteQueues(admin, [queue]);
+    // The cancel, then a subscribe that failed for the missing queue (404), both reported.
+    await vi.waitFor(
+      () => {
+        expect(errors.some((e) => isReprocessError(e, 'AMQP_CHANNEL_LOST'))).toBe(true);
+        expect(errors.some((e) => String(e).includes('NOT_FOUND'))).toBe(true);
+      },
+      { timeout: 10_000 },
+    );
+    // Back (as an operator would declare it again): the source subscribes again on its own.
+    await declareAmqpTopology(admin, resolveAmqpTopology({ queue, delayTiers: TIERS }));
+    await publishTo(admin, queue, 'back', { messageId: 'm-back' });
+    const back = await inbox.next(15_000);
+    expect(back.delivery.id).toBe('m-back');
+    await back.delivery.ack();
+  });
+
   it('rejects bad options with typed errors naming the problem', async () => {
     expect(() => createAmqpSource({ url: 'http://x', queue: 'q' })).toThrow(/amqp:\/\//);
     expect(() => createAmqpSource({ url: AMQP_URL, queue: '' })).toThrow(/queue/);

@@ -25,6 +25,7 @@ import {
   declareAmqpTopology,
   resolveAmqpTopology,
 } from './amqp-topology.js';
+import { observe } from '../../observe.js';
 
 /** Options of {@link createAmqpSource} besides the connection. */
 export interface AmqpSourceSettings extends AmqpTopologyOptions {
@@ -70,7 +71,8 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
   const declare = options.declare ?? true;
   const clock = options.clock ?? systemClock;
   const random = options.random ?? Math.random;
-  const report = options.onError ?? (() => {});
+  // A throwing or rejecting onError is dropped: it runs inside the driver's event handlers.
+  const report = (error: unknown): void => observe(options.onError, error);
   const backoff = normalizeBackoff({ kind: 'exponential', base: 100, cap: 5000, jitter: 'full' });
 
   let connection: AmqpConnectionLike | undefined;

@@ -24,6 +24,7 @@ import {
   openNatsConnection,
 } from './nats-connection.js';
 import { Slots } from './slots.js';
+import { observe } from '../../observe.js';
 
 /** Options of {@link createJetStreamSource} besides the connection. */
 export interface JetStreamSourceSettings extends JetStreamTopologyOptions {
@@ -68,7 +69,8 @@ export function createJetStreamSource(options: JetStreamSourceOptions): JetStrea
   checkNatsConnectionOptions(options, 'createJetStreamSource');
   const topology = resolveJetStreamTopology(options);
   const declare = options.declare ?? true;
-  const report = options.onError ?? (() => {});
+  // A throwing or rejecting onError is dropped: it runs inside the driver's event handlers.
+  const report = (error: unknown): void => observe(options.onError, error);
   const clock = options.clock ?? systemClock;
 
   let connection: NatsConnection | undefined;
