@@ -11,7 +11,7 @@ import type {
 } from '../idempotency/store.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from './list-options.js';
 import { setStep } from '../idempotency/set-step.js';
-import { checkWellFormedKey } from './well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from './well-formed.js';
 
 /** Options of {@link createMemoryStore}. */
 export interface MemoryStoreOptions {
@@ -238,6 +238,8 @@ function checkString(value: unknown, what: string): void {
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(`${what} must be a string, got ${typeof value}`);
   }
+  // Kept as given here, but the other stores cannot keep it: refused alike everywhere.
+  checkWellFormedText('memory store', what, value);
 }
 
 function checkPositive(value: unknown, what: string): void {

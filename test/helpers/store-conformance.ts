@@ -724,6 +724,24 @@ export function describeStoreConformance(
       expect((await store.get('k-\uD83D\uDE00'))?.token).toBe(pair.token);
     });
 
+    it('refuses a lone surrogate in a fingerprint, result, error or step (it would not come back as given)', async () => {
+      const lone = 'x\uD800y';
+      const refused = {
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringContaining('lone UTF-16 surrogate'),
+      };
+      await expect(store.begin('k-lone', lone, lease(), ttl())).rejects.toMatchObject(refused);
+      const run = acquired(await store.begin('k-lone', FP_A, lease(), ttl()));
+      await expect(store.saveStep('k-lone', run.token, lone, 'r')).rejects.toMatchObject(refused);
+      await expect(store.saveStep('k-lone', run.token, 's', lone)).rejects.toMatchObject(refused);
+      await expect(store.complete('k-lone', run.token, lone, ttl())).rejects.toMatchObject(refused);
+      await expect(store.fail('k-lone', run.token, lone, ttl())).rejects.toMatchObject(refused);
+      // Nothing was written: the operation is still this run's, and a pair is kept as given.
+      const pair = 'ok \uD83D\uDE00';
+      expect(await store.complete('k-lone', run.token, pair, ttl())).toEqual({ kind: 'ok' });
+      expect(existing(await store.begin('k-lone', FP_A, lease(), ttl())).result).toBe(pair);
+    });
+
     it('keeps steps named like Object members (__proto__, constructor, ...) as plain steps', async () => {
       const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
       // Built from entries: an object literal with a __proto__ key would set its prototype.

@@ -5,7 +5,7 @@
  * conformance suite runs against it too, so the suite itself is checked against a model.
  */
 import type { Clock } from '../../src/clock.js';
-import { checkWellFormedKey } from '../../src/stores/well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from '../../src/stores/well-formed.js';
 import type {
   BeginResult,
   FencedResult,
@@ -33,6 +33,7 @@ export class ReferenceStore implements IdempotencyStore {
 
   beginSync(key: string, fingerprint: string, leaseMs: number, ttlMs: number): BeginResult {
     checkWellFormedKey('reference store', key);
+    checkWellFormedText('reference store', 'fingerprint', fingerprint);
     const now = this.clock.now();
     const old = this.records.get(key);
     const fresh = !old || old.expiresAt <= now;
@@ -74,6 +75,7 @@ export class ReferenceStore implements IdempotencyStore {
   }
 
   completeSync(key: string, token: number, result: string, ttlMs: number): FencedResult {
+    checkWellFormedText('reference store', 'result', result);
     const record = this.held(key, token);
     if (!record) return { kind: 'lease_lost' };
     const now = this.clock.now();
@@ -88,6 +90,7 @@ export class ReferenceStore implements IdempotencyStore {
   }
 
   failSync(key: string, token: number, error: string, ttlMs: number): FencedResult {
+    checkWellFormedText('reference store', 'error', error);
     const record = this.held(key, token);
     if (!record) return { kind: 'lease_lost' };
     const now = this.clock.now();
@@ -122,6 +125,8 @@ export class ReferenceStore implements IdempotencyStore {
   }
 
   saveStepSync(key: string, token: number, name: string, result: string): FencedResult {
+    checkWellFormedText('reference store', 'step name', name);
+    checkWellFormedText('reference store', 'step result', result);
     const record = this.held(key, token);
     if (!record) return { kind: 'lease_lost' };
     record.steps = { ...record.steps, [name]: result };

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { utf8Bytes } from './item.js';
 import { showValue } from '../show-value.js';
-import { checkWellFormedKey } from '../well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from '../well-formed.js';
 
 /** DynamoDB's bound on a partition key value. */
 const MAX_KEY_BYTES = 2048;
@@ -16,13 +16,17 @@ export function checkKey(key: unknown): asserts key is string {
   checkWellFormedKey('dynamodb store', key);
 }
 
-/** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */
+/**
+ * Throws unless `value` is well-formed text (results, errors, fingerprints and step names are
+ * opaque, and must come back as they were given).
+ */
 export function checkString(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(
       `dynamodb store: ${what} must be a string, got ${showValue(value)}`,
     );
   }
+  checkWellFormedText('dynamodb store', what, value);
 }
 
 /** Throws unless `token` is a positive safe integer (tokens come from begin). */

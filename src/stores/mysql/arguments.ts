@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { showValue } from '../show-value.js';
-import { checkWellFormedKey } from '../well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from '../well-formed.js';
 
 /*
  * Argument checks of the MySQL store's methods: bad input becomes InvalidArgumentError naming
@@ -46,11 +46,7 @@ export function checkString(what: string, value: unknown): asserts value is stri
 }
 
 function checkWellFormed(what: string, value: string): void {
-  if (!(value as string & { isWellFormed(): boolean }).isWellFormed()) {
-    throw new InvalidArgumentError(
-      `mysql store: ${what} must be well-formed text; it has a lone UTF-16 surrogate`,
-    );
-  }
+  checkWellFormedText('mysql store', what, value);
 }
 
 /** Throws unless `token` is a positive safe integer (tokens come from begin). */

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { showValue } from '../show-value.js';
-import { checkWellFormedKey } from '../well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from '../well-formed.js';
 
 /*
  * Argument checks shared by the PostgreSQL store's methods. Every public entry point turns
@@ -21,7 +21,7 @@ export function checkKey(key: unknown): asserts key is string {
   checkWellFormedKey('postgres store', key);
 }
 
-/** Throws unless `value` is a string PostgreSQL `text` can hold (no NUL character). */
+/** Throws unless `value` is a string PostgreSQL `text` holds as given (no NUL, no lone surrogate). */
 export function checkText(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(
@@ -29,6 +29,7 @@ export function checkText(what: string, value: unknown): asserts value is string
     );
   }
   checkNoNul(what, value);
+  checkWellFormedText('postgres store', what, value);
 }
 
 /** Throws unless `token` is a positive safe integer (tokens come from begin). */

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../../errors.js';
 import { showValue } from '../show-value.js';
-import { checkWellFormedKey } from '../well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from '../well-formed.js';
 
 /** Throws {@link InvalidArgumentError} unless `key` is a non-empty string. */
 export function checkKey(key: unknown): asserts key is string {
@@ -12,13 +12,17 @@ export function checkKey(key: unknown): asserts key is string {
   checkWellFormedKey('redis store', key);
 }
 
-/** Throws unless `value` is a string (results, errors, fingerprints and step names are opaque). */
+/**
+ * Throws unless `value` is well-formed text (results, errors, fingerprints and step names are
+ * opaque, and must come back as they were given).
+ */
 export function checkString(what: string, value: unknown): asserts value is string {
   if (typeof value !== 'string') {
     throw new InvalidArgumentError(
       `redis store: ${what} must be a string, got ${showValue(value)}`,
     );
   }
+  checkWellFormedText('redis store', what, value);
 }
 
 /** Throws unless `token` is a positive safe integer (tokens come from begin). */

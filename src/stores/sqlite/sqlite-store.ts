@@ -28,7 +28,7 @@ import { WalHeaderWatch } from './wal-header-watch.js';
 import { META_TABLE, checkTableName, ensureSchema, metaNames, schemaVersion } from './schema.js';
 import { isBusy, sqliteCode, translateSqliteError } from './sqlite-errors.js';
 import { decodeKeyCursor, encodeKeyCursor, listLimit, listStatus } from '../list-options.js';
-import { checkWellFormedKey } from '../well-formed.js';
+import { checkWellFormedKey, checkWellFormedText } from '../well-formed.js';
 
 /**
  * A better-sqlite3 (12.x) `Database`, by the members the store uses. Structural, so that
@@ -346,9 +346,7 @@ class SqliteIdempotencyStore implements SqliteStore {
     ttlArg: number,
   ): Promise<BeginResult> {
     checkKey(key);
-    if (typeof fingerprint !== 'string') {
-      throw new InvalidArgumentError('sqlite store begin: fingerprint must be a string');
-    }
+    checkText(fingerprint, 'fingerprint');
     const leaseMs = wholeMs(leaseArg, 'leaseMs');
     const ttlMs = wholeMs(ttlArg, 'ttlMs');
     if (this.replays !== undefined && !this.closed) {
@@ -1238,10 +1236,12 @@ function wholeMs(ms: unknown, what: string): number {
 
 const MAX_DURATION_MS = 1e13;
 
+/** Throws unless `text` is a string SQLite gives back as it was (no lone surrogate). */
 function checkText(text: unknown, what: string): asserts text is string {
   if (typeof text !== 'string') {
     throw new InvalidArgumentError(`sqlite store: ${what} must be a string; got ${typeof text}`);
   }
+  checkWellFormedText('sqlite store', what, text);
 }
 
 function checkCount(value: unknown, what: string): number | undefined {
