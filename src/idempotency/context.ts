@@ -75,6 +75,13 @@ export function encodeForStore(
       `${what} cannot be stored: codec.encode returned ${typeof text}, not a string`,
     );
   }
+  if (!(text as string & { isWellFormed(): boolean }).isWellFormed()) {
+    // The stores keep UTF-8 and refuse it (it would come back as U+FFFD): refused here, so
+    // that the effect behind it is recorded as failed rather than left to run again.
+    throw new ResultNotStorableError(
+      `${what} cannot be stored: codec.encode returned text with a lone UTF-16 surrogate`,
+    );
+  }
   // A UTF-16 unit is at most 3 UTF-8 bytes: skip the count when it cannot pass the bound.
   if (text.length * 3 > maxBytes) {
     const bytes = Buffer.byteLength(text, 'utf8');

@@ -537,6 +537,22 @@ describe('executeIdempotent', () => {
     expect(effect).toHaveBeenCalledTimes(1);
   });
 
+  it('records RESULT_NOT_STORABLE for a codec that writes a lone surrogate (no store keeps it), so the effect runs once', async () => {
+    const { clock, store } = setup();
+    const effect = vi.fn();
+    const codec = { encode: () => '"cut \uD83D"', decode: (text: string) => JSON.parse(text) };
+    const fn = async () => {
+      effect();
+      return 'ok';
+    };
+    const first = await executeIdempotent(id(), fn, { store, clock, codec }).catch((e) => e);
+    expect(first).toMatchObject({ code: ErrorCode.RESULT_NOT_STORABLE });
+    expect((first as Error).message).toMatch(/lone UTF-16 surrogate/);
+    const repeat = await executeIdempotent(id(), fn, { store, clock, codec }).catch((e) => e);
+    expect(repeat).toMatchObject({ code: ErrorCode.RESULT_NOT_STORABLE, replayed: true });
+    expect(effect).toHaveBeenCalledTimes(1);
+  });
+
   it('records RESULT_TOO_LARGE, measured on encoded UTF-8 bytes', async () => {
     const { clock, store } = setup();
     // 40 characters, 120 bytes of UTF-8 plus two quotes.
