@@ -20,6 +20,7 @@ import {
   deleteQueues,
   forceCloseConnections,
   publishTo,
+  queueArguments,
   readyCount,
   testConnection,
 } from './fixtures/broker-amqp.js';
@@ -653,6 +654,34 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     const back = await inbox.next(15_000);
     expect(back.delivery.id).toBe('m-back');
     await back.delivery.ack();
+  });
+
+  it('declares its quorum dead-letter queue with no delivery limit to speak of; one declared before without it is kept', async () => {
+    // Listing hands every message back, and a quorum queue counts that as a delivery: past
+    // a limit (RabbitMQ 4.0 sets 20 by default) it would drop quarantined messages.
+    const topology = resolveAmqpTopology({ queue: newQueue(), delayTiers: TIERS });
+    await declareAmqpTopology(admin, topology);
+    expect(await queueArguments(topology.deadLetterQueue)).toContain(
+      '{"x-delivery-limit",1000000000}',
+    );
+    // An earlier declaration without it: accepted as it is, the source starts.
+    const older = resolveAmqpTopology({ queue: newQueue(), delayTiers: TIERS });
+    const channel = await admin.createChannel();
+    await channel.assertQueue(older.deadLetterQueue, {
+      durable: true,
+      arguments: { 'x-queue-type': 'quorum' },
+    });
+    await channel.close();
+    await declareAmqpTopology(admin, older);
+    expect(await queueArguments(older.deadLetterQueue)).not.toContain('x-delivery-limit');
+    const s = source(older.queue);
+    await s.start(async () => {}, { prefetch: 1 });
+    // A dead-letter queue of another type is still refused with a clear error.
+    const classic = resolveAmqpTopology({ queue: newQueue(), delayTiers: TIERS });
+    const other = await admin.createChannel();
+    await other.assertQueue(classic.deadLetterQueue, { durable: true });
+    await other.close();
+    await expect(declareAmqpTopology(admin, classic)).rejects.toThrow(/could not declare queue/);
   });
 
   it('rejects bad options with typed errors naming the problem', async () => {

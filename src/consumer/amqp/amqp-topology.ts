@@ -71,11 +71,15 @@ export async function declareAmqpTopology(
 ): Promise<AmqpTopology> {
   const topology = isResolved(options) ? options : resolveAmqpTopology(options);
   const typeArgs = { 'x-queue-type': topology.queueType };
-  const channel = await connection.createChannel();
+  let channel = await connection.createChannel();
   channel.on('error', () => {});
   try {
     await assertQueue(channel, topology.queue, typeArgs);
-    await assertQueue(channel, topology.deadLetterQueue, typeArgs);
+    if (topology.queueType === 'quorum') {
+      channel = await assertDeadLetterQueue(connection, channel, topology.deadLetterQueue);
+    } else {
+      await assertQueue(channel, topology.deadLetterQueue, typeArgs);
+    }
     for (const tier of topology.tiers) {
       await assertQueue(channel, tier.queue, {
         ...typeArgs,
@@ -127,11 +131,55 @@ async function assertQueue(
     // 406 PRECONDITION_FAILED: the queue exists with other arguments. Anything else (the
     // connection went away) is not the caller's mistake and goes up as it is.
     if ((error as { code?: unknown }).code !== 406) throw error;
-    const detail = error instanceof Error ? error.message : String(error);
-    throw new InvalidArgumentError(
-      `could not declare queue ${JSON.stringify(queue)} (${detail}); when it exists with other arguments, declare it with the same queueType and delay tiers, or pass declare: false and manage the topology yourself`,
-    );
+    throw declareRefused(queue, error);
   }
+}
+
+/** The caller's error for a queue that exists with other arguments (a refused declare). */
+function declareRefused(queue: string, error: unknown): InvalidArgumentError {
+  const detail = error instanceof Error ? error.message : String(error);
+  return new InvalidArgumentError(
+    `could not declare queue ${JSON.stringify(queue)} (${detail}); when it exists with other arguments, declare it with the same queueType and delay tiers, or pass declare: false and manage the topology yourself`,
+  );
+}
+
+/**
+ * The delivery limit of a quorum dead-letter queue this library declares. Looking at
+ * quarantined messages (`list`, `dlq show`, a dry run, the messages a filtered redrive leaves)
+ * takes each one and hands it back, and a quorum queue counts every hand-back as a delivery:
+ * past its limit (RabbitMQ 4.0 sets 20 by default) it drops the message, as it has no
+ * dead-letter exchange. A billion looks is no limit in practice.
+ */
+export const DEAD_LETTER_DELIVERY_LIMIT = 1_000_000_000;
+
+/**
+ * Declares a quorum dead-letter queue with {@link DEAD_LETTER_DELIVERY_LIMIT}. One declared
+ * before without it (by an earlier version, or by hand) is kept as it is: RabbitMQ refuses to
+ * redeclare it with the new argument, so it is declared again without it, on a new channel
+ * (a refused declare closes the channel). Returns the channel to go on with.
+ */
+async function assertDeadLetterQueue(
+  connection: AmqpConnectionLike,
+  channel: Channel,
+  queue: string,
+): Promise<Channel> {
+  const quorum = { 'x-queue-type': 'quorum' };
+  try {
+    await channel.assertQueue(queue, {
+      durable: true,
+      arguments: { ...quorum, 'x-delivery-limit': DEAD_LETTER_DELIVERY_LIMIT },
+    });
+    return channel;
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    if ((error as { code?: unknown }).code !== 406) throw error;
+    if (!detail.includes("'x-delivery-limit'")) throw declareRefused(queue, error);
+  }
+  await closeQuietly(channel);
+  const fresh = await connection.createChannel();
+  fresh.on('error', () => {});
+  await assertQueue(fresh, queue, quorum);
+  return fresh;
 }
 
 function isResolved(options: AmqpTopologyOptions | AmqpTopology): options is AmqpTopology {
