@@ -9,13 +9,15 @@ export interface ChildRun {
 
 /**
  * Runs `node --import tsx ...args` in a child process and resolves once it exited, with its
- * exit code and output.
+ * exit code and output (killed after `timeoutMs`, when given).
  */
-export function runTsx(args: string[], cwd = process.cwd()): Promise<ChildRun> {
+export function runTsx(args: string[], cwd = process.cwd(), timeoutMs?: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
       cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Past it, the child is killed (SIGTERM) and its code is null: it did not end by itself.
+      ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
     });
     let stdout = '';
     let stderr = '';

@@ -8,6 +8,7 @@ import {
   openRedisStore,
   type RedisStore,
 } from '../../src/stores/redis/index.js';
+import { runTsx } from '../helpers/run-tsx.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 import { RUN_ID, SERVICES, describeWithService } from '../helpers/services.js';
 import {
@@ -168,6 +169,16 @@ await describeWithService('redis', 'redis store', () => {
       await expectCode(store.list({ cursor: 'nope' }), 'INVALID_ARGUMENT', /cursor/);
       expect(() => createRedisStore(admin, { prefix: 'a{b' })).toThrow(/prefix/);
       await expectCode(openRedisStore('http://x'), 'INVALID_ARGUMENT', /redis:\/\//);
+    });
+
+    it('an open refused for its options leaves nothing open: the process can end', async () => {
+      const child = await runTsx(
+        ['test/integration/fixtures/redis-bad-open.ts', URL],
+        process.cwd(),
+        20_000,
+      );
+      expect(child.stdout.trim().split('\n')).toEqual(['INVALID_ARGUMENT', 'INVALID_ARGUMENT']);
+      expect(child.code).toBe(0);
     });
 
     it('takes the prefix from the URL', async () => {

@@ -110,27 +110,37 @@ export async function openRedisStore(
     unselected = error as Error;
     client.disconnect();
   });
-  if (cluster !== undefined) await firstOf(client, ['ready'], connectTimeout);
-  else if (database !== 0) {
-    await firstOf(client, ['ready', 'error'], connectTimeout);
-    if (unselected !== undefined) {
-      throw new InvalidArgumentError(
-        `openRedisStore: the server refused database ${database} (${unselected.message}); check the URL's /db`,
-      );
+  let watch: { close(): void } | undefined;
+  let store: RedisStore;
+  try {
+    if (cluster !== undefined) await firstOf(client, ['ready'], connectTimeout);
+    else if (database !== 0) {
+      await firstOf(client, ['ready', 'error'], connectTimeout);
+      if (unselected !== undefined) {
+        throw new InvalidArgumentError(
+          `openRedisStore: the server refused database ${database} (${unselected.message}); check the URL's /db`,
+        );
+      }
     }
+    // A standalone client is watched for stalls, at no cost per call. A Cluster (a connection per
+    // node: one node may stall while others answer) bounds each command with ioredis' own
+    // commandTimeout (set above), and so does a client without the queue the watch reads.
+    watch =
+      cluster === undefined
+        ? boundStalls(client as unknown as Parameters<typeof boundStalls>[0], commandTimeout)
+        : undefined;
+    store = createRedisStore(client as unknown as RedisLike, {
+      prefix: options.prefix ?? prefix ?? 'reprocess:',
+      batch: options.batch ?? batch ?? true,
+      readFirst: options.readFirst ?? readFirst ?? true,
+    });
+  } catch (error) {
+    // Nothing opened may outlive a failed open (a bad prefix or batch option, a refused
+    // database, a cluster that never came up): it would keep the process alive.
+    watch?.close();
+    client.disconnect();
+    throw error;
   }
-  // A standalone client is watched for stalls, at no cost per call. A Cluster (a connection per
-  // node: one node may stall while others answer) bounds each command with ioredis' own
-  // commandTimeout (set above), and so does a client without the queue the watch reads.
-  const watch =
-    cluster === undefined
-      ? boundStalls(client as unknown as Parameters<typeof boundStalls>[0], commandTimeout)
-      : undefined;
-  const store = createRedisStore(client as unknown as RedisLike, {
-    prefix: options.prefix ?? prefix ?? 'reprocess:',
-    batch: options.batch ?? batch ?? true,
-    readFirst: options.readFirst ?? readFirst ?? true,
-  });
   return {
     ...store,
     async close() {
