@@ -345,6 +345,30 @@ await describeWithService('nats', 'NATS JetStream source against the port', () =
     await back.delivery.ack();
   });
 
+  it('two redrives at once move each message once between them, and neither fails', async () => {
+    const { stream, subject } = newStream();
+    const s = source(stream);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 20 });
+    for (let i = 0; i < 20; i++) {
+      await publishJs(nc, subject, `m${i}`, { msgID: `c-${i}` });
+      const { delivery } = await inbox.next();
+      await delivery.quarantine(history({ source: delivery.source }));
+    }
+    await s.stop();
+    const a = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    const b = createJetStreamDeadLetterQueue({ servers: NATS_URL, stream });
+    try {
+      const [movedA, movedB] = await Promise.all([a.redrive(), b.redrive()]);
+      expect(movedA + movedB).toBe(20);
+      expect(await a.count()).toBe(0);
+      expect((await jsm.streams.info(stream)).state.messages).toBe(20);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('redrive filters by age, key and limit, rate-limits, and leaves the rest', async () => {
     const { stream, subject } = newStream();
     const s = source(stream);

@@ -163,6 +163,22 @@ export function createJetStreamDeadLetterQueue(
     },
 
     async redrive(filter) {
+      /** Whether the message at `seq` is still in the dead-letter stream. */
+      const stillHeld = async (jsm: JetStreamManager, seq: number): Promise<boolean> =>
+        (await jsm.streams.getMessage(deadLetterStream, { seq })) !== null;
+      /**
+       * Deletes the message at `seq`; false when another run deleted it first. The servers
+       * name a missing sequence with different codes (10037, 10043, 10057 by version), so a
+       * failed delete is told from a missing message by looking for the message again.
+       */
+      const removed = async (jsm: JetStreamManager, seq: number): Promise<boolean> => {
+        try {
+          return await jsm.streams.deleteMessage(deadLetterStream, seq, false);
+        } catch (error) {
+          if (!(await stillHeld(jsm, seq).catch(() => true))) return false;
+          throw error;
+        }
+      };
       const rate = checkQuarantineFilter(filter);
       const spacing = rate === undefined ? 0 : 1000 / rate;
       const now = clock.now();
@@ -179,11 +195,17 @@ export function createJetStreamDeadLetterQueue(
         if (moved > 0 && spacing > 0) await sleep(clock, spacing);
         const id = message.headers?.get(MESSAGE_ID) || `${deadLetterStream}:${message.seq}`;
         try {
+          // Another redrive running beside this one may have moved it since it was read:
+          // then it is not published again (past the duplicate window a second copy would go
+          // through), nor counted here.
+          if (!(await stillHeld(jsm, message.seq))) return true;
           await js.publish(subject, message.data, {
             headers: carryHeaders(message.headers, { [MESSAGE_ID]: id }),
             msgID: `rp-r:${deadLetterStream}:${message.seq}`,
           });
-          await jsm.streams.deleteMessage(deadLetterStream, message.seq, false);
+          // Counted by the run whose delete took it out: a copy published by both runs at
+          // once is one message in the source (same Nats-Msg-Id), and moved once.
+          if (!(await removed(jsm, message.seq))) return true;
         } catch (error) {
           throw new JetStreamPublishError(
             `redrive stopped after ${moved} message(s): ${item.id} could not be moved back to ${subject}; it stays in ${deadLetterStream}`,
