@@ -25,6 +25,7 @@ import {
   testConnection,
 } from './fixtures/broker-amqp.js';
 import { createInbox, racingRestarts } from './fixtures/broker-inbox.js';
+import { startTcpProxy } from './fixtures/broker-proxy.js';
 
 const TIERS = ['150ms', '400ms'];
 
@@ -682,6 +683,46 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     await other.assertQueue(classic.deadLetterQueue, { durable: true });
     await other.close();
     await expect(declareAmqpTopology(admin, classic)).rejects.toThrow(/could not declare queue/);
+  });
+
+  it('a redrive cut by a dropped connection says how many it had moved, and loses nothing', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 1 });
+    for (let i = 0; i < 10; i++) {
+      await publishTo(admin, queue, `m${i}`, { messageId: `cut-${i}` });
+      const { delivery } = await inbox.next();
+      await delivery.quarantine(history({ source: queue, idempotencyKey: `k-${i}` }));
+    }
+    await s.stop();
+    const proxy = await startTcpProxy(5672);
+    const dlq = createAmqpDeadLetterQueue({
+      url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+      queue,
+    });
+    try {
+      const running = dlq.redrive({ ratePerSecond: 20 });
+      await vi.waitFor(async () => expect(await readyCount(admin, queue)).toBeGreaterThan(1));
+      proxy.dropAll();
+      const error = await running.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isReprocessError(error, 'AMQP_PUBLISH_FAILED')).toBe(true);
+      const moved = Number(/redrive stopped after (\d+) message/.exec(String(error))?.[1]);
+      expect(moved).toBeGreaterThan(0);
+      // What was taken and not moved went back to the dead-letter queue; nothing is lost.
+      await vi.waitFor(async () => {
+        const left = await readyCount(admin, `${queue}.dlq`);
+        const back = await readyCount(admin, queue);
+        expect(back).toBeGreaterThanOrEqual(moved);
+        expect(left + back).toBeGreaterThanOrEqual(10);
+      });
+    } finally {
+      await dlq.close().catch(() => undefined);
+      await proxy.close();
+    }
   });
 
   it('rejects bad options with typed errors naming the problem', async () => {

@@ -207,10 +207,25 @@ export function createAmqpDeadLetterQueue(
               error,
             );
           }
-          channel.ack(message);
+          try {
+            channel.ack(message);
+          } catch (error) {
+            throw new AmqpPublishError(
+              `redrive stopped after ${moved} message(s): ${item.id} was republished to ${item.history.source} but could not be removed from ${deadLetterQueue}; a later redrive sends it again, and its idempotency key makes that a replay`,
+              error,
+            );
+          }
           moved += 1;
           return 'acked';
         });
+      } catch (error) {
+        // Whatever cut the run short (the connection dropped while messages were taken or
+        // given back), the caller learns how many had moved.
+        if (error instanceof AmqpPublishError) throw error;
+        throw new AmqpPublishError(
+          `redrive stopped after ${moved} message(s): ${error instanceof Error ? error.message : String(error)}; the messages not moved stay in ${deadLetterQueue}`,
+          error,
+        );
       } finally {
         await publisher.close();
       }
