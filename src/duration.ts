@@ -25,7 +25,10 @@ export function toMs(value: Duration, what = 'duration'): number {
     }
   }
   throw new InvalidArgumentError(
-    `${what} must be milliseconds or a duration such as 250ms, 30s, 5m, 24h; got ${JSON.stringify(value)}`,
+    typeof value === 'string'
+      ? // Text needs its unit: "5" could be 5 ms or 5 s, and is refused rather than guessed.
+        `${what} must be a duration with its unit, such as 250ms, 30s, 5m, 24h; got ${JSON.stringify(value)}`
+      : `${what} must be milliseconds or a duration such as 250ms, 30s, 5m, 24h; got ${JSON.stringify(value)}`,
   );
 }
 

@@ -23,5 +23,9 @@ describe('toMs', () => {
     for (const bad of ['', '5', '5 parsecs', '-1s', Number.NaN, -1, Number.POSITIVE_INFINITY]) {
       expect(() => toMs(bad, 'lease'), String(bad)).toThrow(/^lease /);
     }
+    // A bare number as text is told to carry its unit, not that it must be milliseconds.
+    expect(() => toMs('5', '--older-than')).toThrow(
+      '--older-than must be a duration with its unit, such as 250ms, 30s, 5m, 24h; got "5"',
+    );
   });
 });

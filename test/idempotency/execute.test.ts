@@ -679,7 +679,7 @@ describe('executeIdempotent', () => {
     const cases: [string, Record<string, unknown>, RegExp][] = [
       ['no store', { store: undefined }, /store.*required/],
       ['a store without begin', { store: { name: 'x' } }, /no begin\(\)/],
-      ['a bad ttl', { ttl: 'soon' }, /ttl must be milliseconds or a duration/],
+      ['a bad ttl', { ttl: 'soon' }, /ttl must be a duration with its unit/],
       ['a zero lease', { lease: 0 }, /lease must be longer than 0/],
       [
         'a heartbeat not shorter than the lease',
