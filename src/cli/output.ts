@@ -8,13 +8,15 @@
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const { cause } = error;
+  const message = error.message || error.name;
   const said =
     cause instanceof SyntaxError
       ? ' (not valid JSON)'
-      : cause instanceof Error
+      : // The stores' errors quote their driver's words already: said once is enough.
+        cause instanceof Error && cause.message !== '' && !message.includes(cause.message)
         ? ` (${cause.message})`
         : '';
-  return `${error.message || error.name}${said}`;
+  return `${message}${said}`;
 }
 
 /** A time as ISO 8601, or `-` for 0 (never set). */

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -226,6 +226,12 @@ describe('reprocess records', () => {
     const io = bufferIo();
     expect(await run(['list', '--store', 'sqlite:/proc/self/nope.sqlite'], io)).toBe(1);
     expect(io.stderr()).toMatch(/no store file at \/proc\/self\/nope\.sqlite/);
+    // A file that is not a database: the driver's words once, not twice.
+    const notDb = join(dir, 'not-a-database.sqlite');
+    writeFileSync(notDb, 'plain text, not SQLite '.repeat(100));
+    const garbled = bufferIo();
+    expect(await run(['list', '--store', `sqlite:${notDb}`], garbled)).toBe(1);
+    expect(garbled.stderr().match(/file is not a database/g)).toHaveLength(1);
   });
 
   it('never creates a store it was asked to inspect: a mistyped path is exit 1', async () => {
