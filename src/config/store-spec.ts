@@ -28,7 +28,7 @@ export type StoreSpec =
 
 /** What a `store` value may look like, for error messages. */
 export const STORE_FORMS =
-  "'key-value' (the embedded SQLite file) or a URL: postgres://…, redis://…, dynamodb://table, mysql://…, sqlite:path";
+  "'key-value' (the embedded SQLite file) or a URL: postgres://…, redis://…, dynamodb://table (a table name of 3 to 255 letters, digits, _ . -), mysql://…, sqlite:path";
 
 const TABLE = /^[A-Za-z0-9_.-]{3,255}$/;
 
