@@ -4,8 +4,10 @@ import {
   type DeliveryControl,
   type DeliveryResult,
   type MessageProcessingOptions,
+  PROCESSING_OPTIONS,
   createMessageProcessor,
 } from './message-processor.js';
+import { checkOptionNames, optionNames } from '../option-names.js';
 import type { Delivery, MessageSource } from './types.js';
 
 /** Options of {@link createConsumer}: what to run, and how much at once. */
@@ -114,6 +116,14 @@ class Slot implements DeliveryControl {
 const DEFAULT_STOP_TIMEOUT_MS = 30_000;
 const DEFAULT_TOUCH_INTERVAL_MS = 10_000;
 
+const CONSUMER_OPTIONS = optionNames<ConsumerOptions>({
+  ...PROCESSING_OPTIONS,
+  source: true,
+  concurrency: true,
+  prefetch: true,
+  touchIntervalMs: true,
+});
+
 /**
  * Creates a consumer: every delivery of `source` runs `handler` through the idempotency
  * state machine, and the outcome decides ack, delayed redelivery or quarantine (see
@@ -121,6 +131,9 @@ const DEFAULT_TOUCH_INTERVAL_MS = 10_000;
  * `prefetch` deliveries are held unsettled.
  */
 export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consumer {
+  if (typeof options === 'object' && options !== null) {
+    checkOptionNames('createConsumer', options, CONSUMER_OPTIONS);
+  }
   const processor = createMessageProcessor(options);
   const { source } = options;
   if (

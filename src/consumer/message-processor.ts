@@ -11,7 +11,8 @@ import { encodeForStore, runtimeStep, storedStepOf } from '../idempotency/contex
 import { executeResolved } from '../idempotency/execute.js';
 import { MAX_NAME_LENGTH } from '../idempotency/failure.js';
 import { validateKey } from '../idempotency/key.js';
-import { type ResolvedOptions, resolveOptions } from '../idempotency/options.js';
+import { BASE_OPTIONS, type ResolvedOptions, resolveOptions } from '../idempotency/options.js';
+import { checkOptionNames, optionNames } from '../option-names.js';
 import { observe } from '../observe.js';
 import type {
   IdempotencyBaseOptions,
@@ -228,6 +229,34 @@ function isPendingMark(
 
 const DEFAULT_MAX_ERROR_MESSAGE = 1024;
 
+/** The options every consumer front takes (see {@link MessageProcessingOptions}). */
+export const PROCESSING_OPTIONS = {
+  handler: true,
+  key: true,
+  idempotency: true,
+  retry: true,
+  quarantine: true,
+  parse: true,
+  validate: true,
+  maxMessageAgeMs: true,
+  maxBodyBytes: true,
+  clock: true,
+  random: true,
+  onEvent: true,
+} as const satisfies Record<keyof MessageProcessingOptions, true>;
+
+const IDEMPOTENCY_OPTIONS = optionNames<ConsumerIdempotencyOptions>({
+  ...BASE_OPTIONS,
+  operation: true,
+  principal: true,
+  fingerprint: true,
+});
+
+const QUARANTINE_OPTIONS = optionNames<QuarantineOptions>({
+  unknownErrors: true,
+  maxErrorMessageLength: true,
+});
+
 /** Validates the options once and returns the per-delivery processor. */
 export function createMessageProcessor<B>(options: MessageProcessingOptions<B>): MessageProcessor {
   if (typeof options !== 'object' || options === null) {
@@ -260,6 +289,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       `quarantine must be an object such as { unknownErrors: 'quarantine' }, got ${String(quarantine)}`,
     );
   }
+  checkOptionNames('consumer quarantine', quarantine, QUARANTINE_OPTIONS);
   const unknownErrors = quarantine.unknownErrors ?? 'retry';
   if (unknownErrors !== 'retry' && unknownErrors !== 'quarantine') {
     throw new InvalidArgumentError(
@@ -302,6 +332,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       'idempotency options are required: { store, operation?, ttl?, lease? ... }',
     );
   }
+  checkOptionNames('consumer idempotency', idem, IDEMPOTENCY_OPTIONS);
   const { operation, principal, fingerprint } = idem;
   if (operation !== undefined && (typeof operation !== 'string' || operation === '')) {
     throw new InvalidArgumentError(

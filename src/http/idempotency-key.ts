@@ -123,10 +123,14 @@ export interface IdempotencyCore<S> {
 }
 
 /**
- * Builds the core for an adapter. Validates `options` at once ({@link InvalidArgumentError}).
+ * Builds the core for an adapter. Validates `options` at once ({@link InvalidArgumentError});
+ * `adapterOptions` names the options the adapter adds.
  */
-export function createIdempotencyCore<S>(options: IdempotencyKeyOptions<S>): IdempotencyCore<S> {
-  const http = resolveHttpOptions(options);
+export function createIdempotencyCore<S>(
+  options: IdempotencyKeyOptions<S>,
+  adapterOptions: readonly string[] = [],
+): IdempotencyCore<S> {
+  const http = resolveHttpOptions(options, adapterOptions);
   const policy = {
     shouldStore: http.shouldStore,
     maxStoredBodyBytes: http.maxStoredBodyBytes,

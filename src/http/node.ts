@@ -42,7 +42,7 @@ export function nodeIdempotencyKey<Req extends IncomingMessage = IncomingMessage
   listener: NodeRequestListener<Req>,
   options: NodeIdempotencyKeyOptions<Req>,
 ): (req: Req, res: ServerResponse) => Promise<void> {
-  const core = createIdempotencyCore<Req>(options);
+  const core = createIdempotencyCore<Req>(options, ['onListenerError']);
   const report =
     options.onListenerError ??
     ((error: unknown) => console.error('reprocess/http: the request listener failed', error));

@@ -1,5 +1,6 @@
 import { type Duration, toMs } from '../duration.js';
 import { InvalidArgumentError } from '../errors.js';
+import { checkOptionNames, optionNames } from '../option-names.js';
 import type { IdempotencyBaseOptions } from '../idempotency/types.js';
 import { DEFAULT_REPLAY_HEADERS, type ResponseLike } from './stored-response.js';
 
@@ -118,13 +119,47 @@ export function defaultShouldStore(response: ResponseLike): boolean {
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Validates the HTTP options (each problem an {@link InvalidArgumentError} naming it). */
-export function resolveHttpOptions<S>(options: IdempotencyKeyOptions<S>): ResolvedHttpOptions<S> {
+const HTTP_OPTIONS = optionNames<IdempotencyKeyOptions<unknown>>({
+  store: true,
+  ttl: true,
+  lease: true,
+  heartbeat: true,
+  onInProgress: true,
+  codec: true,
+  clock: true,
+  methods: true,
+  required: true,
+  scope: true,
+  route: true,
+  fingerprint: true,
+  maxBodyBytes: true,
+  maxStoredBodyBytes: true,
+  replayHeaders: true,
+  shouldStore: true,
+  storeRetryAfter: true,
+  inProgressRetryAfter: true,
+  namespace: true,
+  onError: true,
+});
+
+/**
+ * Validates the HTTP options (each problem an {@link InvalidArgumentError} naming it).
+ * `adapterOptions`: the names an adapter adds to them (node's `onListenerError`).
+ */
+export function resolveHttpOptions<S>(
+  options: IdempotencyKeyOptions<S>,
+  adapterOptions: readonly string[] = [],
+): ResolvedHttpOptions<S> {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidArgumentError(
       'idempotencyKey: options must be an object with at least a store',
     );
   }
+  checkOptionNames(
+    'idempotencyKey',
+    options,
+    adapterOptions.length === 0 ? HTTP_OPTIONS : new Set([...HTTP_OPTIONS, ...adapterOptions]),
+  );
   if (typeof options.store !== 'object' || options.store === null) {
     throw new InvalidArgumentError(
       'idempotencyKey: option "store" is required (an IdempotencyStore)',

@@ -12,7 +12,13 @@ import { decodeFailure, encodeFailure } from './failure.js';
 import { fingerprintOf, hashKey } from './hash.js';
 import { validateKey } from './key.js';
 import { LeaseKeeper, MAX_TIMER_MS } from './lease-keeper.js';
-import { type ResolvedOptions, resolveOptions, shouldRemember } from './options.js';
+import { checkOptionNames } from '../option-names.js';
+import {
+  EXECUTE_OPTIONS,
+  type ResolvedOptions,
+  resolveOptions,
+  shouldRemember,
+} from './options.js';
 import type { BeginResult } from './store.js';
 import {
   callStore,
@@ -62,7 +68,16 @@ export async function executeIdempotent<O>(
   fn: (ctx: IdempotencyContext) => Promise<O>,
   options: ExecuteOptions<O>,
 ): Promise<Outcome<O>> {
-  return executeResolved(identity, fn, resolveOptions(options));
+  let resolved: ResolvedOptions<O>;
+  try {
+    if (typeof options === 'object' && options !== null) {
+      checkOptionNames('executeIdempotent()', options, EXECUTE_OPTIONS);
+    }
+    resolved = resolveOptions(options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return executeResolved(identity, fn, resolved);
 }
 
 /** The stored key and fingerprint of an identity, validated. */

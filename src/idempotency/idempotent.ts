@@ -3,7 +3,8 @@ import { createUnguardedContext } from './context.js';
 import { type ResolvedIdentity, executeHashed } from './execute.js';
 import { fingerprintOf, scopedKeyHasher } from './hash.js';
 import { describeType, keyReader, parsePath, readPath, validateKey } from './key.js';
-import { resolveOptions } from './options.js';
+import { checkOptionNames, optionNames } from '../option-names.js';
+import { BASE_OPTIONS, resolveOptions } from './options.js';
 import type {
   FingerprintSource,
   IdempotencyContext,
@@ -12,6 +13,14 @@ import type {
   Outcome,
   ScopeOptions,
 } from './types.js';
+
+const IDEMPOTENT_OPTIONS = optionNames<IdempotencyOptions<unknown>>({
+  ...BASE_OPTIONS,
+  key: true,
+  scope: true,
+  fingerprint: true,
+  required: true,
+});
 
 /**
  * Wraps `fn` so that a repeat of the same operation returns the first outcome instead of
@@ -40,6 +49,9 @@ export function idempotent<I, O>(
     throw new InvalidArgumentError(
       `idempotent() needs a function to wrap, got ${describeType(fn)}`,
     );
+  }
+  if (typeof options === 'object' && options !== null) {
+    checkOptionNames('idempotent()', options, IDEMPOTENT_OPTIONS);
   }
   const resolved = resolveOptions<O>(options);
   if (options.key === undefined) {

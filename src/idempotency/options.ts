@@ -1,11 +1,12 @@
 import { type Clock, systemClock } from '../clock.js';
 import { toMs } from '../duration.js';
 import { InvalidArgumentError } from '../errors.js';
+import { optionNames } from '../option-names.js';
 import { isRetryable } from '../retry/classify.js';
 import { defaultCodec } from './codec.js';
 import type { Classifier } from '../retry/types.js';
 import type { IdempotencyStore } from './store.js';
-import type { Codec, DuplicatePolicy, ExecuteOptions } from './types.js';
+import type { Codec, DuplicatePolicy, ExecuteOptions, IdempotencyBaseOptions } from './types.js';
 
 /** Default time a completed or failed record is kept: 24 hours. */
 export const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000;
@@ -70,6 +71,29 @@ const STORE_METHODS = [
   'list',
   'purgeExpired',
 ] as const;
+
+/** The options every idempotency front takes (see {@link IdempotencyBaseOptions}). */
+export const BASE_OPTIONS = {
+  store: true,
+  ttl: true,
+  lease: true,
+  heartbeat: true,
+  onDuplicate: true,
+  onInProgress: true,
+  rememberFailures: true,
+  classify: true,
+  codec: true,
+  maxResultBytes: true,
+  maxSteps: true,
+  maxStepsBytes: true,
+  clock: true,
+} as const satisfies Record<keyof IdempotencyBaseOptions, true>;
+
+/** The option names of {@link executeIdempotent}. */
+export const EXECUTE_OPTIONS = optionNames<ExecuteOptions<unknown>>({
+  ...BASE_OPTIONS,
+  shouldStore: true,
+});
 
 /** Validates `options` (each problem an {@link InvalidArgumentError} naming the field) and applies defaults. */
 export function resolveOptions<O>(options: ExecuteOptions<O>): ResolvedOptions<O> {

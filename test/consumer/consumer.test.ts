@@ -570,6 +570,18 @@ describe('createConsumer bad input', () => {
       [{ quarantine: { unknownErrors: 'drop' as 'retry' } }, /unknownErrors/],
       [{ idempotency: { store: {} as IdempotencyStore } }, /not an IdempotencyStore/],
       [{ touchIntervalMs: -5 }, /touchIntervalMs/],
+      [
+        { concurency: 4 } as Partial<ConsumerOptions>,
+        /createConsumer: unknown option "concurency"/,
+      ],
+      [
+        { idempotency: { store: createMemoryStore(), ttll: '1h' } as never },
+        /consumer idempotency: unknown option "ttll"/,
+      ],
+      [
+        { quarantine: { unknownError: 'quarantine' } as never },
+        /consumer quarantine: unknown option "unknownError"/,
+      ],
     ];
     for (const [options, message] of bad) {
       expect(() => w.consumer(ok, options), String(message)).toThrow(message);

@@ -60,6 +60,9 @@ describe('idempotencyKey (Request/Response core)', () => {
     expect(() => idempotencyKey({ store, fingerprint: 'body' as never })).toThrow(/fingerprint/);
     expect(() => idempotencyKey({ store, replayHeaders: ['bad header'] })).toThrow(/replayHeaders/);
     expect(() => idempotencyKey({ store, lease: '0s' })).toThrow(/lease/);
+    expect(() => idempotencyKey({ store, mehtods: ['PUT'] } as never)).toThrow(
+      /idempotencyKey: unknown option "mehtods"/,
+    );
   });
 
   it('refuses a principal scope(req) gives as an empty string, before the handler runs', async () => {

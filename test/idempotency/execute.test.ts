@@ -694,6 +694,7 @@ describe('executeIdempotent', () => {
       ['a zero maxResultBytes', { maxResultBytes: 0 }, /maxResultBytes/],
       ['a bad shouldStore', { shouldStore: true }, /shouldStore/],
       ['a bad classify', { classify: 'retry' }, /classify must be a function/],
+      ['a misspelt option', { leaseMs: 5000 }, /executeIdempotent\(\): unknown option "leaseMs"/],
     ];
     for (const [title, patch, message] of cases) {
       it(`rejects ${title} with InvalidArgumentError`, async () => {

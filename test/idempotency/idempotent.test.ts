@@ -314,6 +314,12 @@ describe('idempotent()', () => {
       ],
       ['a bad lease', async () => 1, { store, key: 'id', scope: 's', lease: '3 weeks' }, /lease/],
       ['no store', async () => 1, { key: 'id', scope: 's' }, /store/],
+      [
+        'a misspelt option',
+        async () => 1,
+        { store, key: 'id', scope: 's', onDuplicte: 'reject' },
+        /idempotent\(\): unknown option "onDuplicte"; the options are .*onDuplicate/,
+      ],
     ];
     for (const [title, fn, options, message] of cases) {
       it(title, () => {

@@ -555,5 +555,8 @@ describe('sqsHandler bad input', () => {
     expect(() => sqsHandler({ ...base, sqs: {} as never })).toThrow(/SQSClient/);
     expect(() => sqsHandler({ ...base, concurrency: 0 })).toThrow(/concurrency/);
     expect(() => sqsHandler({ ...base, queueUrl: '' })).toThrow(/queueUrl/);
+    expect(() => sqsHandler({ ...base, queueURL: 'x' } as never)).toThrow(
+      /sqsHandler: unknown option "queueURL"/,
+    );
   });
 });

@@ -1,8 +1,10 @@
 import { Buffer } from 'node:buffer';
 import {
   type MessageProcessingOptions,
+  PROCESSING_OPTIONS,
   createMessageProcessor,
 } from '../../consumer/message-processor.js';
+import { checkOptionNames, optionNames } from '../../option-names.js';
 import type { Delivery, Headers, QuarantineHistory } from '../../consumer/types.js';
 import { InvalidArgumentError } from '../../errors.js';
 import {
@@ -71,11 +73,22 @@ export type SqsHandler = (event: SqsEventLike, context?: unknown) => Promise<Sqs
 const encoder = new TextEncoder();
 const NEVER_ABORTED = new AbortController().signal;
 
+const SQS_HANDLER_OPTIONS = optionNames<SqsHandlerOptions>({
+  ...PROCESSING_OPTIONS,
+  sqs: true,
+  queueUrl: true,
+  deadLetterQueueUrl: true,
+  concurrency: true,
+});
+
 /**
  * Wraps a message handler into a Lambda SQS handler that returns a partial batch response
  * (`{ batchItemFailures }`; enable `ReportBatchItemFailures` on the event source mapping).
  */
 export function sqsHandler<B = unknown>(options: SqsHandlerOptions<B>): SqsHandler {
+  if (typeof options === 'object' && options !== null) {
+    checkOptionNames('sqsHandler', options, SQS_HANDLER_OPTIONS);
+  }
   const processor = createMessageProcessor(options);
   const calls: SqsCalls | undefined = options.sqs === undefined ? undefined : sqsCalls(options.sqs);
   const { queueUrl, deadLetterQueueUrl } = options;
