@@ -1,4 +1,4 @@
-import middy from '@middy/core';
+import middy, { type MiddlewareObj } from '@middy/core';
 import type {
   APIGatewayProxyEvent,
   APIGatewayProxyEventV2WithJWTAuthorizer,
@@ -143,6 +143,43 @@ describe('idempotencyKeyMiddy (@middy/core 6)', () => {
     expect(await handler(v2('m-4'), lambdaContext(10_000))).toEqual({
       statusCode: 201,
       body: 'ran',
+    });
+    expect(runs).toBe(1);
+  });
+});
+
+describe('idempotencyKeyMiddy after a JSON body parser', () => {
+  // What @middy/http-json-body-parser does in `before`: event.body becomes the parsed object.
+  const jsonBodyParser: MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> = {
+    before: async (request) => {
+      const event = request.event as { body: unknown };
+      if (typeof event.body === 'string') event.body = JSON.parse(event.body);
+    },
+  };
+
+  it('fingerprints the parsed body as canonical JSON; one nested too deep is a 400, not a crash', async () => {
+    let runs = 0;
+    const handler = middy<APIGatewayProxyEvent, APIGatewayProxyResult>()
+      .use(jsonBodyParser)
+      .use(idempotencyKeyMiddy<APIGatewayProxyEvent>({ store: createMemoryStore() }))
+      .handler(async () => {
+        runs++;
+        return { statusCode: 201, body: '{}' };
+      });
+    expect(await handler(v1('p1', '{"a":1,"b":2}'), lambdaContext(10_000))).toMatchObject({
+      statusCode: 201,
+    });
+    // The same data, keys in another order: the same request, replayed.
+    const again = await handler(v1('p1', '{"b":2,"a":1}'), lambdaContext(10_000));
+    expect(again).toMatchObject({ statusCode: 201 });
+    expect(runs).toBe(1);
+    const other = await handler(v1('p1', '{"a":1,"b":3}'), lambdaContext(10_000));
+    expect(other).toMatchObject({ statusCode: 422 });
+    const deep = `${'['.repeat(1500)}${']'.repeat(1500)}`;
+    const refused = await handler(v1('p2', deep), lambdaContext(10_000));
+    expect(refused).toMatchObject({ statusCode: 400 });
+    expect(JSON.parse((refused as { body: string }).body)).toMatchObject({
+      code: 'REQUEST_NESTED_TOO_DEEP',
     });
     expect(runs).toBe(1);
   });

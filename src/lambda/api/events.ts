@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../../errors.js';
+import { canonicalJson } from '../../idempotency/canonical-json.js';
 import { bodyInit, toBuffer } from '../../http/body.js';
 import { type ResponseParts, isNullBodyStatus, isResponse } from '../../http/stored-response.js';
 
@@ -140,10 +141,18 @@ export function eventKeyHeader(event: ApiGatewayEventLike): string | string[] | 
   return headerValue(event.headers ?? {}, 'idempotency-key');
 }
 
-/** The body of an event as bytes (base64 decoded when the event says so). */
+/**
+ * The body of an event as bytes (base64 decoded when the event says so). A body a middleware
+ * before this one already parsed (`@middy/http-json-body-parser` puts an object there) is its
+ * canonical JSON, as Express's parsed `req.body` is: the same data with its keys in another
+ * order is the same request. One nested too deep throws NestedTooDeepError (a 400).
+ */
 export function eventBody(event: ApiGatewayEventLike): Uint8Array {
-  const body = event.body;
+  const body: unknown = event.body;
   if (body === undefined || body === null || body === '') return new Uint8Array(0);
+  if (typeof body !== 'string') {
+    return body instanceof Uint8Array ? body : Buffer.from(canonicalJson(body), 'utf8');
+  }
   return Buffer.from(body, event.isBase64Encoded ? 'base64' : 'utf8');
 }
 
