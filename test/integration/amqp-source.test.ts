@@ -677,12 +677,41 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     expect(await queueArguments(older.deadLetterQueue)).not.toContain('x-delivery-limit');
     const s = source(older.queue);
     await s.start(async () => {}, { prefetch: 1 });
+    // One given a delivery limit of its own (by hand) is kept with it too.
+    const handMade = resolveAmqpTopology({ queue: newQueue(), delayTiers: TIERS });
+    const byHand = await admin.createChannel();
+    await byHand.assertQueue(handMade.deadLetterQueue, {
+      durable: true,
+      arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 500 },
+    });
+    await byHand.close();
+    await declareAmqpTopology(admin, handMade);
+    expect(await queueArguments(handMade.deadLetterQueue)).toContain('{"x-delivery-limit",500}');
     // A dead-letter queue of another type is still refused with a clear error.
     const classic = resolveAmqpTopology({ queue: newQueue(), delayTiers: TIERS });
     const other = await admin.createChannel();
     await other.assertQueue(classic.deadLetterQueue, { durable: true });
     await other.close();
     await expect(declareAmqpTopology(admin, classic)).rejects.toThrow(/could not declare queue/);
+  });
+
+  it('a redrive of a dead-letter queue that does not exist fails as list does, not as a cut-short publish', async () => {
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue: `${RUN_ID}.no-such-queue` });
+    try {
+      const listed = await dlq.list().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const redriven = await dlq.redrive().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(listed)).toMatch(/NOT_FOUND/);
+      expect(String(redriven)).toMatch(/NOT_FOUND/);
+      expect(isReprocessError(redriven, 'AMQP_PUBLISH_FAILED')).toBe(false);
+    } finally {
+      await dlq.close();
+    }
   });
 
   it('a redrive cut by a dropped connection says how many it had moved, and loses nothing', async () => {
@@ -710,6 +739,9 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
         (e: unknown) => e,
       );
       expect(isReprocessError(error, 'AMQP_PUBLISH_FAILED')).toBe(true);
+      // Cut during a publish ("it stays in") or between messages ("the messages not moved
+      // stay in"): either way the dead-letter queue is named.
+      expect(String(error)).toMatch(/stays? in .*\.dlq/);
       const moved = Number(/redrive stopped after (\d+) message/.exec(String(error))?.[1]);
       expect(moved).toBeGreaterThan(0);
       // What was taken and not moved went back to the dead-letter queue; nothing is lost.

@@ -184,8 +184,10 @@ export function createAmqpDeadLetterQueue(
       const { connection } = await open();
       const publisher = new ConfirmPublisher(connection);
       let moved = 0;
+      let taken = false;
       try {
         await scan(async (channel, message) => {
+          taken = true;
           if (filter?.limit !== undefined && moved >= filter.limit) return 'stop';
           const item = read(message);
           if (!matchesFilter(item.history, filter, now)) return 'keep';
@@ -219,9 +221,10 @@ export function createAmqpDeadLetterQueue(
           return 'acked';
         });
       } catch (error) {
-        // Whatever cut the run short (the connection dropped while messages were taken or
-        // given back), the caller learns how many had moved.
-        if (error instanceof AmqpPublishError) throw error;
+        // Whatever cut the run short once it had taken messages (the connection dropped
+        // while they were taken or given back), the caller learns how many had moved. Before
+        // that (no such queue, no connection), the error is the one list() gives.
+        if (error instanceof AmqpPublishError || !taken) throw error;
         throw new AmqpPublishError(
           `redrive stopped after ${moved} message(s): ${error instanceof Error ? error.message : String(error)}; the messages not moved stay in ${deadLetterQueue}`,
           error,

@@ -153,10 +153,12 @@ function declareRefused(queue: string, error: unknown): InvalidArgumentError {
 export const DEAD_LETTER_DELIVERY_LIMIT = 1_000_000_000;
 
 /**
- * Declares a quorum dead-letter queue with {@link DEAD_LETTER_DELIVERY_LIMIT}. One declared
- * before without it (by an earlier version, or by hand) is kept as it is: RabbitMQ refuses to
- * redeclare it with the new argument, so it is declared again without it, on a new channel
- * (a refused declare closes the channel). Returns the channel to go on with.
+ * Declares a quorum dead-letter queue with {@link DEAD_LETTER_DELIVERY_LIMIT}. One that exists
+ * with another delivery limit, or none (declared by hand, or by an earlier version), is kept
+ * as it is: RabbitMQ refuses to redeclare it with this argument, so it is checked (passively)
+ * on a new channel instead, a refused declare having closed the first. Its other arguments
+ * are then still checked by declaring it without a limit when it has none. Returns the
+ * channel to go on with.
  */
 async function assertDeadLetterQueue(
   connection: AmqpConnectionLike,
@@ -176,9 +178,22 @@ async function assertDeadLetterQueue(
     if (!detail.includes("'x-delivery-limit'")) throw declareRefused(queue, error);
   }
   await closeQuietly(channel);
-  const fresh = await connection.createChannel();
+  let fresh = await connection.createChannel();
   fresh.on('error', () => {});
-  await assertQueue(fresh, queue, quorum);
+  try {
+    // Without a limit: the arguments of a queue declared before this one had it.
+    await fresh.assertQueue(queue, { durable: true, arguments: quorum });
+    return fresh;
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    if ((error as { code?: unknown }).code !== 406) throw error;
+    if (!detail.includes("'x-delivery-limit'")) throw declareRefused(queue, error);
+  }
+  // A limit of its own (set by hand): accepted as it is, as long as the queue is there.
+  await closeQuietly(fresh);
+  fresh = await connection.createChannel();
+  fresh.on('error', () => {});
+  await fresh.checkQueue(queue);
   return fresh;
 }
 
