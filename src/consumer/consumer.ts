@@ -251,7 +251,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
       return;
     }
     await new Promise<void>((resolve) => {
-      const cancel = clock.setTimer(computeDelay(processor.retry, 0), resolve);
+      const cancel = clock.setTimer(computeDelay(processor.retry, 0, processor.random), resolve);
       slot.wakeEarly = () => {
         cancel();
         resolve();
@@ -265,7 +265,7 @@ export function createConsumer<B = unknown>(options: ConsumerOptions<B>): Consum
     slot.settling = true;
     const { delivery } = slot;
     try {
-      await delivery.retryLater(computeDelay(processor.retry, 0));
+      await delivery.retryLater(computeDelay(processor.retry, 0, processor.random));
       counts.retried += 1;
     } catch (error) {
       settleFailed(delivery, 'retryLater', error);

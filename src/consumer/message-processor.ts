@@ -174,6 +174,8 @@ export interface MessageProcessor {
   readonly retry: Readonly<RetryOptions>;
   readonly maxAttempts: number;
   readonly clock: Clock;
+  /** The randomness of every delay (the consumer's `random`, else `retry.random`). */
+  readonly random: Random;
   emit(event: ConsumerEvent): void;
 }
 
@@ -267,7 +269,8 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     throw new InvalidArgumentError('handler must be a function (message, ctx) => Promise');
   }
   const clock = options.clock ?? options.idempotency?.clock ?? systemClock;
-  const random = options.random ?? Math.random;
+  // computeDelay's own argument wins over the policy's: the policy's is taken here.
+  const random = options.random ?? options.retry?.random ?? Math.random;
   if (typeof random !== 'function') throw new InvalidArgumentError('random must be a function');
   const emitTo = options.onEvent;
   if (emitTo !== undefined && typeof emitTo !== 'function') {
@@ -355,6 +358,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     // again on the next delivery, not replay.
     rememberFailures: (error: unknown) =>
       !(error instanceof QuarantinePending) &&
+      !notRemembered.has(error as object) &&
       retryVerdict(error) === false &&
       (typeof userRemember === 'function' ? userRemember(error) : userRemember),
   });
@@ -690,26 +694,20 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
       );
     }
 
-    // 3. Too old to run at all.
+    // 3. Too old to run at all: not run, but still through the state machine, so that an
+    // operation that completed (its ack lost) is acked as a replay, and one another worker
+    // holds is left to it, rather than quarantined.
+    let tooOld: NonRetryableError | undefined;
     if (
       maxAgeMs !== undefined &&
       delivery.publishedAt !== undefined &&
       receivedAt - delivery.publishedAt > maxAgeMs
     ) {
-      const tooOld = new NonRetryableError(
+      tooOld = new NonRetryableError(
         `message ${delivery.id} is ${receivedAt - delivery.publishedAt} ms old, over maxMessageAgeMs (${maxAgeMs}); not run`,
         { code: 'MESSAGE_TOO_OLD' },
       );
-      return sendToQuarantine(
-        delivery,
-        control,
-        'max_age',
-        tooOld,
-        key,
-        deliveries,
-        receivedAt,
-        receivedAt,
-      );
+      notRemembered.add(tooOld);
     }
 
     // 4. The handler, through the idempotency state machine.
@@ -743,7 +741,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
         receivedAt,
       );
     }
-    return runHandler(delivery, control, key, identity, body as B);
+    return runHandler(delivery, control, key, identity, body as B, tooOld);
   }
 
   async function runHandler(
@@ -752,8 +750,9 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     key: string,
     identity: OperationIdentity,
     body: B,
+    tooOld?: NonRetryableError,
   ): Promise<DeliveryResult> {
-    const run = new HandlerRun<B>(delivery, control, body, handler, clock, markWindowMs);
+    const run = new HandlerRun<B>(delivery, control, body, handler, clock, markWindowMs, tooOld);
     let replayed: boolean;
     try {
       // An anonymous arrow: under tsx (the benchmarks) a named one costs a name-setting call.
@@ -792,6 +791,11 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
         key,
         deliveries,
       );
+    }
+
+    if (run.tooOld !== undefined && error === run.tooOld) {
+      // Acquired, so never run before to completion: quarantined for its age, not run.
+      return sendToQuarantine(delivery, control, 'max_age', error, key, deliveries, at, at);
     }
 
     if (error instanceof QuarantinePending) {
@@ -844,7 +848,7 @@ export function createMessageProcessor<B>(options: MessageProcessingOptions<B>):
     return sendBack(delivery, control, 'failure', delayMs, error, key, attempts);
   }
 
-  return { process, retry, maxAttempts, clock, emit };
+  return { process, retry, maxAttempts, clock, random, emit };
 }
 
 /**
@@ -959,6 +963,13 @@ class HandlerMessage<B> implements ConsumerMessage<B> {
 }
 
 /** One run of the handler under the idempotency core, and what it saw of a failure. */
+/**
+ * Errors never recorded as an operation's failure whatever `rememberFailures` says: the
+ * refusal of a message too old to run, and what a handler threw once stop() had given its
+ * delivery back. The operation is released instead, for the next delivery to decide.
+ */
+const notRemembered = new WeakSet<object>();
+
 class HandlerRun<B> {
   attempt: number | undefined;
   /** The stored key and token of the acquisition that ran (or would have run) the handler. */
@@ -974,6 +985,8 @@ class HandlerRun<B> {
   readonly #handler: MessageHandler<B>;
   readonly #clock: Clock;
   readonly #markWindowMs: number;
+  /** Set when the message is past its maximum age: thrown instead of running the handler. */
+  readonly tooOld: NonRetryableError | undefined;
 
   constructor(
     delivery: Delivery,
@@ -982,7 +995,9 @@ class HandlerRun<B> {
     handler: MessageHandler<B>,
     clock: Clock,
     markWindowMs: number,
+    tooOld?: NonRetryableError,
   ) {
+    this.tooOld = tooOld;
     this.#markWindowMs = markWindowMs;
     this.#delivery = delivery;
     this.#control = control;
@@ -1010,10 +1025,19 @@ class HandlerRun<B> {
         throw new QuarantinePending(pending);
       }
     }
+    if (this.tooOld !== undefined) throw this.tooOld;
     const message = new HandlerMessage(this.#delivery, this.#body, ctx.attempt, this.#control);
     try {
       return await this.#handler(message, ctx);
     } catch (error) {
+      let thrown = error;
+      if (this.#control.signal.aborted) {
+        // Given up on by stop(): the delivery went back to the broker, and what the handler
+        // threw is most likely that abort. Never recorded as the operation's failure (which a
+        // redelivery would replay, and quarantine, for the whole ttl): released instead.
+        if (typeof thrown !== 'object' || thrown === null) thrown = this.#control.signal.reason;
+        if (typeof thrown === 'object' && thrown !== null) notRemembered.add(thrown);
+      }
       const at = this.#clock.now();
       this.failedAt = at;
       try {
@@ -1022,7 +1046,7 @@ class HandlerRun<B> {
       } catch {
         this.firstFailureAt = at;
       }
-      throw error;
+      throw thrown;
     }
   }
 }
