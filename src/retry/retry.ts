@@ -330,11 +330,13 @@ function quietly(
   failure?: unknown,
 ): void {
   if (budget === undefined) return;
+  // Through observe(): a budget kept in a store may be async, and its rejection, left
+  // unhandled, would end the process.
   try {
-    if (method === 'refundRetry') budget.refundRetry?.(failure);
-    else budget[method]();
+    if (method === 'refundRetry') observe(budget.refundRetry?.bind(budget), failure);
+    else observe(budget[method].bind(budget));
   } catch {
-    // Observing a call never changes its outcome.
+    // Not a function: a budget that cannot be told changes nothing either.
   }
 }
 

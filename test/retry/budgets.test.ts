@@ -1,3 +1,4 @@
+import { unhandledDuring } from '../helpers/unhandled.js';
 import { describe, expect, it } from 'vitest';
 import { AbortedError, AttemptTimeoutError, InvalidArgumentError } from '../../src/errors.js';
 import { createRatioBudget } from '../../src/retry/ratio-budget.js';
@@ -100,6 +101,16 @@ describe('createTokenBucketBudget', () => {
       expect(await outcome, broken).toBe('receipt');
       expect(charges).toBe(1);
     }
+    // An async budget (kept in a store) whose calls reject: no unhandled rejection either.
+    const rejecting = (() => Promise.reject(new Error('budget store down'))) as () => void;
+    const unhandled = await unhandledDuring(async () => {
+      const outcome = await retry(async () => 'receipt', {
+        budget: { ...budgetWith('onRequest'), onRequest: rejecting, onSuccess: rejecting },
+        maxAttempts: 2,
+      });
+      expect(outcome).toBe('receipt');
+    });
+    expect(unhandled).toEqual([]);
     // A refund that throws while the caller aborts during the backoff: still the abort.
     const clock = new FakeClock(0);
     const controller = new AbortController();
