@@ -201,6 +201,7 @@ async function runAcquired<O>(
     clock,
     sentAt,
     options.leaseDeadline,
+    acquired.leaseUntil,
   );
   const run: AcquiredRun = {
     key,

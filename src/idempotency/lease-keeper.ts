@@ -56,6 +56,12 @@ export class LeaseKeeper extends FirstBeatWaiter {
    */
   private safeUntil: number;
 
+  /**
+   * The lease's end as the store gave it, on the store's {@link IdempotencyStore.leaseClock}
+   * (only looked at when the store decides on a clock of this process).
+   */
+  private storeLeaseUntil: number;
+
   constructor(
     private readonly store: IdempotencyStore,
     private readonly key: string,
@@ -66,9 +72,12 @@ export class LeaseKeeper extends FirstBeatWaiter {
     acquiredAt: number,
     /** On the elapsed timeline: no heartbeat renews the lease past it (a Lambda's end). */
     private readonly until?: number,
+    /** What begin said the lease's end is, on the store's clock. */
+    leaseUntil = Number.POSITIVE_INFINITY,
   ) {
     super();
     this.safeUntil = acquiredAt + leaseMs;
+    this.storeLeaseUntil = leaseUntil;
   }
 
   /** Aborts with a {@link LeaseLostError} when the lease is lost. */
@@ -103,10 +112,19 @@ export class LeaseKeeper extends FirstBeatWaiter {
    */
   ended(): boolean {
     if (this.finished) return true;
-    if (this.lostWith === undefined && elapsedOn(this.clock) >= this.safeUntil) {
-      this.lose(new LeaseLostError(NOT_RENEWED));
-    }
+    if (this.lostWith === undefined && this.overdue()) this.lose(new LeaseLostError(NOT_RENEWED));
     return this.lostWith !== undefined;
+  }
+
+  /**
+   * Whether the lease has run out: on the elapsed clock, or, for a store that decides on a
+   * clock of this process, on that clock as the store sees it (a forward step of the wall
+   * clock ends it there, and another worker may take over).
+   */
+  private overdue(): boolean {
+    if (elapsedOn(this.clock) >= this.safeUntil) return true;
+    const storeClock = this.store.leaseClock;
+    return storeClock !== undefined && storeClock.now() >= this.storeLeaseUntil;
   }
 
   /** Starts heartbeats (none when the interval is 0). */
@@ -195,7 +213,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
   private async beat(): Promise<void> {
     if (this.stopped) return;
     const sentAt = elapsedOn(this.clock);
-    if (sentAt >= this.safeUntil) {
+    if (this.overdue()) {
       this.lose(new LeaseLostError(NOT_RENEWED));
       return;
     }
@@ -221,6 +239,7 @@ export class LeaseKeeper extends FirstBeatWaiter {
         return;
       }
       this.safeUntil = sentAt + leaseMs;
+      this.storeLeaseUntil = result.leaseUntil;
     } catch (error) {
       if (this.stopped) return;
       if (elapsedOn(this.clock) >= this.safeUntil) {

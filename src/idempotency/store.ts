@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.js';
 /**
  * The storage port of idempotency. A store does atomic storage and nothing else: hashing,
  * canonical JSON, encoding of results and the state machine live in the core. Every method
@@ -81,6 +82,15 @@ export interface ListPage {
 export interface IdempotencyStore {
   /** Short name for messages and telemetry, e.g. `sqlite`, `postgres`. */
   readonly name: string;
+
+  /**
+   * The clock this store decides leases on, when it is a clock of this process (the memory
+   * and SQLite stores: `now()`, the wall clock). A worker then also takes its lease as lost
+   * once that clock passes the lease's end, as the store would: a forward step of the wall
+   * clock lets another worker take the operation over, even though the lease has not run out
+   * on the worker's monotonic clock. Absent for stores that decide on a server's clock.
+   */
+  readonly leaseClock?: Clock;
 
   /**
    * Acquires `key` when there is no record, the record has expired, or it is `in_progress`

@@ -55,6 +55,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
 
   const store: IdempotencyStore = {
     name: 'memory',
+    leaseClock: clock,
 
     async begin(key, fingerprint, leaseMs, ttlMs): Promise<BeginResult> {
       checkKey(key);

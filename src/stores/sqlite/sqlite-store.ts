@@ -195,6 +195,10 @@ class SqliteIdempotencyStore implements SqliteStore {
   private readonly db: BetterSqlite3.Database;
   private readonly owned: boolean;
   private readonly clock: Clock;
+  /** Leases are decided on this process's clock (see IdempotencyStore.leaseClock). */
+  get leaseClock(): Clock {
+    return this.clock;
+  }
   private readonly table: string;
   private readonly busyRetries: number;
   private readonly createTable: boolean;
