@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, systemClock } from '../clock.js';
+import { type Clock, elapsedOn, systemClock } from '../clock.js';
 import { type Duration, toMs } from '../duration.js';
 import { AbortedError, DeadlineExceededError, InvalidArgumentError } from '../errors.js';
 import type { Random } from '../random.js';
@@ -129,7 +129,7 @@ export function createRetryingFetch(
     // The policy's own signal (a shutdown) and the call's both stop it.
     const both = combineSignals(base.signal, signal);
     const clock = base.clock ?? systemClock;
-    const startedAt = clock.now();
+    const startedAt = elapsedOn(clock);
     const budgetMs =
       (deadline ?? base.deadline) === undefined
         ? undefined
@@ -164,7 +164,7 @@ export function createRetryingFetch(
     };
     if (budgetMs !== undefined) {
       // What the body's reading took comes out of the budget.
-      const budget = Math.max(1, budgetMs - (clock.now() - startedAt));
+      const budget = Math.max(1, budgetMs - (elapsedOn(clock) - startedAt));
       policy.deadline = budget;
       if (userCap === undefined) policy.cap = Math.max(toMs(policy.cap ?? 0, 'retry.cap'), budget);
       // The profile's 1s per attempt fits its own 2s budget; a caller who allows more time

@@ -1,5 +1,5 @@
 import { context } from '@opentelemetry/api';
-import { type Clock, setTimerOn, sleep } from '../clock.js';
+import { type Clock, elapsedOn, setTimerOn, sleep } from '../clock.js';
 import {
   AbortedError,
   AttemptTimeoutError,
@@ -105,7 +105,12 @@ interface Call<T> {
   readonly signal: AbortSignal | undefined;
   readonly listeners: RetryListeners | undefined;
   readonly telemetry: CallTelemetry | undefined;
+  /** When the call started, on the clock's elapsed timeline (see elapsedOn). */
   readonly start: number;
+  /**
+   * The deadline on the same elapsed timeline: a step of the wall clock (NTP) neither
+   * stretches the time budget nor ends it early.
+   */
   readonly deadlineAt: number;
   readonly guarded: boolean;
 }
@@ -138,7 +143,7 @@ function firstAttempt<T>(
   listeners: RetryListeners | undefined,
   telemetry: CallTelemetry | undefined,
 ): Promise<T> {
-  const start = policy.clock.now();
+  const start = elapsedOn(policy.clock);
   const call: Call<T> = {
     policy,
     fn,
@@ -189,7 +194,9 @@ function runAttempt<T>(call: Call<T>, attempt: number): Promise<T> {
       call.signal,
     );
   }
-  return promised(call.fn(new AttemptScope(attempt, call.deadlineAt)));
+  return promised(
+    call.fn(new AttemptScope(attempt, wallDeadline(call.policy.clock, call.deadlineAt))),
+  );
 }
 
 /** `fn`'s answer as a promise; a plain value (the types forbid it, JavaScript does not) wrapped. */
@@ -206,7 +213,7 @@ function succeed<T>(call: Call<T>, attempts: number): void {
   if (policy.onSuccess !== undefined || (listeners && listeners.success.size > 0)) {
     emit(policy.onSuccess, listeners?.success, {
       attempts,
-      elapsed: policy.clock.now() - call.start,
+      elapsed: elapsedOn(policy.clock) - call.start,
     });
   }
 }
@@ -248,13 +255,13 @@ async function retryLoop<T>(
     let delay: number;
     [delay, state] = nextDelay(policy.backoff, state, policy.random);
     if (Number.isNaN(delay)) delay = 0; // base 0 times an overflowed factor^n
-    const now = clock.now();
-    const hint = retryAfterMs(failure, now);
+    // A Retry-After date is read against the wall clock; the deadline is on the elapsed one.
+    const hint = retryAfterMs(failure, clock.now());
     if (hint !== undefined) delay = Math.min(policy.backoff.cap, hint);
 
     // Never start a sleep that ends past the deadline; an attempt starting exactly at the
     // deadline would have no time left, so that gives up too.
-    if (now + delay >= call.deadlineAt) {
+    if (elapsedOn(clock) + delay >= call.deadlineAt) {
       giveUp(call, attempt, 'deadline', failure);
       if (failedWithResult) return failure as T;
       throw new DeadlineExceededError(attempt, failure);
@@ -278,7 +285,7 @@ async function retryLoop<T>(
     }
     // A sleep that ended late (a stalled event loop, a slow timer) may have run into the
     // deadline: no attempt starts past it, not even one with no time left.
-    if (clock.now() >= call.deadlineAt) {
+    if (elapsedOn(clock) >= call.deadlineAt) {
       // The retry paid for is not sent: the budget gets it back.
       quietly(budget, 'refundRetry', failure);
       giveUp(call, attempt, 'deadline', failure);
@@ -431,6 +438,15 @@ class AttemptScope implements AttemptContext {
 }
 
 /**
+ * The deadline as the epoch ms `fn` is given (`ctx.deadline`): the elapsed one carried over to
+ * the wall clock as it reads now.
+ */
+function wallDeadline(clock: Clock, deadlineAt: number): number {
+  if (deadlineAt === Number.POSITIVE_INFINITY) return deadlineAt;
+  return clock.now() + (deadlineAt - elapsedOn(clock));
+}
+
+/**
  * One attempt raced against its timeout (the attempt timeout or the time left before the
  * deadline, whichever is shorter) and the caller's signal. Whichever fires first aborts the
  * attempt's signal and settles the attempt at once, even when `fn` ignores its signal.
@@ -444,11 +460,11 @@ function guardedAttempt<T>(
   signal: AbortSignal | undefined,
 ): Promise<T> {
   let timeoutMs = attemptTimeout ?? Number.POSITIVE_INFINITY;
-  const left = deadlineAt - clock.now();
+  const left = deadlineAt - elapsedOn(clock);
   if (left < timeoutMs) timeoutMs = Math.max(0, left);
   // Any finite timeout is timed: setTimerOn chains timers past setTimeout's limit.
   const timed = timeoutMs !== Number.POSITIVE_INFINITY;
-  const scope = new AttemptScope(attempt, deadlineAt, signal, timed);
+  const scope = new AttemptScope(attempt, wallDeadline(clock, deadlineAt), signal, timed);
   if (!timed && signal === undefined) return promised(fn(scope));
 
   return new Promise<T>((resolve, reject) => {

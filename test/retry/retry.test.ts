@@ -216,6 +216,42 @@ describe('retry', () => {
       expect(contexts[0]?.deadline).toBe(START + 2000);
     });
 
+    it('counts the deadline on the elapsed clock: a step of the wall clock neither stretches nor ends it', async () => {
+      /** A wall clock that can be stepped while elapsed time (and the timers) go on evenly. */
+      class SteppedClock extends FakeClock {
+        step = 0;
+        override now(): number {
+          return super.now() + this.step;
+        }
+        elapsed(): number {
+          return super.now();
+        }
+      }
+      for (const step of [-3_600_000, 3_600_000]) {
+        const clock = new SteppedClock(START);
+        let attempts = 0;
+        const deadlines: number[] = [];
+        const fn = async (ctx: AttemptContext) => {
+          attempts++;
+          deadlines.push(ctx.deadline - clock.now());
+          if (attempts === 1) clock.step = step;
+          throw codeError('ECONNRESET');
+        };
+        const error = errorOf(
+          await drive(
+            clock,
+            retry(fn, { clock, deadline: 1000, maxAttempts: 100, ...noJitter, cap: 100 }),
+          ),
+        );
+        expect(error, `step ${step}`).toBeInstanceOf(DeadlineExceededError);
+        // 100 ms apart within one second, whichever way the wall clock jumped.
+        expect(clock.elapsed() - START, `step ${step}`).toBe(900);
+        expect(attempts, `step ${step}`).toBe(10);
+        // Each attempt is told the time left on the wall clock as it reads then.
+        expect(deadlines.slice(0, 3), `step ${step}`).toEqual([1000, 900, 800]);
+      }
+    });
+
     it('bounds a slow attempt by the time left before the deadline', async () => {
       const clock = new FakeClock(START);
       let signal: AbortSignal | undefined;

@@ -1,5 +1,5 @@
 import type { Channel, GetMessage } from 'amqplib';
-import { type Clock, sleep, systemClock } from '../../clock.js';
+import { type Clock, elapsedOn, sleep, systemClock } from '../../clock.js';
 import { checkQuarantineFilter, matchesFilter } from '../quarantine-filter.js';
 import type { DeadLetterQueue, QuarantineFilter, QuarantinedMessage } from '../types.js';
 import {
@@ -134,7 +134,7 @@ export function createAmqpDeadLetterQueue(
   }
 
   async function waitForReady(connection: AmqpConnectionLike, expected: number): Promise<void> {
-    const deadline = clock.now() + 5000;
+    const deadline = elapsedOn(clock) + 5000;
     while (expected > 0) {
       const channel = await connection.createChannel();
       channel.on('error', () => {});
@@ -144,7 +144,7 @@ export function createAmqpDeadLetterQueue(
       } finally {
         await closeQuietly(channel);
       }
-      if (ready >= expected || clock.now() >= deadline) return;
+      if (ready >= expected || elapsedOn(clock) >= deadline) return;
       await sleep(clock, 20);
     }
   }
