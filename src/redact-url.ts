@@ -24,9 +24,93 @@ export function redactUrl(url: string): string {
   return `${scheme}${kept}***${hideQuery(text.slice(last))}`;
 }
 
-/** Query values named like a secret, or holding an encoded "@", hidden. */
+/**
+ * Query values named like a secret, or holding an encoded "@", hidden (`?password=***`,
+ * `&endpoint=***`), in time linear in the text. It gives what two global regular expressions
+ * would, one for a parameter whose name (from "?" or "&" up to "=", without "&" or "#")
+ * holds pass, secret or token, one for a value (up to the next "&") holding "%40"; as
+ * expressions they took cubic time on a text of many "?" (20 s for 10,000 "?pass").
+ */
 function hideQuery(text: string): string {
-  return text.replace(SECRET_PARAMETER, '$1***').replace(ENCODED_AT_PARAMETER, '$1***');
+  const named = hideValues(
+    text,
+    (name) => name.secretWord,
+    () => true,
+  );
+  return hideValues(
+    named,
+    () => true,
+    (value) => value.encodedAt,
+  );
+}
+
+/** Where each parameter that could start at a position ends its name and its value. */
+interface Marks {
+  /** The first index at or after i holding "=", "&" or "#" (the text's length if none). */
+  stop: Int32Array;
+  /** The first index at or after i holding "&". */
+  amp: Int32Array;
+  /** The smallest end of a secret word (pass, secret, token) starting at or after i (n + 1: none). */
+  wordEnd: Int32Array;
+  /** The first index at or after i where "%40" starts. */
+  at40: Int32Array;
+}
+
+function marksOf(text: string): Marks {
+  const n = text.length;
+  const stop = new Int32Array(n + 1).fill(n);
+  const amp = new Int32Array(n + 1).fill(n);
+  const wordEnd = new Int32Array(n + 1).fill(n + 1);
+  const at40 = new Int32Array(n + 1).fill(n);
+  for (let i = n - 1; i >= 0; i--) {
+    const c = text.charCodeAt(i);
+    stop[i] = c === 0x3d || c === 0x26 || c === 0x23 ? i : (stop[i + 1] as number);
+    amp[i] = c === 0x26 ? i : (amp[i + 1] as number);
+    SECRET_WORD.lastIndex = i;
+    const word = SECRET_WORD.exec(text);
+    const end = word === null ? n + 1 : i + word[0].length;
+    wordEnd[i] = Math.min(end, wordEnd[i + 1] as number);
+    at40[i] = text.startsWith('%40', i) ? i : (at40[i + 1] as number);
+  }
+  return { stop, amp, wordEnd, at40 };
+}
+
+/**
+ * `text` with the value of each `?name=value` or `&name=value` parameter hidden (`***`) when
+ * `byName` and `byValue` both say so; scanned as a global regular expression would: a value
+ * runs to the next "&", and a parameter not hidden lets the scan go on from its next character.
+ */
+function hideValues(
+  text: string,
+  byName: (name: { secretWord: boolean }) => boolean,
+  byValue: (value: { encodedAt: boolean }) => boolean,
+): string {
+  const n = text.length;
+  const { stop, amp, wordEnd, at40 } = marksOf(text);
+  let out = '';
+  let copied = 0;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c !== 0x3f && c !== 0x26) {
+      i++;
+      continue;
+    }
+    const equals = stop[i + 1] as number;
+    if (equals < n && text.charCodeAt(equals) === 0x3d) {
+      const end = amp[equals + 1] as number;
+      const name = { secretWord: (wordEnd[i + 1] as number) <= equals };
+      const value = { encodedAt: (at40[equals + 1] as number) + 3 <= end };
+      if (byName(name) && byValue(value)) {
+        out += `${text.slice(copied, equals + 1)}***`;
+        copied = end;
+        i = end;
+        continue;
+      }
+    }
+    i++;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: leading control characters are the point
@@ -35,7 +119,5 @@ const NO_CREDENTIALS = /^(?:sqlite:|memory:?$|key-value$)/i;
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 /** A user name: nothing a parser would end it at, and no "@". */
 const PLAIN_USER = /^[^/?#@]*$/;
-/** `?password=…`, `&api_token=…`: a query parameter named like a secret, and its whole value. */
-const SECRET_PARAMETER = /([?&][^=&#]*(?:pass|secret|token)[^=&#]*=)[^&]*/gi;
-/** `?endpoint=http%3A%2F%2Fu%3Apw%40host`: a value holding an encoded "@". */
-const ENCODED_AT_PARAMETER = /([?&][^=&#]*=)[^&]*%40[^&]*/gi;
+/** Part of a parameter's name that makes it a secret (`password`, `api_token`...), at one place. */
+const SECRET_WORD = /pass|secret|token/iy;
