@@ -1,3 +1,4 @@
+import { headOf } from '../clip-text.js';
 /** Text helpers shared by the CLI commands that print tables of stored things. */
 
 /**
@@ -27,7 +28,7 @@ export function isoTime(ms: number): string {
 /** `text` on one line, cut to `width` characters with an ellipsis. */
 export function clip(text: string, width: number): string {
   const flat = text.replace(/\s+/g, ' ');
-  return flat.length <= width ? flat : `${flat.slice(0, width - 1)}…`;
+  return flat.length <= width ? flat : `${headOf(flat, width - 1)}…`;
 }
 
 /** Columns padded to their widest cell, two spaces apart, no trailing blanks. */

@@ -35,6 +35,7 @@ import {
 } from './message-key.js';
 import { type BodyParser, type ParseBody, bodyParser } from './parse-body.js';
 import type { Delivery, Headers, QuarantineHistory } from './types.js';
+import { headOf } from '../clip-text.js';
 
 /*
  * One delivery, start to settle:
@@ -911,7 +912,7 @@ function textOf(value: unknown): string {
 
 /** `text` cut to `max` characters, the last one an ellipsis. */
 function clipText(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return text.length > max ? `${headOf(text, max - 1)}…` : text;
 }
 
 function poisonError(delivery: Delivery, why: string, cause?: unknown): NonRetryableError {

@@ -1,4 +1,5 @@
 import { ErrorCode, RecordCorruptError, ReprocessError } from '../errors.js';
+import { headOf } from '../clip-text.js';
 
 /** Longest stored error message; the rest is cut (a failure record is not a log). */
 const MAX_MESSAGE_LENGTH = 4096;
@@ -112,5 +113,5 @@ function httpStatus(value: unknown): number | undefined {
 }
 
 function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
+  return text.length > max ? `${headOf(text, max)}…` : text;
 }

@@ -695,6 +695,45 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     await expect(declareAmqpTopology(admin, classic)).rejects.toThrow(/could not declare queue/);
   });
 
+  it('a quarantine copy is fitted to the 64 KiB header table: the error message is cut, then the largest publisher headers left out', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 2 });
+    const longError = { name: 'Declined', message: 'm'.repeat(2000) };
+    // 64,500 bytes of headers: with a 2,000-character error message the copy would not fit.
+    await publishTo(admin, queue, 'near', {
+      messageId: 'near-1',
+      headers: { big: 'y'.repeat(64_400), 'idempotency-key': 'k-near' },
+    });
+    const near = await inbox.next();
+    await near.delivery.quarantine(history({ source: queue, lastError: longError }));
+    // Headers that fill the table on their own: only leaving one out lets the history in.
+    await publishTo(admin, queue, 'full', {
+      messageId: 'full-1',
+      headers: { a: 'a'.repeat(40_000), b: 'b'.repeat(25_300), 'idempotency-key': 'k-full' },
+    });
+    const full = await inbox.next();
+    await full.delivery.quarantine(history({ source: queue, lastError: longError }));
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    try {
+      const listed = await dlq.list();
+      const byId = new Map(listed.map((m) => [m.id, m]));
+      const fitted = byId.get('near-1');
+      expect(fitted?.headers.big).toHaveLength(64_400);
+      expect(fitted?.history.lastError.message).toMatch(/^m+…$/);
+      expect(fitted?.history.lastError.message.length).toBeLessThan(2000);
+      const dropped = byId.get('full-1');
+      expect(dropped?.headers.a).toBeUndefined();
+      expect(dropped?.headers.b).toHaveLength(25_300);
+      expect(dropped?.headers['idempotency-key']).toBe('k-full');
+      expect(dropped?.history.reason).toBe('attempts_exhausted');
+      expect(await readyCount(admin, queue)).toBe(0);
+    } finally {
+      await dlq.close();
+    }
+  });
+
   it('a redrive of a dead-letter queue that does not exist fails as list does, not as a cut-short publish', async () => {
     const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue: `${RUN_ID}.no-such-queue` });
     try {
@@ -739,9 +778,9 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
         (e: unknown) => e,
       );
       expect(isReprocessError(error, 'AMQP_PUBLISH_FAILED')).toBe(true);
-      // Cut during a publish ("it stays in") or between messages ("the messages not moved
-      // stay in"): either way the dead-letter queue is named.
-      expect(String(error)).toMatch(/stays? in .*\.dlq/);
+      // Cut during a publish ("it stays in"), an ack ("could not be removed from") or between
+      // messages ("the messages not moved stay in"): each names the dead-letter queue.
+      expect(String(error)).toContain(`${queue}.dlq`);
       const moved = Number(/redrive stopped after (\d+) message/.exec(String(error))?.[1]);
       expect(moved).toBeGreaterThan(0);
       // What was taken and not moved went back to the dead-letter queue; nothing is lost.

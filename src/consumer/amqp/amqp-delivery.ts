@@ -15,7 +15,9 @@ import {
 } from './amqp-headers.js';
 import type { AmqpTopology } from './amqp-topology.js';
 import { pickDelayTier } from './delay-tiers.js';
+import { MAX_HEADER_TABLE_BYTES, headerTableBytes } from './header-table-size.js';
 import { encodeHistory } from './history-headers.js';
+import { headOf } from '../../clip-text.js';
 
 /** The channel a delivery came on; once it closes, its deliveries cannot be settled. */
 export interface AmqpSession {
@@ -96,9 +98,11 @@ export class AmqpDelivery implements Delivery {
 
   quarantine(history: QuarantineHistory): Promise<void> {
     return this.#settle('quarantine', async () => {
+      const ours = encodeHistory(history, { prefix: AMQP_PREFIX });
       await this.#publishCopy(
         this.#context.topology.deadLetterQueue,
-        encodeHistory(history, { prefix: AMQP_PREFIX }),
+        ours,
+        fitted(this.#raw, ours),
       );
       this.#ackOriginal('quarantine');
     });
@@ -138,13 +142,20 @@ export class AmqpDelivery implements Delivery {
     }
   }
 
-  /** A copy: same payload, properties and publisher's headers, plus `extra`; confirmed. */
-  async #publishCopy(queue: string, extra: Record<string, string>): Promise<void> {
+  /**
+   * A copy: same payload, properties and publisher's headers, plus `extra`; confirmed.
+   * `headers`: the whole table when it was fitted already.
+   */
+  async #publishCopy(
+    queue: string,
+    extra: Record<string, string>,
+    headers: Record<string, unknown> = { ...originalRawHeaders(this.#raw), ...extra },
+  ): Promise<void> {
     const publisher = this.#context.publisher();
     if (!publisher) throw new AmqpChannelLostError('the AMQP source is closed');
     await publisher.publish(queue, this.#message.content, {
       ...publishProperties(this.#message, this.id),
-      headers: { ...originalRawHeaders(this.#raw), ...extra },
+      headers,
     });
   }
 
@@ -164,6 +175,62 @@ export class AmqpDelivery implements Delivery {
       );
     }
   }
+}
+
+/** The header that names the publisher's headers a quarantine copy had to leave out. */
+export const HEADERS_DROPPED = `${AMQP_PREFIX}headers-dropped`;
+
+/**
+ * The header table of a quarantine copy, made to fit what amqplib can publish: the publisher's
+ * headers and the history. A copy that would not fit (its error message alone may be 2,000
+ * characters) would be refused at every try, and the message would go round for ever without
+ * reaching the dead-letter queue. So the error message is cut first; then, if the publisher's
+ * own headers are too large (another client may publish up to RabbitMQ's frame size), the
+ * largest of them are left out, one at a time, and named in {@link HEADERS_DROPPED}: the body,
+ * the history and every other header still reach the dead-letter queue.
+ */
+function fitted(
+  raw: Record<string, unknown> | undefined,
+  ours: Record<string, string>,
+): Record<string, unknown> {
+  const original = originalRawHeaders(raw);
+  const whole = { ...original, ...ours };
+  const size = headerTableBytes(whole);
+  if (size <= MAX_HEADER_TABLE_BYTES) return whole;
+  const history = { ...ours };
+  const messageName = `${AMQP_PREFIX}error-message`;
+  const message = history[messageName] ?? '';
+  const over = size - MAX_HEADER_TABLE_BYTES;
+  if (over < Buffer.byteLength(message)) {
+    // Cut by characters, a little more than the bytes over: a character is 1 to 4 bytes.
+    let keep = Math.max(0, message.length - over - 1);
+    for (;;) {
+      history[messageName] = `${headOf(message, keep)}…`;
+      if (headerTableBytes({ ...original, ...history }) <= MAX_HEADER_TABLE_BYTES) {
+        return { ...original, ...history };
+      }
+      if (keep === 0) break;
+      keep = Math.max(0, keep - Math.max(16, Math.ceil(keep / 8)));
+    }
+  }
+  history[messageName] = '…';
+  const kept = { ...original };
+  const dropped: string[] = [];
+  const bySize = Object.keys(kept).sort(
+    (a, b) => headerTableBytes({ [b]: kept[b] }) - headerTableBytes({ [a]: kept[a] }),
+  );
+  for (const name of bySize) {
+    const table: Record<string, unknown> = {
+      ...kept,
+      ...history,
+      [HEADERS_DROPPED]: [...dropped, name].join(','),
+    };
+    delete table[name];
+    dropped.push(name);
+    delete kept[name];
+    if (headerTableBytes(table) <= MAX_HEADER_TABLE_BYTES) return table;
+  }
+  return { ...history, [HEADERS_DROPPED]: dropped.join(',') };
 }
 
 /** AMQP properties a copy keeps (the message id is fixed, so a copy has the same identity). */

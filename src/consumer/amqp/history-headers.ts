@@ -1,4 +1,5 @@
 import type { Headers, QuarantineHistory } from '../types.js';
+import { headOf } from '../../clip-text.js';
 
 /**
  * The quarantine history as message headers, so a dead-letter message carries its own story
@@ -41,7 +42,7 @@ export function encodeHistory(history: QuarantineHistory, codec: HistoryHeaderCo
   const esc = codec.escape ?? identity;
   const message =
     history.lastError.message.length > MAX_ERROR_MESSAGE_LENGTH
-      ? `${history.lastError.message.slice(0, MAX_ERROR_MESSAGE_LENGTH)}…`
+      ? `${headOf(history.lastError.message, MAX_ERROR_MESSAGE_LENGTH)}…`
       : history.lastError.message;
   const out: Headers = {
     [`${p}attempts`]: String(history.attempts),
