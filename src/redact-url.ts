@@ -16,7 +16,10 @@ export function redactUrl(url: string): string {
   if (NO_CREDENTIALS.test(text)) return text;
   const last = text.lastIndexOf('@');
   if (last < 0) return hideQuery(text);
-  const scheme = SCHEME.exec(text)?.[0] ?? '';
+  // Only a scheme this library takes is read as one: in `app://s3cret:x@host`, "app:" may be
+  // a user name whose unencoded password starts with "//", and "s3cret" no user name at all.
+  const found = SCHEME.exec(text)?.[0] ?? '';
+  const scheme = KNOWN_SCHEMES.has(found.slice(0, -3).toLowerCase()) ? found : '';
   const userInfo = text.slice(scheme.length, last);
   const colon = userInfo.indexOf(':');
   const user = colon < 0 ? undefined : userInfo.slice(0, colon);
@@ -117,6 +120,11 @@ function hideValues(
 const LEADING_SPACE = /^[\u0000-\u0020\u00a0\ufeff]+/;
 const NO_CREDENTIALS = /^(?:sqlite:|memory:?$|key-value$)/i;
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+/** The URL schemes of the stores and brokers (and endpoints) this library opens. */
+const KNOWN_SCHEMES: ReadonlySet<string> = new Set([
+  ...['postgres', 'postgresql', 'mysql', 'mariadb', 'redis', 'rediss', 'amqp', 'amqps'],
+  ...['nats', 'tls', 'ws', 'wss', 'dynamodb', 'http', 'https'],
+]);
 /** A user name: nothing a parser would end it at, and no "@". */
 const PLAIN_USER = /^[^/?#@]*$/;
 /** Part of a parameter's name that makes it a secret (`password`, `api_token`...), at one place. */

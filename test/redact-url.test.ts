@@ -26,6 +26,9 @@ describe('redactUrl', () => {
       ['amqp://guest:hun@ter/2@127.0.0.1:5672', 'amqp://guest:***@127.0.0.1:5672'],
       ['nats://app:hunter,2@nats.internal:4222', 'nats://app:***@nats.internal:4222'],
       ['app:hunter2@nats.internal:99999', 'app:***@nats.internal:99999'],
+      // "app:" a user name, its unencoded password "//hunter2:x": no scheme this library takes.
+      ['app://hunter2:x@nats.internal:4222', 'app:***@nats.internal:4222'],
+      ['APP://hunter2:@nats.internal:4222', 'APP:***@nats.internal:4222'],
       ['redis://hunter2@cache:6379', 'redis://***@cache:6379'],
       ['postgres//app:hunter2@db.internal:5432/app', '***@db.internal:5432/app'],
       ['postgres:///app:hunter2@db.internal/app', 'postgres://***@db.internal/app'],
