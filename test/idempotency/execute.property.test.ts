@@ -47,7 +47,7 @@ interface Seen {
 describe('executeIdempotent (properties)', () => {
   it('runs each effect at most once and every caller agrees on the outcome', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(command, { maxLength: 25 }), async (commands) => {
+      fc.asyncProperty(fc.array(command, { maxLength: 25, size: 'max' }), async (commands) => {
         const { clock, store } = setup();
         const effects = new Array<number>(KEYS).fill(0);
         const seen: Seen[] = [];

@@ -16,6 +16,7 @@ import {
 import { NATS_HISTORY_CODEC } from '../../src/consumer/nats/jetstream-headers.js';
 import type { QuarantineHistory } from '../../src/consumer/types.js';
 import { isReprocessError } from '../../src/errors.js';
+import { headOf } from '../../src/clip-text.js';
 
 const tiersArb = fc
   .uniqueArray(fc.integer({ min: 1, max: 10_000_000 }), { minLength: 1, maxLength: 12 })
@@ -72,7 +73,8 @@ describe('delay tiers', () => {
   });
 });
 
-const text = fc.string({ unit: 'binary', maxLength: 3000 });
+// size 'max': lengths up to 3,000, past the 2,000 characters where the message is cut.
+const text = fc.string({ unit: 'binary', maxLength: 3000, size: 'max' });
 const historyArb: fc.Arbitrary<QuarantineHistory> = fc.record(
   {
     attempts: fc.integer({ min: 0, max: 1000 }),
@@ -113,7 +115,7 @@ function cut(history: QuarantineHistory): QuarantineHistory {
         ...history,
         lastError: {
           ...history.lastError,
-          message: `${message.slice(0, MAX_ERROR_MESSAGE_LENGTH)}…`,
+          message: `${headOf(message, MAX_ERROR_MESSAGE_LENGTH)}…`,
         },
       }
     : history;

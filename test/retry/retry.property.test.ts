@@ -158,7 +158,7 @@ describe('budget properties', () => {
   it('neither budget ever goes negative, whatever the sequence of events', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(operation, { maxLength: 300 }),
+        fc.array(operation, { maxLength: 300, size: 'max' }),
         fc.record({
           capacity: fc.integer({ min: 0, max: 100 }),
           retryCost: fc.integer({ min: 1, max: 15 }),

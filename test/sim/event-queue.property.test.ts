@@ -6,7 +6,10 @@ describe('EventQueue', () => {
   it('pops in time order, ties in insertion order, whatever the interleaving', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.oneof(fc.integer({ min: 0, max: 50 }), fc.constant(-1)), { maxLength: 400 }),
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 50 }), fc.constant(-1)), {
+          maxLength: 400,
+          size: 'max',
+        }),
         (ops) => {
           const q = new EventQueue(2);
           const model: Array<{ t: number; id: number }> = [];

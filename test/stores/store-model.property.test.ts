@@ -279,7 +279,7 @@ async function checkAgainstModel(store: IdempotencyStore, clock: FakeClock, comm
   );
 }
 
-const sequences = fc.array(command, { minLength: 1, maxLength: 60 });
+const sequences = fc.array(command, { minLength: 1, maxLength: 60, size: 'max' });
 
 describe('store model (property)', () => {
   it('the memory store behaves like the model', async () => {
