@@ -24,7 +24,15 @@ function shuffler(seed: number): (keys: string[]) => string[] {
   };
 }
 
-const json = fc.jsonValue();
+/**
+ * JSON values, at a size where objects may have more than 16 members (where the writer sorts
+ * with Array#sort instead of by insertion) and nest a few levels.
+ */
+const json = fc.oneof(
+  fc.jsonValue(),
+  fc.jsonValue({ depthSize: 'medium' }),
+  fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 }), { minKeys: 17, maxKeys: 60 }),
+);
 
 describe('canonicalJson (properties)', () => {
   it('does not depend on key insertion order', () => {
