@@ -626,6 +626,8 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     expect(after.delivery.id).toBe('m-10');
     await after.delivery.ack();
     expect(await readyCount(admin, queue)).toBe(0);
+    // The broker's close was told to onError, not swallowed.
+    expect(errors.some((e) => String(e).includes('CONNECTION_FORCED'))).toBe(true);
   });
 
   it('its queue deleted while it consumes: it reports it, even to an onError that throws, and resumes once the queue is back', async () => {

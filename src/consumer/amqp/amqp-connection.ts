@@ -46,6 +46,7 @@ export interface OpenedAmqpConnection {
 export async function openAmqpConnection(
   options: AmqpConnectionOptions,
   defaultName: string,
+  onError?: (error: unknown) => void,
 ): Promise<OpenedAmqpConnection> {
   if (options.connection !== undefined) {
     return { connection: options.connection, owned: false };
@@ -54,8 +55,15 @@ export async function openAmqpConnection(
     clientProperties: { connection_name: options.connectionName ?? defaultName },
     recovery: { initialMaxRetries: 0, initialDelay: 100, maxDelay: 5000 },
   });
-  // Connection errors reach reprocess as channel closes; an unheard 'error' would crash.
-  model.on('error', () => {});
+  // Connection errors reach reprocess as channel closes, and are told to `onError` (a broker
+  // closing the connection, a frame amqplib cannot read): an unheard 'error' would crash.
+  model.on('error', (error: unknown) => onError?.(error));
+  // The recovering connection reports a lost connection (a broker closing it, a frame amqplib
+  // cannot read) and a reconnection given up on as events of their own.
+  const events = model as unknown as { on(event: string, listener: (e: unknown) => void): void };
+  for (const event of ['disconnect', 'reconnect-failed']) {
+    events.on(event, (error: unknown) => onError?.(error));
+  }
   return { connection: model, owned: true };
 }
 

@@ -121,7 +121,7 @@ export function createAmqpSource(options: AmqpSourceOptions): AmqpSource {
    */
   function connect(): Promise<void> {
     connecting ??= (async () => {
-      const opened = await openAmqpConnection(options, `reprocess:${topology.queue}`);
+      const opened = await openAmqpConnection(options, `reprocess:${topology.queue}`, report);
       connection = opened.connection;
       owned = opened.owned;
       publisher = new ConfirmPublisher(connection);
