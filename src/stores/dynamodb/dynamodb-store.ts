@@ -318,6 +318,8 @@ export function createDynamoDbStore(
 
   return {
     name: 'dynamodb',
+    // Leases are decided on this writer's clock (see IdempotencyStore.leaseClock).
+    leaseClock: clock,
     table,
     createTable: () => createDynamoDbTable(client, table),
 
