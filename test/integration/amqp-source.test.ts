@@ -736,6 +736,48 @@ await describeWithService('rabbitmq', 'RabbitMQ source (amqplib) against the por
     }
   });
 
+  it('a retry copy is fitted too, and a header too deep to measure is left out of a quarantine copy', async () => {
+    const queue = newQueue();
+    const s = source(queue);
+    const inbox = createInbox();
+    await s.start(inbox.onDelivery, { prefetch: 2 });
+    // 65,500 bytes of headers: publishable, but not with the two hop headers of a retry.
+    const a = 'a'.repeat(40_000);
+    const b = 'b'.repeat(65_500 - 4 - (7 + a.length) - (1 + 15 + 1 + 4 + 5) - 7);
+    await publishTo(admin, queue, 'retry', {
+      messageId: 'retry-1',
+      headers: { a, b, 'idempotency-key': 'k-rty' },
+    });
+    const first = await inbox.next();
+    await first.delivery.retryLater(1);
+    const again = await inbox.next(15_000);
+    expect(again.delivery.id).toBe('retry-1');
+    expect(again.delivery.deliveryCount).toBe(2);
+    expect(again.delivery.headers.a).toBeUndefined();
+    expect(again.delivery.headers.b).toHaveLength(b.length);
+    expect(again.delivery.headers['idempotency-key']).toBe('k-rty');
+    await again.delivery.ack();
+
+    // Nested deeper than the size is measured: left out, the message still quarantined.
+    let deep: Record<string, unknown> = { leaf: 'x' };
+    for (let i = 0; i < 600; i++) deep = { d: deep };
+    await publishTo(admin, queue, 'deep', {
+      messageId: 'deep-1',
+      headers: { deep, 'idempotency-key': 'k-deep' },
+    });
+    const nested = await inbox.next();
+    await nested.delivery.quarantine(history({ source: queue }));
+    const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue });
+    try {
+      const [listed] = await dlq.list();
+      expect(listed?.id).toBe('deep-1');
+      expect(listed?.headers['idempotency-key']).toBe('k-deep');
+      expect(listed?.headers.deep).toBeUndefined();
+    } finally {
+      await dlq.close();
+    }
+  });
+
   it('a redrive of a dead-letter queue that does not exist fails as list does, not as a cut-short publish', async () => {
     const dlq = createAmqpDeadLetterQueue({ url: AMQP_URL, queue: `${RUN_ID}.no-such-queue` });
     try {

@@ -88,10 +88,13 @@ export class AmqpDelivery implements Delivery {
   retryLater(delayMs: number): Promise<void> {
     return this.#settle('retryLater', async () => {
       const tier = pickDelayTier(this.#context.topology.tiers, delayMs);
-      await this.#publishCopy(tier.queue, {
+      const hops = {
         [HOP_DELIVERIES]: String(this.deliveryCount),
         [HOP_PUBLISHED_AT]: String(this.publishedAt ?? this.#receivedAt),
-      });
+      };
+      // Fitted too: a copy refused for its headers at every retry would be given back at once
+      // each time, and on a classic queue its delivery count would never grow.
+      await this.#publishCopy(tier.queue, hops, fitted(this.#raw, hops));
       this.#ackOriginal('retryLater');
     });
   }
@@ -181,13 +184,14 @@ export class AmqpDelivery implements Delivery {
 export const HEADERS_DROPPED = `${AMQP_PREFIX}headers-dropped`;
 
 /**
- * The header table of a quarantine copy, made to fit what amqplib can publish: the publisher's
- * headers and the history. A copy that would not fit (its error message alone may be 2,000
- * characters) would be refused at every try, and the message would go round for ever without
- * reaching the dead-letter queue. So the error message is cut first; then, if the publisher's
- * own headers are too large (another client may publish up to RabbitMQ's frame size), the
- * largest of them are left out, one at a time, and named in {@link HEADERS_DROPPED}: the body,
- * the history and every other header still reach the dead-letter queue.
+ * The header table of a copy (a retry or a quarantine), made to fit what amqplib can publish:
+ * the publisher's headers and ours (the hop count, or the history). A copy that would not fit
+ * (a quarantine's error message alone may be 2,000 characters) would be refused at every
+ * try, and the message would go round for ever without reaching the dead-letter queue. So the
+ * error message is cut first; then, if the publisher's own headers are too large (another
+ * client may publish up to RabbitMQ's frame size, or a table amqplib cannot encode as it
+ * came), the largest of them are left out, one at a time, and named in
+ * {@link HEADERS_DROPPED}: the body, our headers and every other header still go on.
  */
 function fitted(
   raw: Record<string, unknown> | undefined,
@@ -213,12 +217,17 @@ function fitted(
       keep = Math.max(0, keep - Math.max(16, Math.ceil(keep / 8)));
     }
   }
-  history[messageName] = '…';
+  if (messageName in history) history[messageName] = '…';
   const kept = { ...original };
   const dropped: string[] = [];
-  const bySize = Object.keys(kept).sort(
-    (a, b) => headerTableBytes({ [b]: kept[b] }) - headerTableBytes({ [a]: kept[a] }),
+  const sizes = new Map(
+    Object.keys(kept).map((name) => [name, headerTableBytes({ [name]: kept[name] })]),
   );
+  // Largest first; those that cannot be measured (Infinity) before all others.
+  const bySize = [...sizes.keys()].sort((a, b) => {
+    const [x, y] = [sizes.get(a) as number, sizes.get(b) as number];
+    return x === y ? 0 : x < y ? 1 : -1;
+  });
   for (const name of bySize) {
     const table: Record<string, unknown> = {
       ...kept,

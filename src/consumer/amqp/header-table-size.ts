@@ -13,8 +13,11 @@ export function headerTableBytes(headers: Record<string, unknown>): number {
   return tableBytes(headers, 0);
 }
 
-/** Nested tables deeper than this are counted as their JSON text, which bounds them well. */
-const MAX_DEPTH = 64;
+/**
+ * Nesting past which a value is taken as too large: a header nested this deep is left out of a
+ * copy rather than measured (amqplib could not encode it anyway past a few thousand levels).
+ */
+const MAX_DEPTH = 512;
 
 function tableBytes(table: object, depth: number): number {
   let size = 4; // the table's length
@@ -25,31 +28,28 @@ function tableBytes(table: object, depth: number): number {
   return size;
 }
 
-/** A field value with its type tag. */
+/** A field value with its type tag; Infinity for one amqplib may not encode as it came. */
 function valueBytes(value: unknown, depth: number): number {
   if (typeof value === 'string') return 1 + 4 + Buffer.byteLength(value, 'utf8');
   if (typeof value === 'number' || typeof value === 'bigint') return 1 + 8;
   if (typeof value === 'boolean') return 2;
   if (value === null || typeof value !== 'object') return 1;
   if (value instanceof Uint8Array) return 1 + 4 + value.byteLength;
-  if (depth >= MAX_DEPTH) return 1 + 4 + Buffer.byteLength(safeJson(value), 'utf8');
+  if (depth >= MAX_DEPTH) return Number.POSITIVE_INFINITY;
   if (Array.isArray(value)) {
     let size = 1 + 4;
     for (const item of value) size += valueBytes(item, depth + 1);
     return size;
   }
+  // A table with a member named "!" is read by amqplib's encoder as a typed value: amqplib
+  // decodes timestamps and decimals so ({ '!': 'timestamp', value }). Any other such table
+  // (another client's headers) may be encoded as something else, or refused: counted as too
+  // large, so that it is left out.
   if (Object.hasOwn(value, '!')) {
-    // A typed value ({ '!': 'timestamp', value }): its tag, then at most its widest form.
-    const inner = (value as { value?: unknown }).value;
-    return 1 + (typeof inner === 'string' ? 4 + Buffer.byteLength(inner, 'utf8') : 8);
+    const typed = value as { '!': unknown; value?: unknown };
+    if (typed['!'] === 'timestamp' && typeof typed.value === 'number') return 1 + 8;
+    if (typed['!'] === 'decimal' && typeof typed.value === 'object') return 1 + 1 + 4;
+    return Number.POSITIVE_INFINITY;
   }
   return 1 + tableBytes(value, depth + 1);
-}
-
-function safeJson(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? '';
-  } catch {
-    return '';
-  }
 }
