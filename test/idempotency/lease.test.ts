@@ -7,21 +7,11 @@ import type { IdempotencyStore } from '../../src/idempotency/store.js';
 import type { IdempotencyContext, OperationIdentity } from '../../src/idempotency/types.js';
 import { createMemoryStore } from '../../src/stores/memory-store.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { SteppedClock, acrossWallStep } from '../helpers/wall-step.js';
 import { deferred, settle, setup } from './fixtures.js';
 
 const identity: OperationIdentity = { operation: 'report', key: 'k1' };
 const storedKey = hashKey({ operation: 'report', key: 'k1' });
-
-/** A wall clock that can be stepped while elapsed time (and the timers) go on evenly. */
-class SteppedClock extends FakeClock {
-  step = 0;
-  override now(): number {
-    return super.now() + this.step;
-  }
-  elapsed(): number {
-    return super.now();
-  }
-}
 
 /** The operation, on `store` with every heartbeat failing; `state.signal` is its signal. */
 function runWithFailingBeats(store: IdempotencyStore, clock: FakeClock, lease: string) {
@@ -406,26 +396,9 @@ describe('leases, heartbeats and fencing', () => {
   it("with a store that decides leases on this process's wall clock, a forward step ends the lease there too: no step runs twice", async () => {
     const clock = new SteppedClock();
     // The memory store (as SQLite) takes a lease as over when the wall clock passes its end.
-    const store = createMemoryStore({ clock });
-    const options = { store, clock, lease: '30s' };
-    const sent: string[] = [];
-    const send = (by: string) => async (ctx: IdempotencyContext) => {
-      await ctx.step('charge', () => 'charged');
-      if (by === 'A') await new Promise<void>((done) => clock.setTimer(5_000, done));
-      await ctx.step('email', () => {
-        sent.push(by);
-        return by;
-      });
-      return by;
-    };
-    const a = executeIdempotent(identity, send('A'), options).catch((e: unknown) => e);
-    await settle();
-    // An NTP step of a minute: the store now sees A's lease as over, and B takes it over.
-    clock.step = 60_000;
-    expect(await executeIdempotent(identity, send('B'), options)).toMatchObject({ value: 'B' });
-    await clock.advance(5_000);
+    const { outcomeOfA, sent } = await acrossWallStep(createMemoryStore({ clock }), clock, settle);
     // A is 5 s into its 30 s lease on the monotonic clock, but its email must not go out.
-    expect(await a).toBeInstanceOf(LeaseLostError);
+    expect(outcomeOfA).toBeInstanceOf(LeaseLostError);
     expect(sent).toEqual(['B']);
   });
 

@@ -10,8 +10,6 @@ import {
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LeaseLostError, isReprocessError } from '../../src/errors.js';
-import { executeIdempotent } from '../../src/idempotency/execute.js';
-import type { IdempotencyContext } from '../../src/idempotency/types.js';
 import { idempotent } from '../../src/idempotency/idempotent.js';
 import type { BeginResult, IdempotencyStore } from '../../src/idempotency/store.js';
 import type { Item } from '../../src/stores/dynamodb/item.js';
@@ -25,6 +23,7 @@ import {
 import { FakeClock } from '../../src/testing/fake-clock.js';
 import { type Dynalite, startDynalite } from '../helpers/dynalite.js';
 import { RUN_ID } from '../helpers/services.js';
+import { SteppedClock, acrossWallStep } from '../helpers/wall-step.js';
 import { describeStoreConformance } from '../helpers/store-conformance.js';
 
 let dynalite: Dynalite;
@@ -191,36 +190,12 @@ describe('dynamodb store beyond the suite', () => {
   });
 
   it("decides leases on the writer's wall clock: a forward step of it ends a worker's lease there too, and no step runs twice", async () => {
-    /** A wall clock that can be stepped while elapsed time (and the timers) go on evenly. */
-    class SteppedClock extends FakeClock {
-      step = 0;
-      override now(): number {
-        return super.now() + this.step;
-      }
-      elapsed(): number {
-        return super.now();
-      }
-    }
     const wall = new SteppedClock();
     const stepped = createDynamoDbStore(client, { table, clock: wall });
-    const options = { store: stepped, clock: wall, lease: '30s', heartbeat: false as const };
-    const sent: string[] = [];
-    const send = (by: string) => async (ctx: IdempotencyContext) => {
-      await ctx.step('charge', () => 'charged');
-      if (by === 'A') await new Promise<void>((done) => wall.setTimer(5_000, done));
-      await ctx.step('email', () => {
-        sent.push(by);
-        return by;
-      });
-      return by;
-    };
-    const identity = { operation: 'wall-step', key: `k-${++n}` };
-    const a = executeIdempotent(identity, send('A'), options).catch((e: unknown) => e);
-    await vi.waitFor(() => expect(wall.pending).toBe(1));
-    wall.step = 60_000;
-    expect(await executeIdempotent(identity, send('B'), options)).toMatchObject({ value: 'B' });
-    await wall.advance(5_000);
-    expect(await a).toBeInstanceOf(LeaseLostError);
+    const { outcomeOfA, sent } = await acrossWallStep(stepped, wall, () =>
+      vi.waitFor(() => expect(wall.pending).toBe(1)),
+    );
+    expect(outcomeOfA).toBeInstanceOf(LeaseLostError);
     expect(sent).toEqual(['B']);
   });
 

@@ -22,6 +22,7 @@ import type {
   SuccessEvent,
 } from '../../src/retry/types.js';
 import { FakeClock } from '../../src/testing/fake-clock.js';
+import { SteppedClock } from '../helpers/wall-step.js';
 import { capture, codeError, drive, errorOf, statusError } from './helpers.js';
 
 const START = 1_700_000_000_000;
@@ -217,16 +218,6 @@ describe('retry', () => {
     });
 
     it('counts the deadline on the elapsed clock: a step of the wall clock neither stretches nor ends it', async () => {
-      /** A wall clock that can be stepped while elapsed time (and the timers) go on evenly. */
-      class SteppedClock extends FakeClock {
-        step = 0;
-        override now(): number {
-          return super.now() + this.step;
-        }
-        elapsed(): number {
-          return super.now();
-        }
-      }
       for (const step of [-3_600_000, 3_600_000]) {
         const clock = new SteppedClock(START);
         let attempts = 0;
