@@ -15,9 +15,8 @@ import {
 } from './amqp-headers.js';
 import type { AmqpTopology } from './amqp-topology.js';
 import { pickDelayTier } from './delay-tiers.js';
-import { MAX_HEADER_TABLE_BYTES, headerTableBytes } from './header-table-size.js';
+import { fitHeaders } from './fit-headers.js';
 import { encodeHistory } from './history-headers.js';
-import { headOf } from '../../clip-text.js';
 
 /** The channel a delivery came on; once it closes, its deliveries cannot be settled. */
 export interface AmqpSession {
@@ -94,7 +93,7 @@ export class AmqpDelivery implements Delivery {
       };
       // Fitted too: a copy refused for its headers at every retry would be given back at once
       // each time, and on a classic queue its delivery count would never grow.
-      await this.#publishCopy(tier.queue, hops, fitted(this.#raw, hops));
+      await this.#publishCopy(tier.queue, hops);
       this.#ackOriginal('retryLater');
     });
   }
@@ -105,7 +104,7 @@ export class AmqpDelivery implements Delivery {
       await this.#publishCopy(
         this.#context.topology.deadLetterQueue,
         ours,
-        fitted(this.#raw, ours),
+        `${AMQP_PREFIX}error-message`,
       );
       this.#ackOriginal('quarantine');
     });
@@ -146,19 +145,19 @@ export class AmqpDelivery implements Delivery {
   }
 
   /**
-   * A copy: same payload, properties and publisher's headers, plus `extra`; confirmed.
-   * `headers`: the whole table when it was fitted already.
+   * A copy: same payload and properties, the publisher's headers plus `ours`, fitted to what
+   * amqplib can publish (see fitHeaders; `messageName` may be cut); confirmed.
    */
   async #publishCopy(
     queue: string,
-    extra: Record<string, string>,
-    headers: Record<string, unknown> = { ...originalRawHeaders(this.#raw), ...extra },
+    ours: Record<string, string>,
+    messageName?: string,
   ): Promise<void> {
     const publisher = this.#context.publisher();
     if (!publisher) throw new AmqpChannelLostError('the AMQP source is closed');
     await publisher.publish(queue, this.#message.content, {
       ...publishProperties(this.#message, this.id),
-      headers,
+      headers: fitHeaders(originalRawHeaders(this.#raw), ours, messageName),
     });
   }
 
@@ -178,68 +177,6 @@ export class AmqpDelivery implements Delivery {
       );
     }
   }
-}
-
-/** The header that names the publisher's headers a quarantine copy had to leave out. */
-export const HEADERS_DROPPED = `${AMQP_PREFIX}headers-dropped`;
-
-/**
- * The header table of a copy (a retry or a quarantine), made to fit what amqplib can publish:
- * the publisher's headers and ours (the hop count, or the history). A copy that would not fit
- * (a quarantine's error message alone may be 2,000 characters) would be refused at every
- * try, and the message would go round for ever without reaching the dead-letter queue. So the
- * error message is cut first; then, if the publisher's own headers are too large (another
- * client may publish up to RabbitMQ's frame size, or a table amqplib cannot encode as it
- * came), the largest of them are left out, one at a time, and named in
- * {@link HEADERS_DROPPED}: the body, our headers and every other header still go on.
- */
-function fitted(
-  raw: Record<string, unknown> | undefined,
-  ours: Record<string, string>,
-): Record<string, unknown> {
-  const original = originalRawHeaders(raw);
-  const whole = { ...original, ...ours };
-  const size = headerTableBytes(whole);
-  if (size <= MAX_HEADER_TABLE_BYTES) return whole;
-  const history = { ...ours };
-  const messageName = `${AMQP_PREFIX}error-message`;
-  const message = history[messageName] ?? '';
-  const over = size - MAX_HEADER_TABLE_BYTES;
-  if (over < Buffer.byteLength(message)) {
-    // Cut by characters, a little more than the bytes over: a character is 1 to 4 bytes.
-    let keep = Math.max(0, message.length - over - 1);
-    for (;;) {
-      history[messageName] = `${headOf(message, keep)}…`;
-      if (headerTableBytes({ ...original, ...history }) <= MAX_HEADER_TABLE_BYTES) {
-        return { ...original, ...history };
-      }
-      if (keep === 0) break;
-      keep = Math.max(0, keep - Math.max(16, Math.ceil(keep / 8)));
-    }
-  }
-  if (messageName in history) history[messageName] = '…';
-  const kept = { ...original };
-  const dropped: string[] = [];
-  const sizes = new Map(
-    Object.keys(kept).map((name) => [name, headerTableBytes({ [name]: kept[name] })]),
-  );
-  // Largest first; those that cannot be measured (Infinity) before all others.
-  const bySize = [...sizes.keys()].sort((a, b) => {
-    const [x, y] = [sizes.get(a) as number, sizes.get(b) as number];
-    return x === y ? 0 : x < y ? 1 : -1;
-  });
-  for (const name of bySize) {
-    const table: Record<string, unknown> = {
-      ...kept,
-      ...history,
-      [HEADERS_DROPPED]: [...dropped, name].join(','),
-    };
-    delete table[name];
-    dropped.push(name);
-    delete kept[name];
-    if (headerTableBytes(table) <= MAX_HEADER_TABLE_BYTES) return table;
-  }
-  return { ...history, [HEADERS_DROPPED]: dropped.join(',') };
 }
 
 /** AMQP properties a copy keeps (the message id is fixed, so a copy has the same identity). */
