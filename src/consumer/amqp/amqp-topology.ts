@@ -166,35 +166,43 @@ async function assertDeadLetterQueue(
   queue: string,
 ): Promise<Channel> {
   const quorum = { 'x-queue-type': 'quorum' };
-  try {
-    await channel.assertQueue(queue, {
-      durable: true,
-      arguments: { ...quorum, 'x-delivery-limit': DEAD_LETTER_DELIVERY_LIMIT },
-    });
-    return channel;
-  } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
-    if ((error as { code?: unknown }).code !== 406) throw error;
-    if (!detail.includes("'x-delivery-limit'")) throw declareRefused(queue, error);
-  }
-  await closeQuietly(channel);
-  let fresh = await connection.createChannel();
-  fresh.on('error', () => {});
-  try {
-    // Without a limit: the arguments of a queue declared before this one had it.
-    await fresh.assertQueue(queue, { durable: true, arguments: quorum });
-    return fresh;
-  } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error);
-    if ((error as { code?: unknown }).code !== 406) throw error;
-    if (!detail.includes("'x-delivery-limit'")) throw declareRefused(queue, error);
-  }
+  const limited = { ...quorum, 'x-delivery-limit': DEAD_LETTER_DELIVERY_LIMIT };
+  if (await declaredUnlessLimit(channel, queue, limited)) return channel;
+  // Without a limit: the arguments of a queue declared before this one had it.
+  let fresh = await reopen(connection, channel);
+  if (await declaredUnlessLimit(fresh, queue, quorum)) return fresh;
   // A limit of its own (set by hand): accepted as it is, as long as the queue is there.
-  await closeQuietly(fresh);
-  fresh = await connection.createChannel();
-  fresh.on('error', () => {});
+  fresh = await reopen(connection, fresh);
   await fresh.checkQueue(queue);
   return fresh;
+}
+
+/**
+ * Declares `queue` with `args`; false when RabbitMQ refused only for its `x-delivery-limit`
+ * (the refusal closed the channel). Any other refusal is the caller's {@link declareRefused}.
+ */
+async function declaredUnlessLimit(
+  channel: Channel,
+  queue: string,
+  args: Record<string, unknown>,
+): Promise<boolean> {
+  try {
+    await channel.assertQueue(queue, { durable: true, arguments: args });
+    return true;
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    if ((error as { code?: unknown }).code !== 406) throw error;
+    if (!detail.includes("'x-delivery-limit'")) throw declareRefused(queue, error);
+    return false;
+  }
+}
+
+/** A new channel in place of `closed`, which a refused declare closed. */
+async function reopen(connection: AmqpConnectionLike, closed: Channel): Promise<Channel> {
+  await closeQuietly(closed);
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  return channel;
 }
 
 function isResolved(options: AmqpTopologyOptions | AmqpTopology): options is AmqpTopology {
